@@ -1,0 +1,2 @@
+//! The image store: content store (blobs by digest), import/export, layer unpack
+//! into snapshots. (Being written.)

@@ -1,0 +1,53 @@
+//! Image records as the image store keeps them and the API shows them.
+
+use serde::{Deserialize, Serialize};
+
+/// One image: a manifest plus its config, stored once by manifest digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Image {
+    /// `sha256:` digest of the image config (Docker's "image id").
+    pub id: String,
+    /// `sha256:` digest of the manifest this image was stored from.
+    pub manifest_digest: String,
+    /// Familiar `name:tag` references pointing at this image.
+    pub tags: Vec<String>,
+    /// Compressed layer digests in order (as in the manifest).
+    pub layers: Vec<String>,
+    /// Uncompressed layer digests (diff ids) in order.
+    pub diff_ids: Vec<String>,
+    /// Total size of the layer blobs, compressed.
+    pub size: u64,
+    pub created: Option<String>,
+    pub architecture: String,
+    pub os: String,
+    pub config: ImageConfig,
+}
+
+/// The run-time parts of an image config that a container inherits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub working_dir: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+}
+
+/// One line of streamed progress for long image operations (NDJSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Progress {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ApiError>,
+}

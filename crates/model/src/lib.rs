@@ -1,0 +1,29 @@
+//! Resource types shared by the API, the store, the CLI and (later) the UI:
+//! specs, statuses, ids and wire errors. This crate does no IO.
+#![forbid(unsafe_code)]
+
+pub mod container;
+pub mod error;
+pub mod event;
+pub mod image;
+pub mod reference;
+pub mod units;
+
+pub use container::*;
+pub use error::*;
+pub use event::*;
+pub use image::*;
+pub use reference::*;
+
+/// A new random resource id: 64 lower-case hex digits, like Docker's.
+/// Random (not sequential) so ids stay unique across every node of a cluster.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// The short form of an id shown in tables.
+pub fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}

@@ -1,0 +1,237 @@
+//! The embedded store: one redb database under the data root, with typed
+//! JSON-valued tables. Two keyspaces share the file: `local/*` belongs to this
+//! node and is written directly; `cluster/*` (later replicated by Raft) must
+//! only change through [`Store::apply`], so that a log can slot in underneath.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("opening store {path}: {source}")]
+    Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("store table {table}: {message}")]
+    Storage { table: &'static str, message: String },
+    #[error("store table {table} key {key}: corrupt record: {source}")]
+    Decode { table: &'static str, key: String, source: serde_json::Error },
+    #[error("store table {table} key {key}: cannot encode record: {source}")]
+    Encode { table: &'static str, key: String, source: serde_json::Error },
+    #[error("table {0} is in the cluster keyspace: change it through Store::apply")]
+    ClusterTable(&'static str),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A named table. Names start with `local/` or `cluster/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table(pub &'static str);
+
+impl Table {
+    fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        TableDefinition::new(self.0)
+    }
+    pub fn is_cluster(self) -> bool {
+        self.0.starts_with("cluster/")
+    }
+}
+
+/// Containers on this node, by id.
+pub const CONTAINERS: Table = Table("local/containers");
+/// Container names to ids (uniqueness on this node).
+pub const CONTAINER_NAMES: Table = Table("local/container_names");
+/// Images by id (config digest).
+pub const IMAGES: Table = Table("local/images");
+/// Familiar `name:tag` to image id.
+pub const TAGS: Table = Table("local/tags");
+/// Unpacked layer snapshots, by key (diff id + id mapping).
+pub const SNAPSHOTS: Table = Table("local/snapshots");
+/// Intents of multi-step operations, recorded before acting and cleared after;
+/// what is left here at start-up is finished or undone by reconciliation.
+pub const INTENTS: Table = Table("local/intents");
+
+const ALL_TABLES: [Table; 6] = [CONTAINERS, CONTAINER_NAMES, IMAGES, TAGS, SNAPSHOTS, INTENTS];
+
+#[derive(Clone)]
+pub struct Store {
+    db: std::sync::Arc<redb::Database>,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` and makes sure every table exists.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = redb::Database::create(path)
+            .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+        let store = Self { db: std::sync::Arc::new(db) };
+        store.write_any(|txn| {
+            for t in ALL_TABLES {
+                txn.inner.open_table(t.def()).map_err(|e| storage(t, e))?;
+            }
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>> {
+        let txn = self.db.begin_read().map_err(|e| storage(table, e))?;
+        let t = txn.open_table(table.def()).map_err(|e| storage(table, e))?;
+        let value = t.get(key).map_err(|e| storage(table, e))?;
+        value.map(|v| decode(table, key, v.value())).transpose()
+    }
+
+    /// Every record of a table, in key order.
+    pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>> {
+        let txn = self.db.begin_read().map_err(|e| storage(table, e))?;
+        let t = txn.open_table(table.def()).map_err(|e| storage(table, e))?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| storage(table, e))? {
+            let (k, v) = entry.map_err(|e| storage(table, e))?;
+            out.push((k.value().to_string(), decode(table, k.value(), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` in one atomic write transaction on `local/*` tables: all of
+    /// its changes become durable together, or none do.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
+        self.write_inner(false, f)
+    }
+
+    /// The one way to change `cluster/*` tables. Today it applies directly;
+    /// with Raft it will append to the log and apply on every manager.
+    pub fn apply<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
+        self.write_inner(true, f)
+    }
+
+    fn write_any<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
+        self.write_inner(true, f)
+    }
+
+    fn write_inner<R>(&self, cluster: bool, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
+        let inner = self.db.begin_write().map_err(|e| storage(Table("*"), e))?;
+        let mut txn = Txn { inner, cluster };
+        let r = f(&mut txn)?;
+        txn.inner.commit().map_err(|e| storage(Table("*"), e))?;
+        Ok(r)
+    }
+}
+
+/// A write transaction; dropped without commit when the closure fails.
+pub struct Txn {
+    inner: redb::WriteTransaction,
+    cluster: bool,
+}
+
+impl Txn {
+    fn check(&self, table: Table) -> Result<()> {
+        if table.is_cluster() && !self.cluster {
+            return Err(Error::ClusterTable(table.0));
+        }
+        Ok(())
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>> {
+        let t = self.inner.open_table(table.def()).map_err(|e| storage(table, e))?;
+        let value = t.get(key).map_err(|e| storage(table, e))?;
+        value.map(|v| decode(table, key, v.value())).transpose()
+    }
+
+    pub fn put<T: Serialize>(&mut self, table: Table, key: &str, value: &T) -> Result<()> {
+        self.check(table)?;
+        let bytes = serde_json::to_vec(value)
+            .map_err(|source| Error::Encode { table: table.0, key: key.to_string(), source })?;
+        let mut t = self.inner.open_table(table.def()).map_err(|e| storage(table, e))?;
+        t.insert(key, bytes.as_slice()).map_err(|e| storage(table, e))?;
+        Ok(())
+    }
+
+    /// Removes a key; returns whether it was there.
+    pub fn delete(&mut self, table: Table, key: &str) -> Result<bool> {
+        self.check(table)?;
+        let mut t = self.inner.open_table(table.def()).map_err(|e| storage(table, e))?;
+        let old = t.remove(key).map_err(|e| storage(table, e))?;
+        Ok(old.is_some())
+    }
+
+    pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>> {
+        let t = self.inner.open_table(table.def()).map_err(|e| storage(table, e))?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| storage(table, e))? {
+            let (k, v) = entry.map_err(|e| storage(table, e))?;
+            out.push((k.value().to_string(), decode(table, k.value(), v.value())?));
+        }
+        Ok(out)
+    }
+}
+
+fn storage(table: Table, e: impl std::fmt::Display) -> Error {
+    Error::Storage { table: table.0, message: e.to_string() }
+}
+
+fn decode<T: DeserializeOwned>(table: Table, key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|source| Error::Decode { table: table.0, key: key.to_string(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_list_delete_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|t| {
+                    t.put(IMAGES, "b", &2u32)?;
+                    t.put(IMAGES, "a", &1u32)
+                })
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.get::<u32>(IMAGES, "a").unwrap(), Some(1));
+        assert_eq!(
+            store.list::<u32>(IMAGES).unwrap(),
+            vec![("a".to_string(), 1), ("b".to_string(), 2)]
+        );
+        assert!(store.write(|t| t.delete(IMAGES, "a")).unwrap());
+        assert!(!store.write(|t| t.delete(IMAGES, "a")).unwrap());
+        assert_eq!(store.get::<u32>(IMAGES, "a").unwrap(), None);
+    }
+
+    #[test]
+    fn failed_transaction_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let r: Result<()> = store.write(|t| {
+            t.put(TAGS, "x:1", &"id")?;
+            Err(Error::ClusterTable("test"))
+        });
+        assert!(r.is_err());
+        assert_eq!(store.get::<String>(TAGS, "x:1").unwrap(), None);
+    }
+
+    #[test]
+    fn cluster_tables_only_change_through_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let users = Table("cluster/users");
+        let err = store.write(|t| t.put(users, "u", &1)).unwrap_err();
+        assert!(err.to_string().contains("Store::apply"), "{err}");
+        store.apply(|t| t.put(users, "u", &1)).unwrap();
+        assert_eq!(store.get::<i32>(users, "u").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn corrupt_record_names_table_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        store.write(|t| t.put(IMAGES, "k", &"text")).unwrap();
+        let err = store.get::<u64>(IMAGES, "k").unwrap_err().to_string();
+        assert!(err.contains("local/images") && err.contains("key k"), "{err}");
+    }
+}
