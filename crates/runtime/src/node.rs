@@ -1,0 +1,325 @@
+//! The daemon's handle on this node's containers: directories under the
+//! data root, the overlayfs root, the bundle, spawning and talking to shims,
+//! exec, stats and clean-up.
+//!
+//! Layout: `<data-root>/containers/<id>/{rootfs,upper,work,config.json,hosts,
+//! hostname,shim.sock,exit.json,container.log}` and libcontainer's state in
+//! `<data-root>/runtime/<id>`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::shim::{Reply, Request};
+use crate::{cgroup, shim, spec, Error, IdMap};
+
+/// cgroup parent of every berth container (`/berth/<id>` in each hierarchy).
+pub const CGROUP_PARENT: &str = "/berth";
+
+#[derive(Clone)]
+pub struct Runtime {
+    containers: PathBuf,
+    root: PathBuf,
+    exe: PathBuf,
+    pub idmap: IdMap,
+}
+
+impl Runtime {
+    /// `exe` is the berth binary re-executed as `berth shim` / `berth shim-exec`.
+    pub fn new(data_root: &Path, exe: PathBuf, idmap: IdMap) -> Result<Self, Error> {
+        let containers = data_root.join("containers");
+        let root = data_root.join("runtime");
+        for d in [&containers, &root] {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).map_err(|e| Error::io(d, e))?;
+        }
+        Ok(Self { containers, root, exe, idmap })
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.containers.join(id)
+    }
+
+    pub fn rootfs(&self, id: &str) -> PathBuf {
+        self.dir(id).join("rootfs")
+    }
+
+    pub fn cgroups_path(id: &str) -> String {
+        format!("{CGROUP_PARENT}/{id}")
+    }
+
+    /// Ids that have a container directory on disk.
+    pub fn ids_on_disk(&self) -> Vec<String> {
+        dir_names(&self.containers)
+    }
+
+    /// Ids that have libcontainer state on disk.
+    pub fn runtime_ids_on_disk(&self) -> Vec<String> {
+        dir_names(&self.root)
+    }
+
+    /// Mounts the overlayfs root (idempotent). `owner` is the host uid/gid of
+    /// container root, which must own the writable layer's top directory.
+    pub fn mount_rootfs(&self, id: &str, lower_dirs: &[PathBuf], owner: (u32, u32)) -> Result<PathBuf, Error> {
+        let dir = self.dir(id);
+        let (rootfs, upper, work) = (dir.join("rootfs"), dir.join("upper"), dir.join("work"));
+        for d in [&dir, &rootfs, &upper, &work] {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        }
+        if is_mountpoint(&rootfs) {
+            return Ok(rootfs);
+        }
+        nix::unistd::chown(&upper, Some(owner.0.into()), Some(owner.1.into())).map_err(|e| Error::io(&upper, e.into()))?;
+        let lower = lower_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+        let data = format!("lowerdir={lower},upperdir={},workdir={}", upper.display(), work.display());
+        if data.len() >= 4096 {
+            return Err(Error::container(id, format!("image has too many layers ({}) for one overlay mount", lower_dirs.len())));
+        }
+        nix::mount::mount(Some("overlay"), &rootfs, Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str()))
+            .map_err(|e| Error::container(id, format!("mounting overlay root: {e}")))?;
+        Ok(rootfs)
+    }
+
+    /// Writes /etc/hosts, /etc/hostname and config.json for the container.
+    pub fn write_bundle(&self, input: &spec::SpecInput) -> Result<(), Error> {
+        let dir = self.dir(input.id);
+        let hosts = dir.join("hosts");
+        let hostname = dir.join("hostname");
+        write(&hosts, format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n", input.hostname))?;
+        write(&hostname, format!("{}\n", input.hostname))?;
+        let etc = [
+            (hosts.display().to_string(), "/etc/hosts".to_string()),
+            (hostname.display().to_string(), "/etc/hostname".to_string()),
+        ];
+        let input = spec::SpecInput { etc_files: &etc, ..*input };
+        let json = serde_json::to_vec_pretty(&spec::build(&input)).map_err(|e| Error::container(input.id, e))?;
+        write(&dir.join("config.json"), json)
+    }
+
+    /// Starts `berth shim`, which creates the container and waits for `start`.
+    /// Returns the container's init pid once it is created.
+    pub async fn create(&self, id: &str, tty: bool, stdin: bool) -> Result<i32, Error> {
+        // Left over from a previous run of the same container (restart).
+        self.delete_runtime_state(id);
+        let dir = self.dir(id);
+        let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|e| Error::io(dir.join("shim.log"), e))?;
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.arg("shim")
+            .arg("--id").arg(id)
+            .arg("--root").arg(&self.root)
+            .arg("--bundle").arg(&dir)
+            .arg("--state").arg(&dir);
+        if tty {
+            cmd.arg("--tty");
+        }
+        if stdin {
+            cmd.arg("--stdin");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(shim_log).kill_on_drop(false);
+        let mut child = cmd.spawn().map_err(|e| Error::container(id, format!("spawning shim: {e}")))?;
+        let stdout = child.stdout.take().ok_or_else(|| Error::container(id, "shim has no stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).await.map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
+        // The shim lives on after us; reap it in the background while we run.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let line = line.trim();
+        if let Some(pid) = line.strip_prefix("ready ") {
+            return pid.parse().map_err(|_| Error::container(id, format!("shim said {line:?}")));
+        }
+        let msg = line.strip_prefix("error ").map(str::to_string).unwrap_or_else(|| {
+            let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+            format!("shim exited without a word; its log: {}", log.trim())
+        });
+        self.delete_runtime_state(id);
+        Err(Error::container(id, msg))
+    }
+
+    /// Sends one request to the container's shim; returns the open stream after the reply.
+    pub async fn request(&self, id: &str, req: &Request) -> Result<(Reply, BufReader<UnixStream>), Error> {
+        let path = self.dir(id).join(shim::SOCKET);
+        let conn = UnixStream::connect(&path).await.map_err(|_| Error::NotRunning(id.to_string()))?;
+        let mut conn = BufReader::new(conn);
+        let mut bytes = serde_json::to_vec(req).map_err(|e| Error::container(id, e))?;
+        bytes.push(b'\n');
+        conn.get_mut().write_all(&bytes).await.map_err(|e| Error::container(id, format!("talking to shim: {e}")))?;
+        let mut line = String::new();
+        conn.read_line(&mut line).await.map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
+        if line.is_empty() {
+            return Err(Error::NotRunning(id.to_string()));
+        }
+        let reply: Reply = serde_json::from_str(&line).map_err(|e| Error::container(id, format!("shim reply: {e}")))?;
+        if let Some(e) = &reply.error {
+            return Err(Error::container(id, e));
+        }
+        Ok((reply, conn))
+    }
+
+    pub async fn start(&self, id: &str) -> Result<i32, Error> {
+        let (r, _) = self.request(id, &Request::Start).await?;
+        Ok(r.pid.unwrap_or(0))
+    }
+
+    /// Waits until the container's process exits; its exit code.
+    pub async fn wait(&self, id: &str) -> Result<i32, Error> {
+        match self.request(id, &Request::Wait).await {
+            Ok((r, _)) => r.exit_code.ok_or_else(|| Error::container(id, "shim gave no exit code")),
+            Err(Error::NotRunning(_)) => shim::read_exit(&self.dir(id))
+                .map(|e| e.exit_code)
+                .ok_or_else(|| Error::NotRunning(id.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn kill(&self, id: &str, signal: i32) -> Result<(), Error> {
+        self.request(id, &Request::Kill { signal }).await.map(|_| ())
+    }
+
+    pub async fn resize(&self, id: &str, cols: u16, rows: u16) -> Result<(), Error> {
+        self.request(id, &Request::Resize { cols, rows }).await.map(|_| ())
+    }
+
+    /// A framed stream of the container's output (and input when `stdin`).
+    pub async fn attach(&self, id: &str, stdin: bool) -> Result<BufReader<UnixStream>, Error> {
+        self.request(id, &Request::Attach { stdin }).await.map(|(_, s)| s)
+    }
+
+    /// Whether a shim is answering for this container.
+    pub async fn shim_alive(&self, id: &str) -> bool {
+        UnixStream::connect(self.dir(id).join(shim::SOCKET)).await.is_ok()
+    }
+
+    pub fn exit_record(&self, id: &str) -> Option<shim::ExitRecord> {
+        shim::read_exit(&self.dir(id))
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(shim::LOG_FILE)
+    }
+
+    /// Runs a process in the running container through `berth shim-exec`.
+    /// Returns the framed stream (reply line already read) and the shim child.
+    pub async fn exec(&self, id: &str, process: &serde_json::Value, tty: bool) -> Result<(BufReader<UnixStream>, tokio::process::Child), Error> {
+        let dir = self.dir(id);
+        let path = dir.join(format!("exec-{}.json", berth_model::new_id()));
+        write(&path, serde_json::to_vec(process).map_err(|e| Error::container(id, e))?)?;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.arg("shim-exec").arg("--id").arg(id).arg("--root").arg(&self.root).arg("--process").arg(&path);
+        if tty {
+            cmd.arg("--tty");
+        }
+        let theirs_fd: std::os::fd::OwnedFd = theirs.into();
+        cmd.stdin(Stdio::from(theirs_fd)).stdout(Stdio::null()).stderr(Stdio::null());
+        let child = cmd.spawn();
+        let child = child.map_err(|e| Error::container(id, format!("spawning exec shim: {e}")));
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        ours.set_nonblocking(true).map_err(|e| Error::io("socketpair", e))?;
+        let mut stream = BufReader::new(UnixStream::from_std(ours).map_err(|e| Error::io("socketpair", e))?);
+        let mut line = String::new();
+        let r = stream.read_line(&mut line).await;
+        let _ = std::fs::remove_file(&path);
+        r.map_err(|e| Error::container(id, format!("exec shim: {e}")))?;
+        Ok((stream, child))
+    }
+
+    /// The OCI process for an exec, confined like the container's own process.
+    pub fn exec_process(&self, id: &str, p: &berth_model::ProcessConfig, tty: bool) -> Result<serde_json::Value, Error> {
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.dir(id).join("config.json")).map_err(|e| Error::io(self.dir(id).join("config.json"), e))?,
+        )
+        .map_err(|e| Error::container(id, e))?;
+        let mut process = config["process"].clone();
+        process["args"] = serde_json::json!(p.args);
+        process["env"] = serde_json::json!(p.env);
+        process["cwd"] = serde_json::json!(if p.cwd.is_empty() { "/" } else { &p.cwd });
+        process["terminal"] = serde_json::json!(tty);
+        process["user"] = serde_json::json!({"uid": p.uid, "gid": p.gid, "additionalGids": p.additional_gids});
+        Ok(process)
+    }
+
+    pub fn stats(&self, id: &str) -> Option<cgroup::Usage> {
+        cgroup::usage(&Self::cgroups_path(id))
+    }
+
+    /// Removes libcontainer's record of a stopped container (and its cgroup),
+    /// killing whatever is left of it.
+    pub fn delete_runtime_state(&self, id: &str) {
+        let state = self.root.join(id);
+        if state.exists() {
+            if let Ok(mut c) = libcontainer::container::Container::load(state.clone()) {
+                if let Err(e) = c.delete(true) {
+                    tracing::warn!(container_id = %id, error = %e, "libcontainer delete");
+                }
+            }
+            let _ = std::fs::remove_dir_all(&state);
+        }
+        cgroup::remove(&Self::cgroups_path(id));
+        let _ = std::fs::remove_file(self.dir(id).join(shim::EXIT_FILE));
+    }
+
+    /// Unmounts the root and removes everything of the container on disk.
+    pub fn remove(&self, id: &str) -> Result<(), Error> {
+        self.delete_runtime_state(id);
+        let dir = self.dir(id);
+        let rootfs = dir.join("rootfs");
+        if is_mountpoint(&rootfs) {
+            nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| Error::container(id, format!("unmounting root: {e}")))?;
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Unmounts the root but keeps logs and the writable layer (a stopped container).
+    pub fn unmount_rootfs(&self, id: &str) {
+        let rootfs = self.rootfs(id);
+        if is_mountpoint(&rootfs) {
+            let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), Error> {
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `path` is a mount point, from /proc/self/mountinfo.
+pub fn is_mountpoint(path: &Path) -> bool {
+    let target = path.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|s| s.lines().any(|l| l.split(' ').nth(4) == Some(target.as_str())))
+        .unwrap_or(false)
+}
+
+/// Mount points under `prefix` (for the leak sweep and tests).
+pub fn mounts_under(prefix: &Path) -> Vec<PathBuf> {
+    let p = prefix.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|m| m.starts_with(&p))
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
