@@ -347,8 +347,7 @@ fn write_docker_archive(
     let dir = work.join("docker");
     let config_digest = sha256_bytes(config)?;
     let layer_dir = dir.join(diff_id);
-    fs::create_dir_all(&layer_dir)
-        .with_context(|| format!("creating {}", layer_dir.display()))?;
+    fs::create_dir_all(&layer_dir).with_context(|| format!("creating {}", layer_dir.display()))?;
     fs::rename(layer_tar, layer_dir.join("layer.tar"))?;
     write_file(&layer_dir.join("VERSION"), "1.0", 0o644)?;
     let config_name = format!("{config_digest}.json");
@@ -395,7 +394,7 @@ fn oci_architecture() -> Result<&'static str> {
 
 /// Writes `entries` of `dir` (names relative to it) into an uncompressed tar,
 /// sorted, with numeric owners and fixed timestamps so digests are repeatable.
-fn tar_directory(dir: &Path, entries: &[&str], tar: &Path) -> Result<()> {
+fn tar_directory<S: AsRef<std::ffi::OsStr>>(dir: &Path, entries: &[S], tar: &Path) -> Result<()> {
     let mut command = Command::new("tar");
     command
         .arg("--create")
@@ -428,7 +427,10 @@ fn gzip(from: &Path, to: &Path) -> Result<()> {
     let file = fs::File::create(to).with_context(|| format!("creating {}", to.display()))?;
     // -n: no name or timestamp in the header, so the digest is repeatable.
     let mut command = Command::new("gzip");
-    command.args(["-n", "-6", "--stdout"]).arg(from).stdout(file);
+    command
+        .args(["-n", "-6", "--stdout"])
+        .arg(from)
+        .stdout(file);
     util::run(&mut command)
 }
 
@@ -557,7 +559,12 @@ mod tests {
             "the probe must be executable"
         );
         let passwd = fs::read_to_string(rootfs.join("etc/passwd"))?;
-        for user in ["root:x:0:0:", "daemon:x:1:1:", "nobody:x:65534:65534:", "app:x:1000:1000:"] {
+        for user in [
+            "root:x:0:0:",
+            "daemon:x:1:1:",
+            "nobody:x:65534:65534:",
+            "app:x:1000:1000:",
+        ] {
             assert!(passwd.contains(user), "{user} missing from /etc/passwd");
         }
         Ok(())

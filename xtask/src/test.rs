@@ -112,7 +112,14 @@ fn check_probe_on_host(probe: &Path) -> Result<()> {
         .as_array()
         .is_some_and(|names| names.iter().any(|name| name == "lo"));
     ensure!(has_lo, "berth-probe lists no `lo` interface");
-    for key in ["uid_map", "gid_map", "cap_eff", "seccomp", "no_new_privs", "cgroup"] {
+    for key in [
+        "uid_map",
+        "gid_map",
+        "cap_eff",
+        "seccomp",
+        "no_new_privs",
+        "cgroup",
+    ] {
         ensure!(
             !report[key].is_null(),
             "berth-probe reports no {key} on the host: {stdout}"

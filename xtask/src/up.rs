@@ -94,22 +94,31 @@ fn start_daemon(berth: &Path) -> Result<()> {
         .spawn()
         .with_context(|| format!("could not start `{shown}`"))?;
 
-    util::wait_for("the berth daemon to answer `berth version`", START_TIMEOUT, || {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "`{shown}` exited ({status}) before answering; end of {LOG_FILE}:\n{}",
-                util::tail(Path::new(LOG_FILE), 4000)
-            );
-        }
-        Ok(daemon_answers(berth).then_some(()))
-    })
+    util::wait_for(
+        "the berth daemon to answer `berth version`",
+        START_TIMEOUT,
+        || {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "`{shown}` exited ({status}) before answering; end of {LOG_FILE}:\n{}",
+                    util::tail(Path::new(LOG_FILE), 4000)
+                );
+            }
+            Ok(daemon_answers(berth).then_some(()))
+        },
+    )
     .with_context(|| format!("see {LOG_FILE}"))?;
-    eprintln!("berth daemon running (pid {}), log in {LOG_FILE}", child.id());
+    eprintln!(
+        "berth daemon running (pid {}), log in {LOG_FILE}",
+        child.id()
+    );
     Ok(())
 }
 
 fn print_next_steps(berth: &Path) {
-    let dir = berth.parent().map_or_else(String::new, |d| d.display().to_string());
+    let dir = berth
+        .parent()
+        .map_or_else(String::new, |d| d.display().to_string());
     println!(
         "\nberth is up: daemon on unix://{DEFAULT_SOCKET}, log in {LOG_FILE}.
 

@@ -60,7 +60,7 @@ pub fn step(title: &str) {
 /// The command line as a person would type it.
 pub fn display(command: &Command) -> String {
     let mut words = vec![command.get_program().to_string_lossy().into_owned()];
-    words.extend(command.get_args().map(|arg| shell_word(arg)));
+    words.extend(command.get_args().map(shell_word));
     words.join(" ")
 }
 
@@ -156,7 +156,7 @@ pub fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
     }
     run(Command::new("apt-get").args(["update", "-q"]))?;
     run(Command::new("apt-get")
-        .args(["install", "-y", "-q"])
+        .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
@@ -238,14 +238,19 @@ pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
 
 /// Sends `signal` (a name such as `TERM`) to `pid` with kill(1).
 pub fn send_signal(pid: u32, signal: &str) -> Result<()> {
-    output(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string())).map(drop)
+    output(
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string()),
+    )
+    .map(drop)
 }
 
 /// A daemon this process started; stopped with SIGTERM (then SIGKILL after
 /// 20 s) when [`Daemon::stop`] is called or the guard is dropped.
 pub struct Daemon {
-    pub name: String,
-    pub child: Option<Child>,
+    name: String,
+    child: Option<Child>,
 }
 
 impl Daemon {
@@ -346,7 +351,11 @@ fn sweep_stale_temp_dirs(prefix: &str) {
         else {
             continue;
         };
-        let Some(pid) = rest.split('-').next().and_then(|pid| pid.parse::<u32>().ok()) else {
+        let Some(pid) = rest
+            .split('-')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {

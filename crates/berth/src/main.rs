@@ -1,1 +1,131 @@
-fn main() {}
+//! The `berth` binary: the CLI, the daemon (`berth daemon`) and the shims
+//! (`berth shim`, `berth shim-exec`), all in one executable. This file only
+//! parses arguments and dispatches; each verb group has its own module.
+
+mod cli;
+mod client;
+mod daemon;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "berth: containers, images and more, in one binary")]
+struct Args {
+    /// Daemon to talk to: unix:///path/to/berth.sock
+    #[arg(short = 'H', long = "host", env = "BERTH_HOST", global = true, default_value = "unix:///run/berth/berth.sock")]
+    host: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the berth daemon
+    Daemon(daemon::DaemonArgs),
+    /// Container supervisor (started by the daemon)
+    #[command(hide = true)]
+    Shim(cli::shim::ShimArgs),
+    /// Exec supervisor (started by the daemon)
+    #[command(hide = true, name = "shim-exec")]
+    ShimExec(cli::shim::ShimExecArgs),
+    /// Create and run a new container from an image
+    Run(cli::containers::RunArgs),
+    /// Create a new container without starting it
+    Create(cli::containers::RunArgs),
+    /// Start stopped containers
+    Start(cli::containers::StartArgs),
+    /// List containers
+    Ps(cli::containers::PsArgs),
+    /// Fetch the logs of a container
+    Logs(cli::containers::LogsArgs),
+    /// Stop running containers
+    Stop(cli::containers::StopArgs),
+    /// Kill running containers
+    Kill(cli::containers::KillArgs),
+    /// Remove containers
+    Rm(cli::containers::RmArgs),
+    /// Run a command in a running container
+    Exec(cli::containers::ExecArgs),
+    /// Show low-level information on containers or images
+    Inspect(cli::containers::InspectArgs),
+    /// Block until containers stop, then print their exit codes
+    Wait(cli::containers::WaitArgs),
+    /// Show resource usage of containers
+    Stats(cli::containers::StatsArgs),
+    /// Stream events from the daemon
+    Events(cli::system::EventsArgs),
+    /// Manage images
+    Image(cli::images::ImageArgs),
+    /// List images
+    Images(cli::images::ListArgs),
+    /// Create a tag TARGET that refers to SOURCE
+    Tag(cli::images::TagArgs),
+    /// Remove images
+    Rmi(cli::images::RmArgs),
+    /// Show the daemon's version (fails when no daemon answers)
+    Version(cli::system::VersionArgs),
+    /// Show node information
+    Info(cli::system::VersionArgs),
+}
+
+fn main() {
+    let args = Args::parse();
+    // The shims must create the container before any thread exists.
+    match args.command {
+        Command::Shim(a) => cli::shim::run(a),
+        Command::ShimExec(a) => cli::shim::run_exec(a),
+        command => {
+            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("berth: starting the async runtime: {e}");
+                    std::process::exit(125);
+                }
+            };
+            let code = rt.block_on(dispatch(&args.host, command));
+            // Don't wait for stdin readers blocked in the background.
+            rt.shutdown_timeout(std::time::Duration::from_millis(10));
+            std::process::exit(code)
+        }
+    }
+}
+
+async fn dispatch(host: &str, command: Command) -> i32 {
+    let result = async {
+        if let Command::Daemon(a) = command {
+            return daemon::run(a).await.map(|_| 0);
+        }
+        let client = client::Client::new(host)?;
+        match command {
+            Command::Run(a) => cli::containers::run(&client, a, true).await,
+            Command::Create(a) => cli::containers::run(&client, a, false).await,
+            Command::Start(a) => cli::containers::start(&client, a).await,
+            Command::Ps(a) => cli::containers::ps(&client, a).await,
+            Command::Logs(a) => cli::containers::logs(&client, a).await,
+            Command::Stop(a) => cli::containers::stop(&client, a).await,
+            Command::Kill(a) => cli::containers::kill(&client, a).await,
+            Command::Rm(a) => cli::containers::rm(&client, a).await,
+            Command::Exec(a) => cli::containers::exec(&client, a).await,
+            Command::Inspect(a) => cli::containers::inspect(&client, a).await,
+            Command::Wait(a) => cli::containers::wait(&client, a).await,
+            Command::Stats(a) => cli::containers::stats(&client, a).await,
+            Command::Events(a) => cli::system::events(&client, a).await,
+            Command::Image(a) => cli::images::image(&client, a).await,
+            Command::Images(a) => cli::images::list(&client, a).await,
+            Command::Tag(a) => cli::images::tag(&client, a).await,
+            Command::Rmi(a) => cli::images::rmi(&client, a).await,
+            Command::Version(a) => cli::system::version(&client, a).await,
+            Command::Info(a) => cli::system::info(&client, a).await,
+            Command::Daemon(_) | Command::Shim(_) | Command::ShimExec(_) => Ok(0),
+        }
+    }
+    .await;
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e.downcast_ref::<client::ExitError>().map(|x| x.0).unwrap_or(1);
+            eprintln!("berth: {e:#}");
+            code
+        }
+    }
+}

@@ -75,6 +75,7 @@ pub(crate) fn decompress<'a>(reader: impl Read + 'a) -> io::Result<(Compression,
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

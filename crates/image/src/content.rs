@@ -81,7 +81,9 @@ impl Blobs {
     }
 
     /// Copies `content` into a fsynced temp file, hashing it on the way.
-    pub fn stage(&self, content: &mut dyn Read) -> Result<Staged> {
+    /// Errors reading `content` go through `read_err`, so that they can name
+    /// where the content came from.
+    pub fn stage(&self, content: &mut dyn Read, read_err: &dyn Fn(io::Error) -> Error) -> Result<Staged> {
         let temp = self.tmp_dir().join(crate::fsutil::random_name());
         let mut file = File::options()
             .write(true)
@@ -91,7 +93,16 @@ impl Blobs {
         // From here on, dropping `staged` removes the file.
         let mut staged = Staged { temp, digest: String::new(), size: 0 };
         let mut writer = HashingWriter::new(&mut file);
-        io::copy(content, &mut writer).map_err(io_err("writing temp blob", &staged.temp))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match content.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            };
+            writer.write_all(&buf[..n]).map_err(io_err("writing temp blob", &staged.temp))?;
+        }
         let (digest, size) = writer.finish();
         file.sync_all().map_err(io_err("syncing temp blob", &staged.temp))?;
         staged.digest = digest;
@@ -100,7 +111,8 @@ impl Blobs {
     }
 
     pub fn stage_bytes(&self, mut bytes: &[u8]) -> Result<Staged> {
-        self.stage(&mut bytes)
+        let path = self.tmp_dir();
+        self.stage(&mut bytes, &|e| Error::Io { action: "staging blob in", path: path.clone(), source: e })
     }
 
     /// Moves a staged blob into place. Returns whether the blob is new (it was
@@ -199,11 +211,6 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
-}
-
-/// `"sha256:<hex>"` of a byte slice.
-pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Reads a small JSON document (a manifest, index or config) whole, refusing

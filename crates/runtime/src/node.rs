@@ -16,14 +16,15 @@ use tokio::net::UnixStream;
 use crate::shim::{Reply, Request};
 use crate::{cgroup, shim, spec, Error, IdMap};
 
-/// cgroup parent of every berth container (`/berth/<id>` in each hierarchy).
-pub const CGROUP_PARENT: &str = "/berth";
+/// Root of berth's cgroups; each daemon has its own child, named from its data root.
+pub const CGROUP_ROOT: &str = "/berth";
 
 #[derive(Clone)]
 pub struct Runtime {
     containers: PathBuf,
     root: PathBuf,
     exe: PathBuf,
+    cgroup_parent: String,
     pub idmap: IdMap,
 }
 
@@ -36,7 +37,10 @@ impl Runtime {
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).map_err(|e| Error::io(d, e))?;
         }
-        Ok(Self { containers, root, exe, idmap })
+        // Daemons side by side must never see each other's cgroups.
+        let hash = data_root.display().to_string().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let cgroup_parent = format!("{CGROUP_ROOT}/{:08x}", hash as u32);
+        Ok(Self { containers, root, exe, cgroup_parent, idmap })
     }
 
     pub fn dir(&self, id: &str) -> PathBuf {
@@ -47,8 +51,13 @@ impl Runtime {
         self.dir(id).join("rootfs")
     }
 
-    pub fn cgroups_path(id: &str) -> String {
-        format!("{CGROUP_PARENT}/{id}")
+    pub fn cgroups_path(&self, id: &str) -> String {
+        format!("{}/{id}", self.cgroup_parent)
+    }
+
+    /// Container ids that have a cgroup under this daemon's parent.
+    pub fn cgroup_children(&self) -> Vec<String> {
+        cgroup::list_children(&self.cgroup_parent)
     }
 
     /// Ids that have a container directory on disk.
@@ -249,7 +258,7 @@ impl Runtime {
     }
 
     pub fn stats(&self, id: &str) -> Option<cgroup::Usage> {
-        cgroup::usage(&Self::cgroups_path(id))
+        cgroup::usage(&self.cgroups_path(id))
     }
 
     /// Removes libcontainer's record of a stopped container (and its cgroup),
@@ -264,7 +273,7 @@ impl Runtime {
             }
             let _ = std::fs::remove_dir_all(&state);
         }
-        cgroup::remove(&Self::cgroups_path(id));
+        cgroup::remove(&self.cgroups_path(id));
         let _ = std::fs::remove_file(self.dir(id).join(shim::EXIT_FILE));
     }
 

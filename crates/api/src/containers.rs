@@ -1,0 +1,263 @@
+//! Container routes. Attach, `start?attach=` and exec upgrade the HTTP
+//! connection to the framed stream of `berth_runtime::frame` and splice it
+//! onto the shim's stream, so the daemon never parses container output.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite};
+
+use berth_model::{ApiError, Container, ContainerCreate, ContainerStats, ExecCreate};
+
+use crate::error::{ApiErrorResponse, ApiResult};
+use crate::AppState;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ListQuery {
+    all: bool,
+}
+
+pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<Container>>> {
+    Ok(Json(s.engine.list(q.all)?))
+}
+
+pub async fn create(State(s): State<AppState>, Json(req): Json<ContainerCreate>) -> ApiResult<(StatusCode, Json<Container>)> {
+    let engine = s.engine.clone();
+    let c = tokio::task::spawn_blocking(move || engine.create(req))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok((StatusCode::CREATED, Json(c)))
+}
+
+pub async fn inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Container>> {
+    Ok(Json(s.engine.get(&id)?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ForceQuery {
+    force: bool,
+}
+
+pub async fn remove(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<ForceQuery>) -> ApiResult<StatusCode> {
+    s.engine.remove(&id, q.force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct StartQuery {
+    attach: bool,
+    stdin: bool,
+}
+
+fn is_upgrade(req: &Request) -> bool {
+    req.headers().get(header::UPGRADE).is_some()
+}
+
+fn switching() -> Response {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "berth-stream")
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+/// Splices the upgraded client connection onto a shim stream until either ends.
+fn splice<S>(req: Request, shim: S, after: Option<tokio::process::Child>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                let mut client = TokioIo::new(upgraded);
+                let mut shim = shim;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut shim).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "upgrade failed"),
+        }
+        if let Some(mut child) = after {
+            let _ = child.wait().await;
+        }
+    });
+}
+
+pub async fn start(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<StartQuery>, req: Request) -> ApiResult<Response> {
+    if q.attach && !is_upgrade(&req) {
+        return Err(ApiError::invalid("start with attach needs an upgraded connection (Upgrade: berth-stream)").into());
+    }
+    let stream = s.engine.start(&id, q.attach.then_some(q.stdin)).await?;
+    match stream {
+        Some(stream) => {
+            splice(req, stream, None);
+            Ok(switching())
+        }
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+pub async fn attach(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<StartQuery>, req: Request) -> ApiResult<Response> {
+    if !is_upgrade(&req) {
+        return Err(ApiError::invalid("attach needs an upgraded connection (Upgrade: berth-stream)").into());
+    }
+    let stream = s.engine.attach(&id, q.stdin).await?;
+    splice(req, stream, None);
+    Ok(switching())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct StopQuery {
+    t: Option<u64>,
+}
+
+pub async fn stop(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<StopQuery>) -> ApiResult<StatusCode> {
+    s.engine.stop(&id, q.t).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct KillQuery {
+    #[serde(default = "default_signal")]
+    signal: String,
+}
+
+fn default_signal() -> String {
+    "KILL".into()
+}
+
+pub async fn kill(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<KillQuery>) -> ApiResult<StatusCode> {
+    s.engine.kill(&id, &q.signal).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn wait(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let code = s.engine.wait(&id).await?;
+    Ok(Json(json!({"exit_code": code})))
+}
+
+#[derive(Deserialize)]
+pub struct ResizeQuery {
+    cols: u16,
+    rows: u16,
+}
+
+pub async fn resize(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<ResizeQuery>) -> ApiResult<StatusCode> {
+    s.engine.resize(&id, q.cols, q.rows).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct LogsQuery {
+    follow: bool,
+    tail: Option<usize>,
+}
+
+/// NDJSON log lines (`{"time","stream","log"}`); with `follow`, new lines as
+/// they are written until the container stops.
+pub async fn logs(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<LogsQuery>) -> ApiResult<Response> {
+    let (id, path) = s.engine.log_path(&id)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    let engine = s.engine.clone();
+    tokio::spawn(async move {
+        let mut offset = 0u64;
+        let mut first = true;
+        loop {
+            let running = matches!(engine.get(&id).map(|c| c.status.state), Ok(berth_model::ContainerState::Running | berth_model::ContainerState::Restarting));
+            let data = match tokio::fs::read(&path).await {
+                Ok(d) => d,
+                Err(_) => Vec::new(),
+            };
+            if (data.len() as u64) > offset {
+                let new = &data[offset as usize..];
+                // Only whole lines; a partial last line waits for its newline.
+                let end = new.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+                let mut lines: Vec<&[u8]> = new[..end].split_inclusive(|b| *b == b'\n').collect();
+                if first {
+                    if let Some(n) = q.tail {
+                        let skip = lines.len().saturating_sub(n);
+                        lines.drain(..skip);
+                    }
+                }
+                for l in lines {
+                    if tx.send(Ok(l.to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+                offset += end as u64;
+            }
+            first = false;
+            if !q.follow || !running {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    Ok(crate::system::ndjson(rx))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct StatsQuery {
+    stream: bool,
+}
+
+pub async fn stats(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<StatsQuery>) -> ApiResult<Response> {
+    let first: ContainerStats = s.engine.stats(&id, Duration::from_millis(250)).await?;
+    if !q.stream {
+        return Ok(Json(first).into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let engine = s.engine.clone();
+    tokio::spawn(async move {
+        let mut sample = Ok(first);
+        while let Ok(st) = sample {
+            let mut line = serde_json::to_vec(&st).unwrap_or_default();
+            line.push(b'\n');
+            if tx.send(Ok(line)).await.is_err() {
+                return;
+            }
+            sample = engine.stats(&id, Duration::from_secs(1)).await;
+        }
+    });
+    Ok(crate::system::ndjson(rx))
+}
+
+pub async fn exec_create(State(s): State<AppState>, Path(id): Path<String>, Json(req): Json<ExecCreate>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let c = s.engine.get(&id)?;
+    if c.status.state != berth_model::ContainerState::Running {
+        return Err(ApiError::conflict(format!("container {} is not running", c.name)).into());
+    }
+    if req.cmd.is_empty() {
+        return Err(ApiError::invalid("exec needs a command").into());
+    }
+    let exec_id = berth_model::new_id();
+    s.execs.lock().unwrap_or_else(|e| e.into_inner()).insert(exec_id.clone(), (c.id, req));
+    Ok((StatusCode::CREATED, Json(json!({"id": exec_id}))))
+}
+
+pub async fn exec_start(State(s): State<AppState>, Path(exec_id): Path<String>, req: Request) -> ApiResult<Response> {
+    if !is_upgrade(&req) {
+        return Err(ApiError::invalid("exec start needs an upgraded connection (Upgrade: berth-stream)").into());
+    }
+    let entry = s.execs.lock().unwrap_or_else(|e| e.into_inner()).remove(&exec_id);
+    let Some((container_id, spec)) = entry else {
+        return Err(ApiErrorResponse(ApiError::not_found(format!("no such exec: {exec_id}"))));
+    };
+    let (mut stream, child) = s.engine.exec(&container_id, spec).await?;
+    // An exec that failed to start has already written its error frame; pass it on.
+    let _ = stream.fill_buf().await;
+    splice(req, stream, Some(child));
+    Ok(switching())
+}

@@ -1,0 +1,59 @@
+//! Version, node info and the event stream.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::AppState;
+
+pub async fn version() -> Json<Value> {
+    Json(json!({"version": env!("CARGO_PKG_VERSION"), "api": "v1", "os": std::env::consts::OS, "arch": std::env::consts::ARCH}))
+}
+
+pub async fn info(State(state): State<AppState>) -> Json<Value> {
+    let e = &state.engine;
+    let containers = e.list(true).unwrap_or_default();
+    let running = containers.iter().filter(|c| c.status.state == berth_model::ContainerState::Running).count();
+    let map = e.runtime().idmap;
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "data_root": e.data_root().display().to_string(),
+        "containers": containers.len(),
+        "running": running,
+        "images": e.images().list().map(|l| l.len()).unwrap_or(0),
+        "userns": {"uid_base": map.uid_base, "gid_base": map.gid_base, "size": map.size},
+        "cgroup_version": if berth_runtime::cgroup::is_v2() { "2" } else { "1 (or hybrid)" },
+    }))
+}
+
+/// NDJSON: one event per line, as they happen.
+pub async fn events(State(state): State<AppState>) -> Response {
+    let mut rx = state.engine.subscribe();
+    let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+                    line.push(b'\n');
+                    if tx.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    });
+    ndjson(body_rx)
+}
+
+pub fn ndjson(rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>) -> Response {
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default()
+}

@@ -1,0 +1,599 @@
+//! Container lifecycle on this node: create, start (attached or not),
+//! monitor and restart, stop, kill, remove, exec, logs and stats.
+
+use std::sync::Arc;
+
+use berth_model::{Container, ContainerCreate, ContainerState, ContainerStats, ContainerStatus, ExecCreate, ProcessConfig};
+use berth_runtime::{inroot, spec, Runtime};
+use berth_store::{CONTAINERS, CONTAINER_NAMES};
+use tokio::io::BufReader;
+use tokio::net::UnixStream;
+
+use crate::{now, Engine, Error};
+
+/// Names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, like Docker's.
+fn valid_name(n: &str) -> bool {
+    let mut c = n.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphanumeric())
+        && n.len() <= 128
+        && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '.' | '-'))
+}
+
+const ADJECTIVES: [&str; 12] = ["brave", "calm", "eager", "fond", "keen", "lucid", "merry", "noble", "quiet", "swift", "tidy", "vivid"];
+const NOUNS: [&str; 12] = ["anchor", "buoy", "cove", "dock", "ferry", "harbor", "jetty", "keel", "mast", "pier", "quay", "wharf"];
+
+fn random_name(id: &str) -> String {
+    let b = id.as_bytes();
+    format!("{}_{}_{}", ADJECTIVES[b[0] as usize % 12], NOUNS[b[1] as usize % 12], &id[2..6])
+}
+
+fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let mut env: Vec<String> = base.to_vec();
+    for kv in overrides {
+        let key = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    env
+}
+
+impl Engine {
+    /// Resolves a name, full id or unique id prefix to a container id.
+    pub fn resolve(&self, name_or_id: &str) -> Result<String, Error> {
+        let key = name_or_id.trim_start_matches('/');
+        if let Some(id) = self.store.get::<String>(CONTAINER_NAMES, key)? {
+            return Ok(id);
+        }
+        if self.store.get::<Container>(CONTAINERS, key)?.is_some() {
+            return Ok(key.to_string());
+        }
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::NoSuchContainer(name_or_id.to_string()));
+        }
+        let ids: Vec<String> = self
+            .store
+            .list::<Container>(CONTAINERS)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| id.starts_with(key))
+            .collect();
+        match ids.len() {
+            0 => Err(Error::NoSuchContainer(name_or_id.to_string())),
+            1 => Ok(ids.into_iter().next().unwrap_or_default()),
+            _ => Err(Error::Ambiguous(name_or_id.to_string())),
+        }
+    }
+
+    pub fn get(&self, name_or_id: &str) -> Result<Container, Error> {
+        let id = self.resolve(name_or_id)?;
+        self.store.get(CONTAINERS, &id)?.ok_or(Error::NoSuchContainer(name_or_id.to_string()))
+    }
+
+    pub fn list(&self, all: bool) -> Result<Vec<Container>, Error> {
+        let mut v: Vec<Container> = self
+            .store
+            .list::<Container>(CONTAINERS)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .filter(|c| all || matches!(c.status.state, ContainerState::Running | ContainerState::Restarting))
+            .collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(v)
+    }
+
+    fn save(&self, c: &Container) -> Result<(), Error> {
+        self.store.write(|t| t.put(CONTAINERS, &c.id, c))?;
+        Ok(())
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut ContainerStatus)) -> Result<Container, Error> {
+        let c = self.store.write(|t| {
+            let mut c: Container = t.get(CONTAINERS, id)?.ok_or(berth_store::Error::Storage {
+                table: "local/containers",
+                message: format!("container {id} vanished"),
+            })?;
+            f(&mut c.status);
+            t.put(CONTAINERS, id, &c)?;
+            Ok(c)
+        })?;
+        Ok(c)
+    }
+
+    /// Validates the request and records a new container (state `created`).
+    /// Nothing is left behind when it fails.
+    pub fn create(&self, req: ContainerCreate) -> Result<Container, Error> {
+        let image = self.images.resolve(&req.image)?;
+        if let Some(n) = &req.name {
+            if !valid_name(n) {
+                return Err(Error::Invalid(format!("invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+            }
+        }
+        match req.network.as_deref() {
+            None | Some("none") | Some("default") => {}
+            Some(other) => return Err(Error::Invalid(format!("network {other:?} is not available: this node supports --network none (bridge networks come later)"))),
+        }
+        match req.userns.as_deref() {
+            None | Some("") | Some("private") | Some("host") => {}
+            Some(other) => return Err(Error::Invalid(format!("invalid --userns {other:?} (use host)"))),
+        }
+        if let Some(m) = req.resources.memory_bytes {
+            if m < 6 << 20 {
+                return Err(Error::Invalid(format!("memory limit {m} is below the minimum of 6MiB")));
+            }
+        }
+        if req.resources.nano_cpus == Some(0) {
+            return Err(Error::Invalid("--cpus must be greater than 0".into()));
+        }
+        for b in &req.binds {
+            let p = std::path::Path::new(&b.source);
+            if !p.exists() {
+                return Err(Error::Invalid(format!("invalid volume: host path {} does not exist", b.source)));
+            }
+        }
+        let mut args: Vec<String> = match &req.entrypoint {
+            Some(e) => e.clone(),
+            None => image.config.entrypoint.clone(),
+        };
+        if !req.cmd.is_empty() {
+            args.extend(req.cmd.iter().cloned());
+        } else if req.entrypoint.is_none() || req.entrypoint.as_ref().is_some_and(|e| e.is_empty()) {
+            args.extend(image.config.cmd.iter().cloned());
+        }
+        if args.is_empty() {
+            return Err(Error::Invalid(format!("no command specified and image {} has no Cmd or Entrypoint", req.image)));
+        }
+        let cwd = req.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| {
+            if image.config.working_dir.is_empty() { "/".into() } else { image.config.working_dir.clone() }
+        });
+        if !cwd.starts_with('/') {
+            return Err(Error::Invalid(format!("working directory {cwd:?} must be absolute")));
+        }
+        let mut env = merge_env(&image.config.env, &req.env);
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        let id = berth_model::new_id();
+        let name = req.name.clone().unwrap_or_else(|| random_name(&id));
+        let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        env.retain(|e| !e.starts_with("HOSTNAME="));
+        env.push(format!("HOSTNAME={hostname}"));
+        if req.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        let container = Container {
+            id: id.clone(),
+            name: name.clone(),
+            image: req.image.clone(),
+            image_id: image.id.clone(),
+            created: now(),
+            process: ProcessConfig { args, env, cwd, uid: 0, gid: 0, additional_gids: vec![] },
+            spec: req,
+            status: ContainerStatus::default(),
+        };
+        // Check the command and user against the image now, so that a bad
+        // request fails at create with nothing left behind.
+        let container = self.prepare_rootfs(container, true)?;
+        let r = self.store.write(|t| {
+            if t.get::<String>(CONTAINER_NAMES, &name)?.is_some() {
+                return Ok(false);
+            }
+            t.put(CONTAINER_NAMES, &name, &id)?;
+            t.put(CONTAINERS, &id, &container)?;
+            Ok(true)
+        });
+        let created = match r {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.runtime.remove(&id);
+                return Err(e.into());
+            }
+        };
+        if !created {
+            let _ = self.runtime.remove(&id);
+            let holder = self.store.get::<String>(CONTAINER_NAMES, &name).ok().flatten().unwrap_or_default();
+            return Err(Error::Conflict(format!(
+                "container name {name:?} is already in use by container {}: remove or rename it first",
+                &holder[..holder.len().min(12)]
+            )));
+        }
+        self.runtime.unmount_rootfs(&id);
+        self.emit("container", "create", &id, &[("name", &name), ("image", &container.image)]);
+        Ok(container)
+    }
+
+    /// Mounts the container's root, resolves its user and command inside the
+    /// image, and writes the bundle. With `check_only` the mount is for checking.
+    fn prepare_rootfs(&self, mut c: Container, first: bool) -> Result<Container, Error> {
+        let image = self.images.resolve(&c.image_id)?;
+        let userns = !(c.spec.privileged || c.spec.userns.as_deref() == Some("host"));
+        let map = self.runtime.idmap;
+        let shift = userns.then_some(berth_image::IdShift { uid_base: map.uid_base, gid_base: map.gid_base, size: map.size });
+        let result = (|| {
+            let lowers = self.images.layer_dirs(&image, shift)?;
+            let owner = if userns { (map.uid_base, map.gid_base) } else { (0, 0) };
+            let rootfs = self.runtime.mount_rootfs(&c.id, &lowers, owner)?;
+            if first {
+                let user = c.spec.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| image.config.user.clone());
+                let (uid, gid, extra) = inroot::resolve_user(&rootfs, &user)?;
+                c.process.uid = uid;
+                c.process.gid = gid;
+                c.process.additional_gids = extra;
+                inroot::check_executable(&rootfs, &c.process.args[0], &c.process.env, &c.process.cwd)?;
+            }
+            let hostname = c.spec.hostname.clone().unwrap_or_else(|| c.id[..12].to_string());
+            let rootfs_str = rootfs.display().to_string();
+            let cgroups = self.runtime.cgroups_path(&c.id);
+            self.runtime.write_bundle(&spec::SpecInput {
+                id: &c.id,
+                rootfs: &rootfs_str,
+                process: &c.process,
+                hostname: &hostname,
+                tty: c.spec.tty,
+                read_only: c.spec.read_only,
+                privileged: c.spec.privileged,
+                userns: userns.then_some(map),
+                resources: &c.spec.resources,
+                binds: &c.spec.binds,
+                etc_files: &[],
+                cgroups_path: &cgroups,
+            })?;
+            Ok::<_, Error>(())
+        })();
+        match result {
+            Ok(()) => Ok(c),
+            Err(e) => {
+                if first {
+                    let _ = self.runtime.remove(&c.id);
+                } else {
+                    self.runtime.unmount_rootfs(&c.id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts a created or exited container. With `attach`, returns the
+    /// output stream, attached before the process runs so nothing is missed.
+    pub async fn start(self: &Arc<Self>, name_or_id: &str, attach: Option<bool>) -> Result<Option<BufReader<UnixStream>>, Error> {
+        let id = self.resolve(name_or_id)?;
+        let lock = self.lock(&id);
+        let _guard = lock.lock().await;
+        let c: Container = self.get(&id)?;
+        if matches!(c.status.state, ContainerState::Running) {
+            if attach.is_some() {
+                return Err(Error::Conflict(format!("container {} is already running", c.name)));
+            }
+            return Ok(None);
+        }
+        self.start_locked(c, attach).await
+    }
+
+    async fn start_locked(self: &Arc<Self>, c: Container, attach: Option<bool>) -> Result<Option<BufReader<UnixStream>>, Error> {
+        let id = c.id.clone();
+        let c = self.prepare_rootfs(c, false)?;
+        let result = async {
+            self.runtime.create(&id, c.spec.tty, c.spec.open_stdin).await?;
+            let stream = match attach {
+                Some(stdin) => Some(self.runtime.attach(&id, stdin).await?),
+                None => None,
+            };
+            let pid = self.runtime.start(&id).await?;
+            Ok::<_, Error>((stream, pid))
+        }
+        .await;
+        let (stream, pid) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.runtime.delete_runtime_state(&id);
+                self.runtime.unmount_rootfs(&id);
+                let msg = e.to_string();
+                let _ = self.update(&id, |s| {
+                    s.state = ContainerState::Exited;
+                    s.exit_code = Some(128);
+                    s.error = Some(msg);
+                });
+                return Err(e);
+            }
+        };
+        self.update(&id, |s| {
+            s.state = ContainerState::Running;
+            s.pid = Some(pid);
+            s.started_at = Some(now());
+            s.finished_at = None;
+            s.exit_code = None;
+            s.error = None;
+            s.stopped_by_user = false;
+        })?;
+        self.emit("container", "start", &id, &[("name", &c.name)]);
+        self.monitor(id);
+        Ok(stream)
+    }
+
+    /// Watches one running container until it exits, then records the exit
+    /// and applies its restart policy (or removes it for `--rm`).
+    pub(crate) fn monitor(self: &Arc<Self>, id: String) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let code = match engine.runtime.wait(&id).await {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::warn!(container_id = %id, error = %e, "lost the container's shim");
+                    137
+                }
+            };
+            engine.on_exit(&id, code).await;
+        });
+    }
+
+    pub(crate) async fn on_exit(self: &Arc<Self>, id: &str, code: i32) {
+        let lock = self.lock(id);
+        let guard = lock.lock().await;
+        let Ok(Some(c)) = self.store.get::<Container>(CONTAINERS, id) else { return };
+        if !matches!(c.status.state, ContainerState::Running | ContainerState::Restarting) {
+            return;
+        }
+        let finished = self.runtime.exit_record(id).map(|r| r.finished_at).unwrap_or_else(now);
+        self.runtime.delete_runtime_state(id);
+        self.runtime.unmount_rootfs(id);
+        let restart = c.spec.restart.should_restart(code, c.status.restart_count, c.status.stopped_by_user) && !c.spec.auto_remove;
+        let updated = self.update(id, |s| {
+            s.state = if restart { ContainerState::Restarting } else { ContainerState::Exited };
+            s.exit_code = Some(code);
+            s.pid = None;
+            s.finished_at = Some(finished);
+        });
+        let code_s = code.to_string();
+        self.emit("container", "die", id, &[("name", &c.name), ("exitCode", &code_s)]);
+        if c.spec.auto_remove {
+            drop(guard);
+            if let Err(e) = self.remove(id, true).await {
+                tracing::warn!(container_id = %id, error = %e, "auto-remove");
+            }
+            return;
+        }
+        if restart {
+            if let Ok(c) = updated {
+                let delay = restart_delay(c.status.restart_count);
+                drop(guard);
+                let engine = self.clone();
+                let id = id.to_string();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let lock = engine.lock(&id);
+                    let _g = lock.lock().await;
+                    let Ok(Some(mut c)) = engine.store.get::<Container>(CONTAINERS, &id) else { return };
+                    if c.status.state != ContainerState::Restarting {
+                        return;
+                    }
+                    c.status.restart_count += 1;
+                    if engine.save(&c).is_err() {
+                        return;
+                    }
+                    engine.emit("container", "restart", &id, &[("name", &c.name)]);
+                    if let Err(e) = engine.start_locked(c, None).await {
+                        tracing::warn!(container_id = %id, error = %e, "restart failed");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Sends the stop signal, waits up to `timeout` seconds, then SIGKILL.
+    pub async fn stop(self: &Arc<Self>, name_or_id: &str, timeout: Option<u64>) -> Result<(), Error> {
+        let id = self.resolve(name_or_id)?;
+        let c = self.mark_stopped(&id)?;
+        if c.status.state == ContainerState::Restarting {
+            self.update(&id, |s| s.state = ContainerState::Exited)?;
+            return Ok(());
+        }
+        if c.status.state != ContainerState::Running {
+            return Ok(());
+        }
+        let image_signal = self.images.resolve(&c.image_id).ok().and_then(|i| i.config.stop_signal);
+        let signal = image_signal.as_deref().map(parse_signal).transpose()?.unwrap_or(libc::SIGTERM);
+        self.emit("container", "stop", &id, &[("name", &c.name)]);
+        let _ = self.runtime.kill(&id, signal).await;
+        let t = std::time::Duration::from_secs(timeout.unwrap_or(10));
+        if tokio::time::timeout(t, self.runtime.wait(&id)).await.is_err() {
+            let _ = self.runtime.kill(&id, libc::SIGKILL).await;
+            let _ = self.runtime.wait(&id).await;
+        }
+        self.wait_state_settled(&id).await;
+        Ok(())
+    }
+
+    fn mark_stopped(&self, id: &str) -> Result<Container, Error> {
+        self.update(id, |s| s.stopped_by_user = true)
+    }
+
+    /// Waits until the monitor has recorded the exit (so `stop` returns with `ps` up to date).
+    async fn wait_state_settled(&self, id: &str) {
+        for _ in 0..200 {
+            match self.store.get::<Container>(CONTAINERS, id) {
+                Ok(Some(c)) if c.status.state == ContainerState::Running => {}
+                _ => return,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn kill(&self, name_or_id: &str, signal: &str) -> Result<(), Error> {
+        let id = self.resolve(name_or_id)?;
+        let sig = parse_signal(signal)?;
+        let c = self.get(&id)?;
+        if c.status.state != ContainerState::Running {
+            return Err(Error::Conflict(format!("container {} is not running", c.name)));
+        }
+        if sig == libc::SIGKILL || sig == libc::SIGTERM {
+            self.mark_stopped(&id)?;
+        }
+        self.runtime.kill(&id, sig).await?;
+        self.emit("container", "kill", &id, &[("name", &c.name), ("signal", signal)]);
+        Ok(())
+    }
+
+    /// Removes a container; a running one only with `force` (killed first).
+    pub async fn remove(self: &Arc<Self>, name_or_id: &str, force: bool) -> Result<(), Error> {
+        let id = self.resolve(name_or_id)?;
+        let c = self.get(&id)?;
+        if c.status.state == ContainerState::Running {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "cannot remove container {}: it is running (stop it first or use rm -f)",
+                    c.name
+                )));
+            }
+            self.mark_stopped(&id)?;
+            let _ = self.runtime.kill(&id, libc::SIGKILL).await;
+            let _ = self.runtime.wait(&id).await;
+        }
+        let lock = self.lock(&id);
+        let _guard = lock.lock().await;
+        self.update(&id, |s| s.state = ContainerState::Removing)?;
+        self.runtime.remove(&id)?;
+        self.store.write(|t| {
+            t.delete(CONTAINERS, &id)?;
+            t.delete(CONTAINER_NAMES, &c.name)?;
+            Ok(())
+        })?;
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.emit("container", "destroy", &id, &[("name", &c.name)]);
+        Ok(())
+    }
+
+    /// Waits for the container to stop; its exit code.
+    pub async fn wait(&self, name_or_id: &str) -> Result<i32, Error> {
+        let id = self.resolve(name_or_id)?;
+        loop {
+            let c = self.get(&id)?;
+            match c.status.state {
+                ContainerState::Running | ContainerState::Restarting => {
+                    let _ = self.runtime.wait(&id).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                ContainerState::Created => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                _ => return Ok(c.status.exit_code.unwrap_or(0)),
+            }
+        }
+    }
+
+    pub async fn attach(&self, name_or_id: &str, stdin: bool) -> Result<BufReader<UnixStream>, Error> {
+        let id = self.resolve(name_or_id)?;
+        Ok(self.runtime.attach(&id, stdin).await?)
+    }
+
+    pub async fn resize(&self, name_or_id: &str, cols: u16, rows: u16) -> Result<(), Error> {
+        let id = self.resolve(name_or_id)?;
+        Ok(self.runtime.resize(&id, cols, rows).await?)
+    }
+
+    /// Runs a process in a running container: the framed stream and the exec shim.
+    pub async fn exec(&self, name_or_id: &str, req: ExecCreate) -> Result<(BufReader<UnixStream>, tokio::process::Child), Error> {
+        let id = self.resolve(name_or_id)?;
+        let c = self.get(&id)?;
+        if c.status.state != ContainerState::Running {
+            return Err(Error::Conflict(format!("container {} is not running", c.name)));
+        }
+        if req.cmd.is_empty() {
+            return Err(Error::Invalid("exec needs a command".into()));
+        }
+        let rootfs = self.runtime.rootfs(&id);
+        let (uid, gid, extra) = match req.user.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => inroot::resolve_user(&rootfs, u)?,
+            None => (c.process.uid, c.process.gid, c.process.additional_gids.clone()),
+        };
+        let env = merge_env(&c.process.env, &req.env);
+        let cwd = req.working_dir.clone().unwrap_or_else(|| c.process.cwd.clone());
+        inroot::check_executable(&rootfs, &req.cmd[0], &env, &cwd)?;
+        let p = ProcessConfig { args: req.cmd.clone(), env, cwd, uid, gid, additional_gids: extra };
+        let process = self.runtime.exec_process(&id, &p, req.tty)?;
+        let out = self.runtime.exec(&id, &process, req.tty).await?;
+        self.emit("container", "exec_start", &id, &[("name", &c.name), ("execID", &req.cmd.join(" "))]);
+        Ok(out)
+    }
+
+    pub fn log_path(&self, name_or_id: &str) -> Result<(String, std::path::PathBuf), Error> {
+        let id = self.resolve(name_or_id)?;
+        let path = self.runtime.log_path(&id);
+        Ok((id, path))
+    }
+
+    /// One stats sample; cpu percent over `interval`.
+    pub async fn stats(&self, name_or_id: &str, interval: std::time::Duration) -> Result<ContainerStats, Error> {
+        let c = self.get(name_or_id)?;
+        if c.status.state != ContainerState::Running {
+            return Ok(ContainerStats { id: c.id, name: c.name, read_at: now(), ..Default::default() });
+        }
+        let a = self.runtime.stats(&c.id).unwrap_or_default();
+        tokio::time::sleep(interval).await;
+        let b = self.runtime.stats(&c.id).unwrap_or_default();
+        let cpu_percent = b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / interval.as_nanos().max(1) as f64 * 100.0;
+        Ok(ContainerStats {
+            id: c.id,
+            name: c.name,
+            cpu_usage_ns: b.cpu_ns,
+            cpu_percent,
+            memory_usage_bytes: b.memory,
+            memory_limit_bytes: b.memory_limit,
+            pids_current: b.pids,
+            pids_limit: b.pids_limit,
+            read_at: now(),
+        })
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+/// Restart back-off: 100 ms doubling, capped at 10 s (Docker's shape, shorter).
+fn restart_delay(restarts: u32) -> std::time::Duration {
+    std::time::Duration::from_millis((100u64 << restarts.min(7)).min(10_000))
+}
+
+/// `9`, `KILL`, `SIGKILL`, `sigterm`...
+pub fn parse_signal(s: &str) -> Result<i32, Error> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        "ALRM" => libc::SIGALRM,
+        "WINCH" => libc::SIGWINCH,
+        "PIPE" => libc::SIGPIPE,
+        _ => return Err(Error::Invalid(format!("invalid signal {s:?}"))),
+    };
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_names_and_env() {
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert_eq!(parse_signal("sigterm").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("HUP").unwrap(), libc::SIGHUP);
+        assert!(parse_signal("NOPE").unwrap_err().to_string().contains("invalid signal"));
+        assert!(parse_signal("99").is_err());
+        assert!(valid_name("web-1.a_b"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a b"));
+        assert_eq!(merge_env(&["A=1".into(), "B=2".into()], &["A=3".into()]), vec!["B=2".to_string(), "A=3".to_string()]);
+        assert_eq!(restart_delay(0).as_millis(), 100);
+        assert_eq!(restart_delay(30).as_millis(), 10_000);
+    }
+}

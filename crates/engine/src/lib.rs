@@ -1,0 +1,90 @@
+//! The node engine: the one place where containers and images of this node
+//! change state. It validates requests, records state in the store before and
+//! after acting, drives the image store and the runtime, watches every
+//! container's exit, applies restart policies, publishes events, and on start
+//! reconciles what a crash left half done. The API calls it; a cluster agent
+//! will call it the same way.
+//!
+//! **Invariant:** every container record change goes through [`Engine`]'s
+//! per-container lock, so that a monitor, a user request and the reconciler
+//! never interleave on one container.
+
+mod containers;
+mod error;
+mod images;
+mod reconcile;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use berth_model::Event;
+use tokio::sync::broadcast;
+
+pub use error::Error;
+
+pub struct Config {
+    pub data_root: PathBuf,
+    /// The berth binary, re-executed as the shim.
+    pub exe: PathBuf,
+}
+
+pub struct Engine {
+    store: berth_store::Store,
+    images: berth_image::ImageStore,
+    runtime: berth_runtime::Runtime,
+    events: broadcast::Sender<Event>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    data_root: PathBuf,
+}
+
+impl Engine {
+    /// Opens the store, image store and runtime under the data root and
+    /// reconciles: re-attaches to live shims, finishes what a crash left.
+    pub async fn open(config: Config) -> Result<Arc<Self>, Error> {
+        std::fs::create_dir_all(&config.data_root).map_err(|e| Error::io(&config.data_root, e))?;
+        let store = berth_store::Store::open(&config.data_root.join("berth.redb"))?;
+        let images = berth_image::ImageStore::open(&config.data_root, store.clone())?;
+        let runtime = berth_runtime::Runtime::new(&config.data_root, config.exe, berth_runtime::IdMap::from_system())?;
+        let (events, _) = broadcast::channel(1024);
+        let engine = Arc::new(Self {
+            store,
+            images,
+            runtime,
+            events,
+            locks: Mutex::new(HashMap::new()),
+            data_root: config.data_root,
+        });
+        engine.reconcile().await?;
+        Ok(engine)
+    }
+
+    pub fn data_root(&self) -> &std::path::Path {
+        &self.data_root
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, kind: &str, action: &str, id: &str, attributes: &[(&str, &str)]) {
+        let event = Event {
+            kind: kind.into(),
+            action: action.into(),
+            id: id.into(),
+            attributes: attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            time: now(),
+        };
+        tracing::debug!(kind, action, id, "event");
+        let _ = self.events.send(event);
+    }
+
+    fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
+    }
+}
+
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}

@@ -1,0 +1,551 @@
+//! `cargo xtask bench NAME`: A/B benchmarks of berth against real peers run in
+//! the same invocation, alternating round by round, medians reported. Each
+//! figure is one JSON line, printed and appended to `<target>/bench/NAME.jsonl`:
+//! `{"bench", "berth", "peer", "peer_value", "ratio", "unit"}` (`ratio` is
+//! berth / peer; a peer that could not run has `peer_value: null` and a
+//! `skipped` reason).
+//!
+//! `run-latency` times `run --rm busybox /bin/true` under berth, Docker and
+//! bare runc, then compares the daemons' idle memory and reports the size of
+//! the release binary. Every daemon, directory and mount it makes lives under
+//! one temporary directory and is removed when it ends, also on error.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::image::{self, Images};
+use crate::util::{self, step, Daemon, TempDir};
+
+const DEFAULT_ROUNDS: usize = 20;
+const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(30);
+const DOCKERD_START_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_BEFORE_RSS: Duration = Duration::from_secs(2);
+
+struct Options {
+    build: bool,
+}
+
+type BenchFn = fn(&Options, &mut Report) -> Result<()>;
+
+/// Every benchmark: name, what it measures, how to run it.
+const BENCHES: &[(&str, &str, BenchFn)] = &[(
+    "run-latency",
+    "`run --rm busybox /bin/true` vs docker and runc; idle daemon RSS; binary size",
+    run_latency,
+)];
+
+/// `cargo xtask bench NAME [--no-build]`.
+pub fn main(args: &[String]) -> Result<()> {
+    let mut name = None;
+    let mut options = Options { build: true };
+    for arg in args {
+        match arg.as_str() {
+            "--no-build" => options.build = false,
+            flag if flag.starts_with('-') => bail!("`cargo xtask bench` does not know `{flag}`"),
+            other if name.is_none() => name = Some(other),
+            other => bail!("`cargo xtask bench` takes one benchmark name, got `{other}` too"),
+        }
+    }
+    let Some(name) = name else {
+        eprintln!("usage: cargo xtask bench NAME [--no-build]\n\nbenchmarks:");
+        for (name, about, _) in BENCHES {
+            eprintln!("  {name:<14} {about}");
+        }
+        bail!("no benchmark named");
+    };
+    let Some((_, _, bench)) = BENCHES.iter().find(|(known, _, _)| *known == name) else {
+        let known: Vec<&str> = BENCHES.iter().map(|(name, _, _)| *name).collect();
+        bail!("no benchmark `{name}`; known: {}", known.join(", "));
+    };
+    let mut report = Report::create(name)?;
+    bench(&options, &mut report)?;
+    eprintln!("\nfigures written to {}", report.path.display());
+    Ok(())
+}
+
+/// One figure: berth's median against a peer's.
+struct Figure<'a> {
+    bench: &'a str,
+    berth: f64,
+    peer: Option<&'a str>,
+    /// `Err(reason)` when the peer could not be measured.
+    peer_value: Result<f64, String>,
+    unit: &'a str,
+    rounds: Option<usize>,
+}
+
+impl Figure<'_> {
+    fn to_json(&self) -> Value {
+        let mut line = json!({
+            "bench": self.bench,
+            "berth": round3(self.berth),
+            "peer": self.peer,
+            "peer_value": self.peer_value.as_ref().ok().map(|v| round3(*v)),
+            "ratio": self.peer_value.as_ref().ok().filter(|v| **v > 0.0).map(|v| round3(self.berth / v)),
+            "unit": self.unit,
+        });
+        if let Some(rounds) = self.rounds {
+            line["rounds"] = json!(rounds);
+        }
+        if let (Some(_), Err(reason)) = (self.peer, &self.peer_value) {
+            line["skipped"] = json!(reason);
+        }
+        line
+    }
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Where figures go: stdout and `<target>/bench/NAME.jsonl`.
+struct Report {
+    path: PathBuf,
+    file: fs::File,
+}
+
+impl Report {
+    fn create(name: &str) -> Result<Self> {
+        let dir = util::target_dir()?.join("bench");
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{name}.jsonl"));
+        let file =
+            fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Report { path, file })
+    }
+
+    fn emit(&mut self, figure: &Figure) -> Result<()> {
+        let line = figure.to_json().to_string();
+        println!("{line}");
+        writeln!(self.file, "{line}").with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+fn median(samples: &[f64]) -> Option<f64> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[mid]),
+        _ => Some((sorted[mid - 1] + sorted[mid]) / 2.0),
+    }
+}
+
+/// Runs `command` to completion and returns its wall-clock time in ms; the
+/// error of a failed run quotes its stderr.
+fn time_ms(command: &mut Command) -> Result<f64> {
+    let shown = util::display(command);
+    let start = Instant::now();
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    let elapsed = start.elapsed();
+    util::check_output(&shown, &output)?;
+    Ok(elapsed.as_secs_f64() * 1000.0)
+}
+
+fn rounds_from_env() -> Result<usize> {
+    match std::env::var("BENCH_ROUNDS") {
+        Ok(value) => {
+            let rounds: usize = value
+                .parse()
+                .with_context(|| format!("BENCH_ROUNDS={value} is not a number"))?;
+            if rounds == 0 {
+                bail!("BENCH_ROUNDS must be at least 1");
+            }
+            Ok(rounds)
+        }
+        Err(_) => Ok(DEFAULT_ROUNDS),
+    }
+}
+
+/// A peer being measured: its samples, or why it dropped out.
+struct Peer {
+    name: &'static str,
+    samples: Vec<f64>,
+    skipped: Option<String>,
+}
+
+impl Peer {
+    fn new(name: &'static str, skipped: Option<String>) -> Self {
+        Peer {
+            name,
+            samples: Vec::new(),
+            skipped,
+        }
+    }
+
+    /// Times one run unless the peer already dropped out; a failure drops it.
+    fn measure(&mut self, round: usize, command: &mut Command) {
+        if self.skipped.is_some() {
+            return;
+        }
+        match time_ms(command) {
+            Ok(ms) if round > 0 => self.samples.push(ms),
+            Ok(_) => {} // round 0 warms caches and is not counted
+            Err(err) => {
+                eprintln!("{} skipped from round {round} on: {err:#}", self.name);
+                self.skipped = Some(format!("{err:#}"));
+            }
+        }
+    }
+
+    fn result(&self) -> Result<f64, String> {
+        if let Some(reason) = &self.skipped {
+            return Err(reason.clone());
+        }
+        median(&self.samples).ok_or_else(|| "no samples".to_string())
+    }
+}
+
+fn run_latency(options: &Options, report: &mut Report) -> Result<()> {
+    let rounds = rounds_from_env()?;
+    util::ensure_debian_packages(util::BASE_PACKAGES)?;
+    if options.build {
+        step("building berth (release)");
+        util::run(util::cargo().args(["build", "--release", "-p", "berth"]))?;
+    }
+    let berth = util::target_dir()?.join("release/berth");
+    if !berth.exists() {
+        bail!("{} does not exist; run without --no-build", berth.display());
+    }
+    let images = image::build()?;
+
+    // Dropped last: the daemons below stop before their directories go.
+    let temp = TempDir::new("berth-xtask-bench")?;
+    eprintln!("working in {}", temp.path().display());
+
+    step("starting a berth daemon");
+    let (mut berth_daemon, berth_host) = start_berth_daemon(&berth, temp.path())?;
+    util::output(
+        Command::new(&berth)
+            .args(["-H", &berth_host, "image", "load", "-i"])
+            .arg(&images.oci_tar),
+    )
+    .context("loading the busybox image into berth")?;
+
+    step("starting dockerd");
+    let docker = match start_docker(temp.path(), &images) {
+        Ok(docker) => Ok(docker),
+        Err(err) => {
+            eprintln!("docker skipped: {err:#}");
+            Err(format!("{err:#}"))
+        }
+    };
+
+    let runc_root = temp.path().join("runc");
+    let mut docker_peer = Peer::new("docker", docker.as_ref().err().cloned());
+    let mut runc_peer = Peer::new("runc", None);
+    let mut berth_samples = Vec::new();
+
+    step(&format!(
+        "{rounds} rounds (+1 warm-up) of run --rm busybox /bin/true"
+    ));
+    for round in 0..=rounds {
+        let ms = time_ms(Command::new(&berth).args([
+            "-H",
+            &berth_host,
+            "run",
+            "--rm",
+            "busybox",
+            "/bin/true",
+        ]))
+        .context("berth could not run a container")?;
+        if round > 0 {
+            berth_samples.push(ms);
+        }
+
+        if let Ok(docker) = &docker {
+            docker_peer.measure(
+                round,
+                Command::new(&docker.cli).args([
+                    "-H",
+                    &docker.host,
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "busybox:docker",
+                    "/bin/true",
+                ]),
+            );
+        }
+
+        let container = format!("bench-{round}");
+        runc_peer.measure(
+            round,
+            Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .arg("run")
+                .arg("--bundle")
+                .arg(&images.bundle)
+                .arg(&container),
+        );
+        if runc_peer.skipped.is_some() {
+            // A failed `runc run` can leave its container behind.
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["delete", "--force", &container])
+                .stderr(Stdio::null())
+                .status();
+        }
+        eprint!(".");
+    }
+    eprintln!();
+
+    let berth_median = median(&berth_samples).context("no berth samples")?;
+    for peer in [&docker_peer, &runc_peer] {
+        report.emit(&Figure {
+            bench: "run-latency",
+            berth: berth_median,
+            peer: Some(peer.name),
+            peer_value: peer.result(),
+            unit: "ms",
+            rounds: Some(rounds),
+        })?;
+    }
+
+    step(&format!("idle RSS after {IDLE_BEFORE_RSS:?}"));
+    thread::sleep(IDLE_BEFORE_RSS);
+    let berth_pid = berth_daemon.pid().context("the berth daemon is gone")?;
+    let berth_rss = util::rss_kib(berth_pid).context("reading the berth daemon's RSS")?;
+    let docker_rss = match &docker {
+        Ok(docker) => docker_rss_kib(docker).map_err(|err| format!("{err:#}")),
+        Err(reason) => Err(reason.clone()),
+    };
+    report.emit(&Figure {
+        bench: "idle-rss",
+        berth: kib_to_mib(berth_rss),
+        peer: Some("dockerd+containerd"),
+        peer_value: docker_rss.map(kib_to_mib),
+        unit: "MiB",
+        rounds: None,
+    })?;
+
+    let size = fs::metadata(&berth)?.len();
+    report.emit(&Figure {
+        bench: "binary-size",
+        berth: size as f64 / (1024.0 * 1024.0),
+        peer: None,
+        peer_value: Err("no peer".into()),
+        unit: "MiB",
+        rounds: None,
+    })?;
+
+    if let Some(status) = berth_daemon.exited() {
+        bail!("the berth daemon exited ({status}) during the benchmark");
+    }
+    drop(docker);
+    berth_daemon.stop();
+    drop(temp);
+    Ok(())
+}
+
+fn kib_to_mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Starts `berth daemon` on a data root and socket inside `dir`; returns the
+/// guard and the `-H` address once `berth version` answers through it.
+fn start_berth_daemon(berth: &Path, dir: &Path) -> Result<(Daemon, String)> {
+    let data_root = dir.join("berth-data");
+    let socket = dir.join("berth.sock");
+    let log_path = dir.join("berth-daemon.log");
+    let host = format!("unix://{}", socket.display());
+    let log = fs::File::create(&log_path)?;
+    let mut command = Command::new(berth);
+    command
+        .arg("daemon")
+        .arg("--data-root")
+        .arg(&data_root)
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let shown = util::display(&command);
+    eprintln!("$ {shown}");
+    let child = command
+        .spawn()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    let mut daemon = Daemon::new("berth daemon", child);
+    let answered = util::wait_for("the berth daemon to answer", DAEMON_START_TIMEOUT, || {
+        if let Some(status) = daemon.exited() {
+            bail!(
+                "`{shown}` exited ({status}); its output:\n{}",
+                util::tail(&log_path, 4000)
+            );
+        }
+        Ok(util::succeeds(Command::new(berth).args(["-H", &host, "version"])).then_some(()))
+    });
+    if let Err(err) = answered {
+        if daemon.exited().is_some() {
+            return Err(err);
+        }
+        // Still running but not answering: say why, in berth's own words.
+        let version = util::output(Command::new(berth).args(["-H", &host, "version"]));
+        let said = version.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        return Err(err.context(format!(
+            "{said}\nberth daemon output so far:\n{}",
+            util::tail(&log_path, 4000)
+        )));
+    }
+    Ok((daemon, host))
+}
+
+/// A private dockerd, its socket and the CLI to talk to it.
+struct Docker {
+    daemon: Daemon,
+    host: String,
+    cli: PathBuf,
+}
+
+/// Installs docker.io if missing, starts a dockerd whose every directory is
+/// under `dir` (no bridge, no iptables) and loads `busybox:docker` into it.
+fn start_docker(dir: &Path, images: &Images) -> Result<Docker> {
+    util::ensure_debian_packages(&["docker.io"]).context("installing docker.io")?;
+    // Prefer Debian's CLI, which matches its dockerd; any docker CLI works.
+    let cli = ["/usr/bin/docker", "/usr/local/bin/docker"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from("docker"));
+    let socket = dir.join("docker.sock");
+    let host = format!("unix://{}", socket.display());
+    let log_path = dir.join("dockerd.log");
+    let log = fs::File::create(&log_path)?;
+    let mut command = Command::new("dockerd");
+    command
+        .arg("--data-root")
+        .arg(dir.join("docker-data"))
+        .arg("--exec-root")
+        .arg(dir.join("docker-exec"))
+        .arg("--pidfile")
+        .arg(dir.join("docker.pid"))
+        .args([
+            "-H",
+            &host,
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let shown = util::display(&command);
+    eprintln!("$ {shown}");
+    let child = command
+        .spawn()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    let mut daemon = Daemon::new("dockerd", child);
+    util::wait_for("dockerd to answer", DOCKERD_START_TIMEOUT, || {
+        if let Some(status) = daemon.exited() {
+            bail!(
+                "dockerd exited ({status}); end of its log:\n{}",
+                util::tail(&log_path, 3000)
+            );
+        }
+        let answers = util::succeeds(Command::new(&cli).args([
+            "-H",
+            &host,
+            "version",
+            "--format",
+            "{{.Server.Version}}",
+        ]));
+        Ok(answers.then_some(()))
+    })
+    .map_err(|err| {
+        err.context(format!(
+            "end of dockerd's log:\n{}",
+            util::tail(&log_path, 3000)
+        ))
+    })?;
+    util::output(
+        Command::new(&cli)
+            .args(["-H", &host, "load", "-i"])
+            .arg(&images.docker_tar),
+    )?;
+    Ok(Docker { daemon, host, cli })
+}
+
+/// RSS of dockerd plus the containerd it started (if it uses a system-wide
+/// containerd instead, that one is not counted and the figure says so).
+fn docker_rss_kib(docker: &Docker) -> Result<u64> {
+    let dockerd = docker.daemon.pid().context("dockerd is gone")?;
+    let containerd = util::children_named(dockerd, "containerd");
+    if containerd.is_empty() {
+        bail!("dockerd (pid {dockerd}) has no containerd child to measure");
+    }
+    let mut total = util::rss_kib(dockerd)?;
+    for pid in containerd {
+        total += util::rss_kib(pid)?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn figure_lines() {
+        let measured = Figure {
+            bench: "run-latency",
+            berth: 50.0,
+            peer: Some("docker"),
+            peer_value: Ok(200.0),
+            unit: "ms",
+            rounds: Some(20),
+        };
+        assert_eq!(
+            measured.to_json(),
+            json!({"bench": "run-latency", "berth": 50.0, "peer": "docker",
+                   "peer_value": 200.0, "ratio": 0.25, "rounds": 20, "unit": "ms"})
+        );
+        let skipped = Figure {
+            bench: "idle-rss",
+            berth: 9.5,
+            peer: Some("dockerd+containerd"),
+            peer_value: Err("dockerd did not start".into()),
+            unit: "MiB",
+            rounds: None,
+        };
+        assert_eq!(
+            skipped.to_json(),
+            json!({"bench": "idle-rss", "berth": 9.5, "peer": "dockerd+containerd",
+                   "peer_value": null, "ratio": null, "skipped": "dockerd did not start",
+                   "unit": "MiB"})
+        );
+        let no_peer = Figure {
+            bench: "binary-size",
+            berth: 9.5,
+            peer: None,
+            peer_value: Err("no peer".into()),
+            unit: "MiB",
+            rounds: None,
+        };
+        assert_eq!(
+            no_peer.to_json(),
+            json!({"bench": "binary-size", "berth": 9.5, "peer": null,
+                   "peer_value": null, "ratio": null, "unit": "MiB"})
+        );
+    }
+}
