@@ -116,8 +116,7 @@ impl Report {
         let dir = util::target_dir()?.join("bench");
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{name}.jsonl"));
-        let file =
-            fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let file = fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(Report { path, file })
     }
 
@@ -247,19 +246,10 @@ fn run_latency(options: &Options, report: &mut Report) -> Result<()> {
     let mut runc_peer = Peer::new("runc", None);
     let mut berth_samples = Vec::new();
 
-    step(&format!(
-        "{rounds} rounds (+1 warm-up) of run --rm busybox /bin/true"
-    ));
+    step(&format!("{rounds} rounds (+1 warm-up) of run --rm busybox /bin/true"));
     for round in 0..=rounds {
-        let ms = time_ms(Command::new(&berth).args([
-            "-H",
-            &berth_host,
-            "run",
-            "--rm",
-            "busybox",
-            "/bin/true",
-        ]))
-        .context("berth could not run a container")?;
+        let ms = time_ms(Command::new(&berth).args(["-H", &berth_host, "run", "--rm", "busybox", "/bin/true"]))
+            .context("berth could not run a container")?;
         if round > 0 {
             berth_samples.push(ms);
         }
@@ -376,9 +366,7 @@ fn start_berth_daemon(berth: &Path, dir: &Path) -> Result<(Daemon, String)> {
         .stderr(log);
     let shown = util::display(&command);
     eprintln!("$ {shown}");
-    let child = command
-        .spawn()
-        .with_context(|| format!("could not start `{shown}`"))?;
+    let child = command.spawn().with_context(|| format!("could not start `{shown}`"))?;
     let mut daemon = Daemon::new("berth daemon", child);
     let answered = util::wait_for("the berth daemon to answer", DAEMON_START_TIMEOUT, || {
         if let Some(status) = daemon.exited() {
@@ -433,21 +421,13 @@ fn start_docker(dir: &Path, images: &Images) -> Result<Docker> {
         .arg(dir.join("docker-exec"))
         .arg("--pidfile")
         .arg(dir.join("docker.pid"))
-        .args([
-            "-H",
-            &host,
-            "--bridge=none",
-            "--iptables=false",
-            "--ip6tables=false",
-        ])
+        .args(["-H", &host, "--bridge=none", "--iptables=false", "--ip6tables=false"])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     let shown = util::display(&command);
     eprintln!("$ {shown}");
-    let child = command
-        .spawn()
-        .with_context(|| format!("could not start `{shown}`"))?;
+    let child = command.spawn().with_context(|| format!("could not start `{shown}`"))?;
     let mut daemon = Daemon::new("dockerd", child);
     util::wait_for("dockerd to answer", DOCKERD_START_TIMEOUT, || {
         if let Some(status) = daemon.exited() {
@@ -456,21 +436,11 @@ fn start_docker(dir: &Path, images: &Images) -> Result<Docker> {
                 util::tail(&log_path, 3000)
             );
         }
-        let answers = util::succeeds(Command::new(&cli).args([
-            "-H",
-            &host,
-            "version",
-            "--format",
-            "{{.Server.Version}}",
-        ]));
+        let answers =
+            util::succeeds(Command::new(&cli).args(["-H", &host, "version", "--format", "{{.Server.Version}}"]));
         Ok(answers.then_some(()))
     })
-    .map_err(|err| {
-        err.context(format!(
-            "end of dockerd's log:\n{}",
-            util::tail(&log_path, 3000)
-        ))
-    })?;
+    .map_err(|err| err.context(format!("end of dockerd's log:\n{}", util::tail(&log_path, 3000))))?;
     util::output(
         Command::new(&cli)
             .args(["-H", &host, "load", "-i"])

@@ -101,8 +101,7 @@ pub fn build() -> Result<Images> {
     }
 
     step(&format!("building images in {}", images.dir.display()));
-    fs::create_dir_all(&images.dir)
-        .with_context(|| format!("creating {}", images.dir.display()))?;
+    fs::create_dir_all(&images.dir).with_context(|| format!("creating {}", images.dir.display()))?;
     remove_if_exists(&stamp_path)?;
     write_images(&images, &probe)?;
     fs::write(&stamp_path, serde_json::to_vec_pretty(&inputs)?)
@@ -147,13 +146,9 @@ fn host_triple() -> Result<String> {
 
 /// What the output depends on; compared with the stamp of the last build.
 fn inputs(probe: &Path) -> Result<Value> {
-    let busybox = fs::metadata(BUSYBOX).with_context(|| {
-        format!("{BUSYBOX} is missing: `apt-get install busybox-static` provides it")
-    })?;
-    let mtime = busybox
-        .modified()?
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let busybox = fs::metadata(BUSYBOX)
+        .with_context(|| format!("{BUSYBOX} is missing: `apt-get install busybox-static` provides it"))?;
+    let mtime = busybox.modified()?.duration_since(UNIX_EPOCH).unwrap_or_default();
     Ok(json!({
         "recipe": RECIPE_VERSION,
         "busybox": {
@@ -266,18 +261,16 @@ fn write_rootfs(rootfs: &Path, probe: &Path) -> Result<()> {
 fn write_bundle_config(bundle: &Path) -> Result<()> {
     util::output(Command::new("runc").arg("spec").arg("--bundle").arg(bundle))?;
     let path = bundle.join("config.json");
-    let mut config: Value = serde_json::from_slice(
-        &fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", path.display()))?;
+    let mut config: Value =
+        serde_json::from_slice(&fs::read(&path).with_context(|| format!("reading {}", path.display()))?)
+            .with_context(|| format!("parsing {}", path.display()))?;
     let process = config
         .get_mut("process")
         .and_then(Value::as_object_mut)
         .context("`runc spec` wrote no process object")?;
     process.insert("args".into(), json!(["/bin/true"]));
     process.insert("terminal".into(), json!(false));
-    fs::write(&path, serde_json::to_vec_pretty(&config)?)
-        .with_context(|| format!("writing {}", path.display()))
+    fs::write(&path, serde_json::to_vec_pretty(&config)?).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `<target>/images/busybox-oci/` and the same layout as `busybox-oci.tar`.
@@ -319,31 +312,13 @@ fn write_oci_layout(images: &Images, config: &[u8], layer_tgz: &Path, arch: &str
             },
         }],
     });
-    write_file(
-        &layout.join("index.json"),
-        &serde_json::to_string(&index)?,
-        0o644,
-    )?;
-    write_file(
-        &layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-        0o644,
-    )?;
-    tar_directory(
-        &layout,
-        &["oci-layout", "index.json", "blobs"],
-        &images.oci_tar,
-    )
+    write_file(&layout.join("index.json"), &serde_json::to_string(&index)?, 0o644)?;
+    write_file(&layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#, 0o644)?;
+    tar_directory(&layout, &["oci-layout", "index.json", "blobs"], &images.oci_tar)
 }
 
 /// `busybox-docker.tar`, in the format `docker save` writes and `docker load` reads.
-fn write_docker_archive(
-    images: &Images,
-    config: &[u8],
-    layer_tar: &Path,
-    diff_id: &str,
-    work: &Path,
-) -> Result<()> {
+fn write_docker_archive(images: &Images, config: &[u8], layer_tar: &Path, diff_id: &str, work: &Path) -> Result<()> {
     let dir = work.join("docker");
     let config_digest = sha256_bytes(config)?;
     let layer_dir = dir.join(diff_id);
@@ -357,11 +332,7 @@ fn write_docker_archive(
         "RepoTags": [DOCKER_TAG],
         "Layers": [format!("{diff_id}/layer.tar")],
     }]);
-    write_file(
-        &dir.join("manifest.json"),
-        &serde_json::to_string(&manifest)?,
-        0o644,
-    )?;
+    write_file(&dir.join("manifest.json"), &serde_json::to_string(&manifest)?, 0o644)?;
     let (repository, tag) = DOCKER_TAG.split_once(':').context("tag has no colon")?;
     write_file(
         &dir.join("repositories"),
@@ -370,12 +341,7 @@ fn write_docker_archive(
     )?;
     tar_directory(
         &dir,
-        &[
-            "manifest.json",
-            "repositories",
-            config_name.as_str(),
-            diff_id,
-        ],
+        &["manifest.json", "repositories", config_name.as_str(), diff_id],
         &images.docker_tar,
     )
 }
@@ -427,10 +393,7 @@ fn gzip(from: &Path, to: &Path) -> Result<()> {
     let file = fs::File::create(to).with_context(|| format!("creating {}", to.display()))?;
     // -n: no name or timestamp in the header, so the digest is repeatable.
     let mut command = Command::new("gzip");
-    command
-        .args(["-n", "-6", "--stdout"])
-        .arg(from)
-        .stdout(file);
+    command.args(["-n", "-6", "--stdout"]).arg(from).stdout(file);
     util::run(&mut command)
 }
 
@@ -453,11 +416,7 @@ fn sha256_bytes(bytes: &[u8]) -> Result<String> {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("could not start `sha256sum`")?;
-    child
-        .stdin
-        .take()
-        .context("sha256sum has no stdin")?
-        .write_all(bytes)?;
+    child.stdin.take().context("sha256sum has no stdin")?.write_all(bytes)?;
     let out = child.wait_with_output()?;
     util::check_output("sha256sum", &out)?;
     let out = String::from_utf8_lossy(&out.stdout);
@@ -483,10 +442,7 @@ fn has_interpreter(path: &Path) -> Result<bool> {
         let bytes = elf
             .get(at..at + len)
             .with_context(|| format!("{} is truncated", path.display()))?;
-        Ok(bytes
-            .iter()
-            .rev()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        Ok(bytes.iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     };
     ensure!(
         elf.starts_with(b"\x7fELF\x02\x01"),
@@ -505,8 +461,7 @@ fn has_interpreter(path: &Path) -> Result<bool> {
 }
 
 fn copy_file(from: &Path, to: &Path, mode: u32) -> Result<()> {
-    fs::copy(from, to)
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     set_mode(to, mode)
 }
 

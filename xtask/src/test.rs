@@ -38,15 +38,8 @@ pub fn main(args: &[String]) -> Result<()> {
     .context("formatting differs: run `cargo fmt --manifest-path tests/image/probe/Cargo.toml`")?;
 
     step("lints (cargo clippy -D warnings)");
-    util::run(util::cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))
-    .context("clippy found problems")?;
+    util::run(util::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+        .context("clippy found problems")?;
     util::run(
         util::cargo()
             .args(["clippy", "--all-targets", "--manifest-path"])
@@ -112,14 +105,7 @@ fn check_probe_on_host(probe: &Path) -> Result<()> {
         .as_array()
         .is_some_and(|names| names.iter().any(|name| name == "lo"));
     ensure!(has_lo, "berth-probe lists no `lo` interface");
-    for key in [
-        "uid_map",
-        "gid_map",
-        "cap_eff",
-        "seccomp",
-        "no_new_privs",
-        "cgroup",
-    ] {
+    for key in ["uid_map", "gid_map", "cap_eff", "seccomp", "no_new_privs", "cgroup"] {
         ensure!(
             !report[key].is_null(),
             "berth-probe reports no {key} on the host: {stdout}"

@@ -56,11 +56,7 @@ pub fn main(args: &[String]) -> Result<()> {
     }
 
     step("loading the busybox image");
-    util::run(
-        Command::new(&berth)
-            .args(["image", "load", "-i"])
-            .arg(&images.oci_tar),
-    )?;
+    util::run(Command::new(&berth).args(["image", "load", "-i"]).arg(&images.oci_tar))?;
 
     print_next_steps(&berth);
     Ok(())
@@ -90,35 +86,24 @@ fn start_daemon(berth: &Path) -> Result<()> {
         .process_group(0);
     let shown = util::display(&command);
     eprintln!("$ {shown} >>{LOG_FILE} 2>&1 &");
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("could not start `{shown}`"))?;
+    let mut child = command.spawn().with_context(|| format!("could not start `{shown}`"))?;
 
-    util::wait_for(
-        "the berth daemon to answer `berth version`",
-        START_TIMEOUT,
-        || {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "`{shown}` exited ({status}) before answering; end of {LOG_FILE}:\n{}",
-                    util::tail(Path::new(LOG_FILE), 4000)
-                );
-            }
-            Ok(daemon_answers(berth).then_some(()))
-        },
-    )
+    util::wait_for("the berth daemon to answer `berth version`", START_TIMEOUT, || {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "`{shown}` exited ({status}) before answering; end of {LOG_FILE}:\n{}",
+                util::tail(Path::new(LOG_FILE), 4000)
+            );
+        }
+        Ok(daemon_answers(berth).then_some(()))
+    })
     .with_context(|| format!("see {LOG_FILE}"))?;
-    eprintln!(
-        "berth daemon running (pid {}), log in {LOG_FILE}",
-        child.id()
-    );
+    eprintln!("berth daemon running (pid {}), log in {LOG_FILE}", child.id());
     Ok(())
 }
 
 fn print_next_steps(berth: &Path) {
-    let dir = berth
-        .parent()
-        .map_or_else(String::new, |d| d.display().to_string());
+    let dir = berth.parent().map_or_else(String::new, |d| d.display().to_string());
     println!(
         "\nberth is up: daemon on unix://{DEFAULT_SOCKET}, log in {LOG_FILE}.
 

@@ -81,9 +81,7 @@ fn shell_word(arg: &OsStr) -> String {
 pub fn run(command: &mut Command) -> Result<()> {
     let shown = display(command);
     eprintln!("$ {shown}");
-    let status = command
-        .status()
-        .with_context(|| format!("could not start `{shown}`"))?;
+    let status = command.status().with_context(|| format!("could not start `{shown}`"))?;
     check_status(&shown, status)
 }
 
@@ -171,11 +169,7 @@ fn debian_package_installed(package: &str) -> bool {
 
 /// Polls `ready` every 100 ms until it returns `Some`, or fails once `timeout`
 /// has passed with `what` in the message.
-pub fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut ready: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
+pub fn wait_for<T>(what: &str, timeout: Duration, mut ready: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = ready()? {
@@ -195,10 +189,7 @@ pub fn tail(path: &Path, max_bytes: u64) -> String {
         return format!("({} could not be read)", path.display());
     };
     let len = file.metadata().map(|meta| meta.len()).unwrap_or(0);
-    let _ = std::io::Seek::seek(
-        &mut file,
-        std::io::SeekFrom::Start(len.saturating_sub(max_bytes)),
-    );
+    let _ = std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(len.saturating_sub(max_bytes)));
     let _ = file.read_to_end(&mut text);
     String::from_utf8_lossy(&text).into_owned()
 }
@@ -238,12 +229,7 @@ pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
 
 /// Sends `signal` (a name such as `TERM`) to `pid` with kill(1).
 pub fn send_signal(pid: u32, signal: &str) -> Result<()> {
-    output(
-        Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string()),
-    )
-    .map(drop)
+    output(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string())).map(drop)
 }
 
 /// A daemon this process started; stopped with SIGTERM (then SIGKILL after
@@ -288,10 +274,7 @@ impl Daemon {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        eprintln!(
-            "warning: {} did not stop within 20 s of SIGTERM; killing it",
-            self.name
-        );
+        eprintln!("warning: {} did not stop within 20 s of SIGTERM; killing it", self.name);
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -320,9 +303,7 @@ impl TempDir {
             match fs::create_dir(&path) {
                 Ok(()) => return Ok(TempDir { path }),
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(err) => {
-                    return Err(err).with_context(|| format!("creating {}", path.display()))
-                }
+                Err(err) => return Err(err).with_context(|| format!("creating {}", path.display())),
             }
         }
         bail!("could not create a temporary directory for {prefix}")
@@ -351,11 +332,7 @@ fn sweep_stale_temp_dirs(prefix: &str) {
         else {
             continue;
         };
-        let Some(pid) = rest
-            .split('-')
-            .next()
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+        let Some(pid) = rest.split('-').next().and_then(|pid| pid.parse::<u32>().ok()) else {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
@@ -397,12 +374,7 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
         .map(|point| point.replace("\\040", " "))
-        .filter(|point| {
-            point == dir
-                || point
-                    .strip_prefix(dir)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        })
+        .filter(|point| point == dir || point.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/')))
         .collect();
     found.sort_by_key(|point| std::cmp::Reverse(point.matches('/').count()));
     found.dedup();
@@ -417,10 +389,7 @@ mod tests {
     fn display_quotes_only_what_needs_it() {
         let mut command = Command::new("berth");
         command.args(["run", "--rm", "busybox", "sh", "-c", "echo it's"]);
-        assert_eq!(
-            display(&command),
-            r"berth run --rm busybox sh -c 'echo it'\''s'"
-        );
+        assert_eq!(display(&command), r"berth run --rm busybox sh -c 'echo it'\''s'");
     }
 
     #[test]

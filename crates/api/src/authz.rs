@@ -44,7 +44,11 @@ pub async fn layer(State(_state): State<AppState>, req: Request, next: Next) -> 
     let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
         return next.run(req).await;
     };
-    let principal = req.extensions().get::<Principal>().cloned().unwrap_or(Principal::Anonymous);
+    let principal = req
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or(Principal::Anonymous);
     let Some(route) = routes::lookup(req.method(), &path) else {
         // A route without a declared permission is a bug: refuse rather than guess.
         return ApiErrorResponse(berth_model::ApiError::new(

@@ -12,7 +12,7 @@ use axum::Json;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use berth_model::{ApiError, Container, ContainerCreate, ContainerStats, ExecCreate};
 
@@ -29,7 +29,10 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiR
     Ok(Json(s.engine.list(q.all)?))
 }
 
-pub async fn create(State(s): State<AppState>, Json(req): Json<ContainerCreate>) -> ApiResult<(StatusCode, Json<Container>)> {
+pub async fn create(
+    State(s): State<AppState>,
+    Json(req): Json<ContainerCreate>,
+) -> ApiResult<(StatusCode, Json<Container>)> {
     let engine = s.engine.clone();
     let c = tokio::task::spawn_blocking(move || engine.create(req))
         .await
@@ -47,7 +50,11 @@ pub struct ForceQuery {
     force: bool,
 }
 
-pub async fn remove(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<ForceQuery>) -> ApiResult<StatusCode> {
+pub async fn remove(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ForceQuery>,
+) -> ApiResult<StatusCode> {
     s.engine.remove(&id, q.force).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -92,7 +99,12 @@ where
     });
 }
 
-pub async fn start(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<StartQuery>, req: Request) -> ApiResult<Response> {
+pub async fn start(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StartQuery>,
+    req: Request,
+) -> ApiResult<Response> {
     if q.attach && !is_upgrade(&req) {
         return Err(ApiError::invalid("start with attach needs an upgraded connection (Upgrade: berth-stream)").into());
     }
@@ -106,7 +118,12 @@ pub async fn start(State(s): State<AppState>, Path(id): Path<String>, Query(q): 
     }
 }
 
-pub async fn attach(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<StartQuery>, req: Request) -> ApiResult<Response> {
+pub async fn attach(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StartQuery>,
+    req: Request,
+) -> ApiResult<Response> {
     if !is_upgrade(&req) {
         return Err(ApiError::invalid("attach needs an upgraded connection (Upgrade: berth-stream)").into());
     }
@@ -121,7 +138,11 @@ pub struct StopQuery {
     t: Option<u64>,
 }
 
-pub async fn stop(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<StopQuery>) -> ApiResult<StatusCode> {
+pub async fn stop(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StopQuery>,
+) -> ApiResult<StatusCode> {
     s.engine.stop(&id, q.t).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -136,7 +157,11 @@ fn default_signal() -> String {
     "KILL".into()
 }
 
-pub async fn kill(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<KillQuery>) -> ApiResult<StatusCode> {
+pub async fn kill(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<KillQuery>,
+) -> ApiResult<StatusCode> {
     s.engine.kill(&id, &q.signal).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -152,7 +177,11 @@ pub struct ResizeQuery {
     rows: u16,
 }
 
-pub async fn resize(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<ResizeQuery>) -> ApiResult<StatusCode> {
+pub async fn resize(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ResizeQuery>,
+) -> ApiResult<StatusCode> {
     s.engine.resize(&id, q.cols, q.rows).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -166,7 +195,11 @@ pub struct LogsQuery {
 
 /// NDJSON log lines (`{"time","stream","log"}`); with `follow`, new lines as
 /// they are written until the container stops.
-pub async fn logs(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<LogsQuery>) -> ApiResult<Response> {
+pub async fn logs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Response> {
     let (id, path) = s.engine.log_path(&id)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
     let engine = s.engine.clone();
@@ -174,7 +207,10 @@ pub async fn logs(State(s): State<AppState>, Path(id): Path<String>, Query(q): Q
         let mut offset = 0u64;
         let mut first = true;
         loop {
-            let running = matches!(engine.get(&id).map(|c| c.status.state), Ok(berth_model::ContainerState::Running | berth_model::ContainerState::Restarting));
+            let running = matches!(
+                engine.get(&id).map(|c| c.status.state),
+                Ok(berth_model::ContainerState::Running | berth_model::ContainerState::Restarting)
+            );
             let data = match tokio::fs::read(&path).await {
                 Ok(d) => d,
                 Err(_) => Vec::new(),
@@ -213,7 +249,11 @@ pub struct StatsQuery {
     stream: bool,
 }
 
-pub async fn stats(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<StatsQuery>) -> ApiResult<Response> {
+pub async fn stats(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StatsQuery>,
+) -> ApiResult<Response> {
     let first: ContainerStats = s.engine.stats(&id, Duration::from_millis(250)).await?;
     if !q.stream {
         return Ok(Json(first).into_response());
@@ -234,7 +274,11 @@ pub async fn stats(State(s): State<AppState>, Path(id): Path<String>, Query(q): 
     Ok(crate::system::ndjson(rx))
 }
 
-pub async fn exec_create(State(s): State<AppState>, Path(id): Path<String>, Json(req): Json<ExecCreate>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn exec_create(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(req): Json<ExecCreate>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let c = s.engine.get(&id)?;
     if c.status.state != berth_model::ContainerState::Running {
         return Err(ApiError::conflict(format!("container {} is not running", c.name)).into());
@@ -243,7 +287,10 @@ pub async fn exec_create(State(s): State<AppState>, Path(id): Path<String>, Json
         return Err(ApiError::invalid("exec needs a command").into());
     }
     let exec_id = berth_model::new_id();
-    s.execs.lock().unwrap_or_else(|e| e.into_inner()).insert(exec_id.clone(), (c.id, req));
+    s.execs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(exec_id.clone(), (c.id, req));
     Ok((StatusCode::CREATED, Json(json!({"id": exec_id}))))
 }
 
@@ -253,11 +300,12 @@ pub async fn exec_start(State(s): State<AppState>, Path(exec_id): Path<String>, 
     }
     let entry = s.execs.lock().unwrap_or_else(|e| e.into_inner()).remove(&exec_id);
     let Some((container_id, spec)) = entry else {
-        return Err(ApiErrorResponse(ApiError::not_found(format!("no such exec: {exec_id}"))));
+        return Err(ApiErrorResponse(ApiError::not_found(format!(
+            "no such exec: {exec_id}"
+        ))));
     };
-    let (mut stream, child) = s.engine.exec(&container_id, spec).await?;
-    // An exec that failed to start has already written its error frame; pass it on.
-    let _ = stream.fill_buf().await;
+    // An exec that fails to start writes an ERROR frame, which reaches the client like output.
+    let (stream, child) = s.engine.exec(&container_id, spec).await?;
     splice(req, stream, Some(child));
     Ok(switching())
 }

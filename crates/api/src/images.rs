@@ -52,16 +52,22 @@ pub async fn remove(State(s): State<AppState>, Query(q): Query<RefQuery>) -> Api
 /// read more than once to detect its format), then loaded; progress streams back.
 pub async fn load(State(s): State<AppState>, body: Body) -> ApiResult<Response> {
     let tmp_dir = s.engine.data_root().join("tmp");
-    tokio::fs::create_dir_all(&tmp_dir).await.map_err(|e| berth_model::ApiError::internal(format!("{}: {e}", tmp_dir.display())))?;
+    tokio::fs::create_dir_all(&tmp_dir)
+        .await
+        .map_err(|e| berth_model::ApiError::internal(format!("{}: {e}", tmp_dir.display())))?;
     let path = tmp_dir.join(format!("load-{}.tar", berth_model::new_id()));
-    let mut file = tokio::fs::File::create(&path).await.map_err(|e| berth_model::ApiError::internal(format!("{}: {e}", path.display())))?;
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| berth_model::ApiError::internal(format!("{}: {e}", path.display())))?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&path).await;
-                return Err(berth_model::ApiError::invalid(format!("reading the archive from the request: {e}")).into());
+                return Err(
+                    berth_model::ApiError::invalid(format!("reading the archive from the request: {e}")).into(),
+                );
             }
         };
         if let Err(e) = file.write_all(&chunk).await {
@@ -84,13 +90,20 @@ pub async fn load(State(s): State<AppState>, body: Body) -> ApiResult<Response> 
         let _ = std::fs::remove_file(&path);
         if let Err(e) = result {
             let err: berth_model::ApiError = e.into();
-            send(Progress { status: "error".into(), id: None, error: Some(err) });
+            send(Progress {
+                status: "error".into(),
+                id: None,
+                error: Some(err),
+            });
         }
     });
     Ok(crate::system::ndjson(rx))
 }
 
-pub async fn save(State(s): State<AppState>, axum::extract::RawQuery(raw): axum::extract::RawQuery) -> ApiResult<Response> {
+pub async fn save(
+    State(s): State<AppState>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> ApiResult<Response> {
     let refs: Vec<String> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .filter(|(k, _)| k == "ref")
         .map(|(_, v)| v.into_owned())
@@ -108,7 +121,9 @@ pub async fn save(State(s): State<AppState>, axum::extract::RawQuery(raw): axum:
         struct ChannelWriter(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
         impl std::io::Write for ChannelWriter {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.blocking_send(Ok(buf.to_vec())).map_err(|_| std::io::Error::other("client went away"))?;
+                self.0
+                    .blocking_send(Ok(buf.to_vec()))
+                    .map_err(|_| std::io::Error::other("client went away"))?;
                 Ok(buf.len())
             }
             fn flush(&mut self) -> std::io::Result<()> {

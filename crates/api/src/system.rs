@@ -9,13 +9,18 @@ use serde_json::{json, Value};
 use crate::AppState;
 
 pub async fn version() -> Json<Value> {
-    Json(json!({"version": env!("CARGO_PKG_VERSION"), "api": "v1", "os": std::env::consts::OS, "arch": std::env::consts::ARCH}))
+    Json(
+        json!({"version": env!("CARGO_PKG_VERSION"), "api": "v1", "os": std::env::consts::OS, "arch": std::env::consts::ARCH}),
+    )
 }
 
 pub async fn info(State(state): State<AppState>) -> Json<Value> {
     let e = &state.engine;
     let containers = e.list(true).unwrap_or_default();
-    let running = containers.iter().filter(|c| c.status.state == berth_model::ContainerState::Running).count();
+    let running = containers
+        .iter()
+        .filter(|c| c.status.state == berth_model::ContainerState::Running)
+        .count();
     let map = e.runtime().idmap;
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),

@@ -31,7 +31,9 @@ pub fn empty() -> Body {
 }
 
 pub fn json_body(v: &impl serde::Serialize) -> Result<Body> {
-    Ok(Full::new(Bytes::from(serde_json::to_vec(v)?)).map_err(|never| match never {}).boxed())
+    Ok(Full::new(Bytes::from(serde_json::to_vec(v)?))
+        .map_err(|never| match never {})
+        .boxed())
 }
 
 pub fn file_body(file: tokio::fs::File) -> Body {
@@ -81,7 +83,9 @@ impl Client {
                 tokio::net::TcpStream::connect(a).await.with_context(|| format!("cannot connect to the berth daemon at {a}"))?,
             )),
         };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.context("talking to the daemon")?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .context("talking to the daemon")?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
@@ -89,7 +93,11 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str, body: Body) -> Result<Request<Body>> {
-        Ok(Request::builder().method(method).uri(path).header("host", "berth").body(body)?)
+        Ok(Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "berth")
+            .body(body)?)
     }
 
     /// Sends a request; a non-success status becomes the daemon's message.
@@ -135,14 +143,20 @@ async fn error_of(resp: Response<Incoming>) -> anyhow::Error {
     };
     match serde_json::from_slice::<berth_model::ApiError>(&bytes) {
         Ok(e) => {
-            let code = if e.message.contains("executable file not found") || e.message.contains("no such file or directory in the image") {
+            let code = if e.message.contains("executable file not found")
+                || e.message.contains("no such file or directory in the image")
+            {
                 127
             } else {
                 125
             };
             ExitError(code, e.message).into()
         }
-        Err(_) => ExitError(125, format!("daemon answered {status}: {}", String::from_utf8_lossy(&bytes))).into(),
+        Err(_) => ExitError(
+            125,
+            format!("daemon answered {status}: {}", String::from_utf8_lossy(&bytes)),
+        )
+        .into(),
     }
 }
 

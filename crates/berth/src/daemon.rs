@@ -44,7 +44,11 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         bail!("--join: clustering is not available in this version yet");
     }
     let exe = std::env::current_exe().context("finding the berth binary")?;
-    let data_root = if a.data_root.is_absolute() { a.data_root.clone() } else { std::env::current_dir()?.join(&a.data_root) };
+    let data_root = if a.data_root.is_absolute() {
+        a.data_root.clone()
+    } else {
+        std::env::current_dir()?.join(&a.data_root)
+    };
     let engine = berth_api_engine(data_root.clone(), exe).await?;
     let router = berth_api::router(engine);
 
@@ -66,7 +70,9 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     let unix = tokio::spawn(async move { axum::serve(listener, admin).await });
     let mut tcp = None;
     if let Some(addr) = a.insecure_listen {
-        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "plain HTTP on loopback");
         let anon = router.layer(axum::Extension(Principal::Anonymous));
         tcp = Some(tokio::spawn(async move { axum::serve(l, anon).await }));
@@ -84,9 +90,12 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
 }
 
 async fn berth_api_engine(data_root: PathBuf, exe: PathBuf) -> Result<std::sync::Arc<berth_engine::Engine>> {
-    berth_engine::Engine::open(berth_engine::Config { data_root: data_root.clone(), exe })
-        .await
-        .with_context(|| format!("opening data root {}", data_root.display()))
+    berth_engine::Engine::open(berth_engine::Config {
+        data_root: data_root.clone(),
+        exe,
+    })
+    .await
+    .with_context(|| format!("opening data root {}", data_root.display()))
 }
 
 async fn shutdown_signal() {

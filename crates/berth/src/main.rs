@@ -12,7 +12,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "berth", version, about = "berth: containers, images and more, in one binary")]
 struct Args {
     /// Daemon to talk to: unix:///path/to/berth.sock
-    #[arg(short = 'H', long = "host", env = "BERTH_HOST", global = true, default_value = "unix:///run/berth/berth.sock")]
+    #[arg(
+        short = 'H',
+        long = "host",
+        env = "BERTH_HOST",
+        global = true,
+        default_value = "unix:///run/berth/berth.sock"
+    )]
     host: String,
     #[command(subcommand)]
     command: Command,
@@ -75,7 +81,11 @@ fn main() {
         Command::Shim(a) => cli::shim::run(a),
         Command::ShimExec(a) => cli::shim::run_exec(a),
         command => {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("berth: starting the async runtime: {e}");

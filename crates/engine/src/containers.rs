@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use berth_model::{Container, ContainerCreate, ContainerState, ContainerStats, ContainerStatus, ExecCreate, ProcessConfig};
+use berth_model::{
+    Container, ContainerCreate, ContainerState, ContainerStats, ContainerStatus, ExecCreate, ProcessConfig,
+};
 use berth_runtime::{inroot, spec, Runtime};
 use berth_store::{CONTAINERS, CONTAINER_NAMES};
 use tokio::io::BufReader;
@@ -19,12 +21,21 @@ fn valid_name(n: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '.' | '-'))
 }
 
-const ADJECTIVES: [&str; 12] = ["brave", "calm", "eager", "fond", "keen", "lucid", "merry", "noble", "quiet", "swift", "tidy", "vivid"];
-const NOUNS: [&str; 12] = ["anchor", "buoy", "cove", "dock", "ferry", "harbor", "jetty", "keel", "mast", "pier", "quay", "wharf"];
+const ADJECTIVES: [&str; 12] = [
+    "brave", "calm", "eager", "fond", "keen", "lucid", "merry", "noble", "quiet", "swift", "tidy", "vivid",
+];
+const NOUNS: [&str; 12] = [
+    "anchor", "buoy", "cove", "dock", "ferry", "harbor", "jetty", "keel", "mast", "pier", "quay", "wharf",
+];
 
 fn random_name(id: &str) -> String {
     let b = id.as_bytes();
-    format!("{}_{}_{}", ADJECTIVES[b[0] as usize % 12], NOUNS[b[1] as usize % 12], &id[2..6])
+    format!(
+        "{}_{}_{}",
+        ADJECTIVES[b[0] as usize % 12],
+        NOUNS[b[1] as usize % 12],
+        &id[2..6]
+    )
 }
 
 fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
@@ -66,7 +77,9 @@ impl Engine {
 
     pub fn get(&self, name_or_id: &str) -> Result<Container, Error> {
         let id = self.resolve(name_or_id)?;
-        self.store.get(CONTAINERS, &id)?.ok_or(Error::NoSuchContainer(name_or_id.to_string()))
+        self.store
+            .get(CONTAINERS, &id)?
+            .ok_or(Error::NoSuchContainer(name_or_id.to_string()))
     }
 
     pub fn list(&self, all: bool) -> Result<Vec<Container>, Error> {
@@ -105,12 +118,16 @@ impl Engine {
         let image = self.images.resolve(&req.image)?;
         if let Some(n) = &req.name {
             if !valid_name(n) {
-                return Err(Error::Invalid(format!("invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+                return Err(Error::Invalid(format!(
+                    "invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
             }
         }
         match req.network.as_deref() {
             None | Some("none") | Some("default") => {}
-            Some(other) => return Err(Error::Invalid(format!("network {other:?} is not available: this node supports --network none (bridge networks come later)"))),
+            Some(other) => return Err(Error::Invalid(format!(
+                "network {other:?} is not available: this node supports --network none (bridge networks come later)"
+            ))),
         }
         match req.userns.as_deref() {
             None | Some("") | Some("private") | Some("host") => {}
@@ -127,7 +144,10 @@ impl Engine {
         for b in &req.binds {
             let p = std::path::Path::new(&b.source);
             if !p.exists() {
-                return Err(Error::Invalid(format!("invalid volume: host path {} does not exist", b.source)));
+                return Err(Error::Invalid(format!(
+                    "invalid volume: host path {} does not exist",
+                    b.source
+                )));
             }
         }
         let mut args: Vec<String> = match &req.entrypoint {
@@ -140,17 +160,27 @@ impl Engine {
             args.extend(image.config.cmd.iter().cloned());
         }
         if args.is_empty() {
-            return Err(Error::Invalid(format!("no command specified and image {} has no Cmd or Entrypoint", req.image)));
+            return Err(Error::Invalid(format!(
+                "no command specified and image {} has no Cmd or Entrypoint",
+                req.image
+            )));
         }
         let cwd = req.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| {
-            if image.config.working_dir.is_empty() { "/".into() } else { image.config.working_dir.clone() }
+            if image.config.working_dir.is_empty() {
+                "/".into()
+            } else {
+                image.config.working_dir.clone()
+            }
         });
         if !cwd.starts_with('/') {
             return Err(Error::Invalid(format!("working directory {cwd:?} must be absolute")));
         }
         let mut env = merge_env(&image.config.env, &req.env);
         if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+            env.insert(
+                0,
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            );
         }
         let id = berth_model::new_id();
         let name = req.name.clone().unwrap_or_else(|| random_name(&id));
@@ -166,7 +196,14 @@ impl Engine {
             image: req.image.clone(),
             image_id: image.id.clone(),
             created: now(),
-            process: ProcessConfig { args, env, cwd, uid: 0, gid: 0, additional_gids: vec![] },
+            process: ProcessConfig {
+                args,
+                env,
+                cwd,
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+            },
             spec: req,
             status: ContainerStatus::default(),
         };
@@ -190,14 +227,24 @@ impl Engine {
         };
         if !created {
             let _ = self.runtime.remove(&id);
-            let holder = self.store.get::<String>(CONTAINER_NAMES, &name).ok().flatten().unwrap_or_default();
+            let holder = self
+                .store
+                .get::<String>(CONTAINER_NAMES, &name)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             return Err(Error::Conflict(format!(
                 "container name {name:?} is already in use by container {}: remove or rename it first",
                 &holder[..holder.len().min(12)]
             )));
         }
         self.runtime.unmount_rootfs(&id);
-        self.emit("container", "create", &id, &[("name", &name), ("image", &container.image)]);
+        self.emit(
+            "container",
+            "create",
+            &id,
+            &[("name", &name), ("image", &container.image)],
+        );
         Ok(container)
     }
 
@@ -207,13 +254,22 @@ impl Engine {
         let image = self.images.resolve(&c.image_id)?;
         let userns = !(c.spec.privileged || c.spec.userns.as_deref() == Some("host"));
         let map = self.runtime.idmap;
-        let shift = userns.then_some(berth_image::IdShift { uid_base: map.uid_base, gid_base: map.gid_base, size: map.size });
+        let shift = userns.then_some(berth_image::IdShift {
+            uid_base: map.uid_base,
+            gid_base: map.gid_base,
+            size: map.size,
+        });
         let result = (|| {
             let lowers = self.images.layer_dirs(&image, shift)?;
             let owner = if userns { (map.uid_base, map.gid_base) } else { (0, 0) };
             let rootfs = self.runtime.mount_rootfs(&c.id, &lowers, owner)?;
             if first {
-                let user = c.spec.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| image.config.user.clone());
+                let user = c
+                    .spec
+                    .user
+                    .clone()
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| image.config.user.clone());
                 let (uid, gid, extra) = inroot::resolve_user(&rootfs, &user)?;
                 c.process.uid = uid;
                 c.process.gid = gid;
@@ -254,7 +310,11 @@ impl Engine {
 
     /// Starts a created or exited container. With `attach`, returns the
     /// output stream, attached before the process runs so nothing is missed.
-    pub async fn start(self: &Arc<Self>, name_or_id: &str, attach: Option<bool>) -> Result<Option<BufReader<UnixStream>>, Error> {
+    pub async fn start(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        attach: Option<bool>,
+    ) -> Result<Option<BufReader<UnixStream>>, Error> {
         let id = self.resolve(name_or_id)?;
         let lock = self.lock(&id);
         let _guard = lock.lock().await;
@@ -268,7 +328,11 @@ impl Engine {
         self.start_locked(c, attach).await
     }
 
-    async fn start_locked(self: &Arc<Self>, c: Container, attach: Option<bool>) -> Result<Option<BufReader<UnixStream>>, Error> {
+    async fn start_locked(
+        self: &Arc<Self>,
+        c: Container,
+        attach: Option<bool>,
+    ) -> Result<Option<BufReader<UnixStream>>, Error> {
         let id = c.id.clone();
         let c = self.prepare_rootfs(c, false)?;
         let result = async {
@@ -328,16 +392,26 @@ impl Engine {
     pub(crate) async fn on_exit(self: &Arc<Self>, id: &str, code: i32) {
         let lock = self.lock(id);
         let guard = lock.lock().await;
-        let Ok(Some(c)) = self.store.get::<Container>(CONTAINERS, id) else { return };
+        let Ok(Some(c)) = self.store.get::<Container>(CONTAINERS, id) else {
+            return;
+        };
         if !matches!(c.status.state, ContainerState::Running | ContainerState::Restarting) {
             return;
         }
         let finished = self.runtime.exit_record(id).map(|r| r.finished_at).unwrap_or_else(now);
         self.runtime.delete_runtime_state(id);
         self.runtime.unmount_rootfs(id);
-        let restart = c.spec.restart.should_restart(code, c.status.restart_count, c.status.stopped_by_user) && !c.spec.auto_remove;
+        let restart = c
+            .spec
+            .restart
+            .should_restart(code, c.status.restart_count, c.status.stopped_by_user)
+            && !c.spec.auto_remove;
         let updated = self.update(id, |s| {
-            s.state = if restart { ContainerState::Restarting } else { ContainerState::Exited };
+            s.state = if restart {
+                ContainerState::Restarting
+            } else {
+                ContainerState::Exited
+            };
             s.exit_code = Some(code);
             s.pid = None;
             s.finished_at = Some(finished);
@@ -361,7 +435,9 @@ impl Engine {
                     tokio::time::sleep(delay).await;
                     let lock = engine.lock(&id);
                     let _g = lock.lock().await;
-                    let Ok(Some(mut c)) = engine.store.get::<Container>(CONTAINERS, &id) else { return };
+                    let Ok(Some(mut c)) = engine.store.get::<Container>(CONTAINERS, &id) else {
+                        return;
+                    };
                     if c.status.state != ContainerState::Restarting {
                         return;
                     }
@@ -390,7 +466,11 @@ impl Engine {
             return Ok(());
         }
         let image_signal = self.images.resolve(&c.image_id).ok().and_then(|i| i.config.stop_signal);
-        let signal = image_signal.as_deref().map(parse_signal).transpose()?.unwrap_or(libc::SIGTERM);
+        let signal = image_signal
+            .as_deref()
+            .map(parse_signal)
+            .transpose()?
+            .unwrap_or(libc::SIGTERM);
         self.emit("container", "stop", &id, &[("name", &c.name)]);
         let _ = self.runtime.kill(&id, signal).await;
         let t = std::time::Duration::from_secs(timeout.unwrap_or(10));
@@ -488,7 +568,11 @@ impl Engine {
     }
 
     /// Runs a process in a running container: the framed stream and the exec shim.
-    pub async fn exec(&self, name_or_id: &str, req: ExecCreate) -> Result<(BufReader<UnixStream>, tokio::process::Child), Error> {
+    pub async fn exec(
+        &self,
+        name_or_id: &str,
+        req: ExecCreate,
+    ) -> Result<(BufReader<UnixStream>, tokio::process::Child), Error> {
         let id = self.resolve(name_or_id)?;
         let c = self.get(&id)?;
         if c.status.state != ContainerState::Running {
@@ -505,10 +589,22 @@ impl Engine {
         let env = merge_env(&c.process.env, &req.env);
         let cwd = req.working_dir.clone().unwrap_or_else(|| c.process.cwd.clone());
         inroot::check_executable(&rootfs, &req.cmd[0], &env, &cwd)?;
-        let p = ProcessConfig { args: req.cmd.clone(), env, cwd, uid, gid, additional_gids: extra };
+        let p = ProcessConfig {
+            args: req.cmd.clone(),
+            env,
+            cwd,
+            uid,
+            gid,
+            additional_gids: extra,
+        };
         let process = self.runtime.exec_process(&id, &p, req.tty)?;
         let out = self.runtime.exec(&id, &process, req.tty).await?;
-        self.emit("container", "exec_start", &id, &[("name", &c.name), ("execID", &req.cmd.join(" "))]);
+        self.emit(
+            "container",
+            "exec_start",
+            &id,
+            &[("name", &c.name), ("execID", &req.cmd.join(" "))],
+        );
         Ok(out)
     }
 
@@ -522,7 +618,12 @@ impl Engine {
     pub async fn stats(&self, name_or_id: &str, interval: std::time::Duration) -> Result<ContainerStats, Error> {
         let c = self.get(name_or_id)?;
         if c.status.state != ContainerState::Running {
-            return Ok(ContainerStats { id: c.id, name: c.name, read_at: now(), ..Default::default() });
+            return Ok(ContainerStats {
+                id: c.id,
+                name: c.name,
+                read_at: now(),
+                ..Default::default()
+            });
         }
         let a = self.runtime.stats(&c.id).unwrap_or_default();
         tokio::time::sleep(interval).await;
@@ -592,7 +693,10 @@ mod tests {
         assert!(valid_name("web-1.a_b"));
         assert!(!valid_name("-x"));
         assert!(!valid_name("a b"));
-        assert_eq!(merge_env(&["A=1".into(), "B=2".into()], &["A=3".into()]), vec!["B=2".to_string(), "A=3".to_string()]);
+        assert_eq!(
+            merge_env(&["A=1".into(), "B=2".into()], &["A=3".into()]),
+            vec!["B=2".to_string(), "A=3".to_string()]
+        );
         assert_eq!(restart_delay(0).as_millis(), 100);
         assert_eq!(restart_delay(30).as_millis(), 10_000);
     }

@@ -25,7 +25,10 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Self::Io { path: path.as_ref().display().to_string(), source }
+        Self::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 
     pub fn code(&self) -> ErrorCode {
@@ -34,7 +37,9 @@ impl Error {
             Error::Ambiguous(_) | Error::Invalid(_) => ErrorCode::InvalidArgument,
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::Image(e) => e.code(),
-            Error::Runtime(berth_runtime::Error::User(_) | berth_runtime::Error::CommandNotFound(_)) => ErrorCode::InvalidArgument,
+            Error::Runtime(berth_runtime::Error::User(_) | berth_runtime::Error::CommandNotFound(_)) => {
+                ErrorCode::InvalidArgument
+            }
             Error::Runtime(berth_runtime::Error::NotRunning(_)) => ErrorCode::Conflict,
             Error::Runtime(_) | Error::Store(_) | Error::Io { .. } => ErrorCode::Internal,
         }

@@ -69,7 +69,12 @@ impl Engine {
             }
         }
 
-        let known: HashSet<String> = self.store.list::<Container>(CONTAINERS)?.into_iter().map(|(id, _)| id).collect();
+        let known: HashSet<String> = self
+            .store
+            .list::<Container>(CONTAINERS)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         for id in self.runtime.ids_on_disk() {
             if !known.contains(&id) {
                 tracing::info!(container_id = %id, "removing leftovers of an unrecorded container");

@@ -48,7 +48,9 @@ impl Compression {
             None => Ok(Some(Compression::None)),
             Some("gzip") => Ok(Some(Compression::Gzip)),
             Some("zstd") => Ok(Some(Compression::Zstd)),
-            Some(other) => Err(format!("unsupported layer compression {other:?} (media type {media_type})")),
+            Some(other) => Err(format!(
+                "unsupported layer compression {other:?} (media type {media_type})"
+            )),
         }
     }
 
@@ -84,7 +86,10 @@ mod tests {
         let check = |mt: &str| format!("{:?}", Compression::from_media_type(mt));
         assert_eq!(check("application/vnd.oci.image.layer.v1.tar+gzip"), "Ok(Some(Gzip))");
         assert_eq!(check("application/vnd.oci.image.layer.v1.tar+zstd"), "Ok(Some(Zstd))");
-        assert_eq!(check("application/vnd.docker.image.rootfs.diff.tar.gzip"), "Ok(Some(Gzip))");
+        assert_eq!(
+            check("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            "Ok(Some(Gzip))"
+        );
         assert_eq!(check("application/vnd.example.thing"), "Ok(None)");
         assert_eq!(check("application/vnd.oci.image.layer.v1.tar"), "Ok(Some(None))");
         assert!(check("application/vnd.oci.image.layer.v1.tar+bzip2").contains("unsupported layer compression"));
@@ -97,7 +102,11 @@ mod tests {
         gz.write_all(b"hello").unwrap();
         let gz = gz.finish().unwrap();
         let zst = zstd::encode_all(&b"hello"[..], 1).unwrap();
-        for (bytes, want) in [(gz, Compression::Gzip), (zst, Compression::Zstd), (b"hello".to_vec(), Compression::None)] {
+        for (bytes, want) in [
+            (gz, Compression::Gzip),
+            (zst, Compression::Zstd),
+            (b"hello".to_vec(), Compression::None),
+        ] {
             let (c, mut r) = decompress(&bytes[..]).unwrap();
             let mut s = String::new();
             r.read_to_string(&mut s).unwrap();

@@ -76,7 +76,11 @@ impl Blobs {
         let path = self.path(digest)?;
         File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::BlobNotFound(digest.to_string()),
-            _ => Error::Io { action: "opening blob", path, source: e },
+            _ => Error::Io {
+                action: "opening blob",
+                path,
+                source: e,
+            },
         })
     }
 
@@ -91,7 +95,11 @@ impl Blobs {
             .open(&temp)
             .map_err(io_err("creating temp blob", &temp))?;
         // From here on, dropping `staged` removes the file.
-        let mut staged = Staged { temp, digest: String::new(), size: 0 };
+        let mut staged = Staged {
+            temp,
+            digest: String::new(),
+            size: 0,
+        };
         let mut writer = HashingWriter::new(&mut file);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -101,7 +109,9 @@ impl Blobs {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(read_err(e)),
             };
-            writer.write_all(&buf[..n]).map_err(io_err("writing temp blob", &staged.temp))?;
+            writer
+                .write_all(&buf[..n])
+                .map_err(io_err("writing temp blob", &staged.temp))?;
         }
         let (digest, size) = writer.finish();
         file.sync_all().map_err(io_err("syncing temp blob", &staged.temp))?;
@@ -112,7 +122,11 @@ impl Blobs {
 
     pub fn stage_bytes(&self, mut bytes: &[u8]) -> Result<Staged> {
         let path = self.tmp_dir();
-        self.stage(&mut bytes, &|e| Error::Io { action: "staging blob in", path: path.clone(), source: e })
+        self.stage(&mut bytes, &|e| Error::Io {
+            action: "staging blob in",
+            path: path.clone(),
+            source: e,
+        })
     }
 
     /// Moves a staged blob into place. Returns whether the blob is new (it was
@@ -131,7 +145,11 @@ impl Blobs {
     pub fn remove(&self, digest: &str) -> Result<()> {
         let path = self.path(digest)?;
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Io { action: "removing blob", path, source: e }),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Io {
+                action: "removing blob",
+                path,
+                source: e,
+            }),
             _ => Ok(()),
         }
     }
@@ -165,7 +183,11 @@ pub(crate) struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Sha256::new(), size: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
     }
 
     /// `("sha256:<hex>", bytes written)`.
@@ -195,7 +217,10 @@ pub(crate) struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        Self { inner, hasher: Sha256::new() }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
     }
 
     /// Reads the rest of the stream and returns `"sha256:<hex>"` of all of it.
@@ -218,7 +243,10 @@ impl<R: Read> Read for HashingReader<R> {
 pub(crate) fn read_small(reader: &mut dyn Read, path: &Path) -> Result<Vec<u8>> {
     const LIMIT: u64 = 8 << 20;
     let mut buf = Vec::new();
-    reader.take(LIMIT + 1).read_to_end(&mut buf).map_err(io_err("reading", path))?;
+    reader
+        .take(LIMIT + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_err("reading", path))?;
     if buf.len() as u64 > LIMIT {
         return Err(Error::Io {
             action: "reading",

@@ -9,7 +9,11 @@ use berth_model::ErrorCode;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error(transparent)]
     Store(#[from] berth_store::Error),
@@ -24,7 +28,9 @@ pub enum Error {
     #[error("image id prefix {prefix:?} is ambiguous: it matches {count} images")]
     AmbiguousReference { prefix: String, count: usize },
 
-    #[error("image {reference} ({id}) is used by a container: remove the container first (force only untags the image)")]
+    #[error(
+        "image {reference} ({id}) is used by a container: remove the container first (force only untags the image)"
+    )]
     InUse { reference: String, id: String },
 
     #[error("unable to delete image {id} (must be forced): it is tagged as {tags}")]
@@ -42,17 +48,32 @@ pub enum Error {
     Archive { archive: PathBuf, message: String },
 
     #[error("archive {archive}: blob {digest} ({entry}) has content with digest {actual}")]
-    DigestMismatch { archive: PathBuf, digest: String, entry: String, actual: String },
+    DigestMismatch {
+        archive: PathBuf,
+        digest: String,
+        entry: String,
+        actual: String,
+    },
 
     #[error("archive {archive}: layer {digest} ({entry}): uncompressed content has digest {actual} but the image config lists diff id {expected}")]
-    DiffIdMismatch { archive: PathBuf, digest: String, entry: String, expected: String, actual: String },
+    DiffIdMismatch {
+        archive: PathBuf,
+        digest: String,
+        entry: String,
+        expected: String,
+        actual: String,
+    },
 
     /// A stored image whose content is missing or does not match its record.
     #[error("image {id}: {message}")]
     Corrupt { id: String, message: String },
 
     #[error("unpacking layer {layer}: entry {entry:?}: {message}")]
-    Unpack { layer: String, entry: String, message: String },
+    Unpack {
+        layer: String,
+        entry: String,
+        message: String,
+    },
 }
 
 impl Error {

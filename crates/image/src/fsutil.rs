@@ -27,16 +27,32 @@ pub(crate) fn remove_any(path: &Path) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::Io { action: "reading metadata of", path: path.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                action: "reading metadata of",
+                path: path.to_path_buf(),
+                source: e,
+            })
+        }
     };
-    let result = if meta.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+    let result = if meta.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
     match result {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Io { action: "removing", path: path.to_path_buf(), source: e }),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Io {
+            action: "removing",
+            path: path.to_path_buf(),
+            source: e,
+        }),
         _ => Ok(()),
     }
 }
 
 /// Fsyncs a directory so that renames into it survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("syncing", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("syncing", dir))
 }

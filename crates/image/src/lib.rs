@@ -74,7 +74,9 @@ struct Inner {
 
 impl std::fmt::Debug for ImageStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImageStore").field("snapshots", &self.inner.snapshots).finish_non_exhaustive()
+        f.debug_struct("ImageStore")
+            .field("snapshots", &self.inner.snapshots)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,7 +125,13 @@ impl ImageStore {
 
     /// Every image, newest first.
     pub fn list(&self) -> Result<Vec<Image>> {
-        let mut images: Vec<Image> = self.inner.store.list(IMAGES)?.into_iter().map(|(_, image)| image).collect();
+        let mut images: Vec<Image> = self
+            .inner
+            .store
+            .list(IMAGES)?
+            .into_iter()
+            .map(|(_, image)| image)
+            .collect();
         images.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
         Ok(images)
     }
@@ -150,12 +158,15 @@ impl ImageStore {
     ///   [`Error::InUse`] unless `force`, and even then only untagged.
     ///
     /// Returns `Untagged: busybox:latest` / `Deleted: sha256:...` lines.
+    /// `in_use` runs while the store's content lock is held: it must not call
+    /// back into this store.
     pub fn remove(&self, reference: &str, force: bool, in_use: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
         refs::remove(self, reference, force, in_use)
     }
 
     /// Makes sure every layer of `image` is unpacked and returns the snapshot
-    /// dirs top-most first, as overlayfs `lowerdir=` wants them.
+    /// dirs top-most first, as overlayfs `lowerdir=` wants them. Each layer is
+    /// unpacked once per `shift` (`None`: ids as in the layer) and cached.
     pub fn layer_dirs(&self, image: &Image, shift: Option<IdShift>) -> Result<Vec<PathBuf>> {
         snapshot::layer_dirs(self, image, shift)
     }

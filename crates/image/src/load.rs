@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::BufReader;
 use std::path::{Component, Path};
 use std::str::FromStr;
 
@@ -45,7 +44,10 @@ const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
 fn archive_error(archive: &Path, message: impl Into<String>) -> Error {
-    Error::Archive { archive: archive.to_path_buf(), message: message.into() }
+    Error::Archive {
+        archive: archive.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 pub(crate) fn load(images: &ImageStore, archive: &Path, progress: &mut dyn FnMut(Progress)) -> Result<Vec<Image>> {
@@ -89,7 +91,9 @@ pub(crate) fn load(images: &ImageStore, archive: &Path, progress: &mut dyn FnMut
     for plan in plans {
         let manifest_digest = match &plan.manifest {
             ManifestSource::Archive { digest, entry } => {
-                needed.entry(digest.clone()).or_insert_with(|| Source::Entry(entry.clone()));
+                needed
+                    .entry(digest.clone())
+                    .or_insert_with(|| Source::Entry(entry.clone()));
                 digest.clone()
             }
             ManifestSource::Synthesize => {
@@ -99,9 +103,13 @@ pub(crate) fn load(images: &ImageStore, archive: &Path, progress: &mut dyn FnMut
                 digest
             }
         };
-        needed.entry(plan.config_digest.clone()).or_insert_with(|| Source::Entry(plan.config_entry.clone()));
+        needed
+            .entry(plan.config_digest.clone())
+            .or_insert_with(|| Source::Entry(plan.config_entry.clone()));
         for layer in &plan.layers {
-            needed.entry(layer.digest.clone()).or_insert_with(|| Source::Entry(layer.entry.clone()));
+            needed
+                .entry(layer.digest.clone())
+                .or_insert_with(|| Source::Entry(layer.entry.clone()));
         }
         records.push((image_record(&plan, manifest_digest), plan.names));
     }
@@ -124,12 +132,24 @@ pub(crate) fn load(images: &ImageStore, archive: &Path, progress: &mut dyn FnMut
     drop(files);
 
     for image in &loaded {
-        let names: Vec<&String> = records.iter().filter(|(r, _)| r.id == image.id).flat_map(|(_, names)| names).collect();
+        let names: Vec<&String> = records
+            .iter()
+            .filter(|(r, _)| r.id == image.id)
+            .flat_map(|(_, names)| names)
+            .collect();
         if names.is_empty() {
-            progress(Progress { status: format!("Loaded image ID: {}", image.id), id: Some(short_id(&image.id).to_string()), error: None });
+            progress(Progress {
+                status: format!("Loaded image ID: {}", image.id),
+                id: Some(short_id(&image.id).to_string()),
+                error: None,
+            });
         }
         for name in names {
-            progress(Progress { status: format!("Loaded image: {name}"), id: Some(short_id(&image.id).to_string()), error: None });
+            progress(Progress {
+                status: format!("Loaded image: {name}"),
+                id: Some(short_id(&image.id).to_string()),
+                error: None,
+            });
         }
         tracing::info!(image_id = %image.id, archive = %archive.display(), "loaded image");
     }
@@ -215,7 +235,10 @@ struct Plan {
 }
 
 enum ManifestSource {
-    Archive { digest: String, entry: String },
+    Archive {
+        digest: String,
+        entry: String,
+    },
     /// A docker archive has no manifest: one is made from the stored blobs.
     Synthesize,
 }
@@ -243,12 +266,19 @@ impl<'a> ArchiveFiles<'a> {
     fn read(blobs: &Blobs, archive: &'a Path) -> Result<Self> {
         let bad = |message: String| archive_error(archive, message);
         let file = File::open(archive).map_err(io_err("opening archive", archive))?;
-        let (_, stream) = decompress(BufReader::new(file)).map_err(|e| bad(format!("reading: {e}")))?;
+        let (_, stream) = decompress(file).map_err(|e| bad(format!("reading: {e}")))?;
         let mut tar = tar::Archive::new(stream);
-        let mut out = Self { archive, files: HashMap::new(), links: HashMap::new() };
+        let mut out = Self {
+            archive,
+            files: HashMap::new(),
+            links: HashMap::new(),
+        };
         for entry in tar.entries().map_err(|e| bad(format!("reading: {e}")))? {
             let mut entry = entry.map_err(|e| bad(format!("reading: {e}")))?;
-            let raw = entry.path().map_err(|e| bad(format!("reading entry path: {e}")))?.into_owned();
+            let raw = entry
+                .path()
+                .map_err(|e| bad(format!("reading entry path: {e}")))?
+                .into_owned();
             let Some(path) = lexical_path(None, &raw) else {
                 tracing::warn!(archive = %archive.display(), entry = %raw.display(), "skipping archive entry outside the archive root");
                 continue;
@@ -259,9 +289,15 @@ impl<'a> ArchiveFiles<'a> {
                     out.files.insert(path, staged);
                 }
                 kind @ (tar::EntryType::Symlink | tar::EntryType::Link) => {
-                    let target = entry.link_name().map_err(|e| bad(format!("reading link {path}: {e}")))?;
+                    let target = entry
+                        .link_name()
+                        .map_err(|e| bad(format!("reading link {path}: {e}")))?;
                     // Symlinks are relative to their dir, hard links to the archive root.
-                    let base = if kind == tar::EntryType::Symlink { path.rsplit_once('/').map(|(dir, _)| dir) } else { None };
+                    let base = if kind == tar::EntryType::Symlink {
+                        path.rsplit_once('/').map(|(dir, _)| dir)
+                    } else {
+                        None
+                    };
                     if let Some(target) = target.and_then(|t| lexical_path(base, &t)) {
                         out.links.insert(path, target);
                     }
@@ -313,8 +349,12 @@ impl<'a> ArchiveFiles<'a> {
     }
 
     fn take(&mut self, path: &str) -> Result<Staged> {
-        let resolved = self.resolve(path).ok_or_else(|| self.bad(format!("{path} is missing")))?;
-        self.files.remove(&resolved).ok_or_else(|| self.bad(format!("{path} is missing")))
+        let resolved = self
+            .resolve(path)
+            .ok_or_else(|| self.bad(format!("{path} is missing")))?;
+        self.files
+            .remove(&resolved)
+            .ok_or_else(|| self.bad(format!("{path} is missing")))
     }
 
     fn json<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T> {
@@ -330,7 +370,11 @@ impl<'a> ArchiveFiles<'a> {
         let entry = blob_entry(&digest);
         let staged = self.require(&entry)?;
         if staged.size != descriptor.size() {
-            return Err(self.bad(format!("blob {digest} has {} bytes but its descriptor says {}", staged.size, descriptor.size())));
+            return Err(self.bad(format!(
+                "blob {digest} has {} bytes but its descriptor says {}",
+                staged.size,
+                descriptor.size()
+            )));
         }
         Ok((staged, entry))
     }
@@ -345,7 +389,7 @@ impl<'a> ArchiveFiles<'a> {
     fn verify_layer(&self, layer: &PlannedLayer, diff_id: &str) -> Result<Compression> {
         let staged = self.require(&layer.entry)?;
         let read_error = |e: std::io::Error| self.bad(format!("reading layer {} ({}): {e}", layer.digest, layer.entry));
-        let (compression, stream) = decompress(BufReader::new(staged.open()?)).map_err(read_error)?;
+        let (compression, stream) = decompress(staged.open()?).map_err(read_error)?;
         if layer.declared.is_some_and(|declared| declared != compression) {
             tracing::warn!(layer = %layer.digest, declared = ?layer.declared, found = ?compression,
                 "layer media type and content disagree about compression; going by content");
@@ -387,7 +431,12 @@ fn digest_named_by(path: &str) -> Option<String> {
 /// `path` (joined to `base`) normalised to `a/b/c`; `None` if it is absolute
 /// or climbs out of the archive root.
 fn lexical_path(base: Option<&str>, path: &Path) -> Option<String> {
-    let mut parts: Vec<String> = base.into_iter().flat_map(|b| b.split('/')).filter(|s| !s.is_empty()).map(String::from).collect();
+    let mut parts: Vec<String> = base
+        .into_iter()
+        .flat_map(|b| b.split('/'))
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
     for component in path.components() {
         match component {
             Component::Normal(name) => parts.push(name.to_str()?.to_string()),
@@ -420,7 +469,9 @@ fn plan_oci(files: &ArchiveFiles<'_>) -> Result<Vec<Plan>> {
             continue;
         };
         let digest = manifest.digest().to_string();
-        let same = plans.iter_mut().find(|p| matches!(&p.manifest, ManifestSource::Archive { digest: d, .. } if *d == digest));
+        let same = plans
+            .iter_mut()
+            .find(|p| matches!(&p.manifest, ManifestSource::Archive { digest: d, .. } if *d == digest));
         if let Some(plan) = same {
             plan.names.extend(names);
             continue;
@@ -439,9 +490,11 @@ fn names_from_annotations(annotations: Option<&HashMap<String, String>>) -> Vec<
     let Some(annotations) = annotations else {
         return Vec::new();
     };
-    let name = annotations
-        .get(ANNOTATION_CONTAINERD_NAME)
-        .or_else(|| annotations.get(ANNOTATION_REF_NAME).filter(|n| n.contains(':') || n.contains('/')));
+    let name = annotations.get(ANNOTATION_CONTAINERD_NAME).or_else(|| {
+        annotations
+            .get(ANNOTATION_REF_NAME)
+            .filter(|n| n.contains(':') || n.contains('/'))
+    });
     match name.map(|n| (n, tag_name(n))) {
         None => Vec::new(),
         Some((_, Ok(tag))) => vec![tag],
@@ -461,7 +514,10 @@ fn is_index(media_type: &str) -> bool {
 }
 
 fn platform_of(descriptor: &Descriptor) -> Option<(String, String)> {
-    descriptor.platform().as_ref().map(|p| (p.os().to_string(), p.architecture().to_string()))
+    descriptor
+        .platform()
+        .as_ref()
+        .map(|p| (p.os().to_string(), p.architecture().to_string()))
 }
 
 /// Follows nested indexes down to one image manifest: linux/amd64, or the
@@ -477,7 +533,9 @@ fn select_manifest(files: &ArchiveFiles<'_>, descriptor: &Descriptor, depth: usi
     }
     let digest = descriptor.digest().to_string();
     if depth >= MAX_INDEX_DEPTH {
-        return Err(files.bad(format!("image index {digest} nests deeper than {MAX_INDEX_DEPTH} levels")));
+        return Err(files.bad(format!(
+            "image index {digest} nests deeper than {MAX_INDEX_DEPTH} levels"
+        )));
     }
     let index: ImageIndex = files.blob_json(descriptor, "image index")?;
     // Attestations (buildx) hang off an index with platform unknown/unknown.
@@ -486,18 +544,28 @@ fn select_manifest(files: &ArchiveFiles<'_>, descriptor: &Descriptor, depth: usi
         .iter()
         .filter(|d| platform_of(d).is_none_or(|(os, _)| os != "unknown"))
         .collect();
-    let wanted = candidates.iter().find(|d| platform_of(d).is_some_and(|(os, arch)| os == "linux" && arch == "amd64"));
+    let wanted = candidates
+        .iter()
+        .find(|d| platform_of(d).is_some_and(|(os, arch)| os == "linux" && arch == "amd64"));
     let chosen = match (wanted, candidates.as_slice()) {
         (Some(d), _) => *d,
         (None, [only]) => *only,
         (None, others) => {
             let platforms: Vec<String> = others
                 .iter()
-                .map(|d| platform_of(d).map(|(os, arch)| format!("{os}/{arch}")).unwrap_or_else(|| "unknown".into()))
+                .map(|d| {
+                    platform_of(d)
+                        .map(|(os, arch)| format!("{os}/{arch}"))
+                        .unwrap_or_else(|| "unknown".into())
+                })
                 .collect();
             return Err(files.bad(format!(
                 "image index {digest} has no linux/amd64 image (it has: {})",
-                if platforms.is_empty() { "none".to_string() } else { platforms.join(", ") }
+                if platforms.is_empty() {
+                    "none".to_string()
+                } else {
+                    platforms.join(", ")
+                }
             )));
         }
     };
@@ -522,13 +590,22 @@ fn plan_oci_manifest(files: &ArchiveFiles<'_>, descriptor: &Descriptor, names: V
         let declared = Compression::from_media_type(layer.media_type().as_ref())
             .map_err(|e| files.bad(format!("layer {digest}: {e}")))?;
         let (staged, entry) = files.blob(layer)?;
-        layers.push(PlannedLayer { digest, entry, declared, size: staged.size, compression: Compression::None });
+        layers.push(PlannedLayer {
+            digest,
+            entry,
+            declared,
+            size: staged.size,
+            compression: Compression::None,
+        });
     }
     let config_digest = config_descriptor.digest().to_string();
     check_diff_ids(files, &config_digest, &config, layers.len())?;
     Ok(Some(Plan {
         names,
-        manifest: ManifestSource::Archive { digest: manifest_digest, entry: manifest_entry },
+        manifest: ManifestSource::Archive {
+            digest: manifest_digest,
+            entry: manifest_entry,
+        },
         config_digest,
         config_entry,
         config_size: config_staged.size,
@@ -588,7 +665,12 @@ fn plan_docker(files: &ArchiveFiles<'_>) -> Result<Vec<Plan>> {
     Ok(plans)
 }
 
-fn check_diff_ids(files: &ArchiveFiles<'_>, config_digest: &str, config: &ImageConfiguration, layers: usize) -> Result<()> {
+fn check_diff_ids(
+    files: &ArchiveFiles<'_>,
+    config_digest: &str,
+    config: &ImageConfiguration,
+    layers: usize,
+) -> Result<()> {
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != layers {
         return Err(files.bad(format!(
@@ -609,7 +691,11 @@ fn synthesize_manifest(plan: &Plan) -> Result<Vec<u8>, String> {
     let config = Descriptor::new(MediaType::ImageConfig, plan.config_size, digest(&plan.config_digest)?);
     let mut layers = Vec::new();
     for layer in &plan.layers {
-        layers.push(Descriptor::new(MediaType::from(layer.compression.oci_media_type()), layer.size, digest(&layer.digest)?));
+        layers.push(Descriptor::new(
+            MediaType::from(layer.compression.oci_media_type()),
+            layer.size,
+            digest(&layer.digest)?,
+        ));
     }
     let manifest = ImageManifestBuilder::default()
         .schema_version(SCHEMA_VERSION)
@@ -667,7 +753,10 @@ mod tests {
         assert_eq!(check(None, "/x"), None);
         assert_eq!(check(None, "./"), None);
         let hex = "a".repeat(64);
-        assert_eq!(digest_named_by(&format!("blobs/sha256/{hex}")), Some(format!("sha256:{hex}")));
+        assert_eq!(
+            digest_named_by(&format!("blobs/sha256/{hex}")),
+            Some(format!("sha256:{hex}"))
+        );
         assert_eq!(digest_named_by(&format!("{hex}.json")), Some(format!("sha256:{hex}")));
         assert_eq!(digest_named_by(&format!("{hex}/layer.tar")), None);
         assert_eq!(digest_named_by("manifest.json"), None);
@@ -682,7 +771,10 @@ mod tests {
         assert_eq!(check(&[(ANNOTATION_REF_NAME, "latest")]), Vec::<String>::new());
         assert_eq!(check(&[(ANNOTATION_REF_NAME, "busybox:1.36")]), vec!["busybox:1.36"]);
         assert_eq!(
-            check(&[(ANNOTATION_REF_NAME, "latest"), (ANNOTATION_CONTAINERD_NAME, "docker.io/library/busybox:latest")]),
+            check(&[
+                (ANNOTATION_REF_NAME, "latest"),
+                (ANNOTATION_CONTAINERD_NAME, "docker.io/library/busybox:latest")
+            ]),
             vec!["busybox:latest"]
         );
         assert_eq!(check(&[(ANNOTATION_REF_NAME, "Bad:Name")]), Vec::<String>::new());

@@ -45,7 +45,9 @@ impl ImageStore {
                 .into_iter()
                 .map(|(_, image)| image)
                 .find(|image| &image.manifest_digest == digest || &image.id == digest);
-            return found.map(|image| (image, By::Id)).ok_or_else(|| Error::NotFound(reference.to_string()));
+            return found
+                .map(|image| (image, By::Id))
+                .ok_or_else(|| Error::NotFound(reference.to_string()));
         }
         let familiar = parsed.familiar();
         if let Some(id) = store.get::<String>(TAGS, &familiar)? {
@@ -70,13 +72,19 @@ impl ImageStore {
         let mut matches: Vec<Image> = store
             .list::<Image>(IMAGES)?
             .into_iter()
-            .filter(|(id, _)| id.strip_prefix("sha256:").is_some_and(|hex| hex.starts_with(hex_prefix)))
+            .filter(|(id, _)| {
+                id.strip_prefix("sha256:")
+                    .is_some_and(|hex| hex.starts_with(hex_prefix))
+            })
             .map(|(_, image)| image)
             .collect();
         match matches.len() {
             0 => Err(Error::NotFound(reference.to_string())),
             1 => Ok(matches.remove(0)),
-            count => Err(Error::AmbiguousReference { prefix: reference.to_string(), count }),
+            count => Err(Error::AmbiguousReference {
+                prefix: reference.to_string(),
+                count,
+            }),
         }
     }
 }
@@ -85,7 +93,9 @@ impl ImageStore {
 pub(crate) fn tag_name(target: &str) -> Result<String> {
     let parsed = Reference::parse(target).map_err(Error::InvalidReference)?;
     if parsed.digest.is_some() {
-        return Err(Error::InvalidReference(format!("invalid tag {target:?}: a tag cannot contain a digest")));
+        return Err(Error::InvalidReference(format!(
+            "invalid tag {target:?}: a tag cannot contain a digest"
+        )));
     }
     Ok(parsed.familiar())
 }
@@ -130,7 +140,12 @@ pub(crate) fn set_tag(txn: &mut Txn, name: &str, id: &str) -> berth_store::Resul
 /// - by id when the image has several tags: refused unless `force`;
 /// - an image a container uses (`in_use`): refused unless `force`, and even
 ///   then only untagged, never deleted.
-pub(crate) fn remove(images: &ImageStore, reference: &str, force: bool, in_use: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+pub(crate) fn remove(
+    images: &ImageStore,
+    reference: &str,
+    force: bool,
+    in_use: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>> {
     let _content = images.lock_content();
     let (image, by) = images.resolve_inner(reference)?;
     let used = in_use(&image.id);
@@ -138,16 +153,25 @@ pub(crate) fn remove(images: &ImageStore, reference: &str, force: bool, in_use: 
         By::Tag(name) if image.tags.len() > 1 => (vec![name], false),
         By::Tag(name) => {
             if used && !force {
-                return Err(Error::InUse { reference: reference.to_string(), id: image.id });
+                return Err(Error::InUse {
+                    reference: reference.to_string(),
+                    id: image.id,
+                });
             }
             (vec![name], !used)
         }
         By::Id => {
             if used && !force {
-                return Err(Error::InUse { reference: reference.to_string(), id: image.id });
+                return Err(Error::InUse {
+                    reference: reference.to_string(),
+                    id: image.id,
+                });
             }
             if !used && image.tags.len() > 1 && !force {
-                return Err(Error::MultipleTags { id: image.id, tags: image.tags.join(", ") });
+                return Err(Error::MultipleTags {
+                    id: image.id,
+                    tags: image.tags.join(", "),
+                });
             }
             (image.tags.clone(), !used)
         }
@@ -169,8 +193,10 @@ pub(crate) fn remove(images: &ImageStore, reference: &str, force: bool, in_use: 
     let mut lines: Vec<String> = untag.iter().map(|name| format!("Untagged: {name}")).collect();
     if delete {
         lines.push(format!("Deleted: {}", image.id));
+        // One `Deleted:` line per image (callers turn them into image events);
+        // the layer blobs collected with it are logged, not listed.
         let removed = images.collect_garbage()?;
-        lines.extend(image.layers.iter().filter(|l| removed.contains(l)).map(|l| format!("Deleted: {l}")));
+        tracing::info!(image_id = %image.id, blobs = removed.len(), "collected blobs of deleted image");
     }
     tracing::info!(image_id = %image.id, reference, deleted = delete, "removed image");
     Ok(lines)

@@ -16,7 +16,9 @@ use crate::ImageStore;
 
 pub(crate) fn save(images: &ImageStore, refs: &[String], out: &mut dyn Write) -> Result<()> {
     if refs.is_empty() {
-        return Err(Error::InvalidReference("no image to save: give at least one reference".into()));
+        return Err(Error::InvalidReference(
+            "no image to save: give at least one reference".into(),
+        ));
     }
     // (image, name it was asked for by); resolve everything before writing anything.
     let mut wanted: Vec<(Image, Option<String>)> = Vec::new();
@@ -39,7 +41,9 @@ pub(crate) fn save(images: &ImageStore, refs: &[String], out: &mut dyn Write) ->
     }
     for digest in &digests {
         if !blobs.contains(digest)? {
-            let owner = wanted.iter().find(|(i, _)| i.id == *digest || i.manifest_digest == *digest || i.layers.contains(digest));
+            let owner = wanted
+                .iter()
+                .find(|(i, _)| i.id == *digest || i.manifest_digest == *digest || i.layers.contains(digest));
             return Err(Error::Corrupt {
                 id: owner.map(|(i, _)| i.id.clone()).unwrap_or_default(),
                 message: format!("blob {digest} is missing from the content store"),
@@ -47,7 +51,11 @@ pub(crate) fn save(images: &ImageStore, refs: &[String], out: &mut dyn Write) ->
         }
     }
 
-    let write_err = |e: io::Error| Error::Io { action: "writing image archive with", path: refs.join(" ").into(), source: e };
+    let write_err = |e: io::Error| Error::Io {
+        action: "writing image archive of",
+        path: refs.join(" ").into(),
+        source: e,
+    };
     let mut tar = tar::Builder::new(out);
     append_dir(&mut tar, "blobs/").map_err(write_err)?;
     append_dir(&mut tar, "blobs/sha256/").map_err(write_err)?;
@@ -57,7 +65,8 @@ pub(crate) fn save(images: &ImageStore, refs: &[String], out: &mut dyn Write) ->
         let mut file = blobs.open_blob(digest)?;
         let size = file.metadata().map_err(io_err("reading metadata of", &path))?.len();
         let mut header = file_header(size);
-        tar.append_data(&mut header, blob_entry(digest), &mut file).map_err(io_err("exporting blob", &path))?;
+        tar.append_data(&mut header, blob_entry(digest), &mut file)
+            .map_err(io_err("exporting blob", &path))?;
     }
 
     let mut manifests = Vec::new();
@@ -94,7 +103,11 @@ pub(crate) fn save(images: &ImageStore, refs: &[String], out: &mut dyn Write) ->
         if !seen.insert(image.id.clone()) {
             continue;
         }
-        let names: Vec<&String> = wanted.iter().filter(|(i, _)| i.id == image.id).filter_map(|(_, n)| n.as_ref()).collect();
+        let names: Vec<&String> = wanted
+            .iter()
+            .filter(|(i, _)| i.id == image.id)
+            .filter_map(|(_, n)| n.as_ref())
+            .collect();
         docker.push(json!({
             "Config": blob_entry(&image.id),
             "RepoTags": names,

@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::BufReader;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -56,13 +55,25 @@ pub(crate) fn layer_dirs(images: &ImageStore, image: &Image, shift: Option<IdShi
 }
 
 fn key_lock(images: &ImageStore, key: &str) -> Arc<Mutex<()>> {
-    let mut locks = images.inner.snapshot_locks.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut locks = images
+        .inner
+        .snapshot_locks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     locks.entry(key.to_string()).or_default().clone()
 }
 
-fn ensure_snapshot(images: &ImageStore, image_id: &str, layer: &str, diff_id: &str, shift: Option<IdShift>) -> Result<PathBuf> {
-    berth_model::validate_digest(diff_id)
-        .map_err(|e| Error::Corrupt { id: image_id.to_string(), message: format!("bad diff id: {e}") })?;
+fn ensure_snapshot(
+    images: &ImageStore,
+    image_id: &str,
+    layer: &str,
+    diff_id: &str,
+    shift: Option<IdShift>,
+) -> Result<PathBuf> {
+    berth_model::validate_digest(diff_id).map_err(|e| Error::Corrupt {
+        id: image_id.to_string(),
+        message: format!("bad diff id: {e}"),
+    })?;
     let key = snapshot_key(diff_id, shift);
     let dir = images.inner.snapshots.join(&key);
     let lock = key_lock(images, &key);
@@ -84,7 +95,11 @@ fn ensure_snapshot(images: &ImageStore, image_id: &str, layer: &str, diff_id: &s
     }
     fs::rename(&tmp, &dir).map_err(io_err("moving snapshot into place at", &dir))?;
     fsutil::sync_dir(&images.inner.snapshots)?;
-    let record = SnapshotRecord { diff_id: diff_id.to_string(), shift, created: chrono::Utc::now().to_rfc3339() };
+    let record = SnapshotRecord {
+        diff_id: diff_id.to_string(),
+        shift,
+        created: chrono::Utc::now().to_rfc3339(),
+    };
     store.write(|txn| txn.put(SNAPSHOTS, &key, &record))?;
     tracing::info!(layer = %layer, snapshot = %key, "unpacked layer");
     Ok(dir)
@@ -92,13 +107,23 @@ fn ensure_snapshot(images: &ImageStore, image_id: &str, layer: &str, diff_id: &s
 
 /// Unpacks blob `layer` into `tmp` and checks that its uncompressed content
 /// still has digest `diff_id`.
-fn unpack_into(images: &ImageStore, image_id: &str, layer: &str, diff_id: &str, shift: Option<IdShift>, tmp: &Path) -> Result<()> {
+fn unpack_into(
+    images: &ImageStore,
+    image_id: &str,
+    layer: &str,
+    diff_id: &str,
+    shift: Option<IdShift>,
+    tmp: &Path,
+) -> Result<()> {
     let blob = images.inner.blobs.open_blob(layer)?;
     let blob_path = images.inner.blobs.path(layer)?;
-    let (_, stream) = crate::compression::decompress(BufReader::new(blob)).map_err(io_err("reading blob", &blob_path))?;
+    let (_, stream) = crate::compression::decompress(blob).map_err(io_err("reading blob", &blob_path))?;
     let mut stream = HashingReader::new(stream);
-    crate::unpack::unpack_layer(&mut stream, tmp, shift)
-        .map_err(|e| Error::Unpack { layer: layer.to_string(), entry: e.entry, message: e.message })?;
+    crate::unpack::unpack_layer(&mut stream, tmp, shift).map_err(|e| Error::Unpack {
+        layer: layer.to_string(),
+        entry: e.entry,
+        message: e.message,
+    })?;
     let actual = stream.finish().map_err(io_err("reading blob", &blob_path))?;
     if actual != diff_id {
         return Err(Error::Corrupt {
@@ -107,7 +132,11 @@ fn unpack_into(images: &ImageStore, image_id: &str, layer: &str, diff_id: &str, 
         });
     }
     let dir = fs::File::open(tmp).map_err(io_err("opening", tmp))?;
-    nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| Error::Io { action: "syncing", path: tmp.to_path_buf(), source: e.into() })?;
+    nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| Error::Io {
+        action: "syncing",
+        path: tmp.to_path_buf(),
+        source: e.into(),
+    })?;
     Ok(())
 }
 
@@ -138,8 +167,13 @@ pub(crate) fn remove_unused(images: &ImageStore, diff_ids_in_use: &HashSet<&str>
 }
 
 pub(crate) fn reconcile(images: &ImageStore) -> Result<()> {
-    let records: HashSet<String> =
-        images.inner.store.list::<SnapshotRecord>(SNAPSHOTS)?.into_iter().map(|(key, _)| key).collect();
+    let records: HashSet<String> = images
+        .inner
+        .store
+        .list::<SnapshotRecord>(SNAPSHOTS)?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
     let root = &images.inner.snapshots;
     let mut dirs = HashSet::new();
     for entry in fs::read_dir(root).map_err(io_err("listing", root))? {

@@ -34,26 +34,36 @@ pub(crate) struct UnpackError {
 
 /// Unpacks the (already decompressed) layer tarball `layer` into `root`.
 pub(crate) fn unpack_layer(layer: &mut dyn Read, root: &Path, shift: Option<IdShift>) -> Result<(), UnpackError> {
-    let whole = |message: String| UnpackError { entry: String::new(), message };
+    let whole = |message: String| UnpackError {
+        entry: String::new(),
+        message,
+    };
     let (root_uid, root_gid) = map_ids(0, 0, shift).map_err(whole)?;
     std::os::unix::fs::lchown(root, Some(root_uid), Some(root_gid))
         .map_err(|e| whole(format!("chown of the layer root: {e}")))?;
 
     let mut archive = tar::Archive::new(layer);
     let mut dir_times = Vec::new();
-    let entries = archive.entries().map_err(|e| whole(format!("reading layer tarball: {e}")))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| whole(format!("reading layer tarball: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| whole(format!("reading layer tarball: {e}")))?;
         let raw_path = entry
             .path()
             .map_err(|e| whole(format!("reading entry path: {e}")))?
             .into_owned();
-        unpack_entry(&mut entry, &raw_path, root, shift, &mut dir_times)
-            .map_err(|message| UnpackError { entry: raw_path.display().to_string(), message })?;
+        unpack_entry(&mut entry, &raw_path, root, shift, &mut dir_times).map_err(|message| UnpackError {
+            entry: raw_path.display().to_string(),
+            message,
+        })?;
     }
     // Directory mtimes last: adding children changes them.
     for (dir, mtime) in dir_times.iter().rev() {
-        set_mtime(dir, *mtime).map_err(|message| UnpackError { entry: dir.display().to_string(), message })?;
+        set_mtime(dir, *mtime).map_err(|message| UnpackError {
+            entry: dir.display().to_string(),
+            message,
+        })?;
     }
     Ok(())
 }
@@ -78,13 +88,22 @@ fn unpack_entry<R: Read>(
     // Only device entries carry meaningful numbers; other writers leave the fields blank.
     let device = if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
         (
-            header.device_major().map_err(|e| format!("bad device major: {e}"))?.unwrap_or(0),
-            header.device_minor().map_err(|e| format!("bad device minor: {e}"))?.unwrap_or(0),
+            header
+                .device_major()
+                .map_err(|e| format!("bad device major: {e}"))?
+                .unwrap_or(0),
+            header
+                .device_minor()
+                .map_err(|e| format!("bad device minor: {e}"))?
+                .unwrap_or(0),
         )
     } else {
         (0, 0)
     };
-    let link_name = header.link_name().map_err(|e| format!("bad link name: {e}"))?.map(|l| l.into_owned());
+    let link_name = header
+        .link_name()
+        .map_err(|e| format!("bad link name: {e}"))?
+        .map(|l| l.into_owned());
     let (host_uid, host_gid) = map_ids(uid, gid, shift)?;
 
     let file_name = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
@@ -93,10 +112,14 @@ fn unpack_entry<R: Read>(
         if file_name == OPAQUE_MARKER {
             return set_xattr(&parent, OsStr::new(OPAQUE_XATTR), b"y", false);
         }
-        if hidden.starts_with(WHITEOUT_PREFIX) || hidden.is_empty() {
+        if hidden.starts_with(WHITEOUT_PREFIX) {
             // Other `.wh..wh.` names are aufs bookkeeping with no meaning here.
             tracing::debug!(entry = %raw_path.display(), "skipping aufs metadata entry");
             return Ok(());
+        }
+        // `.wh..` would name the parent of the parent: outside the layer at its root.
+        if matches!(hidden, b"" | b"." | b"..") {
+            return Err("invalid whiteout name".into());
         }
         let target = parent.join(OsStr::from_bytes(hidden));
         crate::fsutil::remove_any(&target).map_err(|e| e.to_string())?;
@@ -167,8 +190,13 @@ fn unpack_entry<R: Read>(
                 tar::EntryType::Block => SFlag::S_IFBLK,
                 _ => SFlag::S_IFIFO,
             };
-            mknod(&path, file_type, Mode::empty(), makedev(device.0.into(), device.1.into()))
-                .map_err(|e| format!("creating device node {}: {e}", path.display()))?;
+            mknod(
+                &path,
+                file_type,
+                Mode::empty(),
+                makedev(device.0.into(), device.1.into()),
+            )
+            .map_err(|e| format!("creating device node {}: {e}", path.display()))?;
         }
         other => {
             tracing::debug!(entry = %raw_path.display(), kind = ?other, "skipping tar entry of unsupported type");
@@ -186,7 +214,13 @@ fn unpack_entry<R: Read>(
 
 /// Ownership, then mode (chown clears setuid/setgid, so the mode comes after),
 /// then xattrs (chown clears `security.capability` too).
-fn apply_metadata(path: &Path, uid: u32, gid: u32, mode: Option<u32>, xattrs: &[(OsString, Vec<u8>)]) -> Result<(), String> {
+fn apply_metadata(
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    mode: Option<u32>,
+    xattrs: &[(OsString, Vec<u8>)],
+) -> Result<(), String> {
     lchown(path, uid, gid)?;
     if let Some(mode) = mode {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
@@ -260,7 +294,10 @@ fn map_ids(uid: u64, gid: u64, shift: Option<IdShift>) -> Result<(u32, u32), Str
     };
     let map = |id: u64, base: u32, what: &str| {
         if id >= u64::from(shift.size) {
-            return Err(format!("{what} {id} is outside the {} ids mapped into the user namespace", shift.size));
+            return Err(format!(
+                "{what} {id} is outside the {} ids mapped into the user namespace",
+                shift.size
+            ));
         }
         u32::try_from(u64::from(base) + id).map_err(|_| format!("{what} {id} shifted by {base} overflows"))
     };
@@ -282,11 +319,17 @@ fn set_mtime(path: &Path, mtime: i64) -> Result<(), String> {
 fn set_xattr(path: &Path, name: &OsStr, value: &[u8], is_symlink: bool) -> Result<(), String> {
     match xattr::set(path, name, value) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) || (is_symlink && e.raw_os_error() == Some(libc::EPERM)) => {
+        Err(e)
+            if e.raw_os_error() == Some(libc::EOPNOTSUPP) || (is_symlink && e.raw_os_error() == Some(libc::EPERM)) =>
+        {
             tracing::debug!(path = %path.display(), xattr = ?name, error = %e, "xattr not supported, skipped");
             Ok(())
         }
-        Err(e) => Err(format!("setting xattr {} on {}: {e}", name.to_string_lossy(), path.display())),
+        Err(e) => Err(format!(
+            "setting xattr {} on {}: {e}",
+            name.to_string_lossy(),
+            path.display()
+        )),
     }
 }
 
@@ -294,7 +337,10 @@ fn set_xattr(path: &Path, name: &OsStr, value: &[u8], is_symlink: bool) -> Resul
 /// dropped: only whiteouts may steer overlayfs, not a layer's own content.
 fn entry_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(OsString, Vec<u8>)>, String> {
     let mut out = Vec::new();
-    let Some(extensions) = entry.pax_extensions().map_err(|e| format!("reading pax headers: {e}"))? else {
+    let Some(extensions) = entry
+        .pax_extensions()
+        .map_err(|e| format!("reading pax headers: {e}"))?
+    else {
         return Ok(out);
     };
     for extension in extensions {
@@ -337,7 +383,15 @@ mod tests {
     fn layer(rows: &[Row<'_>]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (path, kind, data) in rows {
-            let mut header = new_header(*kind, if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 }, (0, 0));
+            let mut header = new_header(
+                *kind,
+                if *kind == tar::EntryType::Directory {
+                    0o755
+                } else {
+                    0o644
+                },
+                (0, 0),
+            );
             match kind {
                 tar::EntryType::Symlink | tar::EntryType::Link => {
                     header.set_size(0);
@@ -357,7 +411,8 @@ mod tests {
 
     fn unpack(bytes: &[u8], shift: Option<IdShift>) -> (tempfile::TempDir, Result<(), String>) {
         let dir = tempfile::tempdir().unwrap();
-        let result = unpack_layer(&mut &bytes[..], dir.path(), shift).map_err(|e| format!("{}: {}", e.entry, e.message));
+        let result =
+            unpack_layer(&mut &bytes[..], dir.path(), shift).map_err(|e| format!("{}: {}", e.entry, e.message));
         (dir, result)
     }
 
@@ -367,20 +422,45 @@ mod tests {
     fn refuses_escapes() {
         let cases: &[(&[Row<'_>], &str)] = &[
             (&[("../evil", F, "x")], "../evil: path with '..' escapes the layer"),
-            (&[("a/../../evil", F, "x")], "a/../../evil: path with '..' escapes the layer"),
+            (
+                &[("a/../../evil", F, "x")],
+                "a/../../evil: path with '..' escapes the layer",
+            ),
             (&[("/etc/evil", F, "x")], "/etc/evil: absolute path escapes the layer"),
-            (&[("link", S, "/etc"), ("link/evil", F, "x")], "link/evil: path goes through symlink link"),
-            (&[("up", S, ".."), ("up/x/evil", F, "x")], "up/x/evil: path goes through symlink up"),
-            (&[("hl", L, "../../etc/passwd")], "hl: hard link target ../../etc/passwd: path with '..' escapes the layer"),
-            (&[("link", S, "/etc"), ("hl", L, "link/passwd")], "hl: path goes through symlink link"),
-            (&[("hl", L, "missing")], "hl: hard link target missing is not in this layer"),
-            (&[("link", S, "/etc"), ("link/.wh.passwd", F, "")], "link/.wh.passwd: path goes through symlink link"),
+            (
+                &[("link", S, "/etc"), ("link/evil", F, "x")],
+                "link/evil: path goes through symlink link",
+            ),
+            (
+                &[("up", S, ".."), ("up/x/evil", F, "x")],
+                "up/x/evil: path goes through symlink up",
+            ),
+            (
+                &[("hl", L, "../../etc/passwd")],
+                "hl: hard link target ../../etc/passwd: path with '..' escapes the layer",
+            ),
+            (
+                &[("link", S, "/etc"), ("hl", L, "link/passwd")],
+                "hl: path goes through symlink link",
+            ),
+            (&[(".wh..", F, "")], ".wh..: invalid whiteout name"),
+            (&[("etc/.wh.", F, "")], "etc/.wh.: invalid whiteout name"),
+            (&[(".wh...", F, "")], ".wh...: invalid whiteout name"),
+            (
+                &[("hl", L, "missing")],
+                "hl: hard link target missing is not in this layer",
+            ),
+            (
+                &[("link", S, "/etc"), ("link/.wh.passwd", F, "")],
+                "link/.wh.passwd: path goes through symlink link",
+            ),
         ];
         for (rows, want) in cases {
             let (dir, result) = unpack(&layer(rows), None);
             assert_eq!(result.unwrap_err(), *want);
-            // Nothing was written next to the layer dir.
+            // Nothing was written next to the layer dir, nor was it removed.
             assert!(!dir.path().parent().unwrap().join("evil").exists());
+            assert!(dir.path().is_dir());
         }
     }
 
@@ -399,7 +479,10 @@ mod tests {
         let (dir, result) = unpack(&bytes, None);
         result.unwrap();
         let root = dir.path();
-        assert_eq!(fs::read_to_string(root.join("etc/hosts")).unwrap(), "127.0.0.1 localhost\n");
+        assert_eq!(
+            fs::read_to_string(root.join("etc/hosts")).unwrap(),
+            "127.0.0.1 localhost\n"
+        );
         let hosts = fs::metadata(root.join("etc/hosts")).unwrap();
         assert_eq!(hosts.ino(), fs::metadata(root.join("etc/hosts.link")).unwrap().ino());
         assert_eq!(hosts.mode() & 0o7777, 0o644);
@@ -410,7 +493,10 @@ mod tests {
         assert!(whiteout.file_type().is_char_device());
         assert_eq!(whiteout.rdev(), 0);
         assert!(!root.join("etc/.wh.passwd").exists());
-        assert_eq!(xattr::get(root.join("var"), OPAQUE_XATTR).unwrap().as_deref(), Some(&b"y"[..]));
+        assert_eq!(
+            xattr::get(root.join("var"), OPAQUE_XATTR).unwrap().as_deref(),
+            Some(&b"y"[..])
+        );
         assert!(!root.join("var/.wh..wh.plnk").exists());
     }
 
@@ -424,7 +510,11 @@ mod tests {
         builder.append_data(&mut header, "home/user/file", &b""[..]).unwrap();
         let bytes = builder.into_inner().unwrap();
 
-        let shift = IdShift { uid_base: 100_000, gid_base: 200_000, size: 65_536 };
+        let shift = IdShift {
+            uid_base: 100_000,
+            gid_base: 200_000,
+            size: 65_536,
+        };
         let (dir, result) = unpack(&bytes, Some(shift));
         result.unwrap();
         let su = fs::metadata(dir.path().join("bin/su")).unwrap();
@@ -432,26 +522,43 @@ mod tests {
         let file = fs::metadata(dir.path().join("home/user/file")).unwrap();
         assert_eq!((file.uid(), file.gid()), (101_000, 201_001));
         let implicit_parent = fs::metadata(dir.path().join("home")).unwrap();
-        assert_eq!((implicit_parent.uid(), implicit_parent.mode() & 0o7777), (100_000, 0o755));
+        assert_eq!(
+            (implicit_parent.uid(), implicit_parent.mode() & 0o7777),
+            (100_000, 0o755)
+        );
         let layer_root = fs::metadata(dir.path()).unwrap();
         assert_eq!(layer_root.uid(), 100_000);
 
-        let small = IdShift { uid_base: 100_000, gid_base: 100_000, size: 1000 };
+        let small = IdShift {
+            uid_base: 100_000,
+            gid_base: 100_000,
+            size: 1000,
+        };
         let (_dir, result) = unpack(&bytes, Some(small));
-        assert_eq!(result.unwrap_err(), "home/user/file: uid 1000 is outside the 1000 ids mapped into the user namespace");
+        assert_eq!(
+            result.unwrap_err(),
+            "home/user/file: uid 1000 is outside the 1000 ids mapped into the user namespace"
+        );
     }
 
     #[test]
     fn devices_fifos_and_xattrs() {
         let mut builder = tar::Builder::new(Vec::new());
-        for (path, kind, major, minor) in [("dev/null", tar::EntryType::Char, 1, 3), ("dev/loop0", tar::EntryType::Block, 7, 0), ("run/fifo", tar::EntryType::Fifo, 0, 0)] {
+        for (path, kind, major, minor) in [
+            ("dev/null", tar::EntryType::Char, 1, 3),
+            ("dev/loop0", tar::EntryType::Block, 7, 0),
+            ("run/fifo", tar::EntryType::Fifo, 0, 0),
+        ] {
             let mut header = new_header(kind, 0o666, (0, 0));
             header.set_device_major(major).unwrap();
             header.set_device_minor(minor).unwrap();
             builder.append_data(&mut header, path, &b""[..]).unwrap();
         }
         builder
-            .append_pax_extensions([("SCHILY.xattr.user.note", &b"hello"[..]), ("SCHILY.xattr.trusted.overlay.redirect", &b"/x"[..])])
+            .append_pax_extensions([
+                ("SCHILY.xattr.user.note", &b"hello"[..]),
+                ("SCHILY.xattr.trusted.overlay.redirect", &b"/x"[..]),
+            ])
             .unwrap();
         let mut header = new_header(F, 0o644, (0, 0));
         builder.append_data(&mut header, "file", &b""[..]).unwrap();
@@ -462,8 +569,14 @@ mod tests {
         let null = fs::symlink_metadata(dir.path().join("dev/null")).unwrap();
         assert!(null.file_type().is_char_device());
         assert_eq!((null.rdev(), null.mode() & 0o7777), (makedev(1, 3), 0o666));
-        assert!(fs::symlink_metadata(dir.path().join("dev/loop0")).unwrap().file_type().is_block_device());
-        assert!(fs::symlink_metadata(dir.path().join("run/fifo")).unwrap().file_type().is_fifo());
+        assert!(fs::symlink_metadata(dir.path().join("dev/loop0"))
+            .unwrap()
+            .file_type()
+            .is_block_device());
+        assert!(fs::symlink_metadata(dir.path().join("run/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
         let file = dir.path().join("file");
         assert_eq!(xattr::get(&file, "user.note").unwrap().as_deref(), Some(&b"hello"[..]));
         assert_eq!(xattr::get(&file, "trusted.overlay.redirect").unwrap(), None);
@@ -471,10 +584,19 @@ mod tests {
 
     #[test]
     fn later_entries_replace_earlier_ones() {
-        let bytes = layer(&[("a", F, "file"), ("a", D, ""), ("a/b", F, "x"), ("c", D, ""), ("c", S, "a")]);
+        let bytes = layer(&[
+            ("a", F, "file"),
+            ("a", D, ""),
+            ("a/b", F, "x"),
+            ("c", D, ""),
+            ("c", S, "a"),
+        ]);
         let (dir, result) = unpack(&bytes, None);
         result.unwrap();
         assert!(dir.path().join("a").is_dir());
-        assert!(fs::symlink_metadata(dir.path().join("c")).unwrap().file_type().is_symlink());
+        assert!(fs::symlink_metadata(dir.path().join("c"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 }

@@ -60,15 +60,23 @@ impl Bind {
             _ => return Err(format!("invalid volume {spec:?}: expected HOSTDIR:CONTAINERDIR[:ro]")),
         };
         if !source.starts_with('/') {
-            return Err(format!("invalid volume {spec:?}: host path {source:?} must be absolute"));
+            return Err(format!(
+                "invalid volume {spec:?}: host path {source:?} must be absolute"
+            ));
         }
         if !target.starts_with('/') {
-            return Err(format!("invalid volume {spec:?}: container path {target:?} must be absolute"));
+            return Err(format!(
+                "invalid volume {spec:?}: container path {target:?} must be absolute"
+            ));
         }
         if target == "/" {
             return Err(format!("invalid volume {spec:?}: cannot mount over /"));
         }
-        Ok(Self { source: source.into(), target: target.into(), read_only })
+        Ok(Self {
+            source: source.into(),
+            target: target.into(),
+            read_only,
+        })
     }
 }
 
@@ -94,7 +102,9 @@ impl RestartPolicy {
                 "on-failure" => Ok(Self::OnFailure { max_retries: 0 }),
                 "always" => Ok(Self::Always),
                 "unless-stopped" => Ok(Self::UnlessStopped),
-                _ => Err(format!("invalid restart policy {s:?} (use no, on-failure[:N], always or unless-stopped)")),
+                _ => Err(format!(
+                    "invalid restart policy {s:?} (use no, on-failure[:N], always or unless-stopped)"
+                )),
             },
             Some(("on-failure", n)) => n
                 .parse()
@@ -231,8 +241,13 @@ mod tests {
     #[test]
     fn restart_policies() {
         assert_eq!(RestartPolicy::parse("no"), Ok(RestartPolicy::No));
-        assert_eq!(RestartPolicy::parse("on-failure:3"), Ok(RestartPolicy::OnFailure { max_retries: 3 }));
-        assert!(RestartPolicy::parse("sometimes").unwrap_err().contains("invalid restart policy"));
+        assert_eq!(
+            RestartPolicy::parse("on-failure:3"),
+            Ok(RestartPolicy::OnFailure { max_retries: 3 })
+        );
+        assert!(RestartPolicy::parse("sometimes")
+            .unwrap_err()
+            .contains("invalid restart policy"));
         assert!(RestartPolicy::parse("always:2").is_err());
         let p = RestartPolicy::OnFailure { max_retries: 2 };
         assert!(p.should_restart(1, 0, false));
@@ -247,7 +262,11 @@ mod tests {
     fn binds() {
         assert_eq!(
             Bind::parse("/a:/b:ro"),
-            Ok(Bind { source: "/a".into(), target: "/b".into(), read_only: true })
+            Ok(Bind {
+                source: "/a".into(),
+                target: "/b".into(),
+                read_only: true
+            })
         );
         assert!(Bind::parse("a:/b").unwrap_err().contains("must be absolute"));
         assert!(Bind::parse("/a").unwrap_err().contains("expected HOSTDIR"));

@@ -43,9 +43,7 @@ impl Reference {
             }
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
                 (first.to_string(), rest.to_string())
             }
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
@@ -64,13 +62,21 @@ impl Reference {
             (None, None) => Some(DEFAULT_TAG.to_string()),
             (None, Some(_)) => None,
         };
-        Ok(Self { registry: registry.to_ascii_lowercase(), repository, tag, digest })
+        Ok(Self {
+            registry: registry.to_ascii_lowercase(),
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// `registry/repository` as Docker shows it (`busybox` for the library namespace).
     pub fn familiar_name(&self) -> String {
         if self.registry == DEFAULT_REGISTRY {
-            self.repository.strip_prefix("library/").unwrap_or(&self.repository).to_string()
+            self.repository
+                .strip_prefix("library/")
+                .unwrap_or(&self.repository)
+                .to_string()
         } else {
             format!("{}/{}", self.registry, self.repository)
         }
@@ -158,9 +164,15 @@ mod tests {
         check("user/app:v1", "docker.io user/app Some(\"v1\") None");
         check("localhost:5000/app", "localhost:5000 app Some(\"latest\") None");
         check("127.0.0.1:5000/a/b:t", "127.0.0.1:5000 a/b Some(\"t\") None");
-        check(&format!("app@{d}"), &format!("docker.io library/app None Some(\"{d}\")"));
+        check(
+            &format!("app@{d}"),
+            &format!("docker.io library/app None Some(\"{d}\")"),
+        );
         check("Busybox", "error: invalid image reference \"Busybox\": invalid repository name component \"Busybox\" (use lower-case letters, digits, '.', '_' and '-')");
-        check("app:bad tag", "error: invalid image reference \"app:bad tag\": invalid tag \"bad tag\"");
+        check(
+            "app:bad tag",
+            "error: invalid image reference \"app:bad tag\": invalid tag \"bad tag\"",
+        );
         check("", "error: invalid image reference \"\": empty");
         check("app@sha256:zz", "error: invalid image reference \"app@sha256:zz\": invalid digest \"sha256:zz\": expected 64 lower-case hex digits");
         check("a//b", "error: invalid image reference \"a//b\": invalid repository name component \"\" (use lower-case letters, digits, '.', '_' and '-')");

@@ -17,7 +17,11 @@ pub fn parse_memory(input: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("invalid memory size {input:?}: unknown unit {unit:?} (use b, k, m, g or t)")),
+        _ => {
+            return Err(format!(
+                "invalid memory size {input:?}: unknown unit {unit:?} (use b, k, m, g or t)"
+            ))
+        }
     };
     let bytes = n
         .checked_mul(mult)
@@ -59,7 +63,11 @@ pub fn human_size(bytes: u64) -> String {
     if i == 0 {
         format!("{bytes}B")
     } else {
-        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string() + UNITS[i]
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + UNITS[i]
     }
 }
 

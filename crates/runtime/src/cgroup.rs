@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 /// Where the cgroup files of one controller live for `cgroups_path` (e.g. `/berth/<id>`).
 fn v1_dir(controller: &str, cgroups_path: &str) -> PathBuf {
-    Path::new("/sys/fs/cgroup").join(controller).join(cgroups_path.trim_start_matches('/'))
+    Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(cgroups_path.trim_start_matches('/'))
 }
 
 fn v2_dir(cgroups_path: &str) -> PathBuf {
@@ -48,7 +50,10 @@ pub fn usage(cgroups_path: &str) -> Option<Usage> {
         }
         let cpu_us = std::fs::read_to_string(d.join("cpu.stat"))
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<u64>().ok()))
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<u64>().ok())
+            })
             .unwrap_or(0);
         Some(Usage {
             cpu_ns: cpu_us * 1000,
@@ -78,10 +83,12 @@ pub fn list_children(parent: &str) -> Vec<String> {
     let dirs: Vec<PathBuf> = if is_v2() {
         vec![v2_dir(parent)]
     } else {
-        ["memory", "pids", "cpu", "cpuacct", "devices", "freezer", "blkio", "cpuset"]
-            .iter()
-            .map(|c| v1_dir(c, parent))
-            .collect()
+        [
+            "memory", "pids", "cpu", "cpuacct", "devices", "freezer", "blkio", "cpuset",
+        ]
+        .iter()
+        .map(|c| v1_dir(c, parent))
+        .collect()
     };
     let mut ids: Vec<String> = dirs
         .iter()

@@ -21,11 +21,23 @@ impl IdMap {
     }
 
     pub fn from_files(subuid: &Path, subgid: &Path) -> Self {
-        let uid = std::fs::read_to_string(subuid).ok().and_then(|s| find_range(&s, "berth"));
-        let gid = std::fs::read_to_string(subgid).ok().and_then(|s| find_range(&s, "berth"));
+        let uid = std::fs::read_to_string(subuid)
+            .ok()
+            .and_then(|s| find_range(&s, "berth"));
+        let gid = std::fs::read_to_string(subgid)
+            .ok()
+            .and_then(|s| find_range(&s, "berth"));
         match (uid, gid) {
-            (Some((u, us)), Some((g, gs))) => Self { uid_base: u, gid_base: g, size: us.min(gs) },
-            _ => Self { uid_base: DEFAULT_BASE, gid_base: DEFAULT_BASE, size: DEFAULT_SIZE },
+            (Some((u, us)), Some((g, gs))) => Self {
+                uid_base: u,
+                gid_base: g,
+                size: us.min(gs),
+            },
+            _ => Self {
+                uid_base: DEFAULT_BASE,
+                gid_base: DEFAULT_BASE,
+                size: DEFAULT_SIZE,
+            },
         }
     }
 }
@@ -54,7 +66,14 @@ mod tests {
         assert_eq!(IdMap::from_files(&u, &g).uid_base, DEFAULT_BASE);
         std::fs::write(&u, "alice:100000:65536\nberth:200000:65536\n").unwrap();
         std::fs::write(&g, "berth:300000:1000\n").unwrap();
-        assert_eq!(IdMap::from_files(&u, &g), IdMap { uid_base: 200000, gid_base: 300000, size: 1000 });
+        assert_eq!(
+            IdMap::from_files(&u, &g),
+            IdMap {
+                uid_base: 200000,
+                gid_base: 300000,
+                size: 1000
+            }
+        );
         std::fs::write(&g, "berth:garbage\n").unwrap();
         assert_eq!(IdMap::from_files(&u, &g).uid_base, DEFAULT_BASE);
     }

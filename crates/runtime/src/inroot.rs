@@ -54,19 +54,30 @@ pub fn resolve_user(root: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), Err
         Some((u, g)) => (u, Some(g)),
         None => (if user.is_empty() { "0" } else { user }, None),
     };
-    let passwd_entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
-        f.len() >= 4 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u))
-    });
+    let passwd_entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u)));
     let (uid, primary_gid, user_name) = match (&passwd_entry, u.parse::<u32>()) {
         (Some(f), _) => (
-            f[2].parse().map_err(|_| Error::User(format!("bad uid in /etc/passwd for {u:?}")))?,
-            f[3].parse().map_err(|_| Error::User(format!("bad gid in /etc/passwd for {u:?}")))?,
+            f[2].parse()
+                .map_err(|_| Error::User(format!("bad uid in /etc/passwd for {u:?}")))?,
+            f[3].parse()
+                .map_err(|_| Error::User(format!("bad gid in /etc/passwd for {u:?}")))?,
             Some(f[0].to_string()),
         ),
         (None, Ok(uid)) => (uid, 0, None),
-        (None, Err(_)) => return Err(Error::User(format!("unable to find user {u}: no matching entries in passwd file"))),
+        (None, Err(_)) => {
+            return Err(Error::User(format!(
+                "unable to find user {u}: no matching entries in passwd file"
+            )))
+        }
     };
-    let groups: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 3).collect();
+    let groups: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 3)
+        .collect();
     let gid = match g {
         None => primary_gid,
         Some(g) => match g.parse::<u32>() {
@@ -103,20 +114,31 @@ pub fn check_executable(root: &Path, cmd: &str, env: &[String], cwd: &str) -> Re
             .unwrap_or(false)
     };
     if cmd.contains('/') {
-        let full = if cmd.starts_with('/') { cmd.to_string() } else { format!("{}/{cmd}", cwd.trim_end_matches('/')) };
+        let full = if cmd.starts_with('/') {
+            cmd.to_string()
+        } else {
+            format!("{}/{cmd}", cwd.trim_end_matches('/'))
+        };
         if is_exec(&full) {
             return Ok(());
         }
-        return Err(Error::CommandNotFound(format!("exec: {cmd:?}: no such file or directory in the image")));
+        return Err(Error::CommandNotFound(format!(
+            "exec: {cmd:?}: no such file or directory in the image"
+        )));
     }
     let path = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    if path.split(':').any(|dir| !dir.is_empty() && is_exec(&format!("{dir}/{cmd}"))) {
+    if path
+        .split(':')
+        .any(|dir| !dir.is_empty() && is_exec(&format!("{dir}/{cmd}")))
+    {
         return Ok(());
     }
-    Err(Error::CommandNotFound(format!("exec: {cmd:?}: executable file not found in $PATH")))
+    Err(Error::CommandNotFound(format!(
+        "exec: {cmd:?}: executable file not found in $PATH"
+    )))
 }
 
 #[cfg(test)]
@@ -127,7 +149,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("etc")).unwrap();
         std::fs::create_dir_all(d.path().join("bin")).unwrap();
-        std::fs::write(d.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n").unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(d.path().join("etc/group"), "root:x:0:\napp:x:1000:\nwheel:x:10:app\n").unwrap();
         std::fs::write(d.path().join("bin/tool"), "").unwrap();
         std::fs::set_permissions(d.path().join("bin/tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -144,8 +170,14 @@ mod tests {
         assert_eq!(resolve_user(r.path(), "app:wheel").unwrap(), (1000, 10, vec![]));
         assert_eq!(resolve_user(r.path(), "1000").unwrap(), (1000, 1000, vec![10]));
         assert_eq!(resolve_user(r.path(), "4242:7").unwrap(), (4242, 7, vec![]));
-        assert!(resolve_user(r.path(), "ghost").unwrap_err().to_string().contains("unable to find user ghost"));
-        assert!(resolve_user(r.path(), "app:ghosts").unwrap_err().to_string().contains("unable to find group ghosts"));
+        assert!(resolve_user(r.path(), "ghost")
+            .unwrap_err()
+            .to_string()
+            .contains("unable to find user ghost"));
+        assert!(resolve_user(r.path(), "app:ghosts")
+            .unwrap_err()
+            .to_string()
+            .contains("unable to find group ghosts"));
     }
 
     #[test]
@@ -154,7 +186,10 @@ mod tests {
         let env = vec!["PATH=/bin".to_string()];
         assert!(check_executable(r.path(), "tool", &env, "/").is_ok());
         assert!(check_executable(r.path(), "/bin/tool", &env, "/").is_ok());
-        assert!(check_executable(r.path(), "data", &env, "/").unwrap_err().to_string().contains("not found in $PATH"));
+        assert!(check_executable(r.path(), "data", &env, "/")
+            .unwrap_err()
+            .to_string()
+            .contains("not found in $PATH"));
         assert!(check_executable(r.path(), "/bin/escape", &env, "/").is_err());
         assert!(check_executable(r.path(), "nope", &env, "/").is_err());
     }

@@ -33,9 +33,15 @@ pub enum Error {
 
 impl Error {
     pub fn container(id: &str, message: impl std::fmt::Display) -> Self {
-        Self::Container { id: id.to_string(), message: message.to_string() }
+        Self::Container {
+            id: id.to_string(),
+            message: message.to_string(),
+        }
     }
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Self::Io { path: path.as_ref().display().to_string(), source }
+        Self::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }

@@ -38,9 +38,21 @@ impl Runtime {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).map_err(|e| Error::io(d, e))?;
         }
         // Daemons side by side must never see each other's cgroups.
-        let hash = data_root.display().to_string().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let hash = data_root
+            .display()
+            .to_string()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
         let cgroup_parent = format!("{CGROUP_ROOT}/{:08x}", hash as u32);
-        Ok(Self { containers, root, exe, cgroup_parent, idmap })
+        Ok(Self {
+            containers,
+            root,
+            exe,
+            cgroup_parent,
+            idmap,
+        })
     }
 
     pub fn dir(&self, id: &str) -> PathBuf {
@@ -81,14 +93,32 @@ impl Runtime {
         if is_mountpoint(&rootfs) {
             return Ok(rootfs);
         }
-        nix::unistd::chown(&upper, Some(owner.0.into()), Some(owner.1.into())).map_err(|e| Error::io(&upper, e.into()))?;
-        let lower = lower_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
-        let data = format!("lowerdir={lower},upperdir={},workdir={}", upper.display(), work.display());
+        nix::unistd::chown(&upper, Some(owner.0.into()), Some(owner.1.into()))
+            .map_err(|e| Error::io(&upper, e.into()))?;
+        let lower = lower_dirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        let data = format!(
+            "lowerdir={lower},upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        );
         if data.len() >= 4096 {
-            return Err(Error::container(id, format!("image has too many layers ({}) for one overlay mount", lower_dirs.len())));
+            return Err(Error::container(
+                id,
+                format!("image has too many layers ({}) for one overlay mount", lower_dirs.len()),
+            ));
         }
-        nix::mount::mount(Some("overlay"), &rootfs, Some("overlay"), nix::mount::MsFlags::empty(), Some(data.as_str()))
-            .map_err(|e| Error::container(id, format!("mounting overlay root: {e}")))?;
+        nix::mount::mount(
+            Some("overlay"),
+            &rootfs,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|e| Error::container(id, format!("mounting overlay root: {e}")))?;
         Ok(rootfs)
     }
 
@@ -97,13 +127,22 @@ impl Runtime {
         let dir = self.dir(input.id);
         let hosts = dir.join("hosts");
         let hostname = dir.join("hostname");
-        write(&hosts, format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n", input.hostname))?;
+        write(
+            &hosts,
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+                input.hostname
+            ),
+        )?;
         write(&hostname, format!("{}\n", input.hostname))?;
         let etc = [
             (hosts.display().to_string(), "/etc/hosts".to_string()),
             (hostname.display().to_string(), "/etc/hostname".to_string()),
         ];
-        let input = spec::SpecInput { etc_files: &etc, ..*input };
+        let input = spec::SpecInput {
+            etc_files: &etc,
+            ..*input
+        };
         let json = serde_json::to_vec_pretty(&spec::build(&input)).map_err(|e| Error::container(input.id, e))?;
         write(&dir.join("config.json"), json)
     }
@@ -117,28 +156,45 @@ impl Runtime {
         let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|e| Error::io(dir.join("shim.log"), e))?;
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("shim")
-            .arg("--id").arg(id)
-            .arg("--root").arg(&self.root)
-            .arg("--bundle").arg(&dir)
-            .arg("--state").arg(&dir);
+            .arg("--id")
+            .arg(id)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--bundle")
+            .arg(&dir)
+            .arg("--state")
+            .arg(&dir);
         if tty {
             cmd.arg("--tty");
         }
         if stdin {
             cmd.arg("--stdin");
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(shim_log).kill_on_drop(false);
-        let mut child = cmd.spawn().map_err(|e| Error::container(id, format!("spawning shim: {e}")))?;
-        let stdout = child.stdout.take().ok_or_else(|| Error::container(id, "shim has no stdout"))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(shim_log)
+            .kill_on_drop(false);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::container(id, format!("spawning shim: {e}")))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::container(id, "shim has no stdout"))?;
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).await.map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
         // The shim lives on after us; reap it in the background while we run.
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
         let line = line.trim();
         if let Some(pid) = line.strip_prefix("ready ") {
-            return pid.parse().map_err(|_| Error::container(id, format!("shim said {line:?}")));
+            return pid
+                .parse()
+                .map_err(|_| Error::container(id, format!("shim said {line:?}")));
         }
         let msg = line.strip_prefix("error ").map(str::to_string).unwrap_or_else(|| {
             let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
@@ -151,13 +207,20 @@ impl Runtime {
     /// Sends one request to the container's shim; returns the open stream after the reply.
     pub async fn request(&self, id: &str, req: &Request) -> Result<(Reply, BufReader<UnixStream>), Error> {
         let path = self.dir(id).join(shim::SOCKET);
-        let conn = UnixStream::connect(&path).await.map_err(|_| Error::NotRunning(id.to_string()))?;
+        let conn = UnixStream::connect(&path)
+            .await
+            .map_err(|_| Error::NotRunning(id.to_string()))?;
         let mut conn = BufReader::new(conn);
         let mut bytes = serde_json::to_vec(req).map_err(|e| Error::container(id, e))?;
         bytes.push(b'\n');
-        conn.get_mut().write_all(&bytes).await.map_err(|e| Error::container(id, format!("talking to shim: {e}")))?;
+        conn.get_mut()
+            .write_all(&bytes)
+            .await
+            .map_err(|e| Error::container(id, format!("talking to shim: {e}")))?;
         let mut line = String::new();
-        conn.read_line(&mut line).await.map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
+        conn.read_line(&mut line)
+            .await
+            .map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
         if line.is_empty() {
             return Err(Error::NotRunning(id.to_string()));
         }
@@ -176,7 +239,9 @@ impl Runtime {
     /// Waits until the container's process exits; its exit code.
     pub async fn wait(&self, id: &str) -> Result<i32, Error> {
         match self.request(id, &Request::Wait).await {
-            Ok((r, _)) => r.exit_code.ok_or_else(|| Error::container(id, "shim gave no exit code")),
+            Ok((r, _)) => r
+                .exit_code
+                .ok_or_else(|| Error::container(id, "shim gave no exit code")),
             Err(Error::NotRunning(_)) => shim::read_exit(&self.dir(id))
                 .map(|e| e.exit_code)
                 .ok_or_else(|| Error::NotRunning(id.to_string())),
@@ -212,18 +277,31 @@ impl Runtime {
 
     /// Runs a process in the running container through `berth shim-exec`.
     /// Returns the framed stream (reply line already read) and the shim child.
-    pub async fn exec(&self, id: &str, process: &serde_json::Value, tty: bool) -> Result<(BufReader<UnixStream>, tokio::process::Child), Error> {
+    pub async fn exec(
+        &self,
+        id: &str,
+        process: &serde_json::Value,
+        tty: bool,
+    ) -> Result<(BufReader<UnixStream>, tokio::process::Child), Error> {
         let dir = self.dir(id);
         let path = dir.join(format!("exec-{}.json", berth_model::new_id()));
         write(&path, serde_json::to_vec(process).map_err(|e| Error::container(id, e))?)?;
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
         let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.arg("shim-exec").arg("--id").arg(id).arg("--root").arg(&self.root).arg("--process").arg(&path);
+        cmd.arg("shim-exec")
+            .arg("--id")
+            .arg(id)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--process")
+            .arg(&path);
         if tty {
             cmd.arg("--tty");
         }
         let theirs_fd: std::os::fd::OwnedFd = theirs.into();
-        cmd.stdin(Stdio::from(theirs_fd)).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.stdin(Stdio::from(theirs_fd))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let child = cmd.spawn();
         let child = child.map_err(|e| Error::container(id, format!("spawning exec shim: {e}")));
         let child = match child {
@@ -243,9 +321,15 @@ impl Runtime {
     }
 
     /// The OCI process for an exec, confined like the container's own process.
-    pub fn exec_process(&self, id: &str, p: &berth_model::ProcessConfig, tty: bool) -> Result<serde_json::Value, Error> {
+    pub fn exec_process(
+        &self,
+        id: &str,
+        p: &berth_model::ProcessConfig,
+        tty: bool,
+    ) -> Result<serde_json::Value, Error> {
         let config: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(self.dir(id).join("config.json")).map_err(|e| Error::io(self.dir(id).join("config.json"), e))?,
+            &std::fs::read(self.dir(id).join("config.json"))
+                .map_err(|e| Error::io(self.dir(id).join("config.json"), e))?,
         )
         .map_err(|e| Error::container(id, e))?;
         let mut process = config["process"].clone();
@@ -307,7 +391,12 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), Error> {
 
 fn dir_names(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -114,7 +114,12 @@ pub fn run_container_shim(args: ShimArgs) -> ! {
         .unwrap_or_else(|e| fail(format!("runtime root: {e}")));
     let mut console_listener = None;
     let mut keep = Vec::new();
-    let mut stdio = Stdio { out: None, err: None, input: None, tty_master: None };
+    let mut stdio = Stdio {
+        out: None,
+        err: None,
+        input: None,
+        tty_master: None,
+    };
     if args.tty {
         let l = std::os::unix::net::UnixListener::bind(&console_path)
             .unwrap_or_else(|e| fail(format!("console socket: {e}")));
@@ -317,9 +322,20 @@ struct Serve {
 }
 
 async fn serve(opts: Serve) -> i32 {
-    let Serve { state, container, pid, stdio, listener, client } = opts;
+    let Serve {
+        state,
+        container,
+        pid,
+        stdio,
+        listener,
+        client,
+    } = opts;
     let log = Rc::new(RefCell::new(state.as_ref().and_then(|s| {
-        std::fs::OpenOptions::new().create(true).append(true).open(s.join(LOG_FILE)).ok()
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(s.join(LOG_FILE))
+            .ok()
     })));
     let input = stdio.input.and_then(|fd| nonblocking(fd).ok()).map(Rc::new);
     let shared = Rc::new(RefCell::new(Shared {
@@ -337,11 +353,19 @@ async fn serve(opts: Serve) -> i32 {
             let mut pumps = Vec::new();
             for (fd, kind) in [(stdio.out, frame::STDOUT), (stdio.err, frame::STDERR)] {
                 if let Some(fd) = fd {
-                    pumps.push(tokio::task::spawn_local(pump_output(fd, kind, shared.clone(), log.clone())));
+                    pumps.push(tokio::task::spawn_local(pump_output(
+                        fd,
+                        kind,
+                        shared.clone(),
+                        log.clone(),
+                    )));
                 }
             }
             if let (Some(listener), Some(container)) = (listener, container) {
-                if let Ok(l) = listener.set_nonblocking(true).and_then(|_| UnixListener::from_std(listener)) {
+                if let Ok(l) = listener
+                    .set_nonblocking(true)
+                    .and_then(|_| UnixListener::from_std(listener))
+                {
                     tokio::task::spawn_local(accept_loop(l, shared.clone(), Rc::new(RefCell::new(container)), pid));
                 }
             }
@@ -349,7 +373,12 @@ async fn serve(opts: Serve) -> i32 {
             if let Some(c) = client {
                 if let Ok(c) = c.set_nonblocking(true).and_then(|_| UnixStream::from_std(c)) {
                     let (r, w) = c.into_split();
-                    client_task = Some(tokio::task::spawn_local(attach_client(BufReader::new(r), w, shared.clone(), true)));
+                    client_task = Some(tokio::task::spawn_local(attach_client(
+                        BufReader::new(r),
+                        w,
+                        shared.clone(),
+                        true,
+                    )));
                 }
             }
             let code = reap_until_exit(pid).await;
@@ -361,7 +390,10 @@ async fn serve(opts: Serve) -> i32 {
             };
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
             if let Some(state) = &state {
-                let record = ExitRecord { exit_code: code, finished_at: now() };
+                let record = ExitRecord {
+                    exit_code: code,
+                    finished_at: now(),
+                };
                 if let Ok(bytes) = serde_json::to_vec(&record) {
                     let tmp = state.join("exit.json.tmp");
                     if std::fs::write(&tmp, bytes).is_ok() {
@@ -402,9 +434,7 @@ fn nonblocking(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
 async fn read_fd(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
         let mut guard = fd.readable().await?;
-        match guard.try_io(|inner| {
-            nix::unistd::read(inner.get_ref().as_raw_fd(), buf).map_err(std::io::Error::from)
-        }) {
+        match guard.try_io(|inner| nix::unistd::read(inner.get_ref().as_raw_fd(), buf).map_err(std::io::Error::from)) {
             Ok(r) => return r,
             Err(_would_block) => continue,
         }
@@ -435,7 +465,11 @@ async fn pump_output(fd: OwnedFd, kind: u8, shared: Rc<RefCell<Shared>>, log: Rc
         };
         let chunk = &buf[..n];
         if let Some(f) = log.borrow_mut().as_mut() {
-            let line = LogLine { time: now(), stream: stream.into(), log: String::from_utf8_lossy(chunk).into_owned() };
+            let line = LogLine {
+                time: now(),
+                stream: stream.into(),
+                log: String::from_utf8_lossy(chunk).into_owned(),
+            };
             if let Ok(mut bytes) = serde_json::to_vec(&line) {
                 bytes.push(b'\n');
                 let _ = f.write_all(&bytes);
@@ -490,17 +524,34 @@ async fn handle(conn: UnixStream, shared: Rc<RefCell<Shared>>, container: Rc<Ref
     let req: Request = match serde_json::from_str(&line) {
         Ok(q) => q,
         Err(e) => {
-            let _ = reply(&mut w, &Reply { error: Some(format!("bad request: {e}")), ..Default::default() }).await;
+            let _ = reply(
+                &mut w,
+                &Reply {
+                    error: Some(format!("bad request: {e}")),
+                    ..Default::default()
+                },
+            )
+            .await;
             return;
         }
     };
     match req {
         Request::Start => {
             let already = std::mem::replace(&mut shared.borrow_mut().started, true);
-            let result = if already { Ok(()) } else { container.borrow_mut().start() };
+            let result = if already {
+                Ok(())
+            } else {
+                container.borrow_mut().start()
+            };
             let r = match result {
-                Ok(()) => Reply { pid: Some(pid), ..Default::default() },
-                Err(e) => Reply { error: Some(format!("starting container: {e}")), ..Default::default() },
+                Ok(()) => Reply {
+                    pid: Some(pid),
+                    ..Default::default()
+                },
+                Err(e) => Reply {
+                    error: Some(format!("starting container: {e}")),
+                    ..Default::default()
+                },
             };
             let _ = reply(&mut w, &r).await;
         }
@@ -509,7 +560,14 @@ async fn handle(conn: UnixStream, shared: Rc<RefCell<Shared>>, container: Rc<Ref
                 let mut s = shared.borrow_mut();
                 if let Some(code) = s.exit {
                     drop(s);
-                    let _ = reply(&mut w, &Reply { exit_code: Some(code), ..Default::default() }).await;
+                    let _ = reply(
+                        &mut w,
+                        &Reply {
+                            exit_code: Some(code),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
                     return;
                 }
                 let (tx, rx) = tokio::sync::oneshot::channel();
@@ -517,18 +575,31 @@ async fn handle(conn: UnixStream, shared: Rc<RefCell<Shared>>, container: Rc<Ref
                 rx
             };
             if let Ok(code) = rx.await {
-                let _ = reply(&mut w, &Reply { exit_code: Some(code), ..Default::default() }).await;
+                let _ = reply(
+                    &mut w,
+                    &Reply {
+                        exit_code: Some(code),
+                        ..Default::default()
+                    },
+                )
+                .await;
             }
         }
         Request::Kill { signal } => {
             let r = if shared.borrow().exit.is_some() {
-                Reply { error: Some("container is not running".into()), ..Default::default() }
+                Reply {
+                    error: Some("container is not running".into()),
+                    ..Default::default()
+                }
             } else {
                 // The init is our child (subreaper) and not yet reaped, so its pid cannot be reused.
                 // SAFETY: kill(2) with a pid and signal number.
                 match unsafe { libc::kill(pid, signal) } {
                     0 => Reply::default(),
-                    _ => Reply { error: Some(format!("kill: {}", std::io::Error::last_os_error())), ..Default::default() },
+                    _ => Reply {
+                        error: Some(format!("kill: {}", std::io::Error::last_os_error())),
+                        ..Default::default()
+                    },
                 }
             };
             let _ = reply(&mut w, &r).await;
@@ -565,7 +636,9 @@ async fn attach_client(
         }
         id
     };
-    if reply(&mut w, &Reply::default()).await.is_err() {
+    // An empty first frame: clients learn the stream is live before any output.
+    if reply(&mut w, &Reply::default()).await.is_err() || frame::write_frame(&mut w, frame::STDOUT, &[]).await.is_err()
+    {
         shared.borrow_mut().clients.remove(&id);
         return;
     }
@@ -616,7 +689,12 @@ async fn client_input(mut r: BufReader<tokio::net::unix::OwnedReadHalf>, shared:
 }
 
 pub(crate) fn resize(fd: RawFd, cols: u16, rows: u16) {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads the winsize we pass; fd is our pty master.
     unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
 }
@@ -629,7 +707,9 @@ pub fn read_exit(state: &Path) -> Option<ExitRecord> {
 
 /// Reads the lines of a container log.
 pub fn read_log_lines(state: &Path) -> Vec<LogLine> {
-    let Ok(f) = std::fs::File::open(state.join(LOG_FILE)) else { return Vec::new() };
+    let Ok(f) = std::fs::File::open(state.join(LOG_FILE)) else {
+        return Vec::new();
+    };
     std::io::BufReader::new(f)
         .lines()
         .map_while(Result::ok)
@@ -661,7 +741,12 @@ pub fn run_exec_shim(args: ExecShimArgs) -> ! {
     let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.root)
         .unwrap_or_else(|e| exec_fail(&stream, format!("runtime root: {e}")));
-    let mut stdio = Stdio { out: None, err: None, input: None, tty_master: None };
+    let mut stdio = Stdio {
+        out: None,
+        err: None,
+        input: None,
+        tty_master: None,
+    };
     let mut console_listener = None;
     if args.tty {
         let l = std::os::unix::net::UnixListener::bind(&console_path)

@@ -46,14 +46,47 @@ pub const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/p
 
 /// Every capability, for `--privileged`.
 const ALL_CAPS: [&str; 41] = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 const CPU_PERIOD_US: u64 = 100_000;
@@ -77,7 +110,11 @@ pub struct SpecInput<'a> {
 }
 
 pub fn build(input: &SpecInput) -> Value {
-    let caps: Vec<&str> = if input.privileged { ALL_CAPS.to_vec() } else { DEFAULT_CAPS.to_vec() };
+    let caps: Vec<&str> = if input.privileged {
+        ALL_CAPS.to_vec()
+    } else {
+        DEFAULT_CAPS.to_vec()
+    };
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -99,7 +136,9 @@ pub fn build(input: &SpecInput) -> Value {
         mounts[2]["options"].as_array_mut().expect("array").push(json!("gid=5"));
     }
     for (source, target) in input.etc_files {
-        mounts.push(json!({"destination": target, "type": "bind", "source": source, "options": ["rbind", "rprivate", "ro"]}));
+        mounts.push(
+            json!({"destination": target, "type": "bind", "source": source, "options": ["rbind", "rprivate", "ro"]}),
+        );
     }
     for b in input.binds {
         let mut options = vec!["rbind", "rprivate"];
@@ -152,7 +191,10 @@ pub fn build(input: &SpecInput) -> Value {
 
 /// Never ask for more open files than this host allows (the hard limit here is 20000).
 fn hard_nofile() -> u64 {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
         rl.rlim_max
@@ -200,7 +242,15 @@ mod tests {
             tty: false,
             read_only: false,
             privileged,
-            userns: if privileged { None } else { Some(IdMap { uid_base: 7, gid_base: 8, size: 9 }) },
+            userns: if privileged {
+                None
+            } else {
+                Some(IdMap {
+                    uid_base: 7,
+                    gid_base: 8,
+                    size: 9,
+                })
+            },
             resources: r,
             binds: &[],
             etc_files: &[],
@@ -210,8 +260,15 @@ mod tests {
 
     #[test]
     fn default_spec_is_confined_and_loads_as_oci() {
-        let p = ProcessConfig { args: vec!["sh".into()], ..Default::default() };
-        let r = Resources { memory_bytes: Some(64 << 20), nano_cpus: Some(500_000_000), pids_limit: Some(10) };
+        let p = ProcessConfig {
+            args: vec!["sh".into()],
+            ..Default::default()
+        };
+        let r = Resources {
+            memory_bytes: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
+            pids_limit: Some(10),
+        };
         let v = build(&input(&p, &r, false));
         let spec: oci_spec::runtime::Spec = serde_json::from_value(v.clone()).expect("valid OCI spec");
         let linux = spec.linux().as_ref().unwrap();
@@ -221,7 +278,11 @@ mod tests {
         assert_eq!(v["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
         assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(v["linux"]["resources"]["memory"]["limit"], 64 << 20);
-        assert!(v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "user"));
+        assert!(v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "user"));
     }
 
     #[test]
@@ -231,6 +292,10 @@ mod tests {
         assert!(v["linux"]["seccomp"].is_null());
         assert!(v["linux"]["maskedPaths"].is_null());
         assert_eq!(v["process"]["noNewPrivileges"], false);
-        assert!(!v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "user"));
+        assert!(!v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "user"));
     }
 }

@@ -16,9 +16,17 @@ pub enum Error {
     #[error("store table {table}: {message}")]
     Storage { table: &'static str, message: String },
     #[error("store table {table} key {key}: corrupt record: {source}")]
-    Decode { table: &'static str, key: String, source: serde_json::Error },
+    Decode {
+        table: &'static str,
+        key: String,
+        source: serde_json::Error,
+    },
     #[error("store table {table} key {key}: cannot encode record: {source}")]
-    Encode { table: &'static str, key: String, source: serde_json::Error },
+    Encode {
+        table: &'static str,
+        key: String,
+        source: serde_json::Error,
+    },
     #[error("table {0} is in the cluster keyspace: change it through Store::apply")]
     ClusterTable(&'static str),
 }
@@ -62,9 +70,13 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database at `path` and makes sure every table exists.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = redb::Database::create(path)
-            .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
-        let store = Self { db: std::sync::Arc::new(db) };
+        let db = redb::Database::create(path).map_err(|source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let store = Self {
+            db: std::sync::Arc::new(db),
+        };
         store.write_any(|txn| {
             for t in ALL_TABLES {
                 txn.inner.open_table(t.def()).map_err(|e| storage(t, e))?;
@@ -140,8 +152,11 @@ impl Txn {
 
     pub fn put<T: Serialize>(&mut self, table: Table, key: &str, value: &T) -> Result<()> {
         self.check(table)?;
-        let bytes = serde_json::to_vec(value)
-            .map_err(|source| Error::Encode { table: table.0, key: key.to_string(), source })?;
+        let bytes = serde_json::to_vec(value).map_err(|source| Error::Encode {
+            table: table.0,
+            key: key.to_string(),
+            source,
+        })?;
         let mut t = self.inner.open_table(table.def()).map_err(|e| storage(table, e))?;
         t.insert(key, bytes.as_slice()).map_err(|e| storage(table, e))?;
         Ok(())
@@ -167,12 +182,18 @@ impl Txn {
 }
 
 fn storage(table: Table, e: impl std::fmt::Display) -> Error {
-    Error::Storage { table: table.0, message: e.to_string() }
+    Error::Storage {
+        table: table.0,
+        message: e.to_string(),
+    }
 }
 
 fn decode<T: DeserializeOwned>(table: Table, key: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|source| Error::Decode { table: table.0, key: key.to_string(), source })
+    serde_json::from_slice(bytes).map_err(|source| Error::Decode {
+        table: table.0,
+        key: key.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

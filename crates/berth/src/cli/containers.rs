@@ -5,7 +5,9 @@ use anyhow::{bail, Context, Result};
 use hyper::Method;
 use serde_json::Value;
 
-use berth_model::{units, Bind, Container, ContainerCreate, ContainerState, ContainerStats, ExecCreate, Resources, RestartPolicy};
+use berth_model::{
+    units, Bind, Container, ContainerCreate, ContainerState, ContainerStats, ExecCreate, Resources, RestartPolicy,
+};
 
 use crate::cli::{ago, duration, stream, table};
 use crate::client::{empty, enc, json_body, ndjson_lines, Client, ExitError};
@@ -93,27 +95,43 @@ fn build_create(a: &RunArgs) -> Result<ContainerCreate> {
     let nano_cpus = a.cpus.as_deref().map(units::parse_cpus).transpose().map_err(bad)?;
     if let Some(p) = a.pids_limit {
         if p == 0 || p < -1 {
-            return Err(bad(format!("invalid --pids-limit {p}: use a positive number or -1 for unlimited")));
+            return Err(bad(format!(
+                "invalid --pids-limit {p}: use a positive number or -1 for unlimited"
+            )));
         }
     }
     let restart = RestartPolicy::parse(&a.restart).map_err(bad)?;
     if a.rm && restart != RestartPolicy::No {
         return Err(bad("conflicting options: --restart and --rm".into()));
     }
-    let binds = a.volume.iter().map(|v| Bind::parse(v)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+    let binds = a
+        .volume
+        .iter()
+        .map(|v| Bind::parse(v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
     for b in &binds {
         if !std::path::Path::new(&b.source).exists() {
-            return Err(bad(format!("invalid volume {}:{}: host path {} does not exist", b.source, b.target, b.source)));
+            return Err(bad(format!(
+                "invalid volume {}:{}: host path {} does not exist",
+                b.source, b.target, b.source
+            )));
         }
     }
     if a.network != "none" {
-        return Err(bad(format!("network {:?} is not available yet: use --network none", a.network)));
+        return Err(bad(format!(
+            "network {:?} is not available yet: use --network none",
+            a.network
+        )));
     }
     Ok(ContainerCreate {
         image: a.image.clone(),
         name: a.name.clone(),
         cmd: a.command.clone(),
-        entrypoint: a.entrypoint.as_ref().map(|e| if e.is_empty() { vec![] } else { vec![e.clone()] }),
+        entrypoint: a
+            .entrypoint
+            .as_ref()
+            .map(|e| if e.is_empty() { vec![] } else { vec![e.clone()] }),
         env,
         working_dir: a.workdir.clone(),
         user: a.user.clone(),
@@ -126,7 +144,11 @@ fn build_create(a: &RunArgs) -> Result<ContainerCreate> {
         userns: a.userns.clone(),
         network: Some(a.network.clone()),
         restart,
-        resources: Resources { memory_bytes, nano_cpus, pids_limit: a.pids_limit },
+        resources: Resources {
+            memory_bytes,
+            nano_cpus,
+            pids_limit: a.pids_limit,
+        },
         binds,
     })
 }
@@ -148,7 +170,9 @@ pub async fn run(client: &Client, a: RunArgs, start: bool) -> Result<i32> {
         return Ok(0);
     }
     if a.detach {
-        client.call(Method::POST, &format!("/v1/containers/{}/start", c.id), empty()).await?;
+        client
+            .call(Method::POST, &format!("/v1/containers/{}/start", c.id), empty())
+            .await?;
         println!("{}", c.id);
         return Ok(0);
     }
@@ -170,7 +194,13 @@ fn proxy_signals(client: Client, id: String) {
         tokio::spawn(async move {
             let Ok(mut s) = signal(kind) else { return };
             while s.recv().await.is_some() {
-                let _ = client.call(Method::POST, &format!("/v1/containers/{id}/kill?signal={name}"), empty()).await;
+                let _ = client
+                    .call(
+                        Method::POST,
+                        &format!("/v1/containers/{id}/kill?signal={name}"),
+                        empty(),
+                    )
+                    .await;
             }
         });
     }
@@ -189,13 +219,22 @@ pub struct StartArgs {
 
 pub async fn start(client: &Client, a: StartArgs) -> Result<i32> {
     if a.attach || a.interactive {
-        let [id] = a.containers.as_slice() else { bail!("you cannot attach to more than one container") };
+        let [id] = a.containers.as_slice() else {
+            bail!("you cannot attach to more than one container")
+        };
         let c: Container = client.get(&format!("/v1/containers/{}", enc(id))).await?;
-        let conn = client.upgrade(Method::POST, &format!("/v1/containers/{}/start?attach=true&stdin={}", c.id, a.interactive)).await?;
+        let conn = client
+            .upgrade(
+                Method::POST,
+                &format!("/v1/containers/{}/start?attach=true&stdin={}", c.id, a.interactive),
+            )
+            .await?;
         return stream::pump(conn, c.spec.tty, a.interactive).await;
     }
     each(&a.containers, |id| async move {
-        client.call(Method::POST, &format!("/v1/containers/{}/start", enc(&id)), empty()).await?;
+        client
+            .call(Method::POST, &format!("/v1/containers/{}/start", enc(&id)), empty())
+            .await?;
         Ok(())
     })
     .await
@@ -243,9 +282,17 @@ pub fn status_text(c: &Container) -> String {
     };
     match c.status.state {
         ContainerState::Running => format!("Up {}", since(&c.status.started_at)),
-        ContainerState::Exited => format!("Exited ({}) {} ago", c.status.exit_code.unwrap_or(0), since(&c.status.finished_at)),
+        ContainerState::Exited => format!(
+            "Exited ({}) {} ago",
+            c.status.exit_code.unwrap_or(0),
+            since(&c.status.finished_at)
+        ),
         ContainerState::Created => "Created".into(),
-        ContainerState::Restarting => format!("Restarting ({}) {} ago", c.status.exit_code.unwrap_or(0), since(&c.status.finished_at)),
+        ContainerState::Restarting => format!(
+            "Restarting ({}) {} ago",
+            c.status.exit_code.unwrap_or(0),
+            since(&c.status.finished_at)
+        ),
         ContainerState::Removing => "Removal In Progress".into(),
         ContainerState::Dead => "Dead".into(),
     }
@@ -267,13 +314,22 @@ pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
         Some("table") | None => {}
         Some(f) => bail!(ExitError(125, format!("unknown --format {f:?} (use table or json)"))),
     }
-    let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"].map(String::from).to_vec()];
+    let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]
+        .map(String::from)
+        .to_vec()];
     for c in &list {
         let mut cmd = c.process.args.join(" ");
         if cmd.chars().count() > 20 {
             cmd = cmd.chars().take(19).collect::<String>() + "…";
         }
-        rows.push(vec![berth_model::short_id(&c.id).into(), c.image.clone(), format!("\"{cmd}\""), ago(&c.created), status_text(c), c.name.clone()]);
+        rows.push(vec![
+            berth_model::short_id(&c.id).into(),
+            c.image.clone(),
+            format!("\"{cmd}\""),
+            ago(&c.created),
+            status_text(c),
+            c.name.clone(),
+        ]);
     }
     table(&rows);
     Ok(0)
@@ -295,7 +351,10 @@ pub struct LogsArgs {
 pub async fn logs(client: &Client, a: LogsArgs) -> Result<i32> {
     let tail = match a.tail.as_deref() {
         None | Some("all") => None,
-        Some(n) => Some(n.parse::<usize>().map_err(|_| bad(format!("invalid --tail {n:?}: use a number or all")))?),
+        Some(n) => Some(
+            n.parse::<usize>()
+                .map_err(|_| bad(format!("invalid --tail {n:?}: use a number or all")))?,
+        ),
     };
     let mut path = format!("/v1/containers/{}/logs?follow={}", enc(&a.container), a.follow);
     if let Some(n) = tail {
@@ -305,7 +364,11 @@ pub async fn logs(client: &Client, a: LogsArgs) -> Result<i32> {
     use std::io::Write;
     ndjson_lines(resp, |line| {
         let l: berth_runtime::shim::LogLine = serde_json::from_slice(line).context("bad log line")?;
-        let text = if a.timestamps { format!("{} {}", l.time, l.log) } else { l.log };
+        let text = if a.timestamps {
+            format!("{} {}", l.time, l.log)
+        } else {
+            l.log
+        };
         if l.stream == "stderr" {
             let _ = std::io::stderr().write_all(text.as_bytes());
         } else {
@@ -333,7 +396,9 @@ pub async fn stop(client: &Client, a: StopArgs) -> Result<i32> {
     each(&a.containers, |id| {
         let t = t.clone();
         async move {
-            client.call(Method::POST, &format!("/v1/containers/{}/stop{t}", enc(&id)), empty()).await?;
+            client
+                .call(Method::POST, &format!("/v1/containers/{}/stop{t}", enc(&id)), empty())
+                .await?;
             Ok(())
         }
     })
@@ -353,7 +418,13 @@ pub async fn kill(client: &Client, a: KillArgs) -> Result<i32> {
     each(&a.containers, |id| {
         let sig = sig.clone();
         async move {
-            client.call(Method::POST, &format!("/v1/containers/{}/kill?signal={sig}", enc(&id)), empty()).await?;
+            client
+                .call(
+                    Method::POST,
+                    &format!("/v1/containers/{}/kill?signal={sig}", enc(&id)),
+                    empty(),
+                )
+                .await?;
             Ok(())
         }
     })
@@ -371,7 +442,13 @@ pub struct RmArgs {
 
 pub async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
     each(&a.containers, |id| async move {
-        client.call(Method::DELETE, &format!("/v1/containers/{}?force={}", enc(&id), a.force), empty()).await?;
+        client
+            .call(
+                Method::DELETE,
+                &format!("/v1/containers/{}?force={}", enc(&id), a.force),
+                empty(),
+            )
+            .await?;
         Ok(())
     })
     .await
@@ -404,9 +481,17 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
         tty: a.tty,
         open_stdin: a.interactive,
     };
-    let v: Value = client.json(Method::POST, &format!("/v1/containers/{}/exec", enc(&a.container)), json_body(&req)?).await?;
+    let v: Value = client
+        .json(
+            Method::POST,
+            &format!("/v1/containers/{}/exec", enc(&a.container)),
+            json_body(&req)?,
+        )
+        .await?;
     let exec_id = v["id"].as_str().context("daemon gave no exec id")?;
-    let conn = client.upgrade(Method::POST, &format!("/v1/exec/{exec_id}/start")).await?;
+    let conn = client
+        .upgrade(Method::POST, &format!("/v1/exec/{exec_id}/start"))
+        .await?;
     stream::pump(conn, a.tty, a.interactive).await
 }
 
@@ -445,7 +530,10 @@ pub struct WaitArgs {
 pub async fn wait(client: &Client, a: WaitArgs) -> Result<i32> {
     let mut failed = false;
     for n in &a.containers {
-        match client.json::<Value>(Method::POST, &format!("/v1/containers/{}/wait", enc(n)), empty()).await {
+        match client
+            .json::<Value>(Method::POST, &format!("/v1/containers/{}/wait", enc(n)), empty())
+            .await
+        {
             Ok(v) => println!("{}", v["exit_code"]),
             Err(e) => {
                 eprintln!("berth: {e:#}");
@@ -468,7 +556,10 @@ pub struct StatsArgs {
 }
 
 fn stats_row(s: &ContainerStats) -> Vec<String> {
-    let limit = s.memory_limit_bytes.map(units::human_size).unwrap_or_else(|| "unlimited".into());
+    let limit = s
+        .memory_limit_bytes
+        .map(units::human_size)
+        .unwrap_or_else(|| "unlimited".into());
     let pids = match s.pids_limit {
         Some(l) => format!("{} / {l}", s.pids_current),
         None => s.pids_current.to_string(),
@@ -493,7 +584,11 @@ pub async fn stats(client: &Client, a: StatsArgs) -> Result<i32> {
     loop {
         let mut samples = Vec::new();
         for n in &names {
-            samples.push(client.get::<ContainerStats>(&format!("/v1/containers/{}/stats", enc(n))).await?);
+            samples.push(
+                client
+                    .get::<ContainerStats>(&format!("/v1/containers/{}/stats", enc(n)))
+                    .await?,
+            );
         }
         if json {
             println!("{}", serde_json::to_string_pretty(&samples)?);
@@ -501,7 +596,9 @@ pub async fn stats(client: &Client, a: StatsArgs) -> Result<i32> {
             if !a.no_stream {
                 print!("\x1b[2J\x1b[H");
             }
-            let mut rows = vec![["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"].map(String::from).to_vec()];
+            let mut rows = vec![["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"]
+                .map(String::from)
+                .to_vec()];
             rows.extend(samples.iter().map(stats_row));
             table(&rows);
         }

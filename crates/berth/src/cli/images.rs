@@ -83,7 +83,11 @@ pub async fn image(client: &Client, a: ImageArgs) -> Result<i32> {
         ImageCommand::Inspect(a) => {
             let mut out = Vec::new();
             for i in &a.images {
-                out.push(client.get::<serde_json::Value>(&format!("/v1/images/inspect?ref={}", enc(i))).await?);
+                out.push(
+                    client
+                        .get::<serde_json::Value>(&format!("/v1/images/inspect?ref={}", enc(i)))
+                        .await?,
+                );
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(0)
@@ -94,7 +98,9 @@ pub async fn image(client: &Client, a: ImageArgs) -> Result<i32> {
 }
 
 async fn load(client: &Client, a: LoadArgs) -> Result<i32> {
-    let file = tokio::fs::File::open(&a.input).await.map_err(|e| ExitError(1, format!("opening {}: {e}", a.input)))?;
+    let file = tokio::fs::File::open(&a.input)
+        .await
+        .map_err(|e| ExitError(1, format!("opening {}: {e}", a.input)))?;
     let resp = client.call(Method::POST, "/v1/images/load", file_body(file)).await?;
     let mut error = None;
     ndjson_lines(resp, |line| {
@@ -115,9 +121,13 @@ async fn load(client: &Client, a: LoadArgs) -> Result<i32> {
 
 async fn save(client: &Client, a: SaveArgs) -> Result<i32> {
     let query: Vec<String> = a.images.iter().map(|i| format!("ref={}", enc(i))).collect();
-    let resp = client.call(Method::GET, &format!("/v1/images/save?{}", query.join("&")), empty()).await?;
+    let resp = client
+        .call(Method::GET, &format!("/v1/images/save?{}", query.join("&")), empty())
+        .await?;
     let tmp = format!("{}.partial", a.output);
-    let mut out = tokio::fs::File::create(&tmp).await.with_context(|| format!("creating {tmp}"))?;
+    let mut out = tokio::fs::File::create(&tmp)
+        .await
+        .with_context(|| format!("creating {tmp}"))?;
     let mut body = resp.into_body();
     let result: Result<()> = async {
         while let Some(frame) = body.frame().await {
@@ -135,14 +145,23 @@ async fn save(client: &Client, a: SaveArgs) -> Result<i32> {
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e);
     }
-    tokio::fs::rename(&tmp, &a.output).await.with_context(|| format!("writing {}", a.output))?;
+    tokio::fs::rename(&tmp, &a.output)
+        .await
+        .with_context(|| format!("writing {}", a.output))?;
     Ok(0)
 }
 
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
     let mut failed = false;
     for i in &a.images {
-        match client.json::<Vec<String>>(Method::DELETE, &format!("/v1/images?ref={}&force={}", enc(i), a.force), empty()).await {
+        match client
+            .json::<Vec<String>>(
+                Method::DELETE,
+                &format!("/v1/images?ref={}&force={}", enc(i), a.force),
+                empty(),
+            )
+            .await
+        {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
                 eprintln!("berth: {e:#}");
@@ -169,16 +188,30 @@ pub async fn list(client: &Client, a: ListArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from).to_vec()];
+    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+        .map(String::from)
+        .to_vec()];
     for i in &images {
         let created = i.created.as_deref().map(ago).unwrap_or_else(|| "N/A".into());
         let id = berth_model::short_id(&i.id).to_string();
         if i.tags.is_empty() {
-            rows.push(vec!["<none>".into(), "<none>".into(), id.clone(), created.clone(), units::human_size(i.size)]);
+            rows.push(vec![
+                "<none>".into(),
+                "<none>".into(),
+                id.clone(),
+                created.clone(),
+                units::human_size(i.size),
+            ]);
         }
         for t in &i.tags {
             let (repo, tag) = t.rsplit_once(':').unwrap_or((t, "<none>"));
-            rows.push(vec![repo.into(), tag.into(), id.clone(), created.clone(), units::human_size(i.size)]);
+            rows.push(vec![
+                repo.into(),
+                tag.into(),
+                id.clone(),
+                created.clone(),
+                units::human_size(i.size),
+            ]);
         }
     }
     table(&rows);
@@ -186,7 +219,13 @@ pub async fn list(client: &Client, a: ListArgs) -> Result<i32> {
 }
 
 pub async fn tag(client: &Client, a: TagArgs) -> Result<i32> {
-    client.call(Method::POST, &format!("/v1/images/tag?source={}&target={}", enc(&a.source), enc(&a.target)), empty()).await?;
+    client
+        .call(
+            Method::POST,
+            &format!("/v1/images/tag?source={}&target={}", enc(&a.source), enc(&a.target)),
+            empty(),
+        )
+        .await?;
     Ok(0)
 }
 

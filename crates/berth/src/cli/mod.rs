@@ -31,7 +31,14 @@ pub fn duration(d: chrono::TimeDelta) -> String {
 /// Prints rows as left-aligned columns separated by three spaces, like Docker.
 pub fn table(rows: &[Vec<String>]) {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols).map(|i| rows.iter().map(|r| r.get(i).map(|c| c.chars().count()).unwrap_or(0)).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map(|c| c.chars().count()).unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     for r in rows {
         let mut line = String::new();
         for (i, c) in r.iter().enumerate() {

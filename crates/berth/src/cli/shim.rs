@@ -43,5 +43,10 @@ pub fn run(a: ShimArgs) -> ! {
 }
 
 pub fn run_exec(a: ShimExecArgs) -> ! {
-    berth_runtime::shim::run_exec_shim(berth_runtime::shim::ExecShimArgs { id: a.id, root: a.root, process: a.process, tty: a.tty })
+    berth_runtime::shim::run_exec_shim(berth_runtime::shim::ExecShimArgs {
+        id: a.id,
+        root: a.root,
+        process: a.process,
+        tty: a.tty,
+    })
 }

@@ -38,7 +38,12 @@ impl Drop for RawMode {
 }
 
 fn window_size() -> Option<(u16, u16)> {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes the winsize we pass.
     let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
     (r == 0 && ws.ws_col > 0).then_some((ws.ws_col, ws.ws_row))
@@ -57,10 +62,16 @@ where
         }
         let tx = tx.clone();
         tokio::spawn(async move {
-            let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else { return };
+            let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else {
+                return;
+            };
             while winch.recv().await.is_some() {
                 if let Some((c, rows)) = window_size() {
-                    if tx.send((frame::RESIZE, frame::resize_payload(c, rows).to_vec())).await.is_err() {
+                    if tx
+                        .send((frame::RESIZE, frame::resize_payload(c, rows).to_vec()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -116,7 +127,11 @@ where
                 break Err(crate::client::ExitError(126, String::from_utf8_lossy(&data).into_owned()).into());
             }
             Ok(Some(_)) => {}
-            Ok(None) => break Err(anyhow::anyhow!("the daemon closed the stream before the process exited")),
+            Ok(None) => {
+                break Err(anyhow::anyhow!(
+                    "the daemon closed the stream before the process exited"
+                ))
+            }
             Err(e) => bail!("reading the stream: {e}"),
         }
     };

@@ -15,10 +15,17 @@ pub struct VersionArgs {
 pub async fn version(client: &Client, a: VersionArgs) -> Result<i32> {
     let v: Value = client.get("/v1/version").await?;
     if a.format.as_deref() == Some("json") {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"client": env!("CARGO_PKG_VERSION"), "server": v}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"client": env!("CARGO_PKG_VERSION"), "server": v}))?
+        );
     } else {
         println!("Client: {}", env!("CARGO_PKG_VERSION"));
-        println!("Server: {} (API {})", v["version"].as_str().unwrap_or("?"), v["api"].as_str().unwrap_or("?"));
+        println!(
+            "Server: {} (API {})",
+            v["version"].as_str().unwrap_or("?"),
+            v["api"].as_str().unwrap_or("?")
+        );
     }
     Ok(0)
 }

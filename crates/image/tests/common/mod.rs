@@ -56,7 +56,9 @@ pub struct Layer {
 
 impl Layer {
     pub fn new() -> Self {
-        Self { builder: Some(tar::Builder::new(Vec::new())) }
+        Self {
+            builder: Some(tar::Builder::new(Vec::new())),
+        }
     }
 
     fn append(mut self, kind: tar::EntryType, path: &str, data: &[u8], mode: u32, owner: (u64, u64)) -> Self {
@@ -67,7 +69,11 @@ impl Layer {
         header.set_gid(owner.1);
         header.set_mtime(1_700_000_000);
         header.set_size(data.len() as u64);
-        self.builder.as_mut().unwrap().append_data(&mut header, path, data).unwrap();
+        self.builder
+            .as_mut()
+            .unwrap()
+            .append_data(&mut header, path, data)
+            .unwrap();
         self
     }
 
@@ -86,13 +92,23 @@ impl Layer {
     /// Deletes `path` of a lower layer.
     pub fn whiteout(self, path: &str) -> Self {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let wh = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
+        let wh = if dir.is_empty() {
+            format!(".wh.{name}")
+        } else {
+            format!("{dir}/.wh.{name}")
+        };
         self.append(tar::EntryType::Regular, &wh, b"", 0o644, (0, 0))
     }
 
     /// Hides everything lower layers have in `dir`.
     pub fn opaque(self, dir: &str) -> Self {
-        self.append(tar::EntryType::Regular, &format!("{dir}/.wh..wh..opq"), b"", 0o644, (0, 0))
+        self.append(
+            tar::EntryType::Regular,
+            &format!("{dir}/.wh..wh..opq"),
+            b"",
+            0o644,
+            (0, 0),
+        )
     }
 
     pub fn build(mut self) -> Vec<u8> {
@@ -120,13 +136,25 @@ pub struct Blob {
 
 impl Blob {
     pub fn plain(tar: Vec<u8>) -> Self {
-        Self { diff_id: sha256(&tar), bytes: tar, media_type: "application/vnd.oci.image.layer.v1.tar".into() }
+        Self {
+            diff_id: sha256(&tar),
+            bytes: tar,
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        }
     }
     pub fn gzip(tar: Vec<u8>) -> Self {
-        Self { diff_id: sha256(&tar), bytes: gzip(&tar), media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into() }
+        Self {
+            diff_id: sha256(&tar),
+            bytes: gzip(&tar),
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        }
     }
     pub fn zstd(tar: Vec<u8>) -> Self {
-        Self { diff_id: sha256(&tar), bytes: zstd(&tar), media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into() }
+        Self {
+            diff_id: sha256(&tar),
+            bytes: zstd(&tar),
+            media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+        }
     }
     pub fn digest(&self) -> String {
         sha256(&self.bytes)
@@ -198,7 +226,11 @@ impl OciLayout {
         if let Some((os, arch)) = platform {
             descriptor["platform"] = json!({ "os": os, "architecture": arch });
         }
-        Made { config_digest, manifest_digest, descriptor }
+        Made {
+            config_digest,
+            manifest_digest,
+            descriptor,
+        }
     }
 
     /// Adds a nested index over `children`; returns its descriptor.
@@ -262,7 +294,8 @@ impl DockerArchive {
             self.files.push((path.clone(), layer.clone()));
             layer_paths.push(path);
         }
-        self.manifest.push(json!({ "Config": config_path, "RepoTags": repo_tags, "Layers": layer_paths }));
+        self.manifest
+            .push(json!({ "Config": config_path, "RepoTags": repo_tags, "Layers": layer_paths }));
         config_digest
     }
 
