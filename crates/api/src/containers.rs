@@ -211,10 +211,7 @@ pub async fn logs(
                 engine.get(&id).map(|c| c.status.state),
                 Ok(berth_model::ContainerState::Running | berth_model::ContainerState::Restarting)
             );
-            let data = match tokio::fs::read(&path).await {
-                Ok(d) => d,
-                Err(_) => Vec::new(),
-            };
+            let data = tokio::fs::read(&path).await.unwrap_or_default();
             if (data.len() as u64) > offset {
                 let new = &data[offset as usize..];
                 // Only whole lines; a partial last line waits for its newline.

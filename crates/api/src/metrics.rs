@@ -14,10 +14,13 @@ use crate::AppState;
 
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
+/// Bucket counts, total count, sum of seconds.
+type Histogram = ([u64; BUCKETS.len()], u64, f64);
+
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<(String, String), ([u64; BUCKETS.len()], u64, f64)>>,
+    latency: Mutex<BTreeMap<(String, String), Histogram>>,
 }
 
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -125,9 +125,11 @@ impl Engine {
         }
         match req.network.as_deref() {
             None | Some("none") | Some("default") => {}
-            Some(other) => return Err(Error::Invalid(format!(
+            Some(other) => {
+                return Err(Error::Invalid(format!(
                 "network {other:?} is not available: this node supports --network none (bridge networks come later)"
-            ))),
+            )))
+            }
         }
         match req.userns.as_deref() {
             None | Some("") | Some("private") | Some("host") => {}

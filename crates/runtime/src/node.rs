@@ -19,6 +19,9 @@ use crate::{cgroup, shim, spec, Error, IdMap};
 /// Root of berth's cgroups; each daemon has its own child, named from its data root.
 pub const CGROUP_ROOT: &str = "/berth";
 
+/// Where shims put their control sockets (root only).
+pub const SHIM_SOCKET_DIR: &str = "/run/berth/shim";
+
 #[derive(Clone)]
 pub struct Runtime {
     containers: PathBuf,
@@ -33,6 +36,10 @@ impl Runtime {
     pub fn new(data_root: &Path, exe: PathBuf, idmap: IdMap) -> Result<Self, Error> {
         let containers = data_root.join("containers");
         let root = data_root.join("runtime");
+        let sockets = PathBuf::from(SHIM_SOCKET_DIR);
+        std::fs::create_dir_all(&sockets).map_err(|e| Error::io(&sockets, e))?;
+        std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(&sockets, e))?;
         for d in [&containers, &root] {
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).map_err(|e| Error::io(d, e))?;
@@ -53,6 +60,13 @@ impl Runtime {
             cgroup_parent,
             idmap,
         })
+    }
+
+    /// The shim's control socket. Under /run (not the data root) because unix
+    /// socket paths are limited to 108 bytes; ids are random, so daemons side
+    /// by side never collide.
+    pub fn shim_socket(&self, id: &str) -> PathBuf {
+        Path::new(SHIM_SOCKET_DIR).join(format!("{id}.sock"))
     }
 
     pub fn dir(&self, id: &str) -> PathBuf {
@@ -163,7 +177,9 @@ impl Runtime {
             .arg("--bundle")
             .arg(&dir)
             .arg("--state")
-            .arg(&dir);
+            .arg(&dir)
+            .arg("--socket")
+            .arg(self.shim_socket(id));
         if tty {
             cmd.arg("--tty");
         }
@@ -206,7 +222,7 @@ impl Runtime {
 
     /// Sends one request to the container's shim; returns the open stream after the reply.
     pub async fn request(&self, id: &str, req: &Request) -> Result<(Reply, BufReader<UnixStream>), Error> {
-        let path = self.dir(id).join(shim::SOCKET);
+        let path = self.shim_socket(id);
         let conn = UnixStream::connect(&path)
             .await
             .map_err(|_| Error::NotRunning(id.to_string()))?;
@@ -264,7 +280,7 @@ impl Runtime {
 
     /// Whether a shim is answering for this container.
     pub async fn shim_alive(&self, id: &str) -> bool {
-        UnixStream::connect(self.dir(id).join(shim::SOCKET)).await.is_ok()
+        UnixStream::connect(self.shim_socket(id)).await.is_ok()
     }
 
     pub fn exit_record(&self, id: &str) -> Option<shim::ExitRecord> {
@@ -364,6 +380,7 @@ impl Runtime {
     /// Unmounts the root and removes everything of the container on disk.
     pub fn remove(&self, id: &str) -> Result<(), Error> {
         self.delete_runtime_state(id);
+        let _ = std::fs::remove_file(self.shim_socket(id));
         let dir = self.dir(id);
         let rootfs = dir.join("rootfs");
         if is_mountpoint(&rootfs) {

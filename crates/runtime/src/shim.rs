@@ -58,13 +58,14 @@ pub struct ShimArgs {
     /// libcontainer's state root.
     pub root: PathBuf,
     pub bundle: PathBuf,
-    /// Where shim.sock, exit.json and container.log live.
+    /// Where exit.json and container.log live.
     pub state: PathBuf,
+    /// The control socket (kept short: unix socket paths are limited to 108 bytes).
+    pub socket: PathBuf,
     pub tty: bool,
     pub stdin: bool,
 }
 
-pub const SOCKET: &str = "shim.sock";
 pub const EXIT_FILE: &str = "exit.json";
 pub const LOG_FILE: &str = "container.log";
 
@@ -105,7 +106,7 @@ struct Stdio {
 pub fn run_container_shim(args: ShimArgs) -> ! {
     let _ = nix::unistd::setsid();
     set_subreaper();
-    let console_path = args.state.join("console.sock");
+    let console_path = args.socket.with_extension("console");
     let _ = std::fs::remove_file(&console_path);
     let _ = std::fs::remove_file(args.state.join(EXIT_FILE));
 
@@ -183,7 +184,7 @@ pub fn run_container_shim(args: ShimArgs) -> ! {
         fail(format!("bringing up loopback: {e}"));
     }
     drop(keep);
-    let sock_path = args.state.join(SOCKET);
+    let sock_path = args.socket.clone();
     let _ = std::fs::remove_file(&sock_path);
     let listener = match std::os::unix::net::UnixListener::bind(&sock_path) {
         Ok(l) => l,
@@ -204,6 +205,7 @@ pub fn run_container_shim(args: ShimArgs) -> ! {
         .build()
         .unwrap_or_else(|e| fail(format!("runtime: {e}")));
     let code = rt.block_on(serve(Serve {
+        socket: Some(args.socket),
         state: Some(args.state),
         container: Some(container),
         pid,
@@ -311,6 +313,7 @@ struct Shared {
 
 /// The event loop shared by container and exec shims.
 struct Serve {
+    socket: Option<PathBuf>,
     /// The container's state dir (log, exit record, socket); `None` for exec.
     state: Option<PathBuf>,
     container: Option<Container>,
@@ -323,6 +326,7 @@ struct Serve {
 
 async fn serve(opts: Serve) -> i32 {
     let Serve {
+        socket,
         state,
         container,
         pid,
@@ -401,22 +405,23 @@ async fn serve(opts: Serve) -> i32 {
                     }
                 }
             }
-            let mut s = shared.borrow_mut();
-            s.exit = Some(code);
-            for (_, c) in s.clients.drain() {
-                let _ = c.send((frame::EXIT, code.to_string().into_bytes()));
+            {
+                let mut s = shared.borrow_mut();
+                s.exit = Some(code);
+                for (_, c) in s.clients.drain() {
+                    let _ = c.send((frame::EXIT, code.to_string().into_bytes()));
+                }
+                for w in s.waiters.drain(..) {
+                    let _ = w.send(code);
+                }
             }
-            for w in s.waiters.drain(..) {
-                let _ = w.send(code);
-            }
-            drop(s);
             // Let client writers flush their last frames.
             if let Some(t) = client_task {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            if let Some(state) = &state {
-                let _ = std::fs::remove_file(state.join(SOCKET));
+            if let Some(socket) = &socket {
+                let _ = std::fs::remove_file(socket);
             }
             code
         })
@@ -556,20 +561,20 @@ async fn handle(conn: UnixStream, shared: Rc<RefCell<Shared>>, container: Rc<Ref
             let _ = reply(&mut w, &r).await;
         }
         Request::Wait => {
+            let exited = shared.borrow().exit;
+            if let Some(code) = exited {
+                let _ = reply(
+                    &mut w,
+                    &Reply {
+                        exit_code: Some(code),
+                        ..Default::default()
+                    },
+                )
+                .await;
+                return;
+            }
             let rx = {
                 let mut s = shared.borrow_mut();
-                if let Some(code) = s.exit {
-                    drop(s);
-                    let _ = reply(
-                        &mut w,
-                        &Reply {
-                            exit_code: Some(code),
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-                    return;
-                }
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 s.waiters.push(tx);
                 rx
@@ -658,15 +663,18 @@ async fn client_input(mut r: BufReader<tokio::net::unix::OwnedReadHalf>, shared:
     while let Ok(Some((kind, data))) = frame::read_frame(&mut r).await {
         match kind {
             frame::STDIN if data.is_empty() => {
-                let mut s = shared.borrow_mut();
-                if s.tty_master.is_some() {
-                    // A terminal has no EOF of its own: send ^D.
-                    if let Some(i) = s.input.clone() {
-                        drop(s);
-                        let _ = write_fd(&i, &[4]).await;
+                let tty_input = {
+                    let mut s = shared.borrow_mut();
+                    if s.tty_master.is_some() {
+                        s.input.clone()
+                    } else {
+                        s.input = None;
+                        None
                     }
-                } else {
-                    s.input = None;
+                };
+                // A terminal has no EOF of its own: send ^D.
+                if let Some(i) = tty_input {
+                    let _ = write_fd(&i, &[4]).await;
                 }
                 return;
             }
@@ -792,6 +800,7 @@ pub fn run_exec_shim(args: ExecShimArgs) -> ! {
         .build()
         .unwrap_or_else(|e| fail(format!("runtime: {e}")));
     let code = rt.block_on(serve(Serve {
+        socket: None,
         state: None,
         container: None,
         pid: pid.as_raw(),

@@ -91,6 +91,25 @@ const ALL_CAPS: [&str; 41] = [
 
 const CPU_PERIOD_US: u64 = 100_000;
 
+/// Every capability the daemon itself may hold (its bounding set): asking
+/// for more makes the kernel refuse the container's capset.
+fn privileged_caps() -> Vec<&'static str> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
 /// What the spec needs to know about one container.
 pub struct SpecInput<'a> {
     pub id: &'a str,

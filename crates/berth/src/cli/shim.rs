@@ -14,6 +14,8 @@ pub struct ShimArgs {
     #[arg(long)]
     state: PathBuf,
     #[arg(long)]
+    socket: PathBuf,
+    #[arg(long)]
     tty: bool,
     #[arg(long)]
     stdin: bool,
@@ -37,6 +39,7 @@ pub fn run(a: ShimArgs) -> ! {
         root: a.root,
         bundle: a.bundle,
         state: a.state,
+        socket: a.socket,
         tty: a.tty,
         stdin: a.stdin,
     })

@@ -1,0 +1,179 @@
+//! A real `berth daemon` on a temporary data root, driven through the CLI.
+//! Cleans up on drop (containers, daemon, mounts, data root), also when a test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    std::env::var_os("BERTH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth")))
+}
+
+pub fn images_dir() -> PathBuf {
+    std::env::var_os("BERTH_TEST_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/images"))
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let socket = dir.path().join("berth.sock");
+        let mut d = Self {
+            dir,
+            socket,
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .expect("log");
+        let child = Command::new(bin())
+            .arg("daemon")
+            .arg("--data-root")
+            .arg(self.data_root())
+            .arg("--socket")
+            .arg(&self.socket)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.berth(&["version"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "daemon did not answer: {}",
+            std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+        );
+    }
+
+    /// SIGTERM, a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILL, a crash.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("-H").arg(format!("unix://{}", self.socket.display())).args(args);
+        c
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().expect("run berth")
+    }
+
+    /// Runs and asserts success; stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(
+            o.status.success(),
+            "berth {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs and asserts failure; stderr.
+    pub fn fails(&self, args: &[&str]) -> (i32, String) {
+        let o = self.berth(args);
+        assert!(
+            !o.status.success(),
+            "berth {args:?} should fail but printed {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    pub fn load_busybox(&self) {
+        let tar = images_dir().join("busybox-oci.tar");
+        self.ok(&["image", "load", "-i", tar.to_str().expect("utf8")]);
+    }
+
+    pub fn container_count(&self) -> usize {
+        self.ok(&["ps", "-aq"]).lines().count()
+    }
+
+    /// Mount points under the data root (overlay roots, binds).
+    pub fn mounts(&self) -> Vec<String> {
+        let root = self.data_root().display().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&root))
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_none() && self.socket.exists() {
+            self.child = None;
+        }
+        if self.child.is_some() {
+            let ids = self.berth(&["ps", "-aq"]);
+            for id in String::from_utf8_lossy(&ids.stdout).lines() {
+                let _ = self.berth(&["rm", "-f", id]);
+            }
+            self.stop();
+        }
+        for m in self.mounts() {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}

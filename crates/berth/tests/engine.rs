@@ -1,0 +1,417 @@
+//! End-to-end tests of the engine: a real daemon, real containers, driven
+//! through the CLI. Run as root (CI does).
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{images_dir, wait_for, Daemon};
+
+#[test]
+fn images_load_list_tag_save_and_remove() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let docker = images_dir().join("busybox-docker.tar");
+    let out = d.ok(&["image", "load", "-i", docker.to_str().unwrap()]);
+    assert!(out.contains("busybox:docker"), "{out}");
+    let list: serde_json::Value = serde_json::from_str(&d.ok(&["images", "--format", "json"])).unwrap();
+    let tags: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| {
+            i["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert!(
+        tags.contains(&"busybox:latest".to_string()) && tags.contains(&"busybox:docker".to_string()),
+        "{tags:?}"
+    );
+    d.ok(&["tag", "busybox", "mine/app:v1"]);
+    let inspect: serde_json::Value = serde_json::from_str(&d.ok(&["image", "inspect", "mine/app:v1"])).unwrap();
+    let id = inspect[0]["id"].as_str().unwrap().to_string();
+    // Saved and loaded back into another daemon: the same image id.
+    let saved = d.dir.path().join("saved.tar");
+    d.ok(&["image", "save", "-o", saved.to_str().unwrap(), "mine/app:v1"]);
+    let d2 = Daemon::start();
+    d2.ok(&["image", "load", "-i", saved.to_str().unwrap()]);
+    let again: serde_json::Value = serde_json::from_str(&d2.ok(&["image", "inspect", "mine/app:v1"])).unwrap();
+    assert_eq!(again[0]["id"].as_str().unwrap(), id);
+    assert!(d.ok(&["image", "rm", "mine/app:v1"]).contains("Untagged: mine/app:v1"));
+    let (_, err) = d.fails(&["image", "inspect", "mine/app:v1"]);
+    assert!(err.contains("no such image"), "{err}");
+}
+
+#[test]
+fn run_streams_output_and_returns_the_exit_code() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let o = d.berth(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    // stdin streams through with -i.
+    let mut child = d
+        .cmd(&["run", "-i", "--rm", "busybox", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO\n");
+    // Image config honoured, -e, -w, -u, --hostname, --entrypoint.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "-u",
+        "app",
+        "--hostname",
+        "h1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u) $(hostname)",
+    ]);
+    assert_eq!(out, "bar /tmp 1000 h1\n");
+    assert_eq!(d.ok(&["run", "--rm", "--entrypoint", "echo", "busybox", "x"]), "x\n");
+    // --rm left nothing behind.
+    assert_eq!(d.container_count(), 0);
+    assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+    // Loopback works.
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ping -c1 -W1 127.0.0.1 >/dev/null && echo up"
+        ]),
+        "up\n"
+    );
+    // --read-only.
+    let o = d.berth(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
+    assert_ne!(o.status.code(), Some(0));
+    // -v binds, and :ro.
+    let host = d.dir.path().join("shared");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "data").unwrap();
+    let v = format!("{}:/mnt:ro", host.display());
+    assert_eq!(d.ok(&["run", "--rm", "-v", &v, "busybox", "cat", "/mnt/f"]), "data");
+    assert_ne!(
+        d.berth(&["run", "--rm", "-v", &v, "busybox", "touch", "/mnt/g"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn detached_containers_ps_logs_exec_stop_rm() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64);
+    let ps: serde_json::Value = serde_json::from_str(&d.ok(&["ps", "--format", "json"])).unwrap();
+    assert_eq!(ps[0]["status"]["state"], "running");
+    wait_for("logs", || d.ok(&["logs", "ticker"]).lines().count() >= 3);
+    assert_eq!(d.ok(&["logs", "--tail", "1", &id[..8]]).lines().count(), 1);
+    assert!(d.ok(&["logs", "-t", "ticker"]).lines().next().unwrap().contains('T'));
+    // exec by id prefix, exit code, user, env, stdin.
+    let o = d.berth(&["exec", "-e", "X=1", &id[..10], "sh", "-c", "echo $X $(id -u); exit 4"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1 0\n");
+    assert_eq!(d.ok(&["exec", "-u", "app", "ticker", "id", "-u"]), "1000\n");
+    let mut child = d
+        .cmd(&["exec", "-i", "ticker", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"via exec\n").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout),
+        "via exec\n"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&d.ok(&["stats", "--no-stream", "--format", "json", "ticker"])).unwrap();
+    assert!(stats[0]["pids_current"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats[0]["memory_usage_bytes"].as_u64().unwrap() > 0, "{stats}");
+    // rm of a running container needs -f.
+    let (_, err) = d.fails(&["rm", "ticker"]);
+    assert!(err.contains("is running"), "{err}");
+    d.ok(&["stop", "-t", "1", "ticker"]);
+    let inspect: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", "ticker"])).unwrap();
+    assert_eq!(inspect[0]["status"]["state"], "exited");
+    assert_eq!(
+        d.ok(&["wait", "ticker"]).trim(),
+        inspect[0]["status"]["exit_code"].to_string()
+    );
+    // Logs survive the stop.
+    assert!(d.ok(&["logs", "ticker"]).contains("tick 0"));
+    d.ok(&["rm", "ticker"]);
+    assert_eq!(d.container_count(), 0);
+    assert!(d.mounts().is_empty());
+}
+
+#[test]
+fn isolation_seen_from_inside() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "/usr/local/bin/berth-probe",
+    ]);
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let uid_map: Vec<u64> = p["uid_map"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(uid_map[0], 0);
+    assert_ne!(uid_map[1], 0, "container root must not be host root");
+    assert_eq!(
+        p["cap_eff"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x")
+            .trim_start_matches('0'),
+        "a80425fb",
+        "docker's default capability set"
+    );
+    assert_eq!(p["seccomp"].to_string().trim_matches('"'), "2");
+    assert_eq!(p["no_new_privs"].to_string().trim_matches('"'), "1");
+    assert_eq!(p["memory_limit"].to_string().trim_matches('"'), "67108864");
+    assert_eq!(p["pids_limit"].to_string().trim_matches('"'), "20");
+    assert!(p["cpu_quota"].to_string().contains("50000"), "{}", p["cpu_quota"]);
+    assert_eq!(p["sys_read_only"], true);
+    assert_eq!(p["masked"]["/proc/keys"], true);
+    assert_eq!(p["net_interfaces"], serde_json::json!(["lo"]));
+    // The opt-outs.
+    let out = d.ok(&["run", "--rm", "--privileged", "busybox", "/usr/local/bin/berth-probe"]);
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["seccomp"].to_string().trim_matches('"'), "0");
+    assert!(p["uid_map"].as_str().unwrap().split_whitespace().nth(1) == Some("0"));
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--userns",
+        "host",
+        "busybox",
+        "/usr/local/bin/berth-probe",
+    ]);
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(p["uid_map"].as_str().unwrap().split_whitespace().nth(1) == Some("0"));
+    assert_eq!(p["seccomp"].to_string().trim_matches('"'), "2");
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing() {
+    let d = Daemon::start();
+    d.load_busybox();
+    d.ok(&["run", "-d", "--name", "taken", "busybox", "sleep", "60"]);
+    let before = d.container_count();
+    let missing = d.dir.path().join("missing").display().to_string() + ":/x";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "--rm", "nosuchimage"], "no such image"),
+        (vec!["run", "--rm", "Bad:Ref"], "invalid"),
+        (vec!["run", "--rm", "busybox", "nosuchcmd"], "executable file not found"),
+        (
+            vec!["run", "--rm", "--memory", "lots", "busybox", "true"],
+            "invalid memory size",
+        ),
+        (vec!["run", "--rm", "--cpus", "0", "busybox", "true"], "greater than 0"),
+        (vec!["run", "--name", "taken", "busybox", "true"], "already in use"),
+        (vec!["run", "--rm", "-v", &missing, "busybox", "true"], "does not exist"),
+        (vec!["rm", "taken"], "is running"),
+        (
+            vec!["run", "--rm", "-u", "ghost", "busybox", "true"],
+            "unable to find user ghost",
+        ),
+    ];
+    for (args, want) in cases {
+        let (code, err) = d.fails(&args);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_ne!(code, 0);
+    }
+    assert_eq!(
+        d.berth(&["run", "--rm", "busybox", "nosuchcmd"]).status.code(),
+        Some(127)
+    );
+    assert_eq!(d.container_count(), before);
+    // Corrupt and truncated archives.
+    let good = std::fs::read(images_dir().join("busybox-docker.tar")).unwrap();
+    let truncated = d.dir.path().join("trunc.tar");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    d.fails(&["image", "load", "-i", truncated.to_str().unwrap()]);
+    let garbage = d.dir.path().join("garbage.tar");
+    std::fs::write(&garbage, b"not an archive at all").unwrap();
+    d.fails(&["image", "load", "-i", garbage.to_str().unwrap()]);
+    let images = d.ok(&["images", "-q"]).lines().count();
+    assert_eq!(images, 1, "a failed load must not leave an image");
+    d.ok(&["rm", "-f", "taken"]);
+    assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+}
+
+#[test]
+fn containers_survive_a_daemon_restart_and_restart_policies_apply() {
+    let mut d = Daemon::start();
+    d.load_busybox();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "long",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; sleep 300",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
+    wait_for("flaky to give up", || {
+        let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", "flaky"])).unwrap();
+        v[0]["status"]["state"] == "exited" && v[0]["status"]["restart_count"] == 2
+    });
+    assert_eq!(d.ok(&["logs", "flaky"]).lines().count(), 3);
+    d.stop();
+    d.spawn();
+    let ps: serde_json::Value = serde_json::from_str(&d.ok(&["ps", "--format", "json"])).unwrap();
+    assert_eq!(ps.as_array().unwrap().len(), 1);
+    assert_eq!(ps[0]["name"], "long");
+    assert_eq!(d.ok(&["logs", "long"]), "started\n");
+    assert_eq!(d.ok(&["exec", "long", "echo", "still here"]), "still here\n");
+    d.ok(&["kill", "-s", "KILL", "long"]);
+    assert_eq!(d.ok(&["wait", "long"]).trim(), "137");
+}
+
+#[test]
+fn kill_9_of_the_daemon_leaks_nothing() {
+    let mut d = Daemon::start();
+    d.load_busybox();
+    for round in 0..6 {
+        let name = format!("c{round}");
+        let mut child = d
+            .cmd(&["run", "-d", "--name", &name, "busybox", "sleep", "300"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Crash at a different point of the create/start each round.
+        std::thread::sleep(std::time::Duration::from_millis(20 * round));
+        d.crash();
+        let _ = child.wait();
+        d.spawn();
+        // The container may or may not exist, depending on where the crash hit.
+        let _ = d.berth(&["exec", &name, "true"]);
+        if round % 2 == 0 {
+            let _ = d.berth(&["rm", "-f", &name]);
+        }
+    }
+    // Every mount, container dir and cgroup belongs to a recorded container.
+    let list: serde_json::Value = serde_json::from_str(&d.ok(&["ps", "-a", "--format", "json"])).unwrap();
+    let live: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"]["state"] == "running")
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    let all: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    for m in d.mounts() {
+        assert!(
+            live.iter().any(|id| m.contains(id)),
+            "mount {m} belongs to no running container"
+        );
+    }
+    for e in std::fs::read_dir(d.data_root().join("containers")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(all.contains(&name), "container dir {name} has no record");
+    }
+    for e in std::fs::read_dir(d.data_root().join("runtime")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            live.contains(&name),
+            "runtime state {name} belongs to no running container"
+        );
+    }
+    for id in &all {
+        d.ok(&["rm", "-f", id]);
+    }
+    assert!(d.mounts().is_empty());
+}
+
+#[test]
+fn api_openapi_metrics_and_errors() {
+    let d = Daemon::start();
+    let get = |path: &str| -> String {
+        use std::io::Read;
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let doc = get("/v1/openapi.json");
+    assert!(doc.starts_with("HTTP/1.1 200"), "{doc}");
+    assert!(doc.contains("\"/v1/containers/{id}/exec\"") && doc.contains("x-berth-permission"));
+    let m = get("/metrics");
+    assert!(
+        m.contains("berth_containers{state=\"running\"} 0") && m.contains("berth_api_requests_total"),
+        "{m}"
+    );
+    let e = get("/v1/containers/nope");
+    assert!(
+        e.starts_with("HTTP/1.1 404") && e.contains("\"code\":\"NOT_FOUND\"") && e.contains("no such container: nope"),
+        "{e}"
+    );
+    let mode = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+}
