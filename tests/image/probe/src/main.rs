@@ -51,10 +51,7 @@ fn probe() -> Json {
         ),
         ("seccomp", status_number(status, "Seccomp:")),
         ("no_new_privs", status_number(status, "NoNewPrivs:")),
-        (
-            "hostname",
-            Json::opt_string(read_trimmed("/proc/sys/kernel/hostname")),
-        ),
+        ("hostname", Json::opt_string(read_trimmed("/proc/sys/kernel/hostname"))),
         ("cgroup", Json::opt_string(read_text("/proc/self/cgroup"))),
         (
             "memory_limit",
@@ -91,9 +88,7 @@ fn probe() -> Json {
         (
             "net_interfaces",
             match read_text("/proc/net/dev") {
-                Some(text) => {
-                    Json::Array(parse_net_dev(&text).into_iter().map(Json::String).collect())
-                }
+                Some(text) => Json::Array(parse_net_dev(&text).into_iter().map(Json::String).collect()),
                 None => Json::Null,
             },
         ),
@@ -115,8 +110,8 @@ fn first_readable(paths: &[&str]) -> Option<String> {
 /// The CFS quota as `"<quota> <period>"`, the format of cgroup v2 `cpu.max`;
 /// v1 keeps the two numbers in separate files (quota `-1` means no limit).
 fn cpu_quota() -> Option<String> {
-    let v1 = read_trimmed("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-        .zip(read_trimmed("/sys/fs/cgroup/cpu/cpu.cfs_period_us"));
+    let v1 =
+        read_trimmed("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").zip(read_trimmed("/sys/fs/cgroup/cpu/cpu.cfs_period_us"));
     match v1 {
         Some((quota, period)) => Some(format!("{quota} {period}")),
         None => read_trimmed("/sys/fs/cgroup/cpu.max"),
@@ -198,9 +193,7 @@ fn unescape_octal(field: &str) -> String {
             .filter(|digits| bytes[i] == b'\\' && digits.iter().all(|d| (b'0'..=b'7').contains(d)));
         match escaped {
             Some(digits) => {
-                let value = digits
-                    .iter()
-                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                 out.push(u8::try_from(value).unwrap_or(b'?'));
                 i += 4;
             }
@@ -256,13 +249,11 @@ fn is_masked(path: &Path) -> Option<bool> {
         });
     }
     let mut first_byte = [0u8; 1];
-    Some(
-        match fs::File::open(path).and_then(|mut f| f.read(&mut first_byte)) {
-            Ok(read) => read == 0,
-            // Unreadable is hidden too, as far as this process is concerned.
-            Err(_) => true,
-        },
-    )
+    Some(match fs::File::open(path).and_then(|mut f| f.read(&mut first_byte)) {
+        Ok(read) => read == 0,
+        // Unreadable is hidden too, as far as this process is concerned.
+        Err(_) => true,
+    })
 }
 
 /// Just enough JSON to print the report, so the probe needs no dependencies.
@@ -404,25 +395,13 @@ Inter-|   Receive                            |  Transmit
     #[test]
     fn status_fields() {
         let status = "Name:\tprobe\nUid:\t1000\t0\t0\t0\nGid:\t5\t6\t6\t6\nCapEff:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\n";
-        assert_eq!(
-            status_field(status, "CapEff:").as_deref(),
-            Some("00000000a80425fb")
-        );
+        assert_eq!(status_field(status, "CapEff:").as_deref(), Some("00000000a80425fb"));
         assert!(matches!(status_id(Some(status), "Uid:"), Json::Number(0)));
         assert!(matches!(status_id(Some(status), "Gid:"), Json::Number(6)));
-        assert!(matches!(
-            status_number(Some(status), "Seccomp:"),
-            Json::Number(2)
-        ));
-        assert!(matches!(
-            status_number(Some(status), "NoNewPrivs:"),
-            Json::Number(1)
-        ));
+        assert!(matches!(status_number(Some(status), "Seccomp:"), Json::Number(2)));
+        assert!(matches!(status_number(Some(status), "NoNewPrivs:"), Json::Number(1)));
         assert!(matches!(status_number(None, "Seccomp:"), Json::Null));
-        assert!(matches!(
-            status_number(Some(status), "Missing:"),
-            Json::Null
-        ));
+        assert!(matches!(status_number(Some(status), "Missing:"), Json::Null));
     }
 
     #[test]
@@ -432,10 +411,7 @@ Inter-|   Receive                            |  Transmit
             ("n", Json::Null),
             ("list", Json::Array(vec![Json::Bool(true), Json::Number(7)])),
         ]);
-        assert_eq!(
-            value.to_json(),
-            r#"{"s":"a\"b\\c\nd\u0001","n":null,"list":[true,7]}"#
-        );
+        assert_eq!(value.to_json(), r#"{"s":"a\"b\\c\nd\u0001","n":null,"list":[true,7]}"#);
     }
 
     #[test]
