@@ -216,7 +216,11 @@ fn isolation_seen_from_inside() {
     assert_eq!(p["sys_read_only"], true);
     assert_eq!(p["masked"]["/proc/keys"], true);
     assert_eq!(p["net_interfaces"], serde_json::json!(["lo"]));
-    // The opt-out of the user namespace. (`--privileged` does not start yet: see the issue note.)
+    // The opt-outs: --privileged (all caps, no seccomp, host user namespace) and --userns host.
+    let out = d.ok(&["run", "--rm", "--privileged", "busybox", "/usr/local/bin/berth-probe"]);
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["seccomp"].to_string().trim_matches('"'), "0");
+    assert!(p["uid_map"].as_str().unwrap().split_whitespace().nth(1) == Some("0"));
     let out = d.ok(&[
         "run",
         "--rm",

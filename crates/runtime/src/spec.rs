@@ -130,7 +130,7 @@ pub struct SpecInput<'a> {
 
 pub fn build(input: &SpecInput) -> Value {
     let caps: Vec<&str> = if input.privileged {
-        ALL_CAPS.to_vec()
+        privileged_caps()
     } else {
         DEFAULT_CAPS.to_vec()
     };
