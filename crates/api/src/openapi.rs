@@ -12,7 +12,7 @@ fn schema<T: PartialSchema>() -> Value {
 
 pub fn build() -> Value {
     let mut paths = serde_json::Map::new();
-    for r in routes::table() {
+    for r in routes::TABLE {
         let params: Vec<Value> = r
             .path
             .split('/')

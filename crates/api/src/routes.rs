@@ -1,6 +1,6 @@
-//! The route table: every route once, with the permission it needs and a
-//! summary for the OpenAPI document. The router, the authorization layer and
-//! the OpenAPI document are all built from it.
+//! The route table: every route once, with its handler, the permission it
+//! needs and a summary for the OpenAPI document. The router, the
+//! authorization layer and the OpenAPI document are all built from it.
 
 use axum::http::Method;
 use axum::routing::{delete, get, post, MethodRouter};
@@ -15,183 +15,257 @@ pub struct Route {
     pub resource: Resource,
     pub action: Action,
     pub summary: &'static str,
+    handler: fn() -> MethodRouter<AppState>,
 }
 
 macro_rules! r {
-    ($m:ident, $p:literal, $res:ident, $act:ident, $s:literal) => {
+    ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal) => {
         Route {
             method: Method::$m,
             path: $p,
             resource: Resource::$res,
             action: Action::$act,
             summary: $s,
+            handler: || $f($h),
         }
     };
 }
 
-pub fn table() -> Vec<Route> {
-    vec![
-        r!(GET, "/v1/version", System, Read, "Version of the daemon"),
-        r!(
-            GET,
-            "/v1/info",
-            System,
-            Read,
-            "Node information: data root, counts, id mapping, cgroup mode"
-        ),
-        r!(GET, "/v1/openapi.json", System, Read, "This document"),
-        r!(GET, "/metrics", System, Read, "Prometheus metrics"),
-        r!(GET, "/v1/events", System, Read, "Stream of events (NDJSON)"),
-        r!(GET, "/v1/images", Image, Read, "List images"),
-        r!(GET, "/v1/images/inspect", Image, Read, "Inspect an image (?ref=)"),
-        r!(
-            POST,
-            "/v1/images/load",
-            Image,
-            Write,
-            "Load an OCI layout or docker-save archive (body); NDJSON progress"
-        ),
-        r!(
-            GET,
-            "/v1/images/save",
-            Image,
-            Read,
-            "Save images as an OCI layout tarball (?ref=...)"
-        ),
-        r!(POST, "/v1/images/tag", Image, Write, "Tag an image (?source=&target=)"),
-        r!(DELETE, "/v1/images", Image, Write, "Remove an image (?ref=&force=)"),
-        r!(GET, "/v1/containers", Container, Read, "List containers (?all=)"),
-        r!(POST, "/v1/containers", Container, Write, "Create a container"),
-        r!(GET, "/v1/containers/{id}", Container, Read, "Inspect a container"),
-        r!(
-            DELETE,
-            "/v1/containers/{id}",
-            Container,
-            Write,
-            "Remove a container (?force=)"
-        ),
-        r!(
-            POST,
-            "/v1/containers/{id}/start",
-            Container,
-            Write,
-            "Start a container; with ?attach= the connection is upgraded to a framed stream"
-        ),
-        r!(
-            POST,
-            "/v1/containers/{id}/attach",
-            Container,
-            Exec,
-            "Attach to a running container (upgrade)"
-        ),
-        r!(
-            POST,
-            "/v1/containers/{id}/stop",
-            Container,
-            Write,
-            "Stop a container (?t=seconds)"
-        ),
-        r!(
-            POST,
-            "/v1/containers/{id}/kill",
-            Container,
-            Write,
-            "Send a signal (?signal=)"
-        ),
-        r!(
-            POST,
-            "/v1/containers/{id}/wait",
-            Container,
-            Read,
-            "Wait for the container to stop; its exit code"
-        ),
-        r!(
-            POST,
-            "/v1/containers/{id}/resize",
-            Container,
-            Write,
-            "Resize the container's terminal (?cols=&rows=)"
-        ),
-        r!(
-            GET,
-            "/v1/containers/{id}/logs",
-            Container,
-            Read,
-            "Logs as NDJSON (?follow=&tail=)"
-        ),
-        r!(
-            GET,
-            "/v1/containers/{id}/stats",
-            Container,
-            Read,
-            "Resource use from the cgroup (?stream=)"
-        ),
-        r!(
-            POST,
-            "/v1/containers/{id}/exec",
-            Container,
-            Exec,
-            "Create an exec; returns its id"
-        ),
-        r!(
-            POST,
-            "/v1/exec/{id}/start",
-            Container,
-            Exec,
-            "Start an exec (upgrade to a framed stream)"
-        ),
-    ]
-}
+pub static TABLE: &[Route] = &[
+    r!(
+        GET,
+        get,
+        "/v1/version",
+        System,
+        Read,
+        system::version,
+        "Version of the daemon"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/info",
+        System,
+        Read,
+        system::info,
+        "Node information: data root, counts, id mapping, cgroup mode"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/openapi.json",
+        System,
+        Read,
+        openapi::document,
+        "This document"
+    ),
+    r!(
+        GET,
+        get,
+        "/metrics",
+        System,
+        Read,
+        metrics::render,
+        "Prometheus metrics"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/events",
+        System,
+        Read,
+        system::events,
+        "Stream of events (NDJSON)"
+    ),
+    r!(GET, get, "/v1/images", Image, Read, images::list, "List images"),
+    r!(
+        GET,
+        get,
+        "/v1/images/inspect",
+        Image,
+        Read,
+        images::inspect,
+        "Inspect an image (?ref=)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/images/load",
+        Image,
+        Write,
+        images::load,
+        "Load an OCI layout or docker-save archive (body); NDJSON progress"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/images/save",
+        Image,
+        Read,
+        images::save,
+        "Save images as an OCI layout tarball (?ref=...)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/images/tag",
+        Image,
+        Write,
+        images::tag,
+        "Tag an image (?source=&target=)"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/images",
+        Image,
+        Write,
+        images::remove,
+        "Remove an image (?ref=&force=)"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/containers",
+        Container,
+        Read,
+        containers::list,
+        "List containers (?all=)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/containers",
+        Container,
+        Write,
+        containers::create,
+        "Create a container"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/containers/{id}",
+        Container,
+        Read,
+        containers::inspect,
+        "Inspect a container"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/containers/{id}",
+        Container,
+        Write,
+        containers::remove,
+        "Remove a container (?force=)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/containers/{id}/start",
+        Container,
+        Write,
+        containers::start,
+        "Start a container; with ?attach= the connection is upgraded to a framed stream"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/containers/{id}/attach",
+        Container,
+        Exec,
+        containers::attach,
+        "Attach to a running container (upgrade)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/containers/{id}/stop",
+        Container,
+        Write,
+        containers::stop,
+        "Stop a container (?t=seconds)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/containers/{id}/kill",
+        Container,
+        Write,
+        containers::kill,
+        "Send a signal (?signal=)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/containers/{id}/wait",
+        Container,
+        Read,
+        containers::wait,
+        "Wait for the container to stop; its exit code"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/containers/{id}/resize",
+        Container,
+        Write,
+        containers::resize,
+        "Resize the container's terminal (?cols=&rows=)"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/containers/{id}/logs",
+        Container,
+        Read,
+        containers::logs,
+        "Logs as NDJSON (?follow=&tail=)"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/containers/{id}/stats",
+        Container,
+        Read,
+        containers::stats,
+        "Resource use from the cgroup (?stream=)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/containers/{id}/exec",
+        Container,
+        Exec,
+        containers::exec_create,
+        "Create an exec; returns its id"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/exec/{id}/start",
+        Container,
+        Exec,
+        containers::exec_start,
+        "Start an exec (upgrade to a framed stream)"
+    ),
+];
 
-pub fn lookup(method: &Method, path: &str) -> Option<Route> {
-    table().into_iter().find(|r| r.method == *method && r.path == path)
-}
-
-fn handler(path: &str, method: &Method) -> MethodRouter<AppState> {
-    match (method.as_str(), path) {
-        ("GET", "/v1/version") => get(system::version),
-        ("GET", "/v1/info") => get(system::info),
-        ("GET", "/v1/openapi.json") => get(openapi::document),
-        ("GET", "/metrics") => get(metrics::render),
-        ("GET", "/v1/events") => get(system::events),
-        ("GET", "/v1/images") => get(images::list),
-        ("GET", "/v1/images/inspect") => get(images::inspect),
-        ("POST", "/v1/images/load") => post(images::load),
-        ("GET", "/v1/images/save") => get(images::save),
-        ("POST", "/v1/images/tag") => post(images::tag),
-        ("DELETE", "/v1/images") => delete(images::remove),
-        ("GET", "/v1/containers") => get(containers::list),
-        ("POST", "/v1/containers") => post(containers::create),
-        ("GET", "/v1/containers/{id}") => get(containers::inspect),
-        ("DELETE", "/v1/containers/{id}") => delete(containers::remove),
-        ("POST", "/v1/containers/{id}/start") => post(containers::start),
-        ("POST", "/v1/containers/{id}/attach") => post(containers::attach),
-        ("POST", "/v1/containers/{id}/stop") => post(containers::stop),
-        ("POST", "/v1/containers/{id}/kill") => post(containers::kill),
-        ("POST", "/v1/containers/{id}/wait") => post(containers::wait),
-        ("POST", "/v1/containers/{id}/resize") => post(containers::resize),
-        ("GET", "/v1/containers/{id}/logs") => get(containers::logs),
-        ("GET", "/v1/containers/{id}/stats") => get(containers::stats),
-        ("POST", "/v1/containers/{id}/exec") => post(containers::exec_create),
-        ("POST", "/v1/exec/{id}/start") => post(containers::exec_start),
-        (m, p) => unreachable!("route {m} {p} in the table has no handler"),
-    }
+pub fn lookup(method: &Method, path: &str) -> Option<&'static Route> {
+    TABLE.iter().find(|r| r.method == *method && r.path == path)
 }
 
 pub fn build(state: AppState) -> Router {
-    let mut router: Router<AppState> = Router::new();
     let mut by_path: std::collections::BTreeMap<&str, MethodRouter<AppState>> = Default::default();
-    for route in table() {
-        let h = handler(route.path, &route.method);
-        let entry = by_path.remove(route.path);
-        by_path.insert(
-            route.path,
-            match entry {
-                Some(existing) => existing.merge(h),
-                None => h,
-            },
-        );
+    for route in TABLE {
+        let h = (route.handler)();
+        let merged = match by_path.remove(route.path) {
+            Some(existing) => existing.merge(h),
+            None => h,
+        };
+        by_path.insert(route.path, merged);
     }
+    let mut router: Router<AppState> = Router::new();
     for (path, mr) in by_path {
         router = router.route(path, mr);
     }
@@ -208,12 +282,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_route_has_a_handler_and_is_unique() {
-        let t = table();
-        for r in &t {
-            let _ = handler(r.path, &r.method);
+    fn every_route_is_unique() {
+        for r in TABLE {
             assert_eq!(
-                t.iter().filter(|o| o.path == r.path && o.method == r.method).count(),
+                TABLE
+                    .iter()
+                    .filter(|o| o.path == r.path && o.method == r.method)
+                    .count(),
                 1,
                 "{}",
                 r.path

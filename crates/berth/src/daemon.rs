@@ -49,7 +49,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     } else {
         std::env::current_dir()?.join(&a.data_root)
     };
-    let engine = berth_api_engine(data_root.clone(), exe).await?;
+    let engine = open_engine(data_root.clone(), exe).await?;
     let router = berth_api::router(engine);
 
     let socket = a.socket.clone();
@@ -89,7 +89,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     Ok(())
 }
 
-async fn berth_api_engine(data_root: PathBuf, exe: PathBuf) -> Result<std::sync::Arc<berth_engine::Engine>> {
+async fn open_engine(data_root: PathBuf, exe: PathBuf) -> Result<std::sync::Arc<berth_engine::Engine>> {
     berth_engine::Engine::open(berth_engine::Config {
         data_root: data_root.clone(),
         exe,

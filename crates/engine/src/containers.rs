@@ -251,7 +251,8 @@ impl Engine {
     }
 
     /// Mounts the container's root, resolves its user and command inside the
-    /// image, and writes the bundle. With `check_only` the mount is for checking.
+    /// image (on `first`, at create), and writes the bundle. A failure on
+    /// `first` removes everything the container had on disk.
     fn prepare_rootfs(&self, mut c: Container, first: bool) -> Result<Container, Error> {
         let image = self.images.resolve(&c.image_id)?;
         let userns = !(c.spec.privileged || c.spec.userns.as_deref() == Some("host"));
@@ -532,14 +533,20 @@ impl Engine {
         let lock = self.lock(&id);
         let _guard = lock.lock().await;
         self.update(&id, |s| s.state = ContainerState::Removing)?;
-        self.runtime.remove(&id)?;
-        self.store.write(|t| {
-            t.delete(CONTAINERS, &id)?;
-            t.delete(CONTAINER_NAMES, &c.name)?;
-            Ok(())
-        })?;
+        self.forget(&id, &c.name)?;
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         self.emit("container", "destroy", &id, &[("name", &c.name)]);
+        Ok(())
+    }
+
+    /// Removes the container from disk, then its record and name.
+    pub(crate) fn forget(&self, id: &str, name: &str) -> Result<(), Error> {
+        self.runtime.remove(id)?;
+        self.store.write(|t| {
+            t.delete(CONTAINERS, id)?;
+            t.delete(CONTAINER_NAMES, name)?;
+            Ok(())
+        })?;
         Ok(())
     }
 

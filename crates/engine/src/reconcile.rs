@@ -51,12 +51,7 @@ impl Engine {
                     self.on_exit(&id, c.status.exit_code.unwrap_or(0)).await;
                 }
                 ContainerState::Removing => {
-                    self.runtime.remove(&id)?;
-                    self.store.write(|t| {
-                        t.delete(CONTAINERS, &id)?;
-                        t.delete(CONTAINER_NAMES, &c.name)?;
-                        Ok(())
-                    })?;
+                    self.forget(&id, &c.name)?;
                 }
                 ContainerState::Created | ContainerState::Exited | ContainerState::Dead => {
                     // A start that did not finish: undo it.

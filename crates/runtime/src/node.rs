@@ -318,13 +318,11 @@ impl Runtime {
         cmd.stdin(Stdio::from(theirs_fd))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd.spawn();
-        let child = child.map_err(|e| Error::container(id, format!("spawning exec shim: {e}")));
-        let child = match child {
+        let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
-                return Err(e);
+                return Err(Error::container(id, format!("spawning exec shim: {e}")));
             }
         };
         ours.set_nonblocking(true).map_err(|e| Error::io("socketpair", e))?;

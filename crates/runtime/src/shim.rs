@@ -162,14 +162,8 @@ pub fn run_container_shim(args: ShimArgs) -> ! {
         }
     };
     if let Some(l) = console_listener {
-        match receive_pty_master(&l) {
-            Ok(master) => {
-                let dup = nix::unistd::dup(master.as_raw_fd()).unwrap_or_else(|e| fail(e.to_string()));
-                stdio.tty_master = Some(master.as_raw_fd());
-                stdio.out = Some(master);
-                // SAFETY: dup returned a new fd we own.
-                stdio.input = Some(unsafe { OwnedFd::from_raw_fd(dup) });
-            }
+        match take_pty(&l, &mut stdio) {
+            Ok(()) => {}
             Err(e) => {
                 let _ = container.delete(true);
                 cleanup_failed(&args);
@@ -228,6 +222,17 @@ fn redirect_stdio_to_null() {
         let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
         let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
     }
+}
+
+/// Receives the pty master from the console socket and makes it the
+/// process's output and input.
+fn take_pty(l: &std::os::unix::net::UnixListener, stdio: &mut Stdio) -> std::io::Result<()> {
+    let master = receive_pty_master(l)?;
+    let input = master.try_clone()?;
+    stdio.tty_master = Some(master.as_raw_fd());
+    stdio.out = Some(master);
+    stdio.input = Some(input);
+    Ok(())
 }
 
 fn receive_pty_master(l: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
@@ -780,14 +785,8 @@ pub fn run_exec_shim(args: ExecShimArgs) -> ! {
             exec_fail(&stream, format!("exec: {e}"))
         });
     if let Some(l) = console_listener {
-        match receive_pty_master(&l) {
-            Ok(master) => {
-                let dup = nix::unistd::dup(master.as_raw_fd()).unwrap_or_else(|e| fail(e.to_string()));
-                stdio.tty_master = Some(master.as_raw_fd());
-                stdio.out = Some(master);
-                // SAFETY: dup returned a new fd we own.
-                stdio.input = Some(unsafe { OwnedFd::from_raw_fd(dup) });
-            }
+        match take_pty(&l, &mut stdio) {
+            Ok(()) => {}
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 exec_fail(&stream, format!("receiving the pty: {e}"))

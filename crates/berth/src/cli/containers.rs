@@ -110,20 +110,6 @@ fn build_create(a: &RunArgs) -> Result<ContainerCreate> {
         .map(|v| Bind::parse(v))
         .collect::<Result<Vec<_>, _>>()
         .map_err(bad)?;
-    for b in &binds {
-        if !std::path::Path::new(&b.source).exists() {
-            return Err(bad(format!(
-                "invalid volume {}:{}: host path {} does not exist",
-                b.source, b.target, b.source
-            )));
-        }
-    }
-    if a.network != "none" {
-        return Err(bad(format!(
-            "network {:?} is not available yet: use --network none",
-            a.network
-        )));
-    }
     Ok(ContainerCreate {
         image: a.image.clone(),
         name: a.name.clone(),
