@@ -50,7 +50,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         std::env::current_dir()?.join(&a.data_root)
     };
     let engine = open_engine(data_root.clone(), exe).await?;
-    let router = berth_api::router(engine);
+    let router = berth_api::router(engine.clone());
 
     let socket = a.socket.clone();
     if let Some(dir) = socket.parent() {
@@ -86,6 +86,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         t.abort();
     }
     let _ = std::fs::remove_file(&socket);
+    engine.shutdown();
     Ok(())
 }
 

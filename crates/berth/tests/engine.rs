@@ -383,6 +383,18 @@ fn kill_9_of_the_daemon_leaks_nothing() {
         d.ok(&["rm", "-f", id]);
     }
     assert!(d.mounts().is_empty());
+    // A clean stop with no containers leaves no cgroup behind.
+    let info: serde_json::Value = serde_json::from_str(&d.ok(&["info"])).unwrap();
+    let parent = info["cgroup_parent"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
+    d.stop();
+    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory"] {
+        let p = std::path::Path::new(root).join(&parent);
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
 }
 
 #[test]

@@ -81,6 +81,18 @@ impl Runtime {
         format!("{}/{id}", self.cgroup_parent)
     }
 
+    /// Removes this daemon's cgroup parent when no container cgroup is left
+    /// under it (at a clean stop; running containers keep it).
+    pub fn remove_cgroup_parent_if_empty(&self) {
+        if self.cgroup_children().is_empty() {
+            cgroup::remove(&self.cgroup_parent);
+        }
+    }
+
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
+    }
+
     /// Container ids that have a cgroup under this daemon's parent.
     pub fn cgroup_children(&self) -> Vec<String> {
         cgroup::list_children(&self.cgroup_parent)
