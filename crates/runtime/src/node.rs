@@ -86,6 +86,8 @@ impl Runtime {
     pub fn remove_cgroup_parent_if_empty(&self) {
         if self.cgroup_children().is_empty() {
             cgroup::remove(&self.cgroup_parent);
+            // Fails (and stays) while another daemon has a parent under it.
+            cgroup::remove(CGROUP_ROOT);
         }
     }
 
