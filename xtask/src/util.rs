@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 /// What building and running berth needs on a Debian machine.
-pub const BASE_PACKAGES: &[&str] = &["libseccomp-dev", "pkg-config", "busybox-static", "runc"];
+pub const BASE_PACKAGES: &[&str] = &["libseccomp-dev", "pkg-config", "busybox-static", "runc", "skopeo"];
 
 /// The workspace root: the parent of this crate's directory.
 pub fn workspace_root() -> &'static Path {

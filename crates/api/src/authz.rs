@@ -16,6 +16,11 @@ pub enum Resource {
     System,
     Image,
     Container,
+    /// Registry administration (garbage collection).
+    Registry,
+    /// A registry repository; which one comes from the request path
+    /// ([`crate::registry::scopes`]).
+    Repository,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +28,10 @@ pub enum Action {
     Read,
     Write,
     Exec,
+    /// Registry actions, as in a token scope `repository:NAME:pull,push,delete`.
+    Pull,
+    Push,
+    Delete,
 }
 
 /// Who is calling. Set by the listener (the socket: `Admin`).
@@ -32,11 +41,18 @@ pub enum Principal {
     Anonymous,
 }
 
-pub fn allowed(principal: &Principal, _resource: Resource, action: Action) -> bool {
+/// The one decision. `repository` names the registry repository for
+/// [`Resource::Repository`] (`None`: the registry as a whole, e.g. the catalog).
+pub fn allowed(principal: &Principal, resource: Resource, action: Action, repository: Option<&str>) -> bool {
+    let _ = repository; // per-repository grants come with users and roles
     match principal {
         Principal::Admin => true,
-        // Until users and roles exist, anonymous callers may only read the system info.
-        Principal::Anonymous => _resource == Resource::System && action == Action::Read,
+        // Until users and roles exist, anonymous callers may read the system
+        // info, and use the registry: the only anonymous listener is the
+        // loopback one (`--insecure-listen` refuses other addresses).
+        Principal::Anonymous => {
+            (resource == Resource::System && action == Action::Read) || resource == Resource::Repository
+        }
     }
 }
 
@@ -57,7 +73,15 @@ pub async fn layer(State(_state): State<AppState>, req: Request, next: Next) -> 
         ))
         .into_response();
     };
-    if !allowed(&principal, route.resource, route.action) {
+    if route.resource == Resource::Repository {
+        for (repository, action) in crate::registry::scopes(req.method(), req.uri().path(), req.uri().query()) {
+            if !allowed(&principal, Resource::Repository, action, repository.as_deref()) {
+                return crate::registry::denied(principal == Principal::Anonymous, repository.as_deref(), action);
+            }
+        }
+        return next.run(req).await;
+    }
+    if !allowed(&principal, route.resource, route.action, None) {
         return ApiErrorResponse(berth_model::ApiError::new(
             berth_model::ErrorCode::Forbidden,
             format!("{:?} may not {:?} {:?}", principal, route.action, route.resource),

@@ -12,6 +12,7 @@ mod error;
 mod images;
 mod metrics;
 mod openapi;
+mod registry;
 mod routes;
 mod system;
 
@@ -25,14 +26,17 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<metrics::Metrics>,
     pub execs: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, berth_model::ExecCreate)>>>,
+    /// The OCI registry at `/v2/`; `None` when it could not be opened.
+    pub registry: Option<berth_registry::Registry>,
 }
 
 /// The whole API as one router; the caller binds it to listeners.
 pub fn router(engine: Arc<Engine>) -> axum::Router {
     let state = AppState {
-        engine,
+        engine: engine.clone(),
         metrics: Arc::new(metrics::Metrics::default()),
         execs: Default::default(),
+        registry: registry::open(&engine),
     };
     routes::build(state)
 }

@@ -3,11 +3,11 @@
 //! authorization layer and the OpenAPI document are all built from it.
 
 use axum::http::Method;
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, head, patch, post, put, MethodRouter};
 use axum::Router;
 
 use crate::authz::{Action, Resource};
-use crate::{authz, containers, images, metrics, openapi, system, AppState};
+use crate::{authz, containers, images, metrics, openapi, registry, system, AppState};
 
 pub struct Route {
     pub method: Method,
@@ -248,6 +248,78 @@ pub static TABLE: &[Route] = &[
         Exec,
         containers::exec_start,
         "Start an exec (upgrade to a framed stream)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/registry/gc",
+        Registry,
+        Write,
+        registry::gc,
+        "Collect registry blobs no manifest references (?grace=seconds, default 3600)"
+    ),
+    r!(
+        GET,
+        get,
+        "/v2/",
+        Repository,
+        Pull,
+        registry::ping,
+        "OCI Distribution: API version check"
+    ),
+    r!(
+        GET,
+        get,
+        "/v2/{*path}",
+        Repository,
+        Pull,
+        registry::dispatch,
+        "OCI Distribution: pull (blobs, manifests, tags, catalog, referrers, upload status)"
+    ),
+    r!(
+        HEAD,
+        head,
+        "/v2/{*path}",
+        Repository,
+        Pull,
+        registry::dispatch,
+        "OCI Distribution: blob and manifest existence"
+    ),
+    r!(
+        POST,
+        post,
+        "/v2/{*path}",
+        Repository,
+        Push,
+        registry::dispatch,
+        "OCI Distribution: start an upload, monolithic upload, cross-repository mount"
+    ),
+    r!(
+        PATCH,
+        patch,
+        "/v2/{*path}",
+        Repository,
+        Push,
+        registry::dispatch,
+        "OCI Distribution: upload a chunk"
+    ),
+    r!(
+        PUT,
+        put,
+        "/v2/{*path}",
+        Repository,
+        Push,
+        registry::dispatch,
+        "OCI Distribution: finish an upload, push a manifest"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v2/{*path}",
+        Repository,
+        Delete,
+        registry::dispatch,
+        "OCI Distribution: delete a manifest, tag, blob or upload"
     ),
 ];
 

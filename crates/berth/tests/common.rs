@@ -22,10 +22,17 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     child: Option<Child>,
+    /// Extra `berth daemon` arguments, kept for restarts.
+    args: Vec<String>,
 }
 
 impl Daemon {
     pub fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+
+    /// A daemon started with extra `berth daemon` arguments.
+    pub fn start_with_args(args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -35,6 +42,7 @@ impl Daemon {
             dir,
             socket,
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn();
         d
@@ -56,6 +64,7 @@ impl Daemon {
             .arg(self.data_root())
             .arg("--socket")
             .arg(&self.socket)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -176,4 +185,10 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
 }

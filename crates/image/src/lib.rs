@@ -14,9 +14,10 @@
 //!
 //! **Architecture invariants:**
 //! - A blob at its final path always has the content its digest names.
-//! - Every blob and snapshot is referenced by an image record (`IMAGES`);
-//!   anything else is garbage, removed by `remove` and by `open` (which is how
-//!   a crash half way through a load or unpack is cleaned up).
+//! - Every blob and snapshot is referenced by an image record (`IMAGES`) or,
+//!   for blobs, held by another component through [`BLOB_HOLDS`] (the
+//!   registry); anything else is garbage, removed by `remove` and by `open`
+//!   (which is how a crash half way through a load or unpack is cleaned up).
 //! - Records change only in one store transaction per operation, after the
 //!   content they point at is in place: a failed load records nothing.
 //! - This crate does not know about containers: callers say whether an image
@@ -38,10 +39,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use berth_model::{Image, Progress};
-use berth_store::{Store, IMAGES};
+use berth_store::{Store, Table, Txn, IMAGES};
 use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
+
+/// Blobs other components (the registry) keep in this content store, so that
+/// garbage collection leaves them alone. Key: `"<digest> <holder>"`, value `()`.
+pub const BLOB_HOLDS: Table = Table("local/blob_holds");
 
 /// How host ids are shifted when a layer is unpacked for containers in a user
 /// namespace: a file owned by uid `u` in the layer becomes host uid
@@ -100,6 +105,11 @@ impl ImageStore {
             }),
         };
         image_store.reconcile_snapshot_dirs()?;
+        // Creates the table (the store only pre-creates its own ones).
+        image_store
+            .inner
+            .store
+            .write(|t| t.list::<serde::de::IgnoredAny>(BLOB_HOLDS).map(drop))?;
         {
             let _content = image_store.lock_content();
             image_store.collect_garbage()?;
@@ -185,6 +195,48 @@ impl ImageStore {
         Ok(path)
     }
 
+    /// The embedded store this image store keeps its records in.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Moves `file` into the content store as the blob `digest` and then, in
+    /// one store transaction, runs `record`, which must write a [`BLOB_HOLDS`]
+    /// entry (or an image record) for it. Both happen under the content lock,
+    /// so garbage collection never sees the blob without its hold. The caller
+    /// has verified that `file` has `digest` and that it lies on the data
+    /// root's filesystem. Returns whether the blob is new; when it was already
+    /// stored, `file` is removed. A failed `record` leaves an unreferenced blob
+    /// that the next collection removes.
+    pub fn commit_blob<R>(
+        &self,
+        file: &Path,
+        digest: &str,
+        record: impl FnOnce(&mut Txn) -> berth_store::Result<R>,
+    ) -> Result<(bool, R)> {
+        let path = self.inner.blobs.path(digest)?;
+        let _content = self.lock_content();
+        let new = if path.is_file() {
+            fsutil::remove_any(file)?;
+            false
+        } else {
+            std::fs::rename(file, &path).map_err(error::io_err("moving blob into place at", &path))?;
+            if let Some(dir) = path.parent() {
+                fsutil::sync_dir(dir)?;
+            }
+            true
+        };
+        let r = self.inner.store.write(record)?;
+        Ok((new, r))
+    }
+
+    /// Removes blobs and snapshots that neither an image record nor a hold
+    /// references. Returns the removed blob digests.
+    pub fn collect_unreferenced(&self) -> Result<Vec<String>> {
+        let _content = self.lock_content();
+        self.collect_garbage()
+    }
+
     fn lock_content(&self) -> MutexGuard<'_, ()> {
         self.inner.content_lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -201,6 +253,9 @@ impl ImageStore {
             blobs_in_use.extend(image.layers.iter().map(String::as_str));
             diff_ids_in_use.extend(image.diff_ids.iter().map(String::as_str));
         }
+        let holds: Vec<(String, serde::de::IgnoredAny)> = self.inner.store.list(BLOB_HOLDS)?;
+        let held: Vec<&str> = holds.iter().filter_map(|(key, _)| key.split(' ').next()).collect();
+        blobs_in_use.extend(held);
         let mut removed = Vec::new();
         for (digest, _) in self.inner.blobs.list()? {
             if !blobs_in_use.contains(digest.as_str()) {

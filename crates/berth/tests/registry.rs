@@ -1,0 +1,492 @@
+//! The OCI Distribution server of a real daemon, over plain HTTP on
+//! loopback: the protocol with a raw HTTP client (so that a dropped
+//! connection is a real one), a real client (`skopeo`), and a `kill -9`
+//! during an upload.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{free_port, wait_for, Daemon};
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    /// The spec's error code of an error response.
+    fn error_code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+fn raw_request(
+    stream: &mut (impl Read + Write),
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).expect("send head");
+    stream.write_all(body).expect("send body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut rest = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut i = 0;
+        loop {
+            let nl = rest[i..].windows(2).position(|w| w == b"\r\n").expect("chunk size") + i;
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[i..nl]).trim(), 16).expect("hex size");
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + size]);
+            i = nl + 2 + size + 2;
+        }
+        rest = out;
+    }
+    if method == "HEAD" {
+        rest.clear();
+    }
+    Resp {
+        status,
+        headers,
+        body: rest,
+    }
+}
+
+struct Registry {
+    daemon: Daemon,
+    port: u16,
+}
+
+impl Registry {
+    fn start() -> Self {
+        let port = free_port();
+        let daemon = Daemon::start_with_args(&["--insecure-listen", &format!("127.0.0.1:{port}")]);
+        let r = Self { daemon, port };
+        wait_for("the registry listener", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        r
+    }
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+    fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+        raw_request(&mut s, method, path, headers, body)
+    }
+    /// A request on the unix socket: the admin.
+    fn admin(&self, method: &str, path: &str) -> Resp {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.daemon.socket).expect("connect socket");
+        raw_request(&mut s, method, path, &[], b"")
+    }
+    fn upload(&self, repo: &str, content: &[u8]) -> String {
+        let d = digest(content);
+        let r = self.req("POST", &format!("/v2/{repo}/blobs/uploads/?digest={d}"), &[], content);
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
+        d
+    }
+    fn start_upload(&self, repo: &str) -> String {
+        let r = self.req("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
+        assert_eq!(r.status, 202);
+        assert_eq!(r.header("range"), Some("0-0"));
+        assert!(r.header("docker-upload-uuid").is_some());
+        r.header("location").expect("location").to_string()
+    }
+    fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Resp {
+        self.req(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Content-Type", media_type)],
+            body,
+        )
+    }
+}
+
+fn digest(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn image_manifest(config: &str, layer: &str, layer_size: usize, subject: Option<&str>) -> Vec<u8> {
+    let mut m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
+    });
+    if let Some(s) = subject {
+        m["subject"] = serde_json::json!({"mediaType": OCI_MANIFEST, "digest": s, "size": 1});
+        m["artifactType"] = serde_json::json!("application/vnd.example.sig");
+    }
+    serde_json::to_vec(&m).expect("json")
+}
+
+#[test]
+fn blobs_uploads_and_errors_over_http() {
+    let reg = Registry::start();
+    let ping = reg.req("GET", "/v2/", &[], b"");
+    assert_eq!(ping.status, 200);
+    assert_eq!(ping.header("docker-distribution-api-version"), Some("registry/2.0"));
+
+    // Monolithic upload; HEAD and GET, whole and ranged.
+    let d = reg.upload("a/b/c", b"0123456789");
+    let head = reg.req("HEAD", &format!("/v2/a/b/c/blobs/{d}"), &[], b"");
+    assert_eq!((head.status, head.header("content-length")), (200, Some("10")));
+    let get = reg.req("GET", &format!("/v2/a/b/c/blobs/{d}"), &[], b"");
+    assert_eq!((get.status, get.body.as_slice()), (200, &b"0123456789"[..]));
+    let part = reg.req("GET", &format!("/v2/a/b/c/blobs/{d}"), &[("Range", "bytes=2-5")], b"");
+    assert_eq!((part.status, part.body.as_slice()), (206, &b"2345"[..]));
+    assert_eq!(part.header("content-range"), Some("bytes 2-5/10"));
+    let outside = reg.req("GET", &format!("/v2/a/b/c/blobs/{d}"), &[("Range", "bytes=20-")], b"");
+    assert_eq!(outside.status, 416);
+
+    // Errors, in the spec's format.
+    let wrong = reg.req(
+        "POST",
+        &format!("/v2/r/blobs/uploads/?digest={}", digest(b"x")),
+        &[],
+        b"y",
+    );
+    assert_eq!((wrong.status, wrong.error_code()), (400, "DIGEST_INVALID".to_string()));
+    let unknown = reg.req("GET", &format!("/v2/r/blobs/{}", digest(b"y")), &[], b"");
+    assert_eq!(
+        (unknown.status, unknown.error_code()),
+        (404, "BLOB_UNKNOWN".to_string())
+    );
+    let bad_name = reg.req("GET", "/v2/Bad_Name/tags/list", &[], b"");
+    assert_eq!(
+        (bad_name.status, bad_name.error_code()),
+        (400, "NAME_INVALID".to_string())
+    );
+    let no_repo = reg.req("GET", "/v2/nothing/here/tags/list", &[], b"");
+    assert_eq!(
+        (no_repo.status, no_repo.error_code()),
+        (404, "NAME_UNKNOWN".to_string())
+    );
+    let no_upload = reg.req("GET", "/v2/r/blobs/uploads/0123456789abcdef0123456789abcdef", &[], b"");
+    assert_eq!(
+        (no_upload.status, no_upload.error_code()),
+        (404, "BLOB_UPLOAD_UNKNOWN".to_string())
+    );
+
+    // Chunked upload: in order, then an overlapping chunk (416), then a
+    // chunk whose connection drops half way; the status tells where to resume.
+    let loc = reg.start_upload("r");
+    let r = reg.req("PATCH", &loc, &[("Content-Range", "0-3")], b"abcd");
+    assert_eq!((r.status, r.header("range")), (202, Some("0-3")));
+    let loc = r.header("location").expect("location").to_string();
+    let overlap = reg.req("PATCH", &loc, &[("Content-Range", "2-5")], b"cdef");
+    assert_eq!(
+        (overlap.status, overlap.error_code()),
+        (416, "BLOB_UPLOAD_INVALID".to_string())
+    );
+    {
+        let mut s = TcpStream::connect(("127.0.0.1", reg.port)).expect("connect");
+        let head = format!("PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nefgh");
+        s.write_all(head.as_bytes()).expect("send");
+        std::thread::sleep(Duration::from_millis(200));
+        // Dropped with 996 bytes still owed.
+    }
+    let mut offset = String::new();
+    wait_for("the dropped chunk to be recorded", || {
+        let st = reg.req("GET", &loc, &[], b"");
+        offset = st.header("range").unwrap_or_default().to_string();
+        st.status == 204 && offset == "0-7"
+    });
+    let r = reg.req("PATCH", &loc, &[("Content-Range", "8-9")], b"ij");
+    assert_eq!(r.status, 202);
+    let not_yet = reg.req("HEAD", &format!("/v2/r/blobs/{}", digest(b"abcdefghij")), &[], b"");
+    assert_eq!(not_yet.status, 404, "a blob is visible before its upload finished");
+    let done = reg.req("PUT", &format!("{loc}?digest={}", digest(b"abcdefghijk")), &[], b"k");
+    assert_eq!(done.status, 201);
+    let got = reg.req("GET", &format!("/v2/r/blobs/{}", digest(b"abcdefghijk")), &[], b"");
+    assert_eq!(got.body, b"abcdefghijk");
+
+    // Cancel an upload.
+    let loc = reg.start_upload("r");
+    assert_eq!(reg.req("DELETE", &loc, &[], b"").status, 204);
+    assert_eq!(reg.req("GET", &loc, &[], b"").status, 404);
+
+    // Cross-repository mount: 201 when the source has it, else an upload session.
+    let m = reg.req(
+        "POST",
+        &format!("/v2/other/blobs/uploads/?mount={d}&from=a/b/c"),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        (m.status, m.header("location")),
+        (201, Some(format!("/v2/other/blobs/{d}").as_str()))
+    );
+    assert_eq!(reg.req("HEAD", &format!("/v2/other/blobs/{d}"), &[], b"").status, 200);
+    let m = reg.req(
+        "POST",
+        &format!("/v2/third/blobs/uploads/?mount={d}&from=nowhere"),
+        &[],
+        b"",
+    );
+    assert_eq!(m.status, 202);
+}
+
+#[test]
+fn manifests_tags_referrers_deletion_and_gc_over_http() {
+    let reg = Registry::start();
+    let config = reg.upload("x/y", b"{}");
+    let mut tags = Vec::new();
+    let mut last_digest = String::new();
+    for (i, tag) in ["t3", "t1", "t2"].iter().enumerate() {
+        let layer = format!("layer {i}");
+        let l = reg.upload("x/y", layer.as_bytes());
+        let m = image_manifest(&config, &l, layer.len(), None);
+        let r = reg.push_manifest("x/y", tag, OCI_MANIFEST, &m);
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("docker-content-digest"), Some(digest(&m).as_str()));
+        tags.push(tag.to_string());
+        last_digest = digest(&m);
+    }
+    let get = reg.req("GET", "/v2/x/y/manifests/t2", &[("Accept", OCI_MANIFEST)], b"");
+    assert_eq!((get.status, get.header("content-type")), (200, Some(OCI_MANIFEST)));
+    assert_eq!(digest(&get.body), last_digest);
+    let head = reg.req("HEAD", &format!("/v2/x/y/manifests/{last_digest}"), &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("docker-content-digest"), Some(last_digest.as_str()));
+
+    // Bad manifests.
+    let missing = image_manifest(&config, &digest(b"absent"), 6, None);
+    let r = reg.push_manifest("x/y", "bad", OCI_MANIFEST, &missing);
+    assert_eq!((r.status, r.error_code()), (400, "MANIFEST_BLOB_UNKNOWN".to_string()));
+    let r = reg.push_manifest("x/y", "bad", "application/x-unknown", b"{}");
+    assert_eq!((r.status, r.error_code()), (415, "MANIFEST_INVALID".to_string()));
+    let r = reg.push_manifest("x/y", "bad", OCI_MANIFEST, &vec![b' '; 4 * 1024 * 1024 + 1]);
+    assert_eq!((r.status, r.error_code()), (413, "SIZE_INVALID".to_string()));
+    let r = reg.push_manifest("x/y", "-bad", OCI_MANIFEST, &get.body);
+    assert_eq!((r.status, r.error_code()), (400, "TAG_INVALID".to_string()));
+    let r = reg.req("GET", "/v2/x/y/manifests/bad", &[], b"");
+    assert_eq!((r.status, r.error_code()), (404, "MANIFEST_UNKNOWN".to_string()));
+
+    // Tags and catalog with pagination.
+    let page = reg.req("GET", "/v2/x/y/tags/list?n=2", &[], b"");
+    assert_eq!(page.json()["tags"], serde_json::json!(["t1", "t2"]));
+    assert_eq!(
+        page.header("link"),
+        Some("</v2/x/y/tags/list?n=2&last=t2>; rel=\"next\"")
+    );
+    let page = reg.req("GET", "/v2/x/y/tags/list?n=2&last=t2", &[], b"");
+    assert_eq!(page.json()["tags"], serde_json::json!(["t3"]));
+    assert!(page.header("link").is_none());
+    reg.upload("a", b"a");
+    let cat = reg.req("GET", "/v2/_catalog?n=1", &[], b"");
+    assert_eq!(cat.json()["repositories"], serde_json::json!(["a"]));
+    assert!(cat.header("link").is_some());
+    let cat = reg.req("GET", "/v2/_catalog?n=1&last=a", &[], b"");
+    assert_eq!(cat.json()["repositories"], serde_json::json!(["x/y"]));
+
+    // Referrers: a signature with a subject; the filter; the tag fallback.
+    let sig_layer = reg.upload("x/y", b"signature");
+    let sig = image_manifest(&config, &sig_layer, 9, Some(&last_digest));
+    let r = reg.push_manifest("x/y", &digest(&sig), OCI_MANIFEST, &sig);
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("oci-subject"), Some(last_digest.as_str()));
+    let refs = reg.req("GET", &format!("/v2/x/y/referrers/{last_digest}"), &[], b"");
+    assert_eq!((refs.status, refs.header("content-type")), (200, Some(OCI_INDEX)));
+    assert_eq!(refs.json()["manifests"][0]["digest"], digest(&sig));
+    let filtered = reg.req(
+        "GET",
+        &format!("/v2/x/y/referrers/{last_digest}?artifactType=application/vnd.other"),
+        &[],
+        b"",
+    );
+    assert_eq!(filtered.header("oci-filters-applied"), Some("artifactType"));
+    assert_eq!(filtered.json()["manifests"], serde_json::json!([]));
+    let fallback = serde_json::to_vec(&refs.json()).expect("json");
+    let r = reg.push_manifest("x/y", &last_digest.replace(':', "-"), OCI_INDEX, &fallback);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+
+    // Deletion, then GC (admin only, on the socket) removes the content.
+    let t1 = reg.req("GET", "/v2/x/y/manifests/t1", &[], b"");
+    let t1_layer = t1.json()["layers"][0]["digest"].as_str().expect("layer").to_string();
+    let t1_digest = digest(&t1.body);
+    assert_eq!(
+        reg.req("DELETE", &format!("/v2/x/y/manifests/{t1_digest}"), &[], b"")
+            .status,
+        202
+    );
+    assert_eq!(reg.req("GET", "/v2/x/y/manifests/t1", &[], b"").status, 404);
+    let anonymous_gc = reg.req("POST", "/v1/registry/gc?grace=0", &[], b"");
+    assert_eq!(anonymous_gc.status, 403);
+    let gc = reg.admin("POST", "/v1/registry/gc?grace=0");
+    assert_eq!(gc.status, 200, "{}", String::from_utf8_lossy(&gc.body));
+    let removed = gc.json()["blobs_removed"].clone();
+    assert!(
+        removed.as_array().expect("list").contains(&serde_json::json!(t1_layer)),
+        "{removed}"
+    );
+    let blob_file = reg
+        .daemon
+        .data_root()
+        .join("image/blobs/sha256")
+        .join(t1_layer.trim_start_matches("sha256:"));
+    assert!(!blob_file.exists(), "collected blob still on disk");
+    assert_eq!(
+        reg.req("GET", &format!("/v2/x/y/blobs/{t1_layer}"), &[], b"").status,
+        404
+    );
+    // What is still referenced is still served.
+    let t2 = reg.req("GET", "/v2/x/y/manifests/t2", &[], b"");
+    let t2_layer = t2.json()["layers"][0]["digest"].as_str().expect("layer").to_string();
+    assert_eq!(
+        reg.req("GET", &format!("/v2/x/y/blobs/{t2_layer}"), &[], b"").status,
+        200
+    );
+    assert_eq!(reg.req("GET", &format!("/v2/x/y/blobs/{config}"), &[], b"").status, 200);
+}
+
+#[test]
+fn upload_survives_kill_9_as_resumable_or_unknown() {
+    let mut reg = Registry::start();
+    let content: Vec<u8> = (0..20_000_000u32).map(|i| (i % 251) as u8).collect();
+    let loc = reg.start_upload("crash/test");
+    let uuid = loc.rsplit('/').next().expect("uuid").to_string();
+    let data = reg.daemon.data_root().join("registry/uploads").join(&uuid).join("data");
+    let mut s = TcpStream::connect(("127.0.0.1", reg.port)).expect("connect");
+    let head = format!(
+        "PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        content.len()
+    );
+    s.write_all(head.as_bytes()).expect("send");
+    s.write_all(&content[..12_000_000]).expect("send part");
+    // Past the registry's 8 MiB progress record.
+    wait_for("part of the chunk on disk", || {
+        std::fs::metadata(&data).is_ok_and(|m| m.len() > 9_000_000)
+    });
+    reg.daemon.crash();
+    drop(s);
+    reg.daemon.spawn();
+    wait_for("the registry listener", || {
+        TcpStream::connect(("127.0.0.1", reg.port)).is_ok()
+    });
+    // Nothing incomplete is visible.
+    let full = digest(&content);
+    assert_eq!(
+        reg.req("HEAD", &format!("/v2/crash/test/blobs/{full}"), &[], b"")
+            .status,
+        404
+    );
+    let status = reg.req("GET", &loc, &[], b"");
+    match status.status {
+        204 => {
+            let range = status.header("range").expect("range");
+            let end: usize = range.trim_start_matches("0-").parse().expect("end");
+            let offset = end + 1;
+            assert!(
+                (8 << 20..=12_000_000).contains(&offset),
+                "offset {offset}: not the recorded progress"
+            );
+            let rest = &content[offset..];
+            let r = reg.req(
+                "PATCH",
+                &loc,
+                &[("Content-Range", &format!("{}-{}", offset, content.len() - 1))],
+                rest,
+            );
+            assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+            let r = reg.req("PUT", &format!("{loc}?digest={full}"), &[], b"");
+            assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+            let got = reg.req("GET", &format!("/v2/crash/test/blobs/{full}"), &[], b"");
+            assert_eq!(digest(&got.body), full);
+        }
+        404 => assert_eq!(status.error_code(), "BLOB_UPLOAD_UNKNOWN"),
+        other => panic!("upload status after a crash: {other}"),
+    }
+}
+
+fn skopeo(args: &[&str]) -> String {
+    let o = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo (apt-get install skopeo)");
+    assert!(
+        o.status.success(),
+        "skopeo {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn skopeo_copies_into_berth_and_back_with_equal_digests() {
+    let layout = common::images_dir().join("busybox-oci");
+    assert!(
+        layout.is_dir(),
+        "{} is missing: run `cargo xtask image`",
+        layout.display()
+    );
+    let reg = Registry::start();
+    let src = format!("oci:{}:latest", layout.display());
+    let dst = format!("docker://{}/library/busy-box:v1", reg.host());
+    skopeo(&["copy", "--dest-tls-verify=false", &src, &dst]);
+    let out_dir = reg.daemon.dir.path().join("copied");
+    let back = format!("oci:{}:latest", out_dir.display());
+    skopeo(&["copy", "--src-tls-verify=false", &dst, &back]);
+    let original = skopeo(&["inspect", "--raw", &src]);
+    let served = skopeo(&["inspect", "--raw", "--tls-verify=false", &dst]);
+    let copied = skopeo(&["inspect", "--raw", &back]);
+    assert_eq!(digest(original.as_bytes()), digest(served.as_bytes()));
+    assert_eq!(digest(original.as_bytes()), digest(copied.as_bytes()));
+    let tags = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/library/busy-box", reg.host()),
+    ]);
+    assert!(tags.contains("\"v1\""), "{tags}");
+}
