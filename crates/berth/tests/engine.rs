@@ -216,6 +216,26 @@ fn isolation_seen_from_inside() {
     assert_eq!(p["sys_read_only"], true);
     assert_eq!(p["masked"]["/proc/keys"], true);
     assert_eq!(p["net_interfaces"], serde_json::json!(["lo"]));
+    // A process started by exec is confined like the container's own.
+    d.ok(&["run", "-d", "--name", "confined", "busybox", "sleep", "60"]);
+    let p: serde_json::Value =
+        serde_json::from_str(&d.ok(&["exec", "confined", "/usr/local/bin/berth-probe"])).unwrap();
+    assert_eq!(
+        p["seccomp"].to_string().trim_matches('"'),
+        "2",
+        "exec'd process must be under seccomp"
+    );
+    assert_eq!(p["no_new_privs"].to_string().trim_matches('"'), "1");
+    assert_eq!(
+        p["cap_eff"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x")
+            .trim_start_matches('0'),
+        "a80425fb"
+    );
+    assert_ne!(p["uid_map"].as_str().unwrap().split_whitespace().nth(1), Some("0"));
+    d.ok(&["rm", "-f", "confined"]);
     // The opt-outs: --privileged (all caps, no seccomp, host user namespace) and --userns host.
     let out = d.ok(&["run", "--rm", "--privileged", "busybox", "/usr/local/bin/berth-probe"]);
     let p: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -426,4 +446,74 @@ fn api_openapi_metrics_and_errors() {
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o600
     );
+}
+
+#[test]
+fn tty_is_a_real_terminal_that_follows_the_window_size() {
+    use std::os::fd::AsRawFd;
+    use std::sync::{Arc, Mutex};
+    let d = Daemon::start();
+    d.load_busybox();
+    d.ok(&["run", "-d", "--name", "t", "busybox", "sleep", "60"]);
+    let script = r#"tty; stty size; while [ "$(stty size)" != "40 100" ]; do sleep 0.05; done; echo resized"#;
+    for prefix in [vec!["run", "--rm", "-it", "busybox"], vec!["exec", "-it", "t"]] {
+        let ws = nix::pty::Winsize {
+            ws_row: 33,
+            ws_col: 91,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&ws), None).unwrap();
+        let mut args = prefix.clone();
+        args.extend(["sh", "-c", script]);
+        let mut child = d
+            .cmd(&args)
+            .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+            .stderr(Stdio::from(pty.slave))
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let output = output.clone();
+            let mut master = std::fs::File::from(pty.master.try_clone().unwrap());
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = master.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    output.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        };
+        let seen = |want: &str| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if output.lock().unwrap().contains(want) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            panic!("{prefix:?}: never saw {want:?} in {:?}", output.lock().unwrap());
+        };
+        seen("33 91");
+        let text = output.lock().unwrap().clone();
+        assert!(text.contains("/dev/pts/"), "{prefix:?}: not a terminal: {text}");
+        let ws = libc::winsize {
+            ws_row: 40,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we pass; the master is ours.
+        unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGWINCH) };
+        seen("resized");
+        assert!(child.wait().unwrap().success(), "{prefix:?}");
+        drop(pty.master);
+        let _ = reader.join();
+    }
 }

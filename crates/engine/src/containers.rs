@@ -339,7 +339,9 @@ impl Engine {
         let id = c.id.clone();
         let c = self.prepare_rootfs(c, false)?;
         let result = async {
-            self.runtime.create(&id, c.spec.tty, c.spec.open_stdin).await?;
+            self.runtime
+                .create(&id, c.spec.tty, c.spec.open_stdin, c.spec.console_size)
+                .await?;
             let stream = match attach {
                 Some(stdin) => Some(self.runtime.attach(&id, stdin).await?),
                 None => None,
@@ -606,8 +608,11 @@ impl Engine {
             gid,
             additional_gids: extra,
         };
-        let process = self.runtime.exec_process(&id, &p, req.tty)?;
-        let out = self.runtime.exec(&id, &process, req.tty).await?;
+        let pid = c
+            .status
+            .pid
+            .ok_or_else(|| Error::Conflict(format!("container {} has no running process", c.name)))?;
+        let out = self.runtime.exec(&id, pid, &p, req.tty, req.console_size).await?;
         self.emit(
             "container",
             "exec_start",

@@ -19,6 +19,8 @@ pub struct ContainerCreate {
     pub user: Option<String>,
     pub hostname: Option<String>,
     pub tty: bool,
+    /// The client's terminal size (columns, rows) when `tty`, applied before the process runs.
+    pub console_size: Option<(u16, u16)>,
     pub open_stdin: bool,
     pub read_only: bool,
     pub auto_remove: bool,
@@ -215,6 +217,8 @@ pub struct ExecCreate {
     pub user: Option<String>,
     pub working_dir: Option<String>,
     pub tty: bool,
+    /// The client's terminal size (columns, rows) when `tty`.
+    pub console_size: Option<(u16, u16)>,
     pub open_stdin: bool,
 }
 

@@ -118,3 +118,19 @@ pub fn remove(cgroups_path: &str) {
         }
     }
 }
+
+/// The `cgroup.procs` files of a container's cgroup, one per hierarchy it has.
+pub fn procs_files(cgroups_path: &str) -> Vec<PathBuf> {
+    let rel = cgroups_path.trim_start_matches('/');
+    if is_v2() {
+        return vec![v2_dir(cgroups_path).join("cgroup.procs")];
+    }
+    std::fs::read_dir("/sys/fs/cgroup")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path().join(rel).join("cgroup.procs"))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default()
+}

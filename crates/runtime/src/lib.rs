@@ -6,6 +6,7 @@
 //! daemon records state, this crate acts on the kernel.
 
 pub mod cgroup;
+pub mod enter;
 pub mod frame;
 pub mod idmap;
 pub mod inroot;

@@ -177,7 +177,13 @@ impl Runtime {
 
     /// Starts `berth shim`, which creates the container and waits for `start`.
     /// Returns the container's init pid once it is created.
-    pub async fn create(&self, id: &str, tty: bool, stdin: bool) -> Result<i32, Error> {
+    pub async fn create(
+        &self,
+        id: &str,
+        tty: bool,
+        stdin: bool,
+        console_size: Option<(u16, u16)>,
+    ) -> Result<i32, Error> {
         // Left over from a previous run of the same container (restart).
         self.delete_runtime_state(id);
         let dir = self.dir(id);
@@ -194,6 +200,9 @@ impl Runtime {
             .arg(&dir)
             .arg("--socket")
             .arg(self.shim_socket(id));
+        if let (true, Some((cols, rows))) = (tty, console_size) {
+            cmd.arg("--console-size").arg(format!("{cols}x{rows}"));
+        }
         if tty {
             cmd.arg("--tty");
         }
@@ -305,26 +314,26 @@ impl Runtime {
         self.dir(id).join(shim::LOG_FILE)
     }
 
-    /// Runs a process in the running container through `berth shim-exec`.
+    /// Runs a process in the running container (init `init_pid`) through
+    /// `berth shim-exec`, confined like the container's own process (same
+    /// namespaces, cgroup, capabilities, no_new_privs and seccomp filter).
     /// Returns the framed stream (reply line already read) and the shim child.
     pub async fn exec(
         &self,
         id: &str,
-        process: &serde_json::Value,
+        init_pid: i32,
+        p: &berth_model::ProcessConfig,
         tty: bool,
+        console_size: Option<(u16, u16)>,
     ) -> Result<(BufReader<UnixStream>, tokio::process::Child), Error> {
+        let mut spec = self.exec_spec(id, init_pid, p)?;
+        spec.console_size = console_size;
         let dir = self.dir(id);
         let path = dir.join(format!("exec-{}.json", berth_model::new_id()));
-        write(&path, serde_json::to_vec(process).map_err(|e| Error::container(id, e))?)?;
+        write(&path, serde_json::to_vec(&spec).map_err(|e| Error::container(id, e))?)?;
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
         let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.arg("shim-exec")
-            .arg("--id")
-            .arg(id)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--process")
-            .arg(&path);
+        cmd.arg("shim-exec").arg("--spec").arg(&path);
         if tty {
             cmd.arg("--tty");
         }
@@ -348,25 +357,46 @@ impl Runtime {
         Ok((stream, child))
     }
 
-    /// The OCI process for an exec, confined like the container's own process.
-    pub fn exec_process(
+    /// The exec's confinement, taken from the container's own config.json.
+    fn exec_spec(
         &self,
         id: &str,
+        init_pid: i32,
         p: &berth_model::ProcessConfig,
-        tty: bool,
-    ) -> Result<serde_json::Value, Error> {
-        let config: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(self.dir(id).join("config.json"))
-                .map_err(|e| Error::io(self.dir(id).join("config.json"), e))?,
-        )
-        .map_err(|e| Error::container(id, e))?;
-        let mut process = config["process"].clone();
-        process["args"] = serde_json::json!(p.args);
-        process["env"] = serde_json::json!(p.env);
-        process["cwd"] = serde_json::json!(if p.cwd.is_empty() { "/" } else { &p.cwd });
-        process["terminal"] = serde_json::json!(tty);
-        process["user"] = serde_json::json!({"uid": p.uid, "gid": p.gid, "additionalGids": p.additional_gids});
-        Ok(process)
+    ) -> Result<crate::enter::ExecSpec, Error> {
+        let path = self.dir(id).join("config.json");
+        let spec = oci_spec::runtime::Spec::load(&path)
+            .map_err(|e| Error::container(id, format!("{}: {e}", path.display())))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::container(id, "config.json has no process"))?;
+        let capabilities = process
+            .capabilities()
+            .as_ref()
+            .and_then(|c| c.bounding().as_ref())
+            .map(|set| set.iter().map(|c| format!("CAP_{c}")).collect())
+            .unwrap_or_default();
+        let nofile = process.rlimits().as_ref().and_then(|rl| {
+            rl.iter()
+                .find(|r| r.typ() == oci_spec::runtime::PosixRlimitType::RlimitNofile)
+                .map(|r| (r.soft(), r.hard()))
+        });
+        Ok(crate::enter::ExecSpec {
+            init_pid,
+            cgroup_procs: cgroup::procs_files(&self.cgroups_path(id)),
+            args: p.args.clone(),
+            env: p.env.clone(),
+            cwd: p.cwd.clone(),
+            uid: p.uid,
+            gid: p.gid,
+            additional_gids: p.additional_gids.clone(),
+            capabilities,
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            nofile,
+            console_size: None,
+        })
     }
 
     pub fn stats(&self, id: &str) -> Option<cgroup::Usage> {

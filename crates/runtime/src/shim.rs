@@ -64,6 +64,8 @@ pub struct ShimArgs {
     pub socket: PathBuf,
     pub tty: bool,
     pub stdin: bool,
+    /// Initial terminal size (columns, rows), set before the process starts.
+    pub console_size: Option<(u16, u16)>,
 }
 
 pub const EXIT_FILE: &str = "exit.json";
@@ -163,7 +165,11 @@ pub fn run_container_shim(args: ShimArgs) -> ! {
     };
     if let Some(l) = console_listener {
         match take_pty(&l, &mut stdio) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let (Some(master), Some((cols, rows))) = (stdio.tty_master, args.console_size) {
+                    resize(master, cols, rows);
+                }
+            }
             Err(e) => {
                 let _ = container.delete(true);
                 cleanup_failed(&args);
@@ -236,7 +242,6 @@ fn take_pty(l: &std::os::unix::net::UnixListener, stdio: &mut Stdio) -> std::io:
 }
 
 fn receive_pty_master(l: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     l.set_nonblocking(true)?;
     // The container's init has already connected and sent the fd during create.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -250,6 +255,12 @@ fn receive_pty_master(l: &std::os::unix::net::UnixListener) -> std::io::Result<O
         }
     };
     conn.set_nonblocking(false)?;
+    receive_fd(&conn)
+}
+
+/// Receives one fd sent with SCM_RIGHTS.
+fn receive_fd(conn: &std::os::unix::net::UnixStream) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
@@ -262,7 +273,7 @@ fn receive_pty_master(l: &std::os::unix::net::UnixListener) -> std::io::Result<O
             }
         }
     }
-    Err(std::io::Error::other("no fd received on the console socket"))
+    Err(std::io::Error::other("no fd received"))
 }
 
 /// Brings `lo` up inside the container's network namespace (libcontainer
@@ -731,10 +742,8 @@ pub fn read_log_lines(state: &Path) -> Vec<LogLine> {
 }
 
 pub struct ExecShimArgs {
-    pub id: String,
-    pub root: PathBuf,
-    /// An OCI `process` JSON (args, env, cwd, user, terminal, capabilities).
-    pub process: PathBuf,
+    /// An [`crate::enter::ExecSpec`] as JSON, written by the daemon.
+    pub spec: PathBuf,
     pub tty: bool,
 }
 
@@ -748,52 +757,51 @@ pub fn run_exec_shim(args: ExecShimArgs) -> ! {
     // SAFETY: F_DUPFD_CLOEXEC returned a new fd we own.
     let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(stream_fd) };
     redirect_stdio_to_null();
-    let dir = std::env::temp_dir().join(format!("berth-exec-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    let console_path = dir.join("console.sock");
-    let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::default())
-        .with_root_path(&args.root)
-        .unwrap_or_else(|e| exec_fail(&stream, format!("runtime root: {e}")));
+    let spec: crate::enter::ExecSpec = match std::fs::read(&args.spec)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => exec_fail(&stream, format!("exec spec {}: {e}", args.spec.display())),
+    };
     let mut stdio = Stdio {
         out: None,
         err: None,
         input: None,
         tty_master: None,
     };
-    let mut console_listener = None;
-    if args.tty {
-        let l = std::os::unix::net::UnixListener::bind(&console_path)
-            .unwrap_or_else(|e| exec_fail(&stream, format!("console socket: {e}")));
-        console_listener = Some(l);
-        builder = builder.with_console_socket(Some(&console_path));
+    let mut pty_from = None;
+    let child = if args.tty {
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().unwrap_or_else(|e| exec_fail(&stream, format!("socketpair: {e}")));
+        pty_from = Some(ours);
+        crate::enter::ChildStdio::Pty {
+            master_to: theirs.into(),
+        }
     } else {
         let (out_r, out_w) = pipe();
         let (err_r, err_w) = pipe();
         let (in_r, in_w) = pipe();
-        builder = builder.with_stdout(out_w).with_stderr(err_w).with_stdin(in_r);
         stdio.out = Some(out_r);
         stdio.err = Some(err_r);
         stdio.input = Some(in_w);
-    }
-    let pid = builder
-        .as_tenant()
-        .with_process(Some(&args.process))
-        .with_detach(true)
-        .build()
-        .unwrap_or_else(|e| {
-            let _ = std::fs::remove_dir_all(&dir);
-            exec_fail(&stream, format!("exec: {e}"))
-        });
-    if let Some(l) = console_listener {
-        match take_pty(&l, &mut stdio) {
-            Ok(()) => {}
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                exec_fail(&stream, format!("receiving the pty: {e}"))
-            }
+        crate::enter::ChildStdio::Pipes {
+            stdin: in_r,
+            stdout: out_w,
+            stderr: err_w,
         }
+    };
+    let pid = crate::enter::spawn(&spec, child).unwrap_or_else(|e| exec_fail(&stream, e));
+    if let Some(conn) = pty_from {
+        // Sent before the process's execve, which spawn has waited for.
+        let master = receive_fd(&conn).unwrap_or_else(|e| exec_fail(&stream, format!("receiving the pty: {e}")));
+        let input = master
+            .try_clone()
+            .unwrap_or_else(|e| exec_fail(&stream, format!("pty: {e}")));
+        stdio.tty_master = Some(master.as_raw_fd());
+        stdio.out = Some(master);
+        stdio.input = Some(input);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -123,6 +123,7 @@ fn build_create(a: &RunArgs) -> Result<ContainerCreate> {
         user: a.user.clone(),
         hostname: a.hostname.clone(),
         tty: a.tty,
+        console_size: if a.tty { stream::window_size() } else { None },
         open_stdin: a.interactive,
         read_only: a.read_only,
         auto_remove: a.rm,
@@ -478,6 +479,7 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
         user: a.user.clone(),
         working_dir: a.workdir.clone(),
         tty: a.tty,
+        console_size: if a.tty { stream::window_size() } else { None },
         open_stdin: a.interactive,
     };
     let v: Value = client

@@ -19,16 +19,23 @@ pub struct ShimArgs {
     tty: bool,
     #[arg(long)]
     stdin: bool,
+    /// COLSxROWS
+    #[arg(long = "console-size", value_parser = parse_size)]
+    console_size: Option<(u16, u16)>,
+}
+
+fn parse_size(s: &str) -> Result<(u16, u16), String> {
+    let (c, r) = s.split_once('x').ok_or("expected COLSxROWS")?;
+    Ok((
+        c.parse().map_err(|_| "bad columns")?,
+        r.parse().map_err(|_| "bad rows")?,
+    ))
 }
 
 #[derive(clap::Args)]
 pub struct ShimExecArgs {
     #[arg(long)]
-    id: String,
-    #[arg(long)]
-    root: PathBuf,
-    #[arg(long)]
-    process: PathBuf,
+    spec: PathBuf,
     #[arg(long)]
     tty: bool,
 }
@@ -42,14 +49,13 @@ pub fn run(a: ShimArgs) -> ! {
         socket: a.socket,
         tty: a.tty,
         stdin: a.stdin,
+        console_size: a.console_size,
     })
 }
 
 pub fn run_exec(a: ShimExecArgs) -> ! {
     berth_runtime::shim::run_exec_shim(berth_runtime::shim::ExecShimArgs {
-        id: a.id,
-        root: a.root,
-        process: a.process,
+        spec: a.spec,
         tty: a.tty,
     })
 }

@@ -37,7 +37,7 @@ impl Drop for RawMode {
     }
 }
 
-fn window_size() -> Option<(u16, u16)> {
+pub fn window_size() -> Option<(u16, u16)> {
     let mut ws = libc::winsize {
         ws_row: 0,
         ws_col: 0,
