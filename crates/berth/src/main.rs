@@ -68,6 +68,8 @@ enum Command {
     Tag(cli::images::TagArgs),
     /// Remove images
     Rmi(cli::images::RmArgs),
+    /// Operate the registry this daemon serves
+    Registry(cli::registry::RegistryArgs),
     /// Show the daemon's version (fails when no daemon answers)
     Version(cli::system::VersionArgs),
     /// Show node information
@@ -124,6 +126,7 @@ async fn dispatch(host: &str, command: Command) -> i32 {
             Command::Images(a) => cli::images::list(&client, a).await,
             Command::Tag(a) => cli::images::tag(&client, a).await,
             Command::Rmi(a) => cli::images::rmi(&client, a).await,
+            Command::Registry(a) => cli::registry::registry(&client, a).await,
             Command::Version(a) => cli::system::version(&client, a).await,
             Command::Info(a) => cli::system::info(&client, a).await,
             Command::Daemon(_) | Command::Shim(_) | Command::ShimExec(_) => Ok(0),

@@ -2,6 +2,7 @@
 
 pub mod containers;
 pub mod images;
+pub mod registry;
 pub mod shim;
 pub mod stream;
 pub mod system;
