@@ -166,8 +166,28 @@ pub async fn kill(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn wait(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let code = s.engine.wait(&id).await?;
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct WaitQuery {
+    /// `not-running` (the default) or `removed`.
+    condition: Option<String>,
+}
+
+pub async fn wait(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Json<Value>> {
+    let removed = match q.condition.as_deref() {
+        None | Some("not-running") => false,
+        Some("removed") => true,
+        Some(other) => {
+            return Err(
+                ApiError::invalid(format!("invalid wait condition {other:?} (use not-running or removed)")).into(),
+            )
+        }
+    };
+    let code = s.engine.wait(&id, removed).await?;
     Ok(Json(json!({"exit_code": code})))
 }
 

@@ -240,7 +240,6 @@ impl Engine {
                 &holder[..holder.len().min(12)]
             )));
         }
-        self.runtime.unmount_rootfs(&id);
         self.emit(
             "container",
             "create",
@@ -479,27 +478,15 @@ impl Engine {
         self.emit("container", "stop", &id, &[("name", &c.name)]);
         let _ = self.runtime.kill(&id, signal).await;
         let t = std::time::Duration::from_secs(timeout.unwrap_or(10));
-        if tokio::time::timeout(t, self.runtime.wait(&id)).await.is_err() {
+        if tokio::time::timeout(t, self.wait(&id, false)).await.is_err() {
             let _ = self.runtime.kill(&id, libc::SIGKILL).await;
-            let _ = self.runtime.wait(&id).await;
+            let _ = self.wait(&id, false).await;
         }
-        self.wait_state_settled(&id).await;
         Ok(())
     }
 
     fn mark_stopped(&self, id: &str) -> Result<Container, Error> {
         self.update(id, |s| s.stopped_by_user = true)
-    }
-
-    /// Waits until the monitor has recorded the exit (so `stop` returns with `ps` up to date).
-    async fn wait_state_settled(&self, id: &str) {
-        for _ in 0..200 {
-            match self.store.get::<Container>(CONTAINERS, id) {
-                Ok(Some(c)) if c.status.state == ContainerState::Running => {}
-                _ => return,
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
     }
 
     pub async fn kill(&self, name_or_id: &str, signal: &str) -> Result<(), Error> {
@@ -552,18 +539,42 @@ impl Engine {
         Ok(())
     }
 
-    /// Waits for the container to stop; its exit code.
-    pub async fn wait(&self, name_or_id: &str) -> Result<i32, Error> {
+    /// Waits for the container to stop (or, with `removed`, to be gone); its
+    /// exit code. Driven by the engine's own events, so nothing polls.
+    pub async fn wait(&self, name_or_id: &str, removed: bool) -> Result<i32, Error> {
         let id = self.resolve(name_or_id)?;
+        // Subscribe before looking, so no event falls between the two.
+        let mut events = self.subscribe();
+        let mut last_code = 0;
         loop {
-            let c = self.get(&id)?;
-            match c.status.state {
-                ContainerState::Running | ContainerState::Restarting => {
-                    let _ = self.runtime.wait(&id).await;
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            match self.store.get::<Container>(CONTAINERS, &id)? {
+                None => return Ok(last_code),
+                Some(c) => {
+                    last_code = c.status.exit_code.unwrap_or(last_code);
+                    let stopped = !matches!(
+                        c.status.state,
+                        ContainerState::Running | ContainerState::Restarting | ContainerState::Created
+                    );
+                    if stopped && !removed {
+                        return Ok(last_code);
+                    }
                 }
-                ContainerState::Created => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-                _ => return Ok(c.status.exit_code.unwrap_or(0)),
+            }
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.id == id && matches!(e.action.as_str(), "die" | "destroy" | "start") => {
+                        if let Some(code) = e.attributes.get("exitCode").and_then(|c| c.parse().ok()) {
+                            last_code = code;
+                        }
+                        break;
+                    }
+                    Ok(_) => {}
+                    // Missed events: look at the record again.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return Err(Error::Conflict("the engine is shutting down".into()))
+                    }
+                }
             }
         }
     }

@@ -171,16 +171,13 @@ pub async fn run(client: &Client, a: RunArgs, start: bool) -> Result<i32> {
     let code = stream::pump(conn, a.tty, a.interactive).await?;
     if a.rm {
         // Like Docker: `run --rm` returns once the container is gone.
-        for _ in 0..200 {
-            if client
-                .get::<Container>(&format!("/v1/containers/{}", c.id))
-                .await
-                .is_err()
-            {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let _ = client
+            .call(
+                Method::POST,
+                &format!("/v1/containers/{}/wait?condition=removed", c.id),
+                empty(),
+            )
+            .await;
     }
     Ok(code)
 }

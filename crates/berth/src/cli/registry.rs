@@ -30,7 +30,9 @@ struct GcArgs {
 pub async fn registry(client: &Client, a: RegistryArgs) -> Result<i32> {
     match a.command {
         RegistryCommand::Gc(g) => {
-            let report: Value = client.json(Method::POST, &format!("/v1/registry/gc?grace={}", g.grace), empty()).await?;
+            let report: Value = client
+                .json(Method::POST, &format!("/v1/registry/gc?grace={}", g.grace), empty())
+                .await?;
             if g.format.as_deref() == Some("json") {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
