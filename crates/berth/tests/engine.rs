@@ -344,61 +344,123 @@ fn containers_survive_a_daemon_restart_and_restart_policies_apply() {
     assert_eq!(d.ok(&["wait", "long"]).trim(), "137");
 }
 
-#[test]
-fn kill_9_of_the_daemon_leaks_nothing() {
-    let mut d = Daemon::start();
-    d.load_busybox();
-    for round in 0..6 {
-        let name = format!("c{round}");
-        let mut child = d
-            .cmd(&["run", "-d", "--name", &name, "busybox", "sleep", "300"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Crash at a different point of the create/start each round.
-        std::thread::sleep(std::time::Duration::from_millis(20 * round));
-        d.crash();
-        let _ = child.wait();
-        d.spawn();
-        // The container may or may not exist, depending on where the crash hit.
-        let _ = d.berth(&["exec", &name, "true"]);
-        if round % 2 == 0 {
-            let _ = d.berth(&["rm", "-f", &name]);
-        }
-    }
-    // Every mount, container dir and cgroup belongs to a recorded container.
+/// After a restart, every mount, container dir, runtime state and cgroup
+/// belongs to a recorded container (mounts, state and cgroups to a running one).
+/// Returns the ids of all recorded containers.
+fn assert_nothing_leaked(d: &Daemon) -> Vec<String> {
     let list: serde_json::Value = serde_json::from_str(&d.ok(&["ps", "-a", "--format", "json"])).unwrap();
-    let live: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["status"]["state"] == "running")
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .collect();
-    let all: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids = |running_only: bool| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| !running_only || c["status"]["state"] == "running")
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (live, all) = (ids(true), ids(false));
     for m in d.mounts() {
         assert!(
             live.iter().any(|id| m.contains(id)),
             "mount {m} belongs to no running container"
         );
     }
-    for e in std::fs::read_dir(d.data_root().join("containers")).unwrap() {
-        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+    let names = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(d.data_root().join(dir))
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for name in names("containers") {
         assert!(all.contains(&name), "container dir {name} has no record");
     }
-    for e in std::fs::read_dir(d.data_root().join("runtime")).unwrap() {
-        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+    for name in names("runtime") {
         assert!(
             live.contains(&name),
             "runtime state {name} belongs to no running container"
         );
     }
+    let info: serde_json::Value = serde_json::from_str(&d.ok(&["info"])).unwrap();
+    let parent = info["cgroup_parent"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
+    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory"] {
+        let dir = std::path::Path::new(root).join(&parent);
+        for e in std::fs::read_dir(&dir).into_iter().flatten() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                assert!(
+                    live.contains(&name),
+                    "cgroup {} belongs to no running container",
+                    e.path().display()
+                );
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn kill_9_of_the_daemon_leaks_nothing() {
+    let mut d = Daemon::start();
+    d.load_busybox();
+    // Random crash points, reproducible from the printed seed (BERTH_CRASH_SEED).
+    let mut seed: u64 = std::env::var("BERTH_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("crash seed {seed}");
+    let mut random = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..12 {
+        let name = format!("c{round}");
+        // run -d, exec and rm in the background while the daemon is killed.
+        let steps: Vec<Vec<String>> = vec![
+            vec!["run", "-d", "--name", &name, "busybox", "sleep", "300"],
+            vec!["exec", &name, "true"],
+            vec!["rm", "-f", &name],
+        ]
+        .into_iter()
+        .map(|v| v.into_iter().map(String::from).collect())
+        .collect();
+        let mut cmds: Vec<std::process::Command> = steps
+            .iter()
+            .map(|args| {
+                let mut c = d.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+                c.stdout(Stdio::null()).stderr(Stdio::null());
+                c
+            })
+            .collect();
+        let keep = random(2) == 0;
+        if keep {
+            cmds.pop();
+        }
+        let driver = std::thread::spawn(move || {
+            for mut c in cmds {
+                let _ = c.status();
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(random(120)));
+        d.crash();
+        let _ = driver.join();
+        d.spawn();
+        assert_nothing_leaked(&d);
+    }
+    let all = assert_nothing_leaked(&d);
     for id in &all {
         d.ok(&["rm", "-f", id]);
     }
