@@ -34,13 +34,22 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// NDJSON: one event per line, as they happen.
-pub async fn events(State(state): State<AppState>) -> Response {
+/// NDJSON: one event per line, as they happen; `?filter=key=value` (repeatable).
+pub async fn events(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> crate::error::ApiResult<Response> {
+    let filters: Vec<String> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "filter")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let filter = berth_model::EventFilter::parse(&filters).map_err(berth_model::ApiError::invalid)?;
     let mut rx = state.engine.subscribe();
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
+                Ok(ev) if !filter.matches(&ev) => {}
                 Ok(ev) => {
                     let mut line = serde_json::to_vec(&ev).unwrap_or_default();
                     line.push(b'\n');
@@ -53,7 +62,7 @@ pub async fn events(State(state): State<AppState>) -> Response {
             }
         }
     });
-    ndjson(body_rx)
+    Ok(ndjson(body_rx))
 }
 
 pub fn ndjson(rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>) -> Response {

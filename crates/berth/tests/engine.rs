@@ -579,3 +579,60 @@ fn tty_is_a_real_terminal_that_follows_the_window_size() {
         let _ = reader.join();
     }
 }
+
+#[test]
+fn events_stream_the_lifecycle_with_filters() {
+    use std::io::BufRead;
+    use std::time::Duration;
+    let d = Daemon::start();
+    d.load_busybox();
+    let mut events = d
+        .cmd(&[
+            "events",
+            "--format",
+            "json",
+            "--filter",
+            "container=evt",
+            "--filter",
+            "type=container",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = events.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    // The stream is live once a create of "evt" shows up on it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the event stream never started");
+        d.ok(&["create", "--name", "evt", "busybox", "true"]);
+        let seen = rx.recv_timeout(Duration::from_millis(500));
+        d.ok(&["rm", "evt"]);
+        if let Ok(e) = seen {
+            assert_eq!(e["action"], "create");
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap()["action"], "destroy");
+            break;
+        }
+    }
+    d.ok(&["run", "--rm", "--name", "other", "busybox", "true"]);
+    d.ok(&["run", "--rm", "--name", "evt", "busybox", "true"]);
+    let mut actions = Vec::new();
+    while actions.last().map(String::as_str) != Some("destroy") {
+        let e = rx.recv_timeout(Duration::from_secs(10)).expect("an event");
+        assert_eq!(e["attributes"]["name"], "evt", "{e}");
+        actions.push(e["action"].as_str().unwrap().to_string());
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert_eq!(actions, ["create", "start", "die", "destroy"]);
+    let (_, err) = d.fails(&["events", "--filter", "color=red"]);
+    assert!(err.contains("invalid filter key"), "{err}");
+}

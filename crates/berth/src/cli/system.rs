@@ -40,10 +40,20 @@ pub async fn info(client: &Client, _a: VersionArgs) -> Result<i32> {
 pub struct EventsArgs {
     #[arg(long)]
     format: Option<String>,
+    /// key=value: type, event, container or image (repeatable)
+    #[arg(short = 'f', long = "filter")]
+    filter: Vec<String>,
 }
 
 pub async fn events(client: &Client, a: EventsArgs) -> Result<i32> {
-    let resp = client.call(Method::GET, "/v1/events", empty()).await?;
+    let query: Vec<String> = a
+        .filter
+        .iter()
+        .map(|f| format!("filter={}", crate::client::enc(f)))
+        .collect();
+    let resp = client
+        .call(Method::GET, &format!("/v1/events?{}", query.join("&")), empty())
+        .await?;
     ndjson_lines(resp, |line| {
         if a.format.as_deref() == Some("json") {
             println!("{}", String::from_utf8_lossy(line));
