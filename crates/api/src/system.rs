@@ -30,6 +30,7 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
         "images": e.images().list().map(|l| l.len()).unwrap_or(0),
         "userns": {"uid_base": map.uid_base, "gid_base": map.gid_base, "size": map.size},
         "cgroup_parent": e.runtime().cgroup_parent(),
+        "idmapped_mounts": e.runtime().idmapped_mounts(),
         "cgroup_version": if berth_runtime::cgroup::is_v2() { "2" } else { "1 (or hybrid)" },
     }))
 }

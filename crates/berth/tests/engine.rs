@@ -216,6 +216,40 @@ fn isolation_seen_from_inside() {
     assert_eq!(p["sys_read_only"], true);
     assert_eq!(p["masked"]["/proc/keys"], true);
     assert_eq!(p["net_interfaces"], serde_json::json!(["lo"]));
+    // Layers are unpacked once, unshifted, and id-mapped into the container's
+    // range: image files are root's inside, and so are files root creates.
+    let info: serde_json::Value = serde_json::from_str(&d.ok(&["info"])).unwrap();
+    assert_eq!(info["idmapped_mounts"], true, "this kernel id-maps overlay layers");
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "stat -c %u:%g /bin/busybox; touch /new; stat -c %u /new"
+        ]),
+        "0:0\n0\n"
+    );
+    let snapshots: Vec<String> = std::fs::read_dir(d.data_root().join("image/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "tmp")
+        .collect();
+    assert!(
+        snapshots.iter().all(|n| !n.contains('-')),
+        "shifted unpacks: {snapshots:?}"
+    );
+    let host_owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(
+            d.data_root()
+                .join("image/snapshots")
+                .join(&snapshots[0])
+                .join("bin/busybox"),
+        )
+        .unwrap(),
+    );
+    assert_eq!(host_owner, 0, "the snapshot on disk is unshifted");
     // A process started by exec is confined like the container's own.
     d.ok(&["run", "-d", "--name", "confined", "busybox", "sleep", "60"]);
     let p: serde_json::Value =

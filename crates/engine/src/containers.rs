@@ -256,7 +256,10 @@ impl Engine {
         let image = self.images.resolve(&c.image_id)?;
         let userns = !(c.spec.privileged || c.spec.userns.as_deref() == Some("host"));
         let map = self.runtime.idmap;
-        let shift = userns.then_some(berth_image::IdShift {
+        // Id-mapped lower layers share one unshifted unpack across every uid
+        // range; kernels without them get layers unpacked shifted instead.
+        let idmapped = userns && self.runtime.idmapped_mounts();
+        let shift = (userns && !idmapped).then_some(berth_image::IdShift {
             uid_base: map.uid_base,
             gid_base: map.gid_base,
             size: map.size,
@@ -264,7 +267,7 @@ impl Engine {
         let result = (|| {
             let lowers = self.images.layer_dirs(&image, shift)?;
             let owner = if userns { (map.uid_base, map.gid_base) } else { (0, 0) };
-            let rootfs = self.runtime.mount_rootfs(&c.id, &lowers, owner)?;
+            let rootfs = self.runtime.mount_rootfs(&c.id, &lowers, owner, idmapped)?;
             if first {
                 let user = c
                     .spec

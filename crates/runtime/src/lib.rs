@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod enter;
 pub mod frame;
 pub mod idmap;
+pub mod idmapped;
 pub mod inroot;
 pub mod node;
 pub mod seccomp;

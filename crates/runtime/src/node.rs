@@ -29,6 +29,8 @@ pub struct Runtime {
     exe: PathBuf,
     cgroup_parent: String,
     pub idmap: IdMap,
+    /// Set when this kernel id-maps overlayfs lower layers (probed at start).
+    userns: Option<std::sync::Arc<crate::idmapped::Userns>>,
 }
 
 impl Runtime {
@@ -53,12 +55,23 @@ impl Runtime {
                 (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
             });
         let cgroup_parent = format!("{CGROUP_ROOT}/{:08x}", hash as u32);
+        let userns = match crate::idmapped::Userns::new(idmap) {
+            Ok(u) if crate::idmapped::supported(&u, &data_root.join("tmp").join("idmap-probe")) => {
+                Some(std::sync::Arc::new(u))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "no user namespace for id-mapped mounts; layers will be unpacked shifted");
+                None
+            }
+        };
         Ok(Self {
             containers,
             root,
             exe,
             cgroup_parent,
             idmap,
+            userns,
         })
     }
 
@@ -110,9 +123,22 @@ impl Runtime {
         dir_names(&self.root)
     }
 
+    /// Whether lower layers are id-mapped (else they must be unpacked shifted).
+    pub fn idmapped_mounts(&self) -> bool {
+        self.userns.is_some()
+    }
+
     /// Mounts the overlayfs root (idempotent). `owner` is the host uid/gid of
     /// container root, which must own the writable layer's top directory.
-    pub fn mount_rootfs(&self, id: &str, lower_dirs: &[PathBuf], owner: (u32, u32)) -> Result<PathBuf, Error> {
+    /// With `idmap`, every lower layer is first mounted id-mapped to the
+    /// daemon's range under `<dir>/lower/<n>`.
+    pub fn mount_rootfs(
+        &self,
+        id: &str,
+        lower_dirs: &[PathBuf],
+        owner: (u32, u32),
+        idmap: bool,
+    ) -> Result<PathBuf, Error> {
         let dir = self.dir(id);
         let (rootfs, upper, work) = (dir.join("rootfs"), dir.join("upper"), dir.join("work"));
         for d in [&dir, &rootfs, &upper, &work] {
@@ -123,6 +149,29 @@ impl Runtime {
         }
         nix::unistd::chown(&upper, Some(owner.0.into()), Some(owner.1.into()))
             .map_err(|e| Error::io(&upper, e.into()))?;
+        let lower_dirs: Vec<PathBuf> = match (&self.userns, idmap) {
+            (Some(userns), true) => {
+                let mut mapped = Vec::with_capacity(lower_dirs.len());
+                for (n, layer) in lower_dirs.iter().enumerate() {
+                    let target = dir.join("lower").join(n.to_string());
+                    std::fs::create_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+                    if !is_mountpoint(&target) {
+                        userns
+                            .mount(layer, &target)
+                            .map_err(|e| Error::container(id, format!("id-mapping layer {}: {e}", layer.display())))?;
+                    }
+                    mapped.push(target);
+                }
+                mapped
+            }
+            (None, true) => {
+                return Err(Error::container(
+                    id,
+                    "id-mapped mounts are not available on this kernel",
+                ))
+            }
+            (_, false) => lower_dirs.to_vec(),
+        };
         let lower = lower_dirs
             .iter()
             .map(|p| p.display().to_string())
@@ -424,10 +473,11 @@ impl Runtime {
         self.delete_runtime_state(id);
         let _ = std::fs::remove_file(self.shim_socket(id));
         let dir = self.dir(id);
-        let rootfs = dir.join("rootfs");
-        if is_mountpoint(&rootfs) {
-            nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH)
-                .map_err(|e| Error::container(id, format!("unmounting root: {e}")))?;
+        self.unmount_all(id)?;
+        // Never recurse into a mount: an id-mapped lower dir is a shared layer.
+        let left = mounts_under(&dir);
+        if !left.is_empty() {
+            return Err(Error::container(id, format!("still mounted: {}", left[0].display())));
         }
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -437,10 +487,23 @@ impl Runtime {
 
     /// Unmounts the root but keeps logs and the writable layer (a stopped container).
     pub fn unmount_rootfs(&self, id: &str) {
-        let rootfs = self.rootfs(id);
-        if is_mountpoint(&rootfs) {
-            let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+        if let Err(e) = self.unmount_all(id) {
+            tracing::warn!(container_id = %id, error = %e, "unmounting");
         }
+    }
+
+    /// Every mount under the container's dir (the root, then the id-mapped
+    /// layers below it), deepest first.
+    fn unmount_all(&self, id: &str) -> Result<(), Error> {
+        let mut mounts = mounts_under(&self.dir(id));
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+        // The root stacks on the layers: it goes first.
+        mounts.sort_by_key(|m| !m.ends_with("rootfs"));
+        for m in mounts {
+            nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| Error::container(id, format!("unmounting {}: {e}", m.display())))?;
+        }
+        Ok(())
     }
 }
 
@@ -467,16 +530,16 @@ pub fn is_mountpoint(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Mount points under `prefix` (for the leak sweep and tests).
+/// Mount points at or under `prefix`. An unreadable mountinfo reports
+/// `prefix` itself, never "nothing": callers delete trees after asking.
 pub fn mounts_under(prefix: &Path) -> Vec<PathBuf> {
     let p = prefix.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|s| {
-            s.lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|m| m.starts_with(&p))
-                .map(PathBuf::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![prefix.to_path_buf()];
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| *m == p || m.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/')))
+        .map(PathBuf::from)
+        .collect()
 }
