@@ -1,5 +1,6 @@
 //! End-to-end tests of the engine: a real daemon, real containers, driven
 //! through the CLI. Run as root (CI does).
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 mod common;
 
