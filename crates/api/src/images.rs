@@ -1,5 +1,6 @@
 //! Image routes: list, inspect, load (streamed body in, NDJSON progress out),
-//! save (OCI layout tarball out), tag, remove.
+//! save (OCI layout tarball out), tag, remove, and the registry client:
+//! pull and push (NDJSON progress out), login and logout.
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -94,6 +95,7 @@ pub async fn load(State(s): State<AppState>, body: Body) -> ApiResult<Response> 
                 status: "error".into(),
                 id: None,
                 error: Some(err),
+                ..Progress::default()
             });
         }
     });
@@ -141,4 +143,126 @@ pub async fn save(
         .header("content-type", "application/x-tar")
         .body(Body::from_stream(stream))
         .unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+pub struct PullQuery {
+    #[serde(rename = "ref")]
+    reference: String,
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
+    all_platforms: bool,
+}
+
+/// Runs a blocking transfer and streams its progress as NDJSON; an error
+/// becomes the last line.
+fn progress_stream(
+    work: impl FnOnce(&(dyn Fn(Progress) + Sync)) -> Result<(), berth_engine::Error> + Send + 'static,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(256);
+    tokio::task::spawn_blocking(move || {
+        let send = |p: Progress| {
+            let mut line = serde_json::to_vec(&p).unwrap_or_default();
+            line.push(b'\n');
+            let _ = tx.blocking_send(Ok(line));
+        };
+        if let Err(e) = work(&send) {
+            let err: berth_model::ApiError = e.into();
+            send(Progress {
+                status: "error".into(),
+                error: Some(err),
+                ..Progress::default()
+            });
+        }
+    });
+    crate::system::ndjson(rx)
+}
+
+/// Pulls from a registry; NDJSON progress, the last line says how many blob
+/// bytes were transferred (`current`) or carries the error.
+pub async fn pull(State(s): State<AppState>, Query(q): Query<PullQuery>) -> ApiResult<Response> {
+    berth_model::Reference::parse(&q.reference).map_err(berth_model::ApiError::invalid)?;
+    let engine = s.engine.clone();
+    Ok(progress_stream(move |progress| {
+        let options = berth_image::PullOptions {
+            platform: q.platform.filter(|p| !p.is_empty()),
+            all_platforms: q.all_platforms,
+        };
+        engine.pull_image(&q.reference, &options, progress).map(drop)
+    }))
+}
+
+/// Pushes to a registry; NDJSON progress.
+pub async fn push(State(s): State<AppState>, Query(q): Query<RefQuery>) -> ApiResult<Response> {
+    berth_model::Reference::parse(&q.reference).map_err(berth_model::ApiError::invalid)?;
+    // A missing image is a clean error rather than a stream.
+    s.engine.images().resolve(&q.reference)?;
+    let engine = s.engine.clone();
+    Ok(progress_stream(move |progress| {
+        engine.push_image(&q.reference, progress).map(drop)
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    #[serde(default)]
+    registry: String,
+    username: String,
+    password: String,
+}
+
+#[derive(serde::Serialize)]
+pub struct LoginAnswer {
+    registry: String,
+    status: String,
+}
+
+/// Checks credentials against the registry and stores them for the daemon's
+/// pulls and pushes. The password goes nowhere else.
+pub async fn login(State(s): State<AppState>, Json(req): Json<LoginRequest>) -> ApiResult<Json<LoginAnswer>> {
+    if req.username.is_empty() || req.password.is_empty() {
+        return Err(berth_model::ApiError::invalid("login needs a username and a password").into());
+    }
+    let registry = if req.registry.is_empty() {
+        berth_model::DEFAULT_REGISTRY.to_string()
+    } else {
+        req.registry
+    };
+    let engine = s.engine.clone();
+    let credentials = berth_image::Credentials {
+        username: req.username,
+        password: req.password,
+    };
+    let key = tokio::task::spawn_blocking(move || engine.registry_login(&registry, credentials))
+        .await
+        .map_err(|e| berth_model::ApiError::internal(e.to_string()))??;
+    Ok(Json(LoginAnswer {
+        registry: key,
+        status: "Login Succeeded".into(),
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct LogoutQuery {
+    #[serde(default)]
+    registry: String,
+}
+
+pub async fn logout(State(s): State<AppState>, Query(q): Query<LogoutQuery>) -> ApiResult<Json<LoginAnswer>> {
+    let registry = if q.registry.is_empty() {
+        berth_model::DEFAULT_REGISTRY.to_string()
+    } else {
+        q.registry
+    };
+    let removed = s.engine.registry_logout(&registry)?;
+    let key = berth_image::registry_key(&registry);
+    Ok(Json(LoginAnswer {
+        status: if removed {
+            format!("Removing login credentials for {key}")
+        } else {
+            format!("Not logged in to {key}")
+        },
+        registry: key,
+    }))
 }

@@ -97,6 +97,42 @@ pub static TABLE: &[Route] = &[
         "Load an OCI layout or docker-save archive (body); NDJSON progress"
     ),
     r!(
+        POST,
+        post,
+        "/v1/images/pull",
+        Image,
+        Write,
+        images::pull,
+        "Pull an image from a registry (?ref=&platform=os/arch&all_platforms=); NDJSON progress"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/images/push",
+        Image,
+        Write,
+        images::push,
+        "Push an image to a registry (?ref=); NDJSON progress"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/auth/login",
+        Image,
+        Write,
+        images::login,
+        "Check registry credentials ({registry, username, password}) and store them for pulls and pushes"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/auth/logout",
+        Image,
+        Write,
+        images::logout,
+        "Forget a registry's credentials (?registry=)"
+    ),
+    r!(
         GET,
         get,
         "/v1/images/save",

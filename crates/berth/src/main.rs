@@ -68,6 +68,14 @@ enum Command {
     Tag(cli::images::TagArgs),
     /// Remove images
     Rmi(cli::images::RmArgs),
+    /// Download an image from a registry
+    Pull(cli::images::PullArgs),
+    /// Upload an image to a registry
+    Push(cli::images::PushArgs),
+    /// Log in to a registry (the daemon keeps the credentials)
+    Login(cli::images::LoginArgs),
+    /// Log out from a registry
+    Logout(cli::images::LogoutArgs),
     /// Operate the registry this daemon serves
     Registry(cli::registry::RegistryArgs),
     /// Show the daemon's version (fails when no daemon answers)
@@ -126,6 +134,10 @@ async fn dispatch(host: &str, command: Command) -> i32 {
             Command::Images(a) => cli::images::list(&client, a).await,
             Command::Tag(a) => cli::images::tag(&client, a).await,
             Command::Rmi(a) => cli::images::rmi(&client, a).await,
+            Command::Pull(a) => cli::images::pull(&client, a).await,
+            Command::Push(a) => cli::images::push(&client, a).await,
+            Command::Login(a) => cli::images::login(&client, a).await,
+            Command::Logout(a) => cli::images::logout(&client, a).await,
             Command::Registry(a) => cli::registry::registry(&client, a).await,
             Command::Version(a) => cli::system::version(&client, a).await,
             Command::Info(a) => cli::system::info(&client, a).await,

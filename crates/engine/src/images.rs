@@ -22,6 +22,37 @@ impl Engine {
         Ok(loaded)
     }
 
+    /// Pulls from a registry (blocking); one `pull` event per image recorded.
+    pub fn pull_image(
+        &self,
+        reference: &str,
+        options: &berth_image::PullOptions,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<Vec<Image>, Error> {
+        let pulled = self.images.pull(reference, options, progress)?;
+        for image in &pulled {
+            self.emit("image", "pull", &image.id, &[("name", reference)]);
+        }
+        Ok(pulled)
+    }
+
+    /// Pushes to a registry (blocking); a `push` event. Returns the manifest digest.
+    pub fn push_image(&self, reference: &str, progress: &(dyn Fn(Progress) + Sync)) -> Result<String, Error> {
+        let digest = self.images.push(reference, progress)?;
+        let id = self.images.resolve(reference).map(|i| i.id).unwrap_or_default();
+        self.emit("image", "push", &id, &[("name", reference), ("digest", &digest)]);
+        Ok(digest)
+    }
+
+    /// Checks and stores registry credentials (blocking); the registry key.
+    pub fn registry_login(&self, registry: &str, credentials: berth_image::Credentials) -> Result<String, Error> {
+        Ok(self.images.login(registry, credentials)?)
+    }
+
+    pub fn registry_logout(&self, registry: &str) -> Result<bool, Error> {
+        Ok(self.images.logout(registry)?)
+    }
+
     pub fn tag_image(&self, source: &str, target: &str) -> Result<Image, Error> {
         let image = self.images.tag(source, target)?;
         self.emit("image", "tag", &image.id, &[("name", target)]);

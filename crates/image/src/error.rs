@@ -68,6 +68,27 @@ pub enum Error {
     #[error("image {id}: {message}")]
     Corrupt { id: String, message: String },
 
+    /// A registry could not be reached or answered something unusable.
+    #[error("registry {registry}: {message}")]
+    Registry { registry: String, message: String },
+
+    /// A registry wants credentials, or refused the ones given.
+    #[error("registry {registry}: {message}")]
+    Unauthorized { registry: String, message: String },
+
+    /// The registry has no such image (or no image for the platform asked for).
+    #[error("{reference}: {message}")]
+    RemoteNotFound { reference: String, message: String },
+
+    /// A registry served content that does not have the digest that names it.
+    #[error("{reference}: {what} {digest} from the registry has content with digest {actual}")]
+    RemoteDigestMismatch {
+        reference: String,
+        what: &'static str,
+        digest: String,
+        actual: String,
+    },
+
     #[error("unpacking layer {layer}: entry {entry:?}: {message}")]
     Unpack {
         layer: String,
@@ -80,7 +101,10 @@ impl Error {
     /// The wire error code the API answers with.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::NotFound(_) | Error::BlobNotFound(_) => ErrorCode::NotFound,
+            Error::NotFound(_) | Error::BlobNotFound(_) | Error::RemoteNotFound { .. } => ErrorCode::NotFound,
+            Error::Unauthorized { .. } => ErrorCode::Unauthorized,
+            Error::RemoteDigestMismatch { .. } => ErrorCode::InvalidArgument,
+            Error::Registry { .. } => ErrorCode::Internal,
             Error::InvalidReference(_)
             | Error::AmbiguousReference { .. }
             | Error::InvalidDigest(_)

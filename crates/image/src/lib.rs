@@ -30,6 +30,7 @@ mod error;
 mod fsutil;
 mod load;
 mod refs;
+mod remote;
 mod save;
 mod snapshot;
 mod unpack;
@@ -43,6 +44,7 @@ use berth_store::{Store, Table, Txn, IMAGES};
 use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
+pub use remote::{registry_key, Credentials, PullOptions, REGISTRY_CREDENTIALS};
 
 /// Blobs other components (the registry) keep in this content store, so that
 /// garbage collection leaves them alone. Key: `"<digest> <holder>"`, value `()`.
@@ -110,6 +112,10 @@ impl ImageStore {
             .inner
             .store
             .write(|t| t.list::<serde::de::IgnoredAny>(BLOB_HOLDS).map(drop))?;
+        image_store
+            .inner
+            .store
+            .apply(|t| t.list::<serde::de::IgnoredAny>(REGISTRY_CREDENTIALS).map(drop))?;
         {
             let _content = image_store.lock_content();
             image_store.collect_garbage()?;

@@ -80,6 +80,7 @@ pub(crate) fn load(images: &ImageStore, archive: &Path, progress: &mut dyn FnMut
                 status: format!("Loading layer {}", layer.digest),
                 id: Some(short_id(&layer.digest).to_string()),
                 error: None,
+                ..Progress::default()
             });
             layer.compression = files.verify_layer(layer, diff_id)?;
             verified.insert(key, layer.compression);
@@ -142,6 +143,7 @@ pub(crate) fn load(images: &ImageStore, archive: &Path, progress: &mut dyn FnMut
                 status: format!("Loaded image ID: {}", image.id),
                 id: Some(short_id(&image.id).to_string()),
                 error: None,
+                ..Progress::default()
             });
         }
         for name in names {
@@ -149,6 +151,7 @@ pub(crate) fn load(images: &ImageStore, archive: &Path, progress: &mut dyn FnMut
                 status: format!("Loaded image: {name}"),
                 id: Some(short_id(&image.id).to_string()),
                 error: None,
+                ..Progress::default()
             });
         }
         tracing::info!(image_id = %image.id, archive = %archive.display(), "loaded image");

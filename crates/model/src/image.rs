@@ -43,11 +43,30 @@ pub struct ImageConfig {
 }
 
 /// One line of streamed progress for long image operations (NDJSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::ApiError>,
+    /// Bytes done so far of the transfer this line is about (a layer being
+    /// pulled or pushed); on the last line of a pull or push, the bytes of
+    /// blobs transferred in all (manifests not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<u64>,
+    /// Bytes in all of the transfer this line is about, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+}
+
+impl Progress {
+    /// A line with a status and, optionally, the short id it is about.
+    pub fn status(status: impl Into<String>, id: Option<&str>) -> Self {
+        Self {
+            status: status.into(),
+            id: id.map(String::from),
+            ..Self::default()
+        }
+    }
 }

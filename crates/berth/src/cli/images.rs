@@ -1,4 +1,5 @@
-//! Image verbs: `images`, `image load/save/inspect/rm/ls`, `tag`, `rmi`.
+//! Image verbs: `images`, `image load/save/inspect/rm/ls/pull/push`, `tag`,
+//! `rmi`, `pull`, `push`, `login`, `logout`.
 
 use anyhow::{bail, Context, Result};
 use http_body_util::BodyExt;
@@ -28,6 +29,10 @@ enum ImageCommand {
     Rm(RmArgs),
     /// List images
     Ls(ListArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
 }
 
 #[derive(clap::Args)]
@@ -94,6 +99,8 @@ pub async fn image(client: &Client, a: ImageArgs) -> Result<i32> {
         }
         ImageCommand::Rm(a) => rm(client, a).await,
         ImageCommand::Ls(a) => list(client, a).await,
+        ImageCommand::Pull(a) => pull(client, a).await,
+        ImageCommand::Push(a) => push(client, a).await,
     }
 }
 
@@ -231,4 +238,219 @@ pub async fn tag(client: &Client, a: TagArgs) -> Result<i32> {
 
 pub async fn rmi(client: &Client, a: RmArgs) -> Result<i32> {
     rm(client, a).await
+}
+
+#[derive(clap::Args)]
+pub struct PullArgs {
+    /// Pull this platform from a multi-platform image (os/arch[/variant]); default linux/amd64
+    #[arg(long)]
+    platform: Option<String>,
+    /// Pull every platform of a multi-platform image
+    #[arg(short = 'a', long = "all-platforms")]
+    all_platforms: bool,
+    /// Print only the image id
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    image: String,
+}
+
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// Print only the manifest digest line
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    image: String,
+}
+
+#[derive(clap::Args)]
+pub struct LoginArgs {
+    #[arg(short = 'u', long)]
+    username: Option<String>,
+    /// Password (insecure: it shows in the process list; prefer --password-stdin)
+    #[arg(short = 'p', long)]
+    password: Option<String>,
+    /// Read the password from stdin
+    #[arg(long = "password-stdin")]
+    password_stdin: bool,
+    /// Registry host[:port]; Docker Hub when not given
+    registry: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct LogoutArgs {
+    /// Registry host[:port]; Docker Hub when not given
+    registry: Option<String>,
+}
+
+/// Shows NDJSON progress: a bar per layer on a terminal, status lines
+/// otherwise. Returns the error of the stream, if any.
+async fn show_progress(resp: hyper::Response<hyper::body::Incoming>, quiet: bool) -> Result<Option<String>> {
+    use std::io::IsTerminal;
+    let multi = indicatif::MultiProgress::new();
+    let tty = std::io::stdout().is_terminal();
+    if !tty || quiet {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let style = indicatif::ProgressStyle::with_template("{prefix}: {msg:<12} [{bar:30}] {bytes}/{total_bytes}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let mut bars: std::collections::HashMap<String, indicatif::ProgressBar> = Default::default();
+    let mut error = None;
+    ndjson_lines(resp, |line| {
+        let p: Progress = serde_json::from_slice(line).context("bad progress line")?;
+        if let Some(e) = p.error {
+            error = Some(e.message);
+            return Ok(());
+        }
+        match (&p.id, p.total) {
+            (Some(id), Some(total)) if tty && !quiet => {
+                let bar = bars.entry(id.clone()).or_insert_with(|| {
+                    let bar = multi.add(indicatif::ProgressBar::new(total));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(id.clone());
+                    bar
+                });
+                bar.set_message(p.status.clone());
+                bar.set_position(p.current.unwrap_or(0));
+            }
+            (Some(_), Some(_)) => {}
+            (Some(id), None) if tty && !quiet => match bars.get(id) {
+                Some(bar) => bar.finish_with_message(p.status.clone()),
+                None => {
+                    let _ = multi.println(format!("{id}: {}", p.status));
+                }
+            },
+            (Some(id), None) if !quiet && !p.status.starts_with("Status:") => println!("{id}: {}", p.status),
+            _ if quiet => {}
+            _ => {
+                let _ = multi.println(&p.status);
+                if !tty {
+                    println!("{}", p.status);
+                }
+                if p.status.starts_with("Status:") || p.status.contains(": digest: ") {
+                    if let Some(bytes) = p.current {
+                        println!("Transferred: {bytes} bytes");
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    for bar in bars.values() {
+        if !bar.is_finished() {
+            bar.abandon();
+        }
+    }
+    Ok(error)
+}
+
+pub async fn pull(client: &Client, a: PullArgs) -> Result<i32> {
+    let mut path = format!("/v1/images/pull?ref={}", enc(&a.image));
+    if let Some(p) = &a.platform {
+        path.push_str(&format!("&platform={}", enc(p)));
+    }
+    if a.all_platforms {
+        path.push_str("&all_platforms=true");
+    }
+    let resp = client.call(Method::POST, &path, empty()).await?;
+    if let Some(e) = show_progress(resp, a.quiet).await? {
+        return Err(ExitError(1, e).into());
+    }
+    if a.quiet {
+        let image: Image = client.get(&format!("/v1/images/inspect?ref={}", enc(&a.image))).await?;
+        println!("{}", image.id);
+    }
+    Ok(0)
+}
+
+pub async fn push(client: &Client, a: PushArgs) -> Result<i32> {
+    let resp = client
+        .call(Method::POST, &format!("/v1/images/push?ref={}", enc(&a.image)), empty())
+        .await?;
+    match show_progress(resp, a.quiet).await? {
+        Some(e) => Err(ExitError(1, e).into()),
+        None => Ok(0),
+    }
+}
+
+/// Reads a line from the terminal with echo off.
+fn read_password_from_tty(prompt: &str) -> Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::Write;
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let original = tcgetattr(&stdin).context("reading the terminal's mode")?;
+    let mut silent = original.clone();
+    silent.local_flags.remove(LocalFlags::ECHO);
+    silent.local_flags.insert(LocalFlags::ECHONL);
+    tcsetattr(&stdin, SetArg::TCSANOW, &silent).context("turning echo off")?;
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &original);
+    read.context("reading the password")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+pub async fn login(client: &Client, a: LoginArgs) -> Result<i32> {
+    use std::io::{IsTerminal, Read};
+    let registry = a.registry.unwrap_or_default();
+    let interactive = std::io::stdin().is_terminal();
+    let username = match a.username {
+        Some(u) => u,
+        None if interactive && !a.password_stdin => {
+            eprint!("Username: ");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the username")?;
+            line.trim().to_string()
+        }
+        None => bail!(ExitError(1, "login needs --username (-u)".into())),
+    };
+    let password = match (a.password, a.password_stdin) {
+        (Some(_), true) => bail!(ExitError(
+            1,
+            "--password and --password-stdin are mutually exclusive".into()
+        )),
+        (Some(p), false) => {
+            eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+            p
+        }
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the password from stdin")?;
+            s.trim_end_matches(['\r', '\n']).to_string()
+        }
+        (None, false) if interactive => read_password_from_tty("Password: ")?,
+        (None, false) => bail!(ExitError(
+            1,
+            "cannot read a password: stdin is not a terminal (use --password-stdin)".into()
+        )),
+    };
+    if username.is_empty() || password.is_empty() {
+        bail!(ExitError(1, "login needs a username and a password".into()));
+    }
+    let body = crate::client::json_body(&serde_json::json!({
+        "registry": registry,
+        "username": username,
+        "password": password,
+    }))?;
+    let answer: serde_json::Value = client.json(Method::POST, "/v1/auth/login", body).await?;
+    println!("{}", answer["status"].as_str().unwrap_or("Login Succeeded"));
+    Ok(0)
+}
+
+pub async fn logout(client: &Client, a: LogoutArgs) -> Result<i32> {
+    let registry = a.registry.unwrap_or_default();
+    let answer: serde_json::Value = client
+        .json(
+            Method::POST,
+            &format!("/v1/auth/logout?registry={}", enc(&registry)),
+            empty(),
+        )
+        .await?;
+    println!("{}", answer["status"].as_str().unwrap_or_default());
+    Ok(0)
 }
