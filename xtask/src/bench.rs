@@ -9,6 +9,13 @@
 //! bare runc, then compares the daemons' idle memory and reports the size of
 //! the release binary. Every daemon, directory and mount it makes lives under
 //! one temporary directory and is removed when it ends, also on error.
+//!
+//! `registry` times `skopeo copy` pushes and pulls of two generated OCI
+//! images (100 small layers; one 200 MB layer of random bytes) into and out
+//! of berth's registry and Distribution 2.8 (`docker-registry`), then 32
+//! concurrent pulls; each round starts both servers on fresh storage, in
+//! alternating order. It reports MB/s, errors under concurrency and the
+//! servers' peak RSS (VmHWM).
 
 use std::fs;
 use std::io::Write;
@@ -35,11 +42,18 @@ struct Options {
 type BenchFn = fn(&Options, &mut Report) -> Result<()>;
 
 /// Every benchmark: name, what it measures, how to run it.
-const BENCHES: &[(&str, &str, BenchFn)] = &[(
-    "run-latency",
-    "`run --rm busybox /bin/true` vs docker and runc; idle daemon RSS; binary size",
-    run_latency,
-)];
+const BENCHES: &[(&str, &str, BenchFn)] = &[
+    (
+        "run-latency",
+        "`run --rm busybox /bin/true` vs docker and runc; idle daemon RSS; binary size",
+        run_latency,
+    ),
+    (
+        "registry",
+        "`skopeo copy` push/pull and 32 concurrent pulls vs Distribution 2.8; peak RSS",
+        registry,
+    ),
+];
 
 /// `cargo xtask bench NAME [--no-build]`.
 pub fn main(args: &[String]) -> Result<()> {
@@ -224,7 +238,7 @@ fn run_latency(options: &Options, report: &mut Report) -> Result<()> {
     eprintln!("working in {}", temp.path().display());
 
     step("starting a berth daemon");
-    let (mut berth_daemon, berth_host) = start_berth_daemon(&berth, temp.path())?;
+    let (mut berth_daemon, berth_host) = start_berth_daemon(&berth, temp.path(), &[])?;
     util::output(
         Command::new(&berth)
             .args(["-H", &berth_host, "image", "load", "-i"])
@@ -348,7 +362,7 @@ fn kib_to_mib(kib: u64) -> f64 {
 
 /// Starts `berth daemon` on a data root and socket inside `dir`; returns the
 /// guard and the `-H` address once `berth version` answers through it.
-fn start_berth_daemon(berth: &Path, dir: &Path) -> Result<(Daemon, String)> {
+fn start_berth_daemon(berth: &Path, dir: &Path, extra_args: &[&str]) -> Result<(Daemon, String)> {
     let data_root = dir.join("berth-data");
     let socket = dir.join("berth.sock");
     let log_path = dir.join("berth-daemon.log");
@@ -361,6 +375,7 @@ fn start_berth_daemon(berth: &Path, dir: &Path) -> Result<(Daemon, String)> {
         .arg(&data_root)
         .arg("--socket")
         .arg(&socket)
+        .args(extra_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -462,6 +477,359 @@ fn docker_rss_kib(docker: &Docker) -> Result<u64> {
         total += util::rss_kib(pid)?;
     }
     Ok(total)
+}
+
+const REGISTRY_DEFAULT_ROUNDS: usize = 3;
+const SMALL_LAYERS: usize = 100;
+const SMALL_LAYER_BYTES: usize = 16 * 1024;
+const BIG_LAYER_BYTES: usize = 200 * 1000 * 1000;
+const CONCURRENT_PULLS: usize = 32;
+const REGISTRY_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The two servers of the registry bench.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RegistryKind {
+    Berth,
+    Distribution,
+}
+
+/// What one server did over the rounds.
+#[derive(Default)]
+struct RegistrySamples {
+    push_small: Vec<f64>,
+    pull_small: Vec<f64>,
+    push_big: Vec<f64>,
+    pull_big: Vec<f64>,
+    concurrent: Vec<f64>,
+    concurrent_errors: usize,
+    peak_rss_kib: u64,
+}
+
+fn registry(options: &Options, report: &mut Report) -> Result<()> {
+    let rounds = match std::env::var("BENCH_ROUNDS") {
+        Ok(_) => rounds_from_env()?,
+        Err(_) => REGISTRY_DEFAULT_ROUNDS,
+    };
+    util::ensure_debian_packages(&["skopeo", "docker-registry"])?;
+    if options.build {
+        step("building berth (release)");
+        util::run(util::cargo().args(["build", "--release", "-p", "berth"]))?;
+    }
+    let berth = util::target_dir()?.join("release/berth");
+    if !berth.exists() {
+        bail!("{} does not exist; run without --no-build", berth.display());
+    }
+    let temp = TempDir::new("berth-xtask-bench-registry")?;
+    eprintln!("working in {}", temp.path().display());
+
+    step("generating the images (OCI layouts)");
+    let small = temp.path().join("small");
+    let small_bytes = write_random_layout(&small, SMALL_LAYERS, SMALL_LAYER_BYTES)?;
+    let big = temp.path().join("big");
+    let big_bytes = write_random_layout(&big, 1, BIG_LAYER_BYTES)?;
+
+    let mut berth_samples = RegistrySamples::default();
+    let mut peer_samples = RegistrySamples::default();
+    step(&format!("{rounds} rounds, berth and Distribution 2.8 alternating"));
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [RegistryKind::Berth, RegistryKind::Distribution]
+        } else {
+            [RegistryKind::Distribution, RegistryKind::Berth]
+        };
+        for kind in order {
+            let dir = temp.path().join(format!("round-{round}-{}", registry_name(kind)));
+            fs::create_dir_all(&dir)?;
+            let (mut server, port) = match kind {
+                RegistryKind::Berth => start_berth_registry(&berth, &dir)?,
+                RegistryKind::Distribution => start_distribution(&dir)?,
+            };
+            let samples = match kind {
+                RegistryKind::Berth => &mut berth_samples,
+                RegistryKind::Distribution => &mut peer_samples,
+            };
+            let host = format!("127.0.0.1:{port}");
+            let mb = |bytes: u64, ms: f64| bytes as f64 / 1e6 / (ms / 1000.0);
+            let ms = time_ms(&mut skopeo_push(&small, &host, "bench/small"))?;
+            samples.push_small.push(mb(small_bytes, ms));
+            let ms = time_ms(&mut skopeo_pull(&host, "bench/small", &dir.join("pulled-small")))?;
+            samples.pull_small.push(mb(small_bytes, ms));
+            let ms = time_ms(&mut skopeo_push(&big, &host, "bench/big"))?;
+            samples.push_big.push(mb(big_bytes, ms));
+            let pulled_big = dir.join("pulled-big");
+            let ms = time_ms(&mut skopeo_pull(&host, "bench/big", &pulled_big))?;
+            samples.pull_big.push(mb(big_bytes, ms));
+            fs::remove_dir_all(&pulled_big)?;
+
+            let (ms, errors) = concurrent_pulls(&host, "bench/small", &dir)?;
+            samples.concurrent.push(mb(small_bytes * CONCURRENT_PULLS as u64, ms));
+            samples.concurrent_errors += errors;
+
+            let pid = server.pid().context("the registry server is gone")?;
+            if let Some(status) = server.exited() {
+                bail!("{} exited ({status}) during the benchmark", registry_name(kind));
+            }
+            samples.peak_rss_kib = samples.peak_rss_kib.max(util::peak_rss_kib(pid)?);
+            server.stop();
+            let _ = fs::remove_dir_all(&dir);
+            eprint!(".");
+        }
+    }
+    eprintln!();
+
+    let peer = Some("distribution-2.8");
+    let figures: [(&str, &Vec<f64>, &Vec<f64>); 5] = [
+        (
+            "registry-push-100-layers",
+            &berth_samples.push_small,
+            &peer_samples.push_small,
+        ),
+        (
+            "registry-pull-100-layers",
+            &berth_samples.pull_small,
+            &peer_samples.pull_small,
+        ),
+        (
+            "registry-push-200MB-layer",
+            &berth_samples.push_big,
+            &peer_samples.push_big,
+        ),
+        (
+            "registry-pull-200MB-layer",
+            &berth_samples.pull_big,
+            &peer_samples.pull_big,
+        ),
+        (
+            "registry-32-concurrent-pulls",
+            &berth_samples.concurrent,
+            &peer_samples.concurrent,
+        ),
+    ];
+    for (bench, berth_values, peer_values) in figures {
+        report.emit(&Figure {
+            bench,
+            berth: median(berth_values).context("no berth samples")?,
+            peer,
+            peer_value: median(peer_values).ok_or_else(|| "no samples".to_string()),
+            unit: "MB/s",
+            rounds: Some(rounds),
+        })?;
+    }
+    report.emit(&Figure {
+        bench: "registry-concurrent-pull-errors",
+        berth: berth_samples.concurrent_errors as f64,
+        peer,
+        peer_value: Ok(peer_samples.concurrent_errors as f64),
+        unit: "errors",
+        rounds: Some(rounds),
+    })?;
+    report.emit(&Figure {
+        bench: "registry-peak-rss",
+        berth: kib_to_mib(berth_samples.peak_rss_kib),
+        peer,
+        peer_value: Ok(kib_to_mib(peer_samples.peak_rss_kib)),
+        unit: "MiB",
+        rounds: Some(rounds),
+    })?;
+    if berth_samples.concurrent_errors > 0 {
+        bail!(
+            "berth failed {} of the concurrent pulls (see the output above)",
+            berth_samples.concurrent_errors
+        );
+    }
+    drop(temp);
+    Ok(())
+}
+
+fn registry_name(kind: RegistryKind) -> &'static str {
+    match kind {
+        RegistryKind::Berth => "berth",
+        RegistryKind::Distribution => "distribution",
+    }
+}
+
+fn skopeo_push(layout: &Path, host: &str, repo: &str) -> Command {
+    let mut c = Command::new("skopeo");
+    c.args(["copy", "-q", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:bench", layout.display()))
+        .arg(format!("docker://{host}/{repo}:1"));
+    c
+}
+
+fn skopeo_pull(host: &str, repo: &str, out: &Path) -> Command {
+    let mut c = Command::new("skopeo");
+    c.args(["copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{host}/{repo}:1"))
+        .arg(format!("oci:{}:bench", out.display()));
+    c
+}
+
+/// Starts [`CONCURRENT_PULLS`] pulls at once; the wall time (ms) until the
+/// last ends, and how many failed.
+fn concurrent_pulls(host: &str, repo: &str, dir: &Path) -> Result<(f64, usize)> {
+    let start = Instant::now();
+    let mut children = Vec::new();
+    for i in 0..CONCURRENT_PULLS {
+        let mut command = skopeo_pull(host, repo, &dir.join(format!("concurrent-{i}")));
+        let shown = util::display(&command);
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("could not start `{shown}`"))?;
+        children.push(child);
+    }
+    let mut errors = 0;
+    for child in children {
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            errors += 1;
+            eprintln!(
+                "concurrent pull failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+    }
+    Ok((start.elapsed().as_secs_f64() * 1000.0, errors))
+}
+
+fn wait_for_port(what: &str, port: u16, server: &mut Daemon, log: &Path) -> Result<()> {
+    util::wait_for(what, REGISTRY_START_TIMEOUT, || {
+        if let Some(status) = server.exited() {
+            bail!("{what}: exited ({status}); its output:\n{}", util::tail(log, 4000));
+        }
+        Ok(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok().then_some(()))
+    })
+}
+
+fn start_berth_registry(berth: &Path, dir: &Path) -> Result<(Daemon, u16)> {
+    let port = util::free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let (mut daemon, _) = start_berth_daemon(berth, dir, &["--insecure-listen", &listen])?;
+    wait_for_port(
+        "berth's registry listener",
+        port,
+        &mut daemon,
+        &dir.join("berth-daemon.log"),
+    )?;
+    Ok((daemon, port))
+}
+
+/// `docker-registry serve` with filesystem storage under `dir`.
+fn start_distribution(dir: &Path) -> Result<(Daemon, u16)> {
+    let port = util::free_port()?;
+    let config = dir.join("config.yml");
+    fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("storage").display()
+        ),
+    )?;
+    let log_path = dir.join("docker-registry.log");
+    let log = fs::File::create(&log_path)?;
+    let mut command = Command::new("docker-registry");
+    command
+        .arg("serve")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let shown = util::display(&command);
+    let child = command.spawn().with_context(|| format!("could not start `{shown}`"))?;
+    let mut daemon = Daemon::new("docker-registry", child);
+    wait_for_port("docker-registry", port, &mut daemon, &log_path)?;
+    Ok((daemon, port))
+}
+
+/// Writes an OCI layout tagged `bench` at `dir`: `layers` gzip layers of
+/// `layer_bytes` random bytes each (stored, not compressed: incompressible
+/// data, written fast). Returns the bytes a copy moves (blobs and manifest).
+fn write_random_layout(dir: &Path, layers: usize, layer_bytes: usize) -> Result<u64> {
+    use sha2::Digest as _;
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs)?;
+    let mut random = fs::File::open("/dev/urandom").context("opening /dev/urandom")?;
+    let mut total = 0u64;
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    for i in 0..layers {
+        let tmp = dir.join(format!("layer-{i}.tmp"));
+        let file = HashingWriter {
+            inner: std::io::BufWriter::new(fs::File::create(&tmp)?),
+            hasher: sha2::Sha256::new(),
+            written: 0,
+        };
+        let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::none());
+        let mut uncompressed = sha2::Sha256::new();
+        let mut left = layer_bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            std::io::Read::read_exact(&mut random, &mut chunk[..n])?;
+            uncompressed.update(&chunk[..n]);
+            gz.write_all(&chunk[..n])?;
+            left -= n;
+        }
+        let mut file = gz.finish()?;
+        file.inner.flush()?;
+        let digest = hex::encode(file.hasher.finalize());
+        fs::rename(&tmp, blobs.join(&digest))?;
+        total += file.written;
+        descriptors.push(json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": format!("sha256:{digest}"),
+            "size": file.written,
+        }));
+        diff_ids.push(format!("sha256:{}", hex::encode(uncompressed.finalize())));
+    }
+    let mut put = |bytes: Vec<u8>| -> Result<Value> {
+        let digest = hex::encode(sha2::Sha256::digest(&bytes));
+        fs::write(blobs.join(&digest), &bytes)?;
+        total += bytes.len() as u64;
+        Ok(json!({"digest": format!("sha256:{digest}"), "size": bytes.len()}))
+    };
+    let config = json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let mut config_descriptor = put(serde_json::to_vec(&config)?)?;
+    config_descriptor["mediaType"] = json!("application/vnd.oci.image.config.v1+json");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_descriptor,
+        "layers": descriptors,
+    });
+    let mut manifest_descriptor = put(serde_json::to_vec(&manifest)?)?;
+    manifest_descriptor["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
+    manifest_descriptor["annotations"] = json!({"org.opencontainers.image.ref.name": "bench"});
+    let index = json!({"schemaVersion": 2, "manifests": [manifest_descriptor]});
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    Ok(total)
+}
+
+/// Counts and hashes what passes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 #[cfg(test)]

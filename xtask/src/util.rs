@@ -15,7 +15,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 /// What building and running berth needs on a Debian machine.
-pub const BASE_PACKAGES: &[&str] = &["libseccomp-dev", "pkg-config", "busybox-static", "runc", "skopeo"];
+pub const BASE_PACKAGES: &[&str] = &[
+    "libseccomp-dev",
+    "pkg-config",
+    "busybox-static",
+    "runc",
+    "skopeo",
+    "docker.io",
+    "docker-registry",
+];
 
 /// The workspace root: the parent of this crate's directory.
 pub fn workspace_root() -> &'static Path {
@@ -196,13 +204,28 @@ pub fn tail(path: &Path, max_bytes: u64) -> String {
 
 /// `VmRSS` of a process in KiB, from `/proc/PID/status`.
 pub fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// Peak resident memory of `pid` so far (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no VmRSS in {path}"))
+        .with_context(|| format!("no {field} in {path}"))
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free loopback port")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// The pids whose parent is `parent` and whose command name is `comm`.

@@ -18,7 +18,7 @@ mod system;
 
 use std::sync::Arc;
 
-pub use authz::{Action, Principal, Resource};
+pub use authz::{Action, Principal, RegistryAuth, Resource};
 use berth_engine::Engine;
 
 #[derive(Clone)]

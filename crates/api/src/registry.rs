@@ -2,7 +2,9 @@
 //! Repository names hold slashes, so every `/v2/...` request comes through
 //! one wildcard route and [`parse`] finds the endpoint from the right.
 //! [`scopes`] tells the authorization layer which repository and action a
-//! request needs; registry errors become the spec's
+//! request needs, [`denied`] answers with the bearer challenge, and
+//! `/v2/token` hands out tokens for what [`crate::authz::grantable`] allows;
+//! registry errors become the spec's
 //! `{"errors":[{"code","message","detail"}]}` in [`error_response`] only.
 
 use std::io::{self, Read};
@@ -11,18 +13,20 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_registry::{Code, Error, Registry, UploadStatus};
+use berth_registry::{token, Code, Error, Registry, UploadStatus};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::authz::Action;
+use crate::authz::{self, Action, Principal, Target};
 use crate::AppState;
 
 /// What a `/v2/` path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Ping,
+    /// `GET /v2/token?service=...&scope=...`: bearer tokens.
+    Token,
     Catalog,
     Tags(String),
     Manifest(String, String),
@@ -35,7 +39,7 @@ pub enum Endpoint {
 impl Endpoint {
     fn repository(&self) -> Option<&str> {
         match self {
-            Endpoint::Ping | Endpoint::Catalog => None,
+            Endpoint::Ping | Endpoint::Token | Endpoint::Catalog => None,
             Endpoint::Tags(r)
             | Endpoint::Manifest(r, _)
             | Endpoint::Blob(r, _)
@@ -55,6 +59,9 @@ pub fn parse(path: &str) -> Option<Endpoint> {
     }
     if rest == "_catalog" {
         return Some(Endpoint::Catalog);
+    }
+    if rest == "token" {
+        return Some(Endpoint::Token);
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some(Endpoint::Tags(name.to_string()));
@@ -88,21 +95,29 @@ fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// The (repository, action) pairs a request needs; `None` is the registry
-/// as a whole (ping, catalog). A mount also needs to pull its source.
-pub fn scopes(method: &Method, path: &str, query: Option<&str>) -> Vec<(Option<String>, Action)> {
-    let Some(endpoint) = parse(path) else {
-        return vec![(None, Action::Pull)];
-    };
+/// The (target, action) pairs a request needs. A mount also needs to pull
+/// its source. The token endpoint needs nothing: it decides what to grant.
+pub fn scopes(method: &Method, path: &str, query: Option<&str>) -> Vec<(Target, Action)> {
     let action = match *method {
         Method::GET | Method::HEAD => Action::Pull,
         Method::DELETE => Action::Delete,
         _ => Action::Push,
     };
-    let mut out = vec![(endpoint.repository().map(str::to_string), action)];
+    let endpoint = match parse(path) {
+        Some(Endpoint::Token) => return Vec::new(),
+        Some(Endpoint::Ping) => return vec![(Target::Base, Action::Pull)],
+        Some(Endpoint::Catalog) => return vec![(Target::Catalog, Action::Pull)],
+        Some(e) => e,
+        // Answered with UNSUPPORTED, but only to callers who may use the registry.
+        None => return vec![(Target::Base, Action::Pull)],
+    };
+    let mut out = Vec::new();
+    if let Some(repo) = endpoint.repository() {
+        out.push((Target::Repository(repo.to_string()), action));
+    }
     if let Endpoint::Uploads(_) = endpoint {
         if let Some(from) = query_get(&query_pairs(query), "from") {
-            out.push((Some(from.to_string()), Action::Pull));
+            out.push((Target::Repository(from.to_string()), Action::Pull));
         }
     }
     out
@@ -137,21 +152,126 @@ pub fn error_response(e: &Error) -> Response {
         e.to_string()
     };
     let body = serde_json::json!({"errors": [{"code": code.as_str(), "message": message, "detail": null}]});
-    let mut response = (status, axum::Json(body)).into_response();
-    if code == Code::Unauthorized {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"berth\",service=\"berth\""),
-        );
+    (status, axum::Json(body)).into_response()
+}
+
+/// `http://HOST/v2/token`, HOST as the caller named this registry. Only the
+/// plain loopback listener serves TCP today; the TLS one will say https.
+fn realm(headers: &HeaderMap) -> String {
+    let host = header_str(headers, "host")
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}/v2/token")
+}
+
+/// Refusal by the authorization layer, in the registry's error format: a
+/// caller without a (sufficient) token gets 401 and the bearer challenge
+/// that tells docker and skopeo where to get one.
+pub fn denied(principal: &Principal, headers: &HeaderMap, target: &Target, action: Action) -> Response {
+    let what = match target {
+        Target::Base => "use the registry".to_string(),
+        Target::Catalog => "list the catalog".to_string(),
+        Target::Repository(name) => format!("{} {name}", action.scope_name()),
+    };
+    if *principal == Principal::Admin {
+        return error_response(&Error::new(Code::Denied, format!("not allowed to {what}")));
+    }
+    let mut challenge = format!("Bearer realm=\"{}\",service=\"{}\"", realm(headers), token::SERVICE);
+    if let Some(scope) = target.scope(action) {
+        challenge.push_str(&format!(",scope=\"{scope}\""));
+    }
+    if let Principal::Bearer(_) = principal {
+        challenge.push_str(",error=\"insufficient_scope\"");
+    }
+    let message = match principal {
+        Principal::Bearer(_) => format!("the token does not allow to {what}"),
+        _ => format!("authentication required to {what}"),
+    };
+    let mut response = error_response(&Error::new(Code::Unauthorized, message));
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     response
 }
 
-/// Refusal by the authorization layer, in the registry's error format.
-pub fn denied(anonymous: bool, repository: Option<&str>, action: Action) -> Response {
-    let what = format!("{action:?} {}", repository.unwrap_or("the catalog")).to_lowercase();
-    let code = if anonymous { Code::Unauthorized } else { Code::Denied };
-    error_response(&Error::new(code, format!("not allowed to {what}")))
+/// How long a token lasts. Clients fetch a new one when it runs out.
+const TOKEN_LIFETIME: u64 = 300;
+
+/// `GET /v2/token?service=berth&scope=repository:NAME:pull,push[&scope=...]`:
+/// a token for the requested actions the caller may have (possibly none,
+/// as Distribution's token servers do; the registry then refuses).
+fn issue_token(reg: &Registry, principal: &Principal, query: &[(String, String)]) -> Result<Response, Error> {
+    if let Some(service) = query_get(query, "service") {
+        if service != token::SERVICE {
+            return Err(Error::new(
+                Code::Denied,
+                format!("this token service is {:?}, not {service:?}", token::SERVICE),
+            ));
+        }
+    }
+    let mut access = Vec::new();
+    for (_, scope) in query.iter().filter(|(k, _)| k == "scope") {
+        // Clients may join several scopes with spaces in one parameter.
+        for one in scope.split(' ').filter(|s| !s.is_empty()) {
+            let requested = token::Access::parse(one)
+                .ok_or_else(|| Error::new(Code::Unsupported, format!("invalid scope {one:?}")))?;
+            let target = match (requested.kind.as_str(), requested.name.as_str()) {
+                ("repository", name) => Target::Repository(name.to_string()),
+                ("registry", "catalog") => Target::Catalog,
+                _ => continue,
+            };
+            let actions: Vec<Action> = requested
+                .actions
+                .iter()
+                .flat_map(|a| match a.as_str() {
+                    "pull" => vec![Action::Pull],
+                    "push" => vec![Action::Push],
+                    "delete" => vec![Action::Delete],
+                    "*" if target == Target::Catalog => vec![Action::Pull],
+                    "*" => vec![Action::Pull, Action::Push, Action::Delete],
+                    _ => vec![],
+                })
+                .collect();
+            let granted = authz::grantable(principal, &target, &actions);
+            if granted.is_empty() {
+                continue;
+            }
+            let names = if target == Target::Catalog {
+                vec!["*".to_string()]
+            } else {
+                granted.iter().map(|a| a.scope_name().to_string()).collect()
+            };
+            access.push(token::Access {
+                kind: requested.kind,
+                name: requested.name,
+                actions: names,
+            });
+        }
+    }
+    let now = reg.now_secs();
+    let claims = token::Claims {
+        iss: token::SERVICE.into(),
+        sub: match principal {
+            Principal::Admin => "admin".into(),
+            Principal::Anonymous | Principal::Bearer(_) => "anonymous".into(),
+        },
+        aud: token::SERVICE.into(),
+        iat: now,
+        exp: now + TOKEN_LIFETIME,
+        access,
+    };
+    let signed = reg.token_key().issue(&claims);
+    let issued_at = chrono::DateTime::<chrono::Utc>::from_timestamp(now as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    tracing::debug!(subject = %claims.sub, scopes = ?claims.access.iter().map(token::Access::scope).collect::<Vec<_>>(), "registry token issued");
+    Ok(axum::Json(serde_json::json!({
+        "token": signed,
+        "access_token": signed,
+        "expires_in": TOKEN_LIFETIME,
+        "issued_at": issued_at,
+    }))
+    .into_response())
 }
 
 fn internal(message: impl Into<String>) -> Error {
@@ -314,6 +434,11 @@ pub async fn dispatch(State(s): State<AppState>, req: Request) -> Response {
 
 async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
     let (parts, body) = req.into_parts();
+    let principal = parts
+        .extensions
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or(Principal::Anonymous);
     let method = parts.method;
     let headers = parts.headers;
     let query = query_pairs(parts.uri.query());
@@ -322,6 +447,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
     let unsupported = || Err(Error::new(Code::Unsupported, format!("{method} is not supported here")));
     match endpoint {
         Endpoint::Ping => Ok(ping().await),
+        Endpoint::Token if method == Method::GET => issue_token(&reg, &principal, &query),
         Endpoint::Catalog if method == Method::GET => {
             let (n, last) = paging(&query)?;
             let l = last.clone();
@@ -627,8 +753,41 @@ mod tests {
             e("/v2/x/referrers/sha256:y"),
             Some(Endpoint::Referrers("x".into(), "sha256:y".into()))
         );
+        assert_eq!(e("/v2/token"), Some(Endpoint::Token));
         assert_eq!(e("/v2/x/other/y"), None);
         assert_eq!(e("/v2/x"), None);
+    }
+
+    #[test]
+    fn what_requests_need() {
+        let repo = |n: &str| Target::Repository(n.into());
+        let cases = [
+            (Method::GET, "/v2/", None, vec![(Target::Base, Action::Pull)]),
+            (Method::GET, "/v2/token", Some("scope=repository:a:push"), vec![]),
+            (Method::GET, "/v2/_catalog", None, vec![(Target::Catalog, Action::Pull)]),
+            (
+                Method::HEAD,
+                "/v2/a/b/blobs/sha256:x",
+                None,
+                vec![(repo("a/b"), Action::Pull)],
+            ),
+            (Method::PUT, "/v2/a/manifests/v1", None, vec![(repo("a"), Action::Push)]),
+            (
+                Method::DELETE,
+                "/v2/a/manifests/v1",
+                None,
+                vec![(repo("a"), Action::Delete)],
+            ),
+            (
+                Method::POST,
+                "/v2/a/blobs/uploads/",
+                Some("mount=sha256:x&from=b/c"),
+                vec![(repo("a"), Action::Push), (repo("b/c"), Action::Pull)],
+            ),
+        ];
+        for (method, path, query, expected) in cases {
+            assert_eq!(scopes(&method, path, query), expected, "{method} {path}");
+        }
     }
 
     #[test]

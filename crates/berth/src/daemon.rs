@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use berth_api::Principal;
+use berth_api::{Principal, RegistryAuth};
 
 #[derive(clap::Args)]
 pub struct DaemonArgs {
@@ -22,12 +22,22 @@ pub struct DaemonArgs {
     /// The same routes over plain HTTP; loopback addresses only
     #[arg(long = "insecure-listen")]
     insecure_listen: Option<SocketAddr>,
+    /// Registry callers on TCP without a token: `open` (pull and push) or
+    /// `token` (401 challenge; tokens from /v2/token)
+    #[arg(long = "registry-auth", value_enum, default_value = "open")]
+    registry_auth: RegistryAuthArg,
     /// Address other nodes reach this one at (clusters come later)
     #[arg(long = "advertise-addr")]
     advertise_addr: Option<String>,
     /// Join an existing cluster (clusters come later)
     #[arg(long)]
     join: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RegistryAuthArg {
+    Open,
+    Token,
 }
 
 pub async fn run(a: DaemonArgs) -> Result<()> {
@@ -74,7 +84,13 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "plain HTTP on loopback");
-        let anon = router.layer(axum::Extension(Principal::Anonymous));
+        let registry_auth = match a.registry_auth {
+            RegistryAuthArg::Open => RegistryAuth::Open,
+            RegistryAuthArg::Token => RegistryAuth::Token,
+        };
+        let anon = router
+            .layer(axum::Extension(Principal::Anonymous))
+            .layer(axum::Extension(registry_auth));
         tcp = Some(tokio::spawn(async move { axum::serve(l, anon).await }));
     }
     tracing::info!(listen = %a.listen, "the TLS listener is not served yet: it comes with access control");

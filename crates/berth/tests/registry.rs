@@ -103,8 +103,18 @@ struct Registry {
 
 impl Registry {
     fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+    /// With `--registry-auth token`: TCP callers need bearer tokens.
+    fn start_with_token_auth() -> Self {
+        Self::start_with_args(&["--registry-auth", "token"])
+    }
+    fn start_with_args(extra: &[&str]) -> Self {
         let port = free_port();
-        let daemon = Daemon::start_with_args(&["--insecure-listen", &format!("127.0.0.1:{port}")]);
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["--insecure-listen", listen.as_str()];
+        args.extend_from_slice(extra);
+        let daemon = Daemon::start_with_args(&args);
         let r = Self { daemon, port };
         wait_for("the registry listener", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -123,6 +133,12 @@ impl Registry {
     fn admin(&self, method: &str, path: &str) -> Resp {
         let mut s = std::os::unix::net::UnixStream::connect(&self.daemon.socket).expect("connect socket");
         raw_request(&mut s, method, path, &[], b"")
+    }
+    /// The digest the registry serves for `repo:reference` (asked as the admin).
+    fn manifest_digest(&self, repo: &str, reference: &str) -> String {
+        let r = self.admin("HEAD", &format!("/v2/{repo}/manifests/{reference}"));
+        assert_eq!(r.status, 200, "{repo}:{reference} is not in the registry");
+        r.header("docker-content-digest").expect("digest header").to_string()
     }
     fn upload(&self, repo: &str, content: &[u8]) -> String {
         let d = digest(content);
@@ -489,4 +505,408 @@ fn skopeo_copies_into_berth_and_back_with_equal_digests() {
         &format!("docker://{}/library/busy-box", reg.host()),
     ]);
     assert!(tags.contains("\"v1\""), "{tags}");
+}
+
+/// A private `dockerd` (Debian's docker.io) whose every directory is in a
+/// temp dir; stopped, and its mounts removed, when dropped.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    host: String,
+    cli: std::path::PathBuf,
+}
+
+impl Dockerd {
+    fn start() -> Self {
+        assert!(
+            Command::new("dockerd").arg("--version").output().is_ok(),
+            "dockerd is missing: apt-get install docker.io"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-dockerd-")
+            .tempdir()
+            .expect("tempdir");
+        let host = format!("unix://{}", dir.path().join("docker.sock").display());
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("log");
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("docker.pid"))
+            .args(["-H", &host, "--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn dockerd");
+        // Debian's CLI matches its dockerd; any docker CLI works.
+        let cli = ["/usr/bin/docker", "/usr/local/bin/docker"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists())
+            .expect("a docker CLI (apt-get install docker.io)");
+        let mut d = Self {
+            dir,
+            child: Some(child),
+            host,
+            cli,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !d.cmd(&["version"]).output().is_ok_and(|o| o.status.success()) {
+            let exited = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || std::time::Instant::now() > deadline {
+                panic!("dockerd did not answer ({exited:?}): {}", d.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.cli);
+        // Its own client config: no credentials of this machine's user.
+        c.env("DOCKER_CONFIG", self.dir.path().join("client"))
+            .args(["-H", &self.host])
+            .args(args);
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.cmd(args).output().expect("run docker");
+        assert!(
+            o.status.success(),
+            "docker {args:?}: {}{}\ndockerd log:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while child.try_wait().ok().flatten().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // The containerd it started, if it outlived a killed dockerd.
+        let root = self.dir.path().display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&root) {
+                // SAFETY: kill(2) on a process started under our temp dir.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&root))
+            .map(String::from)
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// The real Docker engine pushes to and pulls from berth, with the
+/// registry open on loopback and with token auth (the engine follows the
+/// 401 challenge to `/v2/token`), including a cross-repository mount.
+#[test]
+fn docker_engine_pushes_to_and_pulls_from_berth() {
+    let tar = common::images_dir().join("busybox-docker.tar");
+    assert!(tar.is_file(), "{} is missing: run `cargo xtask image`", tar.display());
+    let docker = Dockerd::start();
+    docker.ok(&["load", "-i", tar.to_str().expect("utf8")]);
+    let image_id = docker.ok(&["image", "inspect", "--format", "{{.Id}}", "busybox:docker"]);
+
+    for reg in [Registry::start(), Registry::start_with_token_auth()] {
+        let name = format!("{}/x/busybox:1", reg.host());
+        docker.ok(&["tag", "busybox:docker", &name]);
+        let pushed = docker.ok(&["push", &name]);
+        let served = reg.manifest_digest("x/busybox", "1");
+        assert!(
+            pushed.contains(&served),
+            "docker pushed {pushed}, berth serves {served}"
+        );
+
+        // The same layers under another name: docker mounts them from x/busybox.
+        let other = format!("{}/y/bb:2", reg.host());
+        docker.ok(&["tag", "busybox:docker", &other]);
+        let mounted = docker.ok(&["push", &other]);
+        assert!(mounted.contains("Mounted from x/busybox"), "{mounted}");
+        assert_eq!(reg.manifest_digest("y/bb", "2"), served);
+
+        docker.ok(&["rmi", &name, &other]);
+        docker.ok(&["pull", &name]);
+        let repo_digest = docker.ok(&["image", "inspect", "--format", "{{index .RepoDigests 0}}", &name]);
+        assert_eq!(
+            repo_digest.trim(),
+            format!("{}/x/busybox@{served}", reg.host()),
+            "the pulled image's digest"
+        );
+        let pulled_id = docker.ok(&["image", "inspect", "--format", "{{.Id}}", &name]);
+        assert_eq!(pulled_id, image_id, "the pulled image is not the pushed one");
+        docker.ok(&["rmi", &name]);
+    }
+}
+
+/// Writes `content` into an OCI layout's blobs; its descriptor fields.
+fn oci_blob(layout: &std::path::Path, content: &[u8]) -> (String, usize) {
+    let d = digest(content);
+    let dir = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).expect("blobs dir");
+    std::fs::write(dir.join(d.trim_start_matches("sha256:")), content).expect("write blob");
+    (d, content.len())
+}
+
+/// A tar with one file, made by GNU tar.
+fn tar_of(dir: &std::path::Path, file: &str, content: &[u8]) -> Vec<u8> {
+    let src = dir.join(format!("src-{file}"));
+    std::fs::create_dir_all(&src).expect("src dir");
+    std::fs::write(src.join(file), content).expect("write file");
+    let o = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .args(["--owner=0", "--group=0", "--mtime=@0", "-cf", "-", file])
+        .output()
+        .expect("tar");
+    assert!(o.status.success(), "tar: {}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// An OCI layout with an index of two images (linux/amd64, linux/arm64),
+/// tagged `multi`.
+fn multi_arch_layout(layout: &std::path::Path) {
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let tar = tar_of(
+            layout.parent().expect("parent"),
+            arch,
+            format!("built for {arch}\n").as_bytes(),
+        );
+        // Gzipped: skopeo would compress a plain tar on the way and change its digest.
+        let mut gzip = Command::new("gzip")
+            .args(["-n", "-c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gzip");
+        gzip.stdin.take().expect("stdin").write_all(&tar).expect("to gzip");
+        let layer = gzip.wait_with_output().expect("gzip").stdout;
+        let (layer_digest, layer_size) = oci_blob(layout, &layer);
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [digest(&tar)]},
+        });
+        let (config_digest, config_size) = oci_blob(layout, &serde_json::to_vec(&config).expect("json"));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer_size}],
+        });
+        let (digest, size) = oci_blob(layout, &serde_json::to_vec(&manifest).expect("json"));
+        manifests.push(serde_json::json!({
+            "mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+    let (index_digest, index_size) = oci_blob(layout, &serde_json::to_vec(&index).expect("json"));
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": OCI_INDEX, "digest": index_digest, "size": index_size,
+        "annotations": {"org.opencontainers.image.ref.name": "multi"},
+    }]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).expect("json")).expect("index.json");
+    std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+}
+
+/// skopeo copies a two-platform OCI index into berth (through the token
+/// challenge) and back; index and per-platform manifests keep their digests.
+#[test]
+fn skopeo_copies_a_multi_arch_index_through_token_auth() {
+    let reg = Registry::start_with_token_auth();
+    let work = reg.daemon.dir.path().join("multi");
+    let layout = work.join("layout");
+    std::fs::create_dir_all(&layout).expect("layout dir");
+    multi_arch_layout(&layout);
+
+    let src = format!("oci:{}:multi", layout.display());
+    let dst = format!("docker://{}/multi/arch:v1", reg.host());
+    skopeo(&["copy", "--all", "--dest-tls-verify=false", &src, &dst]);
+    let back = format!("oci:{}:multi", work.join("back").display());
+    skopeo(&["copy", "--all", "--src-tls-verify=false", &dst, &back]);
+
+    let original = skopeo(&["inspect", "--raw", &src]);
+    let served = skopeo(&["inspect", "--raw", "--tls-verify=false", &dst]);
+    let copied = skopeo(&["inspect", "--raw", &back]);
+    assert_eq!(digest(served.as_bytes()), digest(original.as_bytes()));
+    assert_eq!(digest(copied.as_bytes()), digest(original.as_bytes()));
+    assert_eq!(reg.manifest_digest("multi/arch", "v1"), digest(original.as_bytes()));
+    let index: serde_json::Value = serde_json::from_str(&original).expect("index json");
+    let platforms = index["manifests"].as_array().expect("manifests");
+    assert_eq!(platforms.len(), 2);
+    for m in platforms {
+        let d = m["digest"].as_str().expect("digest");
+        let one = skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/multi/arch@{d}", reg.host()),
+        ]);
+        assert_eq!(digest(one.as_bytes()), d, "platform {}", m["platform"]);
+    }
+}
+
+/// Under `--registry-auth token` an anonymous TCP caller gets the bearer
+/// challenge; a token from `/v2/token` counts for the scopes it names only;
+/// a forged or foreign token counts for nothing; the socket's admin needs none.
+#[test]
+fn token_auth_challenges_and_accepts_only_granted_scopes() {
+    let mut reg = Registry::start_with_token_auth();
+    let ping = reg.req("GET", "/v2/", &[], b"");
+    assert_eq!(ping.status, 401);
+    assert_eq!(
+        ping.header("www-authenticate"),
+        Some("Bearer realm=\"http://localhost/v2/token\",service=\"berth\"")
+    );
+    let d = digest(b"content");
+    let push = reg.req("POST", &format!("/v2/a/b/blobs/uploads/?digest={d}"), &[], b"content");
+    assert_eq!((push.status, push.error_code()), (401, "UNAUTHORIZED".to_string()));
+    assert!(
+        push.header("www-authenticate")
+            .is_some_and(|h| h.ends_with(",scope=\"repository:a/b:pull,push\"")),
+        "{:?}",
+        push.header("www-authenticate")
+    );
+    assert!(!reg
+        .daemon
+        .data_root()
+        .join("image/blobs")
+        .join(d.replace(':', "/"))
+        .exists());
+
+    let token = |scope: &str| {
+        let r = reg.req("GET", &format!("/v2/token?service=berth&scope={scope}"), &[], b"");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let j = r.json();
+        assert_eq!(j["token"], j["access_token"]);
+        assert!(j["expires_in"].as_u64().is_some_and(|s| s >= 60), "{j}");
+        assert!(j["issued_at"].is_string(), "{j}");
+        format!("Bearer {}", j["token"].as_str().expect("token"))
+    };
+    let push_ab = token("repository:a/b:pull,push");
+    let pull_only = token("repository:a/b:pull");
+    let r = reg.req(
+        "POST",
+        &format!("/v2/a/b/blobs/uploads/?digest={d}"),
+        &[("Authorization", &push_ab)],
+        b"content",
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = reg.req(
+        "GET",
+        &format!("/v2/a/b/blobs/{d}"),
+        &[("Authorization", &pull_only)],
+        b"",
+    );
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"content"[..]));
+    assert_eq!(
+        reg.req("GET", "/v2/", &[("Authorization", &pull_only)], b"").status,
+        200
+    );
+
+    // Not what the token names: another action, another repository.
+    let r = reg.req(
+        "POST",
+        &format!("/v2/a/b/blobs/uploads/?digest={d}"),
+        &[("Authorization", &pull_only)],
+        b"content",
+    );
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|h| h.contains("error=\"insufficient_scope\"")),
+        "{:?}",
+        r.header("www-authenticate")
+    );
+    let r = reg.req(
+        "GET",
+        &format!("/v2/a/c/blobs/{d}"),
+        &[("Authorization", &push_ab)],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    // Anonymous callers are not handed delete.
+    let del = token("repository:a/b:delete");
+    let r = reg.req("DELETE", &format!("/v2/a/b/blobs/{d}"), &[("Authorization", &del)], b"");
+    assert_eq!(r.status, 401);
+    // A token changed by hand, or signed by another daemon, is nobody's.
+    let raw = push_ab.trim_start_matches("Bearer ");
+    let (claims, sig) = raw.split_once('.').expect("two parts");
+    let mut forged_claims: serde_json::Value =
+        serde_json::from_slice(&hex::decode(claims).expect("hex")).expect("claims");
+    forged_claims["access"][0]["name"] = serde_json::json!("a/c");
+    let forged = format!(
+        "Bearer {}.{sig}",
+        hex::encode(serde_json::to_vec(&forged_claims).expect("json"))
+    );
+    let r = reg.req("GET", &format!("/v2/a/c/blobs/{d}"), &[("Authorization", &forged)], b"");
+    assert_eq!(r.status, 401);
+    let other = Registry::start_with_token_auth();
+    let foreign = other.req("GET", "/v2/token?scope=repository:a/b:pull", &[], b"").json()["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let r = reg.req(
+        "GET",
+        &format!("/v2/a/b/blobs/{d}"),
+        &[("Authorization", &format!("Bearer {foreign}"))],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+
+    // The key: made at first start, private, kept across restarts.
+    let key = reg.daemon.data_root().join("registry/token.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).expect("key").permissions().mode() & 0o777,
+        0o600
+    );
+    reg.daemon.stop();
+    reg.daemon.spawn();
+    wait_for("the registry listener", || {
+        TcpStream::connect(("127.0.0.1", reg.port)).is_ok()
+    });
+    let r = reg.req(
+        "GET",
+        &format!("/v2/a/b/blobs/{d}"),
+        &[("Authorization", &pull_only)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "a token from before the restart");
+    // The admin on the socket needs no token.
+    assert_eq!(reg.admin("GET", &format!("/v2/a/b/blobs/{d}")).status, 200);
 }

@@ -11,6 +11,7 @@
 //! ```text
 //! <data_root>/registry/uploads/<uuid>/data        bytes received so far
 //! <data_root>/registry/uploads/<uuid>/state.json  repository, offset, last activity
+//! <data_root>/registry/token.key                   the bearer tokens' signing key (0600)
 //! ```
 //!
 //! **Architecture invariants:**
@@ -27,6 +28,7 @@
 mod error;
 mod manifest;
 mod names;
+pub mod token;
 mod upload;
 
 use std::collections::{BTreeSet, HashSet};
@@ -132,6 +134,7 @@ struct Inner {
     store: Store,
     uploads: PathBuf,
     config: Config,
+    token_key: token::TokenKey,
     sessions: Mutex<std::collections::HashMap<String, Arc<Mutex<Option<upload::Live>>>>>,
     gc_lock: RwLock<()>,
 }
@@ -177,12 +180,14 @@ impl Registry {
         })?;
         let uploads = data_root.join("registry").join("uploads");
         std::fs::create_dir_all(&uploads).map_err(error::io_err("creating", &uploads))?;
+        let token_key = token::TokenKey::open_or_create(&data_root.join("registry").join("token.key"))?;
         let registry = Self {
             inner: Arc::new(Inner {
                 images,
                 store,
                 uploads,
                 config,
+                token_key,
                 sessions: Mutex::new(Default::default()),
                 gc_lock: RwLock::new(()),
             }),
@@ -197,6 +202,16 @@ impl Registry {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The key that signs and checks this registry's bearer tokens.
+    pub fn token_key(&self) -> &token::TokenKey {
+        &self.inner.token_key
+    }
+
+    /// Seconds since the epoch by the registry's clock.
+    pub fn now_secs(&self) -> u64 {
+        secs(self.now())
     }
 
     fn commit_guard(&self) -> std::sync::RwLockReadGuard<'_, ()> {
