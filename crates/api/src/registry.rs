@@ -546,9 +546,25 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
             }
             Method::PATCH => {
                 let range = content_range(&headers)?;
-                let r2 = repo.clone();
-                let status = with_body(body, move |b| reg.upload_chunk(&r2, &uuid, range, b)).await?;
-                Ok(upload_response(StatusCode::ACCEPTED, &repo, &status))
+                let (r2, u2, reg2) = (repo.clone(), uuid.clone(), reg.clone());
+                match with_body(body, move |b| reg2.upload_chunk(&r2, &u2, range, b)).await {
+                    Ok(status) => Ok(upload_response(StatusCode::ACCEPTED, &repo, &status)),
+                    // A chunk out of order: tell the client where the upload stands.
+                    Err(e) if e.code() == Code::RangeNotSatisfiable => {
+                        let r2 = repo.clone();
+                        let mut response = error_response(&e);
+                        if let Ok(status) = blocking(move || reg.upload_status(&r2, &uuid)).await {
+                            let at = upload_response(StatusCode::ACCEPTED, &repo, &status);
+                            for name in [header::LOCATION, header::RANGE] {
+                                if let Some(v) = at.headers().get(&name) {
+                                    response.headers_mut().insert(name, v.clone());
+                                }
+                            }
+                        }
+                        Ok(response)
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Method::PUT => {
                 let digest = query_get(&query, "digest")

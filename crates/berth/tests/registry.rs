@@ -245,6 +245,9 @@ fn blobs_uploads_and_errors_over_http() {
         (overlap.status, overlap.error_code()),
         (416, "BLOB_UPLOAD_INVALID".to_string())
     );
+    // The 416 says where the upload stands and where to send the next chunk.
+    assert_eq!(overlap.header("range"), Some("0-3"));
+    assert_eq!(overlap.header("location"), Some(loc.as_str()));
     {
         let mut s = TcpStream::connect(("127.0.0.1", reg.port)).expect("connect");
         let head = format!("PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nefgh");
