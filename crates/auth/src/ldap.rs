@@ -1,2 +1,844 @@
-//! LDAP and Active Directory: bind authentication, user search, group
-//! membership for team sync. (Being written.)
+//! LDAP and Active Directory: which directory serves a login, bind
+//! authentication (service bind, user search, user bind), the user's groups,
+//! group members for team sync, and the pure add/remove plan that sync
+//! applies. The API is blocking; the daemon calls it from `spawn_blocking`.
+//!
+//! **Invariant:** the password given to [`authenticate`] and the configured
+//! `bind_password` never appear in a log line, an error message or a `Debug`
+//! string. Values from the login go into search filters only through RFC 4515
+//! escaping.
+//!
+//! **Invariant:** a plaintext `ldap://` URL without StartTLS is accepted only
+//! for a loopback host, so passwords cross the network only inside TLS.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::{LdapConn, LdapConnSettings, LdapResult, Scope, SearchEntry, SearchOptions};
+use serde::{Deserialize, Serialize};
+
+/// How long to wait for the TCP connection (and TLS handshake).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for any one LDAP operation.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The placeholder in `user_filter` replaced by the escaped username.
+pub const USERNAME_PLACEHOLDER: &str = "{username}";
+
+/// LDAP result code `invalidCredentials`.
+const RC_INVALID_CREDENTIALS: u32 = 49;
+/// LDAP result code `sizeLimitExceeded`.
+const RC_SIZE_LIMIT_EXCEEDED: u32 = 4;
+/// LDAP result code `noSuchObject`.
+const RC_NO_SUCH_OBJECT: u32 = 32;
+
+/// One directory server and how users and groups are found in it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryConfig {
+    /// A name for logs and errors, e.g. `corp-ad`.
+    pub name: String,
+    /// `ldap://host[:port]` or `ldaps://host[:port]`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS before binding.
+    #[serde(default)]
+    pub start_tls: bool,
+    /// PEM certificates trusted for LDAPS and StartTLS; the system roots when
+    /// absent.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// The service account; empty for an anonymous search.
+    pub bind_dn: String,
+    pub bind_password: String,
+    pub user_base_dn: String,
+    /// A filter containing `{username}`, e.g. `(&(objectClass=person)(uid={username}))`
+    /// or `(sAMAccountName={username})`.
+    pub user_filter: String,
+    pub username_attr: String,
+    pub email_attr: String,
+    pub full_name_attr: String,
+    pub team_sync: TeamSync,
+    /// The login domains this server serves (`user@domain`, `DOMAIN\user`),
+    /// compared without regard to case. A server with none serves logins
+    /// that name no domain served by another.
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+/// Where group membership is recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TeamSync {
+    /// Groups under `group_base_dn` matching `group_filter` list members in
+    /// `member_attr`: `member` or `uniqueMember` hold user DNs, `memberUid`
+    /// holds usernames.
+    MemberAttr {
+        group_base_dn: String,
+        group_filter: String,
+        member_attr: String,
+    },
+    /// The user entry lists its groups' DNs in `attr` (AD's `memberOf`).
+    UserMemberOf { attr: String },
+}
+
+impl fmt::Debug for DirectoryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectoryConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("start_tls", &self.start_tls)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pem>"))
+            .field("bind_dn", &self.bind_dn)
+            .field("bind_password", &"<redacted>")
+            .field("user_base_dn", &self.user_base_dn)
+            .field("user_filter", &self.user_filter)
+            .field("username_attr", &self.username_attr)
+            .field("email_attr", &self.email_attr)
+            .field("full_name_attr", &self.full_name_attr)
+            .field("team_sync", &self.team_sync)
+            .field("domains", &self.domains)
+            .finish()
+    }
+}
+
+/// A user the directory authenticated, with what just-in-time provisioning
+/// and team sync need.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryUser {
+    /// The `DirectoryConfig::name` that authenticated the user.
+    pub directory: String,
+    pub dn: String,
+    /// The entry's `username_attr` value (the login's user part if absent).
+    pub username: String,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    /// DNs of the user's groups, sorted.
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LdapError {
+    #[error("no directory serves the login domain {domain:?}")]
+    NoDirectory { domain: String },
+    #[error("directory {directory}: invalid configuration: {reason}")]
+    InvalidConfig { directory: String, reason: String },
+    #[error("login {login:?}: empty username or password refused")]
+    EmptyCredentials { login: String },
+    #[error("directory {directory}: no user {login:?}")]
+    UnknownUser { directory: String, login: String },
+    #[error("directory {directory}: login {login:?} matches more than one entry")]
+    AmbiguousUser { directory: String, login: String },
+    #[error("directory {directory}: wrong password for {login:?}")]
+    WrongPassword { directory: String, login: String },
+    #[error("directory {directory}: {url} unreachable: {reason}")]
+    Unreachable {
+        directory: String,
+        url: String,
+        reason: String,
+    },
+    #[error("directory {directory}: TLS with {url} failed: {reason}")]
+    Tls {
+        directory: String,
+        url: String,
+        reason: String,
+    },
+    #[error("directory {directory}: service bind as {bind_dn:?} refused: {reason}")]
+    ServiceBind {
+        directory: String,
+        bind_dn: String,
+        reason: String,
+    },
+    #[error("directory {directory}: no entry {dn:?}")]
+    NoSuchEntry { directory: String, dn: String },
+    #[error("directory {directory}: {operation} failed: {reason}")]
+    Operation {
+        directory: String,
+        operation: &'static str,
+        reason: String,
+    },
+}
+
+/// Picks the directory for `login` and returns it with the username to
+/// search for. `user@domain` and `DOMAIN\user` go to the server listing that
+/// domain (the user part is searched); any other login, or a domain no server
+/// lists, goes whole to the first server with no domains.
+pub fn select_directory<'a>(
+    cfgs: &'a [DirectoryConfig],
+    login: &str,
+) -> Result<(&'a DirectoryConfig, String), LdapError> {
+    let split = login
+        .split_once('\\')
+        .or_else(|| login.rsplit_once('@').map(|(user, domain)| (domain, user)));
+    if let Some((domain, user)) = split {
+        let served = cfgs
+            .iter()
+            .find(|cfg| cfg.domains.iter().any(|served| served.eq_ignore_ascii_case(domain)));
+        if let Some(cfg) = served {
+            return Ok((cfg, user.to_owned()));
+        }
+    }
+    match cfgs.iter().find(|cfg| cfg.domains.is_empty()) {
+        Some(cfg) => Ok((cfg, login.to_owned())),
+        None => Err(LdapError::NoDirectory {
+            domain: split.map(|(domain, _)| domain).unwrap_or("").to_owned(),
+        }),
+    }
+}
+
+/// Authenticates `login` with `password` against the directory chosen by
+/// domain: service bind, search for exactly one user entry, bind as that
+/// entry, then read the user's groups as the service account.
+pub fn authenticate(cfgs: &[DirectoryConfig], login: &str, password: &str) -> Result<DirectoryUser, LdapError> {
+    let (cfg, username) = select_directory(cfgs, login)?;
+    // An empty password makes a simple bind "unauthenticated", which many
+    // servers answer with success: never send one.
+    if username.is_empty() || password.is_empty() {
+        return Err(LdapError::EmptyCredentials {
+            login: login.to_owned(),
+        });
+    }
+    let span = tracing::info_span!("ldap_authenticate", directory = %cfg.name, login = %login);
+    let _enter = span.enter();
+
+    let mut conn = Connection::open(cfg)?;
+    conn.service_bind()?;
+    let filter = user_search_filter(&cfg.user_filter, &username);
+    let entry = conn.find_user(&filter, login)?.ok_or_else(|| LdapError::UnknownUser {
+        directory: cfg.name.clone(),
+        login: login.to_owned(),
+    })?;
+
+    conn.user_bind(&entry.dn, password, login)?;
+    tracing::info!(dn = %entry.dn, "directory user authenticated");
+
+    let username_value = attr_first(&entry, &cfg.username_attr).unwrap_or(username);
+    let groups = match &cfg.team_sync {
+        TeamSync::UserMemberOf { attr } => sorted_unique(attr_values(&entry, attr)),
+        TeamSync::MemberAttr {
+            group_base_dn,
+            group_filter,
+            member_attr,
+        } => {
+            // The user bind replaced the connection's identity.
+            conn.service_bind()?;
+            let value = if member_attr.eq_ignore_ascii_case("memberUid") {
+                &username_value
+            } else {
+                &entry.dn
+            };
+            let filter = format!(
+                "(&{}({}={}))",
+                parenthesized(group_filter),
+                member_attr,
+                ldap3::ldap_escape(value.as_str())
+            );
+            conn.search_dns(group_base_dn, &filter)?
+        }
+    };
+    conn.close();
+    Ok(DirectoryUser {
+        directory: cfg.name.clone(),
+        email: attr_first(&entry, &cfg.email_attr),
+        full_name: attr_first(&entry, &cfg.full_name_attr),
+        dn: entry.dn,
+        username: username_value,
+        groups,
+    })
+}
+
+/// The usernames a team synced from `group` should have, sorted. `group` is
+/// either a group DN or, when it starts with `(`, a filter selecting users
+/// under `user_base_dn` (team sync "by search filter").
+pub fn group_members(cfg: &DirectoryConfig, group: &str) -> Result<Vec<String>, LdapError> {
+    let group = group.trim();
+    if group.is_empty() {
+        return Err(LdapError::InvalidConfig {
+            directory: cfg.name.clone(),
+            reason: "empty group DN or filter".to_owned(),
+        });
+    }
+    let span = tracing::info_span!("ldap_group_members", directory = %cfg.name, group = %group);
+    let _enter = span.enter();
+
+    // A bare `*` makes the username clause a presence test: any user.
+    let any_user = cfg.user_filter.replace(USERNAME_PLACEHOLDER, "*");
+    let mut conn = Connection::open(cfg)?;
+    conn.service_bind()?;
+    let members = if group.starts_with('(') {
+        let filter = format!("(&{any_user}{group})");
+        conn.search_usernames(&filter)?
+    } else {
+        match &cfg.team_sync {
+            TeamSync::UserMemberOf { attr } => {
+                let filter = format!("(&{any_user}({attr}={}))", ldap3::ldap_escape(group));
+                conn.search_usernames(&filter)?
+            }
+            TeamSync::MemberAttr { member_attr, .. } => {
+                let values = conn.read_attr(group, member_attr)?;
+                if member_attr.eq_ignore_ascii_case("memberUid") {
+                    values
+                } else {
+                    conn.usernames_of_dns(&values)?
+                }
+            }
+        }
+    };
+    conn.close();
+    tracing::info!(members = members.len(), "directory group read");
+    Ok(sorted_unique(members))
+}
+
+/// What team sync changes: the usernames to add (in the directory, not in
+/// the team) and to remove (in the team, no longer in the directory).
+/// Usernames compare without regard to ASCII case, as directories match
+/// them; both lists come back sorted and without duplicates.
+pub fn sync_plan(current_members: &[String], directory_members: &[String]) -> (Vec<String>, Vec<String>) {
+    let contains = |list: &[String], name: &str| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+    let add = directory_members
+        .iter()
+        .filter(|name| !contains(current_members, name))
+        .cloned()
+        .collect();
+    let remove = current_members
+        .iter()
+        .filter(|name| !contains(directory_members, name))
+        .cloned()
+        .collect();
+    (sorted_unique(add), sorted_unique(remove))
+}
+
+/// `user_filter` with its placeholder replaced by `username`, escaped per
+/// RFC 4515 so that `*`, `(`, `)`, `\` and NUL match only themselves.
+pub fn user_search_filter(user_filter: &str, username: &str) -> String {
+    user_filter.replace(USERNAME_PLACEHOLDER, &ldap3::ldap_escape(username))
+}
+
+/// Checks what can be checked without contacting the server.
+pub fn validate(cfg: &DirectoryConfig) -> Result<(), LdapError> {
+    let invalid = |reason: String| LdapError::InvalidConfig {
+        directory: cfg.name.clone(),
+        reason,
+    };
+    let (scheme, host) = url_scheme_and_host(&cfg.url)
+        .ok_or_else(|| invalid(format!("{:?} is not an ldap:// or ldaps:// URL", cfg.url)))?;
+    if scheme == "ldaps" && cfg.start_tls {
+        return Err(invalid("StartTLS on an ldaps:// URL".to_owned()));
+    }
+    if scheme == "ldap" && !cfg.start_tls && !is_loopback(host) {
+        return Err(invalid(format!(
+            "{} is plaintext off loopback: use ldaps:// or StartTLS",
+            cfg.url
+        )));
+    }
+    if !cfg.user_filter.contains(USERNAME_PLACEHOLDER) {
+        return Err(invalid(format!(
+            "user filter {:?} lacks {USERNAME_PLACEHOLDER}",
+            cfg.user_filter
+        )));
+    }
+    if cfg.user_base_dn.is_empty() || cfg.username_attr.is_empty() {
+        return Err(invalid("empty user base DN or username attribute".to_owned()));
+    }
+    Ok(())
+}
+
+fn url_scheme_and_host(url: &str) -> Option<(&'static str, &str)> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("ldaps://") {
+        ("ldaps", rest)
+    } else {
+        ("ldap", url.strip_prefix("ldap://")?)
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    Some((scheme, host))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn parenthesized(filter: &str) -> String {
+    let filter = filter.trim();
+    if filter.is_empty() {
+        "(objectClass=*)".to_owned()
+    } else if filter.starts_with('(') {
+        filter.to_owned()
+    } else {
+        format!("({filter})")
+    }
+}
+
+fn sorted_unique(mut values: Vec<String>) -> Vec<String> {
+    values.sort();
+    values.dedup();
+    values
+}
+
+/// Attribute names match without regard to case; servers answer with the
+/// schema's spelling.
+fn attr_values(entry: &SearchEntry, attr: &str) -> Vec<String> {
+    entry
+        .attrs
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(attr))
+        .flat_map(|(_, values)| values.iter().cloned())
+        .collect()
+}
+
+fn attr_first(entry: &SearchEntry, attr: &str) -> Option<String> {
+    attr_values(entry, attr).into_iter().find(|value| !value.is_empty())
+}
+
+/// One connection to one directory, with errors mapped to [`LdapError`].
+struct Connection<'a> {
+    cfg: &'a DirectoryConfig,
+    ldap: LdapConn,
+}
+
+impl<'a> Connection<'a> {
+    fn open(cfg: &'a DirectoryConfig) -> Result<Self, LdapError> {
+        validate(cfg)?;
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(CONNECT_TIMEOUT)
+            .set_starttls(cfg.start_tls)
+            .set_config(tls_config(cfg)?);
+        let ldap = LdapConn::with_settings(settings, &cfg.url).map_err(|err| {
+            let error = connect_error(cfg, err);
+            tracing::warn!(error = %error, "directory connection failed");
+            error
+        })?;
+        Ok(Connection { cfg, ldap })
+    }
+
+    fn service_bind(&mut self) -> Result<(), LdapError> {
+        if self.cfg.bind_dn.is_empty() {
+            return Ok(());
+        }
+        let result = self
+            .ldap
+            .with_timeout(OPERATION_TIMEOUT)
+            .simple_bind(&self.cfg.bind_dn, &self.cfg.bind_password)
+            .map_err(|err| self.operation_error("service bind", err))?;
+        if result.rc != 0 {
+            return Err(LdapError::ServiceBind {
+                directory: self.cfg.name.clone(),
+                bind_dn: self.cfg.bind_dn.clone(),
+                reason: describe_result(&result),
+            });
+        }
+        Ok(())
+    }
+
+    fn user_bind(&mut self, dn: &str, password: &str, login: &str) -> Result<(), LdapError> {
+        let result = self
+            .ldap
+            .with_timeout(OPERATION_TIMEOUT)
+            .simple_bind(dn, password)
+            .map_err(|err| self.operation_error("user bind", err))?;
+        match result.rc {
+            0 => Ok(()),
+            RC_INVALID_CREDENTIALS => {
+                tracing::info!(dn = %dn, "directory refused the password");
+                Err(LdapError::WrongPassword {
+                    directory: self.cfg.name.clone(),
+                    login: login.to_owned(),
+                })
+            }
+            _ => Err(LdapError::Operation {
+                directory: self.cfg.name.clone(),
+                operation: "user bind",
+                reason: describe_result(&result),
+            }),
+        }
+    }
+
+    /// The one entry `filter` matches under the user base, or `None`.
+    fn find_user(&mut self, filter: &str, login: &str) -> Result<Option<SearchEntry>, LdapError> {
+        let mut attrs = vec![
+            self.cfg.username_attr.as_str(),
+            self.cfg.email_attr.as_str(),
+            self.cfg.full_name_attr.as_str(),
+        ];
+        if let TeamSync::UserMemberOf { attr } = &self.cfg.team_sync {
+            attrs.push(attr);
+        }
+        attrs.retain(|attr| !attr.is_empty());
+        let (mut entries, rc) = self.search(&self.cfg.user_base_dn, filter, &attrs, 2)?;
+        if entries.len() > 1 || rc == RC_SIZE_LIMIT_EXCEEDED {
+            return Err(LdapError::AmbiguousUser {
+                directory: self.cfg.name.clone(),
+                login: login.to_owned(),
+            });
+        }
+        Ok(entries.pop())
+    }
+
+    fn search_dns(&mut self, base: &str, filter: &str) -> Result<Vec<String>, LdapError> {
+        let (entries, _) = self.search(base, filter, &["1.1"], 0)?;
+        Ok(sorted_unique(entries.into_iter().map(|e| e.dn).collect()))
+    }
+
+    fn search_usernames(&mut self, filter: &str) -> Result<Vec<String>, LdapError> {
+        let attr = self.cfg.username_attr.clone();
+        let base = self.cfg.user_base_dn.clone();
+        let (entries, _) = self.search(&base, filter, &[attr.as_str()], 0)?;
+        Ok(entries.iter().filter_map(|entry| attr_first(entry, &attr)).collect())
+    }
+
+    /// The values of `attr` on the entry `dn`.
+    fn read_attr(&mut self, dn: &str, attr: &str) -> Result<Vec<String>, LdapError> {
+        let entries = self.read(dn, &[attr])?;
+        match entries.first() {
+            Some(entry) => Ok(attr_values(entry, attr)),
+            None => Err(LdapError::NoSuchEntry {
+                directory: self.cfg.name.clone(),
+                dn: dn.to_owned(),
+            }),
+        }
+    }
+
+    /// The usernames of the entries `dns` that exist; members that were
+    /// deleted but are still listed are skipped.
+    fn usernames_of_dns(&mut self, dns: &[String]) -> Result<Vec<String>, LdapError> {
+        let attr = self.cfg.username_attr.clone();
+        let mut usernames = Vec::with_capacity(dns.len());
+        for dn in dns {
+            match self.read(dn, &[attr.as_str()]) {
+                Ok(entries) => usernames.extend(entries.iter().filter_map(|e| attr_first(e, &attr))),
+                Err(LdapError::NoSuchEntry { .. }) => {
+                    tracing::debug!(member = %dn, "group member entry missing")
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(usernames)
+    }
+
+    fn read(&mut self, dn: &str, attrs: &[&str]) -> Result<Vec<SearchEntry>, LdapError> {
+        match self.search_scope(dn, Scope::Base, "(objectClass=*)", attrs, 1)? {
+            (_, RC_NO_SUCH_OBJECT) => Err(LdapError::NoSuchEntry {
+                directory: self.cfg.name.clone(),
+                dn: dn.to_owned(),
+            }),
+            (entries, _) => Ok(entries),
+        }
+    }
+
+    fn search(
+        &mut self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+        size_limit: i32,
+    ) -> Result<(Vec<SearchEntry>, u32), LdapError> {
+        self.search_scope(base, Scope::Subtree, filter, attrs, size_limit)
+    }
+
+    /// Entries (search references skipped) and the result code; an error for
+    /// result codes other than success and size limit exceeded.
+    fn search_scope(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        size_limit: i32,
+    ) -> Result<(Vec<SearchEntry>, u32), LdapError> {
+        let result = self
+            .ldap
+            .with_timeout(OPERATION_TIMEOUT)
+            .with_search_options(SearchOptions::new().sizelimit(size_limit))
+            .search(base, scope, filter, attrs.to_vec())
+            .map_err(|err| self.operation_error("search", err))?;
+        let ldap3::SearchResult(raw, result) = result;
+        match result.rc {
+            0 | RC_SIZE_LIMIT_EXCEEDED => {}
+            RC_NO_SUCH_OBJECT if matches!(scope, Scope::Base) => return Ok((Vec::new(), result.rc)),
+            _ => {
+                return Err(LdapError::Operation {
+                    directory: self.cfg.name.clone(),
+                    operation: "search",
+                    reason: format!("{} under {base:?}", describe_result(&result)),
+                })
+            }
+        }
+        let mut entries = Vec::with_capacity(raw.len());
+        for entry in raw.into_iter().filter(|e| !e.is_ref() && !e.is_intermediate()) {
+            // `construct` panics on malformed BER from the server.
+            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(entry)));
+            entries.push(parsed.map_err(|_| LdapError::Operation {
+                directory: self.cfg.name.clone(),
+                operation: "search",
+                reason: "malformed entry in the response".to_owned(),
+            })?);
+        }
+        Ok((entries, result.rc))
+    }
+
+    fn operation_error(&self, operation: &'static str, err: ldap3::LdapError) -> LdapError {
+        match err {
+            ldap3::LdapError::LdapResult { result } => LdapError::Operation {
+                directory: self.cfg.name.clone(),
+                operation,
+                reason: describe_result(&result),
+            },
+            ldap3::LdapError::Timeout { .. } | ldap3::LdapError::Io { .. } => LdapError::Unreachable {
+                directory: self.cfg.name.clone(),
+                url: self.cfg.url.clone(),
+                reason: format!("{operation}: {err}"),
+            },
+            other => LdapError::Operation {
+                directory: self.cfg.name.clone(),
+                operation,
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    fn close(mut self) {
+        if let Err(err) = self.ldap.unbind() {
+            tracing::debug!(error = %err, "directory unbind failed");
+        }
+    }
+}
+
+/// The server's result code and diagnostic text; servers never echo the
+/// bind password.
+fn describe_result(result: &LdapResult) -> String {
+    if result.text.is_empty() {
+        format!("result code {}", result.rc)
+    } else {
+        format!("result code {}: {}", result.rc, result.text)
+    }
+}
+
+fn connect_error(cfg: &DirectoryConfig, err: ldap3::LdapError) -> LdapError {
+    let tls = |reason: String| LdapError::Tls {
+        directory: cfg.name.clone(),
+        url: cfg.url.clone(),
+        reason,
+    };
+    match err {
+        ldap3::LdapError::Io { source } => {
+            let is_tls = source
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+            if is_tls {
+                tls(source.to_string())
+            } else {
+                LdapError::Unreachable {
+                    directory: cfg.name.clone(),
+                    url: cfg.url.clone(),
+                    reason: source.to_string(),
+                }
+            }
+        }
+        ldap3::LdapError::Timeout { .. } => LdapError::Unreachable {
+            directory: cfg.name.clone(),
+            url: cfg.url.clone(),
+            reason: "connection timed out".to_owned(),
+        },
+        // Before any bind the only LDAP operation is the StartTLS request.
+        ldap3::LdapError::LdapResult { result } => tls(format!("StartTLS refused: {}", describe_result(&result))),
+        ldap3::LdapError::Rustls { source } => tls(source.to_string()),
+        ldap3::LdapError::DNSName { source } => tls(source.to_string()),
+        ldap3::LdapError::UrlParsing { .. } | ldap3::LdapError::UnknownScheme(_) => LdapError::InvalidConfig {
+            directory: cfg.name.clone(),
+            reason: err.to_string(),
+        },
+        other => LdapError::Unreachable {
+            directory: cfg.name.clone(),
+            url: cfg.url.clone(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Verifies servers against `ca_pem`, or the system roots without it. The
+/// provider is named explicitly so no process-wide default is needed.
+fn tls_config(cfg: &DirectoryConfig) -> Result<Arc<rustls::ClientConfig>, LdapError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let invalid = |reason: String| LdapError::InvalidConfig {
+        directory: cfg.name.clone(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|err| invalid(format!("CA PEM: {err}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|err| invalid(format!("CA certificate: {err}")))?;
+            }
+            if roots.is_empty() {
+                return Err(invalid("CA PEM holds no certificate".to_owned()));
+            }
+        }
+        // Plaintext loopback: the config is never used, skip reading roots.
+        None if !cfg.start_tls && !cfg.url.starts_with("ldaps://") => {}
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err(invalid(
+                    "no CA PEM configured and no system root certificates found".to_owned(),
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| invalid(format!("TLS versions: {err}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(name: &str, domains: &[&str]) -> DirectoryConfig {
+        DirectoryConfig {
+            name: name.to_owned(),
+            url: "ldap://127.0.0.1:389".to_owned(),
+            start_tls: false,
+            ca_pem: None,
+            bind_dn: "cn=reader,dc=example,dc=org".to_owned(),
+            bind_password: "service-secret".to_owned(),
+            user_base_dn: "ou=people,dc=example,dc=org".to_owned(),
+            user_filter: "(&(objectClass=person)(uid={username}))".to_owned(),
+            username_attr: "uid".to_owned(),
+            email_attr: "mail".to_owned(),
+            full_name_attr: "cn".to_owned(),
+            team_sync: TeamSync::UserMemberOf {
+                attr: "memberOf".to_owned(),
+            },
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn select_directory_by_domain() {
+        let cfgs = [
+            cfg("default", &[]),
+            cfg("corp", &["CORP", "corp.example.com"]),
+            cfg("lab", &["lab.example.org"]),
+        ];
+        // (login, directory, username searched)
+        let cases = [
+            ("alice", "default", "alice"),
+            ("alice@corp.example.com", "corp", "alice"),
+            ("alice@CORP.example.com", "corp", "alice"),
+            ("CORP\\alice", "corp", "alice"),
+            ("corp\\alice", "corp", "alice"),
+            ("bob@lab.example.org", "lab", "bob"),
+            ("bob@elsewhere.net", "default", "bob@elsewhere.net"),
+            ("a@b@lab.example.org", "lab", "a@b"),
+            ("OTHER\\bob", "default", "OTHER\\bob"),
+        ];
+        for (login, directory, username) in cases {
+            let (chosen, searched) = select_directory(&cfgs, login).expect(login);
+            assert_eq!(
+                (chosen.name.as_str(), searched.as_str()),
+                (directory, username),
+                "{login}"
+            );
+        }
+        let no_default = [cfg("corp", &["CORP"])];
+        for login in ["alice", "LAB\\alice", "alice@lab"] {
+            assert!(
+                matches!(select_directory(&no_default, login), Err(LdapError::NoDirectory { .. })),
+                "{login}"
+            );
+        }
+    }
+
+    #[test]
+    fn user_filter_escapes_rfc4515_metacharacters() {
+        let filter = "(&(objectClass=person)(uid={username}))";
+        let cases = [
+            ("alice", "(&(objectClass=person)(uid=alice))"),
+            ("*", "(&(objectClass=person)(uid=\\2a))"),
+            ("a*)(uid=*", "(&(objectClass=person)(uid=a\\2a\\29\\28uid=\\2a))"),
+            ("x)(|(uid=*)", "(&(objectClass=person)(uid=x\\29\\28|\\28uid=\\2a\\29))"),
+            ("back\\slash", "(&(objectClass=person)(uid=back\\5cslash))"),
+            ("nul\0", "(&(objectClass=person)(uid=nul\\00))"),
+        ];
+        for (username, expected) in cases {
+            assert_eq!(user_search_filter(filter, username), expected, "{username:?}");
+        }
+    }
+
+    #[test]
+    fn sync_plan_adds_and_removes() {
+        let s = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // (team now, directory, add, remove)
+        type Names<'a> = &'a [&'a str];
+        let cases: [(Names, Names, Names, Names); 6] = [
+            (&[], &[], &[], &[]),
+            (&[], &["bob", "alice"], &["alice", "bob"], &[]),
+            (&["alice", "bob"], &["alice"], &[], &["bob"]),
+            (&["alice", "bob"], &["bob", "carol"], &["carol"], &["alice"]),
+            (&["Alice"], &["alice"], &[], &[]),
+            (&["alice", "alice"], &[], &[], &["alice"]),
+        ];
+        for (current, directory, add, remove) in cases {
+            let plan = sync_plan(&s(current), &s(directory));
+            assert_eq!(plan, (s(add), s(remove)), "{current:?} vs {directory:?}");
+        }
+    }
+
+    #[test]
+    fn validate_refuses_unsafe_or_broken_configs() {
+        let ok = |url: &str, start_tls: bool| {
+            let mut c = cfg("d", &[]);
+            c.url = url.to_owned();
+            c.start_tls = start_tls;
+            validate(&c).is_ok()
+        };
+        assert!(ok("ldap://127.0.0.1:3890", false));
+        assert!(ok("ldap://localhost", false));
+        assert!(ok("ldap://[::1]:389/", false));
+        assert!(ok("ldap://dc1.corp.example.com", true));
+        assert!(ok("ldaps://dc1.corp.example.com:636", false));
+        assert!(!ok("ldap://dc1.corp.example.com", false), "plaintext off loopback");
+        assert!(!ok("ldap://10.0.0.1:389", false), "plaintext off loopback");
+        assert!(!ok("ldaps://dc1.corp.example.com", true), "StartTLS inside LDAPS");
+        assert!(!ok("http://dc1.corp.example.com", false));
+        let mut c = cfg("d", &[]);
+        c.user_filter = "(uid=alice)".to_owned();
+        assert!(validate(&c).is_err(), "filter without placeholder");
+    }
+
+    #[test]
+    fn debug_redacts_bind_password() {
+        let c = cfg("d", &[]);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("service-secret"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn empty_password_is_refused_before_connecting() {
+        // Port 9 on loopback: reaching the network would give Unreachable.
+        let mut c = cfg("d", &[]);
+        c.url = "ldap://127.0.0.1:9".to_owned();
+        for (login, password) in [("alice", ""), ("", "pw")] {
+            assert!(
+                matches!(
+                    authenticate(std::slice::from_ref(&c), login, password),
+                    Err(LdapError::EmptyCredentials { .. })
+                ),
+                "{login:?}"
+            );
+        }
+    }
+}
