@@ -1,12 +1,18 @@
 //! The CLI's HTTP client: one connection per request to the daemon's unix
-//! socket (or loopback TCP), JSON in and out, `{"code","message"}` errors
-//! turned into messages, and upgraded connections for framed streams.
+//! socket, loopback TCP or the TLS listener (trusting the cluster CA,
+//! presenting a bundle's client certificate), JSON in and out,
+//! `{"code","message"}` errors turned into messages, and upgraded
+//! connections for framed streams.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::de::DeserializeOwned;
 
 /// A connection to the daemon, over either transport.
@@ -19,11 +25,55 @@ type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 pub enum Endpoint {
     Unix(String),
     Tcp(String),
+    /// `host:port`, the name the certificate must carry, the TLS settings.
+    Tls(String, ServerName<'static>, Arc<rustls::ClientConfig>),
 }
 
 #[derive(Clone)]
 pub struct Client {
     endpoint: Endpoint,
+}
+
+/// PEM files for https:// hosts (`--tlscacert`, `--tlscert`, `--tlskey`).
+#[derive(Clone, Default)]
+pub struct TlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Trusts only the cluster CA (none given: nothing, and the handshake says
+/// so); presents the client certificate when one is given.
+fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &files.ca {
+        for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading the CA {}", ca.display()))? {
+            roots
+                .add(cert.with_context(|| format!("reading the CA {}", ca.display()))?)
+                .with_context(|| format!("using the CA {}", ca.display()))?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots);
+    let mut config = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .with_context(|| format!("reading the client certificate {}", cert.display()))?;
+            // Not the parse error: it could quote the key.
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|_| anyhow!("reading the client key {}: no PEM private key", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("using the client certificate")?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => bail!("--tlscert and --tlskey (BERTH_TLS_CERT, BERTH_TLS_KEY) go together"),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 pub fn empty() -> Body {
@@ -55,13 +105,26 @@ impl std::fmt::Display for ExitError {
 impl std::error::Error for ExitError {}
 
 impl Client {
-    pub fn new(host: &str) -> Result<Self> {
+    pub fn new(host: &str, tls: &TlsFiles) -> Result<Self> {
         let endpoint = if let Some(p) = host.strip_prefix("unix://") {
             Endpoint::Unix(p.to_string())
         } else if let Some(a) = host.strip_prefix("http://").or_else(|| host.strip_prefix("tcp://")) {
             Endpoint::Tcp(a.trim_end_matches('/').to_string())
-        } else if host.starts_with("https://") {
-            bail!("https:// hosts need the TLS listener, which comes with access control; use unix:// for now")
+        } else if let Some(a) = host.strip_prefix("https://") {
+            let a = a.trim_end_matches('/');
+            let name = match a.rsplit_once(':') {
+                Some((h, p)) if p.parse::<u16>().is_ok() => h,
+                _ => a,
+            };
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            let server_name =
+                ServerName::try_from(name.to_string()).map_err(|_| anyhow!("invalid host name in {host:?}"))?;
+            let addr = if a.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !a.ends_with(']') {
+                a.to_string()
+            } else {
+                format!("{a}:7443")
+            };
+            Endpoint::Tls(addr, server_name, tls_config(tls)?)
         } else if host.starts_with('/') {
             Endpoint::Unix(host.to_string())
         } else {
@@ -73,7 +136,7 @@ impl Client {
     async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>> {
         let what = match &self.endpoint {
             Endpoint::Unix(p) => p.clone(),
-            Endpoint::Tcp(a) => a.clone(),
+            Endpoint::Tcp(a) | Endpoint::Tls(a, ..) => a.clone(),
         };
         let io: Box<dyn Io> = match &self.endpoint {
             Endpoint::Unix(p) => Box::new(TokioIo::new(tokio::net::UnixStream::connect(p).await.map_err(|e| {
@@ -82,6 +145,16 @@ impl Client {
             Endpoint::Tcp(a) => Box::new(TokioIo::new(
                 tokio::net::TcpStream::connect(a).await.with_context(|| format!("cannot connect to the berth daemon at {a}"))?,
             )),
+            Endpoint::Tls(a, name, config) => {
+                let tcp = tokio::net::TcpStream::connect(a)
+                    .await
+                    .with_context(|| format!("cannot connect to the berth daemon at {a}"))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| tls_error(a, e))?;
+                Box::new(TokioIo::new(tls))
+            }
         };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
@@ -89,7 +162,14 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        sender.send_request(req).await.context("talking to the daemon")
+        sender.send_request(req).await.map_err(|e| {
+            // TLS 1.3 refuses a client certificate after the handshake: the
+            // reason arrives as an alert on the first read.
+            match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>()) {
+                Some(io) => tls_error(&what, std::io::Error::new(io.kind(), io.to_string())),
+                None => anyhow::Error::new(e).context("talking to the daemon"),
+            }
+        })
     }
 
     fn request(&self, method: Method, path: &str, body: Body) -> Result<Request<Body>> {
@@ -133,6 +213,21 @@ impl Client {
         let upgraded = hyper::upgrade::on(resp).await.context("upgrading the connection")?;
         Ok(TokioIo::new(upgraded))
     }
+}
+
+/// A TLS failure, with what to do about the usual ones.
+fn tls_error(addr: &str, e: std::io::Error) -> anyhow::Error {
+    let msg = e.to_string();
+    let hint = if msg.contains("UnknownIssuer") || msg.contains("invalid peer certificate") {
+        " (the daemon's certificate is not signed by a CA you trust: pass the cluster CA with --tlscacert or BERTH_TLS_CA; a bundle's ca.pem, or GET /v1/ca.pem on the socket)"
+    } else if msg.contains("CertificateRevoked") {
+        " (the client certificate was revoked: create a new bundle)"
+    } else if msg.contains("alert") && msg.contains("Certificate") {
+        " (the daemon refused the client certificate)"
+    } else {
+        ""
+    };
+    anyhow!("TLS with the berth daemon at {addr} failed: {msg}{hint}")
 }
 
 async fn error_of(resp: Response<Incoming>) -> anyhow::Error {

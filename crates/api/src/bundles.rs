@@ -1,0 +1,148 @@
+//! Client bundles: a client certificate and key for a user, signed by the
+//! cluster CA (the key is made here, returned once and never stored), their
+//! records, revocation; the CA certificate itself; and `whoami`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use berth_cluster::Bundle;
+use berth_model::{ApiError, ErrorCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::{Action, AppState, Principal, Resource};
+use berth_auth::Where;
+
+/// The cluster CA under `<data-root>/pki`, created on first use.
+pub fn open_pki(engine: &berth_engine::Engine) -> Option<Arc<berth_cluster::Pki>> {
+    let store = engine.images().store();
+    if let Err(e) = berth_cluster::bundles::init(store) {
+        tracing::error!(error = %e, "cannot open the bundle records");
+    }
+    match berth_cluster::Pki::open(&engine.data_root().join("pki")) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the cluster CA: TLS and bundles are unavailable");
+            None
+        }
+    }
+}
+
+fn pki(s: &AppState) -> ApiResult<&berth_cluster::Pki> {
+    s.pki
+        .as_deref()
+        .ok_or_else(|| ApiError::internal("the cluster CA could not be opened (see the daemon log)").into())
+}
+
+fn cluster_error(e: berth_cluster::Error) -> ApiError {
+    match e {
+        berth_cluster::Error::NotFound(_) => ApiError::not_found(e.to_string()),
+        berth_cluster::Error::Invalid(_) => ApiError::invalid(e.to_string()),
+        _ => ApiError::internal(e.to_string()),
+    }
+}
+
+pub async fn whoami(principal: Option<Extension<Principal>>) -> Json<Value> {
+    let p = principal.map_or(Principal::Anonymous, |Extension(p)| p);
+    let kind = match &p {
+        Principal::Admin => "admin",
+        Principal::Anonymous => "anonymous",
+        Principal::Bearer(_) => "token",
+        Principal::User(_) => "user",
+    };
+    Json(json!({"name": p.name(), "kind": kind}))
+}
+
+pub async fn ca_pem(State(s): State<AppState>) -> ApiResult<Response> {
+    let pem = pki(&s)?.ca_pem().to_string();
+    Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CreateQuery {
+    user: Option<String>,
+}
+
+/// Whom the caller may issue a bundle for: themselves (the socket's admin
+/// by default `admin`), or anyone when they may administer users.
+fn bundle_user(s: &AppState, p: &Principal, asked: Option<String>) -> Result<String, ApiError> {
+    let own = match p {
+        Principal::Admin | Principal::User(_) => p.name(),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "a bundle is issued to an authenticated user",
+            ))
+        }
+    };
+    match asked {
+        None => Ok(own),
+        Some(u) if u == own => Ok(u),
+        Some(u) => {
+            crate::authz::check(s, p, Resource::User, Action::Write, Where::Anywhere)?;
+            Ok(u)
+        }
+    }
+}
+
+/// Bundles a caller may see and revoke: their own, or all when they may
+/// administer users.
+fn visible(s: &AppState, p: &Principal, b: &Bundle) -> bool {
+    b.user == p.name() && matches!(p, Principal::Admin | Principal::User(_))
+        || crate::authz::check(s, p, Resource::User, Action::Write, Where::Anywhere).is_ok()
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<CreateQuery>,
+) -> ApiResult<Json<Value>> {
+    let user = bundle_user(&s, &principal, q.user)?;
+    let pki = pki(&s)?;
+    let issued = pki.issue_client(&user).map_err(cluster_error)?;
+    let bundle = Bundle {
+        id: berth_model::short_id(&berth_model::new_id()).to_string(),
+        user,
+        serial: issued.serial,
+        fingerprint: issued.fingerprint,
+        created: chrono::Utc::now().to_rfc3339(),
+        not_after: issued.not_after,
+        revoked: None,
+    };
+    berth_cluster::bundles::record(s.engine.images().store(), &bundle).map_err(cluster_error)?;
+    tracing::info!(bundle = %bundle.id, user = %bundle.user, by = %principal.name(), "issued a client bundle");
+    Ok(Json(json!({
+        "bundle": bundle,
+        "ca_pem": pki.ca_pem(),
+        "cert_pem": issued.cert_pem,
+        "key_pem": issued.key_pem,
+    })))
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<Vec<Bundle>>> {
+    let all = berth_cluster::bundles::list(s.engine.images().store()).map_err(cluster_error)?;
+    Ok(Json(all.into_iter().filter(|b| visible(&s, &principal, b)).collect()))
+}
+
+pub async fn revoke(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Bundle>> {
+    let store = s.engine.images().store();
+    let all = berth_cluster::bundles::list(store).map_err(cluster_error)?;
+    match all.iter().find(|b| b.id == id) {
+        Some(b) if visible(&s, &principal, b) => {}
+        _ => return Err(ApiError::not_found(format!("no such bundle: {id}")).into()),
+    }
+    let b = berth_cluster::bundles::revoke(store, &id).map_err(cluster_error)?;
+    tracing::info!(bundle = %b.id, user = %b.user, by = %principal.name(), "revoked a client bundle");
+    Ok(Json(b))
+}

@@ -1,0 +1,183 @@
+//! The TLS listener: rustls (TLS 1.2 and 1.3 only) with the node's server
+//! certificate, optional client certificates verified against the cluster
+//! CA and refused once their bundle is revoked, and per connection the
+//! principal the client certificate names (none: anonymous).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, DistinguishedName, ServerConfig};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::{Principal, RegistryAuth};
+
+/// How long a client may take to finish the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server side: `identity` is presented; client certificates are
+/// optional, must chain to `ca` and belong to a bundle on record in `store`
+/// that is not revoked.
+pub fn server_config(
+    ca: &CertificateDer<'static>,
+    identity: berth_cluster::ServerIdentity,
+    store: berth_store::Store,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone())?;
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| rustls::Error::General(format!("client verifier: {e}")))?;
+    let verifier = Arc::new(BundleVerifier { inner, store });
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.chain, identity.key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `router` on `listener` over TLS until the task is dropped.
+pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Router) {
+    let acceptor = TlsAcceptor::from(config);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a TLS connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let principal = principal_of(tls.get_ref().1.peer_certificates());
+            tracing::debug!(%peer, principal = %principal.name(), "TLS connection");
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(principal.clone());
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                // Off loopback the registry is never open: tokens only.
+                req.extensions_mut().insert(RegistryAuth::Token);
+                router.clone().oneshot(req)
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "TLS connection ended");
+            }
+        });
+    }
+}
+
+/// The caller a verified client certificate names; none: anonymous.
+fn principal_of(certs: Option<&[CertificateDer<'static>]>) -> Principal {
+    match certs
+        .and_then(|c| c.first())
+        .and_then(|c| berth_cluster::identity_of(c))
+    {
+        Some(name) => Principal::User(Arc::new(berth_auth::Identity {
+            name,
+            scopes: None,
+            token_id: None,
+        })),
+        None => Principal::Anonymous,
+    }
+}
+
+/// WebPKI verification against the cluster CA, then the bundle record:
+/// a certificate the cluster did not issue as a bundle, or whose bundle
+/// was revoked, is refused in the handshake.
+struct BundleVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    store: berth_store::Store,
+}
+
+impl std::fmt::Debug for BundleVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BundleVerifier").field("inner", &self.inner).finish()
+    }
+}
+
+impl ClientCertVerifier for BundleVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let fingerprint = berth_cluster::fingerprint(end_entity);
+        let bundles = berth_cluster::bundles::list(&self.store).map_err(|e| {
+            tracing::error!(error = %e, "reading bundles to check a client certificate");
+            rustls::Error::General("cannot check the client certificate".into())
+        })?;
+        match bundles.iter().find(|b| b.fingerprint == fingerprint) {
+            Some(b) if b.revoked.is_none() => Ok(verified),
+            Some(b) => {
+                tracing::info!(bundle = %b.id, user = %b.user, "refused a revoked client certificate");
+                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            }
+            None => {
+                tracing::info!(%fingerprint, "refused a client certificate that is no bundle on record");
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                ))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}

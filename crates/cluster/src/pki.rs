@@ -1,0 +1,338 @@
+//! The cluster CA under `<data-root>/pki/`: made on the first start (ECDSA
+//! P-256, key mode 0600), then the node's server certificate it signs
+//! (renewed when the host's names change, the CA changes or expiry nears)
+//! and client certificates for bundles (keys returned, never stored).
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+const CA_DAYS: i64 = 3650;
+const SERVER_DAYS: i64 = 365;
+const CLIENT_DAYS: i64 = 365;
+/// A server certificate with less left than this is renewed at start.
+const RENEW_BEFORE_DAYS: i64 = 30;
+
+pub struct Pki {
+    dir: PathBuf,
+    ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate chain and its key, ready for a TLS server.
+pub struct ServerIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// A client certificate just issued. `key_pem` exists only here.
+pub struct IssuedClient {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// Hex of the serial number.
+    pub serial: String,
+    /// SHA-256 of the certificate's DER, hex.
+    pub fingerprint: String,
+    /// RFC 3339.
+    pub not_after: String,
+}
+
+/// What the server certificate on disk was made for.
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+struct ServerMeta {
+    names: Vec<String>,
+    ca: String,
+    not_after: i64,
+}
+
+impl Pki {
+    /// Opens the CA in `dir`, creating it on first use.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("setting permissions of", dir, e))?;
+        let key_path = dir.join("ca.key");
+        let cert_path = dir.join("ca.pem");
+        let (key, ca_pem) = if key_path.exists() && cert_path.exists() {
+            let key = KeyPair::from_pem(&read(&key_path)?).map_err(|e| pem_error(&key_path, e))?;
+            (key, read(&cert_path)?)
+        } else {
+            let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            let mut params = CertificateParams::default();
+            params.distinguished_name = dn(&format!("berth cluster CA {}", hex::encode(rand::random::<[u8; 4]>())));
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            validity(&mut params, CA_DAYS);
+            let cert = params.self_signed(&key)?;
+            write_private(&key_path, key.serialize_pem().as_bytes())?;
+            write_public(&cert_path, cert.pem().as_bytes())?;
+            tracing::info!(path = %cert_path.display(), "created the cluster CA");
+            (key, cert.pem())
+        };
+        let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| pem_error(&cert_path, e))?;
+        let issuer = Issuer::from_ca_cert_der(&ca_der, key)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            ca_pem,
+            ca_der,
+            issuer,
+        })
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    pub fn ca_der(&self) -> &CertificateDer<'static> {
+        &self.ca_der
+    }
+
+    /// The server certificate for `names` (DNS names and IP addresses),
+    /// issued again when what is on disk was made for other names, by
+    /// another CA, or expires soon.
+    pub fn server(&self, names: &[String]) -> Result<ServerIdentity> {
+        let cert_path = self.dir.join("server.pem");
+        let key_path = self.dir.join("server.key");
+        let meta_path = self.dir.join("server.json");
+        let want_ca = fingerprint(&self.ca_der);
+        let now = chrono::Utc::now().timestamp();
+        let current = std::fs::read(&meta_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ServerMeta>(&b).ok())
+            .filter(|m| {
+                m.names == names
+                    && m.ca == want_ca
+                    && m.not_after - now > RENEW_BEFORE_DAYS * 86400
+                    && cert_path.exists()
+                    && key_path.exists()
+            });
+        if current.is_none() {
+            let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            let mut params = CertificateParams::default();
+            let cn = names.iter().find(|n| n.parse::<std::net::IpAddr>().is_err());
+            params.distinguished_name = dn(cn.map_or("berth node", String::as_str));
+            params.subject_alt_names = names.iter().map(|n| san(n)).collect::<Result<_>>()?;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            params.serial_number = Some(serial());
+            params.use_authority_key_identifier_extension = true;
+            let not_after = validity(&mut params, SERVER_DAYS);
+            let cert = params.signed_by(&key, &self.issuer)?;
+            write_private(&key_path, key.serialize_pem().as_bytes())?;
+            write_public(&cert_path, cert.pem().as_bytes())?;
+            let meta = ServerMeta {
+                names: names.to_vec(),
+                ca: want_ca,
+                not_after,
+            };
+            write_public(&meta_path, &serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
+            tracing::info!(names = ?names, "issued the server certificate");
+        }
+        load_identity(&cert_path, &key_path)
+    }
+
+    /// A client certificate naming `user` (common name and the SAN URI
+    /// `berth:user:NAME`), signed by the CA, with a fresh key.
+    pub fn issue_client(&self, user: &str) -> Result<IssuedClient> {
+        if user.is_empty() || user.len() > 128 || user.chars().any(|c| c.is_control() || c == ':') {
+            return Err(Error::Invalid(format!("invalid user name {user:?}")));
+        }
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(user);
+        params.subject_alt_names = vec![SanType::URI(format!("berth:user:{user}").try_into()?)];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let serial = serial();
+        let serial_hex = hex::encode(serial.to_bytes());
+        params.serial_number = Some(serial);
+        params.use_authority_key_identifier_extension = true;
+        let not_after = validity(&mut params, CLIENT_DAYS);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedClient {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            serial: serial_hex,
+            fingerprint: fingerprint(cert.der()),
+            not_after: chrono::DateTime::from_timestamp(not_after, 0)
+                .unwrap_or_default()
+                .to_rfc3339(),
+        })
+    }
+}
+
+/// A certificate chain and key from PEM files (`--tls-cert`, `--tls-key`).
+pub fn load_identity(cert: &Path, key: &Path) -> Result<ServerIdentity> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| pem_error(cert, e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(cert, e))?;
+    if chain.is_empty() {
+        return Err(Error::Pem {
+            path: cert.to_path_buf(),
+            message: "no certificate in the file".into(),
+        });
+    }
+    // The key's own parse error could quote it: say only where it was.
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| Error::Pem {
+        path: key.to_path_buf(),
+        message: "no readable private key (PKCS#8, PKCS#1 or SEC1 PEM)".into(),
+    })?;
+    Ok(ServerIdentity { chain, key })
+}
+
+/// SHA-256 of a certificate's DER, hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// The user a client certificate names: its SAN URI `berth:user:NAME`, or
+/// else its common name. `None` when it names nobody or does not parse.
+pub fn identity_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    if let Ok(Some(sans)) = cert.subject_alternative_name() {
+        for name in &sans.value.general_names {
+            if let x509_parser::extensions::GeneralName::URI(uri) = name {
+                if let Some(user) = uri.strip_prefix("berth:user:").filter(|u| !u.is_empty()) {
+                    return Some(user.to_string());
+                }
+            }
+        }
+    }
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    (!cn.is_empty()).then(|| cn.to_string())
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::OrganizationName, "berth");
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+fn san(name: &str) -> Result<SanType> {
+    Ok(match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => SanType::DnsName(name.to_string().try_into()?),
+    })
+}
+
+/// A random positive 128-bit serial number.
+fn serial() -> SerialNumber {
+    let mut b: [u8; 16] = rand::random();
+    b[0] = (b[0] & 0x7f) | 0x01;
+    SerialNumber::from_slice(&b)
+}
+
+/// From yesterday (clock skew) to `days` from today; returns not-after as unix seconds.
+fn validity(params: &mut CertificateParams, days: i64) -> i64 {
+    use chrono::Datelike;
+    let ymd = |d: chrono::NaiveDate| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
+    let today = chrono::Utc::now().date_naive();
+    let start = today - chrono::Duration::days(1);
+    let end = today + chrono::Duration::days(days);
+    params.not_before = ymd(start);
+    params.not_after = ymd(end);
+    end.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp())
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| io("reading", path, e))
+}
+
+/// Writes a key: mode 0600 from creation, then renamed into place.
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    write_mode(path, data, 0o600)
+}
+
+fn write_public(path: &Path, data: &[u8]) -> Result<()> {
+    write_mode(path, data, 0o644)
+}
+
+fn write_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| io("creating", &tmp, e))?;
+    f.write_all(data).map_err(|e| io("writing", &tmp, e))?;
+    f.sync_all().map_err(|e| io("syncing", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("renaming", path, e))
+}
+
+fn io(what: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn pem_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Pem {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_persists_and_server_renews_on_name_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::open(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = Pki::open(dir.path()).unwrap();
+        assert_eq!(pki.ca_pem(), again.ca_pem());
+
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let a = pki.server(&names).unwrap();
+        let b = pki.server(&names).unwrap();
+        assert_eq!(a.chain[0], b.chain[0], "same names: the certificate is kept");
+        let c = pki.server(&["localhost".to_string()]).unwrap();
+        assert_ne!(a.chain[0], c.chain[0], "other names: a new certificate");
+        let mode = std::fs::metadata(dir.path().join("server.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn client_certificates_name_their_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::open(dir.path()).unwrap();
+        let issued = pki.issue_client("alice").unwrap();
+        let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        assert_eq!(identity_of(&der).as_deref(), Some("alice"));
+        assert_eq!(fingerprint(&der), issued.fingerprint);
+        assert!(issued.key_pem.contains("PRIVATE KEY"));
+        assert!(pki.issue_client("a:b").is_err());
+        assert_ne!(pki.issue_client("alice").unwrap().serial, issued.serial);
+    }
+}
