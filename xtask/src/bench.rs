@@ -16,6 +16,13 @@
 //! concurrent pulls; each round starts both servers on fresh storage, in
 //! alternating order. It reports MB/s, errors under concurrency and the
 //! servers' peak RSS (VmHWM).
+//!
+//! `access` loads `GET /v1/version` over the loopback listener of one daemon
+//! with a view-only user's personal access token, alternating with the same
+//! requests without credentials (the daemon has no "auth off" mode; the
+//! anonymous path skips authentication and decides trivially, so it is the
+//! closest peer), then runs `crates/auth/examples/access_bench.rs` for the
+//! decision latency with 10,000 grants and audit append throughput.
 
 use std::fs;
 use std::io::Write;
@@ -52,6 +59,11 @@ const BENCHES: &[(&str, &str, BenchFn)] = &[
         "registry",
         "`skopeo copy` push/pull and 32 concurrent pulls vs Distribution 2.8; peak RSS",
         registry,
+    ),
+    (
+        "access",
+        "cheap-read req/s with a token vs without credentials; decision p50/p99 (10,000 grants); audit appends/s",
+        access,
     ),
 ];
 
@@ -368,6 +380,8 @@ fn start_berth_daemon(berth: &Path, dir: &Path, extra_args: &[&str]) -> Result<(
     let log_path = dir.join("berth-daemon.log");
     let host = format!("unix://{}", socket.display());
     let log = fs::File::create(&log_path)?;
+    // The benchmark's daemon never listens off loopback (the default is 0.0.0.0:7443).
+    let tls_listen = format!("127.0.0.1:{}", util::free_port()?);
     let mut command = Command::new(berth);
     command
         .arg("daemon")
@@ -375,6 +389,7 @@ fn start_berth_daemon(berth: &Path, dir: &Path, extra_args: &[&str]) -> Result<(
         .arg(&data_root)
         .arg("--socket")
         .arg(&socket)
+        .args(["--listen", &tls_listen])
         .args(extra_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -830,6 +845,193 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+const ACCESS_DEFAULT_ROUNDS: usize = 21;
+const ACCESS_ROUND: Duration = Duration::from_secs(1);
+const ACCESS_CONNECTIONS: usize = 2;
+
+fn access(options: &Options, report: &mut Report) -> Result<()> {
+    let rounds = match std::env::var("BENCH_ROUNDS") {
+        Ok(_) => rounds_from_env()?,
+        Err(_) => ACCESS_DEFAULT_ROUNDS,
+    };
+    if options.build {
+        step("building berth (release)");
+        util::run(util::cargo().args(["build", "--release", "-p", "berth"]))?;
+    }
+    let berth = util::target_dir()?.join("release/berth");
+    if !berth.exists() {
+        bail!("{} does not exist; run without --no-build", berth.display());
+    }
+    let temp = TempDir::new("berth-xtask-bench-access")?;
+    let port = util::free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let (mut daemon, host) = start_berth_daemon(&berth, temp.path(), &["--insecure-listen", &listen])?;
+    wait_for_port(
+        "berth's TCP listener",
+        port,
+        &mut daemon,
+        &temp.path().join("berth-daemon.log"),
+    )?;
+    let cli = |args: &[&str]| util::output(Command::new(&berth).arg("-H").arg(&host).args(args));
+    cli(&["user", "create", "viewer"])?;
+    cli(&["grant", "create", "user:viewer", "view-only"])?;
+    let token = cli(&["token", "create", "--user", "viewer"])?.trim().to_string();
+    let auth = format!("Authorization: Bearer {token}\r\n");
+
+    step(&format!(
+        "{rounds} rounds of {}s, {ACCESS_CONNECTIONS} keep-alive connections, token and anonymous alternating",
+        ACCESS_ROUND.as_secs()
+    ));
+    let mut with_token = Vec::new();
+    let mut anonymous = Vec::new();
+    // Per round token/anonymous: pairs taken close in time cancel most of
+    // the machine's drift.
+    let mut paired = Vec::new();
+    for round in 0..=rounds {
+        let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+        for use_token in order {
+            let header = if use_token { auth.as_str() } else { "" };
+            let rate = load_get(port, "/v1/version", header, ACCESS_ROUND)?;
+            // Round 0 warms up and is not counted.
+            if round > 0 {
+                if use_token {
+                    with_token.push(rate);
+                } else {
+                    anonymous.push(rate);
+                }
+            }
+        }
+        if round > 0 {
+            if let (Some(t), Some(a)) = (with_token.last(), anonymous.last()) {
+                paired.push(t / a);
+            }
+        }
+    }
+    // The token path must really have been authorized as the user.
+    let who = http_get(port, "/v1/whoami", &auth)?;
+    if !who.contains("viewer") {
+        bail!("the token did not authenticate as viewer: {who}");
+    }
+    drop(daemon);
+    report.emit(&Figure {
+        bench: "access_token_read_rps",
+        berth: median(&with_token).unwrap_or(0.0),
+        peer: Some("berth-anonymous"),
+        peer_value: median(&anonymous).ok_or_else(|| "no samples".to_string()),
+        unit: "req/s",
+        rounds: Some(rounds),
+    })?;
+    report.emit(&Figure {
+        bench: "access_token_read_paired_ratio",
+        berth: median(&paired).unwrap_or(0.0),
+        peer: None,
+        peer_value: Err("no peer".into()),
+        unit: "token/anonymous, median of per-round ratios",
+        rounds: Some(rounds),
+    })?;
+
+    step("decision latency and audit appends (in process, release)");
+    let out = util::output(util::cargo().args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "berth-auth",
+        "--example",
+        "access_bench",
+    ]))?;
+    for line in out.lines() {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("access_bench printed {line:?}"))?;
+        let (Some(name), Some(value)) = (v["figure"].as_str(), v["value"].as_f64()) else {
+            continue;
+        };
+        let (bench, unit) = match name {
+            "decision_p50_us" => ("access_decision_p50_10k_grants", "us"),
+            "decision_p99_us" => ("access_decision_p99_10k_grants", "us"),
+            "index_rebuild_ms" => ("access_index_rebuild_10k_grants", "ms"),
+            "token_auth_p50_us" => ("access_token_check_p50", "us"),
+            "audit_appends_per_s" => ("access_audit_appends", "entries/s"),
+            _ => continue,
+        };
+        report.emit(&Figure {
+            bench,
+            berth: value,
+            peer: None,
+            peer_value: Err("no peer".into()),
+            unit,
+            rounds: None,
+        })?;
+    }
+    Ok(())
+}
+
+/// Requests/s of `GET path` over `ACCESS_CONNECTIONS` keep-alive connections.
+fn load_get(port: u16, path: &str, header: &str, duration: Duration) -> Result<f64> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}\r\n");
+    let deadline = Instant::now() + duration;
+    let workers: Vec<_> = (0..ACCESS_CONNECTIONS)
+        .map(|_| {
+            let request = request.clone();
+            let path = path.to_string();
+            thread::spawn(move || -> Result<u64> {
+                use std::io::{BufRead, BufReader, Read};
+                let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                stream.set_nodelay(true)?;
+                let mut writer = stream.try_clone()?;
+                let mut reader = BufReader::new(stream);
+                let mut done = 0u64;
+                let mut line = String::new();
+                while Instant::now() < deadline {
+                    writer.write_all(request.as_bytes())?;
+                    let mut length = 0usize;
+                    let mut status = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line)? == 0 {
+                            bail!("the daemon closed the connection");
+                        }
+                        if status.is_empty() {
+                            status = line.clone();
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse()?;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    reader.read_exact(&mut body)?;
+                    if !status.contains(" 200 ") {
+                        bail!("GET {path}: {}", status.trim());
+                    }
+                    done += 1;
+                }
+                Ok(done)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in workers {
+        total += w.join().map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+    }
+    Ok(total as f64 / duration.as_secs_f64())
+}
+
+/// One `GET` with `Connection: close`; the whole response as text.
+fn http_get(port: u16, path: &str, header: &str) -> Result<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{header}\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }
 
 #[cfg(test)]

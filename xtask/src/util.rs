@@ -23,6 +23,10 @@ pub const BASE_PACKAGES: &[&str] = &[
     "skopeo",
     "docker.io",
     "docker-registry",
+    "slapd",
+    "ldap-utils",
+    "openssl",
+    "unzip",
 ];
 
 /// The workspace root: the parent of this crate's directory.

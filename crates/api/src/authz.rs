@@ -1,71 +1,67 @@
 //! The one authorization check. Every route declares (resource, action);
-//! this layer asks whether the caller may, before the handler runs. Today the
-//! unix socket's caller is the admin; users, teams and grants will answer
-//! here without any handler changing.
+//! this layer authenticates TCP callers (a personal access token
+//! `Authorization: Bearer berth_pat_...` or HTTP Basic user:password), asks
+//! [`berth_auth::Index::decide`] whether the caller may before the handler
+//! runs, and appends mutating requests, logins and denials to the audit
+//! log. The unix socket's caller is the admin.
 //!
 //! Registry routes are checked per (repository, action) from the path
 //! ([`crate::registry::scopes`]). A caller may present a bearer token from
 //! `/v2/token`; it counts for exactly the scopes it names. Which scopes a
-//! caller may get is [`grantable`]: the one function users and roles replace.
+//! caller may get is [`grantable`], answered from the caller's grants.
+//!
+//! Handlers that need more than the route's permission (a create naming a
+//! collection, host bind mounts, privileged containers) ask [`check`]: the
+//! decision stays here and in `berth_auth`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+pub use berth_auth::{Action, Resource};
+use berth_auth::{AuthFailure, Caller, Decision, Identity, Index, NewAuditEntry, Where};
+use berth_model::{ApiError, ErrorCode};
 use berth_registry::token::Claims;
 
 use crate::error::ApiErrorResponse;
 use crate::routes;
 use crate::AppState;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resource {
-    System,
-    Image,
-    Container,
-    /// Registry administration (garbage collection).
-    Registry,
-    /// A registry repository; which one comes from the request path
-    /// ([`crate::registry::scopes`]).
-    Repository,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Read,
-    Write,
-    Exec,
-    /// Registry actions, as in a token scope `repository:NAME:pull,push,delete`.
-    Pull,
-    Push,
-    Delete,
-}
-
-impl Action {
-    /// The action's name in a registry token scope.
-    pub fn scope_name(self) -> &'static str {
-        match self {
-            Action::Pull => "pull",
-            Action::Push => "push",
-            Action::Delete => "delete",
-            Action::Read => "read",
-            Action::Write => "write",
-            Action::Exec => "exec",
-        }
-    }
-}
-
-/// Who is calling. Set by the listener (the socket: `Admin`); on registry
-/// routes an anonymous caller that presents a valid bearer token is `Bearer`.
+/// Who is calling. Set by the listener (the socket: `Admin`); a TCP caller
+/// with valid credentials becomes `User`; on registry routes an anonymous
+/// caller that presents a valid registry token is `Bearer`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     Admin,
     Anonymous,
     /// Exactly the scopes its registry token grants.
     Bearer(Arc<Claims>),
+    /// A user authenticated by password or personal access token.
+    User(Arc<Identity>),
+}
+
+impl Principal {
+    pub fn caller(&self) -> Caller<'_> {
+        match self {
+            Principal::Admin => Caller::Admin,
+            Principal::User(identity) => Caller::User(identity),
+            Principal::Anonymous | Principal::Bearer(_) => Caller::Anonymous,
+        }
+    }
+
+    /// The name the audit log and tokens show.
+    pub fn name(&self) -> String {
+        match self {
+            Principal::Admin => "admin".into(),
+            Principal::User(identity) => identity.name.clone(),
+            Principal::Bearer(claims) => claims.sub.clone(),
+            Principal::Anonymous => "anonymous".into(),
+        }
+    }
 }
 
 /// How a listener treats registry callers without a token (`berth daemon
@@ -104,19 +100,43 @@ impl Target {
     }
 }
 
-/// The API decision (not the registry's: see [`registry_allowed`]).
-pub fn allowed(principal: &Principal, resource: Resource, action: Action) -> bool {
-    match principal {
-        Principal::Admin => true,
-        // Until users and roles exist, anonymous callers may read the system
-        // info: the only anonymous listener is the loopback one
-        // (`--insecure-listen` refuses other addresses).
-        Principal::Anonymous | Principal::Bearer(_) => resource == Resource::System && action == Action::Read,
+/// The collection a repository belongs to. Every repository is in `/`
+/// until repositories get their own collection mapping.
+pub fn repository_collection(_name: &str) -> &'static str {
+    "/"
+}
+
+/// The index of the state's access service (empty without one).
+pub fn index(state: &AppState) -> Arc<Index> {
+    state.access.as_ref().map(|a| a.index()).unwrap_or_default()
+}
+
+/// The user's decision on a registry target.
+fn user_registry_decision(index: &Index, caller: &Caller, target: &Target, action: Action) -> bool {
+    match target {
+        Target::Base => true,
+        Target::Catalog => index
+            .decide(caller, Resource::Repository, Action::Pull, Where::In("/"))
+            .allowed(),
+        Target::Repository(name) => index
+            .decide(
+                caller,
+                Resource::Repository,
+                action,
+                Where::In(repository_collection(name)),
+            )
+            .allowed(),
     }
 }
 
 /// The registry decision: may `principal` do `action` on `target`?
-pub fn registry_allowed(principal: &Principal, auth: RegistryAuth, target: &Target, action: Action) -> bool {
+pub fn registry_allowed(
+    index: &Index,
+    principal: &Principal,
+    auth: RegistryAuth,
+    target: &Target,
+    action: Action,
+) -> bool {
     let by_token = |claims: &Claims| match target {
         Target::Base => true,
         Target::Catalog => claims.grants("registry", "catalog", action.scope_name()),
@@ -126,17 +146,31 @@ pub fn registry_allowed(principal: &Principal, auth: RegistryAuth, target: &Targ
         Principal::Admin => true,
         Principal::Anonymous => auth == RegistryAuth::Open,
         Principal::Bearer(claims) => auth == RegistryAuth::Open || by_token(claims),
+        Principal::User(_) => {
+            auth == RegistryAuth::Open || user_registry_decision(index, &principal.caller(), target, action)
+        }
     }
 }
 
 /// The token endpoint's decision: which of the `requested` actions on
-/// `target` `principal` may have in a token. Users and roles (issue 4) will
-/// answer here from per-repository grants; everything else stays.
-pub fn grantable(principal: &Principal, target: &Target, requested: &[Action]) -> Vec<Action> {
+/// `target` `principal` may have in a token.
+pub fn grantable(
+    index: &Index,
+    principal: &Principal,
+    on_loopback: bool,
+    target: &Target,
+    requested: &[Action],
+) -> Vec<Action> {
     match principal {
         Principal::Admin => requested.to_vec(),
-        // Anyone who reaches the token endpoint is on loopback (the socket's
-        // admin aside): they may pull and push, and list the catalog.
+        Principal::User(_) => requested
+            .iter()
+            .copied()
+            .filter(|a| *target != Target::Base && user_registry_decision(index, &principal.caller(), target, *a))
+            .collect(),
+        // Anonymous callers off loopback (the TLS listener) get nothing.
+        Principal::Anonymous | Principal::Bearer(_) if !on_loopback => Vec::new(),
+        // Anonymous callers on loopback may pull and push, and list the catalog.
         Principal::Anonymous | Principal::Bearer(_) => requested
             .iter()
             .copied()
@@ -147,6 +181,52 @@ pub fn grantable(principal: &Principal, target: &Target, requested: &[Action]) -
             })
             .collect(),
     }
+}
+
+/// A handler's extra check (the collection a create names, host mounts,
+/// privileged containers): the error says who may not do what.
+pub fn check(
+    state: &AppState,
+    principal: &Principal,
+    resource: Resource,
+    action: Action,
+    at: Where,
+) -> Result<(), ApiError> {
+    match index(state).decide(&principal.caller(), resource, action, at) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(denial(principal, &reason)),
+    }
+}
+
+/// A refusal is 403, for anonymous callers too (as before users existed;
+/// clients that present no credentials are told why in the message). Bad
+/// credentials are 401 (see [`layer`]).
+fn denial(_principal: &Principal, reason: &str) -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, reason.to_string())
+}
+
+/// `berth run` asks for more than container write when it mounts host
+/// paths or runs privileged (or in the host user namespace).
+pub fn check_container_create(
+    state: &AppState,
+    principal: &Principal,
+    spec: &berth_model::ContainerCreate,
+) -> Result<String, ApiError> {
+    let collection = berth_auth::collection_path(spec.collection.as_deref().unwrap_or("/")).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "invalid collection {:?}",
+            spec.collection.as_deref().unwrap_or("")
+        ))
+    })?;
+    let at = Where::In(&collection);
+    check(state, principal, Resource::Container, Action::Write, at)?;
+    if !spec.binds.is_empty() {
+        check(state, principal, Resource::Container, Action::HostMount, at)?;
+    }
+    if spec.privileged || spec.userns.as_deref() == Some("host") {
+        check(state, principal, Resource::Container, Action::Privileged, at)?;
+    }
+    Ok(collection)
 }
 
 /// The claims of an `Authorization: Bearer` token that `registry` signed, if valid.
@@ -166,23 +246,181 @@ fn bearer(req: &Request, registry: Option<&berth_registry::Registry>) -> Option<
     }
 }
 
+/// Credentials a request carries.
+enum Credentials {
+    None,
+    Token(String),
+    Basic(String, String),
+}
+
+fn credentials(req: &Request) -> Credentials {
+    let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Credentials::None;
+    };
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return Credentials::None;
+    };
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") && rest.starts_with(berth_auth::access::TOKEN_PREFIX) {
+        return Credentials::Token(rest.to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        if let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
+            // A personal access token works as a Basic password too (docker login).
+            if password.starts_with(berth_auth::access::TOKEN_PREFIX) {
+                return Credentials::Token(password.to_string());
+            }
+            return Credentials::Basic(user.to_string(), password.to_string());
+        }
+        return Credentials::Basic(String::new(), String::new());
+    }
+    Credentials::None
+}
+
+/// The peer's address, when the listener records it.
+fn source(req: &Request, principal: &Principal) -> Option<String> {
+    if *principal == Principal::Admin {
+        return Some("local".into());
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+}
+
+/// Appends to the audit log off the async workers; a failure is logged
+/// (without the entry's content) and does not fail the request.
+async fn audit(state: &AppState, entry: NewAuditEntry) {
+    let Some(access) = state.access.clone() else { return };
+    match tokio::task::spawn_blocking(move || access.audit_append(entry)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot append to the audit log"),
+        Err(e) => tracing::error!(error = %e, "audit append task failed"),
+    }
+}
+
+struct RequestFacts {
+    action: String,
+    resource: Resource,
+    object: String,
+    source: String,
+}
+
+impl RequestFacts {
+    fn entry(&self, user: String, result: &str, status: StatusCode, detail: String) -> NewAuditEntry {
+        NewAuditEntry {
+            user,
+            source: self.source.clone(),
+            action: self.action.clone(),
+            resource: self.resource.name().to_string(),
+            object: self.object.clone(),
+            result: result.to_string(),
+            status: status.as_u16(),
+            detail,
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = ApiErrorResponse(ApiError::new(ErrorCode::Unauthorized, message.to_string())).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"berth\""),
+    );
+    response
+}
+
+/// The container a container or exec route touches, to find its collection.
+fn object_collection(state: &AppState, req: &Request, resource: Resource) -> Option<String> {
+    if resource != Resource::Container {
+        return None;
+    }
+    let mut segments = req.uri().path().split('/').skip(2);
+    let id = match (segments.next(), segments.next()) {
+        (Some("containers"), Some(id)) if !id.is_empty() => id.to_string(),
+        (Some("exec"), Some(exec_id)) => state
+            .execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(exec_id)
+            .map(|(container, _)| container.clone())?,
+        _ => return None,
+    };
+    let container = state.engine.get(&id).ok()?;
+    Some(container.spec.collection.unwrap_or_else(|| "/".into()))
+}
+
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
         return next.run(req).await;
     };
-    let principal = req
+    let mut principal = req
         .extensions()
         .get::<Principal>()
         .cloned()
         .unwrap_or(Principal::Anonymous);
     let Some(route) = routes::lookup(req.method(), &path) else {
         // A route without a declared permission is a bug: refuse rather than guess.
-        return ApiErrorResponse(berth_model::ApiError::new(
-            berth_model::ErrorCode::Forbidden,
+        return ApiErrorResponse(ApiError::new(
+            ErrorCode::Forbidden,
             format!("{} {path} declares no permission", req.method()),
         ))
         .into_response();
     };
+    let level = berth_auth::audit::level(route.resource);
+    let facts = RequestFacts {
+        action: format!("{} {path}", req.method()),
+        resource: route.resource,
+        object: match (level, req.uri().query()) {
+            (berth_auth::AuditLevel::Request, Some(q)) => format!("{}?{q}", req.uri().path()),
+            _ => req.uri().path().to_string(),
+        },
+        source: source(&req, &principal).unwrap_or_else(|| "unknown".into()),
+    };
+    let peer = source(&req, &principal);
+
+    // Authentication: only callers the listener left anonymous.
+    if principal == Principal::Anonymous {
+        let outcome = match (credentials(&req), state.access.clone()) {
+            (Credentials::None, _) => None,
+            (_, None) => Some(Err(AuthFailure {
+                user: None,
+                reason: "access control is not available",
+            })),
+            (Credentials::Token(token), Some(access)) => Some(access.authenticate_token(&token, peer.as_deref())),
+            (Credentials::Basic(user, password), Some(access)) => {
+                // argon2 takes tens of milliseconds: off the async workers.
+                let peer = peer.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        access.authenticate_password(&user, &password, peer.as_deref())
+                    })
+                    .await
+                    .unwrap_or(Err(AuthFailure {
+                        user: None,
+                        reason: "login task failed",
+                    })),
+                )
+            }
+        };
+        match outcome {
+            None => {}
+            Some(Ok(identity)) => principal = Principal::User(Arc::new(identity)),
+            Some(Err(failure)) => {
+                let user = failure.user.clone().unwrap_or_else(|| "unknown".into());
+                let mut entry = facts.entry(user, "failed", StatusCode::UNAUTHORIZED, failure.reason.to_string());
+                entry.action = format!("login ({})", entry.action);
+                audit(&state, entry).await;
+                return unauthorized("invalid credentials");
+            }
+        }
+    }
+
+    let index = index(&state);
     if route.resource == Resource::Repository {
         let auth = req.extensions().get::<RegistryAuth>().copied().unwrap_or_default();
         // A token that does not verify counts for nothing: the caller is
@@ -194,22 +432,68 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             other => other,
         };
         for (target, action) in crate::registry::scopes(req.method(), req.uri().path(), req.uri().query()) {
-            if !registry_allowed(&principal, auth, &target, action) {
-                return crate::registry::denied(&principal, req.headers(), &target, action);
+            if !registry_allowed(&index, &principal, auth, &target, action) {
+                let response = crate::registry::denied(&principal, req.headers(), &target, action);
+                let detail = format!("{} may not {} {:?}", principal.name(), action.scope_name(), target);
+                audit(
+                    &state,
+                    facts.entry(principal.name(), "denied", response.status(), detail),
+                )
+                .await;
+                return response;
             }
         }
-        let mut req = req;
-        req.extensions_mut().insert(principal);
-        return next.run(req).await;
+        return run_audited(&state, principal, facts, req, next).await;
     }
-    if !allowed(&principal, route.resource, route.action) {
-        return ApiErrorResponse(berth_model::ApiError::new(
-            berth_model::ErrorCode::Forbidden,
-            format!("{:?} may not {:?} {:?}", principal, route.action, route.resource),
-        ))
-        .into_response();
+    let collection = match principal {
+        Principal::Admin => None,
+        _ => object_collection(&state, &req, route.resource),
+    };
+    let at = collection.as_deref().map_or(Where::Anywhere, Where::In);
+    if let Decision::Deny(reason) = index.decide(&principal.caller(), route.resource, route.action, at) {
+        let response = ApiErrorResponse(denial(&principal, &reason)).into_response();
+        audit(
+            &state,
+            facts.entry(principal.name(), "denied", response.status(), reason),
+        )
+        .await;
+        return response;
     }
-    next.run(req).await
+    run_audited(&state, principal, facts, req, next).await
+}
+
+/// Runs the handler with the principal attached; mutating requests are
+/// audited with their status.
+async fn run_audited(
+    state: &AppState,
+    principal: Principal,
+    facts: RequestFacts,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let name = principal.name();
+    req.extensions_mut().insert(principal);
+    let response = next.run(req).await;
+    let level = berth_auth::audit::level(facts.resource);
+    let status = response.status();
+    let denied = status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED;
+    if denied || (mutating && level != berth_auth::AuditLevel::None) {
+        let detail = response
+            .extensions()
+            .get::<crate::error::Denied>()
+            .map(|d| d.0.clone())
+            .unwrap_or_default();
+        let result = if denied {
+            "denied"
+        } else if status.is_success() || status.is_informational() || status.is_redirection() {
+            "allowed"
+        } else {
+            "failed"
+        };
+        audit(state, facts.entry(name, result, status, detail)).await;
+    }
+    response
 }
 
 #[cfg(test)]
@@ -228,6 +512,187 @@ mod tests {
                 .map(|s| berth_registry::token::Access::parse(s).expect("scope"))
                 .collect(),
         }))
+    }
+
+    /// Every route in the table against every built-in role (and an
+    /// anonymous caller): a route added without a line here fails.
+    #[test]
+    fn every_route_against_every_role() {
+        const VIEW: &str = "view-only restricted-control full-control admin";
+        const ANON_VIEW: &str = "anonymous view-only restricted-control full-control admin";
+        const SELF: &str = "none view-only restricted-control scheduler full-control admin";
+        const WRITE: &str = "restricted-control full-control admin";
+        const EXEC: &str = "full-control admin";
+        const ADMIN: &str = "admin";
+        let expected: &[(&str, &str, &str)] = &[
+            ("GET", "/v1/version", ANON_VIEW),
+            ("GET", "/v1/info", ANON_VIEW),
+            ("GET", "/v1/openapi.json", ANON_VIEW),
+            ("GET", "/metrics", ANON_VIEW),
+            ("GET", "/v1/events", ANON_VIEW),
+            ("GET", "/v1/whoami", SELF),
+            ("GET", "/v1/ca.pem", ANON_VIEW),
+            ("POST", "/v1/bundles", SELF),
+            ("GET", "/v1/bundles", SELF),
+            ("DELETE", "/v1/bundles/{id}", SELF),
+            ("GET", "/v1/users", ADMIN),
+            ("POST", "/v1/users", ADMIN),
+            ("DELETE", "/v1/users/{name}", ADMIN),
+            ("POST", "/v1/users/{name}/password", ADMIN),
+            ("GET", "/v1/teams", ADMIN),
+            ("POST", "/v1/teams", ADMIN),
+            ("DELETE", "/v1/teams/{name}", ADMIN),
+            ("POST", "/v1/teams/{name}/members", ADMIN),
+            ("DELETE", "/v1/teams/{name}/members/{user}", ADMIN),
+            ("GET", "/v1/orgs", ADMIN),
+            ("POST", "/v1/orgs", ADMIN),
+            ("DELETE", "/v1/orgs/{name}", ADMIN),
+            ("POST", "/v1/orgs/{name}/teams", ADMIN),
+            ("DELETE", "/v1/orgs/{name}/teams/{team}", ADMIN),
+            ("GET", "/v1/roles", ADMIN),
+            ("POST", "/v1/roles", ADMIN),
+            ("DELETE", "/v1/roles/{name}", ADMIN),
+            ("GET", "/v1/grants", ADMIN),
+            ("POST", "/v1/grants", ADMIN),
+            ("DELETE", "/v1/grants/{id}", ADMIN),
+            ("GET", "/v1/tokens", SELF),
+            ("POST", "/v1/tokens", SELF),
+            ("POST", "/v1/auth/token", SELF),
+            ("DELETE", "/v1/tokens/{id}", SELF),
+            ("GET", "/v1/audit", ADMIN),
+            ("GET", "/v1/audit/verify", ADMIN),
+            ("GET", "/v1/images", VIEW),
+            ("GET", "/v1/images/inspect", VIEW),
+            ("POST", "/v1/images/load", WRITE),
+            ("POST", "/v1/images/pull", WRITE),
+            ("POST", "/v1/images/push", WRITE),
+            ("POST", "/v1/auth/login", WRITE),
+            ("POST", "/v1/auth/logout", WRITE),
+            ("GET", "/v1/images/save", VIEW),
+            ("POST", "/v1/images/tag", WRITE),
+            ("DELETE", "/v1/images", WRITE),
+            ("GET", "/v1/containers", VIEW),
+            ("POST", "/v1/containers", WRITE),
+            ("GET", "/v1/containers/{id}", VIEW),
+            ("DELETE", "/v1/containers/{id}", WRITE),
+            ("POST", "/v1/containers/{id}/start", WRITE),
+            ("POST", "/v1/containers/{id}/attach", EXEC),
+            ("POST", "/v1/containers/{id}/stop", WRITE),
+            ("POST", "/v1/containers/{id}/kill", WRITE),
+            ("POST", "/v1/containers/{id}/wait", VIEW),
+            ("POST", "/v1/containers/{id}/resize", WRITE),
+            ("GET", "/v1/containers/{id}/logs", VIEW),
+            ("GET", "/v1/containers/{id}/stats", VIEW),
+            ("POST", "/v1/containers/{id}/exec", EXEC),
+            ("POST", "/v1/exec/{id}/start", EXEC),
+            ("POST", "/v1/registry/gc", ADMIN),
+            ("GET", "/v2/", VIEW),
+            ("GET", "/v2/{*path}", VIEW),
+            ("HEAD", "/v2/{*path}", VIEW),
+            ("POST", "/v2/{*path}", WRITE),
+            ("PATCH", "/v2/{*path}", WRITE),
+            ("PUT", "/v2/{*path}", WRITE),
+            ("DELETE", "/v2/{*path}", WRITE),
+        ];
+        let users: Vec<String> = berth_auth::BUILTIN_ROLES.iter().map(|r| format!("u-{r}")).collect();
+        let grants: Vec<berth_auth::Grant> = berth_auth::BUILTIN_ROLES
+            .iter()
+            .map(|r| berth_auth::Grant {
+                id: format!("g-{r}"),
+                subject: format!("user:u-{r}"),
+                role: r.to_string(),
+                collection: "/".into(),
+                created: String::new(),
+            })
+            .collect();
+        let index = Index::build(&users, &[], &[], &[], &grants, &[]);
+        let mut problems = Vec::new();
+        for route in crate::routes::TABLE {
+            let method = route.method.as_str();
+            let Some((_, _, allowed)) = expected.iter().find(|(m, p, _)| *m == method && *p == route.path) else {
+                problems.push(format!(
+                    "{method} {} has no line in this test: say which roles may call it",
+                    route.path
+                ));
+                continue;
+            };
+            let allowed: Vec<&str> = allowed.split(' ').collect();
+            for role in berth_auth::BUILTIN_ROLES.iter().copied().chain(["anonymous"]) {
+                let identity = Identity {
+                    name: format!("u-{role}"),
+                    scopes: None,
+                    token_id: None,
+                };
+                let caller = if role == "anonymous" {
+                    Caller::Anonymous
+                } else {
+                    Caller::User(&identity)
+                };
+                let got = index
+                    .decide(&caller, route.resource, route.action, Where::In("/"))
+                    .allowed();
+                if got != allowed.contains(&role) {
+                    problems.push(format!("{method} {} as {role}: allowed={got}", route.path));
+                }
+            }
+        }
+        for (m, p, _) in expected {
+            if !crate::routes::TABLE
+                .iter()
+                .any(|r| r.method.as_str() == *m && r.path == *p)
+            {
+                problems.push(format!("{m} {p} is in this test but not in the route table"));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn a_grant_on_a_collection_covers_its_descendants_only() {
+        let users = vec!["alice".to_string(), "bob".to_string()];
+        let teams = vec![berth_auth::Team {
+            name: "team-a".into(),
+            members: ["bob".to_string()].into(),
+            created: String::new(),
+        }];
+        let grants = vec![
+            berth_auth::Grant {
+                id: "1".into(),
+                subject: "user:alice".into(),
+                role: "full-control".into(),
+                collection: "/shared/team-a".into(),
+                created: String::new(),
+            },
+            berth_auth::Grant {
+                id: "2".into(),
+                subject: "team:team-a".into(),
+                role: "view-only".into(),
+                collection: "/shared".into(),
+                created: String::new(),
+            },
+        ];
+        let index = Index::build(&users, &teams, &[], &[], &grants, &[]);
+        let id = |n: &str| Identity {
+            name: n.into(),
+            scopes: None,
+            token_id: None,
+        };
+        let (alice, bob) = (id("alice"), id("bob"));
+        let may = |who: &Identity, a: Action, at: Where| {
+            index.decide(&Caller::User(who), Resource::Container, a, at).allowed()
+        };
+        assert!(may(&alice, Action::Exec, Where::In("/shared/team-a/x")));
+        assert!(!may(&alice, Action::Read, Where::In("/shared/team-b")));
+        assert!(!may(&alice, Action::Read, Where::In("/")));
+        assert!(may(&alice, Action::Write, Where::Anywhere));
+        assert!(may(&bob, Action::Read, Where::In("/shared/team-b")));
+        assert!(!may(&bob, Action::Write, Where::In("/shared/team-a")));
+        let read_only = Identity {
+            scopes: Some(Arc::new(vec!["read".into()])),
+            ..id("alice")
+        };
+        assert!(!may(&read_only, Action::Exec, Where::In("/shared/team-a")));
+        assert!(may(&read_only, Action::Read, Where::In("/shared/team-a")));
     }
 
     #[test]
@@ -254,7 +719,7 @@ mod tests {
         ];
         for (principal, auth, target, action, expected) in cases {
             assert_eq!(
-                registry_allowed(principal, auth, &target, action),
+                registry_allowed(&Index::default(), principal, auth, &target, action),
                 expected,
                 "{principal:?} on a {auth:?} listener: {action:?} {target:?}"
             );
@@ -266,15 +731,38 @@ mod tests {
         use Action::*;
         let repo = Target::Repository("a/b".into());
         assert_eq!(
-            grantable(&Principal::Admin, &repo, &[Pull, Push, Delete]),
+            grantable(&Index::default(), &Principal::Admin, true, &repo, &[Pull, Push, Delete]),
             vec![Pull, Push, Delete]
         );
         assert_eq!(
-            grantable(&Principal::Anonymous, &repo, &[Pull, Push, Delete]),
+            grantable(
+                &Index::default(),
+                &Principal::Anonymous,
+                true,
+                &repo,
+                &[Pull, Push, Delete]
+            ),
             vec![Pull, Push]
         );
-        assert_eq!(grantable(&Principal::Anonymous, &Target::Catalog, &[Pull]), vec![Pull]);
-        assert_eq!(grantable(&Principal::Anonymous, &Target::Base, &[Pull]), vec![]);
+        // Off loopback (the TLS listener), an anonymous caller gets no token scope at all.
+        assert_eq!(
+            grantable(&Index::default(), &Principal::Anonymous, false, &repo, &[Pull, Push]),
+            vec![]
+        );
+        assert_eq!(
+            grantable(
+                &Index::default(),
+                &Principal::Anonymous,
+                true,
+                &Target::Catalog,
+                &[Pull]
+            ),
+            vec![Pull]
+        );
+        assert_eq!(
+            grantable(&Index::default(), &Principal::Anonymous, true, &Target::Base, &[Pull]),
+            vec![]
+        );
     }
 
     #[test]

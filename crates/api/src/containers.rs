@@ -16,8 +16,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use berth_model::{ApiError, Container, ContainerCreate, ContainerStats, ExecCreate};
 
+use crate::authz::{self, Action, Principal, Resource};
 use crate::error::{ApiErrorResponse, ApiResult};
 use crate::AppState;
+use axum::Extension;
+use berth_auth::Where;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -25,14 +28,32 @@ pub struct ListQuery {
     all: bool,
 }
 
-pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<Container>>> {
-    Ok(Json(s.engine.list(q.all)?))
+/// Only the containers in collections the caller may read.
+pub async fn list(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Container>>> {
+    let mut list = s.engine.list(q.all)?;
+    if p != Principal::Admin {
+        let index = authz::index(&s);
+        list.retain(|c| {
+            let collection = c.spec.collection.as_deref().unwrap_or("/");
+            index
+                .decide(&p.caller(), Resource::Container, Action::Read, Where::In(collection))
+                .allowed()
+        });
+    }
+    Ok(Json(list))
 }
 
 pub async fn create(
     State(s): State<AppState>,
-    Json(req): Json<ContainerCreate>,
+    Extension(p): Extension<Principal>,
+    Json(mut req): Json<ContainerCreate>,
 ) -> ApiResult<(StatusCode, Json<Container>)> {
+    let collection = authz::check_container_create(&s, &p, &req)?;
+    req.collection = (collection != "/").then_some(collection);
     let engine = s.engine.clone();
     let c = tokio::task::spawn_blocking(move || engine.create(req))
         .await

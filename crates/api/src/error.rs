@@ -6,6 +6,10 @@ use berth_model::{ApiError, ErrorCode};
 
 pub struct ApiErrorResponse(pub ApiError);
 
+/// On a 401/403 response: why, for the audit log.
+#[derive(Clone)]
+pub struct Denied(pub String);
+
 pub fn status(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -22,7 +26,13 @@ impl IntoResponse for ApiErrorResponse {
         if self.0.code == ErrorCode::Internal {
             tracing::error!(message = %self.0.message, "internal error");
         }
-        (status(self.0.code), axum::Json(self.0)).into_response()
+        let denied = matches!(self.0.code, ErrorCode::Forbidden | ErrorCode::Unauthorized)
+            .then(|| Denied(self.0.message.clone()));
+        let mut response = (status(self.0.code), axum::Json(self.0)).into_response();
+        if let Some(d) = denied {
+            response.extensions_mut().insert(d);
+        }
+        response
     }
 }
 
@@ -34,6 +44,12 @@ impl From<berth_engine::Error> for ApiErrorResponse {
 
 impl From<berth_image::Error> for ApiErrorResponse {
     fn from(e: berth_image::Error) -> Self {
+        Self(ApiError::new(e.code(), e.to_string()))
+    }
+}
+
+impl From<berth_auth::Error> for ApiErrorResponse {
+    fn from(e: berth_auth::Error) -> Self {
         Self(ApiError::new(e.code(), e.to_string()))
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! **Invariant:** this is the only crate that knows HTTP.
 
+mod access;
 mod authz;
+mod bundles;
 mod containers;
 mod error;
 mod images;
@@ -15,6 +17,7 @@ mod openapi;
 mod registry;
 mod routes;
 mod system;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -28,6 +31,11 @@ pub struct AppState {
     pub execs: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, berth_model::ExecCreate)>>>,
     /// The OCI registry at `/v2/`; `None` when it could not be opened.
     pub registry: Option<berth_registry::Registry>,
+    /// The cluster CA (bundles, `/v1/ca.pem`); `None` when it could not be opened.
+    pub pki: Option<Arc<berth_cluster::Pki>>,
+    /// Users, grants, tokens and the audit log; `None` when they could not
+    /// be opened (then only the unix socket's admin gets anything done).
+    pub access: Option<Arc<berth_auth::Access>>,
 }
 
 /// The whole API as one router; the caller binds it to listeners.
@@ -37,6 +45,26 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         metrics: Arc::new(metrics::Metrics::default()),
         execs: Default::default(),
         registry: registry::open(&engine),
+        pki: bundles::open_pki(&engine),
+        access: open_access(&engine),
     };
     routes::build(state)
+}
+
+/// Opens the access service on the engine's store; on a fresh cluster this
+/// creates the `admin` user, whose password goes to a root-only file: the
+/// log names the file, never the password.
+fn open_access(engine: &Engine) -> Option<Arc<berth_auth::Access>> {
+    match berth_auth::Access::open(engine.images().store().clone(), engine.data_root()) {
+        Ok((access, written)) => {
+            if let Some(path) = written {
+                tracing::info!(file = %path.display(), "created user admin; its one-time password is in the file");
+            }
+            Some(Arc::new(access))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open access control: TCP callers get nothing but the version");
+            None
+        }
+    }
 }

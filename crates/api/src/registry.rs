@@ -173,7 +173,7 @@ pub fn denied(principal: &Principal, headers: &HeaderMap, target: &Target, actio
         Target::Catalog => "list the catalog".to_string(),
         Target::Repository(name) => format!("{} {name}", action.scope_name()),
     };
-    if *principal == Principal::Admin {
+    if matches!(principal, Principal::Admin | Principal::User(_)) {
         return error_response(&Error::new(Code::Denied, format!("not allowed to {what}")));
     }
     let mut challenge = format!("Bearer realm=\"{}\",service=\"{}\"", realm(headers), token::SERVICE);
@@ -200,7 +200,13 @@ const TOKEN_LIFETIME: u64 = 300;
 /// `GET /v2/token?service=berth&scope=repository:NAME:pull,push[&scope=...]`:
 /// a token for the requested actions the caller may have (possibly none,
 /// as Distribution's token servers do; the registry then refuses).
-fn issue_token(reg: &Registry, principal: &Principal, query: &[(String, String)]) -> Result<Response, Error> {
+fn issue_token(
+    reg: &Registry,
+    index: &berth_auth::Index,
+    principal: &Principal,
+    on_loopback: bool,
+    query: &[(String, String)],
+) -> Result<Response, Error> {
     if let Some(service) = query_get(query, "service") {
         if service != token::SERVICE {
             return Err(Error::new(
@@ -232,7 +238,7 @@ fn issue_token(reg: &Registry, principal: &Principal, query: &[(String, String)]
                     _ => vec![],
                 })
                 .collect();
-            let granted = authz::grantable(principal, &target, &actions);
+            let granted = authz::grantable(index, principal, on_loopback, &target, &actions);
             if granted.is_empty() {
                 continue;
             }
@@ -253,6 +259,7 @@ fn issue_token(reg: &Registry, principal: &Principal, query: &[(String, String)]
         iss: token::SERVICE.into(),
         sub: match principal {
             Principal::Admin => "admin".into(),
+            Principal::User(identity) => identity.name.clone(),
             Principal::Anonymous | Principal::Bearer(_) => "anonymous".into(),
         },
         aud: token::SERVICE.into(),
@@ -439,6 +446,11 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
         .get::<Principal>()
         .cloned()
         .unwrap_or(Principal::Anonymous);
+    // Callers without a TCP peer (the unix socket) or with a loopback one.
+    let on_loopback = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_none_or(|c| c.0.ip().is_loopback());
     let method = parts.method;
     let headers = parts.headers;
     let query = query_pairs(parts.uri.query());
@@ -447,7 +459,9 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
     let unsupported = || Err(Error::new(Code::Unsupported, format!("{method} is not supported here")));
     match endpoint {
         Endpoint::Ping => Ok(ping().await),
-        Endpoint::Token if method == Method::GET => issue_token(&reg, &principal, &query),
+        Endpoint::Token if method == Method::GET => {
+            issue_token(&reg, &authz::index(&s), &principal, on_loopback, &query)
+        }
         Endpoint::Catalog if method == Method::GET => {
             let (n, last) = paging(&query)?;
             let l = last.clone();

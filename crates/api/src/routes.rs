@@ -7,7 +7,7 @@ use axum::routing::{delete, get, head, patch, post, put, MethodRouter};
 use axum::Router;
 
 use crate::authz::{Action, Resource};
-use crate::{authz, containers, images, metrics, openapi, registry, system, AppState};
+use crate::{access, authz, bundles, containers, images, metrics, openapi, registry, system, AppState};
 
 pub struct Route {
     pub method: Method,
@@ -76,6 +76,285 @@ pub static TABLE: &[Route] = &[
         Read,
         system::events,
         "Stream of events (NDJSON)"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/whoami",
+        Profile,
+        Read,
+        bundles::whoami,
+        "Who the caller is: {name, kind}"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/ca.pem",
+        System,
+        Read,
+        bundles::ca_pem,
+        "The cluster CA certificate (PEM)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/bundles",
+        Profile,
+        Write,
+        bundles::create,
+        "Issue a client bundle (?user=, default the caller): certificate, key (returned once) and CA"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/bundles",
+        Profile,
+        Read,
+        bundles::list,
+        "List client bundles (the caller's own; all for user administrators)"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/bundles/{id}",
+        Profile,
+        Write,
+        bundles::revoke,
+        "Revoke a client bundle: its certificate is refused from now on"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/users",
+        User,
+        Read,
+        access::users,
+        "List users (never their passwords)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/users",
+        User,
+        Write,
+        access::user_create,
+        "Create a local user ({name, password})"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/users/{name}",
+        User,
+        Write,
+        access::user_remove,
+        "Remove a user with its tokens, grants and memberships"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/users/{name}/password",
+        User,
+        Write,
+        access::user_password,
+        "Set a user's password ({password})"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/teams",
+        User,
+        Read,
+        access::teams,
+        "List teams and their members"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/teams",
+        User,
+        Write,
+        access::team_create,
+        "Create a team ({name})"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/teams/{name}",
+        User,
+        Write,
+        access::team_remove,
+        "Remove a team and its grants"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/teams/{name}/members",
+        User,
+        Write,
+        access::team_add,
+        "Add a user to a team ({user})"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/teams/{name}/members/{user}",
+        User,
+        Write,
+        access::team_del,
+        "Remove a user from a team"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/orgs",
+        User,
+        Read,
+        access::orgs,
+        "List organizations and their teams"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/orgs",
+        User,
+        Write,
+        access::org_create,
+        "Create an organization ({name})"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/orgs/{name}",
+        User,
+        Write,
+        access::org_remove,
+        "Remove an organization and its grants"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/orgs/{name}/teams",
+        User,
+        Write,
+        access::org_add,
+        "Add a team to an organization ({team})"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/orgs/{name}/teams/{team}",
+        User,
+        Write,
+        access::org_del,
+        "Remove a team from an organization"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/roles",
+        Grant,
+        Read,
+        access::roles,
+        "List roles: built-in and custom, as (resource, action) sets"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/roles",
+        Grant,
+        Write,
+        access::role_create,
+        "Create a custom role ({name, permissions: [\"resource:action\"]})"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/roles/{name}",
+        Grant,
+        Write,
+        access::role_remove,
+        "Remove a custom role no grant uses"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/grants",
+        Grant,
+        Read,
+        access::grants,
+        "List grants"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/grants",
+        Grant,
+        Write,
+        access::grant_create,
+        "Grant a role on a collection to a user, team or organization ({subject, role, collection}); no more than the caller holds there"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/grants/{id}",
+        Grant,
+        Write,
+        access::grant_remove,
+        "Remove a grant"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/tokens",
+        Profile,
+        Read,
+        access::tokens,
+        "List personal access tokens (the caller's; all for user administrators)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/tokens",
+        Profile,
+        Write,
+        access::token_create,
+        "Create a personal access token ({expires_in, scopes, description, user}); the secret is returned once"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/auth/token",
+        Profile,
+        Write,
+        access::token_create,
+        "Log in (HTTP Basic) and get a personal access token; the secret is returned once"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/tokens/{id}",
+        Profile,
+        Write,
+        access::token_remove,
+        "Revoke a personal access token"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/audit",
+        Audit,
+        Read,
+        access::audit,
+        "Audit log entries (?since=RFC3339&user=&limit=)"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/audit/verify",
+        Audit,
+        Read,
+        access::audit_verify,
+        "Check the audit log's hash chain and signatures"
     ),
     r!(GET, get, "/v1/images", Image, Read, images::list, "List images"),
     r!(

@@ -1,5 +1,7 @@
 //! `berth daemon`: assembles the engine and the API and serves them on the
-//! unix socket (the admin) and, when asked, plain HTTP on loopback.
+//! unix socket (the admin), over TLS on `--listen` (the cluster CA's server
+//! certificate, or `--tls-cert`/`--tls-key`) and, when asked, plain HTTP on
+//! loopback.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -16,9 +18,16 @@ pub struct DaemonArgs {
     /// The API's unix socket (root only, mode 0600)
     #[arg(long, default_value = "/run/berth/berth.sock")]
     socket: PathBuf,
-    /// TLS listener for the API, UI, registry and trust (served once access control lands)
-    #[arg(long, default_value = "0.0.0.0:7443")]
-    listen: String,
+    /// TLS listener for the API, UI, registry and trust [default: 0.0.0.0:7443]
+    #[arg(long)]
+    listen: Option<String>,
+    /// PEM certificate chain for the TLS listener, replacing the one the
+    /// cluster CA issues (with --tls-key)
+    #[arg(long = "tls-cert", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long = "tls-key", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// The same routes over plain HTTP; loopback addresses only
     #[arg(long = "insecure-listen")]
     insecure_listen: Option<SocketAddr>,
@@ -89,21 +98,56 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
             RegistryAuthArg::Token => RegistryAuth::Token,
         };
         let anon = router
+            .clone()
             .layer(axum::Extension(Principal::Anonymous))
             .layer(axum::Extension(registry_auth));
         tcp = Some(tokio::spawn(async move { axum::serve(l, anon).await }));
     }
-    tracing::info!(listen = %a.listen, "the TLS listener is not served yet: it comes with access control");
-    let _ = a.advertise_addr;
+    let tls = serve_tls(&a, &engine, router.clone()).await?;
     shutdown.await;
     tracing::info!("shutting down; containers keep running");
     unix.abort();
     if let Some(t) = tcp {
         t.abort();
     }
+    if let Some(t) = tls {
+        t.abort();
+    }
     let _ = std::fs::remove_file(&socket);
     engine.shutdown();
     Ok(())
+}
+
+/// Binds `--listen` and serves the router over TLS. The default address
+/// being taken (another daemon on this host) is not fatal: a chosen one is.
+async fn serve_tls(
+    a: &DaemonArgs,
+    engine: &berth_engine::Engine,
+    router: axum::Router,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    const DEFAULT_LISTEN: &str = "0.0.0.0:7443";
+    let addr = a.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let pki = berth_cluster::Pki::open(&engine.data_root().join("pki")).context("opening the cluster CA")?;
+    let identity = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => berth_cluster::pki::load_identity(cert, key).context("--tls-cert/--tls-key")?,
+        _ => {
+            let names = berth_cluster::names::host_names(a.advertise_addr.as_deref());
+            pki.server(&names).context("issuing the server certificate")?
+        }
+    };
+    let config = berth_api::tls::server_config(pki.ca_der(), identity, engine.images().store().clone())
+        .context("configuring TLS")?;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) if a.listen.is_none() && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(%addr, "not serving TLS: the default address is taken (choose one with --listen)");
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(|| format!("binding --listen {addr}")),
+    };
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, "serving TLS");
+    Ok(Some(tokio::spawn(berth_api::tls::serve(listener, config, router))))
 }
 
 async fn open_engine(data_root: PathBuf, exe: PathBuf) -> Result<std::sync::Arc<berth_engine::Engine>> {

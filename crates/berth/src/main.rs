@@ -20,6 +20,15 @@ struct Args {
         default_value = "unix:///run/berth/berth.sock"
     )]
     host: String,
+    /// The cluster CA to trust for https:// hosts (PEM)
+    #[arg(long = "tlscacert", env = "BERTH_TLS_CA", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate for https:// hosts (PEM, from a bundle)
+    #[arg(long = "tlscert", env = "BERTH_TLS_CERT", global = true)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Client key for --tlscert (PEM)
+    #[arg(long = "tlskey", env = "BERTH_TLS_KEY", global = true)]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +91,22 @@ enum Command {
     Version(cli::system::VersionArgs),
     /// Show node information
     Info(cli::system::VersionArgs),
+    /// Manage users
+    User(cli::access::UserArgs),
+    /// Manage teams
+    Team(cli::access::TeamArgs),
+    /// Manage organizations
+    Org(cli::access::OrgArgs),
+    /// Manage roles
+    Role(cli::access::RoleArgs),
+    /// Grant roles on collections
+    Grant(cli::access::GrantArgs),
+    /// Manage personal access tokens
+    Token(cli::access::TokenArgs),
+    /// Read and verify the audit log
+    Audit(cli::audit::AuditArgs),
+    /// Client bundles: certificates that let a user in over TLS
+    Bundle(cli::bundle::BundleArgs),
 }
 
 fn main() {
@@ -102,7 +127,12 @@ fn main() {
                     std::process::exit(125);
                 }
             };
-            let code = rt.block_on(dispatch(&args.host, command));
+            let tls = client::TlsFiles {
+                ca: args.tls_ca,
+                cert: args.tls_cert,
+                key: args.tls_key,
+            };
+            let code = rt.block_on(dispatch(&args.host, &tls, command));
             // Don't wait for stdin readers blocked in the background.
             rt.shutdown_timeout(std::time::Duration::from_millis(10));
             std::process::exit(code)
@@ -110,12 +140,12 @@ fn main() {
     }
 }
 
-async fn dispatch(host: &str, command: Command) -> i32 {
+async fn dispatch(host: &str, tls: &client::TlsFiles, command: Command) -> i32 {
     let result = async {
         if let Command::Daemon(a) = command {
             return daemon::run(a).await.map(|_| 0);
         }
-        let client = client::Client::new(host)?;
+        let client = client::Client::new(host, tls)?;
         match command {
             Command::Run(a) => cli::containers::run(&client, a, true).await,
             Command::Create(a) => cli::containers::run(&client, a, false).await,
@@ -141,6 +171,14 @@ async fn dispatch(host: &str, command: Command) -> i32 {
             Command::Registry(a) => cli::registry::registry(&client, a).await,
             Command::Version(a) => cli::system::version(&client, a).await,
             Command::Info(a) => cli::system::info(&client, a).await,
+            Command::User(a) => cli::access::user(&client, a).await,
+            Command::Team(a) => cli::access::team(&client, a).await,
+            Command::Org(a) => cli::access::org(&client, a).await,
+            Command::Role(a) => cli::access::role(&client, a).await,
+            Command::Grant(a) => cli::access::grant(&client, a).await,
+            Command::Token(a) => cli::access::token(&client, a).await,
+            Command::Audit(a) => cli::audit::audit(&client, a).await,
+            Command::Bundle(a) => cli::bundle::bundle(&client, host, a).await,
             Command::Daemon(_) | Command::Shim(_) | Command::ShimExec(_) => Ok(0),
         }
     }

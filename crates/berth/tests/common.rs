@@ -38,11 +38,16 @@ impl Daemon {
             .tempdir()
             .expect("tempdir");
         let socket = dir.path().join("berth.sock");
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        // Tests never listen off loopback (the daemon's default is 0.0.0.0:7443).
+        if !args.iter().any(|a| a == "--listen") {
+            args.extend(["--listen".to_string(), format!("127.0.0.1:{}", free_port())]);
+        }
         let mut d = Self {
             dir,
             socket,
             child: None,
-            args: args.iter().map(|a| a.to_string()).collect(),
+            args,
         };
         d.spawn();
         d

@@ -85,6 +85,15 @@ fn run_streams_output_and_returns_the_exit_code() {
     ]);
     assert_eq!(out, "bar /tmp 1000 h1\n");
     assert_eq!(d.ok(&["run", "--rm", "--entrypoint", "echo", "busybox", "x"]), "x\n");
+    // `start -a` and `run` return once the exit is recorded: an rm right
+    // after them finds the container stopped, every time.
+    for _ in 0..5 {
+        d.ok(&["create", "--name", "seq", "busybox", "true"]);
+        d.ok(&["start", "-a", "seq"]);
+        d.ok(&["rm", "seq"]);
+        d.ok(&["run", "--name", "seq", "busybox", "true"]);
+        d.ok(&["rm", "seq"]);
+    }
     // --rm left nothing behind.
     assert_eq!(d.container_count(), 0);
     assert!(d.mounts().is_empty(), "{:?}", d.mounts());

@@ -32,6 +32,9 @@ pub struct ContainerCreate {
     pub restart: RestartPolicy,
     pub resources: Resources,
     pub binds: Vec<Bind>,
+    /// The access-control collection the container belongs to (`/` when
+    /// unset): grants on it or an ancestor decide who may touch it.
+    pub collection: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

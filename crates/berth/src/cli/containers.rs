@@ -137,6 +137,7 @@ fn build_create(a: &RunArgs) -> Result<ContainerCreate> {
             pids_limit: a.pids_limit,
         },
         binds,
+        collection: None,
     })
 }
 
@@ -169,16 +170,16 @@ pub async fn run(client: &Client, a: RunArgs, start: bool) -> Result<i32> {
         proxy_signals(client.clone(), c.id.clone());
     }
     let code = stream::pump(conn, a.tty, a.interactive).await?;
-    if a.rm {
-        // Like Docker: `run --rm` returns once the container is gone.
-        let _ = client
-            .call(
-                Method::POST,
-                &format!("/v1/containers/{}/wait?condition=removed", c.id),
-                empty(),
-            )
-            .await;
-    }
+    // Like Docker: return once the daemon has recorded the exit (and, for
+    // --rm, removed the container), so the next command sees it.
+    let condition = if a.rm { "removed" } else { "not-running" };
+    let _ = client
+        .call(
+            Method::POST,
+            &format!("/v1/containers/{}/wait?condition={condition}", c.id),
+            empty(),
+        )
+        .await;
     Ok(code)
 }
 
@@ -226,7 +227,11 @@ pub async fn start(client: &Client, a: StartArgs) -> Result<i32> {
                 &format!("/v1/containers/{}/start?attach=true&stdin={}", c.id, a.interactive),
             )
             .await?;
-        return stream::pump(conn, c.spec.tty, a.interactive).await;
+        let code = stream::pump(conn, c.spec.tty, a.interactive).await?;
+        let _ = client
+            .call(Method::POST, &format!("/v1/containers/{}/wait", c.id), empty())
+            .await;
+        return Ok(code);
     }
     each(&a.containers, |id| async move {
         client

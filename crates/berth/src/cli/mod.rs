@@ -1,5 +1,8 @@
 //! The CLI's verbs, one module per group; output formatting lives here.
 
+pub mod access;
+pub mod audit;
+pub mod bundle;
 pub mod containers;
 pub mod images;
 pub mod registry;

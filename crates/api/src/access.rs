@@ -1,0 +1,362 @@
+//! Access-control routes: users, teams, organizations, roles, grants,
+//! personal access tokens, `whoami`. Passwords go in, never out; a token's
+//! secret is shown once, in the response that creates it.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use berth_auth::{Access, Action, Grant, Org, Permission, Resource, Role, Team, TokenView, UserView, Where};
+use berth_model::ApiError;
+
+use crate::authz::{self, Principal};
+use crate::error::ApiResult;
+use crate::AppState;
+
+fn access(s: &AppState) -> Result<Arc<Access>, ApiError> {
+    s.access
+        .clone()
+        .ok_or_else(|| ApiError::internal("access control is not available on this daemon"))
+}
+
+/// Runs a store or hashing operation off the async workers.
+async fn blocking<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&Access) -> berth_auth::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let a = access(s)?;
+    let r = tokio::task::spawn_blocking(move || f(&a))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(r?)
+}
+
+// --- users ---
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    name: String,
+    password: String,
+}
+
+pub async fn users(State(s): State<AppState>) -> ApiResult<Json<Vec<UserView>>> {
+    Ok(Json(access(&s)?.list_users()?))
+}
+
+pub async fn user_create(State(s): State<AppState>, Json(u): Json<NewUser>) -> ApiResult<(StatusCode, Json<UserView>)> {
+    let view = blocking(&s, move |a| a.create_user(&u.name, &u.password)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub async fn user_remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    if name == "admin" {
+        return Err(ApiError::invalid("the bootstrap admin cannot be removed; change its password instead").into());
+    }
+    blocking(&s, move |a| a.remove_user(&name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct NewPassword {
+    password: String,
+}
+
+pub async fn user_password(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(p): Json<NewPassword>,
+) -> ApiResult<StatusCode> {
+    blocking(&s, move |a| a.set_password(&name, &p.password)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- teams ---
+
+#[derive(Deserialize)]
+pub struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+pub struct Member {
+    user: String,
+}
+
+#[derive(Deserialize)]
+pub struct OrgTeam {
+    team: String,
+}
+
+pub async fn teams(State(s): State<AppState>) -> ApiResult<Json<Vec<Team>>> {
+    Ok(Json(access(&s)?.list_teams()?))
+}
+
+pub async fn team_create(State(s): State<AppState>, Json(t): Json<Named>) -> ApiResult<(StatusCode, Json<Team>)> {
+    Ok((StatusCode::CREATED, Json(access(&s)?.create_team(&t.name)?)))
+}
+
+pub async fn team_remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    access(&s)?.remove_team(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn team_add(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(m): Json<Member>,
+) -> ApiResult<Json<Team>> {
+    Ok(Json(access(&s)?.set_member(&name, &m.user, true)?))
+}
+
+pub async fn team_del(State(s): State<AppState>, Path((name, user)): Path<(String, String)>) -> ApiResult<Json<Team>> {
+    Ok(Json(access(&s)?.set_member(&name, &user, false)?))
+}
+
+// --- organizations ---
+
+pub async fn orgs(State(s): State<AppState>) -> ApiResult<Json<Vec<Org>>> {
+    Ok(Json(access(&s)?.list_orgs()?))
+}
+
+pub async fn org_create(State(s): State<AppState>, Json(o): Json<Named>) -> ApiResult<(StatusCode, Json<Org>)> {
+    Ok((StatusCode::CREATED, Json(access(&s)?.create_org(&o.name)?)))
+}
+
+pub async fn org_remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    access(&s)?.remove_org(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn org_add(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(t): Json<OrgTeam>,
+) -> ApiResult<Json<Org>> {
+    Ok(Json(access(&s)?.set_org_team(&name, &t.team, true)?))
+}
+
+pub async fn org_del(State(s): State<AppState>, Path((name, team)): Path<(String, String)>) -> ApiResult<Json<Org>> {
+    Ok(Json(access(&s)?.set_org_team(&name, &team, false)?))
+}
+
+// --- roles and grants ---
+
+#[derive(Deserialize)]
+pub struct NewRole {
+    name: String,
+    /// `resource:action` each.
+    permissions: Vec<String>,
+}
+
+pub async fn roles(State(s): State<AppState>) -> ApiResult<Json<Vec<Role>>> {
+    Ok(Json(access(&s)?.list_roles()?))
+}
+
+pub async fn role_create(State(s): State<AppState>, Json(r): Json<NewRole>) -> ApiResult<(StatusCode, Json<Role>)> {
+    let permissions = r
+        .permissions
+        .iter()
+        .map(|p| {
+            Permission::parse(p)
+                .ok_or_else(|| ApiError::invalid(format!("invalid permission {p:?}: use resource:action")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(access(&s)?.create_role(&r.name, &permissions)?),
+    ))
+}
+
+pub async fn role_remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    access(&s)?.remove_role(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct NewGrant {
+    subject: String,
+    role: String,
+    #[serde(default = "root")]
+    collection: String,
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+pub async fn grants(State(s): State<AppState>) -> ApiResult<Json<Vec<Grant>>> {
+    Ok(Json(access(&s)?.list_grants()?))
+}
+
+/// Creating a grant needs grant write on its collection, and a caller may
+/// only hand out what it holds there itself: no granting oneself admin.
+pub async fn grant_create(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Json(g): Json<NewGrant>,
+) -> ApiResult<(StatusCode, Json<Grant>)> {
+    let a = access(&s)?;
+    let collection = berth_auth::collection_path(&g.collection)
+        .ok_or_else(|| ApiError::invalid(format!("invalid collection {:?}", g.collection)))?;
+    authz::check(&s, &p, Resource::Grant, Action::Write, Where::In(&collection))?;
+    if let Principal::User(identity) = &p {
+        let role = a
+            .role_permissions(&g.role)
+            .ok_or_else(|| ApiError::not_found(format!("no such role: {}", g.role)))?;
+        let held = authz::index(&s).permissions_in(&identity.name, &collection);
+        if !role.is_subset_of(held) {
+            return Err(ApiError::new(
+                berth_model::ErrorCode::Forbidden,
+                format!(
+                    "{} may not grant role {} in {collection}: it holds less",
+                    identity.name, g.role
+                ),
+            )
+            .into());
+        }
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(a.create_grant(&g.subject, &g.role, &collection)?),
+    ))
+}
+
+pub async fn grant_remove(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let a = access(&s)?;
+    let grant = a
+        .list_grants()?
+        .into_iter()
+        .find(|g| g.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no such grant: {id}")))?;
+    authz::check(&s, &p, Resource::Grant, Action::Write, Where::In(&grant.collection))?;
+    a.remove_grant(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- tokens ---
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct NewToken {
+    /// Seconds until it expires; none = never.
+    expires_in: Option<u64>,
+    scopes: Vec<String>,
+    description: String,
+    /// Whose token: the caller's unless it may manage users.
+    user: Option<String>,
+}
+
+/// The user a token operation is about: the caller, or another user when
+/// the caller may manage users.
+fn token_owner(s: &AppState, p: &Principal, requested: Option<String>) -> Result<String, ApiError> {
+    let own = match p {
+        Principal::User(identity) => Some(identity.name.clone()),
+        _ => None,
+    };
+    match (requested, own) {
+        (Some(r), Some(own)) if r == own => Ok(own),
+        (None, Some(own)) => Ok(own),
+        (None, None) => Ok("admin".into()),
+        (Some(r), _) => {
+            authz::check(s, p, Resource::User, Action::Write, Where::In("/"))?;
+            Ok(r)
+        }
+    }
+}
+
+pub async fn tokens(State(s): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult<Json<Vec<TokenView>>> {
+    let a = access(&s)?;
+    let all = authz::check(&s, &p, Resource::User, Action::Read, Where::In("/")).is_ok();
+    let own = p.name();
+    Ok(Json(a.list_tokens((!all).then_some(own.as_str()))?))
+}
+
+pub async fn token_create(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    // `POST /v1/auth/token` usually comes without a body.
+    let t: NewToken = if body.iter().all(u8::is_ascii_whitespace) {
+        NewToken::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid token request: {e}")))?
+    };
+    let user = token_owner(&s, &p, t.user.clone())?;
+    // A token never carries more than the token that created it.
+    let scopes = match &p {
+        Principal::User(identity) => match &identity.scopes {
+            Some(parent) if !parent.iter().any(|x| x == "*") => {
+                if t.scopes.is_empty() || !t.scopes.iter().all(|x| parent.contains(x)) {
+                    parent.to_vec()
+                } else {
+                    t.scopes.clone()
+                }
+            }
+            _ => t.scopes.clone(),
+        },
+        _ => t.scopes.clone(),
+    };
+    let (view, secret) = access(&s)?.create_token(&user, t.expires_in, &scopes, &t.description)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": secret,
+            "id": view.id,
+            "user": view.user,
+            "scopes": view.scopes,
+            "created": view.created,
+            "expires": view.expires,
+        })),
+    ))
+}
+
+pub async fn token_remove(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let any = authz::check(&s, &p, Resource::User, Action::Write, Where::In("/")).is_ok();
+    let own = p.name();
+    access(&s)?.remove_token(&id, (!any).then_some(own.as_str()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --- audit ---
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AuditQuery {
+    since: Option<String>,
+    user: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn audit(
+    State(s): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<berth_auth::AuditEntry>>> {
+    if let Some(since) = &q.since {
+        if chrono::DateTime::parse_from_rfc3339(since).is_err() {
+            return Err(ApiError::invalid(format!("invalid --since {since:?}: use RFC 3339")).into());
+        }
+    }
+    let query = berth_auth::AuditQuery {
+        since: q.since,
+        user: q.user,
+        limit: q.limit,
+    };
+    Ok(Json(blocking(&s, move |a| a.audit_list(&query)).await?))
+}
+
+pub async fn audit_verify(State(s): State<AppState>) -> ApiResult<Json<berth_auth::Verification>> {
+    Ok(Json(blocking(&s, |a| a.audit_verify()).await?))
+}

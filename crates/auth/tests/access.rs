@@ -1,0 +1,256 @@
+//! The access service on a real store: bootstrap, identities and grants,
+//! tokens (expiry, revocation), failed-login lockout, and the audit log's
+//! tamper evidence (edits, removals and reorders made directly in the store).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use berth_auth::audit::key_of;
+use berth_auth::{Access, AuditEntry, Caller, NewAuditEntry, Resource, Where, AUDIT};
+use berth_store::Store;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    access: Access,
+    now: Arc<AtomicI64>,
+    store: Store,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("store");
+    let now = Arc::new(AtomicI64::new(1_800_000_000));
+    let clock_now = now.clone();
+    let clock: berth_auth::Clock =
+        Arc::new(move || chrono::DateTime::from_timestamp(clock_now.load(Ordering::SeqCst), 0).expect("time"));
+    let (mut access, written) = Access::open_with_clock(store.clone(), dir.path(), clock).expect("open");
+    access.set_checkpoint_interval(4);
+    let file = written.expect("bootstrap writes the admin password");
+    let meta = std::fs::metadata(&file).expect("password file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    Fixture {
+        _dir: dir,
+        access,
+        now,
+        store,
+    }
+}
+
+#[test]
+fn bootstrap_admin_logs_in_with_the_one_time_password_once_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("store");
+    let (access, written) = Access::open(store.clone(), dir.path()).expect("open");
+    let password = std::fs::read_to_string(written.expect("written")).expect("read");
+    let admin = access
+        .authenticate_password("admin", password.trim(), None)
+        .expect("admin logs in");
+    let decision = access.index().decide(
+        &Caller::User(&admin),
+        Resource::Grant,
+        berth_auth::Action::Write,
+        Where::In("/x"),
+    );
+    assert!(decision.allowed());
+    // What the API shows of users carries no hash.
+    let users = serde_json::to_string(&access.list_users().expect("list")).expect("json");
+    assert!(users.contains("admin") && !users.contains("argon2"), "{users}");
+    // A second open is not a bootstrap: no new password.
+    drop(access);
+    let (_, again) = Access::open(store, dir.path()).expect("reopen");
+    assert!(again.is_none());
+}
+
+#[test]
+fn grants_through_teams_and_orgs() {
+    let f = fixture();
+    let a = &f.access;
+    a.create_user("alice", "alice-password").expect("user");
+    a.create_team("team-a").expect("team");
+    a.set_member("team-a", "alice", true).expect("member");
+    a.create_org("acme").expect("org");
+    a.set_org_team("acme", "team-a", true).expect("org team");
+    a.create_grant("org:acme", "view-only", "/shared").expect("grant");
+    let alice = a.authenticate_password("alice", "alice-password", None).expect("login");
+    let may = |action, at| {
+        a.index()
+            .decide(&Caller::User(&alice), Resource::Container, action, at)
+            .allowed()
+    };
+    assert!(may(berth_auth::Action::Read, Where::In("/shared/x")));
+    assert!(!may(berth_auth::Action::Write, Where::In("/shared/x")));
+    assert!(!may(berth_auth::Action::Read, Where::In("/other")));
+    a.set_member("team-a", "alice", false).expect("leave");
+    assert!(!may(berth_auth::Action::Read, Where::In("/shared/x")));
+    assert!(a.create_grant("user:nobody", "admin", "/").is_err());
+    assert!(a.create_grant("user:alice", "no-such-role", "/").is_err());
+    assert!(a.create_grant("user:alice", "admin", "relative").is_err());
+}
+
+#[test]
+fn tokens_expire_and_are_revoked() {
+    let f = fixture();
+    let a = &f.access;
+    a.create_user("bob", "bob-password").expect("user");
+    let (view, secret) = a.create_token("bob", Some(60), &[], "ci").expect("token");
+    let stored = serde_json::to_string(&a.list_tokens(None).expect("list")).expect("json");
+    assert!(!stored.contains(&secret), "the secret is not stored or listed");
+    assert_eq!(a.authenticate_token(&secret, None).expect("valid").name, "bob");
+    f.now.fetch_add(61, Ordering::SeqCst);
+    assert_eq!(a.authenticate_token(&secret, None).unwrap_err().reason, "token expired");
+    let (view2, secret2) = a.create_token("bob", None, &["read".into()], "").expect("token");
+    assert!(a.authenticate_token(&secret2, None).is_ok());
+    a.remove_token(&view2.id, Some("someone-else")).expect_err("not theirs");
+    a.remove_token(&view2.id, Some("bob")).expect("revoke");
+    assert!(a.authenticate_token(&secret2, None).is_err());
+    // A forged secret for a real id.
+    let forged = format!("berth_pat_{}_{}", view.id, "0".repeat(64));
+    assert_eq!(
+        a.authenticate_token(&forged, None).unwrap_err().reason,
+        "token does not match"
+    );
+    assert!(a.create_token("bob", None, &["bogus".into()], "").is_err());
+}
+
+#[test]
+fn failed_logins_lock_the_user_then_expire() {
+    let f = fixture();
+    let a = &f.access;
+    a.create_user("carol", "carol-password").expect("user");
+    for _ in 0..5 {
+        assert_eq!(
+            a.authenticate_password("carol", "wrong", Some("10.0.0.1"))
+                .unwrap_err()
+                .reason,
+            "wrong password"
+        );
+    }
+    // The right password does not help while locked.
+    assert_eq!(
+        a.authenticate_password("carol", "carol-password", Some("10.0.0.2"))
+            .unwrap_err()
+            .reason,
+        "user locked out after failed logins"
+    );
+    f.now.fetch_add(901, Ordering::SeqCst);
+    assert!(a
+        .authenticate_password("carol", "carol-password", Some("10.0.0.2"))
+        .is_ok());
+    // One source spraying many names is locked too.
+    for i in 0..20 {
+        let _ = a.authenticate_password(&format!("u{i}"), "x", Some("10.0.0.9"));
+    }
+    assert_eq!(
+        a.authenticate_password("carol", "carol-password", Some("10.0.0.9"))
+            .unwrap_err()
+            .reason,
+        "source locked out after failed logins"
+    );
+    assert!(a
+        .authenticate_password("carol", "carol-password", Some("10.0.0.3"))
+        .is_ok());
+}
+
+fn append(a: &Access, n: usize) {
+    for i in 0..n {
+        a.audit_append(NewAuditEntry {
+            user: format!("user{}", i % 3),
+            source: "127.0.0.1".into(),
+            action: "POST /v1/containers".into(),
+            resource: "container".into(),
+            object: format!("/v1/containers/{i}"),
+            result: "allowed".into(),
+            status: 201,
+            detail: String::new(),
+        })
+        .expect("append");
+    }
+}
+
+fn entry(store: &Store, seq: u64) -> AuditEntry {
+    store.get(AUDIT, &key_of(seq)).expect("get").expect("entry")
+}
+
+fn verify_fails(a: &Access, what: &str) {
+    let v = a.audit_verify().expect("verify");
+    assert!(!v.ok, "{what} was not detected");
+    assert!(!v.problems.is_empty());
+}
+
+#[test]
+fn audit_chain_verifies_and_filters() {
+    let f = fixture();
+    append(&f.access, 10);
+    let v = f.access.audit_verify().expect("verify");
+    assert!(v.ok, "{:?}", v.problems);
+    assert_eq!((v.entries, v.checkpoints), (10, 2));
+    let q = berth_auth::AuditQuery {
+        user: Some("user1".into()),
+        ..Default::default()
+    };
+    assert_eq!(f.access.audit_list(&q).expect("list").len(), 3);
+    let q = berth_auth::AuditQuery {
+        limit: Some(2),
+        ..Default::default()
+    };
+    let tail = f.access.audit_list(&q).expect("list");
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![9, 10]);
+}
+
+#[test]
+fn audit_verify_detects_an_edited_entry() {
+    let f = fixture();
+    append(&f.access, 10);
+    let mut e = entry(&f.store, 5);
+    e.entry.user = "someone-else".into();
+    f.store.apply(|t| t.put(AUDIT, &key_of(5), &e)).expect("edit");
+    verify_fails(&f.access, "an edit");
+}
+
+#[test]
+fn audit_verify_detects_a_rehashed_edit() {
+    // The editor recomputes every hash after the edit: the chain is
+    // consistent again, but the signed head and checkpoints are not.
+    let f = fixture();
+    append(&f.access, 10);
+    let mut prev = entry(&f.store, 4).hash;
+    for seq in 5..=10 {
+        let mut e = entry(&f.store, seq);
+        if seq == 5 {
+            e.entry.result = "denied".into();
+        }
+        e.prev = prev.clone();
+        e.hash = e.compute_hash();
+        prev = e.hash.clone();
+        f.store.apply(|t| t.put(AUDIT, &key_of(seq), &e)).expect("rewrite");
+    }
+    verify_fails(&f.access, "a rehashed edit");
+}
+
+#[test]
+fn audit_verify_detects_removed_entries() {
+    let f = fixture();
+    append(&f.access, 10);
+    f.store.apply(|t| t.delete(AUDIT, &key_of(3))).expect("delete");
+    verify_fails(&f.access, "a removal in the middle");
+
+    let g = fixture();
+    append(&g.access, 10);
+    g.store.apply(|t| t.delete(AUDIT, &key_of(10))).expect("delete");
+    verify_fails(&g.access, "a removal at the end");
+}
+
+#[test]
+fn audit_verify_detects_reordered_entries() {
+    let f = fixture();
+    append(&f.access, 10);
+    let (a, b) = (entry(&f.store, 6), entry(&f.store, 7));
+    f.store
+        .apply(|t| {
+            t.put(AUDIT, &key_of(6), &b)?;
+            t.put(AUDIT, &key_of(7), &a)
+        })
+        .expect("swap");
+    verify_fails(&f.access, "a reorder");
+}
