@@ -32,6 +32,9 @@ pub enum Endpoint {
 #[derive(Clone)]
 pub struct Client {
     endpoint: Endpoint,
+    /// `BERTH_TOKEN`: a personal access token sent over TCP (never over the
+    /// socket, whose caller is the admin). Never printed.
+    token: Option<String>,
 }
 
 /// PEM files for https:// hosts (`--tlscacert`, `--tlscert`, `--tlskey`).
@@ -130,7 +133,8 @@ impl Client {
         } else {
             bail!("invalid host {host:?}: use unix:///path/to/berth.sock")
         };
-        Ok(Self { endpoint })
+        let token = std::env::var("BERTH_TOKEN").ok().filter(|t| !t.is_empty());
+        Ok(Self { endpoint, token })
     }
 
     async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>> {
@@ -173,11 +177,11 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str, body: Body) -> Result<Request<Body>> {
-        Ok(Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "berth")
-            .body(body)?)
+        let mut builder = Request::builder().method(method).uri(path).header("host", "berth");
+        if let (Some(token), false) = (&self.token, matches!(self.endpoint, Endpoint::Unix(_))) {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        Ok(builder.body(body)?)
     }
 
     /// Sends a request; a non-success status becomes the daemon's message.

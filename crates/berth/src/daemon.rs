@@ -101,6 +101,8 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
             .clone()
             .layer(axum::Extension(Principal::Anonymous))
             .layer(axum::Extension(registry_auth));
+        // Peer addresses reach authentication (per-source lockout) and the audit log.
+        let anon = anon.into_make_service_with_connect_info::<SocketAddr>();
         tcp = Some(tokio::spawn(async move { axum::serve(l, anon).await }));
     }
     let tls = serve_tls(&a, &engine, router.clone()).await?;

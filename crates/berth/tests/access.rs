@@ -200,6 +200,25 @@ fn users_roles_tokens_and_audit_over_tcp() {
     s.daemon.load_busybox();
     let id = s.admin(&["create", "busybox", "sleep", "100"]).trim().to_string();
 
+    // The CLI over TCP carries BERTH_TOKEN: view-only may list, not remove;
+    // without a token the same list is refused.
+    let tcp_cli = |token: Option<&str>, args: &[&str]| {
+        let mut c = std::process::Command::new(common::bin());
+        c.arg("-H")
+            .arg(format!("http://127.0.0.1:{}", s.port))
+            .args(args)
+            .env_remove("BERTH_TOKEN");
+        if let Some(t) = token {
+            c.env("BERTH_TOKEN", t);
+        }
+        c.output().expect("berth")
+    };
+    let listed = tcp_cli(Some(&vera), &["ps", "-aq"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id[..12]));
+    assert!(!tcp_cli(Some(&vera), &["rm", "-f", &id]).status.success());
+    assert!(!tcp_cli(None, &["ps", "-aq"]).status.success());
+
     // Restricted control may create plain containers...
     let plain = json!({"image": "busybox", "cmd": ["true"]});
     let r = s.req("POST", "/v1/containers", Auth::Token(&rita), Some(&plain));
