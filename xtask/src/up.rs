@@ -117,7 +117,9 @@ Then try:
     berth images
 
 The CLI talks to the daemon given by -H/--host or BERTH_HOST
-(default unix://{DEFAULT_SOCKET}).
+(default unix://{DEFAULT_SOCKET}). Over the network: https://<this host>:7443
+with --tlscacert /var/lib/berth/pki/ca.pem; the admin user's one-time
+password is in /var/lib/berth/admin-password (root only).
 The web UI is not part of berth yet; it comes in a later issue."
     );
 }
