@@ -27,6 +27,11 @@ pub const BASE_PACKAGES: &[&str] = &[
     "ldap-utils",
     "openssl",
     "unzip",
+    // content trust: the notary CLI and notary-server (interop, bench), SoftHSM2 (PKCS#11)
+    "notary",
+    "softhsm2",
+    // scanner ground truth: a real Debian root filesystem
+    "debootstrap",
 ];
 
 /// The workspace root: the parent of this crate's directory.

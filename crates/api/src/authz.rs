@@ -292,6 +292,14 @@ fn source(req: &Request, principal: &Principal) -> Option<String> {
         .map(|ConnectInfo(addr)| addr.ip().to_string())
 }
 
+/// The audit level set for `resource` (metadata without access control).
+fn audit_level(state: &AppState, resource: Resource) -> berth_auth::AuditLevel {
+    match &state.access {
+        Some(a) => a.audit_level(resource),
+        None => berth_auth::audit::level(resource),
+    }
+}
+
 /// Appends to the audit log off the async workers; a failure is logged
 /// (without the entry's content) and does not fail the request.
 async fn audit(state: &AppState, entry: NewAuditEntry) {
@@ -371,7 +379,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         ))
         .into_response();
     };
-    let level = berth_auth::audit::level(route.resource);
+    let level = audit_level(&state, route.resource);
     let facts = RequestFacts {
         action: format!("{} {path}", req.method()),
         resource: route.resource,
@@ -475,10 +483,15 @@ async fn run_audited(
     let name = principal.name();
     req.extensions_mut().insert(principal);
     let response = next.run(req).await;
-    let level = berth_auth::audit::level(facts.resource);
+    let level = audit_level(state, facts.resource);
     let status = response.status();
     let denied = status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED;
-    if denied || (mutating && level != berth_auth::AuditLevel::None) {
+    let recorded = match level {
+        berth_auth::AuditLevel::None => false,
+        berth_auth::AuditLevel::Metadata => mutating,
+        berth_auth::AuditLevel::Request => true,
+    };
+    if denied || recorded {
         let detail = response
             .extensions()
             .get::<crate::error::Denied>()

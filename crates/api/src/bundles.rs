@@ -84,6 +84,17 @@ fn bundle_user(s: &AppState, p: &Principal, asked: Option<String>) -> Result<Str
         Some(u) if u == own => Ok(u),
         Some(u) => {
             crate::authz::check(s, p, Resource::User, Action::Write, Where::Anywhere)?;
+            // A certificate for a name no user holds would identify nobody
+            // today and whoever takes the name tomorrow.
+            let exists = s
+                .access
+                .as_ref()
+                .ok_or_else(|| ApiError::internal("access control is not available on this daemon"))?
+                .user_exists(&u)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            if !exists {
+                return Err(ApiError::new(ErrorCode::NotFound, format!("no such user: {u}")));
+            }
             Ok(u)
         }
     }

@@ -7,6 +7,7 @@
 //! **Invariant:** this is the only crate that knows HTTP.
 
 mod access;
+mod audit;
 mod authz;
 mod bundles;
 mod containers;
@@ -40,15 +41,42 @@ pub struct AppState {
 
 /// The whole API as one router; the caller binds it to listeners.
 pub fn router(engine: Arc<Engine>) -> axum::Router {
+    router_with(engine, Options::default()).unwrap_or_else(|e| unreachable!("default options: {e}"))
+}
+
+/// Daemon settings the API needs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Forward every audit entry to syslog: `udp://HOST:PORT` or `unix:///dev/log`.
+    pub audit_syslog: Option<String>,
+}
+
+/// The router with `options`; an invalid option is an error naming it.
+pub fn router_with(engine: Arc<Engine>, options: Options) -> Result<axum::Router, String> {
+    let pki = bundles::open_pki(&engine);
+    let access = open_access(&engine);
+    if let Some(a) = &access {
+        if let Err(e) = a.load_audit_levels() {
+            tracing::error!(error = %e, "cannot load the audit levels; every resource is at metadata");
+        }
+        if let Some(p) = &pki {
+            a.set_chain_signer(Arc::new(audit::ClusterKey(p.clone())));
+        }
+        if let Some(target) = &options.audit_syslog {
+            a.set_audit_sink(audit::syslog_sink(target)?);
+        }
+    } else if options.audit_syslog.is_some() {
+        return Err("--audit-syslog: access control (and with it the audit log) is not available".into());
+    }
     let state = AppState {
         engine: engine.clone(),
         metrics: Arc::new(metrics::Metrics::default()),
         execs: Default::default(),
         registry: registry::open(&engine),
-        pki: bundles::open_pki(&engine),
-        access: open_access(&engine),
+        pki,
+        access,
     };
-    routes::build(state)
+    Ok(routes::build(state))
 }
 
 /// Opens the access service on the engine's store; on a fresh cluster this

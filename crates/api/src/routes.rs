@@ -7,7 +7,7 @@ use axum::routing::{delete, get, head, patch, post, put, MethodRouter};
 use axum::Router;
 
 use crate::authz::{Action, Resource};
-use crate::{access, authz, bundles, containers, images, metrics, openapi, registry, system, AppState};
+use crate::{access, audit, authz, bundles, containers, images, metrics, openapi, registry, system, AppState};
 
 pub struct Route {
     pub method: Method,
@@ -355,6 +355,33 @@ pub static TABLE: &[Route] = &[
         Read,
         access::audit_verify,
         "Check the audit log's hash chain and signatures"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/audit/export",
+        Audit,
+        Read,
+        audit::export,
+        "Every audit entry and signature, for offline verification"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/audit/levels",
+        Audit,
+        Read,
+        audit::levels,
+        "The audit level of each resource"
+    ),
+    r!(
+        PUT,
+        put,
+        "/v1/audit/levels/{resource}",
+        Audit,
+        Write,
+        audit::set_level,
+        "Set a resource's audit level: none, metadata or request"
     ),
     r!(GET, get, "/v1/images", Image, Read, images::list, "List images"),
     r!(

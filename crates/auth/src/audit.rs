@@ -2,16 +2,31 @@
 //! which result. Entries are hash-chained (sha256 of the previous hash and
 //! the entry's canonical JSON); the head of the chain is signed on every
 //! append and a checkpoint is signed every N entries, with HMAC-SHA256
-//! under the root-only key `<data-root>/auth/audit.key`. So an edited,
-//! removed or reordered entry breaks the chain, and a rewritten chain (or a
-//! cut-off tail) no longer matches the signatures.
+//! under the root-only key `<data-root>/auth/audit.key` and, once the daemon
+//! has set one, with the cluster's key ([`ChainSigner`], the cluster CA's
+//! ECDSA key) so that anyone holding the CA certificate can check an
+//! exported log. So an edited, removed or reordered entry breaks the chain,
+//! and a rewritten chain (or a cut-off tail) no longer matches the
+//! signatures.
+//!
+//! How much is recorded is set per resource ([`AuditLevel`], stored in
+//! `cluster/audit_levels`); every appended entry also goes to the sink the
+//! daemon set (syslog), if any.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use berth_store::Table;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::access::sha256_hex;
-use crate::{Access, Resource, Result, AUDIT, AUDIT_SIGNATURES};
+use crate::{Access, Error, Resource, Result, AUDIT, AUDIT_SIGNATURES, RESOURCES};
+
+/// Audit levels set per resource (key: resource name); resources without a
+/// record are at [`AuditLevel::Metadata`].
+pub const AUDIT_LEVELS: Table = Table("cluster/audit_levels");
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -21,16 +36,163 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 pub enum AuditLevel {
     /// Nothing but denials and logins.
     None,
-    /// Who, action, object, result.
+    /// Who, action, object, result of every mutating request.
     Metadata,
-    /// Also the request's query.
+    /// Every request, reads too, with its query.
     Request,
 }
 
-/// The level per resource. A simple map for now: everything at metadata.
+impl AuditLevel {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Self::None),
+            "metadata" => Some(Self::Metadata),
+            "request" => Some(Self::Request),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Metadata => "metadata",
+            Self::Request => "request",
+        }
+    }
+}
+
+/// The default level of a resource without a setting.
 pub fn level(resource: Resource) -> AuditLevel {
     let _ = resource;
     AuditLevel::Metadata
+}
+
+/// The cluster's signing key for the chain (the cluster CA's key). The
+/// daemon implements it; this crate only asks for signatures and checks.
+pub trait ChainSigner: Send + Sync {
+    /// Names the key, e.g. the SHA-256 fingerprint of the CA certificate.
+    fn key_id(&self) -> String;
+    fn sign(&self, message: &[u8]) -> Vec<u8>;
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool;
+}
+
+/// Receives every appended entry (syslog forwarding). It must not block
+/// for long: it runs under the append lock.
+pub type AuditSink = Arc<dyn Fn(&AuditEntry) + Send + Sync>;
+
+/// Audit settings that change at run time.
+#[derive(Default)]
+pub(crate) struct AuditExtras {
+    levels: RwLock<HashMap<Resource, AuditLevel>>,
+    signer: RwLock<Option<Arc<dyn ChainSigner>>>,
+    sink: RwLock<Option<AuditSink>>,
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    match lock.write() {
+        Ok(mut g) => *g = value,
+        Err(p) => *p.into_inner() = value,
+    }
+}
+
+/// The message a signature covers.
+fn signed_message(seq: u64, hash: &str) -> Vec<u8> {
+    format!("berth-audit:{seq}:{hash}").into_bytes()
+}
+
+/// An exported audit log: everything `audit verify` needs, offline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditExport {
+    pub entries: Vec<AuditEntry>,
+    /// `(key, signature)`: `head` and the checkpoints.
+    pub signatures: Vec<(String, Signature)>,
+}
+
+/// Checks a chain and its cluster-key signatures without the node's HMAC
+/// key: what `berth audit verify --file` runs against an export, with the
+/// CA certificate as `verify`'s key.
+pub fn verify_export(export: &AuditExport, verify: &dyn Fn(&[u8], &[u8]) -> bool) -> Verification {
+    let check = |sig: &Signature| match sig.sig.as_deref().map(hex::decode) {
+        Some(Ok(bytes)) => verify(&signed_message(sig.seq, &sig.hash), &bytes),
+        _ => false,
+    };
+    verify_chain(
+        &export.entries,
+        &export.signatures,
+        &check,
+        "not signed by the cluster key",
+    )
+}
+
+fn verify_chain(
+    entries: &[AuditEntry],
+    signatures: &[(String, Signature)],
+    valid: &dyn Fn(&Signature) -> bool,
+    invalid: &str,
+) -> Verification {
+    let mut problems = Vec::new();
+    let mut prev = GENESIS.to_string();
+    let mut expected = 1u64;
+    let mut hashes = std::collections::HashMap::new();
+    for e in entries {
+        if e.seq != expected {
+            problems.push(format!(
+                "entry {} found where {expected} should be: removed or reordered",
+                e.seq
+            ));
+        }
+        if e.prev != prev {
+            problems.push(format!(
+                "entry {} does not follow the previous entry: chain broken",
+                e.seq
+            ));
+        }
+        if e.compute_hash() != e.hash {
+            problems.push(format!("entry {} was edited: its hash does not match", e.seq));
+        }
+        hashes.insert(e.seq, e.hash.clone());
+        prev = e.hash.clone();
+        expected = e.seq + 1;
+    }
+    let last = entries.last().map(|e| (e.seq, e.hash.clone()));
+    let mut checkpoints = 0;
+    let mut head_seen = false;
+    for (key, sig) in signatures {
+        if !valid(sig) {
+            problems.push(format!("signature {key} is not valid: {invalid}"));
+            continue;
+        }
+        if key == HEAD {
+            head_seen = true;
+            if last.as_ref() != Some(&(sig.seq, sig.hash.clone())) {
+                problems.push(format!(
+                    "the signed head is entry {}, the log ends elsewhere: entries removed or rewritten",
+                    sig.seq
+                ));
+            }
+        } else {
+            checkpoints += 1;
+            if hashes.get(&sig.seq) != Some(&sig.hash) {
+                problems.push(format!("checkpoint {} does not match the log", sig.seq));
+            }
+        }
+    }
+    if !head_seen && !entries.is_empty() {
+        problems.push("the signed head is missing".into());
+    }
+    Verification {
+        ok: problems.is_empty(),
+        entries: entries.len() as u64,
+        checkpoints,
+        problems,
+    }
 }
 
 /// What a caller records; the log adds sequence, time and hashes.
@@ -91,7 +253,14 @@ impl AuditEntry {
 pub struct Signature {
     pub seq: u64,
     pub hash: String,
+    /// HMAC-SHA256 under the node's audit key, hex.
     pub mac: String,
+    /// ECDSA signature by the cluster key, hex (DER), once one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+    /// Which cluster key made `sig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
 }
 
 /// Filters for [`Access::audit_list`].
@@ -124,16 +293,86 @@ impl Access {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.audit_key) else {
             return String::new();
         };
-        mac.update(format!("berth-audit:{seq}:{hash}").as_bytes());
+        mac.update(&signed_message(seq, hash));
         hex::encode(mac.finalize().into_bytes())
     }
 
     fn signature(&self, seq: u64, hash: &str) -> Signature {
+        let signer = read(&self.audit_extras.signer);
         Signature {
             seq,
             hash: hash.to_string(),
             mac: self.mac(seq, hash),
+            sig: signer.as_ref().map(|s| hex::encode(s.sign(&signed_message(seq, hash)))),
+            signer: signer.as_ref().map(|s| s.key_id()),
         }
+    }
+
+    /// Signs the chain with the cluster key from now on; `audit verify`
+    /// then also requires the cluster key's signature on the head and on
+    /// checkpoints made since.
+    pub fn set_chain_signer(&self, signer: Arc<dyn ChainSigner>) {
+        write(&self.audit_extras.signer, Some(signer));
+    }
+
+    /// Sends every appended entry to `sink` too.
+    pub fn set_audit_sink(&self, sink: AuditSink) {
+        write(&self.audit_extras.sink, Some(sink));
+    }
+
+    /// Loads the per-resource levels (creating their table).
+    pub fn load_audit_levels(&self) -> Result<()> {
+        let stored = self.store.apply(|t| t.list::<AuditLevel>(AUDIT_LEVELS))?;
+        let levels = stored
+            .into_iter()
+            .filter_map(|(k, v)| Resource::parse(&k).map(|r| (r, v)))
+            .collect();
+        write(&self.audit_extras.levels, levels);
+        Ok(())
+    }
+
+    /// How much the log records for `resource`.
+    pub fn audit_level(&self, resource: Resource) -> AuditLevel {
+        match self.audit_extras.levels.read() {
+            Ok(g) => g.get(&resource).copied(),
+            Err(p) => p.into_inner().get(&resource).copied(),
+        }
+        .unwrap_or_else(|| level(resource))
+    }
+
+    /// Every resource with its level.
+    pub fn audit_levels(&self) -> Vec<(Resource, AuditLevel)> {
+        RESOURCES.into_iter().map(|r| (r, self.audit_level(r))).collect()
+    }
+
+    pub fn set_audit_level(&self, resource: &str, level: &str) -> Result<()> {
+        let r = Resource::parse(resource).ok_or_else(|| {
+            let names: Vec<&str> = RESOURCES.iter().map(|r| r.name()).collect();
+            Error::Invalid(format!("unknown resource {resource:?}; one of: {}", names.join(", ")))
+        })?;
+        let l = AuditLevel::parse(level).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown audit level {level:?}; one of: none, metadata, request"
+            ))
+        })?;
+        self.store.apply(|t| t.put(AUDIT_LEVELS, r.name(), &l))?;
+        let mut levels = read(&self.audit_extras.levels);
+        levels.insert(r, l);
+        write(&self.audit_extras.levels, levels);
+        Ok(())
+    }
+
+    /// The whole log with its signatures, for offline verification.
+    pub fn audit_export(&self) -> Result<AuditExport> {
+        Ok(AuditExport {
+            entries: self
+                .store
+                .list::<AuditEntry>(AUDIT)?
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect(),
+            signatures: self.store.list::<Signature>(AUDIT_SIGNATURES)?,
+        })
     }
 
     /// Appends one entry in one transaction with the new signed head.
@@ -163,6 +402,9 @@ impl Access {
             }
             Ok(e)
         })?;
+        if let Some(sink) = read(&self.audit_extras.sink) {
+            sink(&appended);
+        }
         Ok(appended)
     }
 
@@ -186,69 +428,37 @@ impl Access {
         Ok(out)
     }
 
-    /// Walks the whole chain and checks every link and signature.
+    /// Walks the whole chain and checks every link and signature: the
+    /// node's HMAC always, the cluster key's signature when one is set.
     pub fn audit_verify(&self) -> Result<Verification> {
         let entries = self.store.list::<AuditEntry>(AUDIT)?;
         let signatures = self.store.list::<Signature>(AUDIT_SIGNATURES)?;
-        let mut problems = Vec::new();
-        let mut prev = GENESIS.to_string();
-        let mut expected = 1u64;
-        let mut hashes = std::collections::HashMap::new();
+        let mut moved = Vec::new();
         for (key, e) in &entries {
             if *key != key_of(e.seq) {
-                problems.push(format!("entry stored at {key} says it is number {}: moved", e.seq));
+                moved.push(format!("entry stored at {key} says it is number {}: moved", e.seq));
             }
-            if e.seq != expected {
-                problems.push(format!(
-                    "entry {} found where {expected} should be: removed or reordered",
-                    e.seq
-                ));
-            }
-            if e.prev != prev {
-                problems.push(format!(
-                    "entry {} does not follow the previous entry: chain broken",
-                    e.seq
-                ));
-            }
-            if e.compute_hash() != e.hash {
-                problems.push(format!("entry {} was edited: its hash does not match", e.seq));
-            }
-            hashes.insert(e.seq, e.hash.clone());
-            prev = e.hash.clone();
-            expected = e.seq + 1;
         }
-        let last = entries.last().map(|(_, e)| (e.seq, e.hash.clone()));
-        let mut checkpoints = 0;
-        let mut head_seen = false;
-        for (key, sig) in &signatures {
-            let valid = self.mac(sig.seq, &sig.hash) == sig.mac;
-            if !valid {
-                problems.push(format!("signature {key} is not valid"));
-                continue;
+        let signer = read(&self.audit_extras.signer);
+        let valid = |sig: &Signature| {
+            if self.mac(sig.seq, &sig.hash) != sig.mac {
+                return false;
             }
-            if key == HEAD {
-                head_seen = true;
-                if last.as_ref() != Some(&(sig.seq, sig.hash.clone())) {
-                    problems.push(format!(
-                        "the signed head is entry {}, the log ends elsewhere: entries removed or rewritten",
-                        sig.seq
-                    ));
+            match (&signer, &sig.sig) {
+                (Some(signer), Some(hexsig)) => {
+                    hex::decode(hexsig).is_ok_and(|bytes| signer.verify(&signed_message(sig.seq, &sig.hash), &bytes))
                 }
-            } else {
-                checkpoints += 1;
-                if hashes.get(&sig.seq) != Some(&sig.hash) {
-                    problems.push(format!("checkpoint {} does not match the log", sig.seq));
-                }
+                (Some(_), None) => false,
+                (None, _) => true,
             }
+        };
+        let entries: Vec<AuditEntry> = entries.into_iter().map(|(_, e)| e).collect();
+        let mut v = verify_chain(&entries, &signatures, &valid, "edited or signed by another key");
+        if !moved.is_empty() {
+            moved.append(&mut v.problems);
+            v.problems = moved;
+            v.ok = false;
         }
-        if !head_seen && !entries.is_empty() {
-            problems.push("the signed head is missing".into());
-        }
-        Ok(Verification {
-            ok: problems.is_empty(),
-            entries: entries.len() as u64,
-            checkpoints,
-            problems,
-        })
+        Ok(v)
     }
 }

@@ -13,7 +13,10 @@ pub mod policy;
 mod records;
 
 pub use access::{Access, AuthFailure, Clock};
-pub use audit::{AuditEntry, AuditLevel, AuditQuery, NewAuditEntry, Verification};
+pub use audit::{
+    verify_export, AuditEntry, AuditExport, AuditLevel, AuditQuery, AuditSink, ChainSigner, NewAuditEntry, Verification,
+    AUDIT_LEVELS,
+};
 pub use policy::{
     builtin_role, collection_path, covers, Action, Caller, Decision, Identity, Index, PermSet, Permission, Resource,
     Where, ACTIONS, BUILTIN_ROLES, RESOURCES,

@@ -41,6 +41,9 @@ pub struct DaemonArgs {
     /// Join an existing cluster (clusters come later)
     #[arg(long)]
     join: Option<String>,
+    /// Also send every audit entry to syslog: udp://HOST:PORT or unix:///dev/log
+    #[arg(long = "audit-syslog")]
+    audit_syslog: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -69,7 +72,10 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         std::env::current_dir()?.join(&a.data_root)
     };
     let engine = open_engine(data_root.clone(), exe).await?;
-    let router = berth_api::router(engine.clone());
+    let options = berth_api::Options {
+        audit_syslog: a.audit_syslog.clone(),
+    };
+    let router = berth_api::router_with(engine.clone(), options).map_err(anyhow::Error::msg)?;
 
     let socket = a.socket.clone();
     if let Some(dir) = socket.parent() {

@@ -155,6 +155,11 @@ fn an_organizations_certificate_replaces_the_generated_one() {
 fn a_bundle_logs_its_user_in_until_revoked() {
     let (d, port) = tls_daemon(&[]);
     let zip = d.dir.path().join("bundle.zip");
+    // A bundle names an existing user: refused for one that does not exist.
+    let (_, err) = d.fails(&["bundle", "create", "--user", "alice", "-o", zip.to_str().expect("utf8")]);
+    assert!(err.contains("no such user: alice"), "{err}");
+    assert!(!zip.exists(), "a refused bundle left a file behind");
+    d.ok(&["user", "create", "alice"]);
     let id = d.ok(&["bundle", "create", "--user", "alice", "-o", zip.to_str().expect("utf8")]);
     let id = id.trim();
     let out = d.dir.path().join("bundle");

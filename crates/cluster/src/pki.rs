@@ -103,6 +103,18 @@ impl Pki {
         &self.ca_der
     }
 
+    /// The CA certificate's SHA-256 fingerprint, hex: names the cluster key.
+    pub fn ca_fingerprint(&self) -> String {
+        fingerprint(&self.ca_der)
+    }
+
+    /// Signs `message` with the cluster CA's key: ECDSA P-256 over SHA-256,
+    /// the signature DER-encoded. Checked by [`verify_with_ca`].
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        use rcgen::SigningKey;
+        Ok(self.issuer.key().sign(message)?)
+    }
+
     /// The server certificate for `names` (DNS names and IP addresses),
     /// issued again when what is on disk was made for other names, by
     /// another CA, or expires soon.
@@ -198,6 +210,18 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<ServerIdentity> {
 }
 
 /// SHA-256 of a certificate's DER, hex.
+/// Whether `signature` is the cluster key's (see [`Pki::sign`]) over
+/// `message`, the key taken from the CA certificate `ca_pem`.
+pub fn verify_with_ca(ca_pem: &str, message: &[u8], signature: &[u8]) -> Result<bool> {
+    let der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+        .map_err(|e| Error::Invalid(format!("the CA certificate is not PEM: {e}")))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| Error::Invalid(format!("the CA certificate does not parse: {e}")))?;
+    let point = cert.public_key().subject_public_key.data.to_vec();
+    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point);
+    Ok(key.verify(message, signature).is_ok())
+}
+
 pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
@@ -297,6 +321,24 @@ fn pem_error(path: &Path, e: impl std::fmt::Display) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_key_signs_and_the_ca_certificate_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::open(dir.path()).unwrap();
+        let sig = pki.sign(b"berth-audit:1:abc").unwrap();
+        assert!(verify_with_ca(pki.ca_pem(), b"berth-audit:1:abc", &sig).unwrap());
+        assert!(!verify_with_ca(pki.ca_pem(), b"berth-audit:1:abd", &sig).unwrap());
+        // Another cluster's CA does not verify it.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Pki::open(other_dir.path()).unwrap();
+        assert!(!verify_with_ca(other.ca_pem(), b"berth-audit:1:abc", &sig).unwrap());
+        assert!(verify_with_ca("not pem", b"x", &sig).is_err());
+        // Reopened from disk, the same key.
+        let again = Pki::open(dir.path()).unwrap();
+        assert_eq!(again.ca_fingerprint(), pki.ca_fingerprint());
+        assert!(verify_with_ca(pki.ca_pem(), b"m", &again.sign(b"m").unwrap()).unwrap());
+    }
 
     #[test]
     fn ca_persists_and_server_renews_on_name_change() {

@@ -1,0 +1,205 @@
+//! The audit log's settings and outputs: the cluster key that signs the
+//! chain ([`ClusterKey`]), levels per resource, the export that `berth
+//! audit verify --file` checks offline, and forwarding to syslog.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use berth_auth::{Access, AuditEntry, AuditExport, AuditSink, ChainSigner};
+use serde::{Deserialize, Serialize};
+
+use berth_model::ApiError;
+
+use crate::error::ApiResult;
+use crate::AppState;
+
+/// The cluster CA's key as the audit chain's signer.
+pub struct ClusterKey(pub Arc<berth_cluster::Pki>);
+
+impl ChainSigner for ClusterKey {
+    fn key_id(&self) -> String {
+        format!("sha256:{}", self.0.ca_fingerprint())
+    }
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match self.0.sign(message) {
+            Ok(sig) => sig,
+            Err(e) => {
+                // An empty signature fails verification: the problem shows there.
+                tracing::error!(error = %e, "cannot sign the audit chain with the cluster key");
+                Vec::new()
+            }
+        }
+    }
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        berth_cluster::pki::verify_with_ca(self.0.ca_pem(), message, signature).unwrap_or(false)
+    }
+}
+
+/// Where `--audit-syslog` sends entries: `udp://HOST:PORT` or
+/// `unix:///dev/log` (a datagram socket).
+pub fn syslog_sink(target: &str) -> Result<AuditSink, String> {
+    enum Out {
+        Udp(UdpSocket),
+        Unix(std::os::unix::net::UnixDatagram, String),
+    }
+    let out = if let Some(addr) = target.strip_prefix("udp://") {
+        let socket = UdpSocket::bind(if addr.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" })
+            .map_err(|e| format!("--audit-syslog {target}: {e}"))?;
+        socket
+            .connect(addr)
+            .map_err(|e| format!("--audit-syslog {target}: {e}"))?;
+        Out::Udp(socket)
+    } else if let Some(path) = target.strip_prefix("unix://") {
+        let socket =
+            std::os::unix::net::UnixDatagram::unbound().map_err(|e| format!("--audit-syslog {target}: {e}"))?;
+        Out::Unix(socket, path.to_string())
+    } else {
+        return Err(format!(
+            "--audit-syslog {target:?}: use udp://HOST:PORT or unix:///dev/log"
+        ));
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty() && h.is_ascii() && !h.contains(' '))
+        .unwrap_or_else(|| "-".into());
+    Ok(Arc::new(move |e: &AuditEntry| {
+        let message = syslog_line(&host, e);
+        let sent = match &out {
+            Out::Udp(s) => s.send(message.as_bytes()).map(|_| ()),
+            Out::Unix(s, path) => s.send_to(message.as_bytes(), path).map(|_| ()),
+        };
+        if let Err(err) = sent {
+            tracing::warn!(error = %err, seq = e.seq, "cannot send an audit entry to syslog");
+        }
+    }))
+}
+
+/// One RFC 5424 message: facility authpriv, severity notice for denials
+/// and failures, info otherwise; the entry as JSON in the message.
+pub fn syslog_line(host: &str, e: &AuditEntry) -> String {
+    const AUTHPRIV: u8 = 10;
+    let severity = if e.entry.result == "allowed" { 6 } else { 5 };
+    let json = serde_json::to_string(e).unwrap_or_default();
+    format!(
+        "<{}>1 {} {host} berth - audit [berth@32473 seq=\"{}\"] {json}",
+        AUTHPRIV * 8 + severity,
+        e.time,
+        e.seq
+    )
+}
+
+fn access(s: &AppState) -> ApiResult<Arc<Access>> {
+    s.access
+        .clone()
+        .ok_or_else(|| ApiError::internal("access control is not available on this daemon").into())
+}
+
+async fn blocking<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&Access) -> berth_auth::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let a = access(s)?;
+    let r = tokio::task::spawn_blocking(move || f(&a))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(r?)
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct LevelView {
+    pub resource: String,
+    pub level: berth_auth::AuditLevel,
+}
+
+/// `GET /v1/audit/levels`.
+pub async fn levels(State(s): State<AppState>) -> ApiResult<Json<Vec<LevelView>>> {
+    let levels = blocking(&s, |a| Ok(a.audit_levels())).await?;
+    Ok(Json(
+        levels
+            .into_iter()
+            .map(|(r, l)| LevelView {
+                resource: r.name().to_string(),
+                level: l,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct SetLevel {
+    level: String,
+}
+
+/// `PUT /v1/audit/levels/{resource}` with `{"level": "none|metadata|request"}`.
+pub async fn set_level(
+    State(s): State<AppState>,
+    Path(resource): Path<String>,
+    Json(body): Json<SetLevel>,
+) -> ApiResult<Json<LevelView>> {
+    let r = resource.clone();
+    blocking(&s, move |a| a.set_audit_level(&r, &body.level)).await?;
+    let level = blocking(&s, move |a| {
+        Ok(berth_auth::Resource::parse(&resource).map(|r| (r.name().to_string(), a.audit_level(r))))
+    })
+    .await?
+    .ok_or_else(|| ApiError::internal("the level just set is gone"))?;
+    Ok(Json(LevelView {
+        resource: level.0,
+        level: level.1,
+    }))
+}
+
+/// `GET /v1/audit/export`: every entry and signature, for offline checks.
+pub async fn export(State(s): State<AppState>) -> ApiResult<Json<AuditExport>> {
+    Ok(Json(blocking(&s, |a| a.audit_export()).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syslog_lines_are_rfc5424() {
+        let e = AuditEntry {
+            seq: 7,
+            time: "2026-11-29T01:00:00.000Z".into(),
+            entry: berth_auth::NewAuditEntry {
+                user: "alice".into(),
+                result: "denied".into(),
+                ..Default::default()
+            },
+            prev: "0".repeat(64),
+            hash: "1".repeat(64),
+        };
+        let line = syslog_line("node1", &e);
+        assert!(
+            line.starts_with("<85>1 2026-11-29T01:00:00.000Z node1 berth - audit [berth@32473 seq=\"7\"] {"),
+            "{line}"
+        );
+        assert!(line.contains("\"user\":\"alice\""));
+        assert!(syslog_sink("tcp://x").is_err());
+    }
+
+    #[test]
+    fn udp_syslog_delivers_entries() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let sink = syslog_sink(&format!("udp://{}", server.local_addr().unwrap())).unwrap();
+        let e = AuditEntry {
+            seq: 1,
+            time: "2026-11-29T01:00:00.000Z".into(),
+            entry: Default::default(),
+            prev: String::new(),
+            hash: String::new(),
+        };
+        sink(&e);
+        let mut buf = [0u8; 4096];
+        let n = server.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().contains("berth - audit"));
+    }
+}
