@@ -19,6 +19,7 @@ mod registry;
 mod routes;
 mod system;
 pub mod tls;
+mod trust;
 
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ pub struct AppState {
     /// Users, grants, tokens and the audit log; `None` when they could not
     /// be opened (then only the unix socket's admin gets anything done).
     pub access: Option<Arc<berth_auth::Access>>,
+    /// The Notary-compatible trust service; `None` when it could not be opened.
+    pub trust: Option<Arc<berth_notary::service::TrustService>>,
 }
 
 /// The whole API as one router; the caller binds it to listeners.
@@ -75,6 +78,7 @@ pub fn router_with(engine: Arc<Engine>, options: Options) -> Result<axum::Router
         registry: registry::open(&engine),
         pki,
         access,
+        trust: trust::open(&engine),
     };
     Ok(routes::build(state))
 }

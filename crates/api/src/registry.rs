@@ -34,12 +34,17 @@ pub enum Endpoint {
     Uploads(String),
     Upload(String, String),
     Referrers(String, String),
+    /// Notary's `/v2/{gun}/_trust/tuf/{rest}` (`rest` empty for the GUN itself).
+    Trust(String, String),
+    /// `/v2/{gun}/_trust/changefeed`, or `/v2/_trust/changefeed` for all.
+    Changefeed(Option<String>),
 }
 
 impl Endpoint {
     fn repository(&self) -> Option<&str> {
         match self {
-            Endpoint::Ping | Endpoint::Token | Endpoint::Catalog => None,
+            Endpoint::Ping | Endpoint::Token | Endpoint::Catalog | Endpoint::Changefeed(None) => None,
+            Endpoint::Trust(gun, _) | Endpoint::Changefeed(Some(gun)) => Some(crate::trust::repository_of(gun)),
             Endpoint::Tags(r)
             | Endpoint::Manifest(r, _)
             | Endpoint::Blob(r, _)
@@ -62,6 +67,17 @@ pub fn parse(path: &str) -> Option<Endpoint> {
     }
     if rest == "token" {
         return Some(Endpoint::Token);
+    }
+    if rest == "_trust/changefeed" {
+        return Some(Endpoint::Changefeed(None));
+    }
+    if let Some((gun, tail)) = rest.split_once("/_trust/") {
+        if tail == "changefeed" {
+            return Some(Endpoint::Changefeed(Some(gun.to_string())));
+        }
+        return tail
+            .strip_prefix("tuf/")
+            .map(|r| Endpoint::Trust(gun.to_string(), r.to_string()));
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some(Endpoint::Tags(name.to_string()));
@@ -112,6 +128,24 @@ pub fn scopes(method: &Method, path: &str, query: Option<&str>) -> Vec<(Target, 
         None => return vec![(Target::Base, Action::Pull)],
     };
     let mut out = Vec::new();
+    // Notary's permissions: updates and key reads need push and pull; key
+    // rotation and deletion all three ("*"); the changefeed of every GUN
+    // is the catalog's.
+    match &endpoint {
+        Endpoint::Changefeed(None) => return vec![(Target::Catalog, Action::Pull)],
+        Endpoint::Trust(gun, rest) => {
+            let repo = Target::Repository(crate::trust::repository_of(gun).to_string());
+            let actions: &[Action] = match (method, rest.is_empty(), rest.ends_with(".key")) {
+                (&Method::POST, true, _) => &[Action::Push, Action::Pull],
+                (&Method::DELETE, true, _) => &[Action::Push, Action::Pull, Action::Delete],
+                (&Method::GET | &Method::HEAD, _, true) => &[Action::Push, Action::Pull],
+                (&Method::POST, _, true) => &[Action::Push, Action::Pull, Action::Delete],
+                _ => &[Action::Pull],
+            };
+            return actions.iter().map(|a| (repo.clone(), *a)).collect();
+        }
+        _ => {}
+    }
     if let Some(repo) = endpoint.repository() {
         out.push((Target::Repository(repo.to_string()), action));
     }
@@ -455,6 +489,13 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
     let headers = parts.headers;
     let query = query_pairs(parts.uri.query());
     let endpoint = parse(parts.uri.path()).ok_or_else(|| Error::new(Code::Unsupported, "no such registry endpoint"))?;
+    match endpoint {
+        Endpoint::Trust(gun, rest) => return Ok(crate::trust::handle(&s, &method, gun, rest, &headers, body).await),
+        Endpoint::Changefeed(gun) if method == Method::GET => {
+            return Ok(crate::trust::changefeed(&s, gun, &query).await)
+        }
+        _ => {}
+    }
     let reg = registry(&s)?;
     let unsupported = || Err(Error::new(Code::Unsupported, format!("{method} is not supported here")));
     match endpoint {

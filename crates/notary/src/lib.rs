@@ -2,5 +2,54 @@
 //! (software, passphrase-encrypted at rest, and PKCS#11 tokens), the
 //! Notary-compatible server's update validation, and client verification.
 //! No HTTP here: the api crate serves the routes, the CLI fetches.
+//!
+//! # Public API
+//!
+//! - [`canonical`]: `canonical_json(&Value)`, `to_canonical(&T)` — the bytes
+//!   Notary signs and hashes into key ids.
+//! - [`keys`]: `PublicKey` (`id()`, `canonical_id()`, wire serde), `KeyType`,
+//!   `SigMethod` (wire names `ecdsa`, `eddsa`, `rsapss`, `rsapkcs1v15`), the
+//!   `Signer` trait, `CertifiedSigner` (a bare key signing as its x509 key).
+//! - [`crypto`]: `verify_signature`, `SoftwareSigner` (ECDSA P-256, Ed25519;
+//!   PKCS#8 in and out), `create_root_certificate(&dyn Signer, gun, now)`
+//!   (the notary CLI's self-signed root certificate, any signer incl. tokens),
+//!   `CertificateInfo`, `encrypt_pkcs8`/`decrypt_pkcs8`.
+//! - [`metadata`]: `RoleName`, `Signed<T>` (keeps the canonical bytes as
+//!   received; `from_bytes`, `new`, `sign`, `to_bytes`), `Root`, `Targets`,
+//!   `Snapshot`, `Timestamp`, `FileMeta`, `Delegations`.
+//! - [`repo`]: checks shared by server and client — `verify_signatures`,
+//!   `validate_root` (x509 root certs named after the GUN, rotation,
+//!   `TrustPinning`), structure, expiry, version, hash and path checks, each
+//!   failing with its own `VerifyError` variant.
+//! - [`server`]: `RepoState` (all versions of one GUN), `apply_update(state,
+//!   uploads, now, &dyn ServerKeys) -> Vec<MetaUpdate>`, `get_metadata`
+//!   (by role, `N.role`, `role.<sha256>`), `current_timestamp` /
+//!   `current_snapshot` (re-sign when expired), `get_or_create_key`,
+//!   `rotate_key`, `ServerKeys` + `MemoryServerKeys`, and `ServerError`
+//!   with Notary's codes, statuses and JSON error body.
+//! - [`client`]: `update(gun, cache_dir, &TrustPinning, now, &dyn Fetcher) ->
+//!   TrustedRepo`, `TrustedRepo::resolve_target(name, Option<&SignerRequirement>)`,
+//!   `check_target_bytes`.
+//! - [`builder`]: `RepoEditor` — create a repository, add/remove targets and
+//!   delegations, rotate keys and root, `publish(&[&dyn Signer], now)` to get
+//!   the files to upload.
+//! - [`keystore`]: `KeyStore` (Argon2id + XChaCha20-Poly1305 key files, mode
+//!   0600), `Passphrase`, PEM import/export compatible with the notary CLI.
+//!
+//! **Architecture Invariant:** nothing here reads the clock or the network;
+//! times and fetches are parameters. Only `keystore` and the client's cache
+//! touch the disk.
 
+pub mod builder;
+pub mod canonical;
+pub mod client;
+pub mod crypto;
 pub mod keys;
+pub mod keystore;
+pub mod metadata;
+pub mod pkcs11;
+pub mod repo;
+pub mod server;
+/// The daemon's trust service over the store (the lead's; see storage.rs).
+pub mod service;
+pub mod storage;
