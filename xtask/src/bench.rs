@@ -23,6 +23,10 @@
 //! anonymous path skips authentication and decides trivially, so it is the
 //! closest peer), then runs `crates/auth/examples/access_bench.rs` for the
 //! decision latency with 10,000 grants and audit append throughput.
+//!
+//! `trust` drives the real `notary` CLI (add+publish, list) against berth's
+//! trust server and against notary-server 0.7 (memory storage, local
+//! signer), then loads `GET .../timestamp.json` on each with `wrk`.
 
 use std::fs;
 use std::io::Write;
@@ -64,6 +68,11 @@ const BENCHES: &[(&str, &str, BenchFn)] = &[
         "access",
         "cheap-read req/s with a token vs without credentials; decision p50/p99 (10,000 grants); audit appends/s",
         access,
+    ),
+    (
+        "trust",
+        "notary CLI publish/list latency and wrk GET timestamp.json req/s vs notary-server 0.7 (memory, local signer)",
+        trust,
     ),
 ];
 
@@ -965,6 +974,153 @@ fn access(options: &Options, report: &mut Report) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// Rounds of `notary add -p` (publish) and `notary list` per server.
+const TRUST_DEFAULT_ROUNDS: usize = 15;
+/// How long each `wrk` run of `GET timestamp.json` lasts, and how many.
+const TRUST_WRK_SECONDS: u64 = 8;
+const TRUST_WRK_RUNS: usize = 3;
+
+/// The notary CLI against berth's trust server and against notary-server
+/// 0.7 (memory storage, local signer), one after the other, same client,
+/// same operations; then `wrk` on the hot read, `GET .../timestamp.json`.
+fn trust(options: &Options, report: &mut Report) -> Result<()> {
+    let rounds = match std::env::var("BENCH_ROUNDS") {
+        Ok(_) => rounds_from_env()?,
+        Err(_) => TRUST_DEFAULT_ROUNDS,
+    };
+    util::ensure_debian_packages(&["notary", "wrk"])?;
+    if options.build {
+        step("building berth (release)");
+        util::run(util::cargo().args(["build", "--release", "-p", "berth"]))?;
+    }
+    let berth = util::target_dir()?.join("release/berth");
+    if !berth.exists() {
+        bail!("{} does not exist; run without --no-build", berth.display());
+    }
+    let temp = TempDir::new("berth-xtask-bench-trust")?;
+    let file = temp.path().join("artifact");
+    fs::write(&file, b"berth trust bench\n")?;
+
+    let berth_port = util::free_port()?;
+    let listen = format!("127.0.0.1:{berth_port}");
+    let berth_dir = temp.path().join("berth");
+    fs::create_dir_all(&berth_dir)?;
+    let (mut daemon, _) = start_berth_daemon(&berth, &berth_dir, &["--insecure-listen", &listen])?;
+    wait_for_port(
+        "berth's TCP listener",
+        berth_port,
+        &mut daemon,
+        &berth_dir.join("berth-daemon.log"),
+    )?;
+    let notary_dir = temp.path().join("notary-server");
+    fs::create_dir_all(&notary_dir)?;
+    let (mut server, notary_port) = start_notary_server(&notary_dir)?;
+    let _ = &mut server;
+
+    let mut results = Vec::new();
+    for (name, port, dir) in [("berth", berth_port, &berth_dir), ("notary-server", notary_port, &notary_dir)] {
+        step(&format!("{name}: notary init, then {rounds} rounds of add+publish and list"));
+        let gun = format!("127.0.0.1:{port}/bench/app");
+        let cli = |args: &[&str]| -> Command {
+            let mut c = Command::new("notary");
+            c.arg("-s")
+                .arg(format!("http://127.0.0.1:{port}"))
+                .arg("-d")
+                .arg(dir.join("client"))
+                .args(args)
+                .env("NOTARY_ROOT_PASSPHRASE", "bench-root")
+                .env("NOTARY_TARGETS_PASSPHRASE", "bench-targets")
+                .env("NOTARY_SNAPSHOT_PASSPHRASE", "bench-snapshot")
+                .stdout(Stdio::null());
+            c
+        };
+        util::run(&mut cli(&["init", &gun, "-p"]))?;
+        let mut publish = Vec::new();
+        let mut list = Vec::new();
+        for i in 0..=rounds {
+            let tag = format!("t{i}");
+            let p = time_ms(&mut cli(&["add", &gun, &tag, &file.display().to_string(), "-p"]))?;
+            let l = time_ms(&mut cli(&["list", &gun]))?;
+            if i > 0 {
+                publish.push(p);
+                list.push(l);
+            }
+        }
+        let path = format!("/v2/{gun}/_trust/tuf/timestamp.json");
+        step(&format!("{name}: wrk GET {path}, {TRUST_WRK_RUNS} x {TRUST_WRK_SECONDS}s"));
+        let mut rps = Vec::new();
+        for _ in 0..TRUST_WRK_RUNS {
+            rps.push(wrk(port, &path)?);
+        }
+        results.push((median(&publish), median(&list), median(&rps)));
+    }
+    drop(daemon);
+    drop(server);
+    let (b, n) = (&results[0], &results[1]);
+    let peer = |v: Option<f64>| v.ok_or_else(|| "no samples".to_string());
+    for (bench, berth_value, peer_value, unit, r) in [
+        ("trust_notary_publish_latency", b.0, n.0, "ms", Some(rounds)),
+        ("trust_notary_list_latency", b.1, n.1, "ms", Some(rounds)),
+        ("trust_timestamp_get_rps", b.2, n.2, "req/s", Some(TRUST_WRK_RUNS)),
+    ] {
+        report.emit(&Figure {
+            bench,
+            berth: berth_value.unwrap_or(0.0),
+            peer: Some("notary-server-0.7"),
+            peer_value: peer(peer_value),
+            unit,
+            rounds: r,
+        })?;
+    }
+    Ok(())
+}
+
+/// `notary-server` with memory storage and a local signer on loopback.
+fn start_notary_server(dir: &Path) -> Result<(Daemon, u16)> {
+    let port = util::free_port()?;
+    let config = dir.join("server.json");
+    fs::write(
+        &config,
+        serde_json::to_vec_pretty(&json!({
+            "server": {"http_addr": format!("127.0.0.1:{port}")},
+            "trust_service": {"type": "local", "hostname": "", "port": "", "key_algorithm": "ecdsa"},
+            "storage": {"backend": "memory"},
+            "logging": {"level": "error"},
+        }))?,
+    )?;
+    let log_path = dir.join("notary-server.log");
+    let log = fs::File::create(&log_path)?;
+    let mut command = Command::new("notary-server");
+    command
+        .arg("-config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let shown = util::display(&command);
+    let child = command.spawn().with_context(|| format!("could not start `{shown}`"))?;
+    let mut daemon = Daemon::new("notary-server", child);
+    wait_for_port("notary-server", port, &mut daemon, &log_path)?;
+    Ok((daemon, port))
+}
+
+/// `wrk` on one path: requests per second.
+fn wrk(port: u16, path: &str) -> Result<f64> {
+    let out = util::output(Command::new("wrk").args([
+        "-t2",
+        "-c32",
+        &format!("-d{TRUST_WRK_SECONDS}s"),
+        &format!("http://127.0.0.1:{port}{path}"),
+    ]))?;
+    if out.contains("Non-2xx") {
+        bail!("wrk saw errors on {path}:\n{out}");
+    }
+    out.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("wrk printed no Requests/sec:\n{out}"))
 }
 
 /// Requests/s of `GET path` over `ACCESS_CONNECTIONS` keep-alive connections.

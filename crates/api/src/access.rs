@@ -1,15 +1,21 @@
 //! Access-control routes: users, teams, organizations, roles, grants,
-//! personal access tokens, `whoami`. Passwords go in, never out; a token's
-//! secret is shown once, in the response that creates it.
+//! personal access tokens, `whoami`, and the LDAP/AD directories (their
+//! configuration, team mappings, on-demand and scheduled sync). Passwords go
+//! in, never out (a directory's bind password shows as `***`); a token's
+//! secret is shown once, in the response that creates it. Logins through a
+//! directory happen in the authorization layer, via
+//! [`Access::authenticate_login`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use berth_auth::directory::{Directory, DirectoryGroup, DirectoryView, SyncReport};
 use berth_auth::{Access, Action, Grant, Org, Permission, Resource, Role, Team, TokenView, UserView, Where};
 use berth_model::ApiError;
 
@@ -43,8 +49,34 @@ pub struct NewUser {
     password: String,
 }
 
-pub async fn users(State(s): State<AppState>) -> ApiResult<Json<Vec<UserView>>> {
-    Ok(Json(access(&s)?.list_users()?))
+/// A user as listed: directory users also name their directory and DN.
+#[derive(Serialize)]
+pub struct UserListing {
+    #[serde(flatten)]
+    user: UserView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    directory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dn: Option<String>,
+}
+
+pub async fn users(State(s): State<AppState>) -> ApiResult<Json<Vec<UserListing>>> {
+    let listed = blocking(&s, |a| {
+        let mut accounts = a.directory_accounts()?;
+        Ok(a.list_users()?
+            .into_iter()
+            .map(|user| {
+                let account = accounts.remove(&user.name);
+                UserListing {
+                    user,
+                    directory: account.as_ref().map(|a| a.directory.clone()),
+                    dn: account.map(|a| a.dn),
+                }
+            })
+            .collect())
+    })
+    .await?;
+    Ok(Json(listed))
 }
 
 pub async fn user_create(State(s): State<AppState>, Json(u): Json<NewUser>) -> ApiResult<(StatusCode, Json<UserView>)> {
@@ -56,7 +88,11 @@ pub async fn user_remove(State(s): State<AppState>, Path(name): Path<String>) ->
     if name == "admin" {
         return Err(ApiError::invalid("the bootstrap admin cannot be removed; change its password instead").into());
     }
-    blocking(&s, move |a| a.remove_user(&name)).await?;
+    blocking(&s, move |a| {
+        a.remove_user(&name)?;
+        a.forget_directory_records(Some(&name), None)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -70,7 +106,15 @@ pub async fn user_password(
     Path(name): Path<String>,
     Json(p): Json<NewPassword>,
 ) -> ApiResult<StatusCode> {
-    blocking(&s, move |a| a.set_password(&name, &p.password)).await?;
+    blocking(&s, move |a| {
+        if let Some(directory) = a.directory_of(&name)? {
+            return Err(berth_auth::Error::Invalid(format!(
+                "user {name} logs in through directory {directory}: change the password there"
+            )));
+        }
+        a.set_password(&name, &p.password)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -91,16 +135,92 @@ pub struct OrgTeam {
     team: String,
 }
 
-pub async fn teams(State(s): State<AppState>) -> ApiResult<Json<Vec<Team>>> {
-    Ok(Json(access(&s)?.list_teams()?))
+/// A team as listed: a synced team names its directory group.
+#[derive(Serialize)]
+pub struct TeamListing {
+    #[serde(flatten)]
+    team: Team,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    directory_group: Option<DirectoryGroup>,
 }
 
-pub async fn team_create(State(s): State<AppState>, Json(t): Json<Named>) -> ApiResult<(StatusCode, Json<Team>)> {
-    Ok((StatusCode::CREATED, Json(access(&s)?.create_team(&t.name)?)))
+pub async fn teams(State(s): State<AppState>) -> ApiResult<Json<Vec<TeamListing>>> {
+    let a = access(&s)?;
+    let mut groups = a.team_groups()?;
+    Ok(Json(
+        a.list_teams()?
+            .into_iter()
+            .map(|team| TeamListing {
+                directory_group: groups.remove(&team.name),
+                team,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct NewTeam {
+    name: String,
+    /// Sync the team from this directory's `group` (both or neither).
+    #[serde(default)]
+    directory: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+}
+
+pub async fn team_create(
+    State(s): State<AppState>,
+    Json(t): Json<NewTeam>,
+) -> ApiResult<(StatusCode, Json<TeamListing>)> {
+    let mapping = match (t.directory, t.group) {
+        (Some(directory), Some(group)) => Some(DirectoryGroup { directory, group }),
+        (None, None) => None,
+        _ => return Err(ApiError::invalid("a synced team needs both a directory and a group").into()),
+    };
+    let listing = blocking(&s, move |a| {
+        if let Some(m) = &mapping {
+            a.get_directory(&m.directory)?;
+        }
+        let team = a.create_team(&t.name)?;
+        if let Some(m) = mapping.clone() {
+            if let Err(e) = a.set_team_group(&t.name, Some(m)) {
+                // No half-made team: the mapping was part of the request.
+                if let Err(undo) = a.remove_team(&t.name) {
+                    tracing::error!(error = %undo, team = %t.name, "removing a team whose mapping failed");
+                }
+                return Err(e);
+            }
+        }
+        Ok(TeamListing {
+            team,
+            directory_group: mapping,
+        })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(listing)))
 }
 
 pub async fn team_remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    access(&s)?.remove_team(&name)?;
+    blocking(&s, move |a| {
+        a.remove_team(&name)?;
+        a.forget_directory_records(None, Some(&name))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn team_directory_set(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(g): Json<DirectoryGroup>,
+) -> ApiResult<Json<DirectoryGroup>> {
+    let mapping = g.clone();
+    blocking(&s, move |a| a.set_team_group(&name, Some(mapping))).await?;
+    Ok(Json(g))
+}
+
+pub async fn team_directory_unset(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    blocking(&s, move |a| a.set_team_group(&name, None)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -359,4 +479,154 @@ pub async fn audit(
 
 pub async fn audit_verify(State(s): State<AppState>) -> ApiResult<Json<berth_auth::Verification>> {
     Ok(Json(blocking(&s, |a| a.audit_verify()).await?))
+}
+
+// --- directories (LDAP / Active Directory) ---
+
+pub async fn directories(State(s): State<AppState>) -> ApiResult<Json<Vec<DirectoryView>>> {
+    Ok(Json(access(&s)?.list_directories()?))
+}
+
+pub async fn directory(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<DirectoryView>> {
+    Ok(Json(access(&s)?.get_directory(&name)?))
+}
+
+/// Creates or replaces a directory; the body is its configuration (the
+/// name may be left out). An absent or `***` bind password keeps the
+/// stored one.
+pub async fn directory_put(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(mut body): Json<Value>,
+) -> ApiResult<(StatusCode, Json<DirectoryView>)> {
+    let fields = body
+        .as_object_mut()
+        .ok_or_else(|| ApiError::invalid("a directory is a JSON object"))?;
+    match fields.get("name").and_then(Value::as_str) {
+        Some(given) if given != name => {
+            return Err(ApiError::invalid(format!("the body names directory {given:?}, the path {name:?}")).into())
+        }
+        _ => {
+            fields.insert("name".into(), Value::String(name.clone()));
+        }
+    }
+    let directory: Directory = serde_json::from_value(body)
+        .map_err(|e| ApiError::invalid(format!("invalid directory {name}: {}", describe_json_error(&e))))?;
+    let (view, created) = blocking(&s, move |a| a.put_directory(directory)).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(view)))
+}
+
+/// A body error without the values in it: serde's "invalid type" messages
+/// quote the value, which could be the bind password.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("missing field") || text.starts_with("unknown variant") {
+        return text;
+    }
+    match e.classify() {
+        serde_json::error::Category::Data => "a field has the wrong type".into(),
+        _ => "malformed JSON".into(),
+    }
+}
+
+pub async fn directory_remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    blocking(&s, move |a| a.remove_directory(&name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn directories_sync(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Json<Vec<SyncReport>>> {
+    let actor = p.name();
+    Ok(Json(
+        blocking(&s, move |a| a.sync_directories(None, &actor, "api")).await?,
+    ))
+}
+
+pub async fn directory_sync(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<SyncReport>>> {
+    let actor = p.name();
+    Ok(Json(
+        blocking(&s, move |a| a.sync_directories(Some(&name), &actor, "api")).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct DirectoryTest {
+    user: String,
+    /// With it, the user's own bind is tried too.
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// Checks a directory's connection, service bind and user search (and
+/// with a password, the user's bind); changes nothing.
+pub async fn directory_test(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(t): Json<DirectoryTest>,
+) -> ApiResult<Json<Value>> {
+    let authenticated = t.password.is_some();
+    let found = blocking(&s, move |a| a.test_directory(&name, &t.user, t.password.as_deref())).await?;
+    Ok(Json(json!({
+        "directory": found.directory,
+        "dn": found.dn,
+        "username": found.username,
+        "email": found.email,
+        "full_name": found.full_name,
+        "groups": found.groups,
+        "authenticated": authenticated,
+    })))
+}
+
+/// How often directories sync when neither they nor the daemon say.
+pub const DEFAULT_DIRECTORY_SYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// The shortest and longest pause between looks at the sync schedule.
+const SYNC_TICK_MIN: Duration = Duration::from_secs(1);
+const SYNC_TICK_MAX: Duration = Duration::from_secs(60);
+
+/// Scheduled team sync: every directory is synced once per its interval
+/// (`default_interval` for those without one; zero turns those off). Runs
+/// until the runtime stops.
+pub fn spawn_directory_sync(access: Arc<Access>, default_interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let a = access.clone();
+            let next = tokio::task::spawn_blocking(move || -> berth_auth::Result<Option<Duration>> {
+                let (due, _) = a.sync_schedule(default_interval)?;
+                for name in due {
+                    if let Err(e) = a.sync_directories(Some(&name), "directory-sync", "scheduler") {
+                        tracing::error!(directory = %name, error = %e, "scheduled directory sync failed");
+                    }
+                }
+                Ok(a.sync_schedule(default_interval)?.1)
+            })
+            .await;
+            let next = match next {
+                Ok(Ok(next)) => next,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reading the directory sync schedule");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "directory sync task failed");
+                    None
+                }
+            };
+            // Nothing scheduled yet: look again soon enough to notice a new
+            // directory within one default interval.
+            let idle = if default_interval.is_zero() {
+                SYNC_TICK_MAX
+            } else {
+                default_interval
+            };
+            tokio::time::sleep(next.unwrap_or(idle).clamp(SYNC_TICK_MIN, SYNC_TICK_MAX)).await;
+        }
+    })
 }

@@ -404,14 +404,12 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                 // argon2 takes tens of milliseconds: off the async workers.
                 let peer = peer.clone();
                 Some(
-                    tokio::task::spawn_blocking(move || {
-                        access.authenticate_password(&user, &password, peer.as_deref())
-                    })
-                    .await
-                    .unwrap_or(Err(AuthFailure {
-                        user: None,
-                        reason: "login task failed",
-                    })),
+                    tokio::task::spawn_blocking(move || access.authenticate_login(&user, &password, peer.as_deref()))
+                        .await
+                        .unwrap_or(Err(AuthFailure {
+                            user: None,
+                            reason: "login task failed",
+                        })),
                 )
             }
         };
@@ -574,6 +572,18 @@ mod tests {
             ("DELETE", "/v1/tokens/{id}", SELF),
             ("GET", "/v1/audit", ADMIN),
             ("GET", "/v1/audit/verify", ADMIN),
+            ("GET", "/v1/audit/export", ADMIN),
+            ("GET", "/v1/audit/levels", ADMIN),
+            ("PUT", "/v1/audit/levels/{resource}", ADMIN),
+            ("GET", "/v1/directories", ADMIN),
+            ("GET", "/v1/directories/{name}", ADMIN),
+            ("PUT", "/v1/directories/{name}", ADMIN),
+            ("DELETE", "/v1/directories/{name}", ADMIN),
+            ("POST", "/v1/directories/sync", ADMIN),
+            ("POST", "/v1/directories/{name}/sync", ADMIN),
+            ("POST", "/v1/directories/{name}/test", ADMIN),
+            ("PUT", "/v1/teams/{name}/directory", ADMIN),
+            ("DELETE", "/v1/teams/{name}/directory", ADMIN),
             ("GET", "/v1/images", VIEW),
             ("GET", "/v1/images/inspect", VIEW),
             ("POST", "/v1/images/load", WRITE),

@@ -52,6 +52,9 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
 pub struct Options {
     /// Forward every audit entry to syslog: `udp://HOST:PORT` or `unix:///dev/log`.
     pub audit_syslog: Option<String>,
+    /// How often directories without their own interval sync their teams;
+    /// `None`: every 60 minutes; zero: only on demand.
+    pub directory_sync_interval: Option<std::time::Duration>,
 }
 
 /// The router with `options`; an invalid option is an error naming it.
@@ -80,6 +83,12 @@ pub fn router_with(engine: Arc<Engine>, options: Options) -> Result<axum::Router
         access,
         trust: trust::open(&engine),
     };
+    if let (Some(a), Ok(_)) = (&state.access, tokio::runtime::Handle::try_current()) {
+        let interval = options
+            .directory_sync_interval
+            .unwrap_or(access::DEFAULT_DIRECTORY_SYNC_INTERVAL);
+        access::spawn_directory_sync(a.clone(), interval);
+    }
     Ok(routes::build(state))
 }
 

@@ -359,6 +359,87 @@ pub static TABLE: &[Route] = &[
     r!(
         GET,
         get,
+        "/v1/directories",
+        User,
+        Read,
+        access::directories,
+        "List LDAP/AD directories (bind passwords shown as ***) with their last sync"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/directories/{name}",
+        User,
+        Read,
+        access::directory,
+        "Show one directory (bind password shown as ***)"
+    ),
+    r!(
+        PUT,
+        put,
+        "/v1/directories/{name}",
+        User,
+        Write,
+        access::directory_put,
+        "Create or replace a directory (an absent or *** bind_password keeps the stored one)"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/directories/{name}",
+        User,
+        Write,
+        access::directory_remove,
+        "Remove a directory and its team mappings (its users stay)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/directories/sync",
+        User,
+        Write,
+        access::directories_sync,
+        "Sync every directory's mapped teams now: users created, members added and removed"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/directories/{name}/sync",
+        User,
+        Write,
+        access::directory_sync,
+        "Sync one directory's mapped teams now"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/directories/{name}/test",
+        User,
+        Write,
+        access::directory_test,
+        "Check a directory: service bind and user search ({user}), and the user's bind with {password}"
+    ),
+    r!(
+        PUT,
+        put,
+        "/v1/teams/{name}/directory",
+        User,
+        Write,
+        access::team_directory_set,
+        "Sync a team from a directory group ({directory, group: DN, name or (filter)})"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/teams/{name}/directory",
+        User,
+        Write,
+        access::team_directory_unset,
+        "Stop syncing a team from a directory (its members stay)"
+    ),
+    r!(
+        GET,
+        get,
         "/v1/audit/export",
         Audit,
         Read,

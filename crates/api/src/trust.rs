@@ -5,6 +5,9 @@
 //! file is HTTP only. Errors use Notary's body
 //! (`{"errors":[{"code","message","detail"}]}`).
 
+// The error side of these results is the finished HTTP response.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 
 use axum::body::Body;

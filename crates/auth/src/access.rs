@@ -623,6 +623,37 @@ impl Access {
         })
     }
 
+    /// Refuses a login (a directory's, see `directory.rs`) while `user` or
+    /// `source` is locked out: directory logins share the local limits.
+    pub(crate) fn login_allowed(&self, user: &str, source: Option<&str>) -> Result<(), AuthFailure> {
+        let now = self.now().timestamp();
+        let limiter = self.limiter();
+        if limiter.user_locked(user, now) {
+            return Err(AuthFailure {
+                user: Some(user.to_string()),
+                reason: "user locked out after failed logins",
+            });
+        }
+        if limiter.source_locked(source, now) {
+            return Err(AuthFailure {
+                user: Some(user.to_string()),
+                reason: "source locked out after failed logins",
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login of `user` from `source`.
+    pub(crate) fn login_failed(&self, user: &str, source: Option<&str>) {
+        let now = self.now().timestamp();
+        self.limiter().fail(Some(user), source, now);
+    }
+
+    /// Clears `user`'s failed logins.
+    pub(crate) fn login_succeeded(&self, user: &str) {
+        self.limiter().succeed(user);
+    }
+
     fn limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
         match self.limiter.lock() {
             Ok(l) => l,
@@ -688,7 +719,7 @@ impl Limiter {
     }
 }
 
-fn check_name(what: &str, name: &str) -> Result<()> {
+pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))

@@ -48,7 +48,9 @@ pub struct DirectoryConfig {
     #[serde(default)]
     pub ca_pem: Option<String>,
     /// The service account; empty for an anonymous search.
+    #[serde(default)]
     pub bind_dn: String,
+    #[serde(default)]
     pub bind_password: String,
     pub user_base_dn: String,
     /// A filter containing `{username}`, e.g. `(&(objectClass=person)(uid={username}))`
@@ -79,6 +81,9 @@ pub enum TeamSync {
     },
     /// The user entry lists its groups' DNs in `attr` (AD's `memberOf`).
     UserMemberOf { attr: String },
+    /// Teams are synced by search only: a team's group is a `(filter)`
+    /// over the users under `user_base_dn`; group DNs and names are refused.
+    Search,
 }
 
 impl fmt::Debug for DirectoryConfig {
@@ -158,6 +163,26 @@ pub enum LdapError {
     },
 }
 
+impl LdapError {
+    /// The API error code: what the caller got wrong, or what is missing,
+    /// or a directory that failed (internal: the server is not berth's).
+    pub fn code(&self) -> berth_model::ErrorCode {
+        use berth_model::ErrorCode;
+        match self {
+            LdapError::NoDirectory { .. } | LdapError::InvalidConfig { .. } | LdapError::EmptyCredentials { .. } => {
+                ErrorCode::InvalidArgument
+            }
+            LdapError::UnknownUser { .. } | LdapError::NoSuchEntry { .. } => ErrorCode::NotFound,
+            LdapError::AmbiguousUser { .. } => ErrorCode::Conflict,
+            LdapError::WrongPassword { .. } => ErrorCode::Unauthorized,
+            LdapError::Unreachable { .. }
+            | LdapError::Tls { .. }
+            | LdapError::ServiceBind { .. }
+            | LdapError::Operation { .. } => ErrorCode::Internal,
+        }
+    }
+}
+
 /// Picks the directory for `login` and returns it with the username to
 /// search for. `user@domain` and `DOMAIN\user` go to the server listing that
 /// domain (the user part is searched); any other login, or a domain no server
@@ -199,20 +224,46 @@ pub fn authenticate(cfgs: &[DirectoryConfig], login: &str, password: &str) -> Re
     }
     let span = tracing::info_span!("ldap_authenticate", directory = %cfg.name, login = %login);
     let _enter = span.enter();
+    find_user_and_groups(cfg, login, &username, Some(password))
+}
 
+/// Finds `username` in `cfg` as the service account, without the user's
+/// password: the entry and its groups, as [`authenticate`] would return
+/// them. What `berth directory test` shows.
+pub fn lookup_user(cfg: &DirectoryConfig, username: &str) -> Result<DirectoryUser, LdapError> {
+    if username.is_empty() {
+        return Err(LdapError::EmptyCredentials {
+            login: username.to_owned(),
+        });
+    }
+    let span = tracing::info_span!("ldap_lookup_user", directory = %cfg.name, login = %username);
+    let _enter = span.enter();
+    find_user_and_groups(cfg, username, username, None)
+}
+
+fn find_user_and_groups(
+    cfg: &DirectoryConfig,
+    login: &str,
+    username: &str,
+    password: Option<&str>,
+) -> Result<DirectoryUser, LdapError> {
     let mut conn = Connection::open(cfg)?;
     conn.service_bind()?;
-    let filter = user_search_filter(&cfg.user_filter, &username);
+    let filter = user_search_filter(&cfg.user_filter, username);
     let entry = conn.find_user(&filter, login)?.ok_or_else(|| LdapError::UnknownUser {
         directory: cfg.name.clone(),
         login: login.to_owned(),
     })?;
 
-    conn.user_bind(&entry.dn, password, login)?;
-    tracing::info!(dn = %entry.dn, "directory user authenticated");
+    if let Some(password) = password {
+        conn.user_bind(&entry.dn, password, login)?;
+        tracing::info!(dn = %entry.dn, "directory user authenticated");
+    }
 
+    let username = username.to_owned();
     let username_value = attr_first(&entry, &cfg.username_attr).unwrap_or(username);
     let groups = match &cfg.team_sync {
+        TeamSync::Search => Vec::new(),
         TeamSync::UserMemberOf { attr } => sorted_unique(attr_values(&entry, attr)),
         TeamSync::MemberAttr {
             group_base_dn,
@@ -257,6 +308,7 @@ pub fn group_members(cfg: &DirectoryConfig, group: &str) -> Result<Vec<String>, 
             reason: "empty group DN or filter".to_owned(),
         });
     }
+    refuse_group_under_search(cfg, group)?;
     let span = tracing::info_span!("ldap_group_members", directory = %cfg.name, group = %group);
     let _enter = span.enter();
 
@@ -269,6 +321,7 @@ pub fn group_members(cfg: &DirectoryConfig, group: &str) -> Result<Vec<String>, 
         conn.search_usernames(&filter)?
     } else {
         match &cfg.team_sync {
+            TeamSync::Search => Vec::new(),
             TeamSync::UserMemberOf { attr } => {
                 let filter = format!("(&{any_user}({attr}={}))", ldap3::ldap_escape(group));
                 conn.search_usernames(&filter)?
@@ -286,6 +339,168 @@ pub fn group_members(cfg: &DirectoryConfig, group: &str) -> Result<Vec<String>, 
     conn.close();
     tracing::info!(members = members.len(), "directory group read");
     Ok(sorted_unique(members))
+}
+
+/// A user entry that team sync found in a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryMember {
+    pub dn: String,
+    /// The entry's `username_attr` value.
+    pub username: String,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+}
+
+/// The user entries a team synced from `group` should have, sorted by
+/// username. `group` is a filter (starts with `(`) selecting users under
+/// `user_base_dn`, a group DN (contains `=`), or a bare group name (its
+/// `cn`), which is looked up first: under `group_base_dn` with
+/// `group_filter` for [`TeamSync::MemberAttr`], under the domain part of
+/// `user_base_dn` for [`TeamSync::UserMemberOf`]. Listed members whose
+/// entries are gone, or lack the username attribute, are skipped; nested
+/// groups are not followed.
+pub fn group_member_entries(cfg: &DirectoryConfig, group: &str) -> Result<Vec<DirectoryMember>, LdapError> {
+    let group = group.trim();
+    if group.is_empty() {
+        return Err(LdapError::InvalidConfig {
+            directory: cfg.name.clone(),
+            reason: "empty group DN, name or filter".to_owned(),
+        });
+    }
+    refuse_group_under_search(cfg, group)?;
+    let span = tracing::info_span!("ldap_group_member_entries", directory = %cfg.name, group = %group);
+    let _enter = span.enter();
+
+    let any_user = cfg.user_filter.replace(USERNAME_PLACEHOLDER, "*");
+    let mut conn = Connection::open(cfg)?;
+    conn.service_bind()?;
+    let group_dn = if group.starts_with('(') || group.contains('=') {
+        group.to_owned()
+    } else {
+        conn.resolve_group(group)?
+    };
+    let mut members = if group_dn.starts_with('(') {
+        conn.search_members(&format!("(&{any_user}{group_dn})"))?
+    } else {
+        match &cfg.team_sync {
+            TeamSync::Search => Vec::new(),
+            TeamSync::UserMemberOf { attr } => conn.search_members(&format!(
+                "(&{any_user}({attr}={}))",
+                ldap3::ldap_escape(group_dn.as_str())
+            ))?,
+            TeamSync::MemberAttr { member_attr, .. } => {
+                let values = conn.read_attr(&group_dn, member_attr)?;
+                if member_attr.eq_ignore_ascii_case("memberUid") {
+                    conn.members_by_username(&values)?
+                } else {
+                    conn.members_by_dn(&values)?
+                }
+            }
+        }
+    };
+    conn.close();
+    members.sort_by(|a, b| a.username.cmp(&b.username));
+    members.dedup_by(|a, b| a.username == b.username);
+    tracing::info!(members = members.len(), "directory group entries read");
+    Ok(members)
+}
+
+/// A directory that syncs by search takes only filters as team groups.
+fn refuse_group_under_search(cfg: &DirectoryConfig, group: &str) -> Result<(), LdapError> {
+    if matches!(cfg.team_sync, TeamSync::Search) && !group.starts_with('(') {
+        return Err(LdapError::InvalidConfig {
+            directory: cfg.name.clone(),
+            reason: format!("teams sync by search here: {group:?} is not a (filter)"),
+        });
+    }
+    Ok(())
+}
+
+/// For each of `filters`, whether the user entry `dn` matches it (and the
+/// user filter): how a login decides the teams synced by search.
+pub fn entry_matches(cfg: &DirectoryConfig, dn: &str, filters: &[String]) -> Result<Vec<bool>, LdapError> {
+    let span = tracing::info_span!("ldap_entry_matches", directory = %cfg.name, dn = %dn);
+    let _enter = span.enter();
+    let any_user = cfg.user_filter.replace(USERNAME_PLACEHOLDER, "*");
+    let mut conn = Connection::open(cfg)?;
+    conn.service_bind()?;
+    let mut matches = Vec::with_capacity(filters.len());
+    for filter in filters {
+        let filter = format!("(&{any_user}{})", parenthesized(filter));
+        let (entries, _) = conn.search_scope(dn, Scope::Base, &filter, &["1.1"], 1)?;
+        matches.push(!entries.is_empty());
+    }
+    conn.close();
+    Ok(matches)
+}
+
+/// Whether a user whose groups are `group_dns` belongs to the team group
+/// `group`: a DN compares with each DN (case and spaces after separators
+/// ignored), a bare name with the value of each DN's first RDN. A filter
+/// cannot be decided from the group list: `None`.
+pub fn in_group(group_dns: &[String], group: &str) -> Option<bool> {
+    let group = group.trim();
+    if group.starts_with('(') {
+        return None;
+    }
+    if group.contains('=') {
+        let wanted = normalize_dn(group);
+        return Some(group_dns.iter().any(|dn| normalize_dn(dn) == wanted));
+    }
+    Some(
+        group_dns
+            .iter()
+            .filter_map(|dn| first_rdn_value(dn))
+            .any(|name| name.eq_ignore_ascii_case(group)),
+    )
+}
+
+/// A DN for comparison: lower case, no spaces around `,` `=` and `+`.
+pub fn normalize_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    let mut pending_space = false;
+    for c in dn.trim().chars() {
+        if c == ' ' {
+            pending_space = true;
+            continue;
+        }
+        if matches!(c, ',' | '=' | '+') {
+            pending_space = false;
+            while out.ends_with(' ') {
+                out.pop();
+            }
+            out.push(c);
+            continue;
+        }
+        if pending_space && !out.is_empty() && !out.ends_with([',', '=', '+']) {
+            out.push(' ');
+        }
+        pending_space = false;
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// `developers` from `cn=developers,ou=groups,...` (escapes not decoded).
+fn first_rdn_value(dn: &str) -> Option<&str> {
+    let first = dn.split(',').next()?;
+    let (_, value) = first.split_once('=')?;
+    Some(value.trim())
+}
+
+/// The `dc=` components at the end of `dn`: the naming context, where a
+/// directory keeps its groups when no group base is configured.
+fn domain_suffix(dn: &str) -> String {
+    let parts: Vec<&str> = dn.split(',').map(str::trim).collect();
+    let start = parts
+        .iter()
+        .rposition(|rdn| !rdn.to_ascii_lowercase().starts_with("dc="))
+        .map_or(0, |i| i + 1);
+    if start >= parts.len() {
+        dn.to_owned()
+    } else {
+        parts[start..].join(",")
+    }
 }
 
 /// What team sync changes: the usernames to add (in the directory, not in
@@ -338,6 +553,9 @@ pub fn validate(cfg: &DirectoryConfig) -> Result<(), LdapError> {
     }
     if cfg.user_base_dn.is_empty() || cfg.username_attr.is_empty() {
         return Err(invalid("empty user base DN or username attribute".to_owned()));
+    }
+    if cfg.ca_pem.is_some() {
+        tls_config(cfg)?;
     }
     Ok(())
 }
@@ -474,6 +692,100 @@ impl<'a> Connection<'a> {
             });
         }
         Ok(entries.pop())
+    }
+
+    /// The DN of the one group named `name` (its `cn`).
+    fn resolve_group(&mut self, name: &str) -> Result<String, LdapError> {
+        let escaped = ldap3::ldap_escape(name);
+        let (base, filter) = match &self.cfg.team_sync {
+            TeamSync::MemberAttr {
+                group_base_dn,
+                group_filter,
+                ..
+            } => (
+                group_base_dn.clone(),
+                format!("(&{}(cn={escaped}))", parenthesized(group_filter)),
+            ),
+            TeamSync::UserMemberOf { .. } | TeamSync::Search => (
+                domain_suffix(&self.cfg.user_base_dn),
+                format!(
+                    "(&(|(objectClass=group)(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)\
+                     (objectClass=posixGroup))(cn={escaped}))"
+                ),
+            ),
+        };
+        let (entries, rc) = self.search(&base, &filter, &["1.1"], 2)?;
+        match entries.as_slice() {
+            [one] if rc != RC_SIZE_LIMIT_EXCEEDED => Ok(one.dn.clone()),
+            [] => Err(LdapError::NoSuchEntry {
+                directory: self.cfg.name.clone(),
+                dn: format!("group {name:?} under {base:?}"),
+            }),
+            _ => Err(LdapError::Operation {
+                directory: self.cfg.name.clone(),
+                operation: "group lookup",
+                reason: format!("more than one group named {name:?} under {base:?}: use its DN"),
+            }),
+        }
+    }
+
+    fn member_attrs(&self) -> Vec<String> {
+        [&self.cfg.username_attr, &self.cfg.email_attr, &self.cfg.full_name_attr]
+            .into_iter()
+            .filter(|attr| !attr.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    fn member_of(&self, entry: &SearchEntry) -> Option<DirectoryMember> {
+        Some(DirectoryMember {
+            dn: entry.dn.clone(),
+            username: attr_first(entry, &self.cfg.username_attr)?,
+            email: attr_first(entry, &self.cfg.email_attr),
+            full_name: attr_first(entry, &self.cfg.full_name_attr),
+        })
+    }
+
+    /// Users under the user base matching `filter`.
+    fn search_members(&mut self, filter: &str) -> Result<Vec<DirectoryMember>, LdapError> {
+        let attrs = self.member_attrs();
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        let base = self.cfg.user_base_dn.clone();
+        let (entries, _) = self.search(&base, filter, &attrs, 0)?;
+        Ok(entries.iter().filter_map(|entry| self.member_of(entry)).collect())
+    }
+
+    /// The entries `dns` that exist and carry a username.
+    fn members_by_dn(&mut self, dns: &[String]) -> Result<Vec<DirectoryMember>, LdapError> {
+        let attrs = self.member_attrs();
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        let mut members = Vec::with_capacity(dns.len());
+        for dn in dns {
+            match self.read(dn, &attrs) {
+                Ok(entries) => members.extend(entries.iter().filter_map(|entry| self.member_of(entry))),
+                Err(LdapError::NoSuchEntry { .. }) => tracing::debug!(member = %dn, "group member entry missing"),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(members)
+    }
+
+    /// The one user entry of each username (`memberUid` values); names
+    /// with no entry, or more than one, are skipped.
+    fn members_by_username(&mut self, usernames: &[String]) -> Result<Vec<DirectoryMember>, LdapError> {
+        let attrs = self.member_attrs();
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        let base = self.cfg.user_base_dn.clone();
+        let mut members = Vec::with_capacity(usernames.len());
+        for username in usernames {
+            let filter = user_search_filter(&self.cfg.user_filter, username);
+            let (entries, rc) = self.search(&base, &filter, &attrs, 2)?;
+            match entries.as_slice() {
+                [one] if rc != RC_SIZE_LIMIT_EXCEEDED => members.extend(self.member_of(one)),
+                _ => tracing::debug!(member = %username, found = entries.len(), "memberUid without exactly one entry"),
+            }
+        }
+        Ok(members)
     }
 
     fn search_dns(&mut self, base: &str, filter: &str) -> Result<Vec<String>, LdapError> {
@@ -816,6 +1128,41 @@ mod tests {
         let mut c = cfg("d", &[]);
         c.user_filter = "(uid=alice)".to_owned();
         assert!(validate(&c).is_err(), "filter without placeholder");
+    }
+
+    #[test]
+    fn team_group_membership_from_the_group_list() {
+        let groups = [
+            "CN=Developers,OU=Groups,DC=corp,DC=example,DC=com".to_owned(),
+            "cn=ops, ou=groups, dc=example, dc=org".to_owned(),
+        ];
+        // (team group, in it)
+        let cases = [
+            ("cn=developers,ou=groups,dc=corp,dc=example,dc=com", Some(true)),
+            ("CN=Developers, OU=Groups, DC=corp, DC=example, DC=com", Some(true)),
+            ("cn=ops,ou=groups,dc=example,dc=org", Some(true)),
+            ("cn=developers,ou=groups,dc=example,dc=org", Some(false)),
+            ("developers", Some(true)),
+            ("OPS", Some(true)),
+            ("admins", Some(false)),
+            ("(department=eng)", None),
+        ];
+        for (group, expected) in cases {
+            assert_eq!(in_group(&groups, group), expected, "{group}");
+        }
+        assert_eq!(in_group(&[], "developers"), Some(false));
+        assert_eq!(normalize_dn(" CN=Domain  Users , DC=x "), "cn=domain users,dc=x");
+    }
+
+    #[test]
+    fn groups_are_looked_up_under_the_domain() {
+        assert_eq!(
+            domain_suffix("OU=Users,DC=corp,DC=example,DC=com"),
+            "DC=corp,DC=example,DC=com"
+        );
+        assert_eq!(domain_suffix("ou=people, dc=example, dc=org"), "dc=example,dc=org");
+        assert_eq!(domain_suffix("ou=people,o=acme"), "ou=people,o=acme");
+        assert_eq!(domain_suffix("dc=example,dc=org"), "dc=example,dc=org");
     }
 
     #[test]

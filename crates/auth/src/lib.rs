@@ -8,14 +8,15 @@
 
 pub mod access;
 pub mod audit;
+pub mod directory;
 pub mod ldap;
 pub mod policy;
 mod records;
 
 pub use access::{Access, AuthFailure, Clock};
 pub use audit::{
-    verify_export, AuditEntry, AuditExport, AuditLevel, AuditQuery, AuditSink, ChainSigner, NewAuditEntry, Verification,
-    AUDIT_LEVELS,
+    verify_export, AuditEntry, AuditExport, AuditLevel, AuditQuery, AuditSink, ChainSigner, NewAuditEntry,
+    Verification, AUDIT_LEVELS,
 };
 pub use policy::{
     builtin_role, collection_path, covers, Action, Caller, Decision, Identity, Index, PermSet, Permission, Resource,
@@ -37,7 +38,20 @@ pub const AUDIT: Table = Table("cluster/audit");
 /// checkpoints (key: zero-padded sequence number).
 pub const AUDIT_SIGNATURES: Table = Table("cluster/audit_signatures");
 
-pub const ALL_TABLES: [Table; 8] = [USERS, TEAMS, ORGS, ROLES, GRANTS, TOKENS, AUDIT, AUDIT_SIGNATURES];
+pub const ALL_TABLES: [Table; 12] = [
+    USERS,
+    TEAMS,
+    ORGS,
+    ROLES,
+    GRANTS,
+    TOKENS,
+    AUDIT,
+    AUDIT_SIGNATURES,
+    directory::DIRECTORIES,
+    directory::DIRECTORY_ACCOUNTS,
+    directory::TEAM_GROUPS,
+    directory::DIRECTORY_SYNC,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -57,6 +71,8 @@ pub enum Error {
     },
     #[error("hashing a password: {0}")]
     Hash(String),
+    #[error(transparent)]
+    Directory(#[from] ldap::LdapError),
 }
 
 impl Error {
@@ -67,6 +83,7 @@ impl Error {
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::Store(_) | Error::Io { .. } | Error::Hash(_) => ErrorCode::Internal,
+            Error::Directory(e) => e.code(),
         }
     }
 }

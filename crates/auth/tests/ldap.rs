@@ -10,7 +10,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_auth::ldap::{authenticate, group_members, sync_plan, DirectoryConfig, DirectoryUser, LdapError, TeamSync};
+use berth_auth::ldap::{
+    authenticate, group_member_entries, group_members, sync_plan, DirectoryConfig, DirectoryUser, LdapError, TeamSync,
+};
 
 const SLAPD: &str = "/usr/sbin/slapd";
 const SLAPADD: &str = "/usr/sbin/slapadd";
@@ -528,6 +530,20 @@ fn openldap_member_uid_and_filter_team_sync() {
     };
     let ops = format!("cn=ops,ou=groups,{OPENLDAP_SUFFIX}");
     assert_eq!(group_members(&cfg, &ops).expect("ops"), s(&["alice", "bob"]));
+    // Team sync needs the entries: memberUid values are looked up, by
+    // group DN and by group name.
+    for group in [ops.as_str(), "ops"] {
+        let entries = group_member_entries(&cfg, group).expect("ops entries");
+        let found: Vec<(String, String)> = entries.into_iter().map(|m| (m.username, m.dn)).collect();
+        assert_eq!(
+            found,
+            vec![
+                ("alice".to_owned(), format!("uid=alice,ou=people,{OPENLDAP_SUFFIX}")),
+                ("bob".to_owned(), format!("uid=bob,ou=people,{OPENLDAP_SUFFIX}")),
+            ],
+            "{group}"
+        );
+    }
     let bob = authenticate(std::slice::from_ref(&cfg), "bob", BOB_PASSWORD).expect("login");
     assert_eq!(bob.groups, s(&[&ops]));
     let missing = group_members(&cfg, &format!("cn=nope,ou=groups,{OPENLDAP_SUFFIX}"));
@@ -683,4 +699,426 @@ fn authenticate_runs_inside_spawn_blocking() {
         .expect("join")
         .expect("login");
     assert_eq!(user.username, "alice");
+}
+
+// --- directories in the access service: login, provisioning, team sync ---
+
+use berth_auth::directory::{Directory, DirectoryGroup, REDACTED};
+use berth_auth::Access;
+
+/// An access service on a fresh store in a temp dir.
+struct AccessFixture {
+    _dir: tempfile::TempDir,
+    access: Access,
+}
+
+fn access() -> AccessFixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = berth_store::Store::open(&dir.path().join("db")).expect("store");
+    let (access, _) = Access::open(store, dir.path()).expect("open access");
+    AccessFixture { _dir: dir, access }
+}
+
+fn directory(config: DirectoryConfig) -> Directory {
+    Directory {
+        config,
+        sync_interval_minutes: None,
+        created: String::new(),
+    }
+}
+
+fn map_team(a: &Access, team: &str, directory: &str, group: &str) {
+    a.create_team(team).expect("team");
+    a.set_team_group(
+        team,
+        Some(DirectoryGroup {
+            directory: directory.to_owned(),
+            group: group.to_owned(),
+        }),
+    )
+    .expect("map team");
+}
+
+fn teams_of(a: &Access, user: &str) -> Vec<String> {
+    let mut teams = a.index().teams_of(user).to_vec();
+    teams.sort();
+    teams
+}
+
+fn members(a: &Access, team: &str) -> Vec<String> {
+    let team = a
+        .list_teams()
+        .expect("teams")
+        .into_iter()
+        .find(|t| t.name == team)
+        .expect("team exists");
+    team.members.into_iter().collect()
+}
+
+/// The audit log holds no test secret, and the actions named.
+fn audit_text(a: &Access) -> String {
+    let entries = a.audit_list(&berth_auth::AuditQuery::default()).expect("audit");
+    let text = serde_json::to_string(&entries).expect("json");
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "secret in the audit log");
+    }
+    text
+}
+
+#[test]
+fn directory_login_provisions_the_user_and_follows_its_groups() {
+    let slapd = Slapd::start(Flavor::OpenLdap, None);
+    let f = access();
+    let a = &f.access;
+    a.put_directory(directory(slapd.openldap_config())).expect("configure");
+    map_team(a, "devs", "openldap", "developers");
+    map_team(
+        a,
+        "admins",
+        "openldap",
+        &format!("cn=admins,ou=groups,{OPENLDAP_SUFFIX}"),
+    );
+    // Synced by search: decided at login with a search on her entry.
+    map_team(a, "mailers", "openldap", "(mail=*@example.org)");
+    map_team(a, "nobody", "openldap", "(mail=*@nowhere.invalid)");
+    // A local user keeps its local password, even where a directory has the name.
+    a.create_user("bob", "bob-local-password").expect("local bob");
+
+    let alice = a
+        .authenticate_login("alice", ALICE_PASSWORD, Some("10.1.1.1"))
+        .expect("alice");
+    assert_eq!(alice.name, "alice");
+    assert_eq!(a.directory_of("alice").expect("read").as_deref(), Some("openldap"));
+    let account = a
+        .directory_accounts()
+        .expect("accounts")
+        .remove("alice")
+        .expect("account");
+    assert_eq!(account.dn, format!("uid=alice,ou=people,{OPENLDAP_SUFFIX}"));
+    assert_eq!(account.email.as_deref(), Some("alice@example.org"));
+    assert_eq!(teams_of(a, "alice"), s(&["devs", "mailers"]));
+    // A second login does not provision again.
+    a.authenticate_login("alice", ALICE_PASSWORD, Some("10.1.1.1"))
+        .expect("again");
+    let text = audit_text(a);
+    assert_eq!(text.matches("\"directory provision\"").count(), 1, "{text}");
+    assert!(
+        text.contains("\"directory team add\"") && text.contains("team:devs/alice"),
+        "{text}"
+    );
+
+    let refused = a
+        .authenticate_login("bob", BOB_PASSWORD, None)
+        .expect_err("directory password");
+    assert_eq!(refused.reason, "wrong password");
+    assert_eq!(
+        a.authenticate_login("bob", "bob-local-password", None)
+            .expect("local")
+            .name,
+        "bob"
+    );
+    assert_eq!(a.directory_of("bob").expect("read"), None);
+    assert_eq!(teams_of(a, "bob"), s(&[]));
+
+    // Refusals: unknown, ambiguous, invalid berth name; none provisions anyone.
+    let cases = [
+        ("mallory", ALICE_PASSWORD, "directory: no such user"),
+        ("twin", BOB_PASSWORD, "directory: the login matches several entries"),
+        (
+            STAR_UID,
+            STAR_PASSWORD,
+            "the directory username is not a valid berth user name",
+        ),
+    ];
+    for (login, password, reason) in cases {
+        let failure = a.authenticate_login(login, password, None).expect_err(login);
+        assert_eq!(failure.reason, reason, "{login}");
+    }
+    let users: Vec<String> = a.list_users().expect("users").into_iter().map(|u| u.name).collect();
+    assert_eq!(users, s(&["admin", "alice", "bob"]));
+
+    // Wrong directory passwords lock the login like local ones do, however
+    // the login is spelled.
+    for login in ["alice", "ALICE", "Alice", "alice", "aLiCe"] {
+        let failure = a
+            .authenticate_login(login, BOB_PASSWORD, Some("10.2.2.2"))
+            .expect_err("wrong");
+        assert_eq!(failure.reason, "directory: wrong password");
+    }
+    let locked = a
+        .authenticate_login("alice", ALICE_PASSWORD, Some("10.3.3.3"))
+        .expect_err("locked");
+    assert_eq!(locked.reason, "user locked out after failed logins");
+    audit_text(a);
+}
+
+#[test]
+fn directory_sync_creates_users_adds_and_removes_members() {
+    let slapd = Slapd::start(Flavor::OpenLdap, None);
+    let f = access();
+    let a = &f.access;
+    let cfg = slapd.openldap_config();
+    a.put_directory(directory(cfg.clone())).expect("configure");
+    map_team(a, "devs", "openldap", DEVELOPERS);
+    map_team(a, "mailers", "openldap", "(mail=*@example.org)");
+    map_team(a, "ghosts", "openldap", &format!("cn=nope,ou=groups,{OPENLDAP_SUFFIX}"));
+    // A local member of a synced team is never touched by sync.
+    a.create_user("keeper", "keeper-password").expect("local user");
+    a.set_member("devs", "keeper", true).expect("add keeper");
+
+    let reports = a.sync_directories(None, "admin", "local").expect("sync");
+    assert_eq!(reports.len(), 1);
+    let report = &reports[0];
+    assert_eq!(report.created_users, s(&["alice"]));
+    let team = |name: &str| report.teams.iter().find(|t| t.team == name).expect(name).clone();
+    assert_eq!(team("devs").added, s(&["alice"]));
+    assert_eq!(team("devs").skipped.len(), 1, "{:?}", team("devs"));
+    assert_eq!(team("devs").skipped[0].username, STAR_UID);
+    assert_eq!(team("mailers").added, s(&["alice"]));
+    assert!(team("ghosts").error.is_some(), "{:?}", team("ghosts"));
+    assert_eq!(members(a, "devs"), s(&["alice", "keeper"]));
+    assert_eq!(teams_of(a, "alice"), s(&["devs", "mailers"]));
+    // Created by sync: managed by the directory, no local password works.
+    assert_eq!(a.directory_of("alice").expect("read").as_deref(), Some("openldap"));
+    assert!(a.authenticate_password("alice", "", None).is_err());
+
+    // Nothing changed: nothing to do.
+    let again = a.sync_directories(Some("openldap"), "admin", "local").expect("sync");
+    assert!(again[0]
+        .teams
+        .iter()
+        .all(|t| t.added.is_empty() && t.removed.is_empty()));
+
+    slapd.modify(&format!(
+        "dn: {DEVELOPERS}\nchangetype: modify\ndelete: member\n\
+         member: uid=alice,ou=people,{OPENLDAP_SUFFIX}\n"
+    ));
+    let after = a.sync_directories(Some("openldap"), "admin", "local").expect("sync");
+    let devs = after[0].teams.iter().find(|t| t.team == "devs").expect("devs");
+    assert_eq!((devs.added.clone(), devs.removed.clone()), (s(&[]), s(&["alice"])));
+    assert_eq!(members(a, "devs"), s(&["keeper"]));
+    assert_eq!(teams_of(a, "alice"), s(&["mailers"]));
+    let text = audit_text(a);
+    assert!(
+        text.contains("\"directory team remove\"") && text.contains("team:devs/alice"),
+        "{text}"
+    );
+    assert!(text.contains("\"directory provision\""), "{text}");
+
+    // An unreachable directory changes nothing; the stored bind password
+    // survives a put without one.
+    let mut down = cfg.clone();
+    let [port] = free_ports::<1>();
+    down.url = format!("ldap://127.0.0.1:{port}");
+    down.bind_password = REDACTED.to_owned();
+    a.put_directory(directory(down)).expect("reconfigure");
+    let failed = a
+        .sync_directories(Some("openldap"), "admin", "local")
+        .expect("sync runs");
+    assert!(failed[0].teams.iter().all(|t| t.error.is_some()), "{failed:?}");
+    assert_eq!(members(a, "mailers"), s(&["alice"]));
+    let view = a.get_directory("openldap").expect("view");
+    assert_eq!(view.config.bind_password, REDACTED);
+    assert!(!view.last_sync.expect("state").ok);
+    let mut up = cfg;
+    up.bind_password = String::new();
+    a.put_directory(directory(up)).expect("reconfigure");
+    let ok = a.sync_directories(Some("openldap"), "admin", "local").expect("sync");
+    assert!(
+        ok[0].teams.iter().any(|t| t.team == "devs" && t.error.is_none()),
+        "{ok:?}"
+    );
+    assert!(a.get_directory("openldap").expect("view").last_sync.is_some());
+
+    // Removing the directory removes its team mappings, not its users.
+    a.remove_directory("openldap").expect("remove");
+    assert!(a.team_groups().expect("mappings").is_empty());
+    assert!(a.user_exists("alice").expect("read"));
+    let refused = a
+        .authenticate_login("alice", ALICE_PASSWORD, None)
+        .expect_err("no directory");
+    assert_eq!(refused.reason, "the user's directory is not configured");
+}
+
+#[test]
+fn ad_login_by_domain_and_sync_by_group_name() {
+    let slapd = Slapd::start(Flavor::ActiveDirectory, None);
+    let f = access();
+    let a = &f.access;
+    a.put_directory(directory(slapd.ad_config())).expect("configure");
+    // By name: matched against memberOf at login, looked up for sync.
+    map_team(a, "developers", "corp-ad", "Developers");
+
+    let alice = a
+        .authenticate_login("CORP\\alice", AD_ALICE_PASSWORD, None)
+        .expect("alice");
+    assert_eq!(alice.name, "alice");
+    assert_eq!(teams_of(a, "alice"), s(&["developers"]));
+    // Provisioned: a bare login now goes to her directory.
+    assert_eq!(
+        a.authenticate_login("alice", AD_ALICE_PASSWORD, None)
+            .expect("bare")
+            .name,
+        "alice"
+    );
+    let carol = a
+        .authenticate_login("carol@corp.example.com", CAROL_PASSWORD, None)
+        .expect("carol");
+    assert_eq!(carol.name, "carol");
+    assert_eq!(teams_of(a, "carol"), s(&[]));
+    // No directory serves bare logins of unknown users here.
+    let failure = a
+        .authenticate_login("mallory", CAROL_PASSWORD, None)
+        .expect_err("mallory");
+    assert_eq!(failure.reason, "no such user, and no directory serves the login");
+
+    let report = a.sync_directories(Some("corp-ad"), "admin", "local").expect("sync");
+    let team = &report[0].teams[0];
+    assert_eq!((team.error.clone(), team.added.clone()), (None, s(&[])), "{team:?}");
+    slapd.modify(&format!(
+        "dn: CN=Alice Admin,OU=Users,{AD_SUFFIX}\nchangetype: modify\ndelete: memberOf\n\
+         memberOf: {AD_DEVELOPERS}\n"
+    ));
+    let report = a.sync_directories(Some("corp-ad"), "admin", "local").expect("sync");
+    assert_eq!(report[0].teams[0].removed, s(&["alice"]));
+    assert_eq!(teams_of(a, "alice"), s(&[]));
+
+    // The directory test: the service account finds her, her password binds.
+    let found = a.test_directory("corp-ad", "alice", None).expect("lookup");
+    assert_eq!(found.groups, s(&[AD_DOMAIN_USERS]));
+    let bound = a
+        .test_directory("corp-ad", "alice", Some(AD_ALICE_PASSWORD))
+        .expect("bind");
+    assert_eq!(bound.dn, found.dn);
+    let err = a
+        .test_directory("corp-ad", "alice", Some(CAROL_PASSWORD))
+        .expect_err("wrong password");
+    assert!(!format!("{err} {err:?}").contains(CAROL_PASSWORD));
+    audit_text(a);
+}
+
+#[test]
+fn directory_configuration_is_checked_and_its_password_kept() {
+    let f = access();
+    let a = &f.access;
+    let base = || DirectoryConfig {
+        name: "corp".to_owned(),
+        url: "ldaps://dc1.corp.example.com".to_owned(),
+        start_tls: false,
+        ca_pem: None,
+        bind_dn: "cn=svc,dc=corp".to_owned(),
+        bind_password: SERVICE_PASSWORD.to_owned(),
+        user_base_dn: "dc=corp".to_owned(),
+        user_filter: "(sAMAccountName={username})".to_owned(),
+        username_attr: "sAMAccountName".to_owned(),
+        email_attr: "mail".to_owned(),
+        full_name_attr: "displayName".to_owned(),
+        team_sync: TeamSync::UserMemberOf {
+            attr: "memberOf".to_owned(),
+        },
+        domains: vec!["CORP".to_owned()],
+    };
+    let (view, created) = a.put_directory(directory(base())).expect("put");
+    let mut bad_ca = base();
+    bad_ca.ca_pem = Some("not a certificate".to_owned());
+    assert!(
+        a.put_directory(directory(bad_ca)).is_err(),
+        "a CA PEM without a certificate"
+    );
+    assert!(created);
+    assert_eq!(view.config.bind_password, REDACTED);
+
+    type Edit = fn(&mut DirectoryConfig);
+    let refused: [(&str, Edit); 6] = [
+        ("plaintext off loopback", |c| {
+            c.url = "ldap://dc1.corp.example.com".to_owned()
+        }),
+        ("reserved name", |c| c.name = "sync".to_owned()),
+        ("invalid name", |c| c.name = "a b".to_owned()),
+        ("a domain served twice", |c| {
+            c.name = "other".to_owned();
+            c.domains = vec!["corp".to_owned()];
+        }),
+        ("a bind DN without a password", |c| {
+            c.name = "other".to_owned();
+            c.domains = vec!["OTHER".to_owned()];
+            c.bind_password = String::new();
+        }),
+        ("no placeholder in the filter", |c| c.user_filter = "(uid=x)".to_owned()),
+    ];
+    for (what, edit) in refused {
+        let mut cfg = base();
+        edit(&mut cfg);
+        let err = a.put_directory(directory(cfg)).expect_err(what);
+        assert!(!err.to_string().contains(SERVICE_PASSWORD), "{what}: {err}");
+    }
+    // Two servers for bare logins would make one unreachable.
+    let mut default_one = base();
+    default_one.name = "default-one".to_owned();
+    default_one.domains.clear();
+    a.put_directory(directory(default_one.clone())).expect("first default");
+    default_one.name = "default-two".to_owned();
+    assert!(a.put_directory(directory(default_one)).is_err());
+
+    // Put back what the view shows: the password is kept, not replaced by ***.
+    let mut again = base();
+    again.bind_password = REDACTED.to_owned();
+    let (_, created) = a.put_directory(directory(again)).expect("put again");
+    assert!(!created);
+    let store_text = serde_json::to_string(&a.list_directories().expect("list")).expect("json");
+    assert!(!store_text.contains(SERVICE_PASSWORD), "{store_text}");
+    // The mapping needs a team and a directory.
+    assert!(a
+        .set_team_group(
+            "nope",
+            Some(DirectoryGroup {
+                directory: "corp".to_owned(),
+                group: "x".to_owned()
+            })
+        )
+        .is_err());
+    a.create_team("t").expect("team");
+    assert!(a
+        .set_team_group(
+            "t",
+            Some(DirectoryGroup {
+                directory: "nope".to_owned(),
+                group: "x".to_owned()
+            })
+        )
+        .is_err());
+}
+
+#[test]
+fn search_team_sync_takes_filters_only() {
+    let slapd = Slapd::start(Flavor::OpenLdap, None);
+    let f = access();
+    let a = &f.access;
+    let mut cfg = slapd.openldap_config();
+    cfg.team_sync = TeamSync::Search;
+    a.put_directory(directory(cfg)).expect("configure");
+    map_team(a, "mailers", "openldap", "(mail=*@example.org)");
+    map_team(a, "devs", "openldap", DEVELOPERS);
+
+    let bob = a.authenticate_login("bob", BOB_PASSWORD, None).expect("bob");
+    assert_eq!(teams_of(a, &bob.name), s(&[]));
+    let alice = a.authenticate_login("alice", ALICE_PASSWORD, None).expect("alice");
+    assert_eq!(teams_of(a, &alice.name), s(&["mailers"]));
+
+    let report = a.sync_directories(Some("openldap"), "admin", "local").expect("sync");
+    let team = |name: &str| report[0].teams.iter().find(|t| t.team == name).expect(name).clone();
+    assert_eq!(team("mailers").error, None);
+    assert_eq!(team("mailers").added, s(&[]), "alice joined at login");
+    let refused = team("devs").error.expect("a DN under search sync");
+    assert!(refused.contains("not a (filter)"), "{refused}");
+    assert_eq!(members(a, "devs"), s(&[]));
+
+    // Her mail changes: the next sync takes her out.
+    slapd.modify(&format!(
+        "dn: uid=alice,ou=people,{OPENLDAP_SUFFIX}\nchangetype: modify\nreplace: mail\nmail: alice@elsewhere.net\n"
+    ));
+    let report = a.sync_directories(Some("openldap"), "admin", "local").expect("sync");
+    let mailers = report[0].teams.iter().find(|t| t.team == "mailers").expect("mailers");
+    assert_eq!(mailers.removed, s(&["alice"]));
+    audit_text(a);
 }

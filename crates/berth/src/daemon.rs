@@ -44,6 +44,14 @@ pub struct DaemonArgs {
     /// Also send every audit entry to syslog: udp://HOST:PORT or unix:///dev/log
     #[arg(long = "audit-syslog")]
     audit_syslog: Option<String>,
+    /// How often LDAP/AD directories without their own interval sync their
+    /// teams: 60m, 2h, 90s (a bare number is minutes; 0: only on demand)
+    #[arg(
+        long = "directory-sync-interval",
+        default_value = "60m",
+        value_parser = crate::cli::access::parse_sync_interval
+    )]
+    directory_sync_interval: std::time::Duration,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -74,6 +82,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     let engine = open_engine(data_root.clone(), exe).await?;
     let options = berth_api::Options {
         audit_syslog: a.audit_syslog.clone(),
+        directory_sync_interval: Some(a.directory_sync_interval),
     };
     let router = berth_api::router_with(engine.clone(), options).map_err(anyhow::Error::msg)?;
 

@@ -103,6 +103,8 @@ enum Command {
     Grant(cli::access::GrantArgs),
     /// Manage personal access tokens
     Token(cli::access::TokenArgs),
+    /// LDAP / Active Directory servers: logins, team sync
+    Directory(cli::access::DirectoryArgs),
     /// Read and verify the audit log
     Audit(cli::audit::AuditArgs),
     /// Client bundles: certificates that let a user in over TLS
@@ -177,6 +179,7 @@ async fn dispatch(host: &str, tls: &client::TlsFiles, command: Command) -> i32 {
             Command::Role(a) => cli::access::role(&client, a).await,
             Command::Grant(a) => cli::access::grant(&client, a).await,
             Command::Token(a) => cli::access::token(&client, a).await,
+            Command::Directory(a) => cli::access::directory(&client, a).await,
             Command::Audit(a) => cli::audit::audit(&client, a).await,
             Command::Bundle(a) => cli::bundle::bundle(&client, host, a).await,
             Command::Daemon(_) | Command::Shim(_) | Command::ShimExec(_) => Ok(0),

@@ -95,7 +95,11 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u
     s.read_to_end(&mut raw).expect("read");
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("headers end");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
     let mut body = raw[split + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         body = dechunk(&body);
@@ -105,8 +109,7 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(std::str::from_utf8(&data[..end]).expect("utf-8").trim(), 16).expect("size");
         if size == 0 {
             break;
@@ -150,7 +153,11 @@ fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
 
 fn openssl(args: &[&str]) {
     let o = Command::new("openssl").args(args).output().expect("run openssl");
-    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -195,7 +202,11 @@ fn the_notary_cli_works_against_berth() {
         })
         .expect("verify tampered");
     assert!(!o.status.success());
-    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(said.contains("did not match"), "{said}");
 
     // The snapshot key moves to the server (-r), then the timestamp key is
@@ -209,7 +220,15 @@ fn the_notary_cli_works_against_berth() {
     // A delegated signer with its own key (made by openssl).
     let key = d.dir.path().join("releases-key.pem");
     let cert = d.dir.path().join("releases-cert.pem");
-    openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key.to_str().expect("utf-8")]);
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        key.to_str().expect("utf-8"),
+    ]);
     openssl(&[
         "req",
         "-new",
@@ -223,8 +242,22 @@ fn the_notary_cli_works_against_berth() {
         "-subj",
         "/CN=releases",
     ]);
-    n.ok(&["delegation", "add", gun, "targets/releases", cert.to_str().expect("utf-8"), "--all-paths", "-p"]);
-    n.ok(&["key", "import", key.to_str().expect("utf-8"), "--role", "targets/releases"]);
+    n.ok(&[
+        "delegation",
+        "add",
+        gun,
+        "targets/releases",
+        cert.to_str().expect("utf-8"),
+        "--all-paths",
+        "-p",
+    ]);
+    n.ok(&[
+        "key",
+        "import",
+        key.to_str().expect("utf-8"),
+        "--role",
+        "targets/releases",
+    ]);
     n.ok(&["add", gun, "v3", file, "--roles", "targets/releases", "-p"]);
     let rows = n.list(gun);
     assert!(rows.contains(&("v3".into(), "targets/releases".into())), "{rows:?}");
