@@ -1019,43 +1019,54 @@ fn trust(options: &Options, report: &mut Report) -> Result<()> {
     let (mut server, notary_port) = start_notary_server(&notary_dir)?;
     let _ = &mut server;
 
-    let mut results = Vec::new();
-    for (name, port, dir) in [("berth", berth_port, &berth_dir), ("notary-server", notary_port, &notary_dir)] {
-        step(&format!("{name}: notary init, then {rounds} rounds of add+publish and list"));
-        let gun = format!("127.0.0.1:{port}/bench/app");
-        let cli = |args: &[&str]| -> Command {
-            let mut c = Command::new("notary");
-            c.arg("-s")
-                .arg(format!("http://127.0.0.1:{port}"))
-                .arg("-d")
-                .arg(dir.join("client"))
-                .args(args)
-                .env("NOTARY_ROOT_PASSPHRASE", "bench-root")
-                .env("NOTARY_TARGETS_PASSPHRASE", "bench-targets")
-                .env("NOTARY_SNAPSHOT_PASSPHRASE", "bench-snapshot")
-                .stdout(Stdio::null());
-            c
-        };
-        util::run(&mut cli(&["init", &gun, "-p"]))?;
-        let mut publish = Vec::new();
-        let mut list = Vec::new();
-        for i in 0..=rounds {
+    // Rounds alternate between the servers (and which goes first), so the
+    // machine's drift falls on both alike.
+    let servers = [("berth", berth_port, &berth_dir), ("notary-server", notary_port, &notary_dir)];
+    let cli = |port: u16, dir: &Path, args: &[&str]| -> Command {
+        let mut c = Command::new("notary");
+        c.arg("-s")
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg("-d")
+            .arg(dir.join("client"))
+            .args(args)
+            .env("NOTARY_ROOT_PASSPHRASE", "bench-root")
+            .env("NOTARY_TARGETS_PASSPHRASE", "bench-targets")
+            .env("NOTARY_SNAPSHOT_PASSPHRASE", "bench-snapshot")
+            .stdout(Stdio::null());
+        c
+    };
+    let gun = |port: u16| format!("127.0.0.1:{port}/bench/app");
+    for (_, port, dir) in servers {
+        util::run(&mut cli(port, dir, &["init", &gun(port), "-p"]))?;
+    }
+    step(&format!("{rounds} rounds of notary add+publish and list, alternating servers"));
+    let mut samples = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+    let file_arg = file.display().to_string();
+    for i in 0..=rounds {
+        let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let (_, port, dir) = servers[which];
             let tag = format!("t{i}");
-            let p = time_ms(&mut cli(&["add", &gun, &tag, &file.display().to_string(), "-p"]))?;
-            let l = time_ms(&mut cli(&["list", &gun]))?;
+            let p = time_ms(&mut cli(port, dir, &["add", &gun(port), &tag, &file_arg, "-p"]))?;
+            let l = time_ms(&mut cli(port, dir, &["list", &gun(port)]))?;
             if i > 0 {
-                publish.push(p);
-                list.push(l);
+                samples[which].0.push(p);
+                samples[which].1.push(l);
             }
         }
-        let path = format!("/v2/{gun}/_trust/tuf/timestamp.json");
-        step(&format!("{name}: wrk GET {path}, {TRUST_WRK_RUNS} x {TRUST_WRK_SECONDS}s"));
-        let mut rps = Vec::new();
-        for _ in 0..TRUST_WRK_RUNS {
-            rps.push(wrk(port, &path)?);
-        }
-        results.push((median(&publish), median(&list), median(&rps)));
     }
+    let mut rps = [Vec::new(), Vec::new()];
+    for run in 0..TRUST_WRK_RUNS {
+        for which in if run % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let (name, port, _) = servers[which];
+            let path = format!("/v2/{}/_trust/tuf/timestamp.json", gun(port));
+            step(&format!("{name}: wrk GET {path}, {TRUST_WRK_SECONDS}s"));
+            rps[which].push(wrk(port, &path)?);
+        }
+    }
+    let results: Vec<(Option<f64>, Option<f64>, Option<f64>)> = (0..2)
+        .map(|i| (median(&samples[i].0), median(&samples[i].1), median(&rps[i])))
+        .collect();
     drop(daemon);
     drop(server);
     let (b, n) = (&results[0], &results[1]);

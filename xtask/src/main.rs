@@ -5,6 +5,7 @@
 
 mod bench;
 mod image;
+mod plugins;
 mod test;
 mod up;
 mod util;
@@ -18,6 +19,7 @@ tasks:
   up [--no-build]           install packages, build, start `berth daemon`, load busybox
   test                      fmt, clippy, test image, cargo test --workspace (what CI runs)
   image                     build target/images/{busybox-oci.tar,busybox-docker.tar,busybox-bundle}
+  plugins [--check]         build plugins/ for wasm32-wasip2 into target/plugins (dist/ installable)
   bench NAME [--no-build]   run a benchmark against its peers (`cargo xtask bench` lists them)";
 
 fn main() {
@@ -37,6 +39,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "up" => up::main(rest),
         "test" => test::main(rest),
         "image" => image::main(rest),
+        "plugins" => plugins::main(rest),
         "bench" => bench::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

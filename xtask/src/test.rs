@@ -2,7 +2,9 @@
 //! Formatting, clippy, the test image (with a check that the probe in it
 //! works), then `cargo test --workspace` with `BERTH_TEST_IMAGES` and
 //! `BERTH_BIN` set so integration and end-to-end tests find the images and the
-//! `berth` binary. Tests that need root expect to run as root, as CI does.
+//! `berth` binary, and `BERTH_TEST_PLUGINS` (`<target>/plugins`: `dist/<name>/`
+//! installable plugins, `wasm32-wasip2/release/*.wasm` every built one, test
+//! plugins included). Tests that need root expect to run as root, as CI does.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,6 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::image;
+use crate::plugins;
 use crate::util::{self, step};
 
 /// `cargo xtask test`.
@@ -67,10 +70,15 @@ pub fn main(args: &[String]) -> Result<()> {
     let berth_bin = target.join("debug/berth");
     ensure!(berth_bin.exists(), "{} was not built", berth_bin.display());
 
+    plugins::check()?;
+    let plugin_dist = plugins::build().context("building the plugins")?;
+    let plugins_dir = plugin_dist.parent().context("the plugins' dist dir has a parent")?;
+
     step("tests (cargo test --workspace)");
     util::run(
         util::cargo()
             .args(["test", "--workspace"])
+            .env("BERTH_TEST_PLUGINS", plugins_dir)
             .env("BERTH_TEST_IMAGES", &images.dir)
             .env("BERTH_BIN", &berth_bin),
     )

@@ -32,6 +32,10 @@ pub const BASE_PACKAGES: &[&str] = &[
     "softhsm2",
     // scanner ground truth: a real Debian root filesystem
     "debootstrap",
+    // scanner ground truth for version orders: rpm, Python's packaging, Ruby's Gem::Version
+    "rpm",
+    "python3-packaging",
+    "ruby",
 ];
 
 /// The workspace root: the parent of this crate's directory.

@@ -251,11 +251,28 @@ enum Credentials {
     None,
     Token(String),
     Basic(String, String),
+    /// The web UI's session cookie.
+    Session(String),
+}
+
+/// The session cookie's value, when the request carries one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == berth_auth::session::SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
 }
 
 fn credentials(req: &Request) -> Credentials {
     let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return Credentials::None;
+        return match session_cookie(req.headers()) {
+            Some(token) => Credentials::Session(token),
+            None => Credentials::None,
+        };
     };
     let Some((scheme, rest)) = value.split_once(' ') else {
         return Credentials::None;
@@ -400,6 +417,22 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                 reason: "access control is not available",
             })),
             (Credentials::Token(token), Some(access)) => Some(access.authenticate_token(&token, peer.as_deref())),
+            (Credentials::Session(token), Some(access)) => {
+                let csrf = req
+                    .headers()
+                    .get(berth_auth::session::CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let changing = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+                Some(
+                    tokio::task::spawn_blocking(move || access.authenticate_session(&token, csrf.as_deref(), changing))
+                        .await
+                        .unwrap_or(Err(AuthFailure {
+                            user: None,
+                            reason: "session task failed",
+                        })),
+                )
+            }
             (Credentials::Basic(user, password), Some(access)) => {
                 // argon2 takes tens of milliseconds: off the async workers.
                 let peer = peer.clone();
@@ -420,6 +453,19 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                 let user = failure.user.clone().unwrap_or_else(|| "unknown".into());
                 let mut entry = facts.entry(user, "failed", StatusCode::UNAUTHORIZED, failure.reason.to_string());
                 entry.action = format!("login ({})", entry.action);
+                if failure.reason == "CSRF token missing or wrong" {
+                    entry.status = StatusCode::FORBIDDEN.as_u16();
+                    entry.result = "denied".into();
+                    audit(&state, entry).await;
+                    return ApiErrorResponse(ApiError::new(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "a change through a session needs its CSRF token in the {} header",
+                            berth_auth::session::CSRF_HEADER
+                        ),
+                    ))
+                    .into_response();
+                }
                 audit(&state, entry).await;
                 return unauthorized("invalid credentials");
             }
@@ -569,6 +615,8 @@ mod tests {
             ("GET", "/v1/tokens", SELF),
             ("POST", "/v1/tokens", SELF),
             ("POST", "/v1/auth/token", SELF),
+            ("POST", "/v1/auth/session", SELF),
+            ("DELETE", "/v1/auth/session", SELF),
             ("DELETE", "/v1/tokens/{id}", SELF),
             ("GET", "/v1/audit", ADMIN),
             ("GET", "/v1/audit/verify", ADMIN),
@@ -609,6 +657,9 @@ mod tests {
             ("POST", "/v1/containers/{id}/exec", EXEC),
             ("POST", "/v1/exec/{id}/start", EXEC),
             ("POST", "/v1/registry/gc", ADMIN),
+            ("GET", "/v1/trust/policies", VIEW),
+            ("PUT", "/v1/trust/policies/{pattern}", ADMIN),
+            ("DELETE", "/v1/trust/policies/{pattern}", ADMIN),
             ("GET", "/v2/", VIEW),
             ("GET", "/v2/{*path}", VIEW),
             ("HEAD", "/v2/{*path}", VIEW),

@@ -17,6 +17,7 @@ mod metrics;
 mod openapi;
 mod registry;
 mod routes;
+mod sessions;
 mod system;
 pub mod tls;
 mod trust;

@@ -7,7 +7,7 @@ use axum::routing::{delete, get, head, patch, post, put, MethodRouter};
 use axum::Router;
 
 use crate::authz::{Action, Resource};
-use crate::{access, audit, authz, bundles, containers, images, metrics, openapi, registry, system, AppState};
+use crate::{access, audit, authz, bundles, containers, images, metrics, openapi, registry, sessions, system, AppState};
 
 pub struct Route {
     pub method: Method,
@@ -328,6 +328,24 @@ pub static TABLE: &[Route] = &[
         Write,
         access::token_create,
         "Log in (HTTP Basic) and get a personal access token; the secret is returned once"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/auth/session",
+        Profile,
+        Write,
+        sessions::create,
+        "Start a web UI session from a password login: sets the session cookie, returns the CSRF token"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/auth/session",
+        Profile,
+        Write,
+        sessions::remove,
+        "End the cookie's session"
     ),
     r!(
         DELETE,

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod ldap;
 pub mod policy;
 mod records;
+pub mod session;
 
 pub use access::{Access, AuthFailure, Clock};
 pub use audit::{
@@ -38,7 +39,7 @@ pub const AUDIT: Table = Table("cluster/audit");
 /// checkpoints (key: zero-padded sequence number).
 pub const AUDIT_SIGNATURES: Table = Table("cluster/audit_signatures");
 
-pub const ALL_TABLES: [Table; 12] = [
+pub const ALL_TABLES: [Table; 13] = [
     USERS,
     TEAMS,
     ORGS,
@@ -51,6 +52,7 @@ pub const ALL_TABLES: [Table; 12] = [
     directory::DIRECTORY_ACCOUNTS,
     directory::TEAM_GROUPS,
     directory::DIRECTORY_SYNC,
+    session::SESSIONS,
 ];
 
 #[derive(Debug, thiserror::Error)]

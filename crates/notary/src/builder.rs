@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::keys::{CertifiedSigner, PublicKey, Signer};
 use crate::metadata::{
-    DelegationRole, FileMeta, Metadata, MetadataError, Root, RootRole, RoleName, Signed, Snapshot, Targets,
+    DelegationRole, FileMeta, Metadata, MetadataError, RoleName, Root, RootRole, Signed, Snapshot, Targets,
 };
 use crate::repo::{self, RoleKeys, VerifyError};
 
@@ -28,7 +28,10 @@ pub enum BuildError {
     #[error("{role}: have signers for {have} of its keys, threshold is {threshold}")]
     MissingSigners { role: String, have: usize, threshold: i64 },
     #[error("signing {role}: {source}")]
-    Sign { role: String, source: crate::keys::SignError },
+    Sign {
+        role: String,
+        source: crate::keys::SignError,
+    },
     #[error("role {role} does not exist in this repository")]
     UnknownRole { role: String },
     #[error("{0}")]
@@ -52,7 +55,10 @@ pub struct RepoEditor {
 }
 
 fn role_entry(keys: &[PublicKey], threshold: i64) -> RootRole {
-    RootRole { keyids: keys.iter().map(PublicKey::id).collect(), threshold }
+    RootRole {
+        keyids: keys.iter().map(PublicKey::id).collect(),
+        threshold,
+    }
 }
 
 impl RepoEditor {
@@ -84,7 +90,10 @@ impl RepoEditor {
             root.roles.insert(role.to_string(), role_entry(keys, 1));
         }
         let mut targets = BTreeMap::new();
-        targets.insert(RoleName::Targets, Targets::new(now + RoleName::Targets.default_expiry()));
+        targets.insert(
+            RoleName::Targets,
+            Targets::new(now + RoleName::Targets.default_expiry()),
+        );
         let dirty = [RoleName::Root, RoleName::Targets].into_iter().collect();
         Ok(RepoEditor {
             gun: gun.to_string(),
@@ -134,6 +143,29 @@ impl RepoEditor {
         })
     }
 
+    /// Continue from what [`crate::client::update`] verified: the usual
+    /// start of an edit (`berth trust sign`, key rotation, ...).
+    pub fn from_trusted(repo: &crate::client::TrustedRepo) -> Result<RepoEditor, BuildError> {
+        let root = repo
+            .files()
+            .get(&RoleName::Root)
+            .ok_or_else(|| BuildError::UnknownRole { role: "root".into() })?;
+        let targets: BTreeMap<RoleName, Vec<u8>> = repo
+            .files()
+            .iter()
+            .filter(|(r, _)| r.is_targets_like())
+            .map(|(r, b)| (r.clone(), b.clone()))
+            .collect();
+        RepoEditor::from_published(repo.gun(), root, &targets, Some(&repo.snapshot().to_bytes()))
+    }
+
+    /// Record the snapshot currently published (e.g. one the server made),
+    /// so a snapshot this client makes next continues its version.
+    pub fn observe_snapshot(&mut self, bytes: &[u8]) -> Result<(), BuildError> {
+        self.snapshot = Some(Signed::<Snapshot>::from_bytes(&RoleName::Snapshot, bytes)?.into_signed());
+        Ok(())
+    }
+
     pub fn gun(&self) -> &str {
         &self.gun
     }
@@ -155,10 +187,13 @@ impl RepoEditor {
     pub fn role_keys(&self, role: &RoleName) -> Result<RoleKeys, BuildError> {
         match role {
             RoleName::Delegation(_) => {
-                let parent = role.parent().ok_or_else(|| BuildError::UnknownRole { role: role.to_string() })?;
+                let parent = role
+                    .parent()
+                    .ok_or_else(|| BuildError::UnknownRole { role: role.to_string() })?;
                 let parent_keys = self.role_keys(&parent)?;
-                let parent_meta =
-                    self.targets.get(&parent).ok_or_else(|| BuildError::UnknownRole { role: parent.to_string() })?;
+                let parent_meta = self.targets.get(&parent).ok_or_else(|| BuildError::UnknownRole {
+                    role: parent.to_string(),
+                })?;
                 Ok(repo::delegation_role_keys(parent_meta, &parent_keys, role)?)
             }
             _ => Ok(repo::root_role_keys(&self.root, role)?),
@@ -172,18 +207,30 @@ impl RepoEditor {
             self.targets.insert(role.clone(), Targets::new(now_expiry));
         }
         self.dirty.insert(role.clone());
-        self.targets.get_mut(role).ok_or_else(|| BuildError::UnknownRole { role: role.to_string() })
+        self.targets
+            .get_mut(role)
+            .ok_or_else(|| BuildError::UnknownRole { role: role.to_string() })
     }
 
     /// Add or replace target `name` in `role` (`targets` or a delegation,
     /// whose paths must allow the name).
-    pub fn add_target(&mut self, role: &RoleName, name: &str, meta: FileMeta, now: DateTime<Utc>) -> Result<(), BuildError> {
+    pub fn add_target(
+        &mut self,
+        role: &RoleName,
+        name: &str,
+        meta: FileMeta,
+        now: DateTime<Utc>,
+    ) -> Result<(), BuildError> {
         if !role.is_targets_like() {
             return Err(BuildError::Invalid(format!("{role} cannot hold targets")));
         }
         let keys = self.role_keys(role)?;
         if !keys.allows_target(name) {
-            return Err(VerifyError::TargetOutsidePaths { role: role.to_string(), target: name.to_string() }.into());
+            return Err(VerifyError::TargetOutsidePaths {
+                role: role.to_string(),
+                target: name.to_string(),
+            }
+            .into());
         }
         let expiry = now + role.default_expiry();
         self.targets_mut(role, expiry)?.targets.insert(name.to_string(), meta);
@@ -212,7 +259,9 @@ impl RepoEditor {
         paths: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), BuildError> {
-        let parent = role.parent().ok_or_else(|| BuildError::Invalid(format!("{role} is not a delegation")))?;
+        let parent = role
+            .parent()
+            .ok_or_else(|| BuildError::Invalid(format!("{role} is not a delegation")))?;
         if threshold < 1 || usize::try_from(threshold).unwrap_or(usize::MAX) > keys.len() {
             return Err(BuildError::Invalid(format!(
                 "threshold {threshold} for {role} needs between 1 and {} keys",
@@ -233,7 +282,12 @@ impl RepoEditor {
             paths: paths.to_vec(),
             threshold,
         };
-        match parent_meta.delegations.roles.iter_mut().find(|r| r.name == role.as_str()) {
+        match parent_meta
+            .delegations
+            .roles
+            .iter_mut()
+            .find(|r| r.name == role.as_str())
+        {
             Some(existing) => *existing = entry,
             None => parent_meta.delegations.roles.push(entry),
         }
@@ -243,8 +297,12 @@ impl RepoEditor {
 
     /// Remove delegation `role` and its metadata (and its sub-delegations').
     pub fn remove_delegation(&mut self, role: &RoleName) -> Result<(), BuildError> {
-        let parent = role.parent().ok_or_else(|| BuildError::Invalid(format!("{role} is not a delegation")))?;
-        let parent_meta = self.targets.get_mut(&parent).ok_or_else(|| BuildError::UnknownRole { role: parent.to_string() })?;
+        let parent = role
+            .parent()
+            .ok_or_else(|| BuildError::Invalid(format!("{role} is not a delegation")))?;
+        let parent_meta = self.targets.get_mut(&parent).ok_or_else(|| BuildError::UnknownRole {
+            role: parent.to_string(),
+        })?;
         let before = parent_meta.delegations.roles.len();
         parent_meta.delegations.roles.retain(|r| r.name != role.as_str());
         if parent_meta.delegations.roles.len() == before {
@@ -273,7 +331,9 @@ impl RepoEditor {
     /// Replace the keys of `targets`, `snapshot` or `timestamp` in root.
     pub fn rotate_key(&mut self, role: &RoleName, keys: &[PublicKey], threshold: i64) -> Result<(), BuildError> {
         if !matches!(role, RoleName::Targets | RoleName::Snapshot | RoleName::Timestamp) {
-            return Err(BuildError::Invalid(format!("use rotate_root for {role}; delegations use add_delegation")));
+            return Err(BuildError::Invalid(format!(
+                "use rotate_root for {role}; delegations use add_delegation"
+            )));
         }
         self.set_root_role(role, keys, threshold)?;
         if *role == RoleName::Targets {
@@ -291,13 +351,21 @@ impl RepoEditor {
 
     fn set_root_role(&mut self, role: &RoleName, keys: &[PublicKey], threshold: i64) -> Result<(), BuildError> {
         if keys.is_empty() || threshold < 1 || usize::try_from(threshold).unwrap_or(usize::MAX) > keys.len() {
-            return Err(BuildError::Invalid(format!("threshold {threshold} for {role} needs between 1 and {} keys", keys.len())));
+            return Err(BuildError::Invalid(format!(
+                "threshold {threshold} for {role} needs between 1 and {} keys",
+                keys.len()
+            )));
         }
         for key in keys {
             self.root.keys.insert(key.id(), key.clone());
         }
         self.root.roles.insert(role.to_string(), role_entry(keys, threshold));
-        let used: BTreeSet<String> = self.root.roles.values().flat_map(|r| r.keyids.iter().cloned()).collect();
+        let used: BTreeSet<String> = self
+            .root
+            .roles
+            .values()
+            .flat_map(|r| r.keyids.iter().cloned())
+            .collect();
         self.root.keys.retain(|id, _| used.contains(id));
         self.dirty.insert(RoleName::Root);
         Ok(())
@@ -317,7 +385,10 @@ impl RepoEditor {
     }
 
     fn expiry_for(&self, role: &RoleName, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.expiry_overrides.get(role).copied().unwrap_or_else(|| now + role.default_expiry())
+        self.expiry_overrides
+            .get(role)
+            .copied()
+            .unwrap_or_else(|| now + role.default_expiry())
     }
 
     /// Sign everything that changed and return the files to upload, root
@@ -325,7 +396,11 @@ impl RepoEditor {
     /// snapshot if one of `signers` holds a snapshot key. Signers are
     /// matched to role keys by canonical key id, so a bare root key signs as
     /// its certificate key.
-    pub fn publish(&mut self, signers: &[&dyn Signer], now: DateTime<Utc>) -> Result<Vec<(RoleName, Vec<u8>)>, BuildError> {
+    pub fn publish(
+        &mut self,
+        signers: &[&dyn Signer],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(RoleName, Vec<u8>)>, BuildError> {
         let mut uploads = Vec::new();
 
         if self.dirty.contains(&RoleName::Root) || self.published_root.is_none() {
@@ -351,7 +426,9 @@ impl RepoEditor {
         let mut dirty_targets: Vec<RoleName> = self.dirty.iter().filter(|r| r.is_targets_like()).cloned().collect();
         dirty_targets.sort_by(|a, b| a.depth().cmp(&b.depth()).then_with(|| a.cmp(b)));
         for role in dirty_targets {
-            let Some(current) = self.targets.get(&role).cloned() else { continue };
+            let Some(current) = self.targets.get(&role).cloned() else {
+                continue;
+            };
             let keys = self.role_keys(&role)?;
             let mut meta = current;
             meta.version += 1;
@@ -388,7 +465,12 @@ impl RepoEditor {
 
 /// Drop delegation keys no delegated role uses any more.
 fn prune_delegation_keys(targets: &mut Targets) {
-    let used: BTreeSet<String> = targets.delegations.roles.iter().flat_map(|r| r.keyids.iter().cloned()).collect();
+    let used: BTreeSet<String> = targets
+        .delegations
+        .roles
+        .iter()
+        .flat_map(|r| r.keyids.iter().cloned())
+        .collect();
     targets.delegations.keys.retain(|id, _| used.contains(id));
 }
 
@@ -396,15 +478,24 @@ fn prune_delegation_keys(targets: &mut Targets) {
 /// around the signer's key.
 fn matching_key(keys: &RoleKeys, signer: &dyn Signer) -> Option<PublicKey> {
     let signer_id = signer.public_key().canonical_id().ok()?;
-    keys.keys.values().find(|k| k.canonical_id().ok().as_deref() == Some(signer_id.as_str())).cloned()
+    keys.keys
+        .values()
+        .find(|k| k.canonical_id().ok().as_deref() == Some(signer_id.as_str()))
+        .cloned()
 }
 
 /// Sign `signed` with every signer that holds a key of `keys`; fail if that
 /// does not reach the threshold.
-pub fn sign_for<T: Metadata>(signed: &mut Signed<T>, keys: &RoleKeys, signers: &[&dyn Signer]) -> Result<(), BuildError> {
+pub fn sign_for<T: Metadata>(
+    signed: &mut Signed<T>,
+    keys: &RoleKeys,
+    signers: &[&dyn Signer],
+) -> Result<(), BuildError> {
     let mut used = BTreeSet::new();
     for signer in signers {
-        let Some(key) = matching_key(keys, *signer) else { continue };
+        let Some(key) = matching_key(keys, *signer) else {
+            continue;
+        };
         if !used.insert(key.id()) {
             continue;
         }
@@ -414,11 +505,18 @@ pub fn sign_for<T: Metadata>(signed: &mut Signed<T>, keys: &RoleKeys, signers: &
             let certified = CertifiedSigner::new(*signer, key).map_err(|e| BuildError::Invalid(e.to_string()))?;
             signed.sign(&[&certified])
         };
-        result.map_err(|source| BuildError::Sign { role: keys.role.to_string(), source })?;
+        result.map_err(|source| BuildError::Sign {
+            role: keys.role.to_string(),
+            source,
+        })?;
     }
     let needed = usize::try_from(keys.threshold).unwrap_or(usize::MAX);
     if used.len() < needed {
-        return Err(BuildError::MissingSigners { role: keys.role.to_string(), have: used.len(), threshold: keys.threshold });
+        return Err(BuildError::MissingSigners {
+            role: keys.role.to_string(),
+            have: used.len(),
+            threshold: keys.threshold,
+        });
     }
     Ok(())
 }

@@ -36,9 +36,10 @@ pub fn to_canonical<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Canonic
     canonical_json(&value)
 }
 
-/// Canonical layout (sorted keys, compact) but with control characters
-/// escaped, so the output is valid JSON that decodes to the same value.
-/// Used where canonical bytes are embedded in a JSON document on the wire.
+/// Canonical layout (sorted keys, compact) with the escaping Go's encoder
+/// applies when it embeds canonical bytes in a metadata file (`<`, `>`, `&`,
+/// U+2028, U+2029, and control characters as `\uXXXX`): valid JSON that
+/// decodes to the same value, byte-for-byte what Notary writes.
 pub(crate) fn compact_sorted_json(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
     write_value(&mut out, value, Escape::Wire)?;
@@ -111,18 +112,35 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), Canonic
 }
 
 fn write_string(out: &mut Vec<u8>, s: &str, escape: Escape) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b if b < 0x20 && escape == Escape::Wire => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
+    if escape == Escape::Canonical {
+        for &b in s.as_bytes() {
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b => out.push(b),
             }
-            b => out.push(b),
+        }
+    } else {
+        // What Go's encoder writes when it embeds canonical bytes in an
+        // envelope: <, >, & and U+2028/U+2029 escaped (control characters,
+        // which Go cannot embed at all, escaped too).
+        let mut buf = [0u8; 4];
+        for c in s.chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '<' | '>' | '&' | '\u{0}'..='\u{1f}' => {
+                    let b = c as u8;
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 0xf)]);
+                }
+                '\u{2028}' => out.extend_from_slice(b"\\u2028"),
+                '\u{2029}' => out.extend_from_slice(b"\\u2029"),
+                c => out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()),
+            }
         }
     }
     out.push(b'"');
@@ -140,7 +158,10 @@ mod tests {
 
     #[test]
     fn canonical_vectors() {
-        check(json!({"b": 1, "a": [true, false, null], "_type": "Root"}), r#"{"_type":"Root","a":[true,false,null],"b":1}"#);
+        check(
+            json!({"b": 1, "a": [true, false, null], "_type": "Root"}),
+            r#"{"_type":"Root","a":[true,false,null],"b":1}"#,
+        );
         check(json!({"z": {"y": {}, "x": []}}), r#"{"z":{"x":[],"y":{}}}"#);
         check(json!("quote\" back\\slash"), r#""quote\" back\\slash""#);
         // control characters, <>& and non-ASCII are written raw
@@ -154,14 +175,20 @@ mod tests {
 
     #[test]
     fn fractional_numbers_have_no_canonical_form() {
-        assert_eq!(canonical_json(&json!({"x": 1.5})), Err(CanonicalError::NotAnInteger("1.5".into())));
+        assert_eq!(
+            canonical_json(&json!({"x": 1.5})),
+            Err(CanonicalError::NotAnInteger("1.5".into()))
+        );
     }
 
     #[test]
-    fn wire_form_escapes_control_characters_and_round_trips() {
-        let v = json!({"name": "a\nb\u{1}", "k": 1});
+    fn wire_form_escapes_like_go_and_round_trips() {
+        let v = json!({"name": "a\nb\u{1}<&>\u{2028}é\"\\", "k": 1});
         let wire = compact_sorted_json(&v).unwrap();
-        assert_eq!(String::from_utf8_lossy(&wire), r#"{"k":1,"name":"a\u000ab\u0001"}"#);
+        assert_eq!(
+            String::from_utf8_lossy(&wire),
+            r#"{"k":1,"name":"a\u000ab\u0001\u003c\u0026\u003e\u2028é\"\\"}"#
+        );
         let back: Value = serde_json::from_slice(&wire).unwrap();
         assert_eq!(canonical_json(&back).unwrap(), canonical_json(&v).unwrap());
     }

@@ -69,7 +69,12 @@ pub enum ClientError {
     TargetNotFound { name: String },
     /// Fewer of the required signers signed the target than required.
     #[error("target {name:?} is signed by {found:?}, need {threshold} of {required:?}")]
-    SignersThresholdNotMet { name: String, required: Vec<String>, found: Vec<String>, threshold: usize },
+    SignersThresholdNotMet {
+        name: String,
+        required: Vec<String>,
+        found: Vec<String>,
+        threshold: usize,
+    },
     /// Required signers signed different contents for the same target.
     #[error("signers disagree about target {name:?}")]
     SignersDisagree { name: String },
@@ -93,10 +98,16 @@ impl<F: Fn(&str, u64) -> Result<Vec<u8>, FetchError>> Fetcher for F {
 fn fetch_capped(fetcher: &dyn Fetcher, name: &str, limit: u64) -> Result<Vec<u8>, ClientError> {
     let bytes = fetcher.fetch(name, limit).map_err(|e| match e {
         FetchError::NotFound => ClientError::NotFound { name: name.to_string() },
-        FetchError::Other(reason) => ClientError::Fetch { name: name.to_string(), reason },
+        FetchError::Other(reason) => ClientError::Fetch {
+            name: name.to_string(),
+            reason,
+        },
     })?;
     if bytes.len() as u64 > limit {
-        return Err(ClientError::TooLarge { name: name.to_string(), limit });
+        return Err(ClientError::TooLarge {
+            name: name.to_string(),
+            limit,
+        });
     }
     Ok(bytes)
 }
@@ -147,7 +158,10 @@ impl Cache {
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ClientError::Cache { path, reason: e.to_string() }),
+            Err(e) => Err(ClientError::Cache {
+                path,
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -156,13 +170,19 @@ impl Cache {
             None => Ok(0),
             Some(bytes) => Signed::<T>::from_bytes(role, &bytes)
                 .map(|s| s.signed().version())
-                .map_err(|e| ClientError::Cache { path: self.path(role), reason: e.to_string() }),
+                .map_err(|e| ClientError::Cache {
+                    path: self.path(role),
+                    reason: e.to_string(),
+                }),
         }
     }
 
     fn write(&self, role: &RoleName, bytes: &[u8]) -> Result<(), ClientError> {
         let path = self.path(role);
-        let err = |e: std::io::Error| ClientError::Cache { path: path.clone(), reason: e.to_string() };
+        let err = |e: std::io::Error| ClientError::Cache {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
         let parent = path.parent().unwrap_or(&self.dir);
         fs::create_dir_all(parent).map_err(err)?;
         let tmp = path.with_extension("json.tmp");
@@ -177,7 +197,10 @@ impl Cache {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ClientError::Cache { path, reason: e.to_string() }),
+            Err(e) => Err(ClientError::Cache {
+                path,
+                reason: e.to_string(),
+            }),
         }
     }
 }
@@ -191,21 +214,31 @@ pub fn update(
     now: DateTime<Utc>,
     fetcher: &dyn Fetcher,
 ) -> Result<TrustedRepo, ClientError> {
-    let cache = Cache { dir: cache_dir.to_path_buf() };
+    let cache = Cache {
+        dir: cache_dir.to_path_buf(),
+    };
     let mut to_write: Vec<(RoleName, Vec<u8>)> = Vec::new();
 
     // 1. Root: the cached one, or trust on first use (subject to pinning).
     let (mut root, mut root_bytes) = match cache.read(&RoleName::Root)? {
         Some(bytes) => {
-            let signed = Signed::<Root>::from_bytes(&RoleName::Root, &bytes)
-                .map_err(|e| ClientError::Cache { path: cache.path(&RoleName::Root), reason: e.to_string() })?;
-            repo::validate_root(None, &signed, gun, None, &TrustPinning::default())
-                .map_err(|e| ClientError::Cache { path: cache.path(&RoleName::Root), reason: e.to_string() })?;
+            let signed = Signed::<Root>::from_bytes(&RoleName::Root, &bytes).map_err(|e| ClientError::Cache {
+                path: cache.path(&RoleName::Root),
+                reason: e.to_string(),
+            })?;
+            repo::validate_root(None, &signed, gun, None, &TrustPinning::default()).map_err(|e| {
+                ClientError::Cache {
+                    path: cache.path(&RoleName::Root),
+                    reason: e.to_string(),
+                }
+            })?;
             (signed, bytes)
         }
         None => {
             let bytes = match fetch_capped(fetcher, "root.json", MAX_ROOT_SIZE) {
-                Err(ClientError::NotFound { .. }) => return Err(ClientError::RepositoryNotFound { gun: gun.to_string() }),
+                Err(ClientError::NotFound { .. }) => {
+                    return Err(ClientError::RepositoryNotFound { gun: gun.to_string() })
+                }
                 other => other?,
             };
             let signed = Signed::<Root>::from_bytes(&RoleName::Root, &bytes).map_err(VerifyError::from)?;
@@ -227,7 +260,11 @@ pub fn update(
         };
         let signed = Signed::<Root>::from_bytes(&RoleName::Root, &bytes).map_err(VerifyError::from)?;
         if signed.signed().version != next {
-            return Err(VerifyError::RootVersion { expected: next, found: signed.signed().version }.into());
+            return Err(VerifyError::RootVersion {
+                expected: next,
+                found: signed.signed().version,
+            }
+            .into());
         }
         repo::validate_root(Some(&root), &signed, gun, None, pinning)?;
         root = signed;
@@ -253,7 +290,8 @@ pub fn update(
 
     // 3. Timestamp.
     let timestamp_bytes = fetch_capped(fetcher, "timestamp.json", MAX_TIMESTAMP_SIZE)?;
-    let timestamp = Signed::<Timestamp>::from_bytes(&RoleName::Timestamp, &timestamp_bytes).map_err(VerifyError::from)?;
+    let timestamp =
+        Signed::<Timestamp>::from_bytes(&RoleName::Timestamp, &timestamp_bytes).map_err(VerifyError::from)?;
     repo::verify_signatures(&timestamp, &repo::root_role_keys(root.signed(), &RoleName::Timestamp)?)?;
     repo::check_timestamp_structure(timestamp.signed())?;
     repo::check_version(&RoleName::Timestamp, timestamp.signed().version, trusted_timestamp)?;
@@ -278,7 +316,11 @@ pub fn update(
     let targets_keys = repo::root_role_keys(root.signed(), &RoleName::Targets)?;
     repo::verify_signatures(&targets, &targets_keys)?;
     repo::check_targets_structure(&RoleName::Targets, targets.signed())?;
-    repo::check_version(&RoleName::Targets, targets.signed().version, cache.version::<Targets>(&RoleName::Targets)?)?;
+    repo::check_version(
+        &RoleName::Targets,
+        targets.signed().version,
+        cache.version::<Targets>(&RoleName::Targets)?,
+    )?;
     repo::check_expiry(&RoleName::Targets, targets.signed(), now)?;
 
     let mut repo_out = TrustedRepo {
@@ -298,9 +340,13 @@ pub fn update(
     let mut pending: Vec<RoleName> = children(&repo_out, &RoleName::Targets);
     pending.reverse();
     while let Some(role) = pending.pop() {
-        let Some(meta) = repo_out.snapshot.signed().meta.get(role.as_str()).cloned() else { continue };
+        let Some(meta) = repo_out.snapshot.signed().meta.get(role.as_str()).cloned() else {
+            continue;
+        };
         let parent = role.parent().unwrap_or(RoleName::Targets);
-        let Some((parent_meta, parent_keys)) = repo_out.targets.get(&parent) else { continue };
+        let Some((parent_meta, parent_keys)) = repo_out.targets.get(&parent) else {
+            continue;
+        };
         let keys = match repo::delegation_role_keys(parent_meta.signed(), parent_keys, &role) {
             Ok(keys) => keys,
             Err(e) => {
@@ -313,8 +359,10 @@ pub fn update(
         let signed = Signed::<Targets>::from_bytes(&role, &bytes).map_err(VerifyError::from)?;
         repo::check_targets_structure(&role, signed.signed())?;
         repo::check_version(&role, signed.signed().version, cache.version::<Targets>(&role)?)?;
-        let checked = repo::verify_signatures(&signed, &keys).and_then(|()| repo::check_expiry(&role, signed.signed(), now));
+        let checked =
+            repo::verify_signatures(&signed, &keys).and_then(|()| repo::check_expiry(&role, signed.signed(), now));
         if let Err(e) = checked {
+            tracing::warn!(gun, role = %role, error = %e, "skipping delegation that failed verification");
             repo_out.invalid.insert(role, e);
             continue;
         }
@@ -345,7 +393,14 @@ pub fn update(
 fn children(repo: &TrustedRepo, role: &RoleName) -> Vec<RoleName> {
     repo.targets
         .get(role)
-        .map(|(t, _)| t.signed().delegations.roles.iter().filter_map(|r| RoleName::parse(&r.name).ok()).collect())
+        .map(|(t, _)| {
+            t.signed()
+                .delegations
+                .roles
+                .iter()
+                .filter_map(|r| RoleName::parse(&r.name).ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -358,7 +413,11 @@ fn fetch_listed(fetcher: &dyn Fetcher, role: &RoleName, meta: Option<&FileMeta>)
                 Some(hash) => format!("{role}.{hash}.json"),
                 None => format!("{role}.json"),
             };
-            let limit = if meta.length > 0 { meta.length as u64 } else { DEFAULT_MAX_SIZE };
+            let limit = if meta.length > 0 {
+                meta.length as u64
+            } else {
+                DEFAULT_MAX_SIZE
+            };
             (name, limit)
         }
         None => (format!("{role}.json"), DEFAULT_MAX_SIZE),
@@ -429,7 +488,11 @@ impl TrustedRepo {
     /// first (as docker's content trust), then `targets` and its
     /// delegations depth first. With one: at least `threshold` of the named
     /// roles must list the target, all with the same hashes and length.
-    pub fn resolve_target(&self, name: &str, required: Option<&SignerRequirement>) -> Result<ResolvedTarget, ClientError> {
+    pub fn resolve_target(
+        &self,
+        name: &str,
+        required: Option<&SignerRequirement>,
+    ) -> Result<ResolvedTarget, ClientError> {
         let Some(required) = required else {
             let releases = RoleName::Delegation("targets/releases".into());
             let mut order = vec![releases.clone()];
@@ -444,7 +507,11 @@ impl TrustedRepo {
             }
             for role in order {
                 if let Some(meta) = self.lookup(&role, name) {
-                    return Ok(ResolvedTarget { name: name.to_string(), meta: meta.clone(), roles: vec![role] });
+                    return Ok(ResolvedTarget {
+                        name: name.to_string(),
+                        meta: meta.clone(),
+                        roles: vec![role],
+                    });
                 }
             }
             return Err(ClientError::TargetNotFound { name: name.to_string() });
@@ -478,7 +545,10 @@ impl TrustedRepo {
 /// Check fetched content (e.g. a manifest) against its target: same length
 /// and every listed SHA-256/SHA-512 hash.
 pub fn check_target_bytes(name: &str, bytes: &[u8], target: &FileMeta) -> Result<(), ClientError> {
-    let mismatch = |reason: String| ClientError::TargetMismatch { name: name.to_string(), reason };
+    let mismatch = |reason: String| ClientError::TargetMismatch {
+        name: name.to_string(),
+        reason,
+    };
     if target.length != bytes.len() as i64 {
         return Err(mismatch(format!("length {} instead of {}", bytes.len(), target.length)));
     }

@@ -232,7 +232,10 @@ impl<'a> CertifiedSigner<'a> {
         let canonical = public.canonical_id()?;
         let inner_id = inner.public_key().canonical_id()?;
         if canonical != inner_id {
-            return Err(crate::crypto::CryptoError::KeyMismatch { expected: canonical, found: inner_id });
+            return Err(crate::crypto::CryptoError::KeyMismatch {
+                expected: canonical,
+                found: inner_id,
+            });
         }
         Ok(CertifiedSigner { inner, public })
     }
@@ -240,7 +243,9 @@ impl<'a> CertifiedSigner<'a> {
 
 impl fmt::Debug for CertifiedSigner<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertifiedSigner").field("key_id", &self.public.id()).finish()
+        f.debug_struct("CertifiedSigner")
+            .field("key_id", &self.public.id())
+            .finish()
     }
 }
 
@@ -268,7 +273,10 @@ mod tests {
             .decode("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZKFFI+3g0NH+9mitd5bRO3hkH3PG2cniXVrzqKKfRyc5QvmNc6W8wZ5IGlls6ZZX/GgKRzcpIttDidrOGiGlwQ==")
             .unwrap();
         let key = PublicKey::new(KeyType::Ecdsa, public);
-        assert_eq!(key.id(), "f694343ec1d508b2840d86aec5387d7b4d62a39647e33566b2b2abf96029750c");
+        assert_eq!(
+            key.id(),
+            "f694343ec1d508b2840d86aec5387d7b4d62a39647e33566b2b2abf96029750c"
+        );
         assert_eq!(key.canonical_id().unwrap(), key.id());
     }
 

@@ -76,7 +76,11 @@ pub struct KdfParams {
 impl Default for KdfParams {
     /// 64 MiB, 3 passes, 1 lane.
     fn default() -> KdfParams {
-        KdfParams { m_cost: 64 * 1024, t_cost: 3, p_cost: 1 }
+        KdfParams {
+            m_cost: 64 * 1024,
+            t_cost: 3,
+            p_cost: 1,
+        }
     }
 }
 
@@ -166,10 +170,13 @@ impl KeyFile {
 }
 
 fn derive_key(passphrase: &Passphrase, salt: &[u8], params: KdfParams) -> Result<Zeroizing<[u8; 32]>, String> {
-    let argon_params = argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32)).map_err(|e| e.to_string())?;
+    let argon_params =
+        argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32)).map_err(|e| e.to_string())?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon_params);
     let mut key = Zeroizing::new([0u8; 32]);
-    argon.hash_password_into(passphrase.expose().as_bytes(), salt, key.as_mut()).map_err(|e| e.to_string())?;
+    argon
+        .hash_password_into(passphrase.expose().as_bytes(), salt, key.as_mut())
+        .map_err(|e| e.to_string())?;
     Ok(key)
 }
 
@@ -181,7 +188,10 @@ pub struct KeyStore {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyStoreError + '_ {
-    move |source| KeyStoreError::Io { path: path.to_path_buf(), source }
+    move |source| KeyStoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn check_key_id(key_id: &str) -> Result<(), KeyStoreError> {
@@ -201,7 +211,10 @@ impl KeyStore {
             use std::os::unix::fs::PermissionsExt as _;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
         }
-        Ok(KeyStore { dir: dir.to_path_buf(), kdf: KdfParams::default() })
+        Ok(KeyStore {
+            dir: dir.to_path_buf(),
+            kdf: KdfParams::default(),
+        })
     }
 
     /// Use other Argon2id costs for keys written from now on.
@@ -220,7 +233,13 @@ impl KeyStore {
 
     /// Encrypt and store `signer` for `role` (and `gun`, empty for keys
     /// usable in any repository).
-    pub fn add(&self, signer: &SoftwareSigner, role: &str, gun: &str, passphrase: &Passphrase) -> Result<KeyInfo, KeyStoreError> {
+    pub fn add(
+        &self,
+        signer: &SoftwareSigner,
+        role: &str,
+        gun: &str,
+        passphrase: &Passphrase,
+    ) -> Result<KeyInfo, KeyStoreError> {
         let key_id = signer.key_id();
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 24];
@@ -233,8 +252,16 @@ impl KeyStore {
             gun: gun.to_string(),
             keytype: signer.public_key().keytype,
             public: signer.public_key().public.clone(),
-            kdf: KdfRecord { algorithm: "argon2id".into(), version: 0x13, params: self.kdf, salt: salt.to_vec() },
-            cipher: CipherRecord { algorithm: "xchacha20poly1305".into(), nonce: nonce.to_vec() },
+            kdf: KdfRecord {
+                algorithm: "argon2id".into(),
+                version: 0x13,
+                params: self.kdf,
+                salt: salt.to_vec(),
+            },
+            cipher: CipherRecord {
+                algorithm: "xchacha20poly1305".into(),
+                nonce: nonce.to_vec(),
+            },
             ciphertext: Vec::new(),
         };
         let key = derive_key(passphrase, &salt, self.kdf).map_err(|reason| KeyStoreError::Corrupt {
@@ -245,21 +272,37 @@ impl KeyStore {
             .map_err(|_| KeyStoreError::Pem("bad cipher key length".into()))?;
         let aad = file.associated_data();
         let plain = signer.to_pkcs8_der();
-        let nonce = chacha20poly1305::XNonce::try_from(&nonce[..]).map_err(|_| KeyStoreError::Pem("bad nonce".into()))?;
+        let nonce =
+            chacha20poly1305::XNonce::try_from(&nonce[..]).map_err(|_| KeyStoreError::Pem("bad nonce".into()))?;
         file.ciphertext = cipher
             .encrypt(&nonce, Payload { msg: &plain, aad: &aad })
             .map_err(|_| KeyStoreError::Pem("encryption failed".into()))?;
         let text = serde_json::to_vec_pretty(&file).map_err(|e| KeyStoreError::Pem(e.to_string()))?;
         self.write_private(&key_id, &text)?;
-        Ok(KeyInfo { key_id, role: role.to_string(), gun: gun.to_string(), public: signer.public_key().clone() })
+        Ok(KeyInfo {
+            key_id,
+            role: role.to_string(),
+            gun: gun.to_string(),
+            public: signer.public_key().clone(),
+        })
     }
 
     /// Generate an ECDSA (default) or Ed25519 key and store it.
-    pub fn generate(&self, keytype: KeyType, role: &str, gun: &str, passphrase: &Passphrase) -> Result<(KeyInfo, SoftwareSigner), KeyStoreError> {
+    pub fn generate(
+        &self,
+        keytype: KeyType,
+        role: &str,
+        gun: &str,
+        passphrase: &Passphrase,
+    ) -> Result<(KeyInfo, SoftwareSigner), KeyStoreError> {
         let signer = match keytype {
             KeyType::Ecdsa => SoftwareSigner::generate_ecdsa(),
             KeyType::Ed25519 => SoftwareSigner::generate_ed25519(),
-            other => return Err(KeyStoreError::Pem(format!("cannot generate {other} keys; use ecdsa or ed25519"))),
+            other => {
+                return Err(KeyStoreError::Pem(format!(
+                    "cannot generate {other} keys; use ecdsa or ed25519"
+                )))
+            }
         };
         let info = self.add(&signer, role, gun, passphrase)?;
         Ok((info, signer))
@@ -288,17 +331,28 @@ impl KeyStore {
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(KeyStoreError::NotFound { key_id: key_id.to_string(), dir: self.dir.clone() })
+                return Err(KeyStoreError::NotFound {
+                    key_id: key_id.to_string(),
+                    dir: self.dir.clone(),
+                })
             }
             Err(source) => return Err(KeyStoreError::Io { path, source }),
         };
-        let file: KeyFile =
-            serde_json::from_slice(&bytes).map_err(|e| KeyStoreError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| KeyStoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         if file.format != FORMAT {
-            return Err(KeyStoreError::Corrupt { path, reason: format!("unknown format {:?}", file.format) });
+            return Err(KeyStoreError::Corrupt {
+                path,
+                reason: format!("unknown format {:?}", file.format),
+            });
         }
         if file.key_id != key_id {
-            return Err(KeyStoreError::Corrupt { path, reason: format!("file holds key {}", file.key_id) });
+            return Err(KeyStoreError::Corrupt {
+                path,
+                reason: format!("file holds key {}", file.key_id),
+            });
         }
         Ok(file)
     }
@@ -324,7 +378,9 @@ impl KeyStore {
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
             let name = entry.file_name();
-            let Some(key_id) = name.to_str().and_then(|n| n.strip_suffix(".key")) else { continue };
+            let Some(key_id) = name.to_str().and_then(|n| n.strip_suffix(".key")) else {
+                continue;
+            };
             if check_key_id(key_id).is_err() {
                 continue;
             }
@@ -342,9 +398,15 @@ impl KeyStore {
     pub fn load(&self, key_id: &str, passphrase: &Passphrase) -> Result<SoftwareSigner, KeyStoreError> {
         let file = self.read_file(key_id)?;
         let path = self.path(key_id);
-        let corrupt = |reason: String| KeyStoreError::Corrupt { path: path.clone(), reason };
+        let corrupt = |reason: String| KeyStoreError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
         if file.kdf.algorithm != "argon2id" || file.kdf.version != 0x13 {
-            return Err(corrupt(format!("unsupported kdf {} v{}", file.kdf.algorithm, file.kdf.version)));
+            return Err(corrupt(format!(
+                "unsupported kdf {} v{}",
+                file.kdf.algorithm, file.kdf.version
+            )));
         }
         let p = file.kdf.params;
         if p.m_cost > MAX_M_COST || p.t_cost > MAX_T_COST || p.p_cost > MAX_P_COST {
@@ -356,15 +418,26 @@ impl KeyStore {
         let key = derive_key(passphrase, &file.kdf.salt, p).map_err(|e| corrupt(format!("key derivation: {e}")))?;
         let cipher = chacha20poly1305::XChaCha20Poly1305::new_from_slice(key.as_ref())
             .map_err(|_| corrupt("bad cipher key length".into()))?;
-        let nonce = chacha20poly1305::XNonce::try_from(&file.cipher.nonce[..]).map_err(|_| corrupt("bad nonce length".into()))?;
+        let nonce = chacha20poly1305::XNonce::try_from(&file.cipher.nonce[..])
+            .map_err(|_| corrupt("bad nonce length".into()))?;
         let aad = file.associated_data();
         let plain = Zeroizing::new(
             cipher
-                .decrypt(&nonce, Payload { msg: &file.ciphertext, aad: &aad })
-                .map_err(|_| KeyStoreError::WrongPassphrase { key_id: key_id.to_string() })?,
+                .decrypt(
+                    &nonce,
+                    Payload {
+                        msg: &file.ciphertext,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| KeyStoreError::WrongPassphrase {
+                    key_id: key_id.to_string(),
+                })?,
         );
-        let signer = SoftwareSigner::from_pkcs8_der(&plain)
-            .map_err(|source| KeyStoreError::Crypto { key_id: key_id.to_string(), source })?;
+        let signer = SoftwareSigner::from_pkcs8_der(&plain).map_err(|source| KeyStoreError::Crypto {
+            key_id: key_id.to_string(),
+            source,
+        })?;
         if signer.key_id() != file.key_id || signer.public_key().public != file.public {
             return Err(corrupt("decrypted key does not match its public key".into()));
         }
@@ -408,8 +481,10 @@ impl KeyStore {
     ) -> Result<Zeroizing<String>, KeyStoreError> {
         let info = self.info(key_id)?;
         let signer = self.load(key_id, passphrase)?;
-        private_key_to_pem(&signer, &info.role, &info.gun, export_passphrase)
-            .map_err(|source| KeyStoreError::Crypto { key_id: key_id.to_string(), source })
+        private_key_to_pem(&signer, &info.role, &info.gun, export_passphrase).map_err(|source| KeyStoreError::Crypto {
+            key_id: key_id.to_string(),
+            source,
+        })
     }
 }
 
@@ -431,26 +506,56 @@ impl fmt::Debug for PemPrivateKey {
 }
 
 /// Parse a PEM private key: `PRIVATE KEY` (PKCS#8), `ENCRYPTED PRIVATE KEY`
-/// (PKCS#8 PBES2, needs `passphrase`), or `EC PRIVATE KEY` (SEC1,
-/// unencrypted).
-pub fn parse_private_key_pem(pem_bytes: &[u8], passphrase: Option<&Passphrase>) -> Result<PemPrivateKey, KeyStoreError> {
+/// (PKCS#8 PBES2, needs `passphrase`), or the legacy `EC PRIVATE KEY`
+/// (SEC1) and `ED25519 PRIVATE KEY` forms, plain or encrypted with
+/// `Proc-Type`/`DEK-Info` headers as notary clients before 0.4 wrote them.
+pub fn parse_private_key_pem(
+    pem_bytes: &[u8],
+    passphrase: Option<&Passphrase>,
+) -> Result<PemPrivateKey, KeyStoreError> {
     let block = pem::parse(pem_bytes).map_err(|e| KeyStoreError::Pem(e.to_string()))?;
     let role = block.headers().get("role").map(str::to_string);
     let gun = block.headers().get("gun").map(str::to_string);
-    let crypto_err = |source: CryptoError| KeyStoreError::Crypto { key_id: "(pem)".into(), source };
+    let crypto_err = |source: CryptoError| KeyStoreError::Crypto {
+        key_id: "(pem)".into(),
+        source,
+    };
     let signer = match block.tag() {
         "PRIVATE KEY" => SoftwareSigner::from_pkcs8_der(block.contents()).map_err(crypto_err)?,
         "ENCRYPTED PRIVATE KEY" => {
             let passphrase = passphrase.ok_or(KeyStoreError::PassphraseRequired)?;
             crypto::decrypt_pkcs8(block.contents(), passphrase.expose()).map_err(crypto_err)?
         }
-        "EC PRIVATE KEY" => {
-            if block.headers().get("Proc-Type").is_some() {
-                return Err(KeyStoreError::Pem(
-                    "legacy encrypted PEM keys are not supported; export the key from a newer notary as PKCS#8".into(),
-                ));
+        "EC PRIVATE KEY" | "ED25519 PRIVATE KEY" | "RSA PRIVATE KEY" => {
+            // Legacy forms (notary before 0.4), optionally encrypted.
+            let encrypted = block
+                .headers()
+                .get("Proc-Type")
+                .is_some_and(|p| p.contains("ENCRYPTED"));
+            let body = if encrypted {
+                let passphrase = passphrase.ok_or(KeyStoreError::PassphraseRequired)?;
+                let dek_info = block
+                    .headers()
+                    .get("DEK-Info")
+                    .ok_or_else(|| KeyStoreError::Pem("encrypted PEM without DEK-Info".into()))?;
+                crypto::decrypt_legacy_pem(block.contents(), dek_info, passphrase.expose()).map_err(crypto_err)?
+            } else {
+                Zeroizing::new(block.contents().to_vec())
+            };
+            let parsed = match block.tag() {
+                "EC PRIVATE KEY" => SoftwareSigner::from_sec1_der(&body),
+                "ED25519 PRIVATE KEY" => crypto::ed25519_from_notary_legacy(&body),
+                _ => Err(CryptoError::PrivateKey(
+                    "rsa private keys can be verified against but not used to sign".into(),
+                )),
+            };
+            match parsed {
+                // Garbage after decryption means the passphrase was wrong.
+                Err(CryptoError::PrivateKey(_)) if encrypted && block.tag() != "RSA PRIVATE KEY" => {
+                    return Err(crypto_err(CryptoError::WrongPassphrase))
+                }
+                other => other.map_err(crypto_err)?,
             }
-            SoftwareSigner::from_sec1_der(block.contents()).map_err(crypto_err)?
         }
         other => return Err(KeyStoreError::Pem(format!("unsupported PEM block {other:?}"))),
     };
@@ -466,7 +571,10 @@ pub fn private_key_to_pem(
     passphrase: Option<&Passphrase>,
 ) -> Result<Zeroizing<String>, CryptoError> {
     let (tag, der) = match passphrase {
-        Some(p) => ("ENCRYPTED PRIVATE KEY", Zeroizing::new(crypto::encrypt_pkcs8(signer, p.expose())?)),
+        Some(p) => (
+            "ENCRYPTED PRIVATE KEY",
+            Zeroizing::new(crypto::encrypt_pkcs8(signer, p.expose())?),
+        ),
         None => ("PRIVATE KEY", signer.to_pkcs8_der()),
     };
     let mut block = pem::Pem::new(tag, der.to_vec());
@@ -475,9 +583,15 @@ pub fn private_key_to_pem(
     let key_id = signer.key_id();
     let headers = [("gun", gun), ("path", key_id.as_str()), ("role", role)];
     for (name, value) in headers.into_iter().filter(|(_, v)| !v.is_empty()) {
-        block.headers_mut().add(name, value).map_err(|e| CryptoError::PrivateKey(e.to_string()))?;
+        block
+            .headers_mut()
+            .add(name, value)
+            .map_err(|e| CryptoError::PrivateKey(e.to_string()))?;
     }
-    let text = Zeroizing::new(pem::encode_config(&block, pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF)));
+    let text = Zeroizing::new(pem::encode_config(
+        &block,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    ));
     let mut contents = block.into_contents();
     zeroize::Zeroize::zeroize(&mut contents);
     Ok(text)
@@ -493,6 +607,8 @@ mod b64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(deserializer)?;
-        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
     }
 }

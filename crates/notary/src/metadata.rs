@@ -26,7 +26,11 @@ pub enum MetadataError {
     #[error("{role}: malformed metadata: {reason}")]
     Malformed { role: String, reason: String },
     #[error("{role}: expected _type {expected:?}, found {found:?}")]
-    WrongType { role: String, expected: String, found: String },
+    WrongType {
+        role: String,
+        expected: String,
+        found: String,
+    },
     #[error("invalid role name {name:?}: {reason}")]
     InvalidRole { name: String, reason: String },
     #[error(transparent)]
@@ -55,14 +59,20 @@ impl RoleName {
             "timestamp" => return Ok(RoleName::Timestamp),
             _ => {}
         }
-        let invalid = |reason: &str| MetadataError::InvalidRole { name: name.to_string(), reason: reason.to_string() };
+        let invalid = |reason: &str| MetadataError::InvalidRole {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
         if !name.starts_with("targets/") {
             return Err(invalid("not a base role and not a delegation under targets/"));
         }
         if name.len() >= 256 {
             return Err(invalid("longer than 255 bytes"));
         }
-        if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'/') {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'/')
+        {
             return Err(invalid("only a-z, 0-9, -, _ and / are allowed"));
         }
         if name.split('/').any(|seg| seg.is_empty()) {
@@ -192,18 +202,36 @@ struct Envelope {
 impl<T: Metadata> Signed<T> {
     /// Parse a metadata file. `role` names the file in errors.
     pub fn from_bytes(role: &RoleName, bytes: &[u8]) -> Result<Signed<T>, MetadataError> {
-        let malformed = |reason: String| MetadataError::Malformed { role: role.to_string(), reason };
+        let malformed = |reason: String| MetadataError::Malformed {
+            role: role.to_string(),
+            reason,
+        };
         let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
         if !envelope.signed.is_object() {
             return Err(malformed("\"signed\" is not an object".into()));
         }
-        let found = envelope.signed.get("_type").and_then(Value::as_str).unwrap_or_default().to_string();
+        let found = envelope
+            .signed
+            .get("_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if found != T::TYPE {
-            return Err(MetadataError::WrongType { role: role.to_string(), expected: T::TYPE.into(), found });
+            return Err(MetadataError::WrongType {
+                role: role.to_string(),
+                expected: T::TYPE.into(),
+                found,
+            });
         }
         let canonical = canonical::canonical_json(&envelope.signed)?;
         let signed: T = serde_json::from_value(envelope.signed.clone()).map_err(|e| malformed(e.to_string()))?;
-        Ok(Signed { signed, signatures: envelope.signatures, value: envelope.signed, canonical, raw: Some(bytes.to_vec()) })
+        Ok(Signed {
+            signed,
+            signatures: envelope.signatures,
+            value: envelope.signed,
+            canonical,
+            raw: Some(bytes.to_vec()),
+        })
     }
 
     /// Wrap freshly built metadata, unsigned.
@@ -213,7 +241,13 @@ impl<T: Metadata> Signed<T> {
             reason: e.to_string(),
         })?;
         let canonical = canonical::canonical_json(&value)?;
-        Ok(Signed { signed, signatures: Vec::new(), value, canonical, raw: None })
+        Ok(Signed {
+            signed,
+            signatures: Vec::new(),
+            value,
+            canonical,
+            raw: None,
+        })
     }
 
     pub fn signed(&self) -> &T {
@@ -240,7 +274,11 @@ impl<T: Metadata> Signed<T> {
             let sig = signer.sign(&self.canonical)?;
             self.raw = None;
             self.signatures.retain(|s| s.keyid != keyid);
-            self.signatures.push(Signature { keyid, method: signer.method().as_str().to_string(), sig });
+            self.signatures.push(Signature {
+                keyid,
+                method: signer.method().as_str().to_string(),
+                sig,
+            });
         }
         Ok(())
     }
@@ -325,7 +363,11 @@ impl FileMeta {
         let mut hashes = BTreeMap::new();
         hashes.insert("sha256".to_string(), Sha256::digest(bytes).to_vec());
         hashes.insert("sha512".to_string(), Sha512::digest(bytes).to_vec());
-        FileMeta { hashes, length: i64::try_from(bytes.len()).unwrap_or(i64::MAX), custom: None }
+        FileMeta {
+            hashes,
+            length: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+            custom: None,
+        }
     }
 
     /// The SHA-256, hex-encoded (what consistent-snapshot names carry).
@@ -454,13 +496,25 @@ impl Targets {
 
 impl Snapshot {
     pub fn new(expires: DateTime<Utc>) -> Snapshot {
-        Snapshot { type_: Snapshot::TYPE.into(), expires, meta: BTreeMap::new(), version: 0, unknown: BTreeMap::new() }
+        Snapshot {
+            type_: Snapshot::TYPE.into(),
+            expires,
+            meta: BTreeMap::new(),
+            version: 0,
+            unknown: BTreeMap::new(),
+        }
     }
 }
 
 impl Timestamp {
     pub fn new(expires: DateTime<Utc>) -> Timestamp {
-        Timestamp { type_: Timestamp::TYPE.into(), expires, meta: BTreeMap::new(), version: 0, unknown: BTreeMap::new() }
+        Timestamp {
+            type_: Timestamp::TYPE.into(),
+            expires,
+            meta: BTreeMap::new(),
+            version: 0,
+            unknown: BTreeMap::new(),
+        }
     }
 }
 
@@ -477,7 +531,10 @@ pub fn peek_version(role: &RoleName, bytes: &[u8]) -> Result<u64, MetadataError>
     }
     serde_json::from_slice::<Env>(bytes)
         .map(|e| e.signed.version)
-        .map_err(|e| MetadataError::Malformed { role: role.to_string(), reason: e.to_string() })
+        .map_err(|e| MetadataError::Malformed {
+            role: role.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// `null` decodes as the default (Go writes nil maps and slices as null).
@@ -493,8 +550,21 @@ where
 pub mod rfc3339 {
     use super::*;
 
+    /// Go's RFC3339Nano (fraction without trailing zeros), so that Notary
+    /// re-encoding a time berth wrote gives the same bytes.
     pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        serializer.serialize_str(&format_go(time))
+    }
+
+    pub fn format_go(time: &DateTime<Utc>) -> String {
+        let seconds = time.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let nanos = time.timestamp_subsec_nanos();
+        if nanos == 0 {
+            return seconds;
+        }
+        let fraction = format!("{nanos:09}");
+        let fraction = fraction.trim_end_matches('0');
+        format!("{}.{fraction}Z", seconds.trim_end_matches('Z'))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
@@ -514,7 +584,9 @@ mod base64_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
         let text = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
-        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -522,8 +594,10 @@ mod base64_map {
     use super::*;
 
     pub fn serialize<S: Serializer>(map: &BTreeMap<String, Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
-        let encoded: BTreeMap<&String, String> =
-            map.iter().map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v))).collect();
+        let encoded: BTreeMap<&String, String> = map
+            .iter()
+            .map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v)))
+            .collect();
         encoded.serialize(serializer)
     }
 
@@ -538,5 +612,119 @@ mod base64_map {
                 Ok((k, bytes))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SoftwareSigner;
+
+    #[test]
+    fn role_names() {
+        for ok in [
+            "root",
+            "targets",
+            "snapshot",
+            "timestamp",
+            "targets/releases",
+            "targets/a/b-c_9",
+        ] {
+            assert_eq!(RoleName::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "Root",
+            "releases",
+            "targets/",
+            "targets//a",
+            "targets/a/",
+            "targets/A",
+            "targets/a.b",
+            "targets/../x",
+        ] {
+            assert!(RoleName::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(RoleName::parse(&format!("targets/{}", "a".repeat(250))).is_err());
+        let nested = RoleName::parse("targets/a/b").unwrap();
+        assert_eq!(nested.parent(), Some(RoleName::parse("targets/a").unwrap()));
+        assert_eq!(RoleName::parse("targets/a").unwrap().parent(), Some(RoleName::Targets));
+        assert_eq!(RoleName::Targets.parent(), None);
+    }
+
+    #[test]
+    fn unknown_fields_survive_and_signatures_cover_what_was_received() {
+        // Metadata from a newer client with a field berth does not know,
+        // keys in unsorted order and whitespace.
+        let signer = SoftwareSigner::generate_ed25519();
+        let signed_value = serde_json::json!({
+            "version": 3, "_type": "Targets", "expires": "2030-01-01T00:00:00.123456789-05:00",
+            "targets": {"app": {"length": 2, "hashes": {"sha256": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}},
+            "x-berth-future": {"nested": [1, 2]},
+            "delegations": {"keys": {}, "roles": []}
+        });
+        let canonical = canonical::canonical_json(&signed_value).unwrap();
+        let sig = signer.sign(&canonical).unwrap();
+        let file = format!(
+            "{{ \"signed\" : {} , \"signatures\": [{{\"keyid\":\"{}\",\"method\":\"EDDSA\",\"sig\":\"{}\"}}]}}",
+            serde_json::to_string_pretty(&signed_value).unwrap(),
+            signer.key_id(),
+            base64::engine::general_purpose::STANDARD.encode(&sig)
+        );
+        let parsed = Signed::<Targets>::from_bytes(&RoleName::Targets, file.as_bytes()).unwrap();
+        assert_eq!(parsed.canonical_bytes(), &canonical[..]);
+        assert_eq!(
+            parsed.signed().unknown["x-berth-future"],
+            serde_json::json!({"nested": [1, 2]})
+        );
+        assert_eq!(parsed.to_bytes(), file.as_bytes(), "served exactly as received");
+        // Re-encoding the typed struct keeps the unknown field.
+        let again = Signed::new(parsed.signed().clone()).unwrap();
+        let text = String::from_utf8(again.canonical_bytes().to_vec()).unwrap();
+        assert!(text.contains("\"x-berth-future\":{\"nested\":[1,2]}"), "{text}");
+        let keys = crate::repo::RoleKeys {
+            role: RoleName::Targets,
+            keys: [(signer.key_id(), signer.public_key().clone())].into_iter().collect(),
+            threshold: 1,
+            paths: None,
+        };
+        crate::repo::verify_signatures(&parsed, &keys).unwrap();
+    }
+
+    #[test]
+    fn times_are_written_as_go_writes_them() {
+        use chrono::TimeZone as _;
+        let t = Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(rfc3339::format_go(&t), "2030-01-02T03:04:05Z");
+        let t = t + Duration::nanoseconds(120_000_000);
+        assert_eq!(rfc3339::format_go(&t), "2030-01-02T03:04:05.12Z");
+        let t = t + Duration::nanoseconds(3);
+        assert_eq!(rfc3339::format_go(&t), "2030-01-02T03:04:05.120000003Z");
+        let parsed: DateTime<Utc> =
+            rfc3339::deserialize(serde_json::json!("2116-07-03T17:56:36.027379879-05:00")).unwrap();
+        assert_eq!(rfc3339::format_go(&parsed), "2116-07-03T22:56:36.027379879Z");
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let file = br#"{"signed":{"_type":"Snapshot","expires":"2030-01-01T00:00:00Z","meta":{},"version":1},"signatures":[]}"#;
+        let err = Signed::<Targets>::from_bytes(&RoleName::Targets, file).unwrap_err();
+        assert_eq!(
+            err,
+            MetadataError::WrongType {
+                role: "targets".into(),
+                expected: "Targets".into(),
+                found: "Snapshot".into()
+            }
+        );
+    }
+
+    #[test]
+    fn go_nulls_decode_as_empty() {
+        let file = br#"{"signed":{"_type":"Targets","delegations":{"keys":null,"roles":[{"keyids":null,"name":"targets/a","threshold":1}]},"expires":"2030-01-01T00:00:00Z","targets":null,"version":1},"signatures":null}"#;
+        let parsed = Signed::<Targets>::from_bytes(&RoleName::Targets, file).unwrap();
+        assert!(parsed.signed().targets.is_empty());
+        assert!(parsed.signed().delegations.roles[0].keyids.is_empty());
+        assert!(parsed.signatures().is_empty());
     }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::crypto::{self, CertificateInfo, CryptoError};
 use crate::keys::{PublicKey, SigMethod};
-use crate::metadata::{FileMeta, Metadata, MetadataError, Root, RoleName, Signed, Snapshot, Targets, Timestamp};
+use crate::metadata::{FileMeta, Metadata, MetadataError, RoleName, Root, Signed, Snapshot, Targets, Timestamp};
 
 /// A check on metadata that failed. Each kind of attack a TUF client must
 /// detect has its own variant.
@@ -36,7 +36,11 @@ pub enum VerifyError {
     ThresholdNotMet { role: String, valid: usize, threshold: i64 },
     /// A role lists a key under an id that is not the key's id.
     #[error("{role}: key listed as {listed} has id {actual}")]
-    KeyIdMismatch { role: String, listed: String, actual: String },
+    KeyIdMismatch {
+        role: String,
+        listed: String,
+        actual: String,
+    },
     /// Freeze attack: the metadata's expiry has passed.
     #[error("{role}: expired at {expires}")]
     Expired { role: String, expires: DateTime<Utc> },
@@ -46,7 +50,11 @@ pub enum VerifyError {
     /// Mix-and-match: a file does not match the hashes or length that the
     /// snapshot or timestamp lists for it.
     #[error("{role}: does not match the {algorithm} listed for it by {listed_by}")]
-    MetaMismatch { role: String, listed_by: String, algorithm: String },
+    MetaMismatch {
+        role: String,
+        listed_by: String,
+        algorithm: String,
+    },
     /// The snapshot or timestamp does not list a file it must list.
     #[error("{role}: not listed by {listed_by}")]
     MissingMeta { role: String, listed_by: String },
@@ -105,7 +113,12 @@ pub fn root_role_keys(root: &Root, role: &RoleName) -> Result<RoleKeys, VerifyEr
         })?;
         keys.insert(id.clone(), key.clone());
     }
-    Ok(RoleKeys { role: role.clone(), keys, threshold: entry.threshold, paths: None })
+    Ok(RoleKeys {
+        role: role.clone(),
+        keys,
+        threshold: entry.threshold,
+        paths: None,
+    })
 }
 
 /// The keys of delegation `role`, as delegated by `parent` (whose own keys,
@@ -132,8 +145,14 @@ pub fn delegation_role_keys(
             reason: format!("delegation {role} lists unknown key {id}"),
         })?;
         if key.keytype.is_x509() {
-            let cert = crypto::key_certificate(key).map_err(|source| VerifyError::Crypto { role: role.to_string(), source })?;
-            cert.validate(None).map_err(|source| VerifyError::Crypto { role: role.to_string(), source })?;
+            let cert = crypto::key_certificate(key).map_err(|source| VerifyError::Crypto {
+                role: role.to_string(),
+                source,
+            })?;
+            cert.validate(None).map_err(|source| VerifyError::Crypto {
+                role: role.to_string(),
+                source,
+            })?;
         }
         keys.insert(id.clone(), key.clone());
     }
@@ -146,7 +165,12 @@ pub fn delegation_role_keys(
         })
         .cloned()
         .collect();
-    Ok(RoleKeys { role: role.clone(), keys, threshold: entry.threshold, paths: Some(paths) })
+    Ok(RoleKeys {
+        role: role.clone(),
+        keys,
+        threshold: entry.threshold,
+        paths: Some(paths),
+    })
 }
 
 /// Check that `signed` carries at least `keys.threshold` valid signatures by
@@ -157,7 +181,10 @@ pub fn verify_signatures<T: Metadata>(signed: &Signed<T>, keys: &RoleKeys) -> Re
         return Err(VerifyError::NoSignatures { role });
     }
     if keys.threshold < 1 {
-        return Err(VerifyError::Invalid { role, reason: format!("threshold {} is below 1", keys.threshold) });
+        return Err(VerifyError::Invalid {
+            role,
+            reason: format!("threshold {} is below 1", keys.threshold),
+        });
     }
     let mut valid = BTreeSet::new();
     let mut unknown = Vec::new();
@@ -169,7 +196,11 @@ pub fn verify_signatures<T: Metadata>(signed: &Signed<T>, keys: &RoleKeys) -> Re
         };
         let actual = key.id();
         if actual != sig.keyid {
-            return Err(VerifyError::KeyIdMismatch { role, listed: sig.keyid.clone(), actual });
+            return Err(VerifyError::KeyIdMismatch {
+                role,
+                listed: sig.keyid.clone(),
+                actual,
+            });
         }
         let Some(method) = SigMethod::from_wire(&sig.method) else {
             bad.get_or_insert_with(|| sig.keyid.clone());
@@ -194,13 +225,20 @@ pub fn verify_signatures<T: Metadata>(signed: &Signed<T>, keys: &RoleKeys) -> Re
     if valid.is_empty() && !unknown.is_empty() {
         return Err(VerifyError::WrongKey { role, key_ids: unknown });
     }
-    Err(VerifyError::ThresholdNotMet { role, valid: valid.len(), threshold: keys.threshold })
+    Err(VerifyError::ThresholdNotMet {
+        role,
+        valid: valid.len(),
+        threshold: keys.threshold,
+    })
 }
 
 /// Freeze-attack check.
 pub fn check_expiry<T: Metadata>(role: &RoleName, meta: &T, now: DateTime<Utc>) -> Result<(), VerifyError> {
     if meta.expires() < now {
-        return Err(VerifyError::Expired { role: role.to_string(), expires: meta.expires() });
+        return Err(VerifyError::Expired {
+            role: role.to_string(),
+            expires: meta.expires(),
+        });
     }
     Ok(())
 }
@@ -208,13 +246,20 @@ pub fn check_expiry<T: Metadata>(role: &RoleName, meta: &T, now: DateTime<Utc>) 
 /// Rollback check against a trusted version.
 pub fn check_version(role: &RoleName, received: u64, trusted: u64) -> Result<(), VerifyError> {
     if received < trusted {
-        return Err(VerifyError::Rollback { role: role.to_string(), trusted, received });
+        return Err(VerifyError::Rollback {
+            role: role.to_string(),
+            trusted,
+            received,
+        });
     }
     Ok(())
 }
 
 fn invalid(role: &RoleName, reason: impl Into<String>) -> VerifyError {
-    VerifyError::Invalid { role: role.to_string(), reason: reason.into() }
+    VerifyError::Invalid {
+        role: role.to_string(),
+        reason: reason.into(),
+    }
 }
 
 fn check_role_entry(
@@ -229,7 +274,10 @@ fn check_role_entry(
     }
     for id in keyids {
         if !keys.contains_key(id) {
-            return Err(invalid(role, format!("key {id} listed for {name} without a corresponding key")));
+            return Err(invalid(
+                role,
+                format!("key {id} listed for {name} without a corresponding key"),
+            ));
         }
     }
     Ok(())
@@ -242,7 +290,12 @@ pub fn check_root_structure(root: &Root) -> Result<(), VerifyError> {
     if root.version < 1 {
         return Err(invalid(&role, "version cannot be less than 1"));
     }
-    for base in [RoleName::Root, RoleName::Targets, RoleName::Snapshot, RoleName::Timestamp] {
+    for base in [
+        RoleName::Root,
+        RoleName::Targets,
+        RoleName::Snapshot,
+        RoleName::Timestamp,
+    ] {
         let entry = root
             .roles
             .get(base.as_str())
@@ -267,13 +320,22 @@ pub fn check_targets_structure(role: &RoleName, targets: &Targets) -> Result<(),
         if name.parent().as_ref() != Some(role) {
             return Err(invalid(role, format!("delegation role {} invalid", delegation.name)));
         }
-        check_role_entry(role, &delegation.name, &delegation.keyids, delegation.threshold, &targets.delegations.keys)?;
+        check_role_entry(
+            role,
+            &delegation.name,
+            &delegation.keyids,
+            delegation.threshold,
+            &targets.delegations.keys,
+        )?;
     }
     Ok(())
 }
 
 fn check_listed_hashes(role: &RoleName, listed: &str, meta: Option<&FileMeta>) -> Result<(), VerifyError> {
-    let meta = meta.ok_or_else(|| VerifyError::MissingMeta { role: listed.to_string(), listed_by: role.to_string() })?;
+    let meta = meta.ok_or_else(|| VerifyError::MissingMeta {
+        role: listed.to_string(),
+        listed_by: role.to_string(),
+    })?;
     if !meta.hashes.contains_key("sha256") {
         return Err(invalid(role, format!("missing {listed} sha256 checksum information")));
     }
@@ -312,11 +374,16 @@ pub fn check_timestamp_structure(timestamp: &Timestamp) -> Result<(), VerifyErro
 /// and every supported hash that `listed_by` lists for it, and at least one
 /// supported hash must be listed.
 pub fn check_file_meta(role: &str, listed_by: &str, bytes: &[u8], meta: Option<&FileMeta>) -> Result<(), VerifyError> {
-    let meta = meta.ok_or_else(|| VerifyError::MissingMeta { role: role.to_string(), listed_by: listed_by.to_string() })?;
+    let meta = meta.ok_or_else(|| VerifyError::MissingMeta {
+        role: role.to_string(),
+        listed_by: listed_by.to_string(),
+    })?;
     let actual = FileMeta::from_bytes(bytes);
     let mut checked = 0;
     for (alg, expected) in &meta.hashes {
-        let Some(computed) = actual.hashes.get(alg) else { continue };
+        let Some(computed) = actual.hashes.get(alg) else {
+            continue;
+        };
         if computed != expected {
             return Err(VerifyError::MetaMismatch {
                 role: role.to_string(),
@@ -327,7 +394,10 @@ pub fn check_file_meta(role: &str, listed_by: &str, bytes: &[u8], meta: Option<&
         checked += 1;
     }
     if checked == 0 {
-        return Err(VerifyError::MissingMeta { role: role.to_string(), listed_by: listed_by.to_string() });
+        return Err(VerifyError::MissingMeta {
+            role: role.to_string(),
+            listed_by: listed_by.to_string(),
+        });
     }
     if meta.length != 0 && meta.length != actual.length {
         return Err(VerifyError::MetaMismatch {
@@ -343,7 +413,10 @@ pub fn check_file_meta(role: &str, listed_by: &str, bytes: &[u8], meta: Option<&
 pub fn check_target_paths(targets: &Targets, keys: &RoleKeys) -> Result<(), VerifyError> {
     for name in targets.targets.keys() {
         if !keys.allows_target(name) {
-            return Err(VerifyError::TargetOutsidePaths { role: keys.role.to_string(), target: name.clone() });
+            return Err(VerifyError::TargetOutsidePaths {
+                role: keys.role.to_string(),
+                target: name.clone(),
+            });
         }
     }
     Ok(())
@@ -369,20 +442,25 @@ fn cn_matches_gun(cn: &str, gun: &str) -> bool {
 }
 
 /// Root keys with a valid leaf certificate for `gun`: `(key id, key,
-/// leaf, intermediates)`.
+/// leaf, intermediates)`. As Notary does, the key is rebuilt from the leaf
+/// and its valid intermediates, and signatures must name that key's id.
 fn root_leaf_certificates(
     root: &Root,
     gun: &str,
     now: Option<DateTime<Utc>>,
 ) -> Vec<(String, PublicKey, CertificateInfo, Vec<CertificateInfo>)> {
-    let Some(entry) = root.roles.get("root") else { return Vec::new() };
+    let Some(entry) = root.roles.get("root") else {
+        return Vec::new();
+    };
     let mut found = Vec::new();
     for id in &entry.keyids {
         let Some(key) = root.keys.get(id) else { continue };
         if !key.keytype.is_x509() {
             continue;
         }
-        let Ok(certs) = crypto::parse_certificate_bundle(&key.public) else { continue };
+        let Ok(certs) = crypto::parse_certificate_bundle(&key.public) else {
+            continue;
+        };
         let leaves: Vec<&CertificateInfo> = certs.iter().filter(|c| !c.is_ca).collect();
         if leaves.len() != 1 || certs[0].is_ca {
             continue;
@@ -391,8 +469,13 @@ fn root_leaf_certificates(
         if !cn_matches_gun(&leaf.common_name, gun) || leaf.validate(now).is_err() {
             continue;
         }
-        let intermediates = certs[1..].iter().filter(|c| c.is_ca && c.validate(now).is_ok()).cloned().collect();
-        found.push((id.clone(), key.clone(), leaf, intermediates));
+        let intermediates: Vec<CertificateInfo> = certs[1..]
+            .iter()
+            .filter(|c| c.is_ca && c.validate(now).is_ok())
+            .cloned()
+            .collect();
+        let rebuilt = crypto::certificate_bundle_key(&leaf, &intermediates);
+        found.push((rebuilt.id(), rebuilt, leaf, intermediates));
     }
     found
 }
@@ -449,24 +532,38 @@ pub fn validate_root(
     }
 
     let pinned: Vec<_> = if !pinning.key_ids.is_empty() {
-        leaves.into_iter().filter(|(id, _, _, _)| pinning.key_ids.contains(id)).collect()
+        leaves
+            .into_iter()
+            .filter(|(id, _, _, _)| pinning.key_ids.contains(id))
+            .collect()
     } else if let Some(ca_pem) = &pinning.ca_pem {
         let cas: Vec<CertificateInfo> = crypto::parse_certificate_bundle(ca_pem)
-            .map_err(|e| VerifyError::TrustPinning { reason: format!("pinned CA: {e}") })?
+            .map_err(|e| VerifyError::TrustPinning {
+                reason: format!("pinned CA: {e}"),
+            })?
             .into_iter()
             .filter(|ca| ca.validate(now).is_ok())
             .collect();
         if cas.is_empty() {
-            return Err(VerifyError::TrustPinning { reason: "no valid certificate in the pinned CA bundle".into() });
+            return Err(VerifyError::TrustPinning {
+                reason: "no valid certificate in the pinned CA bundle".into(),
+            });
         }
-        leaves.into_iter().filter(|(_, _, leaf, ints)| chains_to_ca(leaf, ints, &cas)).collect()
+        leaves
+            .into_iter()
+            .filter(|(_, _, leaf, ints)| chains_to_ca(leaf, ints, &cas))
+            .collect()
     } else if pinning.disable_tofu && prev.is_none() {
-        return Err(VerifyError::TrustPinning { reason: "trust on first use is disabled and nothing is pinned".into() });
+        return Err(VerifyError::TrustPinning {
+            reason: "trust on first use is disabled and nothing is pinned".into(),
+        });
     } else {
         leaves
     };
     if pinned.is_empty() {
-        return Err(VerifyError::TrustPinning { reason: "no root certificate matches the pinned keys or CA".into() });
+        return Err(VerifyError::TrustPinning {
+            reason: "no root certificate matches the pinned keys or CA".into(),
+        });
     }
     let threshold = root.roles.get("root").map(|r| r.threshold).unwrap_or(1);
     let keys = RoleKeys {

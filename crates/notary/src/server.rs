@@ -129,13 +129,13 @@ impl ServerError {
     }
 
     /// The `detail` the notary client parses: the validation error for
-    /// `INVALID_UPDATE`, the role for `INVALID_ROLE`, `{}` for `VERSION`.
+    /// `INVALID_UPDATE`, the role for `INVALID_ROLE`, and `{}` otherwise (as
+    /// notary-server writes it).
     pub fn detail(&self) -> Value {
         match self {
             ServerError::InvalidUpdate(v) => v.detail(),
             ServerError::InvalidRole { role } => Value::String(role.clone()),
-            ServerError::OldVersion { .. } => json!({}),
-            _ => Value::Null,
+            _ => json!({}),
         }
     }
 
@@ -227,7 +227,10 @@ impl ServerKeys for MemoryServerKeys {
 
     fn latest(&self, gun: &str, role: &RoleName) -> Option<Arc<dyn Signer>> {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.iter().rev().find(|(g, r, _)| g == gun && r == role).map(|(_, _, s)| s.clone() as Arc<dyn Signer>)
+        keys.iter()
+            .rev()
+            .find(|(g, r, _)| g == gun && r == role)
+            .map(|(_, _, s)| s.clone() as Arc<dyn Signer>)
     }
 
     fn create(&self, gun: &str, role: &RoleName) -> Result<Arc<dyn Signer>, String> {
@@ -247,7 +250,10 @@ pub struct RepoState {
 
 impl RepoState {
     pub fn new(gun: &str) -> RepoState {
-        RepoState { gun: gun.to_string(), versions: BTreeMap::new() }
+        RepoState {
+            gun: gun.to_string(),
+            versions: BTreeMap::new(),
+        }
     }
 
     /// Rebuild from stored files (any order).
@@ -271,13 +277,20 @@ impl RepoState {
     /// Add validated updates (from [`apply_update`] and friends).
     pub fn commit(&mut self, updates: &[MetaUpdate]) {
         for u in updates {
-            self.versions.entry(u.role.clone()).or_default().insert(u.version, u.data.clone());
+            self.versions
+                .entry(u.role.clone())
+                .or_default()
+                .insert(u.version, u.data.clone());
         }
     }
 
     /// Newest version of `role`.
     pub fn current(&self, role: &RoleName) -> Option<(u64, &[u8])> {
-        self.versions.get(role)?.iter().next_back().map(|(v, d)| (*v, d.as_slice()))
+        self.versions
+            .get(role)?
+            .iter()
+            .next_back()
+            .map(|(v, d)| (*v, d.as_slice()))
     }
 
     pub fn version(&self, role: &RoleName, version: u64) -> Option<&[u8]> {
@@ -287,11 +300,14 @@ impl RepoState {
     /// The version of `role` whose SHA-256 (64 hex digits) or SHA-512 (128)
     /// is `checksum`.
     pub fn by_checksum(&self, role: &RoleName, checksum: &str) -> Option<&[u8]> {
+        use sha2_next::Digest as _;
         let checksum = checksum.to_ascii_lowercase();
         self.versions.get(role)?.values().rev().map(Vec::as_slice).find(|data| {
-            let meta = FileMeta::from_bytes(data);
-            let alg = if checksum.len() == 128 { "sha512" } else { "sha256" };
-            meta.hashes.get(alg).map(hex::encode).as_deref() == Some(checksum.as_str())
+            let digest = match checksum.len() {
+                128 => hex::encode(sha2_next::Sha512::digest(data)),
+                _ => hex::encode(sha2_next::Sha256::digest(data)),
+            };
+            digest == checksum
         })
     }
 
@@ -300,13 +316,20 @@ impl RepoState {
         self.versions
             .iter()
             .flat_map(|(role, versions)| {
-                versions.iter().map(|(v, d)| MetaUpdate { role: role.clone(), version: *v, data: d.clone() })
+                versions.iter().map(|(v, d)| MetaUpdate {
+                    role: role.clone(),
+                    version: *v,
+                    data: d.clone(),
+                })
             })
             .collect()
     }
 
     fn not_found(&self, name: &str) -> ServerError {
-        ServerError::MetadataNotFound { gun: self.gun.clone(), name: name.to_string() }
+        ServerError::MetadataNotFound {
+            gun: self.gun.clone(),
+            name: name.to_string(),
+        }
     }
 }
 
@@ -331,7 +354,10 @@ pub fn get_metadata<'a>(state: &'a RepoState, name: &str) -> Result<&'a [u8], Se
         }
     }
     let role = RoleName::parse(name).map_err(|_| ServerError::InvalidRole { role: name.to_string() })?;
-    state.current(&role).map(|(_, d)| d).ok_or_else(|| state.not_found(name))
+    state
+        .current(&role)
+        .map(|(_, d)| d)
+        .ok_or_else(|| state.not_found(name))
 }
 
 fn invalid(e: ValidationError) -> ServerError {
@@ -365,8 +391,10 @@ pub fn apply_update(
             return Err(ServerError::NoFilename);
         }
         let role = RoleName::parse(&name).map_err(|_| ServerError::InvalidRole { role: name.clone() })?;
-        let version = metadata::peek_version(&role, &data)
-            .map_err(|e| ServerError::MalformedJson { role: name.clone(), reason: e.to_string() })?;
+        let version = metadata::peek_version(&role, &data).map_err(|e| ServerError::MalformedJson {
+            role: name.clone(),
+            reason: e.to_string(),
+        })?;
         uploads.insert(role, (version, data));
     }
 
@@ -398,10 +426,20 @@ pub fn apply_update(
             }
             let new = Signed::<Root>::from_bytes(&RoleName::Root, data)
                 .map_err(|e| invalid(ValidationError::BadRoot(e.into())))?;
-            repo::validate_root(current_root.as_ref().map(|(r, _)| r), &new, gun, Some(now), &TrustPinning::default())
-                .map_err(|e| invalid(ValidationError::BadRoot(e)))?;
+            repo::validate_root(
+                current_root.as_ref().map(|(r, _)| r),
+                &new,
+                gun,
+                Some(now),
+                &TrustPinning::default(),
+            )
+            .map_err(|e| invalid(ValidationError::BadRoot(e)))?;
             repo::check_expiry(&RoleName::Root, new.signed(), now).map_err(|e| invalid(ValidationError::BadRoot(e)))?;
-            to_apply.push(MetaUpdate { role: RoleName::Root, version: *version, data: data.clone() });
+            to_apply.push(MetaUpdate {
+                role: RoleName::Root,
+                version: *version,
+                data: data.clone(),
+            });
             (new, data.clone())
         }
         None => match current_root {
@@ -429,7 +467,9 @@ pub fn apply_update(
             parent = p.parent();
         }
         for ancestor in ancestors.iter().rev() {
-            let Some((_, bytes)) = state.current(ancestor) else { continue };
+            let Some((_, bytes)) = state.current(ancestor) else {
+                continue;
+            };
             let (meta, keys) = load_targets(ancestor, bytes, root.signed(), &loaded_targets, None)
                 .map_err(|e| invalid(ValidationError::BadTargets(e)))?;
             loaded.insert(ancestor.clone(), bytes.to_vec());
@@ -440,7 +480,11 @@ pub fn apply_update(
             .map_err(|e| invalid(ValidationError::BadTargets(e)))?;
         loaded.insert(role.clone(), data.clone());
         loaded_targets.insert(role.clone(), (meta, keys));
-        to_apply.push(MetaUpdate { role, version: *version, data: data.clone() });
+        to_apply.push(MetaUpdate {
+            role,
+            version: *version,
+            data: data.clone(),
+        });
     }
 
     let snapshot_keys =
@@ -453,10 +497,19 @@ pub fn apply_update(
             repo::check_snapshot_structure(signed.signed()).map_err(bad)?;
             repo::check_expiry(&RoleName::Snapshot, signed.signed(), now).map_err(bad)?;
             for (role, bytes) in &loaded {
-                repo::check_file_meta(role.as_str(), "snapshot", bytes, signed.signed().meta.get(role.as_str()))
-                    .map_err(bad)?;
+                repo::check_file_meta(
+                    role.as_str(),
+                    "snapshot",
+                    bytes,
+                    signed.signed().meta.get(role.as_str()),
+                )
+                .map_err(bad)?;
             }
-            to_apply.push(MetaUpdate { role: RoleName::Snapshot, version: *version, data: data.clone() });
+            to_apply.push(MetaUpdate {
+                role: RoleName::Snapshot,
+                version: *version,
+                data: data.clone(),
+            });
             data.clone()
         }
         None => {
@@ -469,12 +522,21 @@ pub fn apply_update(
 
     let timestamp_keys =
         repo::root_role_keys(root.signed(), &RoleName::Timestamp).map_err(|e| invalid(ValidationError::BadRoot(e)))?;
-    to_apply.push(generate_timestamp(state, &timestamp_keys, &snapshot_bytes, now, server_keys)?);
+    to_apply.push(generate_timestamp(
+        state,
+        &timestamp_keys,
+        &snapshot_bytes,
+        now,
+        server_keys,
+    )?);
 
     for update in &to_apply {
         if let Some((stored, _)) = state.current(&update.role) {
             if stored >= update.version {
-                return Err(ServerError::OldVersion { role: update.role.to_string(), version: update.version });
+                return Err(ServerError::OldVersion {
+                    role: update.role.to_string(),
+                    version: update.version,
+                });
             }
         }
     }
@@ -493,8 +555,9 @@ fn load_targets(
     let keys = match role.parent() {
         None => repo::root_role_keys(root, role)?,
         Some(parent) => {
-            let (parent_meta, parent_keys) =
-                loaded.get(&parent).ok_or_else(|| VerifyError::UnknownDelegation { role: role.to_string() })?;
+            let (parent_meta, parent_keys) = loaded
+                .get(&parent)
+                .ok_or_else(|| VerifyError::UnknownDelegation { role: role.to_string() })?;
             repo::delegation_role_keys(parent_meta, parent_keys, role)?
         }
     };
@@ -528,7 +591,9 @@ fn generate_snapshot(
             .into_signed(),
         None => {
             if !loaded.contains_key(&RoleName::Targets) && state.current(&RoleName::Targets).is_none() {
-                return Err(invalid(ValidationError::Validation("targets must be loaded first".into())));
+                return Err(invalid(ValidationError::Validation(
+                    "targets must be loaded first".into(),
+                )));
             }
             Snapshot::new(now)
         }
@@ -545,7 +610,11 @@ fn generate_snapshot(
     snapshot.expires = now + RoleName::Snapshot.default_expiry();
     let mut signed = Signed::new(snapshot).map_err(|e| invalid(ValidationError::Validation(e.to_string())))?;
     sign_with(&mut signed, signer.as_ref())?;
-    Ok(MetaUpdate { role: RoleName::Snapshot, version: signed.signed().version, data: signed.to_bytes() })
+    Ok(MetaUpdate {
+        role: RoleName::Snapshot,
+        version: signed.signed().version,
+        data: signed.to_bytes(),
+    })
 }
 
 fn generate_timestamp(
@@ -556,7 +625,9 @@ fn generate_timestamp(
     server_keys: &dyn ServerKeys,
 ) -> Result<MetaUpdate, ServerError> {
     let Some(signer) = server_signer(state.gun(), keys, server_keys).filter(|_| keys.threshold <= 1) else {
-        return Err(invalid(ValidationError::BadRootMsg("no timestamp keys exist on the server".into())));
+        return Err(invalid(ValidationError::BadRootMsg(
+            "no timestamp keys exist on the server".into(),
+        )));
     };
     let mut timestamp = match state.current(&RoleName::Timestamp) {
         Some((_, bytes)) => Signed::<Timestamp>::from_bytes(&RoleName::Timestamp, bytes)
@@ -569,7 +640,11 @@ fn generate_timestamp(
     timestamp.expires = now + RoleName::Timestamp.default_expiry();
     let mut signed = Signed::new(timestamp).map_err(|e| invalid(ValidationError::Validation(e.to_string())))?;
     sign_with(&mut signed, signer.as_ref())?;
-    Ok(MetaUpdate { role: RoleName::Timestamp, version: signed.signed().version, data: signed.to_bytes() })
+    Ok(MetaUpdate {
+        role: RoleName::Timestamp,
+        version: signed.signed().version,
+        data: signed.to_bytes(),
+    })
 }
 
 fn stored_root(state: &RepoState) -> Result<Option<Root>, ServerError> {
@@ -589,13 +664,17 @@ pub fn current_snapshot(
     now: DateTime<Utc>,
     server_keys: &dyn ServerKeys,
 ) -> Result<(Vec<u8>, Vec<MetaUpdate>), ServerError> {
-    let (_, bytes) = state.current(&RoleName::Snapshot).ok_or_else(|| state.not_found("snapshot"))?;
+    let (_, bytes) = state
+        .current(&RoleName::Snapshot)
+        .ok_or_else(|| state.not_found("snapshot"))?;
     let signed = Signed::<Snapshot>::from_bytes(&RoleName::Snapshot, bytes)
         .map_err(|e| invalid(ValidationError::Validation(e.to_string())))?;
     if signed.signed().expires >= now {
         return Ok((bytes.to_vec(), Vec::new()));
     }
-    let Some(root) = stored_root(state)? else { return Ok((bytes.to_vec(), Vec::new())) };
+    let Some(root) = stored_root(state)? else {
+        return Ok((bytes.to_vec(), Vec::new()));
+    };
     let keys = repo::root_role_keys(&root, &RoleName::Snapshot).map_err(|e| invalid(ValidationError::BadRoot(e)))?;
     let Some(signer) = server_signer(state.gun(), &keys, server_keys) else {
         return Ok((bytes.to_vec(), Vec::new()));
@@ -606,7 +685,14 @@ pub fn current_snapshot(
     let mut signed = Signed::new(snapshot).map_err(|e| invalid(ValidationError::Validation(e.to_string())))?;
     sign_with(&mut signed, signer.as_ref())?;
     let data = signed.to_bytes();
-    Ok((data.clone(), vec![MetaUpdate { role: RoleName::Snapshot, version: signed.signed().version, data }]))
+    Ok((
+        data.clone(),
+        vec![MetaUpdate {
+            role: RoleName::Snapshot,
+            version: signed.signed().version,
+            data,
+        }],
+    ))
 }
 
 /// The current timestamp, re-signed (next version, new expiry) when it has
@@ -617,16 +703,24 @@ pub fn current_timestamp(
     now: DateTime<Utc>,
     server_keys: &dyn ServerKeys,
 ) -> Result<(Vec<u8>, Vec<MetaUpdate>), ServerError> {
-    let (_, bytes) = state.current(&RoleName::Timestamp).ok_or_else(|| state.not_found("timestamp"))?;
+    let (_, bytes) = state
+        .current(&RoleName::Timestamp)
+        .ok_or_else(|| state.not_found("timestamp"))?;
     let signed = Signed::<Timestamp>::from_bytes(&RoleName::Timestamp, bytes)
         .map_err(|e| invalid(ValidationError::Validation(e.to_string())))?;
     let (snapshot, mut updates) = current_snapshot(state, now, server_keys)?;
-    let matches = repo::check_file_meta("snapshot", "timestamp", &snapshot, signed.signed().meta.get("snapshot")).is_ok();
+    let matches =
+        repo::check_file_meta("snapshot", "timestamp", &snapshot, signed.signed().meta.get("snapshot")).is_ok();
     if signed.signed().expires >= now && matches {
         return Ok((bytes.to_vec(), updates));
     }
     let root = stored_root(state)?.ok_or_else(|| state.not_found("root"))?;
     let keys = repo::root_role_keys(&root, &RoleName::Timestamp).map_err(|e| invalid(ValidationError::BadRoot(e)))?;
+    tracing::debug!(
+        gun = state.gun(),
+        version = signed.signed().version,
+        "re-signing timestamp"
+    );
     let update = generate_timestamp(state, &keys, &snapshot, now, server_keys)?;
     let data = update.data.clone();
     updates.push(update);

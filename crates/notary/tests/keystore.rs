@@ -11,10 +11,16 @@ use berth_notary::keystore::{self, KdfParams, KeyStore, KeyStoreError, Passphras
 use tempfile::TempDir;
 
 /// Cheap Argon2 costs so the tests run fast; the format records them.
-const FAST: KdfParams = KdfParams { m_cost: 1024, t_cost: 1, p_cost: 1 };
+const FAST: KdfParams = KdfParams {
+    m_cost: 1024,
+    t_cost: 1,
+    p_cost: 1,
+};
 
 fn store(dir: &TempDir) -> KeyStore {
-    KeyStore::open(&dir.path().join("private")).unwrap().with_kdf_params(FAST)
+    KeyStore::open(&dir.path().join("private"))
+        .unwrap()
+        .with_kdf_params(FAST)
 }
 
 #[test]
@@ -54,16 +60,24 @@ fn default_kdf_is_memory_hard_and_recorded_in_the_file() {
 
 fn base64_len(v: &serde_json::Value) -> usize {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap().len()
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap())
+        .unwrap()
+        .len()
 }
 
 #[test]
 fn wrong_passphrase_is_a_clear_error() {
     let dir = TempDir::new().unwrap();
     let store = store(&dir);
-    let (info, _) = store.generate(KeyType::Ecdsa, "root", "", &Passphrase::from("right")).unwrap();
+    let (info, _) = store
+        .generate(KeyType::Ecdsa, "root", "", &Passphrase::from("right"))
+        .unwrap();
     let err = store.load(&info.key_id, &Passphrase::from("wrong")).unwrap_err();
-    assert!(matches!(err, KeyStoreError::WrongPassphrase { ref key_id } if *key_id == info.key_id), "{err:?}");
+    assert!(
+        matches!(err, KeyStoreError::WrongPassphrase { ref key_id } if *key_id == info.key_id),
+        "{err:?}"
+    );
     assert_eq!(err.to_string(), format!("wrong passphrase for key {}", info.key_id));
 }
 
@@ -71,10 +85,16 @@ fn wrong_passphrase_is_a_clear_error() {
 fn files_are_0600_in_a_0700_directory() {
     let dir = TempDir::new().unwrap();
     let store = store(&dir);
-    let (info, _) = store.generate(KeyType::Ecdsa, "root", "", &Passphrase::from("pw")).unwrap();
+    let (info, _) = store
+        .generate(KeyType::Ecdsa, "root", "", &Passphrase::from("pw"))
+        .unwrap();
     let dir_mode = std::fs::metadata(store.dir()).unwrap().permissions().mode() & 0o777;
     assert_eq!(dir_mode, 0o700);
-    let file_mode = std::fs::metadata(store.dir().join(format!("{}.key", info.key_id))).unwrap().permissions().mode() & 0o777;
+    let file_mode = std::fs::metadata(store.dir().join(format!("{}.key", info.key_id)))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(file_mode, 0o600);
     // No temporary files left behind.
     assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 1);
@@ -88,10 +108,16 @@ fn edited_role_or_gun_no_longer_decrypts() {
     let (info, _) = store.generate(KeyType::Ecdsa, "targets/releases", "", &pass).unwrap();
     let path = store.dir().join(format!("{}.key", info.key_id));
     let original = std::fs::read_to_string(&path).unwrap();
-    for (from, to) in [("\"targets/releases\"", "\"root\""), ("\"gun\": \"\"", "\"gun\": \"example.com/x\"")] {
+    for (from, to) in [
+        ("\"targets/releases\"", "\"root\""),
+        ("\"gun\": \"\"", "\"gun\": \"example.com/x\""),
+    ] {
         assert!(original.contains(from), "{original}");
         std::fs::write(&path, original.replace(from, to)).unwrap();
-        assert!(matches!(store.load(&info.key_id, &pass), Err(KeyStoreError::WrongPassphrase { .. })));
+        assert!(matches!(
+            store.load(&info.key_id, &pass),
+            Err(KeyStoreError::WrongPassphrase { .. })
+        ));
     }
     std::fs::write(&path, &original).unwrap();
     store.load(&info.key_id, &pass).unwrap();
@@ -104,10 +130,15 @@ fn oversized_kdf_parameters_are_refused() {
     let pass = Passphrase::from("pw");
     let (info, _) = store.generate(KeyType::Ecdsa, "root", "", &pass).unwrap();
     let path = store.dir().join(format!("{}.key", info.key_id));
-    let text = std::fs::read_to_string(&path).unwrap().replace("\"m_cost\": 1024", "\"m_cost\": 4000000000");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"m_cost\": 1024", "\"m_cost\": 4000000000");
     std::fs::write(&path, text).unwrap();
     let err = store.load(&info.key_id, &pass).unwrap_err();
-    assert!(matches!(err, KeyStoreError::Corrupt { ref reason, .. } if reason.contains("exceed")), "{err:?}");
+    assert!(
+        matches!(err, KeyStoreError::Corrupt { ref reason, .. } if reason.contains("exceed")),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -116,14 +147,22 @@ fn list_remove_and_bad_ids() {
     let store = store(&dir);
     let pass = Passphrase::from("pw");
     let (a, _) = store.generate(KeyType::Ecdsa, "root", "", &pass).unwrap();
-    let (b, _) = store.generate(KeyType::Ed25519, "targets", "example.com/app", &pass).unwrap();
+    let (b, _) = store
+        .generate(KeyType::Ed25519, "targets", "example.com/app", &pass)
+        .unwrap();
     std::fs::write(store.dir().join("README"), "not a key").unwrap();
     let ids: Vec<String> = store.list().unwrap().into_iter().map(|k| k.key_id).collect();
     assert_eq!(ids, vec![a.key_id.clone(), b.key_id.clone()]);
     assert_eq!(store.info(&b.key_id).unwrap().public.keytype, KeyType::Ed25519);
     store.remove(&a.key_id).unwrap();
-    assert!(matches!(store.load(&a.key_id, &pass), Err(KeyStoreError::NotFound { .. })));
-    assert!(matches!(store.load("../../etc/passwd", &pass), Err(KeyStoreError::InvalidKeyId(_))));
+    assert!(matches!(
+        store.load(&a.key_id, &pass),
+        Err(KeyStoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.load("../../etc/passwd", &pass),
+        Err(KeyStoreError::InvalidKeyId(_))
+    ));
 }
 
 #[test]
@@ -152,7 +191,9 @@ fn secrets_are_absent_from_debug_and_display() {
     assert!(!file_text.contains(secret));
     assert!(!file.windows(scalar.len()).any(|w| w == &scalar[..]));
     let parsed = keystore::parse_private_key_pem(
-        keystore::private_key_to_pem(&signer, "root", "", None).unwrap().as_bytes(),
+        keystore::private_key_to_pem(&signer, "root", "", None)
+            .unwrap()
+            .as_bytes(),
         None,
     )
     .unwrap();
@@ -164,33 +205,58 @@ fn pem_import_export_round_trip_with_headers() {
     let dir = TempDir::new().unwrap();
     let store = store(&dir);
     let pass = Passphrase::from("pw");
-    let (info, _) = store.generate(KeyType::Ecdsa, "targets", "example.com/app", &pass).unwrap();
-    let exported = store.export_pem(&info.key_id, &pass, Some(&Passphrase::from("export"))).unwrap();
+    let (info, _) = store
+        .generate(KeyType::Ecdsa, "targets", "example.com/app", &pass)
+        .unwrap();
+    let exported = store
+        .export_pem(&info.key_id, &pass, Some(&Passphrase::from("export")))
+        .unwrap();
     assert!(exported.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\ngun: example.com/app\npath: "));
     let other = TempDir::new().unwrap();
     let other_store = KeyStore::open(other.path()).unwrap().with_kdf_params(FAST);
-    let imported = other_store.import_pem(exported.as_bytes(), Some(&Passphrase::from("export")), None, None, &pass).unwrap();
+    let imported = other_store
+        .import_pem(
+            exported.as_bytes(),
+            Some(&Passphrase::from("export")),
+            None,
+            None,
+            &pass,
+        )
+        .unwrap();
     assert_eq!(imported, info);
     // Role and GUN can be overridden; a key without a role needs one.
     let plain = keystore::private_key_to_pem(&SoftwareSigner::generate_ed25519(), "", "", None).unwrap();
-    let err = other_store.import_pem(plain.as_bytes(), None, None, None, &pass).unwrap_err();
+    let err = other_store
+        .import_pem(plain.as_bytes(), None, None, None, &pass)
+        .unwrap_err();
     assert!(err.to_string().contains("no role"), "{err}");
-    let imported = other_store.import_pem(plain.as_bytes(), None, Some("targets/ops"), None, &pass).unwrap();
+    let imported = other_store
+        .import_pem(plain.as_bytes(), None, Some("targets/ops"), None, &pass)
+        .unwrap();
     assert_eq!(imported.role, "targets/ops");
     // Unencrypted SEC1 keys (openssl ecparam -genkey) import too.
     let sec1 = pem::encode(&pem::Pem::new("EC PRIVATE KEY", p256_sec1()));
-    let imported = other_store.import_pem(sec1.as_bytes(), None, Some("targets/sec1"), None, &pass).unwrap();
+    let imported = other_store
+        .import_pem(sec1.as_bytes(), None, Some("targets/sec1"), None, &pass)
+        .unwrap();
     assert_eq!(imported.public.keytype, KeyType::Ecdsa);
 }
 
 fn p256_sec1() -> Vec<u8> {
     use p256::pkcs8::DecodePrivateKey as _;
     let der = SoftwareSigner::generate_ecdsa().to_pkcs8_der();
-    p256::SecretKey::from_pkcs8_der(&der).unwrap().to_sec1_der().unwrap().to_vec()
+    p256::SecretKey::from_pkcs8_der(&der)
+        .unwrap()
+        .to_sec1_der()
+        .unwrap()
+        .to_vec()
 }
 
 /// The private scalar of an ECDSA software key.
 fn ecdsa_scalar(signer: &SoftwareSigner) -> Vec<u8> {
     use p256::pkcs8::DecodePrivateKey as _;
-    p256::SecretKey::from_pkcs8_der(&signer.to_pkcs8_der()).unwrap().to_bytes().to_vec()
+    p256::SecretKey::from_pkcs8_der(&signer.to_pkcs8_der())
+        .unwrap()
+        .to_bytes()
+        .to_vec()
 }

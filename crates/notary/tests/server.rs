@@ -25,40 +25,69 @@ fn roles(updates: &[server::MetaUpdate]) -> Vec<(String, u64)> {
 #[test]
 fn first_publish_stores_root_targets_and_generated_snapshot_and_timestamp() {
     let mut h = Harness::new();
-    h.editor.add_target(&RoleName::Targets, "latest", FileMeta::from_bytes(b"manifest"), h.now).unwrap();
+    h.editor
+        .add_target(&RoleName::Targets, "latest", FileMeta::from_bytes(b"manifest"), h.now)
+        .unwrap();
     let updates = h.publish().unwrap();
     assert_eq!(
         roles(&updates),
-        vec![("root".into(), 1), ("targets".into(), 1), ("snapshot".into(), 1), ("timestamp".into(), 1)]
+        vec![
+            ("root".into(), 1),
+            ("targets".into(), 1),
+            ("snapshot".into(), 1),
+            ("timestamp".into(), 1)
+        ]
     );
     // The generated snapshot lists exactly the stored root and targets bytes.
     let snapshot = Signed::<Snapshot>::from_bytes(&RoleName::Snapshot, &h.current(&RoleName::Snapshot)).unwrap();
-    assert_eq!(snapshot.signed().meta["root"], FileMeta::from_bytes(&h.current(&RoleName::Root)));
-    assert_eq!(snapshot.signed().meta["targets"], FileMeta::from_bytes(&h.current(&RoleName::Targets)));
+    assert_eq!(
+        snapshot.signed().meta["root"],
+        FileMeta::from_bytes(&h.current(&RoleName::Root))
+    );
+    assert_eq!(
+        snapshot.signed().meta["targets"],
+        FileMeta::from_bytes(&h.current(&RoleName::Targets))
+    );
     let timestamp = Signed::<Timestamp>::from_bytes(&RoleName::Timestamp, &h.current(&RoleName::Timestamp)).unwrap();
-    assert_eq!(timestamp.signed().meta["snapshot"], FileMeta::from_bytes(&h.current(&RoleName::Snapshot)));
+    assert_eq!(
+        timestamp.signed().meta["snapshot"],
+        FileMeta::from_bytes(&h.current(&RoleName::Snapshot))
+    );
     assert_eq!(timestamp.signed().expires, h.now + Duration::days(14));
 
     // A second publish bumps only what changed, plus snapshot and timestamp.
-    h.editor.add_target(&RoleName::Targets, "v2", FileMeta::from_bytes(b"other"), h.now).unwrap();
+    h.editor
+        .add_target(&RoleName::Targets, "v2", FileMeta::from_bytes(b"other"), h.now)
+        .unwrap();
     let updates = h.publish().unwrap();
-    assert_eq!(roles(&updates), vec![("targets".into(), 2), ("snapshot".into(), 2), ("timestamp".into(), 2)]);
+    assert_eq!(
+        roles(&updates),
+        vec![("targets".into(), 2), ("snapshot".into(), 2), ("timestamp".into(), 2)]
+    );
 }
 
 #[test]
 fn metadata_is_served_by_role_version_and_checksum() {
     let mut h = Harness::new();
     h.publish().unwrap();
-    h.editor.add_target(&RoleName::Targets, "a", FileMeta::from_bytes(b"a"), h.now).unwrap();
+    h.editor
+        .add_target(&RoleName::Targets, "a", FileMeta::from_bytes(b"a"), h.now)
+        .unwrap();
     h.publish().unwrap();
     let v1 = server::get_metadata(&h.state, "1.targets").unwrap().to_vec();
     let v2 = server::get_metadata(&h.state, "targets.json").unwrap().to_vec();
     assert_ne!(v1, v2);
     assert_eq!(server::get_metadata(&h.state, "2.targets.json").unwrap(), &v2[..]);
     let sha = hex::encode(&FileMeta::from_bytes(&v1).hashes["sha256"]);
-    assert_eq!(server::get_metadata(&h.state, &format!("targets.{sha}")).unwrap(), &v1[..]);
+    assert_eq!(
+        server::get_metadata(&h.state, &format!("targets.{sha}")).unwrap(),
+        &v1[..]
+    );
     let sha512 = hex::encode(&FileMeta::from_bytes(&v1).hashes["sha512"]);
-    assert_eq!(server::get_metadata(&h.state, &format!("targets.{sha512}.json")).unwrap(), &v1[..]);
+    assert_eq!(
+        server::get_metadata(&h.state, &format!("targets.{sha512}.json")).unwrap(),
+        &v1[..]
+    );
     let err = server::get_metadata(&h.state, "3.targets").unwrap_err();
     assert_eq!((err.code(), err.http_status()), ("METADATA_NOT_FOUND", 404));
     let err = server::get_metadata(&h.state, "targets/Bad").unwrap_err();
@@ -69,7 +98,12 @@ fn metadata_is_served_by_role_version_and_checksum() {
 fn rejects_unknown_role() {
     let mut h = Harness::new();
     let err = h.upload(vec![("releases".into(), b"{}".to_vec())]).unwrap_err();
-    assert_eq!(err, ServerError::InvalidRole { role: "releases".into() });
+    assert_eq!(
+        err,
+        ServerError::InvalidRole {
+            role: "releases".into()
+        }
+    );
     assert_eq!(err.code(), "INVALID_ROLE");
     let body: serde_json::Value = serde_json::from_slice(&err.to_json_body()).unwrap();
     assert_eq!(body["errors"][0]["detail"], "releases");
@@ -78,7 +112,9 @@ fn rejects_unknown_role() {
 #[test]
 fn rejects_malformed_json() {
     let mut h = Harness::new();
-    let err = h.upload(vec![("targets.json".into(), b"{not json".to_vec())]).unwrap_err();
+    let err = h
+        .upload(vec![("targets.json".into(), b"{not json".to_vec())])
+        .unwrap_err();
     assert!(matches!(err, ServerError::MalformedJson { .. }), "{err:?}");
     assert_eq!(err.code(), "MALFORMED_JSON");
 }
@@ -87,16 +123,25 @@ fn rejects_malformed_json() {
 fn rejects_update_without_any_root() {
     let mut h = Harness::new();
     let uploads = h.editor.publish(&[&h.root_key, &h.targets_key], h.now).unwrap();
-    let targets_only = uploads.into_iter().filter(|(r, _)| *r == RoleName::Targets).map(|(r, b)| (r.to_string(), b)).collect();
+    let targets_only = uploads
+        .into_iter()
+        .filter(|(r, _)| *r == RoleName::Targets)
+        .map(|(r, b)| (r.to_string(), b))
+        .collect();
     let err = h.upload(targets_only).unwrap_err();
-    assert!(matches!(err, ServerError::InvalidUpdate(ValidationError::Validation(_))), "{err:?}");
+    assert!(
+        matches!(err, ServerError::InvalidUpdate(ValidationError::Validation(_))),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn rejects_bad_signature() {
     let mut h = Harness::new();
     h.publish().unwrap();
-    h.editor.add_target(&RoleName::Targets, "x", FileMeta::from_bytes(b"x"), h.now).unwrap();
+    h.editor
+        .add_target(&RoleName::Targets, "x", FileMeta::from_bytes(b"x"), h.now)
+        .unwrap();
     let uploads = h.editor.publish(&[&h.root_key, &h.targets_key], h.now).unwrap();
     let (_, targets) = uploads.into_iter().find(|(r, _)| *r == RoleName::Targets).unwrap();
     // Change the signed content after signing: the signature no longer holds.
@@ -114,7 +159,9 @@ fn rejects_bad_signature() {
 fn rejects_signature_by_a_key_not_in_the_role() {
     let mut h = Harness::new();
     h.publish().unwrap();
-    h.editor.add_target(&RoleName::Targets, "x", FileMeta::from_bytes(b"x"), h.now).unwrap();
+    h.editor
+        .add_target(&RoleName::Targets, "x", FileMeta::from_bytes(b"x"), h.now)
+        .unwrap();
     let mut targets = h.editor.targets(&RoleName::Targets).unwrap().clone();
     targets.version = 2;
     let mut signed = Signed::new(targets).unwrap();
@@ -122,13 +169,19 @@ fn rejects_signature_by_a_key_not_in_the_role() {
     signed.sign(&[&stranger]).unwrap();
     let err = h.upload(vec![("targets".into(), signed.to_bytes())]).unwrap_err();
     assert!(
-        matches!(err, ServerError::InvalidUpdate(ValidationError::BadTargets(VerifyError::WrongKey { .. }))),
+        matches!(
+            err,
+            ServerError::InvalidUpdate(ValidationError::BadTargets(VerifyError::WrongKey { .. }))
+        ),
         "{err:?}"
     );
     let body: serde_json::Value = serde_json::from_slice(&err.to_json_body()).unwrap();
     assert_eq!(body["errors"][0]["code"], "INVALID_UPDATE");
     assert_eq!(body["errors"][0]["detail"]["Name"], "ErrBadTargets");
-    assert!(body["errors"][0]["detail"]["Error"]["Msg"].as_str().unwrap().contains("not in the role"));
+    assert!(body["errors"][0]["detail"]["Error"]["Msg"]
+        .as_str()
+        .unwrap()
+        .contains("not in the role"));
 }
 
 #[test]
@@ -137,9 +190,13 @@ fn rejects_delegation_below_threshold() {
     let (alice, bob) = (SoftwareSigner::generate_ecdsa(), SoftwareSigner::generate_ed25519());
     let role = delegation("targets/releases");
     let keys = [alice.public_key().clone(), bob.public_key().clone()];
-    h.editor.add_delegation(&role, &keys, 2, &["".to_string()], h.now).unwrap();
+    h.editor
+        .add_delegation(&role, &keys, 2, &["".to_string()], h.now)
+        .unwrap();
     h.publish().unwrap();
-    h.editor.add_target(&role, "v1", FileMeta::from_bytes(b"v1"), h.now).unwrap();
+    h.editor
+        .add_target(&role, "v1", FileMeta::from_bytes(b"v1"), h.now)
+        .unwrap();
     // Only alice signs: one of two required signatures.
     let uploads = h.editor.publish(&[&alice, &bob], h.now).unwrap();
     let (_, file) = uploads.into_iter().find(|(r, _)| *r == role).unwrap();
@@ -148,7 +205,11 @@ fn rejects_delegation_below_threshold() {
     signed.retain_signatures(|id| id != bob_id);
     let err = h.upload(vec![(role.to_string(), signed.to_bytes())]).unwrap_err();
     match err {
-        ServerError::InvalidUpdate(ValidationError::BadTargets(VerifyError::ThresholdNotMet { valid, threshold, .. })) => {
+        ServerError::InvalidUpdate(ValidationError::BadTargets(VerifyError::ThresholdNotMet {
+            valid,
+            threshold,
+            ..
+        })) => {
             assert_eq!((valid, threshold), (1, 2))
         }
         other => panic!("{other:?}"),
@@ -161,12 +222,20 @@ fn rejects_delegation_below_threshold() {
 fn rejects_old_version() {
     let mut h = Harness::new();
     h.publish().unwrap();
-    h.editor.add_target(&RoleName::Targets, "x", FileMeta::from_bytes(b"x"), h.now).unwrap();
+    h.editor
+        .add_target(&RoleName::Targets, "x", FileMeta::from_bytes(b"x"), h.now)
+        .unwrap();
     h.publish().unwrap();
     // Re-send the targets of version 1, validly signed.
     let old = server::get_metadata(&h.state, "1.targets").unwrap().to_vec();
     let err = h.upload(vec![("targets".into(), old)]).unwrap_err();
-    assert_eq!(err, ServerError::OldVersion { role: "targets".into(), version: 1 });
+    assert_eq!(
+        err,
+        ServerError::OldVersion {
+            role: "targets".into(),
+            version: 1
+        }
+    );
     assert_eq!(err.code(), "VERSION");
     assert_eq!(err.http_status(), 400);
 }
@@ -177,7 +246,11 @@ fn rejects_snapshot_inconsistent_with_targets() {
     let mut h = Harness::with_client_snapshot(Some(&snapshot_key));
     let signers: [&dyn Signer; 3] = [&h.root_key, &h.targets_key, &snapshot_key];
     let uploads = h.editor.publish(&signers, h.now).unwrap();
-    assert_eq!(uploads.last().unwrap().0, RoleName::Snapshot, "the client made the snapshot");
+    assert_eq!(
+        uploads.last().unwrap().0,
+        RoleName::Snapshot,
+        "the client made the snapshot"
+    );
     let files: Vec<(String, Vec<u8>)> = uploads.iter().map(|(r, b)| (r.to_string(), b.clone())).collect();
     // The snapshot lists other targets bytes than those uploaded with it.
     let mut tampered = files.clone();
@@ -189,7 +262,9 @@ fn rejects_snapshot_inconsistent_with_targets() {
     tampered[1].1 = bytes;
     let err = h.upload(tampered).unwrap_err();
     match err {
-        ServerError::InvalidUpdate(ValidationError::BadSnapshot(VerifyError::MetaMismatch { role, listed_by, .. })) => {
+        ServerError::InvalidUpdate(ValidationError::BadSnapshot(VerifyError::MetaMismatch {
+            role, listed_by, ..
+        })) => {
             assert_eq!((role.as_str(), listed_by.as_str()), ("targets", "snapshot"))
         }
         other => panic!("{other:?}"),
@@ -224,10 +299,15 @@ fn rejects_delegation_target_outside_its_paths() {
     let mut h = Harness::new();
     let alice = SoftwareSigner::generate_ecdsa();
     let role = delegation("targets/alice");
-    h.editor.add_delegation(&role, &[alice.public_key().clone()], 1, &["alice/".to_string()], h.now).unwrap();
+    h.editor
+        .add_delegation(&role, &[alice.public_key().clone()], 1, &["alice/".to_string()], h.now)
+        .unwrap();
     h.publish().unwrap();
     // The editor refuses to add it...
-    let err = h.editor.add_target(&role, "bob/app", FileMeta::from_bytes(b"x"), h.now).unwrap_err();
+    let err = h
+        .editor
+        .add_target(&role, "bob/app", FileMeta::from_bytes(b"x"), h.now)
+        .unwrap_err();
     assert!(err.to_string().contains("outside the role's paths"), "{err}");
     // ...and the server refuses a hand-made file that has it.
     let mut targets = Targets::new(h.now + Duration::days(30));
@@ -243,7 +323,9 @@ fn rejects_delegation_target_outside_its_paths() {
             target: "bob/app".into()
         }))
     );
-    h.editor.add_target(&role, "alice/app", FileMeta::from_bytes(b"x"), h.now).unwrap();
+    h.editor
+        .add_target(&role, "alice/app", FileMeta::from_bytes(b"x"), h.now)
+        .unwrap();
     h.publish_with(&[&alice]).unwrap();
 }
 
@@ -256,7 +338,9 @@ fn rejects_delegation_its_parent_does_not_list() {
     targets.version = 1;
     let mut signed = Signed::new(targets).unwrap();
     signed.sign(&[&mallory]).unwrap();
-    let err = h.upload(vec![("targets/mallory".into(), signed.to_bytes())]).unwrap_err();
+    let err = h
+        .upload(vec![("targets/mallory".into(), signed.to_bytes())])
+        .unwrap_err();
     assert_eq!(
         err,
         ServerError::InvalidUpdate(ValidationError::BadTargets(VerifyError::UnknownDelegation {
@@ -272,7 +356,10 @@ fn rejects_expired_targets() {
     h.editor.set_expiry(&RoleName::Targets, h.now - Duration::seconds(1));
     let err = h.publish().unwrap_err();
     assert!(
-        matches!(err, ServerError::InvalidUpdate(ValidationError::BadTargets(VerifyError::Expired { .. }))),
+        matches!(
+            err,
+            ServerError::InvalidUpdate(ValidationError::BadTargets(VerifyError::Expired { .. }))
+        ),
         "{err:?}"
     );
 }
@@ -288,7 +375,10 @@ fn root_rotation_needs_the_old_root_key() {
     let mut rogue = h.editor.clone();
     rogue.rotate_root(std::slice::from_ref(&new_cert), 1).unwrap();
     let err = rogue.publish(&[&new_key], h.now).unwrap_err();
-    assert!(err.to_string().contains("root"), "the editor wants the old key too: {err}");
+    assert!(
+        err.to_string().contains("root"),
+        "the editor wants the old key too: {err}"
+    );
     let mut root = rogue.root().clone();
     root.version = 2;
     let mut signed = Signed::new(root).unwrap();
@@ -296,7 +386,14 @@ fn root_rotation_needs_the_old_root_key() {
     signed.sign(&[&certified]).unwrap();
     let err = h.upload(vec![("root".into(), signed.to_bytes())]).unwrap_err();
     assert!(
-        matches!(err, ServerError::InvalidUpdate(ValidationError::BadRoot(VerifyError::RootRotation { from: 1, to: 2, .. }))),
+        matches!(
+            err,
+            ServerError::InvalidUpdate(ValidationError::BadRoot(VerifyError::RootRotation {
+                from: 1,
+                to: 2,
+                ..
+            }))
+        ),
         "{err:?}"
     );
 
@@ -334,12 +431,28 @@ fn root_certificate_must_name_the_gun() {
     let targets_key = SoftwareSigner::generate_ecdsa();
     let ts = server::get_or_create_key(&state, &RoleName::Timestamp, &keys).unwrap();
     let sn = server::get_or_create_key(&state, &RoleName::Snapshot, &keys).unwrap();
-    let mut editor = RepoEditor::create(GUN, &[wrong_cert], &[targets_key.public_key().clone()], &[sn], &[ts], support::t0()).unwrap();
+    let mut editor = RepoEditor::create(
+        GUN,
+        &[wrong_cert],
+        &[targets_key.public_key().clone()],
+        &[sn],
+        &[ts],
+        support::t0(),
+    )
+    .unwrap();
     let uploads = editor.publish(&[&root_key, &targets_key], support::t0()).unwrap();
-    let err = server::apply_update(&state, uploads.into_iter().map(|(r, b)| (r.to_string(), b)).collect(), support::t0(), &keys)
-        .unwrap_err();
+    let err = server::apply_update(
+        &state,
+        uploads.into_iter().map(|(r, b)| (r.to_string(), b)).collect(),
+        support::t0(),
+        &keys,
+    )
+    .unwrap_err();
     assert!(
-        matches!(err, ServerError::InvalidUpdate(ValidationError::BadRoot(VerifyError::RootCertificate { .. }))),
+        matches!(
+            err,
+            ServerError::InvalidUpdate(ValidationError::BadRoot(VerifyError::RootCertificate { .. }))
+        ),
         "{err:?}"
     );
 }
@@ -365,19 +478,41 @@ fn expired_timestamp_is_resigned_on_read() {
 fn timestamp_key_is_stable_until_rotated() {
     let mut h = Harness::new();
     let listed = h.editor.root().roles["timestamp"].keyids[0].clone();
-    assert_eq!(server::get_or_create_key(&h.state, &RoleName::Timestamp, &h.server_keys).unwrap().id(), listed);
+    assert_eq!(
+        server::get_or_create_key(&h.state, &RoleName::Timestamp, &h.server_keys)
+            .unwrap()
+            .id(),
+        listed
+    );
     h.publish().unwrap();
-    assert_eq!(server::get_or_create_key(&h.state, &RoleName::Timestamp, &h.server_keys).unwrap().id(), listed);
+    assert_eq!(
+        server::get_or_create_key(&h.state, &RoleName::Timestamp, &h.server_keys)
+            .unwrap()
+            .id(),
+        listed
+    );
     let rotated = server::rotate_key(&h.state, &RoleName::Timestamp, &h.server_keys).unwrap();
     assert_ne!(rotated.id(), listed);
     // Still the listed key until a root lists the new one...
-    assert_eq!(server::get_or_create_key(&h.state, &RoleName::Timestamp, &h.server_keys).unwrap().id(), listed);
-    h.editor.rotate_key(&RoleName::Timestamp, std::slice::from_ref(&rotated), 1).unwrap();
+    assert_eq!(
+        server::get_or_create_key(&h.state, &RoleName::Timestamp, &h.server_keys)
+            .unwrap()
+            .id(),
+        listed
+    );
+    h.editor
+        .rotate_key(&RoleName::Timestamp, std::slice::from_ref(&rotated), 1)
+        .unwrap();
     h.publish().unwrap();
     // ...and the server signs new timestamps with it.
     let ts = Signed::<Timestamp>::from_bytes(&RoleName::Timestamp, &h.current(&RoleName::Timestamp)).unwrap();
     assert_eq!(ts.signatures()[0].keyid, rotated.id());
-    assert_eq!(server::get_or_create_key(&h.state, &RoleName::Timestamp, &h.server_keys).unwrap().id(), rotated.id());
+    assert_eq!(
+        server::get_or_create_key(&h.state, &RoleName::Timestamp, &h.server_keys)
+            .unwrap()
+            .id(),
+        rotated.id()
+    );
     let err = server::get_or_create_key(&h.state, &RoleName::Targets, &h.server_keys).unwrap_err();
     assert_eq!(err.code(), "INVALID_ROLE");
 }
@@ -393,5 +528,10 @@ fn server_keys_survive_export_and_import() {
         restored.import(r).unwrap();
     }
     let listed = h.editor.root().roles["timestamp"].keyids[0].clone();
-    assert_eq!(server::get_or_create_key(&h.state, &RoleName::Timestamp, &restored).unwrap().id(), listed);
+    assert_eq!(
+        server::get_or_create_key(&h.state, &RoleName::Timestamp, &restored)
+            .unwrap()
+            .id(),
+        listed
+    );
 }

@@ -9,7 +9,13 @@
 //! `vuln` (OSV import and matching), `optimize` (wasted space, efficiency),
 //! `report` (SPDX 2.3, CycloneDX 1.5, SARIF 2.1.0).
 
+pub mod inventory;
 pub mod layers;
+pub mod licenses;
+pub mod optimize;
+pub mod report;
 pub mod types;
+pub mod versions;
+pub mod vuln;
 
 pub use types::*;

@@ -168,3 +168,40 @@ pub struct CheckFinding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
+
+/// A component whose license a policy rule forbids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LicenseViolation {
+    /// The component's name, version and purl.
+    pub component: String,
+    pub version: String,
+    pub purl: String,
+    /// The license (SPDX expression, or the text as declared) that matched.
+    pub license: String,
+    /// The policy rule that forbids it (`deny:GPL-3.0-only`, `class:strong-copyleft`, ...).
+    pub rule: String,
+}
+
+/// A check (WASM plugin or built-in) that could not finish: it trapped,
+/// ran out of fuel or time, or returned garbage.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CheckFailure {
+    pub check: String,
+    pub reason: String,
+}
+
+/// The outcome of running the image's functional test command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionalTest {
+    pub command: Vec<String>,
+    pub passed: bool,
+    /// `None` when the process was killed by a signal or timed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Combined output, truncated to its last bytes when long.
+    pub output: String,
+    /// `output` lost its beginning.
+    #[serde(default)]
+    pub output_truncated: bool,
+    pub duration_ms: u64,
+}
