@@ -21,6 +21,7 @@ mod sessions;
 mod system;
 pub mod tls;
 mod trust;
+mod trust_policy;
 
 use std::sync::Arc;
 
@@ -84,6 +85,9 @@ pub fn router_with(engine: Arc<Engine>, options: Options) -> Result<axum::Router
         access,
         trust: trust::open(&engine),
     };
+    if let Some(t) = &state.trust {
+        engine.set_trust_service(t.clone());
+    }
     if let (Some(a), Ok(_)) = (&state.access, tokio::runtime::Handle::try_current()) {
         let interval = options
             .directory_sync_interval

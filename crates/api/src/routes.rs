@@ -7,7 +7,10 @@ use axum::routing::{delete, get, head, patch, post, put, MethodRouter};
 use axum::Router;
 
 use crate::authz::{Action, Resource};
-use crate::{access, audit, authz, bundles, containers, images, metrics, openapi, registry, sessions, system, AppState};
+use crate::{
+    access, audit, authz, bundles, containers, images, metrics, openapi, registry, sessions, system, trust_policy,
+    AppState,
+};
 
 pub struct Route {
     pub method: Method,
@@ -698,6 +701,33 @@ pub static TABLE: &[Route] = &[
         Write,
         registry::gc,
         "Collect registry blobs no manifest references (?grace=seconds, default 3600)"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/trust/policies",
+        Image,
+        Read,
+        trust_policy::list,
+        "List trust policies: repository patterns and the signers their images need"
+    ),
+    r!(
+        PUT,
+        put,
+        "/v1/trust/policies/{pattern}",
+        System,
+        Write,
+        trust_policy::put,
+        "Set the trust policy of a repository pattern: {signers, threshold}"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/trust/policies/{pattern}",
+        System,
+        Write,
+        trust_policy::remove,
+        "Remove the trust policy of a repository pattern"
     ),
     r!(
         GET,

@@ -195,6 +195,26 @@ impl Client {
         Err(error_of(resp).await)
     }
 
+    /// Sends a request with `headers` and returns the response whatever its
+    /// status: for peers with their own error format (the registry, the
+    /// trust server).
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Result<Response<Incoming>> {
+        let mut req = self.request(method, path, body)?;
+        for (name, value) in headers {
+            req.headers_mut().insert(
+                hyper::header::HeaderName::from_bytes(name.as_bytes())?,
+                hyper::header::HeaderValue::from_str(value)?,
+            );
+        }
+        self.send(req).await
+    }
+
     pub async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: Body) -> Result<T> {
         let resp = self.call(method, path, body).await?;
         let bytes = resp.into_body().collect().await?.to_bytes();

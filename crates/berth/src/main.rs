@@ -109,6 +109,8 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Client bundles: certificates that let a user in over TLS
     Bundle(cli::bundle::BundleArgs),
+    /// Content trust: sign and verify images, signers, keys, policies
+    Trust(cli::trust::TrustArgs),
 }
 
 fn main() {
@@ -182,6 +184,7 @@ async fn dispatch(host: &str, tls: &client::TlsFiles, command: Command) -> i32 {
             Command::Directory(a) => cli::access::directory(&client, a).await,
             Command::Audit(a) => cli::audit::audit(&client, a).await,
             Command::Bundle(a) => cli::bundle::bundle(&client, host, a).await,
+            Command::Trust(a) => cli::trust::trust(&client, tls, a).await,
             Command::Daemon(_) | Command::Shim(_) | Command::ShimExec(_) => Ok(0),
         }
     }

@@ -116,6 +116,7 @@ impl Engine {
     /// Nothing is left behind when it fails.
     pub fn create(&self, req: ContainerCreate) -> Result<Container, Error> {
         let image = self.images.resolve(&req.image)?;
+        self.check_trust_policies(&req.image, &image)?;
         if let Some(n) = &req.name {
             if !valid_name(n) {
                 return Err(Error::Invalid(format!(

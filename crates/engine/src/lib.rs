@@ -13,6 +13,7 @@ mod containers;
 mod error;
 mod images;
 mod reconcile;
+mod trust;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use berth_model::Event;
 use tokio::sync::broadcast;
 
 pub use error::Error;
+pub use trust::{escape_gun, pattern_matches, validate_pattern, TrustPolicy, TRUST_POLICIES};
 
 pub struct Config {
     pub data_root: PathBuf,
@@ -36,6 +38,7 @@ pub struct Engine {
     events: broadcast::Sender<Event>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     data_root: PathBuf,
+    trust: trust::NodeTrust,
 }
 
 impl Engine {
@@ -54,6 +57,7 @@ impl Engine {
             events,
             locks: Mutex::new(HashMap::new()),
             data_root: config.data_root,
+            trust: Default::default(),
         });
         engine.reconcile().await?;
         Ok(engine)

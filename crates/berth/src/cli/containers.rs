@@ -151,7 +151,11 @@ fn expand_env(e: &str) -> String {
 }
 
 pub async fn run(client: &Client, a: RunArgs, start: bool) -> Result<i32> {
-    let req = build_create(&a)?;
+    let mut req = build_create(&a)?;
+    // BERTH_CONTENT_TRUST=1: run the digest the tag's signed trust data names.
+    if crate::cli::trust::content_trust_enabled() {
+        req.image = crate::cli::trust::trusted_local_image(client, &req.image).await?;
+    }
     let c: Container = client.json(Method::POST, "/v1/containers", json_body(&req)?).await?;
     if !start {
         println!("{}", c.id);

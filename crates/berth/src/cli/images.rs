@@ -345,7 +345,19 @@ async fn show_progress(resp: hyper::Response<hyper::body::Incoming>, quiet: bool
     Ok(error)
 }
 
-pub async fn pull(client: &Client, a: PullArgs) -> Result<i32> {
+pub async fn pull(client: &Client, mut a: PullArgs) -> Result<i32> {
+    // BERTH_CONTENT_TRUST=1: pull the digest the tag's signed trust data names.
+    let trusted_tag = match crate::cli::trust::content_trust_enabled() {
+        true => {
+            let (by_digest, tag) = crate::cli::trust::trusted_reference(client, &a.image).await?;
+            if tag.is_some() {
+                println!("Pull (1 of 1): {by_digest}");
+            }
+            a.image = by_digest;
+            tag
+        }
+        false => None,
+    };
     let mut path = format!("/v1/images/pull?ref={}", enc(&a.image));
     if let Some(p) = &a.platform {
         path.push_str(&format!("&platform={}", enc(p)));
@@ -356,6 +368,10 @@ pub async fn pull(client: &Client, a: PullArgs) -> Result<i32> {
     let resp = client.call(Method::POST, &path, empty()).await?;
     if let Some(e) = show_progress(resp, a.quiet).await? {
         return Err(ExitError(1, e).into());
+    }
+    if let Some(tag) = &trusted_tag {
+        crate::cli::trust::tag_locally(client, &a.image, tag).await?;
+        println!("Tagging {} as {tag}", a.image);
     }
     if a.quiet {
         let image: Image = client.get(&format!("/v1/images/inspect?ref={}", enc(&a.image))).await?;

@@ -9,6 +9,7 @@ pub mod registry;
 pub mod shim;
 pub mod stream;
 pub mod system;
+pub mod trust;
 
 /// "3 seconds ago", "2 hours ago" from an RFC 3339 time.
 pub fn ago(t: &str) -> String {

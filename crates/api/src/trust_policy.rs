@@ -1,0 +1,50 @@
+//! Trust policies: `GET /v1/trust/policies`, `PUT` and `DELETE
+//! /v1/trust/policies/{pattern}` (the pattern percent-encoded). The engine
+//! stores them in cluster state and enforces them where containers are
+//! created; this file is HTTP only.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use berth_engine::TrustPolicy;
+use berth_model::ApiError;
+use serde::Deserialize;
+
+use crate::error::ApiResult;
+use crate::AppState;
+
+pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<TrustPolicy>>> {
+    Ok(Json(s.engine.trust_policies()?))
+}
+
+/// The body of `PUT /v1/trust/policies/{pattern}`.
+#[derive(Deserialize)]
+pub struct PolicyBody {
+    signers: Vec<String>,
+    /// Default 1.
+    #[serde(default)]
+    threshold: Option<usize>,
+}
+
+pub async fn put(
+    State(s): State<AppState>,
+    Path(pattern): Path<String>,
+    Json(body): Json<PolicyBody>,
+) -> ApiResult<Json<TrustPolicy>> {
+    let policy = TrustPolicy {
+        pattern,
+        signers: body.signers,
+        threshold: body.threshold.unwrap_or(1),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    s.engine.set_trust_policy(&policy)?;
+    Ok(Json(policy))
+}
+
+pub async fn remove(State(s): State<AppState>, Path(pattern): Path<String>) -> ApiResult<StatusCode> {
+    if s.engine.remove_trust_policy(&pattern)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no trust policy for {pattern:?}")).into())
+    }
+}

@@ -1,0 +1,2461 @@
+//! `berth trust`: content trust from the CLI, Notary- and Docker-compatible.
+//!
+//! - keys: `key generate NAME [--token MODULE]`, `key list`, `key load FILE`,
+//!   `key rotate IMAGE ROLE [--server-managed]`; private keys in a
+//!   [`KeyStore`] under `~/.berth/trust/private` (or `$BERTH_TRUST_DIR`),
+//!   token keys recorded by name in `signers/NAME.json` (module, token label,
+//!   the name of the variable holding the PIN; never the PIN);
+//! - signing: `sign IMAGE:TAG [--signer NAME]`, `revoke`, `signer add/remove`,
+//!   publishing to the trust server of the image's registry
+//!   (`/v2/<gun>/_trust/tuf/`), then attaching the signed metadata to the
+//!   image as an OCI referrer (artifact type [`TRUST_ARTIFACT`]) so a copy of
+//!   the repository elsewhere can still be verified;
+//! - verification: `inspect`, and `BERTH_CONTENT_TRUST=1 berth pull|run`
+//!   ([`trusted_reference`]), with the TUF client's checks and a per-GUN cache
+//!   under `tuf/` pinning the root on first use;
+//! - policies: `policy set|ls|rm`, enforced by every node at container
+//!   creation.
+//!
+//! Delegations with a threshold above one are signed by several key holders
+//! in turn: a signature that does not reach the threshold is attached to the
+//! image as a pending referrer ([`PENDING_ARTIFACT`]); the next holder's
+//! `sign` adds to it and publishes once the threshold is met.
+//!
+//! Passphrases come from `BERTH_TRUST_{ROOT,TARGETS,SNAPSHOT,DELEGATION}_PASSPHRASE`
+//! or a prompt on the terminal; they are never echoed, printed or logged.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+use berth_model::{Image, Reference};
+use berth_notary::builder::{self, RepoEditor};
+use berth_notary::client::{self as tuf, ClientError, FetchError, TrustedRepo};
+use berth_notary::crypto::{self, SoftwareSigner};
+use berth_notary::keys::{KeyType, PublicKey, SigMethod, SignError, Signer};
+use berth_notary::keystore::{KeyStore, Passphrase};
+use berth_notary::metadata::{FileMeta, RoleName, Root, Signed, Snapshot, Targets};
+use berth_notary::pkcs11::{KeySelector, Pkcs11Module, Pkcs11Signer, TokenPin, TokenSelector};
+use berth_notary::repo::{self, RoleKeys, TrustPinning};
+use chrono::{DateTime, Utc};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::cli::table;
+use crate::client::{empty, enc, json_body, ndjson_lines, Client, ExitError, TlsFiles};
+
+/// Artifact type of the signed trust metadata attached to an image.
+pub const TRUST_ARTIFACT: &str = "application/vnd.berth.trust.v1+json";
+/// Artifact type of a signature that does not yet reach its role's threshold.
+pub const PENDING_ARTIFACT: &str = "application/vnd.berth.trust.pending.v1+json";
+const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+/// Largest manifest or trust document read from a registry.
+const MAX_DOCUMENT: u64 = 4 << 20;
+/// The variable naming a token's PIN when `--pin-env` is not given.
+const DEFAULT_PIN_ENV: &str = "BERTH_TRUST_TOKEN_PIN";
+
+// ---------------------------------------------------------------------------
+// Arguments
+
+#[derive(clap::Args)]
+pub struct TrustArgs {
+    #[command(subcommand)]
+    command: TrustCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum TrustCommand {
+    /// Manage signing keys
+    Key(KeyArgs),
+    /// Sign an image tag (pushing the image first if the registry lacks it)
+    Sign(SignArgs),
+    /// Show signed tags, signers and keys of a repository
+    Inspect(InspectArgs),
+    /// Remove the signature of a tag
+    Revoke(RevokeArgs),
+    /// Manage the signers (delegations) of a repository
+    Signer(SignerArgs),
+    /// Manage the trust policies nodes enforce when creating containers
+    Policy(PolicyArgs),
+}
+
+#[derive(clap::Args)]
+struct KeyArgs {
+    #[command(subcommand)]
+    command: KeyCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum KeyCommand {
+    /// Generate a signer key (ECDSA P-256) and write NAME.pub
+    Generate(KeyGenerateArgs),
+    /// List the keys of this client (files and tokens)
+    #[command(alias = "ls")]
+    List(FormatArgs),
+    /// Import a PEM private key (as the notary CLI or openssl write them)
+    Load(KeyLoadArgs),
+    /// Replace a repository's root, targets, snapshot or timestamp key
+    Rotate(KeyRotateArgs),
+}
+
+#[derive(clap::Args)]
+struct KeyGenerateArgs {
+    name: String,
+    /// Directory to write NAME.pub to
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Generate the key on a PKCS#11 token: the module's path
+    #[arg(long = "token")]
+    token: Option<PathBuf>,
+    /// The token's label (default: the module's only token)
+    #[arg(long = "token-label")]
+    token_label: Option<String>,
+    /// The environment variable holding the token's user PIN
+    #[arg(long = "pin-env", default_value = DEFAULT_PIN_ENV)]
+    pin_env: String,
+}
+
+#[derive(clap::Args)]
+struct KeyLoadArgs {
+    file: PathBuf,
+    /// The signer name (role) to file the key under; default the PEM's role header
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct KeyRotateArgs {
+    /// The repository (GUN), e.g. 127.0.0.1:7443/team/app
+    image: String,
+    /// root, targets, snapshot or timestamp
+    role: String,
+    /// Let the trust server hold the new key (snapshot; timestamp always is)
+    #[arg(short = 'r', long = "server-managed")]
+    server_managed: bool,
+}
+
+#[derive(clap::Args)]
+struct FormatArgs {
+    /// Output format: table or json
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    image: String,
+    /// Sign as this signer (delegation targets/NAME) instead of the repository key
+    #[arg(long)]
+    signer: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    image: String,
+    /// Output format: text or json
+    #[arg(long, default_value = "text")]
+    format: String,
+    /// Verify from the trust metadata attached to the image (IMAGE@digest or IMAGE:TAG)
+    #[arg(long = "from-referrers")]
+    from_referrers: bool,
+    /// Root key id(s) to pin when verifying from referrers
+    #[arg(long = "root-key")]
+    root_keys: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct RevokeArgs {
+    image: String,
+}
+
+#[derive(clap::Args)]
+struct SignerArgs {
+    #[command(subcommand)]
+    command: SignerCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum SignerCommand {
+    /// Add a signer (delegation targets/NAME) with its public key(s)
+    Add(SignerAddArgs),
+    /// Remove a signer
+    #[command(alias = "rm")]
+    Remove(SignerRemoveArgs),
+}
+
+#[derive(clap::Args)]
+struct SignerAddArgs {
+    name: String,
+    repository: String,
+    /// PEM public key or certificate (NAME.pub); repeat for several keys
+    #[arg(long = "key", required = true)]
+    keys: Vec<PathBuf>,
+    /// Signatures by this many of the keys are needed
+    #[arg(long, default_value_t = 1)]
+    threshold: i64,
+}
+
+#[derive(clap::Args)]
+struct SignerRemoveArgs {
+    name: String,
+    repository: String,
+}
+
+#[derive(clap::Args)]
+struct PolicyArgs {
+    #[command(subcommand)]
+    command: PolicyCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum PolicyCommand {
+    /// Require signatures for images of repositories matching a pattern
+    Set(PolicySetArgs),
+    /// List trust policies
+    #[command(alias = "list")]
+    Ls(FormatArgs),
+    /// Remove a trust policy
+    Rm(PolicyRmArgs),
+}
+
+#[derive(clap::Args)]
+struct PolicySetArgs {
+    /// Repository pattern: prod/*, 127.0.0.1:*/prod/*, team/** ...
+    pattern: String,
+    /// Signer names; repeat or separate with commas
+    #[arg(long = "require-signer", required = true, value_delimiter = ',', num_args = 1..)]
+    signers: Vec<String>,
+    /// How many of the signers must have signed (default 1)
+    #[arg(long, default_value_t = 1)]
+    threshold: usize,
+}
+
+#[derive(clap::Args)]
+struct PolicyRmArgs {
+    pattern: String,
+}
+
+pub async fn trust(client: &Client, tls: &TlsFiles, a: TrustArgs) -> Result<i32> {
+    let ctx = Ctx::open(client, tls)?;
+    match a.command {
+        TrustCommand::Key(k) => match k.command {
+            KeyCommand::Generate(a) => ctx.key_generate(a),
+            KeyCommand::List(a) => ctx.key_list(a),
+            KeyCommand::Load(a) => ctx.key_load(a),
+            KeyCommand::Rotate(a) => ctx.key_rotate(a).await,
+        },
+        TrustCommand::Sign(a) => ctx.sign(a).await,
+        TrustCommand::Inspect(a) => ctx.inspect(a).await,
+        TrustCommand::Revoke(a) => ctx.revoke(a).await,
+        TrustCommand::Signer(s) => match s.command {
+            SignerCommand::Add(a) => ctx.signer_add(a).await,
+            SignerCommand::Remove(a) => ctx.signer_remove(a).await,
+        },
+        TrustCommand::Policy(p) => match p.command {
+            PolicyCommand::Set(a) => policy_set(client, a).await,
+            PolicyCommand::Ls(a) => policy_ls(client, a).await,
+            PolicyCommand::Rm(a) => policy_rm(client, a).await,
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Content trust for pull and run
+
+/// `BERTH_CONTENT_TRUST=1` (or `true`).
+pub fn content_trust_enabled() -> bool {
+    matches!(std::env::var("BERTH_CONTENT_TRUST").as_deref(), Ok("1") | Ok("true"))
+}
+
+/// With content trust on, the reference to use instead of `image`:
+/// `(name@sha256:..., Some(name:tag))`, the tag resolved through verified
+/// trust data (the trust server, else the referrers pinned by
+/// `BERTH_TRUST_ROOT_KEY`). A digest reference is returned unchanged.
+pub async fn trusted_reference(client: &Client, image: &str) -> Result<(String, Option<String>)> {
+    let r = Reference::parse(image).map_err(|e| anyhow!(e))?;
+    if r.digest.is_some() {
+        return Ok((image.to_string(), None));
+    }
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    let ctx = Ctx::open(client, &tls_from_env())?;
+    let target = ctx.gun_target(&r)?;
+    let view = match ctx.load_trusted(&target).await? {
+        Some(repo) => View::from_trusted(&repo),
+        None => {
+            let pins = env_root_keys();
+            match ctx.view_from_referrers(&target, &tag, &pins).await {
+                Ok(view) => view,
+                Err(e) => bail!("content trust: no trust data for {} ({e:#})", target.gun),
+            }
+        }
+    };
+    let (meta, _) = view.resolve(&tag).ok_or_else(|| {
+        anyhow!(
+            "content trust: no signed tag {tag:?} in {}{}",
+            target.gun,
+            view.invalid_note()
+        )
+    })?;
+    let hex = meta
+        .sha256_hex()
+        .ok_or_else(|| anyhow!("content trust: tag {tag:?} has no sha256 hash"))?;
+    let name = r.familiar_name();
+    Ok((format!("{name}@sha256:{hex}"), Some(format!("{name}:{tag}"))))
+}
+
+/// With content trust on, makes sure the daemon has `image` as its signed
+/// digest and returns `name@sha256:...` to use instead (for `run`).
+pub async fn trusted_local_image(client: &Client, image: &str) -> Result<String> {
+    let (by_digest, tagged) = trusted_reference(client, image).await?;
+    let present = client
+        .get::<Image>(&format!("/v1/images/inspect?ref={}", enc(&by_digest)))
+        .await
+        .is_ok();
+    if !present {
+        daemon_stream(client, &format!("/v1/images/pull?ref={}", enc(&by_digest)), "pulling").await?;
+    }
+    if let Some(tagged) = tagged {
+        tag_locally(client, &by_digest, &tagged).await?;
+    }
+    Ok(by_digest)
+}
+
+/// `tag` `source` as `target` on the daemon.
+pub async fn tag_locally(client: &Client, source: &str, target: &str) -> Result<()> {
+    client
+        .call(
+            Method::POST,
+            &format!("/v1/images/tag?source={}&target={}", enc(source), enc(target)),
+            empty(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Runs a daemon operation that streams NDJSON progress; the first error
+/// line fails it.
+async fn daemon_stream(client: &Client, path: &str, what: &str) -> Result<()> {
+    let resp = client.call(Method::POST, path, empty()).await?;
+    let mut error = None;
+    ndjson_lines(resp, |line| {
+        if let Ok(v) = serde_json::from_slice::<Value>(line) {
+            if let Some(m) = v.get("error").and_then(|e| e.get("message")).and_then(Value::as_str) {
+                error.get_or_insert_with(|| m.to_string());
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    match error {
+        Some(e) => Err(ExitError(1, format!("{what}: {e}")).into()),
+        None => Ok(()),
+    }
+}
+
+fn tls_from_env() -> TlsFiles {
+    let path = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    TlsFiles {
+        ca: path("BERTH_TLS_CA"),
+        cert: path("BERTH_TLS_CERT"),
+        key: path("BERTH_TLS_KEY"),
+    }
+}
+
+fn env_root_keys() -> Vec<String> {
+    std::env::var("BERTH_TRUST_ROOT_KEY")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The registry and its trust server
+
+fn bytes_body(bytes: Vec<u8>) -> http_body_util::combinators::BoxBody<Bytes, std::io::Error> {
+    Full::new(Bytes::from(bytes)).map_err(|never| match never {}).boxed()
+}
+
+/// A registry host (and the trust server on its `/v2/` routes).
+struct Registry {
+    client: Client,
+    host: String,
+}
+
+fn is_loopback(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// A response body, at most `limit` bytes (more is an error naming `what`).
+async fn read_capped(resp: hyper::Response<hyper::body::Incoming>, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.with_context(|| format!("reading {what}"))?;
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data);
+            if out.len() as u64 > limit {
+                bail!("{what} is larger than {limit} bytes");
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Manifest {
+    digest: String,
+    media_type: String,
+    bytes: Vec<u8>,
+}
+
+impl Registry {
+    /// Plain HTTP to loopback registries (as Docker allows), TLS otherwise.
+    fn connect(host: &str, tls: &TlsFiles) -> Result<Registry> {
+        let url = if is_loopback(host) {
+            format!("http://{host}")
+        } else if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            format!("https://{host}")
+        } else {
+            format!("https://{host}:443")
+        };
+        Ok(Registry {
+            client: Client::new(&url, tls)?,
+            host: host.to_string(),
+        })
+    }
+
+    async fn get(&self, path: &str, accept: &str) -> Result<hyper::Response<hyper::body::Incoming>> {
+        self.client
+            .raw(Method::GET, path, &[("accept", accept)], empty())
+            .await
+            .with_context(|| format!("registry {}", self.host))
+    }
+
+    async fn failure(&self, what: &str, resp: hyper::Response<hyper::body::Incoming>) -> anyhow::Error {
+        let status = resp.status();
+        let body = read_capped(resp, 64 << 10, what).await.unwrap_or_default();
+        let detail = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| {
+                let e = v.get("errors")?.get(0)?.clone();
+                let mut text = e.get("message")?.as_str()?.to_string();
+                if let Some(d) = e.get("detail").filter(|d| !d.is_null()) {
+                    text.push_str(&format!(" ({d})"));
+                }
+                Some(text)
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+        anyhow!("registry {}: {what}: {status}: {detail}", self.host)
+    }
+
+    /// A trust metadata file (`root.json`, `2.root.json`, ...), capped.
+    async fn trust_get(&self, gun: &str, name: &str, max: u64) -> Result<Vec<u8>, FetchError> {
+        let path = format!("/v2/{gun}/_trust/tuf/{name}");
+        let resp = self
+            .get(&path, "application/json")
+            .await
+            .map_err(|e| FetchError::Other(format!("{e:#}")))?;
+        match resp.status() {
+            StatusCode::OK => read_capped(resp, max, name)
+                .await
+                .map_err(|e| FetchError::Other(format!("{e:#}"))),
+            StatusCode::NOT_FOUND => Err(FetchError::NotFound),
+            _ => Err(FetchError::Other(format!(
+                "{:#}",
+                self.failure(&format!("GET {name}"), resp).await
+            ))),
+        }
+    }
+
+    /// Publish an update: one multipart part per role, as the notary CLI does.
+    async fn trust_publish(&self, gun: &str, files: &[(RoleName, Vec<u8>)]) -> Result<()> {
+        let boundary = format!("berth-{}", berth_model::new_id());
+        let mut body = Vec::new();
+        for (role, bytes) in files {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{role}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let resp = self
+            .client
+            .raw(
+                Method::POST,
+                &format!("/v2/{gun}/_trust/tuf/"),
+                &[("content-type", &content_type)],
+                bytes_body(body),
+            )
+            .await
+            .with_context(|| format!("registry {}", self.host))?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        Err(self.failure(&format!("publishing trust data for {gun}"), resp).await)
+    }
+
+    /// The server-held `timestamp` or `snapshot` key; `rotate` asks for a new one.
+    async fn trust_key(&self, gun: &str, role: &str, rotate: bool) -> Result<PublicKey> {
+        let path = format!("/v2/{gun}/_trust/tuf/{role}.key");
+        let method = if rotate { Method::POST } else { Method::GET };
+        let resp = self
+            .client
+            .raw(method, &path, &[("accept", "application/json")], empty())
+            .await
+            .with_context(|| format!("registry {}", self.host))?;
+        if !resp.status().is_success() {
+            return Err(self.failure(&format!("the {role} key of {gun}"), resp).await);
+        }
+        let bytes = read_capped(resp, 64 << 10, "a key").await?;
+        let value: Value = serde_json::from_slice(&bytes).context("the trust server's key is not JSON")?;
+        PublicKey::from_json(&value).map_err(|e| anyhow!("the trust server's {role} key: {e}"))
+    }
+
+    /// A manifest by tag or digest; `None` when the registry has none.
+    async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>> {
+        let resp = self
+            .get(&format!("/v2/{repository}/manifests/{reference}"), MANIFEST_ACCEPT)
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(self.failure(&format!("manifest {repository}:{reference}"), resp).await);
+        }
+        let media_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(OCI_MANIFEST)
+            .to_string();
+        let bytes = read_capped(resp, MAX_DOCUMENT, "a manifest").await?;
+        let digest = sha256_digest(&bytes);
+        if reference.starts_with("sha256:") && reference != digest {
+            bail!("registry {}: manifest {reference} has digest {digest}", self.host);
+        }
+        Ok(Some(Manifest {
+            digest,
+            media_type,
+            bytes,
+        }))
+    }
+
+    async fn blob(&self, repository: &str, digest: &str, max: u64) -> Result<Vec<u8>> {
+        let resp = self.get(&format!("/v2/{repository}/blobs/{digest}"), "*/*").await?;
+        if !resp.status().is_success() {
+            return Err(self.failure(&format!("blob {digest}"), resp).await);
+        }
+        let bytes = read_capped(resp, max, "a blob").await?;
+        if sha256_digest(&bytes) != digest {
+            bail!("registry {}: blob {digest} does not match its digest", self.host);
+        }
+        Ok(bytes)
+    }
+
+    /// Uploads `bytes` as a blob (one monolithic POST) unless it is there.
+    async fn put_blob(&self, repository: &str, bytes: &[u8]) -> Result<String> {
+        let digest = sha256_digest(bytes);
+        let head = self
+            .client
+            .raw(Method::HEAD, &format!("/v2/{repository}/blobs/{digest}"), &[], empty())
+            .await
+            .with_context(|| format!("registry {}", self.host))?;
+        if head.status().is_success() {
+            return Ok(digest);
+        }
+        let resp = self
+            .client
+            .raw(
+                Method::POST,
+                &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
+                &[("content-type", "application/octet-stream")],
+                bytes_body(bytes.to_vec()),
+            )
+            .await
+            .with_context(|| format!("registry {}", self.host))?;
+        if !resp.status().is_success() {
+            return Err(self.failure(&format!("uploading blob {digest}"), resp).await);
+        }
+        Ok(digest)
+    }
+
+    async fn put_manifest(&self, repository: &str, media_type: &str, bytes: Vec<u8>) -> Result<String> {
+        let digest = sha256_digest(&bytes);
+        let resp = self
+            .client
+            .raw(
+                Method::PUT,
+                &format!("/v2/{repository}/manifests/{digest}"),
+                &[("content-type", media_type)],
+                bytes_body(bytes),
+            )
+            .await
+            .with_context(|| format!("registry {}", self.host))?;
+        if !resp.status().is_success() {
+            return Err(self.failure(&format!("pushing manifest {digest}"), resp).await);
+        }
+        Ok(digest)
+    }
+
+    async fn delete_manifest(&self, repository: &str, digest: &str) -> Result<()> {
+        let resp = self
+            .client
+            .raw(
+                Method::DELETE,
+                &format!("/v2/{repository}/manifests/{digest}"),
+                &[],
+                empty(),
+            )
+            .await
+            .with_context(|| format!("registry {}", self.host))?;
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(self.failure(&format!("deleting manifest {digest}"), resp).await)
+    }
+
+    /// Descriptors of the referrers of `digest` with `artifact_type`.
+    async fn referrers(&self, repository: &str, digest: &str, artifact_type: &str) -> Result<Vec<Value>> {
+        let path = format!(
+            "/v2/{repository}/referrers/{digest}?artifactType={}",
+            enc(artifact_type)
+        );
+        let resp = self.get(&path, "application/vnd.oci.image.index.v1+json").await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !resp.status().is_success() {
+            return Err(self.failure(&format!("referrers of {digest}"), resp).await);
+        }
+        let bytes = read_capped(resp, MAX_DOCUMENT, "a referrers index").await?;
+        let index: Value = serde_json::from_slice(&bytes).context("the referrers index is not JSON")?;
+        Ok(index
+            .get("manifests")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| d.get("artifactType").and_then(Value::as_str) == Some(artifact_type))
+            .collect())
+    }
+
+    /// Attaches `document` to `subject` as an artifact of `artifact_type`.
+    async fn attach(
+        &self,
+        repository: &str,
+        subject: &Value,
+        artifact_type: &str,
+        document: &[u8],
+        annotations: Value,
+    ) -> Result<String> {
+        let config_digest = self.put_blob(repository, b"{}").await?;
+        let layer_digest = self.put_blob(repository, document).await?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": EMPTY_CONFIG, "digest": config_digest, "size": 2},
+            "layers": [{"mediaType": artifact_type, "digest": layer_digest, "size": document.len()}],
+            "subject": subject,
+            "annotations": annotations,
+        });
+        self.put_manifest(repository, OCI_MANIFEST, serde_json::to_vec(&manifest)?)
+            .await
+    }
+
+    /// The documents attached to `digest` as `artifact_type`: `(manifest
+    /// digest, annotations, document)`.
+    async fn attached(
+        &self,
+        repository: &str,
+        digest: &str,
+        artifact_type: &str,
+    ) -> Result<Vec<(String, Value, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for descriptor in self.referrers(repository, digest, artifact_type).await? {
+            let Some(manifest_digest) = descriptor.get("digest").and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(manifest) = self.manifest(repository, manifest_digest).await? else {
+                continue;
+            };
+            let doc: Value = serde_json::from_slice(&manifest.bytes).context("a trust referrer is not JSON")?;
+            let Some(layer) = doc.get("layers").and_then(|l| l.get(0)) else {
+                continue;
+            };
+            let Some(layer_digest) = layer.get("digest").and_then(Value::as_str) else {
+                continue;
+            };
+            let bytes = self.blob(repository, layer_digest, MAX_DOCUMENT).await?;
+            let annotations = doc.get("annotations").cloned().unwrap_or(Value::Null);
+            out.push((manifest_digest.to_string(), annotations, bytes));
+        }
+        Ok(out)
+    }
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        FileMeta::from_bytes(bytes).sha256_hex().unwrap_or_default()
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Keys and passphrases
+
+/// A signer key this client knows by name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SignerRecord {
+    name: String,
+    key_id: String,
+    /// `file` (in the key store) or `pkcs11`.
+    source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    module: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_label: Option<String>,
+    /// The name of the variable holding the PIN (never the PIN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pin_env: Option<String>,
+}
+
+/// A token key that says so before each signature (a YubiKey may wait for a touch).
+struct TokenSigner {
+    inner: Pkcs11Signer,
+}
+
+impl Signer for TokenSigner {
+    fn public_key(&self) -> &PublicKey {
+        self.inner.public_key()
+    }
+    fn method(&self) -> SigMethod {
+        self.inner.method()
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        eprintln!(
+            "Signing with key {} on token {:?} (touch the key if it blinks)",
+            short(&self.inner.key().key_id),
+            self.inner.token_info().label
+        );
+        self.inner.sign(message)
+    }
+}
+
+/// The passphrase class of a key store role.
+fn passphrase_class(role: &str) -> &'static str {
+    match role {
+        "root" => "ROOT",
+        "targets" => "TARGETS",
+        "snapshot" => "SNAPSHOT",
+        _ => "DELEGATION",
+    }
+}
+
+fn prompt_secret(prompt: &str) -> Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::Write;
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let original = tcgetattr(&stdin).context("reading the terminal's mode")?;
+    let mut silent = original.clone();
+    silent.local_flags.remove(LocalFlags::ECHO);
+    silent.local_flags.insert(LocalFlags::ECHONL);
+    tcsetattr(&stdin, SetArg::TCSANOW, &silent).context("turning echo off")?;
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &original);
+    read.context("reading the passphrase")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Everything a trust command works with.
+struct Ctx<'a> {
+    daemon: &'a Client,
+    tls: TlsFiles,
+    dir: PathBuf,
+    store: KeyStore,
+    passphrases: Mutex<HashMap<&'static str, Passphrase>>,
+}
+
+/// A repository: its GUN and where it lives.
+struct GunTarget {
+    gun: String,
+    registry: Registry,
+    /// The repository path in the registry.
+    repository: String,
+}
+
+impl<'a> Ctx<'a> {
+    fn open(daemon: &'a Client, tls: &TlsFiles) -> Result<Ctx<'a>> {
+        let dir = match std::env::var_os("BERTH_TRUST_DIR").filter(|d| !d.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => {
+                let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; set BERTH_TRUST_DIR"))?;
+                Path::new(&home).join(".berth").join("trust")
+            }
+        };
+        let store = KeyStore::open(&dir.join("private"))
+            .with_context(|| format!("opening the key store in {}", dir.display()))?;
+        Ok(Ctx {
+            daemon,
+            tls: tls.clone(),
+            dir,
+            store,
+            passphrases: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn gun_target(&self, r: &Reference) -> Result<GunTarget> {
+        Ok(GunTarget {
+            gun: format!("{}/{}", r.registry, r.repository),
+            registry: Registry::connect(&r.registry, &self.tls)?,
+            repository: r.repository.clone(),
+        })
+    }
+
+    fn cache_dir(&self, gun: &str) -> PathBuf {
+        self.dir.join("tuf").join(berth_engine::escape_gun(gun))
+    }
+
+    /// The passphrase of a class of keys: the environment, else a prompt.
+    fn passphrase(&self, class: &'static str, creating: bool) -> Result<Passphrase> {
+        let mut cache = self.passphrases.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(class) {
+            return Ok(p.clone());
+        }
+        let var = format!("BERTH_TRUST_{class}_PASSPHRASE");
+        let passphrase = match std::env::var(&var) {
+            Ok(p) if !p.is_empty() => Passphrase::new(p),
+            _ => {
+                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    bail!(
+                        "the {} key needs a passphrase: set {var} or run on a terminal",
+                        class.to_lowercase()
+                    );
+                }
+                let what = class.to_lowercase();
+                let first = prompt_secret(&format!("Passphrase for the {what} key: "))?;
+                if creating {
+                    let again = prompt_secret(&format!("Repeat the passphrase for the {what} key: "))?;
+                    if again != first {
+                        bail!("the passphrases do not match");
+                    }
+                }
+                if first.is_empty() {
+                    bail!("an empty passphrase is not allowed");
+                }
+                Passphrase::new(first)
+            }
+        };
+        cache.insert(class, passphrase.clone());
+        Ok(passphrase)
+    }
+
+    fn signers_dir(&self) -> PathBuf {
+        self.dir.join("signers")
+    }
+
+    fn records(&self) -> Result<Vec<SignerRecord>> {
+        let dir = self.signers_dir();
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let record: SignerRecord =
+                serde_json::from_slice(&text).with_context(|| format!("{} is not a signer record", path.display()))?;
+            out.push(record);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn save_record(&self, record: &SignerRecord) -> Result<()> {
+        let dir = self.signers_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{}.json", record.name));
+        std::fs::write(&path, serde_json::to_vec_pretty(record)?).with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn token_signer(&self, record: &SignerRecord) -> Result<Box<dyn Signer>> {
+        let module_path = record
+            .module
+            .as_ref()
+            .ok_or_else(|| anyhow!("signer {} has no module", record.name))?;
+        let module = Pkcs11Module::open(module_path).map_err(|e| anyhow!("{e}"))?;
+        let pin_env = record.pin_env.clone().unwrap_or_else(|| DEFAULT_PIN_ENV.into());
+        let pin = std::env::var(&pin_env)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(TokenPin::new)
+            .ok_or_else(|| anyhow!("signer {}: set ${pin_env} to the user PIN of its token", record.name))?;
+        let selector = match &record.token_label {
+            Some(label) => TokenSelector::Label(label.clone()),
+            None => TokenSelector::Only,
+        };
+        let token = module
+            .open_token(&selector, Some(&pin))
+            .map_err(|e| anyhow!("signer {}: {e} (the PIN is read from ${pin_env})", record.name))?;
+        let key = token
+            .find_key(&KeySelector::KeyId(record.key_id.clone()))
+            .map_err(|e| anyhow!("{e}"))?;
+        let inner = token.signer(&key).map_err(|e| anyhow!("{e}"))?;
+        Ok(Box::new(TokenSigner { inner }))
+    }
+
+    /// A signer for `key` (by canonical id: a root certificate key finds its
+    /// bare key) if this client holds it.
+    fn signer_for(&self, key: &PublicKey) -> Result<Option<Box<dyn Signer>>> {
+        let id = key.canonical_id().map_err(|e| anyhow!("{e}"))?;
+        match self.store.info(&id) {
+            Ok(info) => {
+                let class = passphrase_class(&info.role);
+                let signer = self
+                    .store
+                    .load(&id, &self.passphrase(class, false)?)
+                    .map_err(|e| anyhow!("{e}"))?;
+                return Ok(Some(Box::new(signer)));
+            }
+            Err(berth_notary::keystore::KeyStoreError::NotFound { .. }) => {}
+            Err(e) => return Err(anyhow!("{e}")),
+        }
+        for record in self.records()? {
+            if record.source == "pkcs11" && record.key_id == id {
+                return self.token_signer(&record).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Signers for every key of `keys` this client holds.
+    fn signers_for<'k>(&self, keys: impl IntoIterator<Item = &'k PublicKey>) -> Result<Vec<Box<dyn Signer>>> {
+        let mut out: Vec<Box<dyn Signer>> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for key in keys {
+            let id = key.canonical_id().map_err(|e| anyhow!("{e}"))?;
+            if !seen.insert(id) {
+                continue;
+            }
+            if let Some(s) = self.signer_for(key)? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    fn holds(&self, key: &PublicKey) -> bool {
+        let Ok(id) = key.canonical_id() else { return false };
+        self.store.info(&id).is_ok()
+            || self
+                .records()
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.source == "pkcs11" && r.key_id == id)
+    }
+
+    /// The root key new repositories use: the first in the store, or a new one.
+    fn root_signer(&self) -> Result<SoftwareSigner> {
+        let existing = self
+            .store
+            .list()
+            .map_err(|e| anyhow!("{e}"))?
+            .into_iter()
+            .find(|k| k.role == "root");
+        match existing {
+            Some(info) => self
+                .store
+                .load(&info.key_id, &self.passphrase("ROOT", false)?)
+                .map_err(|e| anyhow!("{e}")),
+            None => {
+                let passphrase = self.passphrase("ROOT", true)?;
+                let (info, signer) = self
+                    .store
+                    .generate(KeyType::Ecdsa, "root", "", &passphrase)
+                    .map_err(|e| anyhow!("{e}"))?;
+                eprintln!("Generated root key {}", info.key_id);
+                Ok(signer)
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Trust data
+
+    /// Verified trust data of a GUN, or `None` when the server has none.
+    async fn load_trusted(&self, target: &GunTarget) -> Result<Option<TrustedRepo>> {
+        self.load_trusted_pinned(target, &TrustPinning::default()).await
+    }
+
+    async fn load_trusted_pinned(&self, target: &GunTarget, pinning: &TrustPinning) -> Result<Option<TrustedRepo>> {
+        let handle = tokio::runtime::Handle::current();
+        let cache = self.cache_dir(&target.gun);
+        let gun = target.gun.clone();
+        let registry = &target.registry;
+        let result = tokio::task::block_in_place(|| {
+            let fetch = |name: &str, max: u64| handle.block_on(registry.trust_get(&gun, name, max));
+            tuf::update(&gun, &cache, pinning, Utc::now(), &fetch)
+        });
+        match result {
+            Ok(repo) => Ok(Some(repo)),
+            Err(ClientError::RepositoryNotFound { .. }) => Ok(None),
+            Err(e) => Err(anyhow!(
+                "content trust: trust data of {} does not verify: {e}",
+                target.gun
+            )),
+        }
+    }
+
+    /// A new repository: root (the client's root key, an `ecdsa-x509`
+    /// certificate for the GUN), targets (a new key), snapshot and timestamp
+    /// (held by the trust server, as Docker sets them up).
+    async fn new_repo(&self, target: &GunTarget, now: DateTime<Utc>) -> Result<(RepoEditor, Vec<Box<dyn Signer>>)> {
+        let root = self.root_signer()?;
+        let cert = crypto::create_root_certificate(&root, &target.gun, now).map_err(|e| anyhow!("{e}"))?;
+        let (info, targets) = self
+            .store
+            .generate(
+                KeyType::Ecdsa,
+                "targets",
+                &target.gun,
+                &self.passphrase("TARGETS", true)?,
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+        eprintln!("Generated targets key {} for {}", info.key_id, target.gun);
+        let snapshot = target.registry.trust_key(&target.gun, "snapshot", false).await?;
+        let timestamp = target.registry.trust_key(&target.gun, "timestamp", false).await?;
+        let editor = RepoEditor::create(
+            &target.gun,
+            &[cert],
+            &[targets.public_key().clone()],
+            &[snapshot],
+            &[timestamp],
+            now,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        Ok((editor, vec![Box::new(root), Box::new(targets)]))
+    }
+
+    fn editor_from(&self, repo: &TrustedRepo) -> Result<RepoEditor> {
+        let root = repo.files().get(&RoleName::Root).cloned().unwrap_or_default();
+        let targets: BTreeMap<RoleName, Vec<u8>> = repo
+            .files()
+            .iter()
+            .filter(|(r, _)| r.is_targets_like())
+            .map(|(r, b)| (r.clone(), b.clone()))
+            .collect();
+        RepoEditor::from_published(repo.gun(), &root, &targets, Some(&repo.snapshot().to_bytes()))
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Signers for what `editor` is about to publish: the keys of root (when
+    /// it changed), targets, and snapshot (when held here) this client holds.
+    fn publish_signers(&self, editor: &RepoEditor, extra: Vec<Box<dyn Signer>>) -> Result<Vec<Box<dyn Signer>>> {
+        let mut signers = extra;
+        let held: BTreeSet<String> = signers
+            .iter()
+            .map(|s| s.public_key().canonical_id().unwrap_or_default())
+            .collect();
+        let mut wanted: Vec<PublicKey> = Vec::new();
+        for role in ["targets", "snapshot"] {
+            if let Some(entry) = editor.root().roles.get(role) {
+                wanted.extend(entry.keyids.iter().filter_map(|id| editor.root().keys.get(id)).cloned());
+            }
+        }
+        if editor.dirty_roles().any(|r| *r == RoleName::Root) {
+            if let Some(entry) = editor.root().roles.get("root") {
+                wanted.extend(entry.keyids.iter().filter_map(|id| editor.root().keys.get(id)).cloned());
+            }
+        }
+        wanted.retain(|k| !held.contains(&k.canonical_id().unwrap_or_default()));
+        signers.extend(self.signers_for(wanted.iter())?);
+        Ok(signers)
+    }
+
+    async fn publish_editor(
+        &self,
+        target: &GunTarget,
+        editor: &mut RepoEditor,
+        signers: &[Box<dyn Signer>],
+    ) -> Result<()> {
+        let refs: Vec<&dyn Signer> = signers.iter().map(|s| s.as_ref()).collect();
+        let uploads = editor.publish(&refs, Utc::now()).map_err(|e| match e {
+            builder::BuildError::MissingSigners { role, .. } => {
+                anyhow!(
+                    "no key for role {role} of {} in {}",
+                    target.gun,
+                    self.store.dir().display()
+                )
+            }
+            other => anyhow!("{other}"),
+        })?;
+        target.registry.trust_publish(&target.gun, &uploads).await
+    }
+
+    // -----------------------------------------------------------------------
+    // Keys
+
+    fn key_generate(&self, a: KeyGenerateArgs) -> Result<i32> {
+        RoleName::parse(&format!("targets/{}", a.name))
+            .map_err(|_| anyhow!("invalid signer name {:?}: use a-z, 0-9, - and _", a.name))?;
+        if self.records()?.iter().any(|r| r.name == a.name) {
+            bail!(
+                "a signer key named {:?} exists already ({})",
+                a.name,
+                self.signers_dir().display()
+            );
+        }
+        let (key_id, public, record) = match &a.token {
+            None => {
+                let passphrase = self.passphrase("DELEGATION", true)?;
+                let (info, _) = self
+                    .store
+                    .generate(KeyType::Ecdsa, &a.name, "", &passphrase)
+                    .map_err(|e| anyhow!("{e}"))?;
+                let record = SignerRecord {
+                    name: a.name.clone(),
+                    key_id: info.key_id.clone(),
+                    source: "file".into(),
+                    module: None,
+                    token_label: None,
+                    pin_env: None,
+                };
+                (info.key_id, info.public, record)
+            }
+            Some(module_path) => {
+                let module = Pkcs11Module::open(module_path).map_err(|e| anyhow!("{e}"))?;
+                let pin = std::env::var(&a.pin_env)
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .map(TokenPin::new)
+                    .ok_or_else(|| anyhow!("set ${} to the token's user PIN", a.pin_env))?;
+                let selector = match &a.token_label {
+                    Some(l) => TokenSelector::Label(l.clone()),
+                    None => TokenSelector::Only,
+                };
+                let token = module.open_token(&selector, Some(&pin)).map_err(|e| anyhow!("{e}"))?;
+                let key = token.generate_p256_key(&a.name, None).map_err(|e| anyhow!("{e}"))?;
+                let record = SignerRecord {
+                    name: a.name.clone(),
+                    key_id: key.key_id.clone(),
+                    source: "pkcs11".into(),
+                    module: Some(module_path.canonicalize().unwrap_or_else(|_| module_path.clone())),
+                    token_label: Some(token.info().label.clone()),
+                    pin_env: Some(a.pin_env.clone()),
+                };
+                (key.key_id, key.public_key, record)
+            }
+        };
+        self.save_record(&record)?;
+        let pub_path = a.dir.join(format!("{}.pub", a.name));
+        std::fs::write(&pub_path, public_key_pem(&public, &a.name))
+            .with_context(|| format!("writing {}", pub_path.display()))?;
+        println!("Successfully generated key {key_id}");
+        println!("Public key written to {}", pub_path.display());
+        Ok(0)
+    }
+
+    fn key_list(&self, a: FormatArgs) -> Result<i32> {
+        let mut rows: Vec<Value> = Vec::new();
+        for info in self.store.list().map_err(|e| anyhow!("{e}"))? {
+            rows.push(json!({
+                "id": info.key_id,
+                "role": info.role,
+                "gun": info.gun,
+                "location": format!("file {}", self.store.dir().display()),
+            }));
+        }
+        for record in self.records()? {
+            if record.source == "pkcs11" {
+                rows.push(json!({
+                    "id": record.key_id,
+                    "role": record.name,
+                    "gun": "",
+                    "location": format!(
+                        "pkcs11 {} token {}",
+                        record.module.as_deref().unwrap_or(Path::new("?")).display(),
+                        record.token_label.as_deref().unwrap_or("?")
+                    ),
+                }));
+            }
+        }
+        if a.format == "json" {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+            return Ok(0);
+        }
+        let mut table_rows = vec![vec!["ROLE".into(), "GUN".into(), "KEY ID".into(), "LOCATION".into()]];
+        for r in &rows {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            table_rows.push(vec![s("role"), s("gun"), s("id"), s("location")]);
+        }
+        table(&table_rows);
+        Ok(0)
+    }
+
+    fn key_load(&self, a: KeyLoadArgs) -> Result<i32> {
+        let pem_bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+        let encrypted = String::from_utf8_lossy(&pem_bytes).contains("ENCRYPTED PRIVATE KEY");
+        let parsed_role = berth_notary::keystore::parse_private_key_pem(&pem_bytes, None)
+            .ok()
+            .and_then(|p| p.role);
+        let role = a.name.clone().or(parsed_role).unwrap_or_default();
+        if role.is_empty() {
+            bail!("{} has no role header: name the key with --name", a.file.display());
+        }
+        let pem_passphrase = if encrypted {
+            Some(match std::env::var("BERTH_TRUST_IMPORT_PASSPHRASE") {
+                Ok(p) if !p.is_empty() => Passphrase::new(p),
+                _ if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                    Passphrase::new(prompt_secret(&format!("Passphrase of {}: ", a.file.display()))?)
+                }
+                _ => bail!(
+                    "{} is encrypted: set BERTH_TRUST_IMPORT_PASSPHRASE or run on a terminal",
+                    a.file.display()
+                ),
+            })
+        } else {
+            None
+        };
+        let class = passphrase_class(&role);
+        let passphrase = self.passphrase(class, true)?;
+        let info = self
+            .store
+            .import_pem(&pem_bytes, pem_passphrase.as_ref(), Some(&role), None, &passphrase)
+            .map_err(|e| anyhow!("importing {}: {e}", a.file.display()))?;
+        if let Some(name) = &a.name {
+            if RoleName::parse(&format!("targets/{name}")).is_ok() && class == "DELEGATION" {
+                self.save_record(&SignerRecord {
+                    name: name.clone(),
+                    key_id: info.key_id.clone(),
+                    source: "file".into(),
+                    module: None,
+                    token_label: None,
+                    pin_env: None,
+                })?;
+            }
+        }
+        println!("Loaded key {} as {role}", info.key_id);
+        Ok(0)
+    }
+
+    async fn key_rotate(&self, a: KeyRotateArgs) -> Result<i32> {
+        let r = Reference::parse(&a.image).map_err(|e| anyhow!(e))?;
+        let target = self.gun_target(&r)?;
+        let repo = self
+            .load_trusted(&target)
+            .await?
+            .ok_or_else(|| anyhow!("no trust data for {}: sign an image first", target.gun))?;
+        let mut editor = self.editor_from(&repo)?;
+        let now = Utc::now();
+        let mut extra: Vec<Box<dyn Signer>> = Vec::new();
+        let new_id = match a.role.as_str() {
+            "targets" => {
+                if a.server_managed {
+                    bail!("the targets key cannot be server-managed");
+                }
+                let (info, signer) = self
+                    .store
+                    .generate(
+                        KeyType::Ecdsa,
+                        "targets",
+                        &target.gun,
+                        &self.passphrase("TARGETS", true)?,
+                    )
+                    .map_err(|e| anyhow!("{e}"))?;
+                editor
+                    .rotate_key(&RoleName::Targets, &[signer.public_key().clone()], 1)
+                    .map_err(|e| anyhow!("{e}"))?;
+                extra.push(Box::new(signer));
+                info.key_id
+            }
+            "snapshot" => {
+                let key = if a.server_managed {
+                    target.registry.trust_key(&target.gun, "snapshot", true).await?
+                } else {
+                    let (_, signer) = self
+                        .store
+                        .generate(
+                            KeyType::Ecdsa,
+                            "snapshot",
+                            &target.gun,
+                            &self.passphrase("SNAPSHOT", true)?,
+                        )
+                        .map_err(|e| anyhow!("{e}"))?;
+                    let key = signer.public_key().clone();
+                    extra.push(Box::new(signer));
+                    key
+                };
+                editor
+                    .rotate_key(&RoleName::Snapshot, std::slice::from_ref(&key), 1)
+                    .map_err(|e| anyhow!("{e}"))?;
+                key.id()
+            }
+            "timestamp" => {
+                let key = target.registry.trust_key(&target.gun, "timestamp", true).await?;
+                editor
+                    .rotate_key(&RoleName::Timestamp, std::slice::from_ref(&key), 1)
+                    .map_err(|e| anyhow!("{e}"))?;
+                key.id()
+            }
+            "root" => {
+                let (_, signer) = self
+                    .store
+                    .generate(KeyType::Ecdsa, "root", "", &self.passphrase("ROOT", true)?)
+                    .map_err(|e| anyhow!("{e}"))?;
+                let cert = crypto::create_root_certificate(&signer, &target.gun, now).map_err(|e| anyhow!("{e}"))?;
+                // The old root keys sign the new root too.
+                let old: Vec<PublicKey> = repo::root_role_keys(editor.root(), &RoleName::Root)
+                    .map_err(|e| anyhow!("{e}"))?
+                    .keys
+                    .into_values()
+                    .collect();
+                extra.extend(self.signers_for(old.iter())?);
+                editor
+                    .rotate_root(std::slice::from_ref(&cert), 1)
+                    .map_err(|e| anyhow!("{e}"))?;
+                extra.push(Box::new(signer));
+                cert.id()
+            }
+            other => bail!("cannot rotate {other:?}: use root, targets, snapshot or timestamp"),
+        };
+        let signers = self.publish_signers(&editor, extra)?;
+        self.publish_editor(&target, &mut editor, &signers).await?;
+        // The new root must verify from the cache's pinned one.
+        self.load_trusted(&target).await?;
+        println!(
+            "Successfully rotated the {} key of {}: new key {new_id}",
+            a.role, target.gun
+        );
+        Ok(0)
+    }
+
+    // -----------------------------------------------------------------------
+    // Signing
+
+    async fn sign(&self, a: SignArgs) -> Result<i32> {
+        let r = Reference::parse(&a.image).map_err(|e| anyhow!(e))?;
+        if r.digest.is_some() {
+            bail!("sign needs a tag, not a digest: {}", a.image);
+        }
+        let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+        let target = self.gun_target(&r)?;
+        let manifest = self.ensure_pushed(&r, &a.image, &target, &tag).await?;
+        let meta = FileMeta::from_bytes(&manifest.bytes);
+        eprintln!(
+            "Signing and pushing trust data for {}:{tag} ({})",
+            target.gun, manifest.digest
+        );
+        let now = Utc::now();
+        match self.load_trusted(&target).await? {
+            None => {
+                if let Some(signer) = &a.signer {
+                    bail!(
+                        "{signer} is not a signer of {}: add it first with `berth trust signer add {signer} {} --key {signer}.pub`",
+                        target.gun,
+                        target.gun
+                    );
+                }
+                let (mut editor, extra) = self.new_repo(&target, now).await?;
+                editor
+                    .add_target(&RoleName::Targets, &tag, meta, now)
+                    .map_err(|e| anyhow!("{e}"))?;
+                let signers = self.publish_signers(&editor, extra)?;
+                self.publish_editor(&target, &mut editor, &signers).await?;
+            }
+            Some(repo) => {
+                let roles = self.roles_to_sign(&repo, a.signer.as_deref())?;
+                let change = Change::Add(tag.clone(), meta);
+                let done = self
+                    .update_targets(&target, &repo, &roles, &change, &manifest, &tag)
+                    .await?;
+                if !done {
+                    return Ok(0);
+                }
+            }
+        }
+        self.attach_trust_data(&target, &tag, &manifest).await?;
+        println!("Successfully signed {}:{tag}", target.gun);
+        Ok(0)
+    }
+
+    /// Makes sure the registry has the image as tagged here (pushing it
+    /// through the daemon when it differs or is missing) and returns the
+    /// registry's manifest.
+    async fn ensure_pushed(&self, r: &Reference, image: &str, target: &GunTarget, tag: &str) -> Result<Manifest> {
+        let local = self
+            .daemon
+            .get::<Image>(&format!("/v1/images/inspect?ref={}", enc(image)))
+            .await
+            .ok();
+        let remote = target.registry.manifest(&r.repository, tag).await?;
+        match (&local, &remote) {
+            (Some(l), Some(m)) if l.manifest_digest == m.digest => {}
+            (Some(_), _) => {
+                eprintln!("Pushing {image}");
+                daemon_stream(self.daemon, &format!("/v1/images/push?ref={}", enc(image)), "pushing").await?;
+            }
+            (None, Some(_)) => {}
+            (None, None) => bail!(
+                "image {image} is neither on this node nor in registry {}",
+                target.registry.host
+            ),
+        }
+        let manifest = match remote {
+            Some(m) if local.as_ref().is_none_or(|l| l.manifest_digest == m.digest) => m,
+            _ => target.registry.manifest(&r.repository, tag).await?.ok_or_else(|| {
+                anyhow!(
+                    "registry {} has no {}:{tag} after the push",
+                    target.registry.host,
+                    r.repository
+                )
+            })?,
+        };
+        if let Some(l) = &local {
+            if l.manifest_digest != manifest.digest {
+                bail!(
+                    "registry {} holds {} for {image}, not {}",
+                    target.registry.host,
+                    manifest.digest,
+                    l.manifest_digest
+                );
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// The roles `sign` writes to: `targets/<signer>` (and `targets/releases`
+    /// when this client holds one of its keys), or `targets` itself.
+    fn roles_to_sign(&self, repo: &TrustedRepo, signer: Option<&str>) -> Result<Vec<RoleName>> {
+        let top = repo
+            .targets(&RoleName::Targets)
+            .ok_or_else(|| anyhow!("{} has no targets", repo.gun()))?;
+        let delegations = &top.signed().delegations;
+        let delegation_keys = |name: &str| -> Vec<PublicKey> {
+            delegations
+                .roles
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| {
+                    r.keyids
+                        .iter()
+                        .filter_map(|id| delegations.keys.get(id))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let releases = "targets/releases";
+        match signer {
+            Some(name) => {
+                let role = format!("targets/{name}");
+                if !delegations.roles.iter().any(|r| r.name == role) {
+                    bail!(
+                        "{name} is not a signer of {}: add it with `berth trust signer add {name} {} --key {name}.pub`",
+                        repo.gun(),
+                        repo.gun()
+                    );
+                }
+                let mine = delegation_keys(&role);
+                if !mine.iter().any(|k| self.holds(k)) {
+                    bail!("this client holds no key of signer {name} (see `berth trust key list`)");
+                }
+                let mut roles = vec![RoleName::Delegation(role.clone())];
+                if role != releases && delegation_keys(releases).iter().any(|k| self.holds(k)) {
+                    roles.push(RoleName::Delegation(releases.into()));
+                }
+                Ok(roles)
+            }
+            None => {
+                let keys =
+                    repo::root_role_keys(repo.root().signed(), &RoleName::Targets).map_err(|e| anyhow!("{e}"))?;
+                if keys.keys.values().any(|k| self.holds(k)) {
+                    return Ok(vec![RoleName::Targets]);
+                }
+                if delegation_keys(releases).iter().any(|k| self.holds(k)) {
+                    return Ok(vec![RoleName::Delegation(releases.into())]);
+                }
+                bail!(
+                    "this client holds neither the targets key of {} nor a signer key: pass --signer",
+                    repo.gun()
+                )
+            }
+        }
+    }
+
+    /// Keys of a targets role: from root, a verified delegation, or the
+    /// parent's delegation entry for a role without metadata yet.
+    fn role_keys(repo: &TrustedRepo, role: &RoleName) -> Result<RoleKeys> {
+        if let Some((_, keys)) = repo.roles().find(|(r, _)| *r == role) {
+            return Ok(keys.clone());
+        }
+        match role.parent() {
+            None => repo::root_role_keys(repo.root().signed(), role).map_err(|e| anyhow!("{e}")),
+            Some(parent) => {
+                let parent_keys = Ctx::role_keys(repo, &parent)?;
+                let parent_meta = repo
+                    .targets(&parent)
+                    .ok_or_else(|| anyhow!("{parent} of {} is not trusted", repo.gun()))?;
+                repo::delegation_role_keys(parent_meta.signed(), &parent_keys, role).map_err(|e| anyhow!("{e}"))
+            }
+        }
+    }
+
+    /// Applies `change` to each of `roles` and publishes the roles whose
+    /// threshold is met; a role short of signatures is attached to the image
+    /// as pending for the next key holder. `true` when everything was
+    /// published.
+    async fn update_targets(
+        &self,
+        target: &GunTarget,
+        repo: &TrustedRepo,
+        roles: &[RoleName],
+        change: &Change,
+        subject: &Manifest,
+        tag: &str,
+    ) -> Result<bool> {
+        let now = Utc::now();
+        let pending_docs = target
+            .registry
+            .attached(&target.repository, &subject.digest, PENDING_ARTIFACT)
+            .await
+            .unwrap_or_default();
+        let mut complete: Vec<(RoleName, Vec<u8>)> = Vec::new();
+        let mut partial: Vec<(RoleName, Vec<u8>, usize, i64)> = Vec::new();
+        let mut adopted: Vec<String> = Vec::new();
+        for role in roles {
+            let keys = Ctx::role_keys(repo, role)?;
+            if let Change::Add(name, _) = change {
+                if !keys.allows_target(name) {
+                    bail!("{role} may not sign {name:?} (outside its paths)");
+                }
+            }
+            let current = repo.targets(role).map(|s| s.signed().clone());
+            let next_version = current.as_ref().map(|t| t.version).unwrap_or(0) + 1;
+            let mut content = current.unwrap_or_else(|| Targets::new(now));
+            change.apply(&mut content);
+            content.version = next_version;
+            content.expires = builder::default_expires(role, now);
+            // A pending signature of the same change, made by another key holder.
+            let mut signed: Option<Signed<Targets>> = None;
+            for (digest, annotations, doc) in &pending_docs {
+                let Some(staged) = pending_file(annotations, doc, &target.gun, role) else {
+                    continue;
+                };
+                let s = staged.signed();
+                if s.version == next_version && s.targets == content.targets && s.delegations == content.delegations {
+                    let mut staged = staged;
+                    staged.retain_signatures(|id| keys.keys.contains_key(id));
+                    signed = Some(staged);
+                    adopted.push(digest.clone());
+                    break;
+                }
+            }
+            let mut signed = match signed {
+                Some(s) => s,
+                None => Signed::new(content).map_err(|e| anyhow!("{e}"))?,
+            };
+            let signers = self.signers_for(keys.keys.values())?;
+            if signers.is_empty() {
+                bail!("this client holds no key of {role} of {}", target.gun);
+            }
+            let refs: Vec<&dyn Signer> = signers.iter().map(|s| s.as_ref()).collect();
+            signed.sign(&refs).map_err(|e| anyhow!("signing {role}: {e}"))?;
+            let valid = valid_signatures(&signed, &keys);
+            if valid >= usize::try_from(keys.threshold).unwrap_or(usize::MAX) {
+                complete.push((role.clone(), signed.to_bytes()));
+            } else {
+                partial.push((role.clone(), signed.to_bytes(), valid, keys.threshold));
+            }
+        }
+        if !complete.is_empty() {
+            let mut files = complete.clone();
+            if let Some(snapshot) = self.client_snapshot(repo, &complete, now)? {
+                files.push((RoleName::Snapshot, snapshot));
+            }
+            target.registry.trust_publish(&target.gun, &files).await?;
+        }
+        for digest in &adopted {
+            target.registry.delete_manifest(&target.repository, digest).await?;
+        }
+        let subject_descriptor =
+            json!({"mediaType": subject.media_type, "digest": subject.digest, "size": subject.bytes.len()});
+        for (role, bytes, valid, threshold) in &partial {
+            let doc = serde_json::to_vec(&json!({
+                "gun": target.gun,
+                "role": role.as_str(),
+                "file": base64::engine::general_purpose::STANDARD.encode(bytes),
+            }))?;
+            let annotations = json!({
+                "org.opencontainers.image.created": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "vnd.berth.trust.gun": target.gun,
+                "vnd.berth.trust.role": role.as_str(),
+                "vnd.berth.trust.tag": tag,
+            });
+            target
+                .registry
+                .attach(
+                    &target.repository,
+                    &subject_descriptor,
+                    PENDING_ARTIFACT,
+                    &doc,
+                    annotations,
+                )
+                .await?;
+            eprintln!(
+                "{role} of {} has {valid} of the {threshold} signatures it needs: the signature is attached to {} as pending; \
+                 the tag is not signed until another key holder of {role} runs `berth trust sign` for it",
+                target.gun, subject.digest
+            );
+        }
+        Ok(partial.is_empty())
+    }
+
+    /// A new snapshot for `changed` when this client holds the snapshot key
+    /// (otherwise the trust server makes it).
+    fn client_snapshot(
+        &self,
+        repo: &TrustedRepo,
+        changed: &[(RoleName, Vec<u8>)],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<u8>>> {
+        let keys = repo::root_role_keys(repo.root().signed(), &RoleName::Snapshot).map_err(|e| anyhow!("{e}"))?;
+        if !keys.keys.values().any(|k| self.holds(k)) {
+            return Ok(None);
+        }
+        let signers = self.signers_for(keys.keys.values())?;
+        let refs: Vec<&dyn Signer> = signers.iter().map(|s| s.as_ref()).collect();
+        let mut snapshot: Snapshot = repo.snapshot().signed().clone();
+        for (role, bytes) in changed {
+            snapshot.meta.insert(role.to_string(), FileMeta::from_bytes(bytes));
+        }
+        snapshot.version += 1;
+        snapshot.expires = builder::default_expires(&RoleName::Snapshot, now);
+        let signed = builder::sign_metadata(snapshot, &keys, &refs).map_err(|e| anyhow!("{e}"))?;
+        Ok(Some(signed.to_bytes()))
+    }
+
+    /// Attaches the signed metadata that vouches for `tag` to the image, and
+    /// drops older trust referrers of the same tag.
+    async fn attach_trust_data(&self, target: &GunTarget, tag: &str, manifest: &Manifest) -> Result<()> {
+        let Some(repo) = self.load_trusted(target).await? else {
+            return Ok(());
+        };
+        let files: BTreeMap<String, String> = repo
+            .files()
+            .iter()
+            .map(|(role, bytes)| {
+                (
+                    role.to_string(),
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                )
+            })
+            .collect();
+        let doc =
+            serde_json::to_vec(&json!({"gun": target.gun, "tag": tag, "digest": manifest.digest, "files": files}))?;
+        let old = target
+            .registry
+            .referrers(&target.repository, &manifest.digest, TRUST_ARTIFACT)
+            .await?;
+        let subject =
+            json!({"mediaType": manifest.media_type, "digest": manifest.digest, "size": manifest.bytes.len()});
+        let annotations = json!({
+            "org.opencontainers.image.created": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "vnd.berth.trust.gun": target.gun,
+            "vnd.berth.trust.tag": tag,
+        });
+        let new = target
+            .registry
+            .attach(&target.repository, &subject, TRUST_ARTIFACT, &doc, annotations)
+            .await?;
+        for descriptor in old {
+            let same_tag = descriptor
+                .pointer("/annotations/vnd.berth.trust.gun")
+                .and_then(Value::as_str)
+                == Some(target.gun.as_str())
+                && descriptor
+                    .pointer("/annotations/vnd.berth.trust.tag")
+                    .and_then(Value::as_str)
+                    == Some(tag);
+            let digest = descriptor.get("digest").and_then(Value::as_str).unwrap_or_default();
+            if same_tag && digest != new {
+                target.registry.delete_manifest(&target.repository, digest).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoke(&self, a: RevokeArgs) -> Result<i32> {
+        let r = Reference::parse(&a.image).map_err(|e| anyhow!(e))?;
+        let tag = r
+            .tag
+            .clone()
+            .ok_or_else(|| anyhow!("revoke needs a tag: {}", a.image))?;
+        let target = self.gun_target(&r)?;
+        let repo = self
+            .load_trusted(&target)
+            .await?
+            .ok_or_else(|| anyhow!("no trust data for {}", target.gun))?;
+        let listing: Vec<(RoleName, FileMeta)> = repo
+            .list_targets()
+            .into_iter()
+            .filter(|(_, name, _)| *name == tag)
+            .map(|(role, _, meta)| (role, meta))
+            .collect();
+        let Some((_, meta)) = listing.first().cloned() else {
+            bail!("no signed tag {tag:?} in {}", target.gun);
+        };
+        let mut roles = Vec::new();
+        for (role, _) in &listing {
+            let keys = Ctx::role_keys(&repo, role)?;
+            if keys.keys.values().any(|k| self.holds(k)) {
+                roles.push(role.clone());
+            }
+        }
+        if roles.is_empty() {
+            bail!(
+                "tag {tag:?} of {} is signed by {} and this client holds none of their keys",
+                target.gun,
+                listing
+                    .iter()
+                    .map(|(r, _)| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let hex = meta.sha256_hex().unwrap_or_default();
+        let subject = match target
+            .registry
+            .manifest(&target.repository, &format!("sha256:{hex}"))
+            .await?
+        {
+            Some(m) => m,
+            None => Manifest {
+                digest: format!("sha256:{hex}"),
+                media_type: OCI_MANIFEST.into(),
+                bytes: Vec::new(),
+            },
+        };
+        let done = self
+            .update_targets(&target, &repo, &roles, &Change::Remove(tag.clone()), &subject, &tag)
+            .await?;
+        if done {
+            // Referrers vouching for the revoked tag would otherwise outlive it.
+            for descriptor in target
+                .registry
+                .referrers(&target.repository, &subject.digest, TRUST_ARTIFACT)
+                .await?
+            {
+                if descriptor
+                    .pointer("/annotations/vnd.berth.trust.tag")
+                    .and_then(Value::as_str)
+                    == Some(tag.as_str())
+                {
+                    let digest = descriptor.get("digest").and_then(Value::as_str).unwrap_or_default();
+                    target.registry.delete_manifest(&target.repository, digest).await?;
+                }
+            }
+            println!("Successfully revoked {}:{tag}", target.gun);
+        }
+        Ok(0)
+    }
+
+    async fn signer_add(&self, a: SignerAddArgs) -> Result<i32> {
+        let role = signer_role(&a.name)?;
+        let r = Reference::parse(&a.repository).map_err(|e| anyhow!(e))?;
+        let target = self.gun_target(&r)?;
+        let mut keys = Vec::new();
+        for path in &a.keys {
+            keys.push(read_public_key(path)?);
+        }
+        let now = Utc::now();
+        let (mut editor, extra) = match self.load_trusted(&target).await? {
+            Some(repo) => (self.editor_from(&repo)?, Vec::new()),
+            None => self.new_repo(&target, now).await?,
+        };
+        editor
+            .add_delegation(&role, &keys, a.threshold, &["".to_string()], now)
+            .map_err(|e| anyhow!("{e}"))?;
+        let releases = RoleName::Delegation("targets/releases".into());
+        let has_releases = editor
+            .targets(&RoleName::Targets)
+            .is_some_and(|t| t.delegations.roles.iter().any(|d| d.name == releases.as_str()));
+        if !has_releases {
+            // Docker's convention: the first signer also signs targets/releases.
+            editor
+                .add_delegation(&releases, &keys, a.threshold, &["".to_string()], now)
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+        let signers = self.publish_signers(&editor, extra)?;
+        self.publish_editor(&target, &mut editor, &signers).await?;
+        println!(
+            "Added signer {} to {} ({} key(s), threshold {}){}",
+            a.name,
+            target.gun,
+            keys.len(),
+            a.threshold,
+            if has_releases {
+                ""
+            } else {
+                "; it also signs targets/releases"
+            }
+        );
+        Ok(0)
+    }
+
+    async fn signer_remove(&self, a: SignerRemoveArgs) -> Result<i32> {
+        let role = signer_role(&a.name)?;
+        let r = Reference::parse(&a.repository).map_err(|e| anyhow!(e))?;
+        let target = self.gun_target(&r)?;
+        let repo = self
+            .load_trusted(&target)
+            .await?
+            .ok_or_else(|| anyhow!("no trust data for {}", target.gun))?;
+        let mut editor = self.editor_from(&repo)?;
+        let top = editor
+            .targets(&RoleName::Targets)
+            .cloned()
+            .ok_or_else(|| anyhow!("{} has no targets", target.gun))?;
+        let Some(entry) = top.delegations.roles.iter().find(|d| d.name == role.as_str()).cloned() else {
+            bail!("{} is not a signer of {}", a.name, target.gun);
+        };
+        editor.remove_delegation(&role).map_err(|e| anyhow!("{e}"))?;
+        // Its keys no longer sign targets/releases either.
+        if let Some(releases) = top.delegations.roles.iter().find(|d| d.name == "targets/releases") {
+            let releases_role = RoleName::Delegation(releases.name.clone());
+            let remaining: Vec<PublicKey> = releases
+                .keyids
+                .iter()
+                .filter(|id| !entry.keyids.contains(id))
+                .filter_map(|id| top.delegations.keys.get(id))
+                .cloned()
+                .collect();
+            if remaining.len() != releases.keyids.len() {
+                if remaining.is_empty() {
+                    editor.remove_delegation(&releases_role).map_err(|e| anyhow!("{e}"))?;
+                } else {
+                    let threshold = releases.threshold.min(remaining.len() as i64);
+                    editor
+                        .add_delegation(&releases_role, &remaining, threshold, &releases.paths, Utc::now())
+                        .map_err(|e| anyhow!("{e}"))?;
+                }
+            }
+        }
+        let signers = self.publish_signers(&editor, Vec::new())?;
+        self.publish_editor(&target, &mut editor, &signers).await?;
+        println!("Removed signer {} from {}", a.name, target.gun);
+        Ok(0)
+    }
+
+    // -----------------------------------------------------------------------
+    // Inspect
+
+    async fn inspect(&self, a: InspectArgs) -> Result<i32> {
+        let r = Reference::parse(&a.image).map_err(|e| anyhow!(e))?;
+        let target = self.gun_target(&r)?;
+        let tag_filter = if a.image.contains('@') || !has_explicit_tag(&a.image) {
+            None
+        } else {
+            r.tag.clone()
+        };
+        let mut pins = a.root_keys.clone();
+        pins.extend(env_root_keys());
+        let view = if a.from_referrers || r.digest.is_some() {
+            let reference = r
+                .digest
+                .clone()
+                .or_else(|| r.tag.clone())
+                .unwrap_or_else(|| "latest".into());
+            self.view_from_referrers(&target, &reference, &pins).await?
+        } else {
+            match self.load_trusted(&target).await? {
+                Some(repo) => View::from_trusted(&repo),
+                None => {
+                    let reference = r.tag.clone().unwrap_or_else(|| "latest".into());
+                    self.view_from_referrers(&target, &reference, &pins)
+                        .await
+                        .map_err(|e| anyhow!("no trust data for {} on its trust server, and {e:#}", target.gun))?
+                }
+            }
+        };
+        let described = view.describe(tag_filter.as_deref());
+        if let Some(tag) = &tag_filter {
+            if described["SignedTags"].as_array().is_none_or(|t| t.is_empty()) {
+                bail!("no signed tag {tag:?} in {}{}", view.gun, view.invalid_note());
+            }
+        }
+        if a.format == "json" {
+            println!("{}", serde_json::to_string_pretty(&json!([described]))?);
+        } else {
+            print_view(&described);
+        }
+        Ok(0)
+    }
+
+    /// Verifies the trust metadata attached to the manifest `reference`
+    /// names (a tag or a digest) against pinned root keys: `pins`, else the
+    /// root this client pinned for the original GUN.
+    async fn view_from_referrers(&self, target: &GunTarget, reference: &str, pins: &[String]) -> Result<View> {
+        let manifest = target
+            .registry
+            .manifest(&target.repository, reference)
+            .await?
+            .ok_or_else(|| {
+                anyhow!(
+                    "registry {} has no {}:{reference}",
+                    target.registry.host,
+                    target.repository
+                )
+            })?;
+        let docs = target
+            .registry
+            .attached(&target.repository, &manifest.digest, TRUST_ARTIFACT)
+            .await?;
+        if docs.is_empty() {
+            bail!(
+                "no trust data is attached to {} in {}",
+                manifest.digest,
+                target.registry.host
+            );
+        }
+        let mut errors = Vec::new();
+        let mut views: Vec<View> = Vec::new();
+        for (_, _, doc) in docs {
+            match self.verify_referrer(&doc, &manifest, pins) {
+                Ok(view) => views.push(view),
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+        let mut view = match views.pop() {
+            Some(v) => v,
+            None => bail!("the attached trust data does not verify: {}", errors.join("; ")),
+        };
+        for other in views {
+            view.merge(other);
+        }
+        Ok(view)
+    }
+
+    fn verify_referrer(&self, doc: &[u8], manifest: &Manifest, pins: &[String]) -> Result<View> {
+        #[derive(Deserialize)]
+        struct Doc {
+            gun: String,
+            files: BTreeMap<String, String>,
+        }
+        let doc: Doc = serde_json::from_slice(doc).context("the attached trust document is malformed")?;
+        let decode = |role: &str| -> Result<Vec<u8>> {
+            let text = doc
+                .files
+                .get(role)
+                .ok_or_else(|| anyhow!("the attached trust document has no {role}"))?;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| anyhow!("{role} is not base64: {e}"))
+        };
+        let now = Utc::now();
+        let mut pinned: Vec<String> = pins.to_vec();
+        if pinned.is_empty() {
+            // The root this client trusted for the original GUN.
+            let cached = self.cache_dir(&doc.gun).join("root.json");
+            if let Ok(bytes) = std::fs::read(&cached) {
+                if let Ok(root) = Signed::<Root>::from_bytes(&RoleName::Root, &bytes) {
+                    pinned = root
+                        .signed()
+                        .roles
+                        .get("root")
+                        .map(|r| r.keyids.clone())
+                        .unwrap_or_default();
+                }
+            }
+        }
+        if pinned.is_empty() {
+            bail!(
+                "no root key is pinned for {}: pass --root-key ID (or BERTH_TRUST_ROOT_KEY) with a root key id `berth trust inspect` shows for it",
+                doc.gun
+            );
+        }
+        let root_bytes = decode("root")?;
+        let root = Signed::<Root>::from_bytes(&RoleName::Root, &root_bytes).map_err(|e| anyhow!("{e}"))?;
+        // A pin may name a root certificate key or the bare key inside it.
+        for (id, key) in &root.signed().keys {
+            if key.canonical_id().is_ok_and(|c| pinned.contains(&c)) && !pinned.contains(id) {
+                pinned.push(id.clone());
+            }
+        }
+        let pinning = TrustPinning {
+            key_ids: pinned,
+            ca_pem: None,
+            disable_tofu: true,
+        };
+        repo::validate_root(None, &root, &doc.gun, Some(now), &pinning).map_err(|e| anyhow!("{e}"))?;
+        repo::check_expiry(&RoleName::Root, root.signed(), now).map_err(|e| anyhow!("{e}"))?;
+        let mut view = View {
+            gun: doc.gun.clone(),
+            source: "referrer",
+            root: root.signed().clone(),
+            roles: Vec::new(),
+            invalid: Vec::new(),
+        };
+        let mut roles: Vec<RoleName> = doc
+            .files
+            .keys()
+            .filter_map(|r| RoleName::parse(r).ok())
+            .filter(|r| r.is_targets_like())
+            .collect();
+        roles.sort_by(|a, b| a.depth().cmp(&b.depth()).then_with(|| a.cmp(b)));
+        let mut verified: BTreeMap<RoleName, (Targets, RoleKeys)> = BTreeMap::new();
+        for role in roles {
+            let bytes = decode(role.as_str())?;
+            let checked = (|| -> Result<(Targets, RoleKeys)> {
+                let keys = match role.parent() {
+                    None => repo::root_role_keys(root.signed(), &role).map_err(|e| anyhow!("{e}"))?,
+                    Some(parent) => {
+                        let (parent_meta, parent_keys) = verified
+                            .get(&parent)
+                            .ok_or_else(|| anyhow!("{parent} is not trusted"))?;
+                        repo::delegation_role_keys(parent_meta, parent_keys, &role).map_err(|e| anyhow!("{e}"))?
+                    }
+                };
+                let signed = Signed::<Targets>::from_bytes(&role, &bytes).map_err(|e| anyhow!("{e}"))?;
+                repo::check_targets_structure(&role, signed.signed()).map_err(|e| anyhow!("{e}"))?;
+                repo::verify_signatures(&signed, &keys).map_err(|e| anyhow!("{e}"))?;
+                repo::check_expiry(&role, signed.signed(), now).map_err(|e| anyhow!("{e}"))?;
+                Ok((signed.into_signed(), keys))
+            })();
+            match checked {
+                Ok(v) => {
+                    verified.insert(role, v);
+                }
+                Err(e) if role == RoleName::Targets => return Err(e),
+                Err(e) => view.invalid.push((role, format!("{e:#}"))),
+            }
+        }
+        for (role, (targets, keys)) in verified {
+            view.roles.push((role, keys, targets));
+        }
+        // Only what vouches for this manifest counts.
+        let hex = manifest.digest.trim_start_matches("sha256:").to_string();
+        let length = manifest.bytes.len() as i64;
+        for (_, _, targets) in &mut view.roles {
+            targets
+                .targets
+                .retain(|_, meta| meta.sha256_hex().as_deref() == Some(hex.as_str()) && meta.length == length);
+        }
+        Ok(view)
+    }
+}
+
+/// What `sign` or `revoke` does to a targets role.
+enum Change {
+    Add(String, FileMeta),
+    Remove(String),
+}
+
+impl Change {
+    fn apply(&self, targets: &mut Targets) {
+        match self {
+            Change::Add(name, meta) => {
+                targets.targets.insert(name.clone(), meta.clone());
+            }
+            Change::Remove(name) => {
+                targets.targets.remove(name);
+            }
+        }
+    }
+}
+
+/// A pending signature document's metadata file for `role` of `gun`.
+fn pending_file(annotations: &Value, doc: &[u8], gun: &str, role: &RoleName) -> Option<Signed<Targets>> {
+    if annotations.get("vnd.berth.trust.gun").and_then(Value::as_str) != Some(gun)
+        || annotations.get("vnd.berth.trust.role").and_then(Value::as_str) != Some(role.as_str())
+    {
+        return None;
+    }
+    let doc: Value = serde_json::from_slice(doc).ok()?;
+    let file = base64::engine::general_purpose::STANDARD
+        .decode(doc.get("file")?.as_str()?)
+        .ok()?;
+    Signed::<Targets>::from_bytes(role, &file).ok()
+}
+
+/// Distinct keys of the role with a valid signature.
+fn valid_signatures(signed: &Signed<Targets>, keys: &RoleKeys) -> usize {
+    signed
+        .signatures()
+        .iter()
+        .filter(|sig| {
+            let Some(key) = keys.keys.get(&sig.keyid) else {
+                return false;
+            };
+            let Some(method) = SigMethod::from_wire(&sig.method) else {
+                return false;
+            };
+            crypto::verify_signature(key, method, signed.canonical_bytes(), &sig.sig).is_ok()
+        })
+        .map(|sig| sig.keyid.clone())
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+fn signer_role(name: &str) -> Result<RoleName> {
+    if name == "releases" {
+        bail!("releases is managed by berth: name the signer after a person or team");
+    }
+    RoleName::parse(&format!("targets/{name}"))
+        .map_err(|_| anyhow!("invalid signer name {name:?}: use a-z, 0-9, - and _"))
+}
+
+fn has_explicit_tag(image: &str) -> bool {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.contains(':')
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// `NAME.pub`: the public key as PEM (`PUBLIC KEY`, SubjectPublicKeyInfo),
+/// or the certificate for `-x509` keys.
+fn public_key_pem(key: &PublicKey, name: &str) -> String {
+    if key.keytype.is_x509() {
+        return String::from_utf8_lossy(&key.public).into_owned();
+    }
+    let mut block = pem::Pem::new("PUBLIC KEY", key.public.clone());
+    let _ = block.headers_mut().add("role", name);
+    pem::encode_config(&block, pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
+}
+
+/// A signer's public key from a PEM file: `PUBLIC KEY` (ECDSA P-256) or
+/// `CERTIFICATE` (`ecdsa-x509`).
+fn read_public_key(path: &Path) -> Result<PublicKey> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let block = pem::parse(&bytes).map_err(|e| anyhow!("{}: not PEM: {e}", path.display()))?;
+    let key = match block.tag() {
+        "PUBLIC KEY" => PublicKey::new(KeyType::Ecdsa, block.contents().to_vec()),
+        "CERTIFICATE" => {
+            let text = pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", block.contents().to_vec()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            );
+            PublicKey::new(KeyType::EcdsaX509, text.into_bytes())
+        }
+        other => bail!(
+            "{}: a {other:?} block is not a public key or certificate",
+            path.display()
+        ),
+    };
+    // A key that cannot verify anything is refused now, not when it signs.
+    match key.keytype {
+        KeyType::Ecdsa => {
+            // Parsing is the first thing verification does: a malformed key says so.
+            if let Err(e @ crypto::CryptoError::MalformedKey { .. }) =
+                crypto::verify_signature(&key, SigMethod::Ecdsa, b"", &[0u8; 64])
+            {
+                bail!("{}: not an ECDSA P-256 public key: {e}", path.display());
+            }
+        }
+        _ => {
+            crypto::key_certificate(&key).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(key)
+}
+
+// ---------------------------------------------------------------------------
+// Showing trust data
+
+/// Verified trust data of one GUN, from its trust server or a referrer.
+struct View {
+    gun: String,
+    source: &'static str,
+    root: Root,
+    roles: Vec<(RoleName, RoleKeys, Targets)>,
+    invalid: Vec<(RoleName, String)>,
+}
+
+impl View {
+    fn from_trusted(repo: &TrustedRepo) -> View {
+        let roles = repo
+            .roles()
+            .filter_map(|(role, keys)| {
+                repo.targets(role)
+                    .map(|t| (role.clone(), keys.clone(), t.signed().clone()))
+            })
+            .collect();
+        View {
+            gun: repo.gun().to_string(),
+            source: "trust server",
+            root: repo.root().signed().clone(),
+            roles,
+            invalid: repo
+                .invalid_roles()
+                .iter()
+                .map(|(r, e)| (r.clone(), e.to_string()))
+                .collect(),
+        }
+    }
+
+    fn merge(&mut self, other: View) {
+        for (role, keys, targets) in other.roles {
+            match self.roles.iter_mut().find(|(r, _, _)| *r == role) {
+                Some((_, _, mine)) => mine.targets.extend(targets.targets),
+                None => self.roles.push((role, keys, targets)),
+            }
+        }
+        self.invalid.extend(other.invalid);
+    }
+
+    /// `tag` as content trust resolves it: `targets/releases` first, then
+    /// `targets`, then other signers.
+    fn resolve(&self, tag: &str) -> Option<(FileMeta, RoleName)> {
+        let rank = |r: &RoleName| match r.as_str() {
+            "targets/releases" => 0,
+            "targets" => 1,
+            _ => 2,
+        };
+        let mut roles: Vec<&(RoleName, RoleKeys, Targets)> = self.roles.iter().collect();
+        roles.sort_by_key(|(r, _, _)| (rank(r), r.depth()));
+        roles.into_iter().find_map(|(role, keys, targets)| {
+            targets
+                .targets
+                .get(tag)
+                .filter(|_| keys.allows_target(tag))
+                .map(|m| (m.clone(), role.clone()))
+        })
+    }
+
+    fn invalid_note(&self) -> String {
+        if self.invalid.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = self
+            .invalid
+            .iter()
+            .map(|(r, e)| format!("{r} is not trusted: {e}"))
+            .collect();
+        format!(" ({})", parts.join("; "))
+    }
+
+    /// Docker's `trust inspect` shape, plus thresholds and untrusted roles.
+    fn describe(&self, tag: Option<&str>) -> Value {
+        let signer_name = |role: &RoleName| match role {
+            RoleName::Targets => "Repo Admin".to_string(),
+            other => other.as_str().trim_start_matches("targets/").to_string(),
+        };
+        let mut tags: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for (role, keys, targets) in &self.roles {
+            for (name, meta) in &targets.targets {
+                if tag.is_some_and(|t| t != name) || !keys.allows_target(name) {
+                    continue;
+                }
+                let entry = tags
+                    .entry((name.clone(), meta.sha256_hex().unwrap_or_default()))
+                    .or_default();
+                if role.as_str() != "targets/releases" {
+                    entry.insert(signer_name(role));
+                }
+            }
+        }
+        let signed_tags: Vec<Value> = tags
+            .into_iter()
+            .map(|((name, digest), signers)| json!({"SignedTag": name, "Digest": digest, "Signers": signers}))
+            .collect();
+        let mut signers = Vec::new();
+        if let Some((_, _, top)) = self.roles.iter().find(|(r, _, _)| *r == RoleName::Targets) {
+            for d in &top.delegations.roles {
+                if d.name == "targets/releases" {
+                    continue;
+                }
+                signers.push(json!({
+                    "Name": d.name.trim_start_matches("targets/"),
+                    "Keys": d.keyids.iter().map(|id| json!({"ID": id})).collect::<Vec<_>>(),
+                    "Threshold": d.threshold,
+                }));
+            }
+        }
+        let role_keys = |role: &str| -> Vec<Value> {
+            self.root
+                .roles
+                .get(role)
+                .map(|r| r.keyids.iter().map(|id| json!({"ID": id})).collect())
+                .unwrap_or_default()
+        };
+        json!({
+            "Name": self.gun,
+            "VerifiedFrom": self.source,
+            "SignedTags": signed_tags,
+            "Signers": signers,
+            "AdministrativeKeys": [
+                {"Name": "Root", "Keys": role_keys("root")},
+                {"Name": "Repository", "Keys": role_keys("targets")},
+                {"Name": "Snapshot", "Keys": role_keys("snapshot")},
+                {"Name": "Timestamp", "Keys": role_keys("timestamp")},
+            ],
+            "UntrustedRoles": self.invalid.iter().map(|(r, e)| json!({"Role": r.as_str(), "Reason": e})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn print_view(v: &Value) {
+    let name = v["Name"].as_str().unwrap_or_default();
+    println!(
+        "Signatures for {name} (verified from its {})",
+        v["VerifiedFrom"].as_str().unwrap_or_default()
+    );
+    println!();
+    let mut rows = vec![vec!["SIGNED TAG".to_string(), "DIGEST".into(), "SIGNERS".into()]];
+    for t in v["SignedTags"].as_array().into_iter().flatten() {
+        let signers: Vec<&str> = t["Signers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        rows.push(vec![
+            t["SignedTag"].as_str().unwrap_or_default().to_string(),
+            t["Digest"].as_str().unwrap_or_default().to_string(),
+            signers.join(", "),
+        ]);
+    }
+    table(&rows);
+    let signers = v["Signers"].as_array().cloned().unwrap_or_default();
+    if !signers.is_empty() {
+        println!();
+        println!("List of signers and their keys for {name}:");
+        println!();
+        let mut rows = vec![vec!["SIGNER".to_string(), "KEYS".into(), "THRESHOLD".into()]];
+        for s in signers {
+            let keys: Vec<&str> = s["Keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k["ID"].as_str())
+                .map(short)
+                .collect();
+            rows.push(vec![
+                s["Name"].as_str().unwrap_or_default().to_string(),
+                keys.join(", "),
+                s["Threshold"].to_string(),
+            ]);
+        }
+        table(&rows);
+    }
+    println!();
+    println!("Administrative keys for {name}:");
+    println!();
+    for k in v["AdministrativeKeys"].as_array().into_iter().flatten() {
+        let ids: Vec<&str> = k["Keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k["ID"].as_str())
+            .collect();
+        println!("  {} Key:\t{}", k["Name"].as_str().unwrap_or_default(), ids.join(", "));
+    }
+    for u in v["UntrustedRoles"].as_array().into_iter().flatten() {
+        println!();
+        println!(
+            "Not trusted: {}: {}",
+            u["Role"].as_str().unwrap_or_default(),
+            u["Reason"].as_str().unwrap_or_default()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Policies
+
+async fn policy_set(client: &Client, a: PolicySetArgs) -> Result<i32> {
+    let body = json!({"signers": a.signers, "threshold": a.threshold});
+    let policy: Value = client
+        .json(
+            Method::PUT,
+            &format!("/v1/trust/policies/{}", enc(&a.pattern)),
+            json_body(&body)?,
+        )
+        .await?;
+    println!(
+        "Images of {} need signatures by {} of: {}",
+        policy["pattern"].as_str().unwrap_or_default(),
+        policy["threshold"],
+        a.signers.join(", ")
+    );
+    Ok(0)
+}
+
+async fn policy_ls(client: &Client, a: FormatArgs) -> Result<i32> {
+    let policies: Vec<Value> = client.get("/v1/trust/policies").await?;
+    if a.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&policies)?);
+        return Ok(0);
+    }
+    let mut rows = vec![vec![
+        "PATTERN".to_string(),
+        "SIGNERS".into(),
+        "THRESHOLD".into(),
+        "CREATED".into(),
+    ]];
+    for p in &policies {
+        let signers: Vec<&str> = p["signers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        rows.push(vec![
+            p["pattern"].as_str().unwrap_or_default().to_string(),
+            signers.join(", "),
+            p["threshold"].to_string(),
+            p["created"].as_str().unwrap_or_default().to_string(),
+        ]);
+    }
+    table(&rows);
+    Ok(0)
+}
+
+async fn policy_rm(client: &Client, a: PolicyRmArgs) -> Result<i32> {
+    client
+        .call(
+            Method::DELETE,
+            &format!("/v1/trust/policies/{}", enc(&a.pattern)),
+            empty(),
+        )
+        .await?;
+    println!("Removed the trust policy for {}", a.pattern);
+    Ok(0)
+}

@@ -1,0 +1,796 @@
+//! `berth trust` end to end against a real daemon and its own registry and
+//! trust server (`--insecure-listen` on loopback): signing and inspecting,
+//! `BERTH_CONTENT_TRUST=1` pull and run, signers with a threshold of two
+//! keys held by two clients, revocation, trust policies enforced when
+//! containers are created, a signer key generated on a real PKCS#11 token
+//! (SoftHSM2, Debian package `softhsm2`) with key rotation, and verification
+//! from the trust data attached as an OCI referrer after the repository is
+//! copied to another registry under another name.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{free_port, wait_for, Daemon};
+use serde_json::Value;
+
+/// A daemon whose registry listens on `127.0.0.1:<port>`.
+struct Registry {
+    daemon: Daemon,
+    host: String,
+    port: u16,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let daemon = Daemon::start_with_args(&["--insecure-listen", &host]);
+        wait_for("the registry listener", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Registry { daemon, host, port }
+    }
+
+    /// `127.0.0.1:<port>/<name>`.
+    fn image(&self, name: &str) -> String {
+        format!("{}/{name}", self.host)
+    }
+}
+
+/// One client's trust directory with its passphrases.
+struct Client {
+    dir: tempfile::TempDir,
+}
+
+impl Client {
+    fn new() -> Client {
+        Client {
+            dir: tempfile::Builder::new()
+                .prefix("berth-trust-")
+                .tempdir()
+                .expect("tempdir"),
+        }
+    }
+
+    fn cmd(&self, d: &Daemon, args: &[&str]) -> Command {
+        let mut c = d.cmd(args);
+        c.env("BERTH_TRUST_DIR", self.dir.path().join("trust"))
+            .env("BERTH_TRUST_ROOT_PASSPHRASE", "root passphrase")
+            .env("BERTH_TRUST_TARGETS_PASSPHRASE", "targets passphrase")
+            .env("BERTH_TRUST_SNAPSHOT_PASSPHRASE", "snapshot passphrase")
+            .env("BERTH_TRUST_DELEGATION_PASSPHRASE", "delegation passphrase")
+            .env_remove("BERTH_CONTENT_TRUST")
+            .env_remove("BERTH_TRUST_ROOT_KEY")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, d: &Daemon, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.cmd(d, args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run berth")
+    }
+
+    fn ok(&self, d: &Daemon, args: &[&str]) -> String {
+        self.ok_env(d, args, &[])
+    }
+
+    fn ok_env(&self, d: &Daemon, args: &[&str], env: &[(&str, &str)]) -> String {
+        let o = self.run(d, args, env);
+        assert!(
+            o.status.success(),
+            "berth {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    }
+
+    fn fails_env(&self, d: &Daemon, args: &[&str], env: &[(&str, &str)]) -> String {
+        let o = self.run(d, args, env);
+        assert!(
+            !o.status.success(),
+            "berth {args:?} should fail but printed {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    fn inspect(&self, d: &Daemon, image: &str) -> Value {
+        let out = self.run(d, &["trust", "inspect", image, "--format", "json"], &[]);
+        assert!(
+            out.status.success(),
+            "inspect {image}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("inspect json");
+        v[0].clone()
+    }
+
+    fn keys_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+const TRUSTED: &[(&str, &str)] = &[("BERTH_CONTENT_TRUST", "1")];
+
+fn manifest_digest(d: &Daemon, reference: &str) -> String {
+    let v: Value = serde_json::from_str(&d.ok(&["image", "inspect", reference])).expect("inspect json");
+    v[0]["manifest_digest"].as_str().expect("manifest_digest").to_string()
+}
+
+/// `SignedTags` as `(tag, digest, signers)`.
+fn signed_tags(inspect: &Value) -> Vec<(String, String, Vec<String>)> {
+    inspect["SignedTags"]
+        .as_array()
+        .expect("SignedTags")
+        .iter()
+        .map(|t| {
+            (
+                t["SignedTag"].as_str().unwrap_or_default().to_string(),
+                t["Digest"].as_str().unwrap_or_default().to_string(),
+                t["Signers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn root_key(inspect: &Value) -> String {
+    inspect["AdministrativeKeys"][0]["Keys"][0]["ID"]
+        .as_str()
+        .expect("root key")
+        .to_string()
+}
+
+#[test]
+fn sign_inspect_pull_and_revoke() {
+    let r = Registry::start();
+    let d = &r.daemon;
+    let alice = Client::new();
+    d.load_busybox();
+    let v1 = r.image("library/app:v1");
+    d.ok(&["tag", "busybox", &v1]);
+    let digest = manifest_digest(d, "busybox");
+
+    // The image is pushed as part of signing.
+    let out = alice.ok(d, &["trust", "sign", &v1]);
+    assert!(
+        out.contains("Pushing") && out.contains(&format!("Successfully signed {v1}")),
+        "{out}"
+    );
+    let inspect = alice.inspect(d, &r.image("library/app"));
+    assert_eq!(inspect["Name"], r.image("library/app"));
+    assert_eq!(inspect["VerifiedFrom"], "trust server");
+    assert_eq!(
+        signed_tags(&inspect),
+        vec![(
+            "v1".to_string(),
+            digest.trim_start_matches("sha256:").to_string(),
+            vec!["Repo Admin".to_string()]
+        )]
+    );
+    assert_eq!(root_key(&inspect).len(), 64);
+    let text = alice.ok(d, &["trust", "inspect", &v1]);
+    assert!(
+        text.contains("Administrative keys for") && text.contains("Root Key:"),
+        "{text}"
+    );
+    // Keys: one root key and the repository's targets key, in the key store.
+    let keys: Value = serde_json::from_str(&alice.ok(d, &["trust", "key", "list", "--format", "json"])).expect("json");
+    let roles: Vec<&str> = keys
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["role"].as_str())
+        .collect();
+    assert_eq!(roles, vec!["root", "targets"]);
+    let listed = alice.ok(d, &["trust", "key", "list"]);
+    assert!(listed.contains("root") && listed.contains("targets"), "{listed}");
+    for text in [&out, &listed] {
+        assert!(
+            !text.contains("root passphrase") && !text.contains("targets passphrase"),
+            "{text}"
+        );
+    }
+
+    // Content trust: the signed tag pulls by digest and is tagged.
+    d.ok(&["rmi", "-f", &v1]);
+    d.ok(&["rmi", "-f", "busybox"]);
+    let out = alice.ok_env(d, &["pull", &v1], TRUSTED);
+    assert!(
+        out.contains(&format!("Tagging {}@{digest} as {v1}", r.image("library/app"))),
+        "{out}"
+    );
+    assert_eq!(manifest_digest(d, &v1), digest);
+    // An unsigned tag of a signed repository and an unsigned repository are refused.
+    let v2 = r.image("library/app:v2");
+    d.ok(&["tag", &v1, &v2]);
+    d.ok(&["push", &v2]);
+    let err = alice.fails_env(d, &["pull", &v2], TRUSTED);
+    assert!(
+        err.contains(&format!(
+            "content trust: no signed tag \"v2\" in {}",
+            r.image("library/app")
+        )),
+        "{err}"
+    );
+    let unsigned = r.image("library/unsigned:v1");
+    d.ok(&["tag", &v1, &unsigned]);
+    d.ok(&["push", &unsigned]);
+    let err = alice.fails_env(d, &["pull", &unsigned], TRUSTED);
+    assert!(
+        err.contains(&format!(
+            "content trust: no trust data for {}",
+            r.image("library/unsigned")
+        )),
+        "{err}"
+    );
+    // Without content trust the same pull works.
+    alice.ok(d, &["pull", &v2]);
+    // Run resolves through trust too.
+    let out = alice.ok_env(d, &["run", "--rm", &v1, "echo", "trusted"], TRUSTED);
+    assert!(out.contains("trusted"), "{out}");
+    let err = alice.fails_env(d, &["run", "--rm", &unsigned, "true"], TRUSTED);
+    assert!(err.contains("content trust: no trust data for"), "{err}");
+
+    // Revoke: the tag is no longer signed.
+    let out = alice.ok(d, &["trust", "revoke", &v1]);
+    assert!(out.contains(&format!("Successfully revoked {v1}")), "{out}");
+    let err = alice.fails_env(d, &["pull", &v1], TRUSTED);
+    assert!(err.contains("content trust: no signed tag \"v1\""), "{err}");
+    let err = alice.fails_env(d, &["trust", "inspect", &v1], &[]);
+    assert!(err.contains("no signed tag \"v1\""), "{err}");
+    assert!(signed_tags(&alice.inspect(d, &r.image("library/app"))).is_empty());
+
+    // A client that trusted this repository refuses a root that changed
+    // without a rotation signed by the old root: another client re-creates
+    // the repository from scratch under the same name.
+    let bob = Client::new();
+    let hijack = r.image("library/app:v9");
+    d.ok(&["tag", &v2, &hijack]);
+    let deleted = http(
+        r.port,
+        "DELETE",
+        &format!("/v2/{}/_trust/tuf/", r.image("library/app")),
+        &[],
+        b"",
+    );
+    assert_eq!(deleted.0, 200, "{}", String::from_utf8_lossy(&deleted.2));
+    bob.ok(d, &["trust", "sign", &hijack]);
+    // The new repository's versions start over: a rollback to alice.
+    let err = alice.fails_env(d, &["pull", &hijack], TRUSTED);
+    assert!(
+        err.contains("does not verify: timestamp: version 1 is lower than trusted version 2"),
+        "{err}"
+    );
+    // Past alice's versions, the root it lists is not the one alice pinned.
+    for tag in ["v10", "v11"] {
+        let name = r.image(&format!("library/app:{tag}"));
+        d.ok(&["tag", &v2, &name]);
+        bob.ok(d, &["trust", "sign", &name]);
+    }
+    let err = alice.fails_env(d, &["pull", &hijack], TRUSTED);
+    assert!(
+        err.contains("does not verify: root: does not match the sha256 listed for it by snapshot"),
+        "{err}"
+    );
+    // bob, who trusted the new root from the start, pulls.
+    bob.ok_env(d, &["pull", &hijack], TRUSTED);
+}
+
+#[test]
+fn signer_with_threshold_two_needs_both_keys() {
+    let r = Registry::start();
+    let d = &r.daemon;
+    let (admin, alice, bob) = (Client::new(), Client::new(), Client::new());
+    d.load_busybox();
+    let repo = r.image("team/app");
+    let v1 = format!("{repo}:v1");
+    d.ok(&["tag", "busybox", &v1]);
+    let keys = admin.keys_dir();
+    let k = keys.to_str().expect("utf8");
+    let out = alice.ok(d, &["trust", "key", "generate", "alice", "--dir", k]);
+    assert!(out.contains("Successfully generated key"), "{out}");
+    bob.ok(d, &["trust", "key", "generate", "bob", "--dir", k]);
+    let alice_pub = keys.join("alice.pub");
+    let bob_pub = keys.join("bob.pub");
+    let pem = std::fs::read_to_string(&alice_pub).expect("alice.pub");
+    assert!(pem.contains("BEGIN PUBLIC KEY") && !pem.contains("PRIVATE"), "{pem}");
+    let out = admin.ok(
+        d,
+        &[
+            "trust",
+            "signer",
+            "add",
+            "team",
+            &repo,
+            "--key",
+            alice_pub.to_str().expect("utf8"),
+            "--key",
+            bob_pub.to_str().expect("utf8"),
+            "--threshold",
+            "2",
+        ],
+    );
+    assert!(out.contains("threshold 2"), "{out}");
+    let inspect = admin.inspect(d, &repo);
+    assert_eq!(inspect["Signers"][0]["Name"], "team");
+    assert_eq!(inspect["Signers"][0]["Threshold"], 2);
+    assert_eq!(inspect["Signers"][0]["Keys"].as_array().expect("keys").len(), 2);
+
+    // Alice alone: her signature is pending, the tag is not signed.
+    let out = alice.ok(d, &["trust", "sign", &v1, "--signer", "team"]);
+    assert!(
+        out.contains("targets/team of") && out.contains("has 1 of the 2 signatures it needs"),
+        "{out}"
+    );
+    let err = alice.fails_env(d, &["pull", &v1], TRUSTED);
+    assert!(err.contains("content trust: no signed tag \"v1\""), "{err}");
+    assert!(signed_tags(&admin.inspect(d, &repo)).is_empty());
+    // A client holding no key of the signer cannot sign for it.
+    let err = admin.fails_env(d, &["trust", "sign", &v1, "--signer", "team"], &[]);
+    assert!(err.contains("this client holds no key of signer team"), "{err}");
+
+    // Bob adds his signature: now the threshold is met.
+    let out = bob.ok(d, &["trust", "sign", &v1, "--signer", "team"]);
+    assert!(out.contains(&format!("Successfully signed {v1}")), "{out}");
+    let tags = signed_tags(&admin.inspect(d, &repo));
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    assert_eq!(tags[0].0, "v1");
+    assert_eq!(tags[0].2, vec!["team".to_string()]);
+    alice.ok_env(d, &["pull", &v1], TRUSTED);
+
+    // Removing the signer removes what only it signed.
+    admin.ok(d, &["trust", "signer", "remove", "team", &repo]);
+    let err = alice.fails_env(d, &["pull", &v1], TRUSTED);
+    assert!(err.contains("content trust: no signed tag \"v1\""), "{err}");
+}
+
+#[test]
+fn policy_refuses_unsigned_and_wrongly_signed_images() {
+    let r = Registry::start();
+    let d = &r.daemon;
+    let (admin, alice, mallory) = (Client::new(), Client::new(), Client::new());
+    d.load_busybox();
+    let keys = admin.keys_dir();
+    let k = keys.to_str().expect("utf8");
+    alice.ok(d, &["trust", "key", "generate", "alice", "--dir", k]);
+    mallory.ok(d, &["trust", "key", "generate", "mallory", "--dir", k]);
+    let repo = r.image("prod/app");
+    for (name, file) in [("alice", "alice.pub"), ("mallory", "mallory.pub")] {
+        admin.ok(
+            d,
+            &[
+                "trust",
+                "signer",
+                "add",
+                name,
+                &repo,
+                "--key",
+                keys.join(file).to_str().expect("utf8"),
+            ],
+        );
+    }
+    let good = format!("{repo}:good");
+    let wrong = format!("{repo}:wrong");
+    let unsigned = format!("{repo}:unsigned");
+    for tag in [&good, &wrong, &unsigned] {
+        d.ok(&["tag", "busybox", tag]);
+    }
+    alice.ok(d, &["trust", "sign", &good, "--signer", "alice"]);
+    mallory.ok(d, &["trust", "sign", &wrong, "--signer", "mallory"]);
+    d.ok(&["push", &unsigned]);
+
+    let out = admin.ok(
+        d,
+        &[
+            "trust",
+            "policy",
+            "set",
+            "127.0.0.1:*/prod/*",
+            "--require-signer",
+            "alice",
+        ],
+    );
+    assert!(out.contains("need signatures by 1 of: alice"), "{out}");
+    let policies: Value =
+        serde_json::from_str(&admin.ok(d, &["trust", "policy", "ls", "--format", "json"])).expect("json");
+    assert_eq!(policies[0]["pattern"], "127.0.0.1:*/prod/*");
+    assert_eq!(policies[0]["signers"][0], "alice");
+    assert_eq!(policies[0]["threshold"], 1);
+    let err = admin.fails_env(
+        d,
+        &[
+            "trust",
+            "policy",
+            "set",
+            "prod/*",
+            "--require-signer",
+            "alice",
+            "--threshold",
+            "2",
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("threshold 2 must be between 1 and the number of signers (1)"),
+        "{err}"
+    );
+
+    let before = d.container_count();
+    let (_, err) = d.fails(&["run", "--rm", &unsigned, "true"]);
+    assert!(
+        err.contains(&format!(
+            "trust policy \"127.0.0.1:*/prod/*\" refuses image {unsigned}: tag \"unsigned\" needs signatures by 1 of [alice], found none"
+        )),
+        "{err}"
+    );
+    let (_, err) = d.fails(&["create", &wrong, "true"]);
+    assert!(
+        err.contains(&format!(
+            "trust policy \"127.0.0.1:*/prod/*\" refuses image {wrong}: tag \"wrong\" needs signatures by 1 of [alice], found none"
+        )),
+        "{err}"
+    );
+    // An image of a repository with no trust data at all.
+    let other = r.image("prod/other:v1");
+    d.ok(&["tag", "busybox", &other]);
+    let (_, err) = d.fails(&["run", "--rm", &other, "true"]);
+    assert!(
+        err.contains(&format!("no trust data for {} on this node", r.image("prod/other"))),
+        "{err}"
+    );
+    // By image id the image's tags are checked.
+    let id: Value = serde_json::from_str(&d.ok(&["image", "inspect", &unsigned])).expect("json");
+    let (_, err) = d.fails(&["create", id[0]["id"].as_str().expect("id"), "true"]);
+    assert!(err.contains("refuses image"), "{err}");
+    assert_eq!(d.container_count(), before, "a refused create left a container behind");
+
+    let out = d.ok(&["run", "--rm", &good, "echo", "signed by alice"]);
+    assert_eq!(out.trim(), "signed by alice");
+    // Images outside the pattern are not governed.
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "free"]).trim(), "free");
+    // Cached verification: a tag re-signed by the wrong signer is seen at once.
+    d.ok(&["tag", "busybox", &format!("{repo}:later")]);
+    mallory.ok(d, &["trust", "sign", &format!("{repo}:later"), "--signer", "mallory"]);
+    let (_, err) = d.fails(&["create", &format!("{repo}:later"), "true"]);
+    assert!(err.contains("found none"), "{err}");
+
+    admin.ok(d, &["trust", "policy", "rm", "127.0.0.1:*/prod/*"]);
+    assert_eq!(
+        d.ok(&["run", "--rm", &unsigned, "echo", "no policy"]).trim(),
+        "no policy"
+    );
+    let err = admin.fails_env(d, &["trust", "policy", "rm", "127.0.0.1:*/prod/*"], &[]);
+    assert!(err.contains("no trust policy for \"127.0.0.1:*/prod/*\""), "{err}");
+}
+
+const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+#[test]
+fn signer_key_on_a_pkcs11_token() {
+    assert!(
+        Path::new(SOFTHSM).exists(),
+        "SoftHSM2 is not installed: {SOFTHSM} is missing (install the Debian package softhsm2)"
+    );
+    let r = Registry::start();
+    let d = &r.daemon;
+    let (admin, carol) = (Client::new(), Client::new());
+    let tokens = carol.dir.path().join("tokens");
+    std::fs::create_dir(&tokens).expect("tokens");
+    let conf = carol.dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .expect("conf");
+    let init = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "berth-signer",
+            "--pin",
+            "246810",
+            "--so-pin",
+            "13579135",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("softhsm2-util (Debian package softhsm2) cannot run: {e}"));
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let conf_s = conf.to_str().expect("utf8");
+    let token_env: &[(&str, &str)] = &[("SOFTHSM2_CONF", conf_s), ("CAROL_PIN", "246810")];
+
+    d.load_busybox();
+    let repo = r.image("hw/app");
+    let v1 = format!("{repo}:v1");
+    d.ok(&["tag", "busybox", &v1]);
+    let keys = admin.keys_dir();
+    let out = carol.ok_env(
+        d,
+        &[
+            "trust",
+            "key",
+            "generate",
+            "carol",
+            "--dir",
+            keys.to_str().expect("utf8"),
+            "--token",
+            SOFTHSM,
+            "--token-label",
+            "berth-signer",
+            "--pin-env",
+            "CAROL_PIN",
+        ],
+        token_env,
+    );
+    let key_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Successfully generated key "))
+        .expect("key id")
+        .trim()
+        .to_string();
+    let listed = carol.ok(d, &["trust", "key", "list"]);
+    assert!(
+        listed.contains(&key_id) && listed.contains("pkcs11") && listed.contains("berth-signer"),
+        "{listed}"
+    );
+    // The private key never left the token: the key store holds no file for it.
+    assert!(!carol
+        .dir
+        .path()
+        .join("trust/private")
+        .join(format!("{key_id}.key"))
+        .exists());
+    admin.ok(
+        d,
+        &[
+            "trust",
+            "signer",
+            "add",
+            "carol",
+            &repo,
+            "--key",
+            keys.join("carol.pub").to_str().expect("utf8"),
+        ],
+    );
+
+    // Without the PIN the token does not sign.
+    let err = carol.fails_env(
+        d,
+        &["trust", "sign", &v1, "--signer", "carol"],
+        &[("SOFTHSM2_CONF", conf_s)],
+    );
+    assert!(err.contains("CAROL_PIN"), "{err}");
+    let out = carol.ok_env(d, &["trust", "sign", &v1, "--signer", "carol"], token_env);
+    assert!(out.contains("on token \"berth-signer\""), "{out}");
+    let inspect = admin.inspect(d, &repo);
+    assert_eq!(signed_tags(&inspect)[0].2, vec!["carol".to_string()]);
+    assert_eq!(inspect["Signers"][0]["Keys"][0]["ID"], key_id.as_str());
+    d.ok(&["rmi", "-f", &v1]);
+    carol.ok_env(d, &["pull", &v1], TRUSTED);
+
+    // Rotations: the repository key, then the root (signed by old and new).
+    let old_root = root_key(&inspect);
+    let out = admin.ok(d, &["trust", "key", "rotate", &repo, "targets"]);
+    assert!(out.contains("Successfully rotated the targets key"), "{out}");
+    let out = admin.ok(d, &["trust", "key", "rotate", &repo, "root"]);
+    assert!(out.contains("Successfully rotated the root key"), "{out}");
+    let out = admin.ok(d, &["trust", "key", "rotate", &repo, "snapshot", "--server-managed"]);
+    assert!(out.contains("Successfully rotated the snapshot key"), "{out}");
+    let inspect = admin.inspect(d, &repo);
+    assert_ne!(root_key(&inspect), old_root);
+    // carol's client pinned the old root: it follows the signed rotation.
+    d.ok(&["tag", "busybox", &format!("{repo}:v2")]);
+    carol.ok_env(
+        d,
+        &["trust", "sign", &format!("{repo}:v2"), "--signer", "carol"],
+        token_env,
+    );
+    carol.ok_env(d, &["pull", &format!("{repo}:v2")], TRUSTED);
+    carol.ok_env(d, &["pull", &v1], TRUSTED);
+}
+
+/// A minimal HTTP/1.1 exchange on loopback: `(status, headers, body)`.
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(body).expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("chunk size");
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).expect("size").trim(), 16).expect("hex");
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+            rest = &rest[line_end + 2 + size + 2..];
+        }
+        body = out;
+    }
+    (status, head, body)
+}
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Copies manifest `reference` of `from_repo` with its blobs to `to_repo`
+/// (tagging it `tag` when given); the manifest's digest.
+fn copy_manifest(from: u16, from_repo: &str, reference: &str, to: u16, to_repo: &str, tag: Option<&str>) -> String {
+    let (status, head, manifest) = http(
+        from,
+        "GET",
+        &format!("/v2/{from_repo}/manifests/{reference}"),
+        &[("Accept", ACCEPT)],
+        b"",
+    );
+    assert_eq!(status, 200, "{head}");
+    let media_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(|_| l[14..].trim().to_string())
+        })
+        .expect("content-type");
+    let doc: Value = serde_json::from_slice(&manifest).expect("manifest json");
+    let mut blobs = vec![doc["config"]["digest"].as_str().expect("config").to_string()];
+    for layer in doc["layers"].as_array().expect("layers") {
+        blobs.push(layer["digest"].as_str().expect("layer").to_string());
+    }
+    for digest in blobs {
+        let (status, _, blob) = http(from, "GET", &format!("/v2/{from_repo}/blobs/{digest}"), &[], b"");
+        assert_eq!(status, 200, "blob {digest}");
+        let (status, head, body) = http(
+            to,
+            "POST",
+            &format!("/v2/{to_repo}/blobs/uploads/?digest={digest}"),
+            &[("Content-Type", "application/octet-stream")],
+            &blob,
+        );
+        assert_eq!(status, 201, "{head}{}", String::from_utf8_lossy(&body));
+    }
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest))
+    );
+    let target = tag.unwrap_or(&digest);
+    let (status, head, body) = http(
+        to,
+        "PUT",
+        &format!("/v2/{to_repo}/manifests/{target}"),
+        &[("Content-Type", &media_type)],
+        &manifest,
+    );
+    assert_eq!(status, 201, "{head}{}", String::from_utf8_lossy(&body));
+    digest
+}
+
+#[test]
+fn referrers_verify_a_copy_under_another_name() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let alice = Client::new();
+    let stranger = Client::new();
+    a.daemon.load_busybox();
+    let v1 = a.image("library/app:v1");
+    a.daemon.ok(&["tag", "busybox", &v1]);
+    alice.ok(&a.daemon, &["trust", "sign", &v1]);
+    let root = root_key(&alice.inspect(&a.daemon, &v1));
+    let digest = manifest_digest(&a.daemon, &v1);
+
+    // The trust data is attached to the image in registry a.
+    let (status, _, index) = http(
+        a.port,
+        "GET",
+        &format!("/v2/library/app/referrers/{digest}?artifactType=application/vnd.berth.trust.v1%2Bjson"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let index: Value = serde_json::from_slice(&index).expect("index");
+    let referrers = index["manifests"].as_array().expect("manifests").clone();
+    assert_eq!(referrers.len(), 1, "{index}");
+    let out = alice.ok(
+        &a.daemon,
+        &[
+            "trust",
+            "inspect",
+            "--from-referrers",
+            &format!("{}@{digest}", a.image("library/app")),
+        ],
+    );
+    assert!(
+        out.contains("verified from its referrer") && out.contains("v1"),
+        "{out}"
+    );
+
+    // Copy image and referrer to registry b as mirror/app:v1.
+    copy_manifest(a.port, "library/app", "v1", b.port, "mirror/app", Some("v1"));
+    for r in &referrers {
+        copy_manifest(
+            a.port,
+            "library/app",
+            r["digest"].as_str().expect("digest"),
+            b.port,
+            "mirror/app",
+            None,
+        );
+    }
+    let copy = b.image("mirror/app:v1");
+    // b's trust server knows nothing about the copy: the referrer is used,
+    // pinned to the root key id given.
+    let inspect_copy = |client: &Client, pin: &str| {
+        client.run(
+            &b.daemon,
+            &["trust", "inspect", &copy, "--root-key", pin, "--format", "json"],
+            &[],
+        )
+    };
+    let out = inspect_copy(&stranger, &root);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v[0]["VerifiedFrom"], "referrer");
+    assert_eq!(v[0]["Name"], a.image("library/app"));
+    assert_eq!(signed_tags(&v[0])[0].1, digest.trim_start_matches("sha256:"));
+    // A wrong pin is refused; no pin at all too, unless this client trusted the original.
+    let wrong = "0".repeat(64);
+    let out = inspect_copy(&stranger, &wrong);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("trust pinning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = stranger.fails_env(&b.daemon, &["trust", "inspect", &copy], &[]);
+    assert!(err.contains("no root key is pinned for"), "{err}");
+    alice.ok(&b.daemon, &["trust", "inspect", &copy]);
+
+    // Content trust pulls the copy by its signed digest with the root pinned.
+    let err = stranger.fails_env(&b.daemon, &["pull", &copy], TRUSTED);
+    assert!(err.contains("content trust: no trust data for"), "{err}");
+    let out = stranger.ok_env(
+        &b.daemon,
+        &["pull", &copy],
+        &[("BERTH_CONTENT_TRUST", "1"), ("BERTH_TRUST_ROOT_KEY", &root)],
+    );
+    assert!(
+        out.contains(&format!("Tagging {}@{digest} as {copy}", b.image("mirror/app"))),
+        "{out}"
+    );
+}

@@ -1,0 +1,661 @@
+//! Content trust on the node: trust policies (cluster state, table
+//! `cluster/trust_policies`) and their enforcement where a container is
+//! created, so every path that makes a container (CLI, API, services) is
+//! covered.
+//!
+//! A policy names a repository pattern (`127.0.0.1:*/prod/*`, `prod/*`), the
+//! signers whose signatures an image needs (`targets/<signer>` delegations)
+//! and how many of them. The node verifies with the trust metadata in its own
+//! trust store (the daemon's trust service; trust data is cluster state) and
+//! the TUF client's checks: signatures and thresholds, expiry, rollback, and
+//! root rotation against the root pinned per GUN on first use (kept under
+//! `<data-root>/trust/pinned/`).
+//!
+//! Verified state is cached in memory per GUN and reused while the trust
+//! service serves the same timestamp and nothing has expired, so a `run`
+//! with cached metadata costs a store read, a byte comparison and a lookup.
+//!
+//! **Architecture Invariant:** a refusal happens before anything of the
+//! container exists, and names the policy, the image and what was missing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use berth_model::{Image, Reference};
+use berth_notary::client::{self, ClientError, FetchError, SignerRequirement, TrustedRepo};
+use berth_notary::metadata::{FileMeta, Metadata as _, RoleName};
+use berth_notary::repo::TrustPinning;
+use berth_notary::server::ServerError;
+use berth_notary::service::TrustService;
+use berth_store::{Store, Table};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Engine, Error};
+
+/// Trust policies by pattern.
+pub const TRUST_POLICIES: Table = Table("cluster/trust_policies");
+
+/// "Images of repositories matching `pattern` must be signed by `threshold`
+/// of `signers`."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustPolicy {
+    pub pattern: String,
+    /// Signer names: the delegations `targets/<name>`.
+    pub signers: Vec<String>,
+    pub threshold: usize,
+    /// RFC 3339.
+    #[serde(default)]
+    pub created: String,
+}
+
+impl TrustPolicy {
+    /// Checks the pattern, the signer names and the threshold.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_pattern(&self.pattern)?;
+        if self.signers.is_empty() {
+            return Err(format!("trust policy {:?} names no signer", self.pattern));
+        }
+        for signer in &self.signers {
+            RoleName::parse(&format!("targets/{signer}"))
+                .map_err(|e| format!("trust policy {:?}: signer {signer:?}: {e}", self.pattern))?;
+        }
+        if self.threshold < 1 || self.threshold > self.signers.len() {
+            return Err(format!(
+                "trust policy {:?}: threshold {} must be between 1 and the number of signers ({})",
+                self.pattern,
+                self.threshold,
+                self.signers.len()
+            ));
+        }
+        Ok(())
+    }
+
+    fn requirement(&self) -> SignerRequirement {
+        SignerRequirement {
+            roles: self
+                .signers
+                .iter()
+                .map(|s| RoleName::Delegation(format!("targets/{s}")))
+                .collect(),
+            threshold: self.threshold,
+        }
+    }
+}
+
+/// A pattern: `[a-z0-9._:/*?-]`, at most 255 bytes, no empty segment.
+pub fn validate_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() || pattern.len() > 255 {
+        return Err(format!(
+            "invalid repository pattern {pattern:?}: must be 1 to 255 characters"
+        ));
+    }
+    if !pattern
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._:/*?-".contains(&b))
+    {
+        return Err(format!(
+            "invalid repository pattern {pattern:?}: only a-z, 0-9, '.', '_', ':', '/', '-', '*' and '?' are allowed"
+        ));
+    }
+    if pattern.split('/').any(str::is_empty) {
+        return Err(format!("invalid repository pattern {pattern:?}: empty path segment"));
+    }
+    Ok(())
+}
+
+/// Whether `pattern` matches the GUN `gun` (`host[:port]/path`). A pattern
+/// whose first segment names a host (has a `.` or `:`, or is `localhost`)
+/// matches the whole GUN; any other pattern matches the repository path
+/// after the host. `*` and `?` stay within a path segment; `**` crosses
+/// segments.
+pub fn pattern_matches(pattern: &str, gun: &str) -> bool {
+    let first = pattern.split('/').next().unwrap_or_default();
+    let names_host = first.contains('.') || first.contains(':') || first == "localhost";
+    let subject = if names_host {
+        gun
+    } else {
+        match gun.split_once('/') {
+            Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => rest,
+            _ => gun,
+        }
+    };
+    glob(pattern.as_bytes(), subject.as_bytes())
+}
+
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => {
+            if let Some(rest) = rest.strip_prefix(b"*") {
+                (0..=text.len()).any(|i| glob(rest, &text[i..]))
+            } else {
+                let segment_end = text.iter().position(|c| *c == b'/').unwrap_or(text.len());
+                (0..=segment_end).any(|i| glob(rest, &text[i..]))
+            }
+        }
+        Some((b'?', rest)) => matches!(text.split_first(), Some((c, tail)) if *c != b'/' && glob(rest, tail)),
+        Some((p, rest)) => matches!(text.split_first(), Some((c, tail)) if c == p && glob(rest, tail)),
+    }
+}
+
+/// Every policy, by pattern.
+pub fn list_policies(store: &Store) -> Result<Vec<TrustPolicy>, Error> {
+    match store.list::<TrustPolicy>(TRUST_POLICIES) {
+        Ok(list) => Ok(list.into_iter().map(|(_, p)| p).collect()),
+        // The table exists once a policy was ever set.
+        Err(berth_store::Error::Storage { message, .. }) if message.contains("does not exist") => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Adds or replaces the policy for its pattern.
+pub fn put_policy(store: &Store, policy: &TrustPolicy) -> Result<(), Error> {
+    policy.validate().map_err(Error::Invalid)?;
+    store.apply(|t| t.put(TRUST_POLICIES, &policy.pattern, policy))?;
+    Ok(())
+}
+
+/// Removes the policy for `pattern`; whether there was one.
+pub fn remove_policy(store: &Store, pattern: &str) -> Result<bool, Error> {
+    Ok(store.apply(|t| t.delete(TRUST_POLICIES, pattern))?)
+}
+
+/// What the node knows about trust: the daemon's trust service (set once
+/// the API opened it) and the verified metadata per GUN.
+#[derive(Default)]
+pub(crate) struct NodeTrust {
+    service: OnceLock<Arc<TrustService>>,
+    verified: Mutex<HashMap<String, Verified>>,
+}
+
+/// A GUN's verified metadata, valid while the service serves `timestamp`
+/// and until `valid_until`.
+struct Verified {
+    timestamp: Arc<Vec<u8>>,
+    valid_until: DateTime<Utc>,
+    repo: Arc<TrustedRepo>,
+}
+
+impl NodeTrust {
+    /// The GUN's verified metadata at `now`: from the cache when the trust
+    /// service's timestamp is the one verified last, else a full TUF update
+    /// against the pinned root in `pinned_dir`.
+    pub(crate) fn verified(
+        &self,
+        service: &TrustService,
+        pinned_dir: &Path,
+        gun: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<TrustedRepo>, ClientError> {
+        let timestamp = service.get(gun, "timestamp", now).map_err(|e| match e {
+            ServerError::MetadataNotFound { .. } => ClientError::RepositoryNotFound { gun: gun.to_string() },
+            other => ClientError::Fetch {
+                name: "timestamp.json".into(),
+                reason: other.to_string(),
+            },
+        })?;
+        {
+            let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = cache.get(gun) {
+                if now <= hit.valid_until && hit.timestamp.as_slice() == timestamp.as_slice() {
+                    return Ok(hit.repo.clone());
+                }
+            }
+        }
+        let fetch = |name: &str, _max: u64| -> Result<Vec<u8>, FetchError> {
+            let name = name.strip_suffix(".json").unwrap_or(name);
+            match service.get(gun, name, now) {
+                Ok(bytes) => Ok(bytes.as_ref().clone()),
+                Err(ServerError::MetadataNotFound { .. }) => Err(FetchError::NotFound),
+                Err(e) => Err(FetchError::Other(e.to_string())),
+            }
+        };
+        let dir = pinned_dir.join(escape_gun(gun));
+        let repo = Arc::new(client::update(gun, &dir, &TrustPinning::default(), now, &fetch)?);
+        let mut valid_until = repo.root().signed().expires;
+        valid_until = valid_until.min(repo.timestamp().signed().expires());
+        valid_until = valid_until.min(repo.snapshot().signed().expires());
+        for (role, _) in repo.roles() {
+            if let Some(t) = repo.targets(role) {
+                valid_until = valid_until.min(t.signed().expires());
+            }
+        }
+        // The timestamp the metadata was verified with, as the client saw it.
+        let verified_timestamp = Arc::new(repo.timestamp().to_bytes());
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        cache.insert(
+            gun.to_string(),
+            Verified {
+                timestamp: verified_timestamp,
+                valid_until,
+                repo: repo.clone(),
+            },
+        );
+        Ok(repo)
+    }
+}
+
+/// A GUN as one file name: bytes other than `[a-zA-Z0-9._-]` as `%XX`.
+pub fn escape_gun(gun: &str) -> String {
+    let mut out = String::with_capacity(gun.len());
+    for b in gun.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What must be signed: a repository, and a tag (or, for a digest
+/// reference, any tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Candidate {
+    gun: String,
+    tag: Option<String>,
+    shown: String,
+}
+
+fn candidate(reference: &str) -> Option<Candidate> {
+    let parsed = Reference::parse(reference).ok()?;
+    Some(Candidate {
+        gun: format!("{}/{}", parsed.registry, parsed.repository),
+        tag: if parsed.digest.is_some() {
+            None
+        } else {
+            parsed.tag.clone()
+        },
+        shown: parsed.familiar(),
+    })
+}
+
+/// The repositories an image is used under: the reference itself when it
+/// names a repository, else every tag of the image (a reference by id).
+fn candidates(reference: &str, image: &Image) -> Vec<Candidate> {
+    let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+    let by_id = reference.starts_with("sha256:")
+        || (!hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) && image.id.contains(hex));
+    if by_id {
+        image.tags.iter().filter_map(|t| candidate(t)).collect()
+    } else {
+        candidate(reference).into_iter().collect()
+    }
+}
+
+/// Why an image does not satisfy a policy, in words.
+fn missing(
+    repo: &TrustedRepo,
+    policy: &TrustPolicy,
+    candidate: &Candidate,
+    digest: &str,
+    length: u64,
+) -> Result<String, String> {
+    let requirement = policy.requirement();
+    let want_hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let matches_image =
+        |meta: &FileMeta| meta.sha256_hex().as_deref() == Some(want_hex) && meta.length as u64 == length;
+    let under_signed: Vec<String> = requirement
+        .roles
+        .iter()
+        .filter_map(|r| repo.invalid_roles().get(r).map(|e| format!("{r} is not trusted ({e})")))
+        .collect();
+    let note = if under_signed.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", under_signed.join("; "))
+    };
+    match &candidate.tag {
+        Some(tag) => match repo.resolve_target(tag, Some(&requirement)) {
+            Ok(target) if matches_image(&target.meta) => Ok(String::new()),
+            Ok(target) => Err(format!(
+                "tag {tag:?} is signed by {} for manifest sha256:{}, but the image is {digest}",
+                join_roles(&target.roles),
+                target.meta.sha256_hex().unwrap_or_default()
+            )),
+            Err(ClientError::SignersThresholdNotMet { found, threshold, .. }) => Err(format!(
+                "tag {tag:?} needs signatures by {threshold} of [{}], found {}{note}",
+                policy.signers.join(", "),
+                if found.is_empty() {
+                    "none".to_string()
+                } else {
+                    found.join(", ")
+                }
+            )),
+            Err(e) => Err(format!("{e}{note}")),
+        },
+        None => {
+            // A digest reference: any tag these signers signed for this manifest.
+            let mut signed_by: Vec<RoleName> = Vec::new();
+            for role in &requirement.roles {
+                let Some(targets) = repo.targets(role) else { continue };
+                if targets.signed().targets.values().any(matches_image) {
+                    signed_by.push(role.clone());
+                }
+            }
+            if signed_by.len() >= requirement.threshold {
+                Ok(String::new())
+            } else {
+                Err(format!(
+                    "manifest {digest} needs signatures by {} of [{}], found {}{note}",
+                    requirement.threshold,
+                    policy.signers.join(", "),
+                    if signed_by.is_empty() {
+                        "none".to_string()
+                    } else {
+                        join_roles(&signed_by)
+                    }
+                ))
+            }
+        }
+    }
+}
+
+fn join_roles(roles: &[RoleName]) -> String {
+    roles.iter().map(RoleName::to_string).collect::<Vec<_>>().join(", ")
+}
+
+impl Engine {
+    /// Hands the engine the daemon's trust service (the API opens it).
+    pub fn set_trust_service(&self, service: Arc<TrustService>) {
+        let _ = self.trust.service.set(service);
+    }
+
+    pub fn trust_policies(&self) -> Result<Vec<TrustPolicy>, Error> {
+        list_policies(&self.store)
+    }
+
+    pub fn set_trust_policy(&self, policy: &TrustPolicy) -> Result<(), Error> {
+        put_policy(&self.store, policy)
+    }
+
+    pub fn remove_trust_policy(&self, pattern: &str) -> Result<bool, Error> {
+        remove_policy(&self.store, pattern)
+    }
+
+    fn pinned_dir(&self) -> PathBuf {
+        self.data_root.join("trust").join("pinned")
+    }
+
+    /// Refuses `image` (asked for as `reference`) unless every policy whose
+    /// pattern matches its repository is satisfied.
+    pub(crate) fn check_trust_policies(&self, reference: &str, image: &Image) -> Result<(), Error> {
+        let policies = self.trust_policies()?;
+        if policies.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let now = Utc::now();
+        for candidate in candidates(reference, image) {
+            for policy in policies.iter().filter(|p| pattern_matches(&p.pattern, &candidate.gun)) {
+                let refuse = |why: String| {
+                    Error::Invalid(format!(
+                        "trust policy {:?} refuses image {}: {why}",
+                        policy.pattern, candidate.shown
+                    ))
+                };
+                let Some(service) = self.trust.service.get() else {
+                    return Err(refuse("content trust is not available on this node".into()));
+                };
+                let length = self
+                    .images
+                    .blob_path(&image.manifest_digest)
+                    .and_then(|p| {
+                        std::fs::metadata(&p)
+                            .map(|m| m.len())
+                            .map_err(|_| berth_image::Error::BlobNotFound(image.manifest_digest.clone()))
+                    })
+                    .map_err(|e| refuse(format!("its manifest is not stored on this node: {e}")))?;
+                let repo = match self.trust.verified(service, &self.pinned_dir(), &candidate.gun, now) {
+                    Ok(repo) => repo,
+                    Err(ClientError::RepositoryNotFound { .. }) => {
+                        return Err(refuse(format!("no trust data for {} on this node", candidate.gun)))
+                    }
+                    Err(e) => {
+                        return Err(refuse(format!(
+                            "the trust data of {} does not verify: {e}",
+                            candidate.gun
+                        )))
+                    }
+                };
+                if let Err(why) = missing(&repo, policy, &candidate, &image.manifest_digest, length) {
+                    return Err(refuse(why));
+                }
+                tracing::info!(
+                    policy = %policy.pattern,
+                    image = %candidate.shown,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "trust policy satisfied"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        let cases = [
+            ("prod/*", "127.0.0.1:5000/prod/app", true),
+            ("prod/*", "127.0.0.1:5000/prod/team/app", false),
+            ("prod/**", "127.0.0.1:5000/prod/team/app", true),
+            ("prod/*", "127.0.0.1:5000/dev/app", false),
+            ("127.0.0.1:*/prod/*", "127.0.0.1:5000/prod/app", true),
+            ("127.0.0.1:*/prod/*", "10.0.0.1:5000/prod/app", false),
+            ("127.0.0.1:*/prod/*", "127.0.0.1:5000/production/app", false),
+            ("registry.example.com/app", "registry.example.com/app", true),
+            ("registry.example.com/app", "registry.example.com/app2", false),
+            ("library/busybox", "docker.io/library/busybox", true),
+            ("*/app?", "host:1/team/app1", true),
+            ("*/app?", "host:1/team/app", false),
+            ("**", "anything:1/at/all", true),
+            ("localhost/*", "localhost/app", true),
+        ];
+        for (pattern, gun, expected) in cases {
+            assert_eq!(pattern_matches(pattern, gun), expected, "{pattern} vs {gun}");
+        }
+    }
+
+    #[test]
+    fn policy_validation() {
+        let policy = |pattern: &str, signers: &[&str], threshold| TrustPolicy {
+            pattern: pattern.into(),
+            signers: signers.iter().map(|s| s.to_string()).collect(),
+            threshold,
+            created: String::new(),
+        };
+        assert!(policy("prod/*", &["alice"], 1).validate().is_ok());
+        let err = policy("prod/*", &["alice"], 2).validate().unwrap_err();
+        assert!(
+            err.contains("threshold 2 must be between 1 and the number of signers (1)"),
+            "{err}"
+        );
+        let err = policy("Prod/*", &["alice"], 1).validate().unwrap_err();
+        assert!(err.contains("only a-z"), "{err}");
+        let err = policy("prod//x", &["alice"], 1).validate().unwrap_err();
+        assert!(err.contains("empty path segment"), "{err}");
+        let err = policy("prod/*", &[], 1).validate().unwrap_err();
+        assert!(err.contains("names no signer"), "{err}");
+        let err = policy("prod/*", &["Alice"], 1).validate().unwrap_err();
+        assert!(err.contains("signer \"Alice\""), "{err}");
+    }
+
+    #[test]
+    fn policy_store_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        assert!(list_policies(&store).unwrap().is_empty());
+        let a = TrustPolicy {
+            pattern: "prod/*".into(),
+            signers: vec!["alice".into()],
+            threshold: 1,
+            created: "t".into(),
+        };
+        let b = TrustPolicy {
+            pattern: "127.0.0.1:*/x/*".into(),
+            signers: vec!["alice".into(), "bob".into()],
+            threshold: 2,
+            created: "t".into(),
+        };
+        put_policy(&store, &a).unwrap();
+        put_policy(&store, &b).unwrap();
+        assert_eq!(list_policies(&store).unwrap(), vec![b.clone(), a.clone()]);
+        // Replacing keeps one policy per pattern.
+        let a2 = TrustPolicy {
+            signers: vec!["carol".into()],
+            ..a.clone()
+        };
+        put_policy(&store, &a2).unwrap();
+        assert_eq!(list_policies(&store).unwrap(), vec![b.clone(), a2]);
+        // An invalid policy is not stored.
+        let bad = TrustPolicy {
+            threshold: 3,
+            ..b.clone()
+        };
+        assert!(matches!(put_policy(&store, &bad), Err(Error::Invalid(_))));
+        assert!(remove_policy(&store, "prod/*").unwrap());
+        assert!(!remove_policy(&store, "prod/*").unwrap());
+        assert_eq!(list_policies(&store).unwrap(), vec![b]);
+    }
+
+    /// A trust service on a temp store with `gun` published: `targets`
+    /// signs tag `root-signed`, delegation `targets/alice` signs `v1`; both
+    /// for `manifest`.
+    fn published(dir: &Path, gun: &str, manifest: &[u8]) -> TrustService {
+        use berth_notary::builder::RepoEditor;
+        use berth_notary::crypto::{create_root_certificate, SoftwareSigner};
+        use berth_notary::keys::Signer as _;
+        use berth_notary::storage::TrustStore;
+        let store = Store::open(&dir.join("s.redb")).unwrap();
+        let service = TrustService::new(
+            TrustStore::open(store).unwrap(),
+            zeroize::Zeroizing::new("ab".repeat(32)),
+        );
+        let now = Utc::now();
+        let root = SoftwareSigner::generate_ecdsa();
+        let targets = SoftwareSigner::generate_ecdsa();
+        let alice = SoftwareSigner::generate_ecdsa();
+        let cert = create_root_certificate(&root, gun, now).unwrap();
+        let timestamp = service.get_key(gun, "timestamp").unwrap();
+        let snapshot = service.get_key(gun, "snapshot").unwrap();
+        let mut editor = RepoEditor::create(
+            gun,
+            &[cert],
+            &[targets.public_key().clone()],
+            &[snapshot],
+            &[timestamp],
+            now,
+        )
+        .unwrap();
+        let alice_role = RoleName::Delegation("targets/alice".into());
+        editor
+            .add_delegation(&alice_role, &[alice.public_key().clone()], 1, &["".into()], now)
+            .unwrap();
+        editor
+            .add_target(&alice_role, "v1", FileMeta::from_bytes(manifest), now)
+            .unwrap();
+        editor
+            .add_target(&RoleName::Targets, "root-signed", FileMeta::from_bytes(manifest), now)
+            .unwrap();
+        let uploads = editor.publish(&[&root, &targets, &alice], now).unwrap();
+        service
+            .update(gun, uploads.into_iter().map(|(r, b)| (r.to_string(), b)).collect(), now)
+            .unwrap();
+        service
+    }
+
+    #[test]
+    fn verification_against_the_trust_service_and_its_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let gun = "127.0.0.1:5000/prod/app";
+        let manifest = br#"{"schemaVersion":2}"#;
+        let digest = format!("sha256:{}", FileMeta::from_bytes(manifest).sha256_hex().unwrap());
+        let service = published(dir.path(), gun, manifest);
+        let node = NodeTrust::default();
+        let pinned = dir.path().join("pinned");
+        let policy = |signers: &[&str], threshold| TrustPolicy {
+            pattern: "prod/*".into(),
+            signers: signers.iter().map(|s| s.to_string()).collect(),
+            threshold,
+            created: String::new(),
+        };
+        let tag = |t: &str| Candidate {
+            gun: gun.into(),
+            tag: Some(t.into()),
+            shown: format!("{gun}:{t}"),
+        };
+        let by_digest = Candidate {
+            gun: gun.into(),
+            tag: None,
+            shown: gun.into(),
+        };
+        let len = manifest.len() as u64;
+
+        let repo = node.verified(&service, &pinned, gun, Utc::now()).unwrap();
+        assert_eq!(
+            missing(&repo, &policy(&["alice"], 1), &tag("v1"), &digest, len),
+            Ok(String::new())
+        );
+        assert_eq!(
+            missing(&repo, &policy(&["alice"], 1), &by_digest, &digest, len),
+            Ok(String::new())
+        );
+        let err = missing(&repo, &policy(&["bob"], 1), &tag("v1"), &digest, len).unwrap_err();
+        assert_eq!(err, "tag \"v1\" needs signatures by 1 of [bob], found none");
+        let err = missing(&repo, &policy(&["alice", "bob"], 2), &tag("v1"), &digest, len).unwrap_err();
+        assert_eq!(
+            err,
+            "tag \"v1\" needs signatures by 2 of [alice, bob], found targets/alice"
+        );
+        // Signed by targets only: a policy naming signers wants delegations.
+        let err = missing(&repo, &policy(&["alice"], 1), &tag("root-signed"), &digest, len).unwrap_err();
+        assert!(err.contains("found none"), "{err}");
+        let other = format!("sha256:{}", "0".repeat(64));
+        let err = missing(&repo, &policy(&["alice"], 1), &tag("v1"), &other, len).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "tag \"v1\" is signed by targets/alice for manifest {}, but the image is {other}",
+                &digest
+            )
+        );
+        let err = missing(&repo, &policy(&["alice"], 1), &by_digest, &other, len).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "manifest {other} needs signatures by 1 of [alice], found none"
+            )),
+            "{err}"
+        );
+        // The root is pinned on first use.
+        assert!(pinned.join(escape_gun(gun)).join("root.json").is_file());
+        assert!(matches!(
+            node.verified(&service, &pinned, "127.0.0.1:5000/prod/none", Utc::now()),
+            Err(ClientError::RepositoryNotFound { .. })
+        ));
+
+        // Cached: the same verified state while the timestamp is unchanged.
+        let started = std::time::Instant::now();
+        let rounds = 2000;
+        for _ in 0..rounds {
+            let again = node.verified(&service, &pinned, gun, Utc::now()).unwrap();
+            assert!(Arc::ptr_eq(&again, &repo));
+            assert!(missing(&again, &policy(&["alice"], 1), &tag("v1"), &digest, len).is_ok());
+        }
+        let per_check = started.elapsed() / rounds;
+        eprintln!("cached trust verification: {per_check:?} per check");
+        // Past the metadata's expiry the cache is not used and the update fails.
+        let later = Utc::now() + chrono::Duration::days(4000);
+        assert!(node.verified(&service, &pinned, gun, later).is_err());
+    }
+
+    #[test]
+    fn gun_file_names() {
+        assert_eq!(escape_gun("127.0.0.1:5000/prod/app"), "127.0.0.1%3A5000%2Fprod%2Fapp");
+    }
+}
