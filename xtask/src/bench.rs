@@ -1021,7 +1021,10 @@ fn trust(options: &Options, report: &mut Report) -> Result<()> {
 
     // Rounds alternate between the servers (and which goes first), so the
     // machine's drift falls on both alike.
-    let servers = [("berth", berth_port, &berth_dir), ("notary-server", notary_port, &notary_dir)];
+    let servers = [
+        ("berth", berth_port, &berth_dir),
+        ("notary-server", notary_port, &notary_dir),
+    ];
     let cli = |port: u16, dir: &Path, args: &[&str]| -> Command {
         let mut c = Command::new("notary");
         c.arg("-s")
@@ -1039,7 +1042,9 @@ fn trust(options: &Options, report: &mut Report) -> Result<()> {
     for (_, port, dir) in servers {
         util::run(&mut cli(port, dir, &["init", &gun(port), "-p"]))?;
     }
-    step(&format!("{rounds} rounds of notary add+publish and list, alternating servers"));
+    step(&format!(
+        "{rounds} rounds of notary add+publish and list, alternating servers"
+    ));
     let mut samples = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
     let file_arg = file.display().to_string();
     for i in 0..=rounds {

@@ -100,12 +100,6 @@ impl Target {
     }
 }
 
-/// The collection a repository belongs to. Every repository is in `/`
-/// until repositories get their own collection mapping.
-pub fn repository_collection(_name: &str) -> &'static str {
-    "/"
-}
-
 /// The index of the state's access service (empty without one).
 pub fn index(state: &AppState) -> Arc<Index> {
     state.access.as_ref().map(|a| a.index()).unwrap_or_default()
@@ -123,7 +117,7 @@ fn user_registry_decision(index: &Index, caller: &Caller, target: &Target, actio
                 caller,
                 Resource::Repository,
                 action,
-                Where::In(repository_collection(name)),
+                Where::In(index.repository_collection(name)),
             )
             .allowed(),
     }
@@ -621,6 +615,9 @@ mod tests {
             ("GET", "/v1/audit", ADMIN),
             ("GET", "/v1/audit/verify", ADMIN),
             ("GET", "/v1/audit/export", ADMIN),
+            ("GET", "/v1/registry/collections", ADMIN),
+            ("PUT", "/v1/registry/collections/{prefix}", ADMIN),
+            ("DELETE", "/v1/registry/collections/{prefix}", ADMIN),
             ("GET", "/v1/audit/levels", ADMIN),
             ("PUT", "/v1/audit/levels/{resource}", ADMIN),
             ("GET", "/v1/directories", ADMIN),

@@ -10,6 +10,7 @@ mod access;
 mod audit;
 mod authz;
 mod bundles;
+mod collections;
 mod containers;
 mod error;
 mod images;

@@ -8,8 +8,8 @@ use axum::Router;
 
 use crate::authz::{Action, Resource};
 use crate::{
-    access, audit, authz, bundles, containers, images, metrics, openapi, registry, sessions, system, trust_policy,
-    AppState,
+    access, audit, authz, bundles, collections, containers, images, metrics, openapi, registry, sessions, system,
+    trust_policy, AppState,
 };
 
 pub struct Route {
@@ -457,6 +457,33 @@ pub static TABLE: &[Route] = &[
         Write,
         access::team_directory_unset,
         "Stop syncing a team from a directory (its members stay)"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/registry/collections",
+        Grant,
+        Read,
+        collections::list,
+        "Which collection registry repositories belong to, by name prefix"
+    ),
+    r!(
+        PUT,
+        put,
+        "/v1/registry/collections/{prefix}",
+        Grant,
+        Write,
+        collections::set,
+        "Put repositories named PREFIX or PREFIX/... in a collection"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/registry/collections/{prefix}",
+        Grant,
+        Write,
+        collections::remove,
+        "Return repositories under PREFIX to the collections above"
     ),
     r!(
         GET,

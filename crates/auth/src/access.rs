@@ -128,7 +128,12 @@ impl Access {
         let roles: Vec<Role> = self.store.list(ROLES)?.into_iter().map(|(_, v)| v).collect();
         let grants: Vec<Grant> = self.store.list(GRANTS)?.into_iter().map(|(_, v)| v).collect();
         let tokens: Vec<TokenRecord> = self.store.list(TOKENS)?.into_iter().map(|(_, v)| v).collect();
-        let index = Arc::new(Index::build(&users, &teams, &orgs, &roles, &grants, &tokens));
+        let mut index = Index::build(&users, &teams, &orgs, &roles, &grants, &tokens);
+        let repos = self
+            .store
+            .list::<crate::repos::RepositoryCollection>(crate::repos::REPOSITORY_COLLECTIONS)?;
+        index.set_repository_collections(repos.into_iter().map(|(_, r)| (r.prefix, r.collection)).collect());
+        let index = Arc::new(index);
         match self.index.write() {
             Ok(mut i) => *i = index,
             Err(poisoned) => *poisoned.into_inner() = index,

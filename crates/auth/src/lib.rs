@@ -12,6 +12,7 @@ pub mod directory;
 pub mod ldap;
 pub mod policy;
 mod records;
+pub mod repos;
 pub mod session;
 
 pub use access::{Access, AuthFailure, Clock};
@@ -39,7 +40,7 @@ pub const AUDIT: Table = Table("cluster/audit");
 /// checkpoints (key: zero-padded sequence number).
 pub const AUDIT_SIGNATURES: Table = Table("cluster/audit_signatures");
 
-pub const ALL_TABLES: [Table; 13] = [
+pub const ALL_TABLES: [Table; 14] = [
     USERS,
     TEAMS,
     ORGS,
@@ -53,6 +54,7 @@ pub const ALL_TABLES: [Table; 13] = [
     directory::TEAM_GROUPS,
     directory::DIRECTORY_SYNC,
     session::SESSIONS,
+    repos::REPOSITORY_COLLECTIONS,
 ];
 
 #[derive(Debug, thiserror::Error)]

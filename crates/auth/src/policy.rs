@@ -325,6 +325,8 @@ pub struct Index {
     pub(crate) teams: HashMap<String, Vec<String>>,
     pub(crate) roles: HashMap<String, PermSet>,
     pub(crate) tokens: HashMap<String, TokenEntry>,
+    /// Repository-name prefixes and their collections, longest first.
+    pub(crate) repository_collections: Vec<(String, String)>,
 }
 
 /// A token as the hot path checks it: hash bytes and expiry decoded once.
@@ -398,6 +400,7 @@ impl Index {
             effective,
             teams: teams_of,
             roles,
+            repository_collections: Vec::new(),
             tokens: tokens
                 .iter()
                 .map(|t| {

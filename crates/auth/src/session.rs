@@ -49,7 +49,9 @@ pub struct NewSession {
 
 impl std::fmt::Debug for NewSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewSession").field("expires", &self.expires).finish_non_exhaustive()
+        f.debug_struct("NewSession")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,7 +111,10 @@ impl Access {
             Ok(None) => return fail(None, "unknown or ended session"),
             Err(_) => return fail(None, "session store unavailable"),
         };
-        if !constant_time_eq(&Sha256::digest(token.as_bytes()), &hex::decode(&record.hash).unwrap_or_default()) {
+        if !constant_time_eq(
+            &Sha256::digest(token.as_bytes()),
+            &hex::decode(&record.hash).unwrap_or_default(),
+        ) {
             return fail(Some(record.user), "session token does not match");
         }
         if record.expires <= self.now().timestamp() {
@@ -120,7 +125,10 @@ impl Access {
         }
         if changing {
             let ok = csrf.is_some_and(|c| {
-                constant_time_eq(&Sha256::digest(c.as_bytes()), &hex::decode(&record.csrf_hash).unwrap_or_default())
+                constant_time_eq(
+                    &Sha256::digest(c.as_bytes()),
+                    &hex::decode(&record.csrf_hash).unwrap_or_default(),
+                )
             });
             if !ok {
                 return fail(Some(record.user), "CSRF token missing or wrong");

@@ -85,7 +85,10 @@ fn sessions_need_their_csrf_token_for_changes() {
     wait_for("the TCP listener", || TcpStream::connect(("127.0.0.1", port)).is_ok());
     let out = d.ok(&["user", "create", "alice"]);
     let (_, password) = out.trim().split_once('\t').expect("name and password");
-    let basic = format!("Authorization: Basic {}", base64(format!("alice:{password}").as_bytes()));
+    let basic = format!(
+        "Authorization: Basic {}",
+        base64(format!("alice:{password}").as_bytes())
+    );
 
     // Login: the cookie's attributes and the CSRF token.
     let r = req(port, "POST", "/v1/auth/session", std::slice::from_ref(&basic));
@@ -140,13 +143,22 @@ fn sessions_need_their_csrf_token_for_changes() {
     let pat = r.json()["token"].as_str().expect("token").to_string();
 
     // A token cannot start a session (it would shed the token's scopes).
-    let r = req(port, "POST", "/v1/auth/session", &[format!("Authorization: Bearer {pat}")]);
+    let r = req(
+        port,
+        "POST",
+        "/v1/auth/session",
+        &[format!("Authorization: Bearer {pat}")],
+    );
     assert_eq!(r.status, 403, "{}", r.text());
 
     // Logout ends the session and clears the cookie.
     let r = req(port, "DELETE", "/v1/auth/session", &with_csrf);
     assert_eq!(r.status, 204, "{}", r.text());
-    assert!(r.head.contains("berth_session=;") && r.head.contains("Max-Age=0"), "{}", r.head);
+    assert!(
+        r.head.contains("berth_session=;") && r.head.contains("Max-Age=0"),
+        "{}",
+        r.head
+    );
     let r = req(port, "GET", "/v1/whoami", std::slice::from_ref(&cookie));
     assert_eq!(r.status, 401, "{}", r.text());
 

@@ -149,7 +149,9 @@ impl TrustStore {
         let Some(cur) = self.store.get::<Current>(TRUST_CURRENT, &key)? else {
             return Ok(None);
         };
-        let meta = self.store.get::<StoredMeta>(TRUST_META, &key3(gun, role, &version_key(cur.version)))?;
+        let meta = self
+            .store
+            .get::<StoredMeta>(TRUST_META, &key3(gun, role, &version_key(cur.version)))?;
         let meta = meta.map(Arc::new);
         if let Some(m) = &meta {
             self.write_cache().insert(key, m.clone());
@@ -176,7 +178,9 @@ impl TrustStore {
         let prefix = format!("{gun}\n");
         let mut out = Vec::new();
         for (key, cur) in self.store.list::<Current>(TRUST_CURRENT)? {
-            let Some(role) = key.strip_prefix(&prefix) else { continue };
+            let Some(role) = key.strip_prefix(&prefix) else {
+                continue;
+            };
             if role.contains('\n') {
                 continue;
             }
@@ -303,7 +307,12 @@ impl TrustStore {
     /// backwards: the newest changes before `change_id` (before the end when
     /// it is 0 or negative).
     pub fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>> {
-        let all: Vec<Change> = self.store.list::<Change>(TRUST_CHANGES)?.into_iter().map(|(_, c)| c).collect();
+        let all: Vec<Change> = self
+            .store
+            .list::<Change>(TRUST_CHANGES)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
         let reversed = change_id < 0 || records < 0;
         let n = records.unsigned_abs() as usize;
         let position = |c: &Change| c.id.parse::<i64>().unwrap_or(0);
@@ -401,7 +410,13 @@ mod tests {
         assert_eq!(s.current("g", "timestamp").unwrap().unwrap().data, "t2");
         assert_eq!(s.by_version("g", "timestamp", 1).unwrap().unwrap().data, "t1");
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"t1"));
-        assert_eq!(s.by_checksum("g", "timestamp", &sha.to_uppercase()).unwrap().unwrap().version, 1);
+        assert_eq!(
+            s.by_checksum("g", "timestamp", &sha.to_uppercase())
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
         assert!(s.current("other", "root").unwrap().is_none());
         assert_eq!(s.all_current("g").unwrap().len(), 2);
     }
@@ -409,8 +424,11 @@ mod tests {
     #[test]
     fn an_old_version_changes_nothing() {
         let (_d, s) = open();
-        s.commit("g", &[up("targets", 3, "a"), up("timestamp", 3, "t")]).unwrap();
-        let err = s.commit("g", &[up("timestamp", 4, "t4"), up("targets", 3, "b")]).unwrap_err();
+        s.commit("g", &[up("targets", 3, "a"), up("timestamp", 3, "t")])
+            .unwrap();
+        let err = s
+            .commit("g", &[up("timestamp", 4, "t4"), up("targets", 3, "b")])
+            .unwrap_err();
         assert!(matches!(err, StorageError::OldVersion { current: 3, .. }), "{err}");
         // The timestamp in the refused update did not land either.
         assert_eq!(s.current("g", "timestamp").unwrap().unwrap().version, 3);

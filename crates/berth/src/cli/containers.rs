@@ -70,6 +70,9 @@ pub struct RunArgs {
     /// host: run in the host's user namespace
     #[arg(long)]
     userns: Option<String>,
+    /// The access-control collection the container belongs to (default `/`)
+    #[arg(long)]
+    collection: Option<String>,
     image: String,
     command: Vec<String>,
 }
@@ -137,7 +140,7 @@ fn build_create(a: &RunArgs) -> Result<ContainerCreate> {
             pids_limit: a.pids_limit,
         },
         binds,
-        collection: None,
+        collection: a.collection.clone(),
     })
 }
 

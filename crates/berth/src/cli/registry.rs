@@ -4,7 +4,7 @@ use anyhow::Result;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::client::{empty, Client};
+use crate::client::{empty, enc, json_body, Client};
 
 #[derive(clap::Args)]
 pub struct RegistryArgs {
@@ -16,6 +16,25 @@ pub struct RegistryArgs {
 enum RegistryCommand {
     /// Delete blobs no manifest, tag, image or upload refers to (safe while serving)
     Gc(GcArgs),
+    /// Which collection repositories belong to (grants on it decide push and pull)
+    Collection {
+        #[command(subcommand)]
+        command: CollectionCommand,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum CollectionCommand {
+    /// Put repositories named PREFIX or PREFIX/... in COLLECTION
+    Set { prefix: String, collection: String },
+    /// Every prefix and its collection
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Return repositories under PREFIX to the collections above
+    Rm { prefix: String },
 }
 
 #[derive(clap::Args)]
@@ -29,6 +48,7 @@ struct GcArgs {
 
 pub async fn registry(client: &Client, a: RegistryArgs) -> Result<i32> {
     match a.command {
+        RegistryCommand::Collection { command } => collection(client, command).await,
         RegistryCommand::Gc(g) => {
             let report: Value = client
                 .json(Method::POST, &format!("/v1/registry/gc?grace={}", g.grace), empty())
@@ -50,4 +70,45 @@ pub async fn registry(client: &Client, a: RegistryArgs) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+async fn collection(client: &Client, command: CollectionCommand) -> Result<i32> {
+    match command {
+        CollectionCommand::Set { prefix, collection } => {
+            let body = json_body(&serde_json::json!({ "collection": collection }))?;
+            let set: Value = client
+                .json(Method::PUT, &format!("/v1/registry/collections/{}", enc(&prefix)), body)
+                .await?;
+            println!(
+                "{}\t{}",
+                set["prefix"].as_str().unwrap_or_default(),
+                set["collection"].as_str().unwrap_or_default()
+            );
+        }
+        CollectionCommand::Ls { format } => {
+            let list: Value = client.get("/v1/registry/collections").await?;
+            if format.as_deref() == Some("json") {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let mut rows = vec![vec!["PREFIX".to_string(), "COLLECTION".to_string()]];
+                for m in list.as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        m["prefix"].as_str().unwrap_or_default().to_string(),
+                        m["collection"].as_str().unwrap_or_default().to_string(),
+                    ]);
+                }
+                crate::cli::table(&rows);
+            }
+        }
+        CollectionCommand::Rm { prefix } => {
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/registry/collections/{}", enc(&prefix)),
+                    empty(),
+                )
+                .await?;
+        }
+    }
+    Ok(0)
 }
