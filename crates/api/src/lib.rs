@@ -18,6 +18,7 @@ mod metrics;
 mod openapi;
 mod registry;
 mod routes;
+mod scans;
 mod sessions;
 mod system;
 pub mod tls;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub access: Option<Arc<berth_auth::Access>>,
     /// The Notary-compatible trust service; `None` when it could not be opened.
     pub trust: Option<Arc<berth_notary::service::TrustService>>,
+    /// Scans, the vulnerability database, plugins; `None` when it could not be opened.
+    pub scans: Option<Arc<berth_engine::ScanService>>,
 }
 
 /// The whole API as one router; the caller binds it to listeners.
@@ -58,6 +61,8 @@ pub struct Options {
     /// How often directories without their own interval sync their teams;
     /// `None`: every 60 minutes; zero: only on demand.
     pub directory_sync_interval: Option<std::time::Duration>,
+    /// The scan service's settings (webhooks, scans on push, plugin limits).
+    pub scan: berth_engine::ScanConfig,
 }
 
 /// The router with `options`; an invalid option is an error naming it.
@@ -77,6 +82,7 @@ pub fn router_with(engine: Arc<Engine>, options: Options) -> Result<axum::Router
     } else if options.audit_syslog.is_some() {
         return Err("--audit-syslog: access control (and with it the audit log) is not available".into());
     }
+    let scans = open_scans(&engine, pki.clone(), options.scan.clone());
     let state = AppState {
         engine: engine.clone(),
         metrics: Arc::new(metrics::Metrics::default()),
@@ -85,6 +91,7 @@ pub fn router_with(engine: Arc<Engine>, options: Options) -> Result<axum::Router
         pki,
         access,
         trust: trust::open(&engine),
+        scans,
     };
     if let Some(t) = &state.trust {
         engine.set_trust_service(t.clone());
@@ -96,6 +103,23 @@ pub fn router_with(engine: Arc<Engine>, options: Options) -> Result<axum::Router
         access::spawn_directory_sync(a.clone(), interval);
     }
     Ok(routes::build(state))
+}
+
+/// Opens the scan service; records are signed with the cluster key when
+/// the CA could be opened.
+fn open_scans(
+    engine: &Arc<Engine>,
+    pki: Option<Arc<berth_cluster::Pki>>,
+    config: berth_engine::ScanConfig,
+) -> Option<Arc<berth_engine::ScanService>> {
+    let signer = pki.map(|p| Arc::new(scans::ClusterSigner(p)) as Arc<dyn berth_engine::scan::RecordSigner>);
+    match berth_engine::ScanService::open(engine.clone(), signer, config) {
+        Ok(service) => Some(service),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the scan service: scans are not available");
+            None
+        }
+    }
 }
 
 /// Opens the access service on the engine's store; on a fresh cluster this

@@ -548,6 +548,10 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
                 let content_type = header_str(&headers, "content-type").map(str::to_string);
                 let (r2, ref2) = (repo.clone(), reference.clone());
                 let put = blocking(move || reg.put_manifest(&r2, &ref2, content_type.as_deref(), &bytes)).await?;
+                if let Some(scans) = &s.scans {
+                    // Scans in the background: the push is not slowed.
+                    scans.pushed(&repo, &reference, &put.digest);
+                }
                 let mut h = vec![
                     ("location", format!("/v2/{repo}/manifests/{}", put.digest)),
                     ("docker-content-digest", put.digest.clone()),

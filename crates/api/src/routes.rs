@@ -8,8 +8,8 @@ use axum::Router;
 
 use crate::authz::{Action, Resource};
 use crate::{
-    access, audit, authz, bundles, collections, containers, images, metrics, openapi, registry, sessions, system,
-    trust_policy, AppState,
+    access, audit, authz, bundles, collections, containers, images, metrics, openapi, registry, scans, sessions,
+    system, trust_policy, AppState,
 };
 
 pub struct Route {
@@ -755,6 +755,123 @@ pub static TABLE: &[Route] = &[
         Write,
         trust_policy::remove,
         "Remove the trust policy of a repository pattern"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/scans",
+        Image,
+        Write,
+        scans::scan,
+        "Scan a local image ({image, checks, deny_licenses, ignore, test, test_healthcheck, test_timeout_secs}); NDJSON progress, the signed record last"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/scans",
+        Image,
+        Read,
+        scans::list,
+        "List certification records, newest first (?image=)"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/scans/{id}",
+        Image,
+        Read,
+        scans::get,
+        "A certification record: the report as signed JSON and its signature by the cluster key"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/vulndb",
+        System,
+        Read,
+        scans::vulndb_status,
+        "Vulnerability database: version, import time, advisories per ecosystem"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/vulndb/import",
+        System,
+        Write,
+        scans::vulndb_import,
+        "Import OSV data: ?path= on the daemon (unix socket only) or the body (?name=x.zip|x.json); re-evaluates scanned images"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/plugins",
+        System,
+        Read,
+        scans::plugins,
+        "List installed plugins"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/plugins",
+        System,
+        Write,
+        scans::install_plugin,
+        "Install a plugin ({manifest, wasm: base64})"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/plugins/pull",
+        System,
+        Write,
+        scans::pull_plugin,
+        "Install a plugin from a registry's OCI artifact (?ref=&digest=)"
+    ),
+    r!(
+        GET,
+        get,
+        "/v1/plugins/{name}",
+        System,
+        Read,
+        scans::plugin,
+        "Inspect a plugin (?version=)"
+    ),
+    r!(
+        DELETE,
+        delete,
+        "/v1/plugins/{name}",
+        System,
+        Write,
+        scans::remove_plugin,
+        "Remove a plugin (?version=)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/plugins/{name}/enable",
+        System,
+        Write,
+        scans::enable_plugin,
+        "Enable a plugin version (?version=)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/plugins/{name}/disable",
+        System,
+        Write,
+        scans::disable_plugin,
+        "Disable a plugin (?version=)"
+    ),
+    r!(
+        POST,
+        post,
+        "/v1/plugins/{name}/push",
+        System,
+        Write,
+        scans::push_plugin,
+        "Push a plugin to a registry as an OCI artifact (?ref=&version=)"
     ),
     r!(
         GET,

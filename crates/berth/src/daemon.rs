@@ -52,6 +52,16 @@ pub struct DaemonArgs {
         value_parser = crate::cli::access::parse_sync_interval
     )]
     directory_sync_interval: std::time::Duration,
+    /// POST a JSON notice here when a vulnerability database import makes a
+    /// scanned image vulnerable (repeatable)
+    #[arg(long = "scan-webhook")]
+    scan_webhooks: Vec<String>,
+    /// Scan images pushed to this node's registry, in the background
+    #[arg(long = "scan-on-push", default_value_t = true, action = clap::ArgAction::Set)]
+    scan_on_push: bool,
+    /// Time limit of one scanner plugin call: 10s, 500ms, 1m
+    #[arg(long = "plugin-timeout", default_value = "10s", value_parser = crate::cli::scan::parse_duration)]
+    plugin_timeout: std::time::Duration,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -83,6 +93,14 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     let options = berth_api::Options {
         audit_syslog: a.audit_syslog.clone(),
         directory_sync_interval: Some(a.directory_sync_interval),
+        scan: berth_engine::ScanConfig {
+            webhooks: a.scan_webhooks.clone(),
+            scan_on_push: a.scan_on_push,
+            plugin_limits: berth_engine::scan::PluginLimits {
+                timeout: a.plugin_timeout,
+                ..Default::default()
+            },
+        },
     };
     let router = berth_api::router_with(engine.clone(), options).map_err(anyhow::Error::msg)?;
 

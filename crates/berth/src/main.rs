@@ -111,6 +111,12 @@ enum Command {
     Bundle(cli::bundle::BundleArgs),
     /// Content trust: sign and verify images, signers, keys, policies
     Trust(cli::trust::TrustArgs),
+    /// Scan an image (vulnerabilities, licenses, checks, SBOM); list and verify records
+    Scan(cli::scan::ScanArgs),
+    /// The vulnerability database: import OSV data, status
+    Vulndb(cli::scan::VulndbArgs),
+    /// Scanner plugins: install, list, enable, disable, remove, push
+    Plugin(cli::scan::PluginArgs),
 }
 
 fn main() {
@@ -185,6 +191,9 @@ async fn dispatch(host: &str, tls: &client::TlsFiles, command: Command) -> i32 {
             Command::Audit(a) => cli::audit::audit(&client, a).await,
             Command::Bundle(a) => cli::bundle::bundle(&client, host, a).await,
             Command::Trust(a) => cli::trust::trust(&client, tls, a).await,
+            Command::Scan(a) => cli::scan::scan(&client, a).await,
+            Command::Vulndb(a) => cli::scan::vulndb(&client, host, a).await,
+            Command::Plugin(a) => cli::scan::plugin(&client, a).await,
             Command::Daemon(_) | Command::Shim(_) | Command::ShimExec(_) => Ok(0),
         }
     }

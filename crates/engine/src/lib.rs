@@ -13,6 +13,7 @@ mod containers;
 mod error;
 mod images;
 mod reconcile;
+pub mod scan;
 mod trust;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use berth_model::Event;
 use tokio::sync::broadcast;
 
 pub use error::Error;
+pub use scan::{ScanConfig, ScanService};
 pub use trust::{escape_gun, pattern_matches, validate_pattern, TrustPolicy, TRUST_POLICIES};
 
 pub struct Config {

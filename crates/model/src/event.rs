@@ -8,7 +8,8 @@ pub struct Event {
     #[serde(rename = "type")]
     pub kind: String,
     /// `create`, `start`, `die`, `stop`, `kill`, `restart`, `destroy`, `exec_start`,
-    /// `load`, `tag`, `untag`, `delete`, ...
+    /// `load`, `tag`, `untag`, `delete`, `vulnerable` (an import of vulnerability
+    /// data found new findings in an image scanned before), ...
     pub action: String,
     pub id: String,
     #[serde(default)]

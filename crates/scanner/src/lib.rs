@@ -14,6 +14,7 @@ pub mod layers;
 pub mod licenses;
 pub mod optimize;
 pub mod report;
+pub mod scan;
 pub mod types;
 pub mod versions;
 pub mod vuln;

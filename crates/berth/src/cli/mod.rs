@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod containers;
 pub mod images;
 pub mod registry;
+pub mod scan;
 pub mod shim;
 pub mod stream;
 pub mod system;

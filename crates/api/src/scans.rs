@@ -1,0 +1,345 @@
+//! Scan routes: run a scan (NDJSON progress, the signed certification record
+//! last), list and read records, the vulnerability database (status,
+//! import), and scanner plugins (install, pull, push, list, inspect,
+//! enable, disable, remove).
+//!
+//! An import by `?path=` reads the daemon's own filesystem, so only the
+//! admin on the unix socket may name a path; TCP callers upload the file
+//! (an OSV `.json` record or a `.zip` export) as the request body.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::{Extension, Json};
+use base64::Engine as _;
+use berth_engine::scan::{
+    ScanProgress, ScanRecordSummary, ScanService, ScanSpec, SignedScanRecord, VulnDbImport, VulnDbStatus,
+};
+use berth_model::ApiError;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::authz::Principal;
+use crate::error::ApiResult;
+use crate::AppState;
+
+/// Largest upload accepted by `POST /v1/vulndb/import` (osv.dev's largest
+/// per-ecosystem export is well below).
+const MAX_IMPORT_UPLOAD: u64 = 4 << 30;
+
+fn service(s: &AppState) -> Result<Arc<ScanService>, ApiError> {
+    s.scans
+        .clone()
+        .ok_or_else(|| ApiError::internal("the scan service is not available on this node (see the daemon's log)"))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, berth_engine::scan::ScanError> + Send + 'static,
+) -> ApiResult<T> {
+    let r = tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("task failed: {e}")))?;
+    Ok(r.map_err(ApiError::from)?)
+}
+
+/// The cluster key as the records' signer.
+pub struct ClusterSigner(pub Arc<berth_cluster::Pki>);
+
+impl berth_engine::scan::RecordSigner for ClusterSigner {
+    fn key_id(&self) -> String {
+        format!("sha256:{}", self.0.ca_fingerprint())
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        self.0.sign(message).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs a scan; NDJSON progress, then `{"status":"done","record":...}`
+/// (or an `error` line).
+pub async fn scan(State(s): State<AppState>, Json(spec): Json<ScanSpec>) -> ApiResult<Response> {
+    let scans = service(&s)?;
+    if spec.image.is_empty() {
+        return Err(ApiError::invalid("scan needs an image").into());
+    }
+    // A missing image is a clean error rather than a stream.
+    s.engine.images().resolve(&spec.image)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(256);
+    tokio::spawn(async move {
+        let line = |value: &serde_json::Value| {
+            let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+            bytes.push(b'\n');
+            Ok(bytes)
+        };
+        let progress_tx = tx.clone();
+        let progress: Arc<dyn Fn(ScanProgress) + Send + Sync> = Arc::new(move |p: ScanProgress| {
+            let value = serde_json::to_value(&p).unwrap_or_default();
+            // A full channel drops a progress line rather than stall the scan.
+            let _ = progress_tx.try_send(line(&value));
+        });
+        let result = scans.scan(spec, progress).await;
+        let last = match result {
+            Ok(record) => serde_json::json!({"status": "done", "record": record}),
+            Err(e) => {
+                let err: ApiError = e.into();
+                serde_json::json!({"status": "error", "error": err})
+            }
+        };
+        let _ = tx.send(line(&last)).await;
+    });
+    Ok(crate::system::ndjson(rx))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    image: Option<String>,
+}
+
+pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<ScanRecordSummary>>> {
+    let scans = service(&s)?;
+    Ok(Json(
+        blocking(move || scans.list_records(q.image.as_deref().filter(|i| !i.is_empty()))).await?,
+    ))
+}
+
+pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<SignedScanRecord>> {
+    let scans = service(&s)?;
+    Ok(Json(blocking(move || scans.get_record(&id)).await?))
+}
+
+pub async fn vulndb_status(State(s): State<AppState>) -> ApiResult<Json<VulnDbStatus>> {
+    Ok(Json(service(&s)?.vulndb_status()))
+}
+
+#[derive(Deserialize)]
+pub struct ImportQuery {
+    #[serde(default)]
+    path: Option<String>,
+    /// The uploaded file's name (its extension says `.zip` or `.json`).
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Imports OSV data: `?path=` on the daemon's filesystem (admin only), or
+/// the request body.
+pub async fn vulndb_import(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(q): Query<ImportQuery>,
+    body: Body,
+) -> ApiResult<Json<VulnDbImport>> {
+    let scans = service(&s)?;
+    if let Some(path) = q.path.filter(|p| !p.is_empty()) {
+        if !matches!(principal, Principal::Admin) {
+            return Err(ApiError::new(
+                berth_model::ErrorCode::Forbidden,
+                "importing by path reads the daemon's filesystem: only the admin on the unix socket may; upload the file instead",
+            )
+            .into());
+        }
+        let path = std::path::PathBuf::from(path);
+        if !path.is_absolute() {
+            return Err(ApiError::invalid(format!("{}: the path must be absolute", path.display())).into());
+        }
+        return Ok(Json(blocking(move || scans.import_vulndb(&path)).await?));
+    }
+    let extension = match q.name.as_deref().unwrap_or("upload.zip") {
+        n if n.to_ascii_lowercase().ends_with(".json") => "json",
+        _ => "zip",
+    };
+    let dir = s.engine.data_root().join("tmp");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+    let path = dir.join(format!("vulndb-{}.{extension}", berth_model::new_id()));
+    let written = spool(body, &path).await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e.into());
+    }
+    let p = path.clone();
+    let result = blocking(move || scans.import_vulndb(&p)).await;
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok(Json(result?))
+}
+
+/// Writes a request body to `path`, at most [`MAX_IMPORT_UPLOAD`] bytes.
+async fn spool(body: Body, path: &std::path::Path) -> Result<(), ApiError> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    let mut stream = body.into_data_stream();
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("reading the upload: {e}")))?;
+        total += chunk.len() as u64;
+        if total > MAX_IMPORT_UPLOAD {
+            return Err(ApiError::invalid(format!(
+                "the upload is larger than {MAX_IMPORT_UPLOAD} bytes"
+            )));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    Ok(())
+}
+
+pub async fn plugins(State(s): State<AppState>) -> ApiResult<Json<Vec<berth_plugin_view::PluginView>>> {
+    let scans = service(&s)?;
+    let list = blocking(move || scans.list_plugins()).await?;
+    Ok(Json(
+        list.into_iter().map(berth_plugin_view::PluginView::from).collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct VersionQuery {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+pub async fn plugin(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+    let scans = service(&s)?;
+    let info = blocking(move || scans.inspect_plugin(&name, q.version.as_deref())).await?;
+    Ok(Json(info.into()))
+}
+
+/// `{"manifest": <plugin.json as an object>, "wasm": "<base64>"}`.
+#[derive(Deserialize)]
+pub struct InstallBody {
+    manifest: serde_json::Value,
+    wasm: String,
+}
+
+pub async fn install_plugin(
+    State(s): State<AppState>,
+    Json(body): Json<InstallBody>,
+) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+    let scans = service(&s)?;
+    let wasm = base64::engine::general_purpose::STANDARD
+        .decode(body.wasm.as_bytes())
+        .map_err(|e| ApiError::invalid(format!("the plugin's wasm is not base64: {e}")))?;
+    let manifest =
+        serde_json::to_vec(&body.manifest).map_err(|e| ApiError::invalid(format!("the plugin manifest: {e}")))?;
+    let info = blocking(move || scans.install_plugin(&manifest, &wasm)).await?;
+    Ok(Json(info.into()))
+}
+
+#[derive(Deserialize)]
+pub struct PullQuery {
+    #[serde(rename = "ref")]
+    reference: String,
+    /// The manifest digest content trust resolved the tag to.
+    #[serde(default)]
+    digest: Option<String>,
+}
+
+pub async fn pull_plugin(
+    State(s): State<AppState>,
+    Query(q): Query<PullQuery>,
+) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+    let scans = service(&s)?;
+    let info = blocking(move || scans.pull_plugin(&q.reference, q.digest.as_deref())).await?;
+    Ok(Json(info.into()))
+}
+
+#[derive(Deserialize)]
+pub struct PushQuery {
+    #[serde(rename = "ref")]
+    reference: String,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+pub async fn push_plugin(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<PushQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let scans = service(&s)?;
+    let digest = blocking(move || scans.push_plugin(&name, q.version.as_deref(), &q.reference)).await?;
+    Ok(Json(serde_json::json!({ "digest": digest })))
+}
+
+pub async fn enable_plugin(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+    let scans = service(&s)?;
+    Ok(Json(
+        blocking(move || scans.enable_plugin(&name, q.version.as_deref()))
+            .await?
+            .into(),
+    ))
+}
+
+pub async fn disable_plugin(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+    let scans = service(&s)?;
+    Ok(Json(
+        blocking(move || scans.disable_plugin(&name, q.version.as_deref()))
+            .await?
+            .into(),
+    ))
+}
+
+pub async fn remove_plugin(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+    let scans = service(&s)?;
+    Ok(Json(
+        blocking(move || scans.remove_plugin(&name, q.version.as_deref()))
+            .await?
+            .into(),
+    ))
+}
+
+/// Plugins as the API shows them (no host paths).
+mod berth_plugin_view {
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    pub struct PluginView {
+        pub name: String,
+        pub version: String,
+        pub world: String,
+        pub world_version: String,
+        pub digest: String,
+        pub description: String,
+        pub enabled: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub check: Option<serde_json::Value>,
+    }
+
+    impl From<berth_engine::scan::PluginInfo> for PluginView {
+        fn from(info: berth_engine::scan::PluginInfo) -> Self {
+            PluginView {
+                name: info.manifest.name,
+                version: info.manifest.version,
+                world: info.manifest.world,
+                world_version: info.manifest.world_version,
+                digest: info.manifest.digest,
+                description: info.manifest.description,
+                enabled: info.enabled,
+                check: info.check.and_then(|c| serde_json::to_value(c).ok()),
+            }
+        }
+    }
+}
