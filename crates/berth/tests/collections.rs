@@ -5,44 +5,18 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use common::{free_port, wait_for, Daemon};
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+use common::{base64, free_port, http, wait_for, Daemon};
 
 /// The status of one request with HTTP Basic credentials.
 fn status(port: u16, method: &str, path: &str, user: &str, password: &str) -> u16 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    let auth = base64(format!("{user}:{password}").as_bytes());
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Basic {auth}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let head = String::from_utf8_lossy(&raw);
-    head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status")
+    let auth = format!(
+        "Authorization: Basic {}",
+        base64(format!("{user}:{password}").as_bytes())
+    );
+    http(port, method, path, &[auth], b"").status
 }
 
 #[test]
