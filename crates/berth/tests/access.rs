@@ -6,44 +6,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_for, Daemon};
+use common::{base64, free_port, http, wait_for, Daemon, HttpResponse as Resp};
 use serde_json::{json, Value};
-
-struct Resp {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 enum Auth<'a> {
     None,
@@ -66,30 +35,17 @@ impl Server {
     }
 
     fn req(&self, method: &str, path: &str, auth: Auth, body: Option<&Value>) -> Resp {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let auth = match auth {
-            Auth::None => String::new(),
-            Auth::Basic(u, p) => format!("Authorization: Basic {}\r\n", base64(format!("{u}:{p}").as_bytes())),
-            Auth::Token(t) => format!("Authorization: Bearer {t}\r\n"),
-        };
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).expect("write");
-        s.write_all(body.as_bytes()).expect("write body");
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).expect("read");
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head end");
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
-        let mut body = raw[split + 4..].to_vec();
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            body = dechunk(&body);
+        let mut headers = vec!["Content-Type: application/json".to_string()];
+        match auth {
+            Auth::None => {}
+            Auth::Basic(u, p) => headers.push(format!(
+                "Authorization: Basic {}",
+                base64(format!("{u}:{p}").as_bytes())
+            )),
+            Auth::Token(t) => headers.push(format!("Authorization: Bearer {t}")),
         }
-        Resp { status, body }
+        http(self.port, method, path, &headers, body.as_bytes())
     }
 
     /// `berth` over the socket (the admin); stdout.
@@ -111,21 +67,6 @@ impl Server {
         let r = self.req("POST", "/v1/auth/token", Auth::Basic(user, password), None);
         assert_eq!(r.status, 201, "{}", r.text());
         r.json()["token"].as_str().expect("token").to_string()
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 4 + size..];
     }
 }
 
