@@ -23,14 +23,14 @@ use crate::authz::{self, Principal};
 use crate::error::ApiResult;
 use crate::AppState;
 
-fn access(s: &AppState) -> Result<Arc<Access>, ApiError> {
+pub(crate) fn access(s: &AppState) -> Result<Arc<Access>, ApiError> {
     s.access
         .clone()
         .ok_or_else(|| ApiError::internal("access control is not available on this daemon"))
 }
 
 /// Runs a store or hashing operation off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&Access) -> berth_auth::Result<T> + Send + 'static,
 ) -> ApiResult<T> {

@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use berth_auth::{Access, AuditEntry, AuditExport, AuditSink, ChainSigner};
+use berth_auth::{AuditEntry, AuditExport, AuditSink, ChainSigner};
 use serde::{Deserialize, Serialize};
 
-use berth_model::ApiError;
-
+use crate::access::blocking;
 use crate::error::ApiResult;
 use crate::AppState;
 
@@ -91,23 +90,6 @@ pub fn syslog_line(host: &str, e: &AuditEntry) -> String {
     )
 }
 
-fn access(s: &AppState) -> ApiResult<Arc<Access>> {
-    s.access
-        .clone()
-        .ok_or_else(|| ApiError::internal("access control is not available on this daemon").into())
-}
-
-async fn blocking<T: Send + 'static>(
-    s: &AppState,
-    f: impl FnOnce(&Access) -> berth_auth::Result<T> + Send + 'static,
-) -> ApiResult<T> {
-    let a = access(s)?;
-    let r = tokio::task::spawn_blocking(move || f(&a))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(r?)
-}
-
 #[derive(Serialize, Deserialize)]
 pub struct LevelView {
     pub resource: String,
@@ -139,16 +121,10 @@ pub async fn set_level(
     Path(resource): Path<String>,
     Json(body): Json<SetLevel>,
 ) -> ApiResult<Json<LevelView>> {
-    let r = resource.clone();
-    blocking(&s, move |a| a.set_audit_level(&r, &body.level)).await?;
-    let level = blocking(&s, move |a| {
-        Ok(berth_auth::Resource::parse(&resource).map(|r| (r.name().to_string(), a.audit_level(r))))
-    })
-    .await?
-    .ok_or_else(|| ApiError::internal("the level just set is gone"))?;
+    let (resource, level) = blocking(&s, move |a| a.set_audit_level(&resource, &body.level)).await?;
     Ok(Json(LevelView {
-        resource: level.0,
-        level: level.1,
+        resource: resource.name().to_string(),
+        level,
     }))
 }
 

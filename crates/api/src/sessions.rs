@@ -11,15 +11,10 @@ use berth_auth::session::{SESSION_COOKIE, SESSION_LIFETIME};
 use berth_model::{ApiError, ErrorCode};
 use serde_json::json;
 
+use crate::access::blocking;
 use crate::authz::Principal;
 use crate::error::ApiResult;
 use crate::AppState;
-
-fn access(s: &AppState) -> Result<std::sync::Arc<berth_auth::Access>, ApiError> {
-    s.access
-        .clone()
-        .ok_or_else(|| ApiError::internal("access control is not available on this daemon"))
-}
 
 /// `POST /v1/auth/session`: the caller's password login becomes a session.
 pub async fn create(State(s): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult<Response> {
@@ -35,11 +30,8 @@ pub async fn create(State(s): State<AppState>, Extension(p): Extension<Principal
         }
         _ => return Err(ApiError::new(ErrorCode::Unauthorized, "log in with a user name and password").into()),
     };
-    let a = access(&s)?;
     let u = user.clone();
-    let session = tokio::task::spawn_blocking(move || a.create_session(&u, None))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let session = blocking(&s, move |a| a.create_session(&u, None)).await?;
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; Max-Age={SESSION_LIFETIME}; HttpOnly; Secure; SameSite=Strict",
         session.token
@@ -65,10 +57,7 @@ pub async fn remove(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<
     let Some(token) = crate::authz::session_cookie(&headers) else {
         return Err(ApiError::new(ErrorCode::NotFound, "no session cookie in the request").into());
     };
-    let a = access(&s)?;
-    let ended = tokio::task::spawn_blocking(move || a.end_session(&token))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let ended = blocking(&s, move |a| a.end_session(&token)).await?;
     if !ended {
         return Err(ApiError::new(ErrorCode::NotFound, "the session had already ended").into());
     }

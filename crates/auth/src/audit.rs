@@ -345,7 +345,8 @@ impl Access {
         RESOURCES.into_iter().map(|r| (r, self.audit_level(r))).collect()
     }
 
-    pub fn set_audit_level(&self, resource: &str, level: &str) -> Result<()> {
+    /// Sets `resource`'s level; returns both as parsed.
+    pub fn set_audit_level(&self, resource: &str, level: &str) -> Result<(Resource, AuditLevel)> {
         let r = Resource::parse(resource).ok_or_else(|| {
             let names: Vec<&str> = RESOURCES.iter().map(|r| r.name()).collect();
             Error::Invalid(format!("unknown resource {resource:?}; one of: {}", names.join(", ")))
@@ -359,7 +360,7 @@ impl Access {
         let mut levels = read(&self.audit_extras.levels);
         levels.insert(r, l);
         write(&self.audit_extras.levels, levels);
-        Ok(())
+        Ok((r, l))
     }
 
     /// The whole log with its signatures, for offline verification.

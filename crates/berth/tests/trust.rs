@@ -8,12 +8,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{free_port, Daemon};
+use common::{free_port, http, Daemon};
 use serde_json::Value;
 
 const NOTARY: &str = "/usr/bin/notary";
@@ -78,48 +77,6 @@ impl Notary {
     }
 }
 
-/// One HTTP/1.1 exchange on loopback: (status, body).
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("write");
-    s.write_all(body).expect("write body");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("headers end");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let mut body = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    (status, body)
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..end]).expect("utf-8").trim(), 16).expect("size");
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&data[end + 2..end + 2 + size]);
-        data = &data[end + 2 + size + 2..];
-    }
-    out
-}
-
 /// A multipart update as the notary CLI sends it: one part per role.
 fn post_update(port: u16, gun: &str, parts: &[(&str, &[u8])]) -> (u16, Value) {
     let boundary = "berth-test-boundary";
@@ -136,19 +93,14 @@ fn post_update(port: u16, gun: &str, parts: &[(&str, &[u8])]) -> (u16, Value) {
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let ct = format!("multipart/form-data; boundary={boundary}");
-    let (status, body) = http(
-        port,
-        "POST",
-        &format!("/v2/{gun}/_trust/tuf/"),
-        &[("Content-Type", &ct)],
-        &body,
-    );
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    let ct = format!("Content-Type: multipart/form-data; boundary={boundary}");
+    let r = http(port, "POST", &format!("/v2/{gun}/_trust/tuf/"), &[ct], &body);
+    (r.status, r.json())
 }
 
 fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
-    http(port, "GET", path, &[], b"")
+    let r = http(port, "GET", path, &[], b"");
+    (r.status, r.body)
 }
 
 fn openssl(args: &[&str]) {
