@@ -149,7 +149,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         t.abort();
     }
     let _ = std::fs::remove_file(&socket);
-    engine.shutdown();
+    engine.shutdown().await;
     Ok(())
 }
 

@@ -126,11 +126,20 @@ fn main() {
         Command::Shim(a) => cli::shim::run(a),
         Command::ShimExec(a) => cli::shim::run_exec(a),
         command => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
+            // The daemon and the content-trust paths (which block on fetches
+            // inside `block_in_place`) need worker threads; every other
+            // command is one request or stream, served faster by one thread
+            // (no hand-offs between the main thread and the workers).
+            let threaded =
+                matches!(command, Command::Daemon(_) | Command::Trust(_)) || cli::trust::content_trust_enabled();
+            let mut builder = if threaded {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(2);
+                b
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+            };
+            let rt = match builder.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("berth: starting the async runtime: {e}");

@@ -94,9 +94,16 @@ fn run_streams_output_and_returns_the_exit_code() {
         d.ok(&["run", "--name", "seq", "busybox", "true"]);
         d.ok(&["rm", "seq"]);
     }
-    // --rm left nothing behind.
+    // --rm left nothing behind: the record is gone when `run` returns, the
+    // disk (mounts, cgroups, directory) is reclaimed right after.
     assert_eq!(d.container_count(), 0);
-    assert!(d.mounts().is_empty(), "{:?}", d.mounts());
+    wait_for("the --rm containers' mounts and directories to go", || {
+        d.mounts().is_empty()
+            && std::fs::read_dir(d.data_root().join("containers"))
+                .unwrap()
+                .next()
+                .is_none()
+    });
     // Loopback works.
     assert_eq!(
         d.ok(&[

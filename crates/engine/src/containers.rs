@@ -340,7 +340,13 @@ impl Engine {
         attach: Option<bool>,
     ) -> Result<Option<BufReader<UnixStream>>, Error> {
         let id = c.id.clone();
-        let c = self.prepare_rootfs(c, false)?;
+        // A container started right after create still has its root mounted
+        // and its bundle written; a restarted one gets them again.
+        let c = if c.status.state == ContainerState::Created && self.runtime.is_prepared(&id) {
+            c
+        } else {
+            self.prepare_rootfs(c, false)?
+        };
         let result = async {
             self.runtime
                 .create(&id, c.spec.tty, c.spec.open_stdin, c.spec.console_size)
@@ -404,6 +410,44 @@ impl Engine {
             return;
         };
         if !matches!(c.status.state, ContainerState::Running | ContainerState::Restarting) {
+            return;
+        }
+        if c.spec.auto_remove {
+            // `--rm`: the record and name go in one write, so `run --rm`
+            // returns at once; the cgroups, mounts and directory are reclaimed
+            // right after, off the caller's path. A crash in between leaves a
+            // directory without a record, which the next start's reconcile
+            // removes like any other.
+            let forgotten = self.store.write(|t| {
+                t.delete(CONTAINERS, id)?;
+                t.delete(CONTAINER_NAMES, &c.name)?;
+                Ok(())
+            });
+            if let Err(e) = forgotten {
+                tracing::warn!(container_id = %id, error = %e, "auto-remove: forgetting the container");
+                drop(guard);
+                let _ = self.update(id, |s| {
+                    s.state = ContainerState::Exited;
+                    s.exit_code = Some(code);
+                    s.pid = None;
+                });
+                return;
+            }
+            self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            drop(guard);
+            let code_s = code.to_string();
+            self.emit("container", "die", id, &[("name", &c.name), ("exitCode", &code_s)]);
+            self.emit("container", "destroy", id, &[("name", &c.name)]);
+            let runtime = self.runtime.clone();
+            let id = id.to_string();
+            let reclaim = tokio::task::spawn_blocking(move || {
+                if let Err(e) = runtime.remove(&id) {
+                    tracing::warn!(container_id = %id, error = %e, "auto-remove: reclaiming the container's disk");
+                }
+            });
+            let mut reclaiming = self.reclaiming.lock().unwrap_or_else(|e| e.into_inner());
+            reclaiming.retain(|t| !t.is_finished());
+            reclaiming.push(reclaim);
             return;
         }
         let finished = self.runtime.exit_record(id).map(|r| r.finished_at).unwrap_or_else(now);

@@ -39,6 +39,8 @@ pub struct Engine {
     runtime: berth_runtime::Runtime,
     events: broadcast::Sender<Event>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Disk clean-ups of `--rm` containers still running (see `on_exit`).
+    reclaiming: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     data_root: PathBuf,
     trust: trust::NodeTrust,
 }
@@ -58,6 +60,7 @@ impl Engine {
             runtime,
             events,
             locks: Mutex::new(HashMap::new()),
+            reclaiming: Mutex::new(Vec::new()),
             data_root: config.data_root,
             trust: Default::default(),
         });
@@ -65,8 +68,13 @@ impl Engine {
         Ok(engine)
     }
 
-    /// What a clean stop leaves tidy; containers keep running.
-    pub fn shutdown(&self) {
+    /// What a clean stop leaves tidy; containers keep running. Waits for
+    /// the disk clean-ups of removed `--rm` containers still under way.
+    pub async fn shutdown(&self) {
+        let pending = std::mem::take(&mut *self.reclaiming.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in pending {
+            let _ = task.await;
+        }
         self.runtime.remove_cgroup_parent_if_empty();
     }
 

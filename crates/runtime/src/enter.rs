@@ -38,6 +38,9 @@ pub struct ExecSpec {
     pub capabilities: Vec<String>,
     pub no_new_privs: bool,
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The container's compiled filter (`seccomp.bpf`), used instead of `seccomp`.
+    #[serde(default)]
+    pub seccomp_bpf: Option<PathBuf>,
     pub nofile: Option<(u64, u64)>,
     /// Initial terminal size (columns, rows) for a tty.
     pub console_size: Option<(u16, u16)>,
@@ -74,6 +77,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
 /// Starts the process; its host pid. Errors before its execve (a missing
 /// command, a bad user or directory) come back as the message.
 pub fn spawn(spec: &ExecSpec, stdio: ChildStdio) -> Result<Pid, String> {
+    let filter = match &spec.seccomp_bpf {
+        Some(path) => Some(std::fs::read(path).map_err(|e| format!("exec: {}: {e}", path.display()))?),
+        None => None,
+    };
     // The namespaces that differ from ours, opened while we are still on the host.
     let mut namespaces = Vec::new();
     for (name, flag) in NAMESPACES {
@@ -97,7 +104,7 @@ pub fn spawn(spec: &ExecSpec, stdio: ChildStdio) -> Result<Pid, String> {
                 // SAFETY: leaving the forked child without running destructors.
                 unsafe { libc::_exit(1) };
             }
-            let code = middle_child(spec, &namespaces, stdio, pid_w, &err_w);
+            let code = middle_child(spec, filter.as_deref(), &namespaces, stdio, pid_w, &err_w);
             // SAFETY: as above.
             unsafe { libc::_exit(code) }
         }
@@ -146,6 +153,7 @@ fn report(err: &OwnedFd, msg: &str) {
 /// shim its pid.
 fn middle_child(
     spec: &ExecSpec,
+    filter: Option<&[u8]>,
     namespaces: &[(File, CloneFlags)],
     stdio: ChildStdio,
     pid_w: OwnedFd,
@@ -161,7 +169,7 @@ fn middle_child(
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
             drop(pid_w);
-            let msg = exec_child(spec, stdio);
+            let msg = exec_child(spec, filter, stdio);
             report(err, &msg);
             let code = if msg.contains("not found") { 127 } else { 126 };
             // SAFETY: leaving the forked child after a failed exec.
@@ -180,7 +188,7 @@ fn middle_child(
 
 /// In the container: stdio, terminal, limits, directory, user, capabilities,
 /// no_new_privs, seccomp, execve. Returns only on failure, with the reason.
-fn exec_child(spec: &ExecSpec, stdio: ChildStdio) -> String {
+fn exec_child(spec: &ExecSpec, filter: Option<&[u8]>, stdio: ChildStdio) -> String {
     let _ = nix::unistd::setsid();
     let (stdin, stdout, stderr) = match stdio {
         ChildStdio::Pipes { stdin, stdout, stderr } => (stdin, stdout, stderr),
@@ -254,7 +262,11 @@ fn exec_child(spec: &ExecSpec, stdio: ChildStdio) -> String {
     let argv: Vec<CString> = spec.args.iter().map(|a| to_c(a)).collect();
     let envp: Vec<CString> = spec.env.iter().map(|e| to_c(e)).collect();
     // Last: from here on every system call is filtered.
-    if let Some(profile) = &spec.seccomp {
+    if let Some(bpf) = filter {
+        if let Err(e) = crate::seccomp::load(bpf) {
+            return format!("exec: {e}");
+        }
+    } else if let Some(profile) = &spec.seccomp {
         if let Err(e) = libcontainer::seccomp::initialize_seccomp(profile) {
             return format!("exec: installing seccomp: {e}");
         }

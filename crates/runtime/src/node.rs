@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::shim::{Reply, Request};
-use crate::{cgroup, shim, spec, Error, IdMap};
+use crate::{cgroup, seccomp, shim, spec, Error, IdMap};
 
 /// Root of berth's cgroups; each daemon has its own child, named from its data root.
 pub const CGROUP_ROOT: &str = "/berth";
@@ -128,6 +128,13 @@ impl Runtime {
         self.userns.is_some()
     }
 
+    /// Whether the container's root is mounted and its bundle written (as
+    /// create leaves them).
+    pub fn is_prepared(&self, id: &str) -> bool {
+        let dir = self.dir(id);
+        dir.join("config.json").exists() && is_mountpoint(&dir.join("rootfs"))
+    }
+
     /// Mounts the overlayfs root (idempotent). `owner` is the host uid/gid of
     /// container root, which must own the writable layer's top directory.
     /// With `idmap`, every lower layer is first mounted id-mapped to the
@@ -220,7 +227,31 @@ impl Runtime {
             etc_files: &etc,
             ..*input
         };
-        let json = serde_json::to_vec_pretty(&spec::build(&input)).map_err(|e| Error::container(input.id, e))?;
+        let mut spec = spec::build(&input);
+        let bpf = dir.join(seccomp::BPF_FILE);
+        let profile = dir.join(seccomp::PROFILE_FILE);
+        let _ = std::fs::remove_file(&bpf);
+        let _ = std::fs::remove_file(&profile);
+        // The filter is compiled once per daemon and handed to the shim as
+        // BPF; a profile the compiler cannot take stays for libcontainer.
+        if let Some(linux) = spec.get_mut("linux").and_then(|l| l.as_object_mut()) {
+            if let Some(p) = linux.get("seccomp").filter(|p| !p.is_null()).cloned() {
+                match seccomp::compiled(&p) {
+                    Ok(filter) => {
+                        write(&bpf, filter.as_slice())?;
+                        write(
+                            &profile,
+                            serde_json::to_vec_pretty(&p).map_err(|e| Error::container(input.id, e))?,
+                        )?;
+                        linux.remove("seccomp");
+                    }
+                    Err(e) => {
+                        tracing::debug!(container_id = %input.id, reason = %e, "seccomp profile left to libcontainer")
+                    }
+                }
+            }
+        }
+        let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::container(input.id, e))?;
         write(&dir.join("config.json"), json)
     }
 
@@ -443,6 +474,7 @@ impl Runtime {
             capabilities,
             no_new_privs: process.no_new_privileges().unwrap_or(false),
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            seccomp_bpf: Some(self.dir(id).join(seccomp::BPF_FILE)).filter(|p| p.exists()),
             nofile,
             console_size: None,
         })

@@ -104,6 +104,34 @@ struct Stdio {
     tty_master: Option<RawFd>,
 }
 
+/// libcontainer's own executor, after installing a precompiled seccomp filter.
+/// `validate` runs in the container's init right where libcontainer loads a
+/// spec's profile (after `no_new_privs`, capabilities and the user switch,
+/// before it reports ready and waits for start), so the confinement and its
+/// order are the same; only libseccomp's per-start compilation is gone.
+#[derive(Clone)]
+struct FilteredExecutor {
+    filter: crate::seccomp::Filter,
+    inner: Box<dyn libcontainer::workload::Executor>,
+}
+
+impl libcontainer::workload::Executor for FilteredExecutor {
+    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), libcontainer::workload::ExecutorError> {
+        self.inner.exec(spec)
+    }
+
+    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        self.inner.validate(spec)?;
+        self.filter
+            .install()
+            .map_err(libcontainer::workload::ExecutorValidationError::ArgValidationError)
+    }
+
+    fn setup_envs(&self, envs: HashMap<String, String>) -> Result<(), libcontainer::workload::ExecutorSetEnvsError> {
+        self.inner.setup_envs(envs)
+    }
+}
+
 /// Entry point of `berth shim`. Never returns.
 pub fn run_container_shim(args: ShimArgs) -> ! {
     let _ = nix::unistd::setsid();
@@ -143,6 +171,21 @@ pub fn run_container_shim(args: ShimArgs) -> ! {
             keep.push(OwnedFd::from(null.try_clone().unwrap_or_else(|e| fail(e.to_string()))));
             builder = builder.with_stdin(OwnedFd::from(null));
         }
+    }
+    // The daemon's precompiled filter (see `seccomp::BPF_FILE`), loaded where
+    // libcontainer would load a profile: last before the start signal.
+    let filter = args.bundle.join(crate::seccomp::BPF_FILE);
+    match std::fs::read(&filter) {
+        Ok(bpf) => {
+            let filter =
+                crate::seccomp::Filter::from_bytes(&bpf).unwrap_or_else(|e| fail(format!("{}: {e}", filter.display())));
+            builder = builder.with_executor(FilteredExecutor {
+                filter,
+                inner: libcontainer::workload::default::get_executor(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => fail(format!("{}: {e}", filter.display())),
     }
     let container = builder
         .as_init(&args.bundle)
