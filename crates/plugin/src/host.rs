@@ -10,8 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -99,7 +98,7 @@ struct HostInner {
     scanner_check_v0_1_0: Linker<HostState>,
     compiled: Mutex<HashMap<String, Component>>,
     cache: Option<CompileCache>,
-    _ticker: EpochTicker,
+    ticker: EpochTicker,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -137,7 +136,7 @@ impl PluginHost {
                 scanner_check_v0_1_0,
                 compiled: Mutex::new(HashMap::new()),
                 cache,
-                _ticker: ticker,
+                ticker,
             }),
         })
     }
@@ -278,6 +277,7 @@ impl PluginHost {
             limiter: MemoryLimiter::new(limits.memory_bytes),
             image,
             max_read_len: limits.max_read_len,
+            _active: self.inner.ticker.call(),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -433,6 +433,8 @@ pub(crate) struct HostState {
     limiter: MemoryLimiter,
     image: Arc<dyn ImageFs>,
     max_read_len: u32,
+    /// Keeps the epoch ticking while this call's store lives.
+    _active: ActiveCall,
 }
 
 impl HostState {
@@ -582,36 +584,81 @@ fn add_empty_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// A thread that advances the engine's epoch every `tick`, until dropped.
+/// A thread that advances the engine's epoch every `tick` while at least one
+/// call is running, and sleeps otherwise (an idle daemon wakes for nothing);
+/// it ends when the ticker is dropped.
 struct EpochTicker {
-    stop: Option<mpsc::Sender<()>>,
+    state: Arc<TickerState>,
     thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct TickerState {
+    /// (calls running, stop)
+    flags: Mutex<(usize, bool)>,
+    changed: Condvar,
+}
+
+/// Held by each call's store: the epoch ticks while any exists.
+pub(crate) struct ActiveCall(Arc<TickerState>);
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        let mut flags = self.0.flags.lock().unwrap_or_else(PoisonError::into_inner);
+        flags.0 -= 1;
+    }
 }
 
 impl EpochTicker {
     fn start(engine: Engine, tick: Duration) -> Result<EpochTicker, PluginError> {
-        let (stop, stopped) = mpsc::channel::<()>();
+        let state = Arc::new(TickerState::default());
+        let shared = state.clone();
         let thread = thread::Builder::new()
             .name("berth-plugin-epoch".to_string())
             .spawn(move || {
-                // Ends when the ticker is dropped (the sender goes away).
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                let mut flags = shared.flags.lock().unwrap_or_else(PoisonError::into_inner);
+                loop {
+                    while flags.0 == 0 && !flags.1 {
+                        flags = shared.changed.wait(flags).unwrap_or_else(PoisonError::into_inner);
+                    }
+                    if flags.1 {
+                        return;
+                    }
+                    flags = shared
+                        .changed
+                        .wait_timeout(flags, tick)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    if flags.1 {
+                        return;
+                    }
                     engine.increment_epoch();
                 }
             })
             .map_err(|err| engine_error(format!("could not start the epoch thread: {err}")))?;
         Ok(EpochTicker {
-            stop: Some(stop),
+            state,
             thread: Some(thread),
         })
+    }
+
+    /// Marks a call as running until the returned guard is dropped.
+    fn call(&self) -> ActiveCall {
+        let mut flags = self.state.flags.lock().unwrap_or_else(PoisonError::into_inner);
+        flags.0 += 1;
+        if flags.0 == 1 {
+            self.state.changed.notify_all();
+        }
+        ActiveCall(self.state.clone())
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        self.state.flags.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+        self.state.changed.notify_all();
         if let Some(thread) = self.thread.take() {
-            // The thread only sleeps and ticks; it cannot panic.
+            // The thread only waits and ticks; it cannot panic.
             let _ = thread.join();
         }
     }
