@@ -43,6 +43,9 @@ enum Command {
     /// Exec supervisor (started by the daemon)
     #[command(hide = true, name = "shim-exec")]
     ShimExec(cli::shim::ShimExecArgs),
+    /// Forks container supervisors (started by the daemon)
+    #[command(hide = true, name = "shim-zygote")]
+    ShimZygote,
     /// Create and run a new container from an image
     Run(cli::containers::RunArgs),
     /// Create a new container without starting it
@@ -125,6 +128,7 @@ fn main() {
     match args.command {
         Command::Shim(a) => cli::shim::run(a),
         Command::ShimExec(a) => cli::shim::run_exec(a),
+        Command::ShimZygote => berth_runtime::zygote::serve(),
         command => {
             // The daemon and the content-trust paths (which block on fetches
             // inside `block_in_place`) need worker threads; every other
@@ -203,7 +207,7 @@ async fn dispatch(host: &str, tls: &client::TlsFiles, command: Command) -> i32 {
             Command::Scan(a) => cli::scan::scan(&client, a).await,
             Command::Vulndb(a) => cli::scan::vulndb(&client, host, a).await,
             Command::Plugin(a) => cli::scan::plugin(&client, a).await,
-            Command::Daemon(_) | Command::Shim(_) | Command::ShimExec(_) => Ok(0),
+            Command::Daemon(_) | Command::Shim(_) | Command::ShimExec(_) | Command::ShimZygote => Ok(0),
         }
     }
     .await;

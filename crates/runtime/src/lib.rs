@@ -15,6 +15,7 @@ pub mod node;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
+pub mod zygote;
 
 pub use idmap::IdMap;
 pub use node::Runtime;

@@ -31,6 +31,8 @@ pub struct Runtime {
     pub idmap: IdMap,
     /// Set when this kernel id-maps overlayfs lower layers (probed at start).
     userns: Option<std::sync::Arc<crate::idmapped::Userns>>,
+    /// Forks the shims (see `zygote.rs`); without it each shim is exec'd.
+    zygote: Option<std::sync::Arc<crate::zygote::Zygote>>,
 }
 
 impl Runtime {
@@ -65,6 +67,13 @@ impl Runtime {
                 None
             }
         };
+        let zygote = match crate::zygote::Zygote::start(&exe) {
+            Ok(z) => Some(std::sync::Arc::new(z)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no shim zygote; every shim will be exec'd");
+                None
+            }
+        };
         Ok(Self {
             containers,
             root,
@@ -72,6 +81,7 @@ impl Runtime {
             cgroup_parent,
             idmap,
             userns,
+            zygote,
         })
     }
 
@@ -268,47 +278,77 @@ impl Runtime {
         self.delete_runtime_state(id);
         let dir = self.dir(id);
         let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|e| Error::io(dir.join("shim.log"), e))?;
-        let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.arg("shim")
-            .arg("--id")
-            .arg(id)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--bundle")
-            .arg(&dir)
-            .arg("--state")
-            .arg(&dir)
-            .arg("--socket")
-            .arg(self.shim_socket(id));
-        if let (true, Some((cols, rows))) = (tty, console_size) {
-            cmd.arg("--console-size").arg(format!("{cols}x{rows}"));
+        let args = shim::ShimArgs {
+            id: id.to_string(),
+            root: self.root.clone(),
+            bundle: dir.clone(),
+            state: dir.clone(),
+            socket: self.shim_socket(id),
+            tty,
+            stdin,
+            console_size: if tty { console_size } else { None },
+        };
+        let (ready_r, ready_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
+        let log_fd = std::os::fd::OwnedFd::from(shim_log);
+        let forked = match &self.zygote {
+            Some(z) => match z.spawn(&args, &ready_w, &log_fd) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(container_id = %id, error = %e, "the shim zygote failed; exec'ing the shim");
+                    false
+                }
+            },
+            None => false,
+        };
+        let mut child = None;
+        if !forked {
+            let mut cmd = tokio::process::Command::new(&self.exe);
+            cmd.arg("shim")
+                .arg("--id")
+                .arg(id)
+                .arg("--root")
+                .arg(&args.root)
+                .arg("--bundle")
+                .arg(&args.bundle)
+                .arg("--state")
+                .arg(&args.state)
+                .arg("--socket")
+                .arg(&args.socket);
+            if let Some((cols, rows)) = args.console_size {
+                cmd.arg("--console-size").arg(format!("{cols}x{rows}"));
+            }
+            if tty {
+                cmd.arg("--tty");
+            }
+            if stdin {
+                cmd.arg("--stdin");
+            }
+            let out = ready_w.try_clone().map_err(|e| Error::io("pipe", e))?;
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::from(out))
+                .stderr(Stdio::from(log_fd.try_clone().map_err(|e| Error::io("shim.log", e))?))
+                .kill_on_drop(false);
+            child = Some(
+                cmd.spawn()
+                    .map_err(|e| Error::container(id, format!("spawning shim: {e}")))?,
+            );
         }
-        if tty {
-            cmd.arg("--tty");
-        }
-        if stdin {
-            cmd.arg("--stdin");
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(shim_log)
-            .kill_on_drop(false);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Error::container(id, format!("spawning shim: {e}")))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| Error::container(id, "shim has no stdout"))?;
+        // Only the shim holds the write end now: its exit is EOF here.
+        drop((ready_w, log_fd));
+        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(ready_r)
+            .map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
         let mut line = String::new();
         BufReader::new(stdout)
             .read_line(&mut line)
             .await
             .map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
-        // The shim lives on after us; reap it in the background while we run.
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
+        // An exec'd shim lives on after us; reap it in the background while we run.
+        if let Some(mut child) = child {
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
         let line = line.trim();
         if let Some(pid) = line.strip_prefix("ready ") {
             return pid

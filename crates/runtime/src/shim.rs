@@ -53,6 +53,7 @@ pub struct ExitRecord {
     pub finished_at: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimArgs {
     pub id: String,
     /// libcontainer's state root.
