@@ -349,7 +349,14 @@ fn run_latency(options: &Options, report: &mut Report) -> Result<()> {
     step(&format!("idle RSS after {IDLE_BEFORE_RSS:?}"));
     thread::sleep(IDLE_BEFORE_RSS);
     let berth_pid = berth_daemon.pid().context("the berth daemon is gone")?;
-    let berth_rss = util::rss_kib(berth_pid).context("reading the berth daemon's RSS")?;
+    let daemon_rss = util::rss_kib(berth_pid).context("reading the berth daemon's RSS")?;
+    // The daemon's own children when idle: the shim zygote. Counted with the
+    // daemon, as containerd is counted with dockerd.
+    let mut zygote_rss = 0;
+    for pid in util::children_named(berth_pid, "berth") {
+        zygote_rss += util::rss_kib(pid).context("reading the shim zygote's RSS")?;
+    }
+    let berth_rss = daemon_rss + zygote_rss;
     let docker_rss = match &docker {
         Ok(docker) => docker_rss_kib(docker).map_err(|err| format!("{err:#}")),
         Err(reason) => Err(reason.clone()),
@@ -362,6 +369,17 @@ fn run_latency(options: &Options, report: &mut Report) -> Result<()> {
         unit: "MiB",
         rounds: None,
     })?;
+
+    for (part, kib) in [("idle-rss-daemon", daemon_rss), ("idle-rss-shim-zygote", zygote_rss)] {
+        report.emit(&Figure {
+            bench: part,
+            berth: kib_to_mib(kib),
+            peer: None,
+            peer_value: Err("a part of idle-rss".into()),
+            unit: "MiB",
+            rounds: None,
+        })?;
+    }
 
     let size = fs::metadata(&berth)?.len();
     report.emit(&Figure {

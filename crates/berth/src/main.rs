@@ -123,6 +123,11 @@ enum Command {
 }
 
 fn main() {
+    // The zygote forks every shim: it skips argument parsing (and the pages
+    // it would touch) so that it stays small.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "shim-zygote") {
+        berth_runtime::zygote::serve()
+    }
     let args = Args::parse();
     // The shims must create the container before any thread exists.
     match args.command {

@@ -113,13 +113,7 @@ pub fn spawn(spec: &ExecSpec, stdio: ChildStdio) -> Result<Pid, String> {
     drop((go_r, pid_w, stdio));
     drop(namespaces);
     let mut err_w = Some(err_w);
-    let joined = join_cgroup(&spec.cgroup_procs, middle);
     let mut go = File::from(go_w);
-    if let Err(e) = joined {
-        drop(go);
-        let _ = nix::sys::wait::waitpid(middle, None);
-        return Err(e);
-    }
     let _ = go.write_all(&[1]);
     drop(go);
     err_w.take();
@@ -138,9 +132,20 @@ pub fn spawn(spec: &ExecSpec, stdio: ChildStdio) -> Result<Pid, String> {
     Ok(Pid::from_raw(i32::from_le_bytes(pid_bytes)))
 }
 
-fn join_cgroup(procs: &[PathBuf], pid: Pid) -> Result<(), String> {
+/// Moves the calling (single-threaded) process into the container's cgroups.
+/// On v1 hierarchies it moves its thread through `tasks` with pid 0, which
+/// the kernel does without the global threadgroup lock whose first writer
+/// waits for an RCU grace period (see `third_party/README.md`); on v2, its
+/// pid goes to `cgroup.procs`.
+fn join_cgroup(procs: &[PathBuf]) -> Result<(), String> {
     for p in procs {
-        std::fs::write(p, pid.as_raw().to_string()).map_err(|e| format!("joining cgroup {}: {e}", p.display()))?;
+        let tasks = p.with_file_name("tasks");
+        let (path, value) = if tasks.exists() {
+            (tasks, "0".to_string())
+        } else {
+            (p.clone(), std::process::id().to_string())
+        };
+        std::fs::write(&path, value).map_err(|e| format!("joining cgroup {}: {e}", path.display()))?;
     }
     Ok(())
 }
@@ -159,6 +164,12 @@ fn middle_child(
     pid_w: OwnedFd,
     err: &OwnedFd,
 ) -> i32 {
+    // On the host still: the cgroups first, so the process and its child
+    // are confined from their first instruction in the container.
+    if let Err(e) = join_cgroup(&spec.cgroup_procs) {
+        report(err, &format!("exec: {e}"));
+        return 1;
+    }
     for (f, flag) in namespaces {
         if let Err(e) = nix::sched::setns(f, *flag) {
             report(err, &format!("exec: joining the container's {flag:?} namespace: {e}"));

@@ -41,12 +41,7 @@ pub struct Zygote {
 impl Zygote {
     /// Starts `<exe> shim-zygote` with its end of the pair as stdin.
     pub fn start(exe: &Path) -> std::io::Result<Zygote> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
+        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
         let mut cmd = Command::new(exe);
         cmd.arg("shim-zygote")
             .stdin(Stdio::from(theirs))
@@ -82,7 +77,10 @@ impl Zygote {
         );
         match sent {
             Ok(n) if n == body.len() => Ok(()),
-            Ok(n) => Err(std::io::Error::other(format!("sent {n} of {} bytes to the zygote", body.len()))),
+            Ok(n) => Err(std::io::Error::other(format!(
+                "sent {n} of {} bytes to the zygote",
+                body.len()
+            ))),
             Err(e) => {
                 // Gone (killed, or it failed): reap it and stop using it.
                 let _ = child.kill();
