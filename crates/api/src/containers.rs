@@ -47,19 +47,64 @@ pub async fn list(
     Ok(Json(list))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CreateQuery {
+    /// Start at once, attached: the connection (upgraded) becomes the
+    /// container's framed stream, and the 101 carries the id in
+    /// `Berth-Container-Id`. What `run` uses: one request instead of two.
+    start: bool,
+    stdin: bool,
+}
+
+/// Largest container-create body.
+const CREATE_BODY_LIMIT: usize = 1 << 20;
+
 pub async fn create(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
-    Json(mut req): Json<ContainerCreate>,
-) -> ApiResult<(StatusCode, Json<Container>)> {
-    let collection = authz::check_container_create(&s, &p, &req)?;
-    req.collection = (collection != "/").then_some(collection);
-    let engine = s.engine.clone();
-    let c = tokio::task::spawn_blocking(move || engine.create(req))
+    Query(q): Query<CreateQuery>,
+    req: Request,
+) -> ApiResult<Response> {
+    if q.start && !is_upgrade(&req) {
+        return Err(ApiError::invalid("create with start needs an upgraded connection (Upgrade: berth-stream)").into());
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, CREATE_BODY_LIMIT)
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
-    Ok((StatusCode::CREATED, Json(c)))
+        .map_err(|e| ApiError::invalid(format!("reading the request body: {e}")))?;
+    let mut create: ContainerCreate =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid container request: {e}")))?;
+    let collection = authz::check_container_create(&s, &p, &create)?;
+    create.collection = (collection != "/").then_some(collection);
+    let engine = s.engine.clone();
+    let start = q.start;
+    let c = tokio::task::spawn_blocking(move || {
+        if start {
+            engine.create_to_start(create)
+        } else {
+            engine.create(create)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    if !q.start {
+        return Ok((StatusCode::CREATED, Json(c)).into_response());
+    }
+    // Starting needs the same permission as creating (container write).
+    let Some(stream) = s.engine.start(&c.id, Some(q.stdin)).await? else {
+        return Err(ApiError::internal(format!("container {} started without a stream", c.id)).into());
+    };
+    splice(Request::from_parts(parts, Body::empty()), stream, None);
+    let mut response = switching();
+    if let Ok(id) = c.id.parse() {
+        response.headers_mut().insert(CONTAINER_ID_HEADER, id);
+    }
+    Ok(response)
 }
+
+/// The id of the container a `create?start=true` made, on its 101 response.
+pub const CONTAINER_ID_HEADER: &str = "berth-container-id";
 
 pub async fn inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Container>> {
     Ok(Json(s.engine.get(&id)?))

@@ -610,7 +610,7 @@ pub static TABLE: &[Route] = &[
         Container,
         Write,
         containers::create,
-        "Create a container"
+        "Create a container; with ?start=true (upgraded connection) also start it attached, the 101 naming it in Berth-Container-Id"
     ),
     r!(
         GET,

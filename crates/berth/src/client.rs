@@ -227,15 +227,28 @@ impl Client {
 
     /// Upgrades the connection to a framed stream.
     pub async fn upgrade(&self, method: Method, path: &str) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
-        let mut req = self.request(method, path, empty())?;
+        Ok(self.upgrade_with(method, path, empty()).await?.1)
+    }
+
+    /// Sends `body` (JSON) and upgrades the connection to a framed stream;
+    /// also returns the 101's headers.
+    pub async fn upgrade_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+    ) -> Result<(hyper::HeaderMap, TokioIo<hyper::upgrade::Upgraded>)> {
+        let mut req = self.request(method, path, body)?;
+        req.headers_mut().insert("content-type", "application/json".parse()?);
         req.headers_mut().insert("connection", "Upgrade".parse()?);
         req.headers_mut().insert("upgrade", "berth-stream".parse()?);
         let resp = self.send(req).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Err(error_of(resp).await);
         }
+        let headers = resp.headers().clone();
         let upgraded = hyper::upgrade::on(resp).await.context("upgrading the connection")?;
-        Ok(TokioIo::new(upgraded))
+        Ok((headers, TokioIo::new(upgraded)))
     }
 }
 

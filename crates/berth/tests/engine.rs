@@ -554,6 +554,32 @@ fn api_openapi_metrics_and_errors() {
         e.starts_with("HTTP/1.1 404") && e.contains("\"code\":\"NOT_FOUND\"") && e.contains("no such container: nope"),
         "{e}"
     );
+    let post = |path: &str, body: &str| -> String {
+        use std::io::Read;
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    // Create-and-start needs the upgraded connection it streams on; a
+    // malformed body is named; neither leaves a container.
+    let e = post("/v1/containers?start=true", r#"{"image":"busybox"}"#);
+    assert!(
+        e.starts_with("HTTP/1.1 400") && e.contains("Upgrade: berth-stream"),
+        "{e}"
+    );
+    let e = post("/v1/containers", r#"{"image": 7}"#);
+    assert!(
+        e.starts_with("HTTP/1.1 400") && e.contains("INVALID_ARGUMENT") && e.contains("invalid container request"),
+        "{e}"
+    );
+    assert_eq!(d.container_count(), 0);
     let mode = std::fs::metadata(&d.socket).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,

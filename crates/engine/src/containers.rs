@@ -115,6 +115,17 @@ impl Engine {
     /// Validates the request and records a new container (state `created`).
     /// Nothing is left behind when it fails.
     pub fn create(&self, req: ContainerCreate) -> Result<Container, Error> {
+        self.create_inner(req, true)
+    }
+
+    /// Creates a container that the caller starts at once (`run`): the
+    /// record's write is not flushed on its own, the start's write makes it
+    /// durable (see `Store::write_deferred`). Saves one disk flush per run.
+    pub fn create_to_start(&self, req: ContainerCreate) -> Result<Container, Error> {
+        self.create_inner(req, false)
+    }
+
+    fn create_inner(&self, req: ContainerCreate, durable: bool) -> Result<Container, Error> {
         let image = self.images.resolve(&req.image)?;
         self.check_trust_policies(&req.image, &image)?;
         if let Some(n) = &req.name {
@@ -213,14 +224,19 @@ impl Engine {
         // Check the command and user against the image now, so that a bad
         // request fails at create with nothing left behind.
         let container = self.prepare_rootfs(container, true)?;
-        let r = self.store.write(|t| {
+        let record = |t: &mut berth_store::Txn| {
             if t.get::<String>(CONTAINER_NAMES, &name)?.is_some() {
                 return Ok(false);
             }
             t.put(CONTAINER_NAMES, &name, &id)?;
             t.put(CONTAINERS, &id, &container)?;
             Ok(true)
-        });
+        };
+        let r = if durable {
+            self.store.write(record)
+        } else {
+            self.store.write_deferred(record)
+        };
         let created = match r {
             Ok(c) => c,
             Err(e) => {

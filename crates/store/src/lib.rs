@@ -117,6 +117,24 @@ impl Store {
         self.write_inner(true, f)
     }
 
+    /// Like [`Store::write`], but the commit is not flushed to disk: it is
+    /// visible at once and becomes durable with the next durable write. A
+    /// crash before that loses it, so it suits only records that a following
+    /// durable write in the same operation covers, and whose loss the
+    /// start-up reconciliation undoes (a container created to be started at
+    /// once: its start is durable; a crash before leaves a directory without
+    /// a record, which reconcile removes).
+    pub fn write_deferred<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
+        let mut inner = self.db.begin_write().map_err(|e| storage(Table("*"), e))?;
+        inner
+            .set_durability(redb::Durability::None)
+            .map_err(|e| storage(Table("*"), e))?;
+        let mut txn = Txn { inner, cluster: false };
+        let r = f(&mut txn)?;
+        txn.inner.commit().map_err(|e| storage(Table("*"), e))?;
+        Ok(r)
+    }
+
     fn write_any<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
         self.write_inner(true, f)
     }

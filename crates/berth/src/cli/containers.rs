@@ -159,22 +159,36 @@ pub async fn run(client: &Client, a: RunArgs, start: bool) -> Result<i32> {
     if crate::cli::trust::content_trust_enabled() {
         req.image = crate::cli::trust::trusted_local_image(client, &req.image).await?;
     }
-    let c: Container = client.json(Method::POST, "/v1/containers", json_body(&req)?).await?;
-    if !start {
-        println!("{}", c.id);
-        return Ok(0);
+    if start && !a.detach {
+        // One request creates, starts and attaches (no output is missed).
+        let path = format!("/v1/containers?start=true&stdin={}", a.interactive);
+        let (headers, conn) = client.upgrade_with(Method::POST, &path, json_body(&req)?).await?;
+        let id = headers
+            .get("berth-container-id")
+            .and_then(|v| v.to_str().ok())
+            .context("the daemon did not name the container it started")?
+            .to_string();
+        return attached(client, &a, &id, conn).await;
     }
-    if a.detach {
+    let c: Container = client.json(Method::POST, "/v1/containers", json_body(&req)?).await?;
+    if start {
         client
             .call(Method::POST, &format!("/v1/containers/{}/start", c.id), empty())
             .await?;
-        println!("{}", c.id);
-        return Ok(0);
     }
-    let path = format!("/v1/containers/{}/start?attach=true&stdin={}", c.id, a.interactive);
-    let conn = client.upgrade(Method::POST, &path).await?;
+    println!("{}", c.id);
+    Ok(0)
+}
+
+/// Streams an attached, started container until it exits; its exit code.
+async fn attached(
+    client: &Client,
+    a: &RunArgs,
+    id: &str,
+    conn: hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>,
+) -> Result<i32> {
     if !a.tty {
-        proxy_signals(client.clone(), c.id.clone());
+        proxy_signals(client.clone(), id.to_string());
     }
     let code = stream::pump(conn, a.tty, a.interactive).await?;
     // Like Docker: return once the daemon has recorded the exit (and, for
@@ -183,7 +197,7 @@ pub async fn run(client: &Client, a: RunArgs, start: bool) -> Result<i32> {
     let _ = client
         .call(
             Method::POST,
-            &format!("/v1/containers/{}/wait?condition={condition}", c.id),
+            &format!("/v1/containers/{id}/wait?condition={condition}"),
             empty(),
         )
         .await;
