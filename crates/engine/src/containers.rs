@@ -433,8 +433,11 @@ impl Engine {
             // returns at once; the cgroups, mounts and directory are reclaimed
             // right after, off the caller's path. A crash in between leaves a
             // directory without a record, which the next start's reconcile
-            // removes like any other.
-            let forgotten = self.store.write(|t| {
+            // removes like any other. The write need not be flushed on its
+            // own: if a crash loses it, the record comes back as a running
+            // `--rm` container without a shim, which reconcile marks exited
+            // and removes.
+            let forgotten = self.store.write_deferred(|t| {
                 t.delete(CONTAINERS, id)?;
                 t.delete(CONTAINER_NAMES, &c.name)?;
                 Ok(())

@@ -71,11 +71,16 @@ impl Engine {
     /// What a clean stop leaves tidy; containers keep running. Waits for
     /// the disk clean-ups of removed `--rm` containers still under way.
     pub async fn shutdown(&self) {
+        self.reclaimed().await;
+        self.runtime.remove_cgroup_parent_if_empty();
+    }
+
+    /// Waits for the disk clean-ups of removed `--rm` containers under way.
+    pub(crate) async fn reclaimed(&self) {
         let pending = std::mem::take(&mut *self.reclaiming.lock().unwrap_or_else(|e| e.into_inner()));
         for task in pending {
             let _ = task.await;
         }
-        self.runtime.remove_cgroup_parent_if_empty();
     }
 
     pub fn data_root(&self) -> &std::path::Path {

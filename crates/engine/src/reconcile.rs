@@ -64,6 +64,9 @@ impl Engine {
             }
         }
 
+        // `--rm` containers removed above reclaim their disk in the
+        // background; let them finish before looking for leftovers.
+        self.reclaimed().await;
         let known: HashSet<String> = self
             .store
             .list::<Container>(CONTAINERS)?
