@@ -495,7 +495,7 @@ pub fn compile(profile: &oci_spec::runtime::LinuxSeccomp) -> Result<Vec<u8>, Str
 
 fn check(bpf: &[u8]) -> Result<usize, String> {
     let n = bpf.len() / INSN;
-    if bpf.is_empty() || bpf.len() % INSN != 0 || n > u16::MAX as usize {
+    if bpf.is_empty() || !bpf.len().is_multiple_of(INSN) || n > u16::MAX as usize {
         return Err(format!("a seccomp filter of {} bytes is not a BPF program", bpf.len()));
     }
     Ok(n)
