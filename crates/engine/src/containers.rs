@@ -367,11 +367,13 @@ impl Engine {
             self.runtime
                 .create(&id, c.spec.tty, c.spec.open_stdin, c.spec.console_size)
                 .await?;
-            let stream = match attach {
-                Some(stdin) => Some(self.runtime.attach(&id, stdin).await?),
-                None => None,
+            let (stream, pid) = match attach {
+                Some(stdin) => {
+                    let (pid, stream) = self.runtime.attach_start(&id, stdin).await?;
+                    (Some(stream), pid)
+                }
+                None => (None, self.runtime.start(&id).await?),
             };
-            let pid = self.runtime.start(&id).await?;
             Ok::<_, Error>((stream, pid))
         }
         .await;

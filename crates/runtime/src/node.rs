@@ -421,6 +421,12 @@ impl Runtime {
         self.request(id, &Request::Attach { stdin }).await.map(|(_, s)| s)
     }
 
+    /// Attaches and starts in one request; the init pid and the stream.
+    pub async fn attach_start(&self, id: &str, stdin: bool) -> Result<(i32, BufReader<UnixStream>), Error> {
+        let (r, s) = self.request(id, &Request::AttachStart { stdin }).await?;
+        Ok((r.pid.unwrap_or(0), s))
+    }
+
     /// Whether a shim is answering for this container.
     pub async fn shim_alive(&self, id: &str) -> bool {
         UnixStream::connect(self.shim_socket(id)).await.is_ok()

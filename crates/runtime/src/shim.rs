@@ -30,10 +30,21 @@ use crate::frame;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Start,
-    Attach { stdin: bool },
+    Attach {
+        stdin: bool,
+    },
+    /// Attach, then start: one round trip for `run` (the reply carries the pid).
+    AttachStart {
+        stdin: bool,
+    },
     Wait,
-    Kill { signal: i32 },
-    Resize { cols: u16, rows: u16 },
+    Kill {
+        signal: i32,
+    },
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -442,6 +453,7 @@ async fn serve(opts: Serve) -> i32 {
                         w,
                         shared.clone(),
                         true,
+                        None,
                     )));
                 }
             }
@@ -602,22 +614,7 @@ async fn handle(conn: UnixStream, shared: Rc<RefCell<Shared>>, container: Rc<Ref
     };
     match req {
         Request::Start => {
-            let already = std::mem::replace(&mut shared.borrow_mut().started, true);
-            let result = if already {
-                Ok(())
-            } else {
-                container.borrow_mut().start()
-            };
-            let r = match result {
-                Ok(()) => Reply {
-                    pid: Some(pid),
-                    ..Default::default()
-                },
-                Err(e) => Reply {
-                    error: Some(format!("starting container: {e}")),
-                    ..Default::default()
-                },
-            };
+            let r = start_once(&shared, &container, pid);
             let _ = reply(&mut w, &r).await;
         }
         Request::Wait => {
@@ -675,16 +672,40 @@ async fn handle(conn: UnixStream, shared: Rc<RefCell<Shared>>, container: Rc<Ref
             }
             let _ = reply(&mut w, &Reply::default()).await;
         }
-        Request::Attach { stdin } => attach_client(r, w, shared, stdin).await,
+        Request::Attach { stdin } => attach_client(r, w, shared, stdin, None).await,
+        Request::AttachStart { stdin } => attach_client(r, w, shared, stdin, Some((container, pid))).await,
     }
 }
 
-/// Streams output frames to one client (and its input to the process) until the exit frame.
+/// Starts the container unless it already was; the reply to send.
+fn start_once(shared: &Rc<RefCell<Shared>>, container: &Rc<RefCell<Container>>, pid: i32) -> Reply {
+    let already = std::mem::replace(&mut shared.borrow_mut().started, true);
+    let result = if already {
+        Ok(())
+    } else {
+        container.borrow_mut().start()
+    };
+    match result {
+        Ok(()) => Reply {
+            pid: Some(pid),
+            ..Default::default()
+        },
+        Err(e) => Reply {
+            error: Some(format!("starting container: {e}")),
+            ..Default::default()
+        },
+    }
+}
+
+/// Streams output frames to one client (and its input to the process) until
+/// the exit frame. With `start`, starts the container once the client is
+/// registered (so no output is missed) and replies with its pid.
 async fn attach_client(
     r: BufReader<tokio::net::unix::OwnedReadHalf>,
     mut w: tokio::net::unix::OwnedWriteHalf,
     shared: Rc<RefCell<Shared>>,
     stdin: bool,
+    start: Option<(Rc<RefCell<Container>>, i32)>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(u8, Vec<u8>)>();
     let id = {
@@ -701,9 +722,13 @@ async fn attach_client(
         }
         id
     };
+    let first = match start {
+        Some((container, pid)) => start_once(&shared, &container, pid),
+        None => Reply::default(),
+    };
+    let failed = first.error.is_some();
     // An empty first frame: clients learn the stream is live before any output.
-    if reply(&mut w, &Reply::default()).await.is_err() || frame::write_frame(&mut w, frame::STDOUT, &[]).await.is_err()
-    {
+    if reply(&mut w, &first).await.is_err() || failed || frame::write_frame(&mut w, frame::STDOUT, &[]).await.is_err() {
         shared.borrow_mut().clients.remove(&id);
         return;
     }

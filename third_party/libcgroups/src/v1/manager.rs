@@ -85,9 +85,19 @@ pub enum V1ManagerError {
 impl Manager {
     /// Constructs a new cgroup manager with cgroups_path being relative to the root of the subsystem
     pub fn new(cgroup_path: &Path) -> Result<Self, V1ManagerError> {
+        // berth's change (see `third_party/README.md`): mountinfo and
+        // /proc/self/cgroup are read once for all subsystems, not once each.
+        let mount_points = util::list_subsystem_mount_points();
+        let cgroups = Self::own_cgroups();
         let mut subsystems = HashMap::new();
         for subsystem in CONTROLLERS {
-            if let Ok(subsystem_path) = Self::get_subsystem_path(cgroup_path, subsystem) {
+            let found = match (&mount_points, &cgroups) {
+                (Ok(mount_points), Ok(cgroups)) => {
+                    Self::get_subsystem_path(cgroup_path, subsystem, mount_points, cgroups)
+                }
+                _ => Err(V1ManagerError::SubsystemDoesNotExist),
+            };
+            if let Ok(subsystem_path) = found {
                 subsystems.insert(*subsystem, subsystem_path);
             } else {
                 tracing::warn!("cgroup {} not supported on this system", subsystem);
@@ -97,21 +107,30 @@ impl Manager {
         Ok(Manager { subsystems })
     }
 
-    fn get_subsystem_path(
-        cgroup_path: &Path,
-        subsystem: &CtrlType,
-    ) -> Result<PathBuf, V1ManagerError> {
-        tracing::debug!("Get path for subsystem: {}", subsystem);
-        let mount_point = util::get_subsystem_mount_point(subsystem)?;
-
-        let cgroup = ProcessCGroups::from_read(ProcfsHandle::new()?.open(
+    fn own_cgroups() -> Result<Vec<procfs::ProcessCGroup>, V1ManagerError> {
+        Ok(ProcessCGroups::from_read(ProcfsHandle::new()?.open(
             ProcfsBase::ProcSelf,
             "cgroup",
             OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
         )?)?
         .into_iter()
-        .find(|c| c.controllers.contains(&subsystem.to_string()))
-        .ok_or(V1ManagerError::SubsystemDoesNotExist)?;
+        .collect())
+    }
+
+    fn get_subsystem_path(
+        cgroup_path: &Path,
+        subsystem: &CtrlType,
+        mount_points: &[PathBuf],
+        cgroups: &[procfs::ProcessCGroup],
+    ) -> Result<PathBuf, V1ManagerError> {
+        tracing::debug!("Get path for subsystem: {}", subsystem);
+        let mount_point =
+            util::subsystem_mount_point(subsystem, mount_points).ok_or(V1ManagerError::SubsystemDoesNotExist)?;
+
+        let cgroup = cgroups
+            .iter()
+            .find(|c| c.controllers.contains(&subsystem.to_string()))
+            .ok_or(V1ManagerError::SubsystemDoesNotExist)?;
 
         let p = if cgroup_path.as_os_str().is_empty() {
             mount_point.join_safely(Path::new(&cgroup.pathname))?
