@@ -358,14 +358,11 @@ impl Engine {
         let id = c.id.clone();
         // A container started right after create still has its root mounted
         // and its bundle written; a restarted one gets them again.
-        let c = if c.status.state == ContainerState::Created && self.runtime.is_prepared(&id) {
-            c
-        } else {
-            self.prepare_rootfs(c, false)?
-        };
+        let first = c.status.state == ContainerState::Created && self.runtime.is_prepared(&id);
+        let c = if first { c } else { self.prepare_rootfs(c, false)? };
         let result = async {
             self.runtime
-                .create(&id, c.spec.tty, c.spec.open_stdin, c.spec.console_size)
+                .create(&id, c.spec.tty, c.spec.open_stdin, c.spec.console_size, !first)
                 .await?;
             let (stream, pid) = match attach {
                 Some(stdin) => {

@@ -266,16 +266,21 @@ impl Runtime {
     }
 
     /// Starts `berth shim`, which creates the container and waits for `start`.
-    /// Returns the container's init pid once it is created.
+    /// Returns the container's init pid once it is created. `restart`: the
+    /// container ran before, so its old runtime state is cleared first.
     pub async fn create(
         &self,
         id: &str,
         tty: bool,
         stdin: bool,
         console_size: Option<(u16, u16)>,
+        restart: bool,
     ) -> Result<i32, Error> {
-        // Left over from a previous run of the same container (restart).
-        self.delete_runtime_state(id);
+        // Left over from a previous run of the same container (a container
+        // never started has none).
+        if restart {
+            self.delete_runtime_state(id);
+        }
         let dir = self.dir(id);
         let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|e| Error::io(dir.join("shim.log"), e))?;
         let args = shim::ShimArgs {

@@ -16,7 +16,7 @@ use crate::common::{self, CGROUP_PROCS, ControllerOpt, WrapIoResult, WrappedIoEr
 /// calling thread without that lock (a thread moving itself cannot exit or
 /// exec meanwhile), and for a one-thread process that is the whole process.
 pub(super) fn attach(pid: Pid, cgroup_path: &Path) -> Result<(), WrappedIoError> {
-    if pid == nix::unistd::getpid() && single_threaded() {
+    if pid == nix::unistd::getpid() && SINGLE_THREADED.with(|known| known.get()).unwrap_or_else(single_threaded) {
         return common::write_cgroup_file(cgroup_path.join(CGROUP_TASKS), 0);
     }
     common::write_cgroup_file(cgroup_path.join(CGROUP_PROCS), pid)
@@ -24,7 +24,13 @@ pub(super) fn attach(pid: Pid, cgroup_path: &Path) -> Result<(), WrappedIoError>
 
 const CGROUP_TASKS: &str = "tasks";
 
-fn single_threaded() -> bool {
+thread_local! {
+    /// Set by `Manager::add_task` for the duration of one move, so that the
+    /// thread count is read once, not once per controller.
+    pub(super) static SINGLE_THREADED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+pub(super) fn single_threaded() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -107,6 +107,28 @@ impl Manager {
         Ok(Manager { subsystems })
     }
 
+    fn add_task_to_each(&self, pid: Pid) -> Result<(), V1ManagerError> {
+        for (ctrl_type, cgroup_path) in &self.subsystems {
+            match ctrl_type {
+                CtrlType::Cpu => Cpu::add_task(pid, cgroup_path)?,
+                CtrlType::CpuAcct => CpuAcct::add_task(pid, cgroup_path)?,
+                CtrlType::CpuSet => CpuSet::add_task(pid, cgroup_path)?,
+                CtrlType::Devices => Devices::add_task(pid, cgroup_path)?,
+                CtrlType::HugeTlb => HugeTlb::add_task(pid, cgroup_path)?,
+                CtrlType::Memory => Memory::add_task(pid, cgroup_path)?,
+                CtrlType::Pids => Pids::add_task(pid, cgroup_path)?,
+                CtrlType::PerfEvent => PerfEvent::add_task(pid, cgroup_path)?,
+                CtrlType::Blkio => Blkio::add_task(pid, cgroup_path)?,
+                CtrlType::NetworkPriority => NetworkPriority::add_task(pid, cgroup_path)?,
+                CtrlType::NetworkClassifier => NetworkClassifier::add_task(pid, cgroup_path)?,
+                CtrlType::Freezer => Freezer::add_task(pid, cgroup_path)?,
+            }
+        }
+
+        Ok(())
+    }
+
+
     fn own_cgroups() -> Result<Vec<procfs::ProcessCGroup>, V1ManagerError> {
         Ok(ProcessCGroups::from_read(ProcfsHandle::new()?.open(
             ProcfsBase::ProcSelf,
@@ -197,24 +219,11 @@ impl CgroupManager for Manager {
     }
 
     fn add_task(&self, pid: Pid) -> Result<(), Self::Error> {
-        for (ctrl_type, cgroup_path) in &self.subsystems {
-            match ctrl_type {
-                CtrlType::Cpu => Cpu::add_task(pid, cgroup_path)?,
-                CtrlType::CpuAcct => CpuAcct::add_task(pid, cgroup_path)?,
-                CtrlType::CpuSet => CpuSet::add_task(pid, cgroup_path)?,
-                CtrlType::Devices => Devices::add_task(pid, cgroup_path)?,
-                CtrlType::HugeTlb => HugeTlb::add_task(pid, cgroup_path)?,
-                CtrlType::Memory => Memory::add_task(pid, cgroup_path)?,
-                CtrlType::Pids => Pids::add_task(pid, cgroup_path)?,
-                CtrlType::PerfEvent => PerfEvent::add_task(pid, cgroup_path)?,
-                CtrlType::Blkio => Blkio::add_task(pid, cgroup_path)?,
-                CtrlType::NetworkPriority => NetworkPriority::add_task(pid, cgroup_path)?,
-                CtrlType::NetworkClassifier => NetworkClassifier::add_task(pid, cgroup_path)?,
-                CtrlType::Freezer => Freezer::add_task(pid, cgroup_path)?,
-            }
-        }
-
-        Ok(())
+        // berth's change 1: read the thread count once for all controllers.
+        super::controller::SINGLE_THREADED.with(|known| known.set(Some(super::controller::single_threaded())));
+        let result = self.add_task_to_each(pid);
+        super::controller::SINGLE_THREADED.with(|known| known.set(None));
+        result
     }
 
     fn apply(&self, controller_opt: &ControllerOpt) -> Result<(), Self::Error> {
