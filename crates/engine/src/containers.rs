@@ -388,6 +388,9 @@ impl Engine {
                 return Err(e);
             }
         };
+        // Watch for the exit while the state is written: the exit is handled
+        // under this container's lock, which the caller holds until then.
+        self.monitor(id.clone());
         self.update(&id, |s| {
             s.state = ContainerState::Running;
             s.pid = Some(pid);
@@ -398,7 +401,6 @@ impl Engine {
             s.stopped_by_user = false;
         })?;
         self.emit("container", "start", &id, &[("name", &c.name)]);
-        self.monitor(id);
         Ok(stream)
     }
 

@@ -190,17 +190,18 @@ async fn attached(
     if !a.tty {
         proxy_signals(client.clone(), id.to_string());
     }
-    let code = stream::pump(conn, a.tty, a.interactive).await?;
     // Like Docker: return once the daemon has recorded the exit (and, for
-    // --rm, removed the container), so the next command sees it.
+    // --rm, removed the container), so the next command sees it. The wait is
+    // asked while the container runs, so its answer is not a round trip
+    // after the exit.
     let condition = if a.rm { "removed" } else { "not-running" };
-    let _ = client
-        .call(
-            Method::POST,
-            &format!("/v1/containers/{id}/wait?condition={condition}"),
-            empty(),
-        )
-        .await;
+    let waiter = {
+        let client = client.clone();
+        let path = format!("/v1/containers/{id}/wait?condition={condition}");
+        tokio::spawn(async move { client.call(Method::POST, &path, empty()).await.map(drop) })
+    };
+    let code = stream::pump(conn, a.tty, a.interactive).await?;
+    let _ = waiter.await;
     Ok(code)
 }
 
