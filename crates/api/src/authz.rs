@@ -325,6 +325,8 @@ async fn audit(state: &AppState, entry: NewAuditEntry) {
 struct RequestFacts {
     action: String,
     resource: Resource,
+    /// The route declares a read (`POST .../wait` is one): audited as a read.
+    reads: bool,
     object: String,
     source: String,
 }
@@ -394,6 +396,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let facts = RequestFacts {
         action: format!("{} {path}", req.method()),
         resource: route.resource,
+        reads: route.action == Action::Read,
         object: match (level, req.uri().query()) {
             (berth_auth::AuditLevel::Request, Some(q)) => format!("{}?{q}", req.uri().path()),
             _ => req.uri().path().to_string(),
@@ -517,7 +520,8 @@ async fn run_audited(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD);
+    // A change is what the route declares, not its method: waiting (POST) reads.
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD) && !facts.reads;
     let name = principal.name();
     req.extensions_mut().insert(principal);
     let response = next.run(req).await;

@@ -47,6 +47,20 @@ fn levels_syslog_and_offline_verification() {
         "{entries}"
     );
 
+    // Containers are at `metadata`: `run` is recorded, its `wait` (a read
+    // that is a POST) is not.
+    d.load_busybox();
+    d.ok(&["run", "--rm", "busybox", "true"]);
+    let entries: Value = serde_json::from_str(&d.ok(&["audit", "ls", "--format", "json"])).expect("json");
+    let actions: Vec<&str> = entries
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"POST /v1/containers"), "{actions:?}");
+    assert!(!actions.iter().any(|a| a.ends_with("/wait")), "{actions:?}");
+
     // Every entry also went to syslog, as RFC 5424 with the entry's JSON.
     let mut buf = [0u8; 8192];
     let n = syslog.recv(&mut buf).expect("a syslog message");

@@ -233,11 +233,6 @@ pub fn run_container_shim(args: ShimArgs) -> ! {
         }
         let _ = std::fs::remove_file(&console_path);
     }
-    if let Err(e) = loopback_up(pid) {
-        let _ = container.delete(true);
-        cleanup_failed(&args);
-        fail(format!("bringing up loopback: {e}"));
-    }
     drop(keep);
     let sock_path = args.socket.clone();
     let _ = std::fs::remove_file(&sock_path);
@@ -253,6 +248,9 @@ pub fn run_container_shim(args: ShimArgs) -> ! {
     // From here on the daemon may talk to us; tell it, then detach our stdout.
     let _ = writeln!(std::io::stdout(), "ready {pid}");
     let _ = std::io::stdout().flush();
+    // While the daemon reads that and connects (the container waits for
+    // start): a container never starts without its loopback.
+    let refused = loopback_up(pid).err().map(|e| format!("bringing up loopback: {e}"));
     redirect_stdio_to_null();
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -267,6 +265,7 @@ pub fn run_container_shim(args: ShimArgs) -> ! {
         stdio,
         listener: Some(listener),
         client: None,
+        refused,
     }));
     std::process::exit(code)
 }
@@ -380,6 +379,7 @@ struct Shared {
     input: Option<Rc<AsyncFd<OwnedFd>>>,
     tty_master: Option<RawFd>,
     started: bool,
+    refused: Option<String>,
 }
 
 /// The event loop shared by container and exec shims.
@@ -393,6 +393,8 @@ struct Serve {
     listener: Option<std::os::unix::net::UnixListener>,
     /// The daemon's end for an exec, attached with stdin from the start.
     client: Option<std::os::unix::net::UnixStream>,
+    /// Why the container may not start (it is then refused).
+    refused: Option<String>,
 }
 
 async fn serve(opts: Serve) -> i32 {
@@ -404,6 +406,7 @@ async fn serve(opts: Serve) -> i32 {
         stdio,
         listener,
         client,
+        refused,
     } = opts;
     let log = Rc::new(RefCell::new(state.as_ref().and_then(|s| {
         std::fs::OpenOptions::new()
@@ -421,6 +424,7 @@ async fn serve(opts: Serve) -> i32 {
         input,
         tty_master: stdio.tty_master,
         started: container.is_none(),
+        refused,
     }));
     let local = tokio::task::LocalSet::new();
     local
@@ -679,6 +683,12 @@ async fn handle(conn: UnixStream, shared: Rc<RefCell<Shared>>, container: Rc<Ref
 
 /// Starts the container unless it already was; the reply to send.
 fn start_once(shared: &Rc<RefCell<Shared>>, container: &Rc<RefCell<Container>>, pid: i32) -> Reply {
+    if let Some(why) = shared.borrow().refused.clone() {
+        return Reply {
+            error: Some(why),
+            ..Default::default()
+        };
+    }
     let already = std::mem::replace(&mut shared.borrow_mut().started, true);
     let result = if already {
         Ok(())
@@ -883,6 +893,7 @@ pub fn run_exec_shim(args: ExecShimArgs) -> ! {
         stdio,
         listener: None,
         client: Some(stream),
+        refused: None,
     }));
     std::process::exit(code)
 }
