@@ -98,13 +98,10 @@ pub async fn create(
     splice(Request::from_parts(parts, Body::empty()), stream, None);
     let mut response = switching();
     if let Ok(id) = c.id.parse() {
-        response.headers_mut().insert(CONTAINER_ID_HEADER, id);
+        response.headers_mut().insert(berth_model::CONTAINER_ID_HEADER, id);
     }
     Ok(response)
 }
-
-/// The id of the container a `create?start=true` made, on its 101 response.
-pub const CONTAINER_ID_HEADER: &str = "berth-container-id";
 
 pub async fn inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Container>> {
     Ok(Json(s.engine.get(&id)?))

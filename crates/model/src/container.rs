@@ -241,6 +241,10 @@ pub struct ContainerStats {
     pub read_at: String,
 }
 
+/// The header naming the container a `POST /v1/containers?start=true` made,
+/// on its 101 response.
+pub const CONTAINER_ID_HEADER: &str = "berth-container-id";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,12 +90,6 @@ impl Zygote {
             }
         }
     }
-
-    /// The zygote's pid while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        conn.as_ref().map(|(_, child)| child.id())
-    }
 }
 
 impl Drop for Zygote {

@@ -125,14 +125,7 @@ impl Store {
     /// once: its start is durable; a crash before leaves a directory without
     /// a record, which reconcile removes).
     pub fn write_deferred<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
-        let mut inner = self.db.begin_write().map_err(|e| storage(Table("*"), e))?;
-        inner
-            .set_durability(redb::Durability::None)
-            .map_err(|e| storage(Table("*"), e))?;
-        let mut txn = Txn { inner, cluster: false };
-        let r = f(&mut txn)?;
-        txn.inner.commit().map_err(|e| storage(Table("*"), e))?;
-        Ok(r)
+        self.write_with(false, redb::Durability::None, f)
     }
 
     fn write_any<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
@@ -140,7 +133,17 @@ impl Store {
     }
 
     fn write_inner<R>(&self, cluster: bool, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
-        let inner = self.db.begin_write().map_err(|e| storage(Table("*"), e))?;
+        self.write_with(cluster, redb::Durability::Immediate, f)
+    }
+
+    fn write_with<R>(
+        &self,
+        cluster: bool,
+        durability: redb::Durability,
+        f: impl FnOnce(&mut Txn) -> Result<R>,
+    ) -> Result<R> {
+        let mut inner = self.db.begin_write().map_err(|e| storage(Table("*"), e))?;
+        inner.set_durability(durability).map_err(|e| storage(Table("*"), e))?;
         let mut txn = Txn { inner, cluster };
         let r = f(&mut txn)?;
         txn.inner.commit().map_err(|e| storage(Table("*"), e))?;

@@ -164,7 +164,7 @@ pub async fn run(client: &Client, a: RunArgs, start: bool) -> Result<i32> {
         let path = format!("/v1/containers?start=true&stdin={}", a.interactive);
         let (headers, conn) = client.upgrade_with(Method::POST, &path, json_body(&req)?).await?;
         let id = headers
-            .get("berth-container-id")
+            .get(berth_model::CONTAINER_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .context("the daemon did not name the container it started")?
             .to_string();

@@ -843,6 +843,19 @@ impl<'a> Ctx<'a> {
     }
 
     /// The passphrase of a class of keys: the environment, else a prompt.
+    /// A new ECDSA key for `role` of `gun` in the key store, under the
+    /// role's passphrase class.
+    fn generate_role_key(&self, role: &str, gun: &str) -> Result<(berth_notary::keystore::KeyInfo, SoftwareSigner)> {
+        self.store
+            .generate(
+                KeyType::Ecdsa,
+                role,
+                gun,
+                &self.passphrase(passphrase_class(role), true)?,
+            )
+            .map_err(|e| anyhow!("{e}"))
+    }
+
     fn passphrase(&self, class: &'static str, creating: bool) -> Result<Passphrase> {
         let mut cache = self.passphrases.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache.get(class) {
@@ -1043,15 +1056,7 @@ impl<'a> Ctx<'a> {
     async fn new_repo(&self, target: &GunTarget, now: DateTime<Utc>) -> Result<(RepoEditor, Vec<Box<dyn Signer>>)> {
         let root = self.root_signer()?;
         let cert = crypto::create_root_certificate(&root, &target.gun, now).map_err(|e| anyhow!("{e}"))?;
-        let (info, targets) = self
-            .store
-            .generate(
-                KeyType::Ecdsa,
-                "targets",
-                &target.gun,
-                &self.passphrase("TARGETS", true)?,
-            )
-            .map_err(|e| anyhow!("{e}"))?;
+        let (info, targets) = self.generate_role_key("targets", &target.gun)?;
         eprintln!("Generated targets key {} for {}", info.key_id, target.gun);
         let snapshot = target.registry.trust_key(&target.gun, "snapshot", false).await?;
         let timestamp = target.registry.trust_key(&target.gun, "timestamp", false).await?;
@@ -1284,15 +1289,7 @@ impl<'a> Ctx<'a> {
                 if a.server_managed {
                     bail!("the targets key cannot be server-managed");
                 }
-                let (info, signer) = self
-                    .store
-                    .generate(
-                        KeyType::Ecdsa,
-                        "targets",
-                        &target.gun,
-                        &self.passphrase("TARGETS", true)?,
-                    )
-                    .map_err(|e| anyhow!("{e}"))?;
+                let (info, signer) = self.generate_role_key("targets", &target.gun)?;
                 editor
                     .rotate_key(&RoleName::Targets, &[signer.public_key().clone()], 1)
                     .map_err(|e| anyhow!("{e}"))?;
@@ -1303,15 +1300,7 @@ impl<'a> Ctx<'a> {
                 let key = if a.server_managed {
                     target.registry.trust_key(&target.gun, "snapshot", true).await?
                 } else {
-                    let (_, signer) = self
-                        .store
-                        .generate(
-                            KeyType::Ecdsa,
-                            "snapshot",
-                            &target.gun,
-                            &self.passphrase("SNAPSHOT", true)?,
-                        )
-                        .map_err(|e| anyhow!("{e}"))?;
+                    let (_, signer) = self.generate_role_key("snapshot", &target.gun)?;
                     let key = signer.public_key().clone();
                     extra.push(Box::new(signer));
                     key
