@@ -311,14 +311,23 @@ fn audit_level(state: &AppState, resource: Resource) -> berth_auth::AuditLevel {
     }
 }
 
-/// Appends to the audit log off the async workers; a failure is logged
-/// (without the entry's content) and does not fail the request.
-async fn audit(state: &AppState, entry: NewAuditEntry) {
-    let Some(access) = state.access.clone() else { return };
-    match tokio::task::spawn_blocking(move || access.audit_append(entry)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "cannot append to the audit log"),
-        Err(e) => tracing::error!(error = %e, "audit append task failed"),
+/// Appends to the audit log (blocking work, see `run_blocking`); a failure
+/// is logged (without the entry's content) and does not fail the request.
+/// Whether the entry was written (durably).
+async fn audit(state: &AppState, entry: NewAuditEntry) -> bool {
+    let Some(access) = state.access.clone() else {
+        return false;
+    };
+    match crate::run_blocking(move || access.audit_append(entry)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot append to the audit log");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "audit append task failed");
+            false
+        }
     }
 }
 
@@ -524,7 +533,8 @@ async fn run_audited(
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD) && !facts.reads;
     let name = principal.name();
     req.extensions_mut().insert(principal);
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    let unflushed = response.extensions_mut().remove::<crate::Unflushed>().is_some();
     let level = audit_level(state, facts.resource);
     let status = response.status();
     let denied = status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED;
@@ -546,7 +556,25 @@ async fn run_audited(
         } else {
             "failed"
         };
-        audit(state, facts.entry(name, result, status, detail)).await;
+        if audit(state, facts.entry(name, result, status, detail)).await {
+            // The entry's durable write covered the handler's (Unflushed).
+            return response;
+        }
+    }
+    if unflushed {
+        let engine = state.engine.clone();
+        let flushed = crate::run_blocking(move || engine.flush()).await;
+        if let Some(e) = match flushed {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        } {
+            tracing::error!(error = %e, "cannot flush the store after a start");
+            return ApiErrorResponse(ApiError::internal(format!(
+                "the container started, but its record could not be written to disk: {e}"
+            )))
+            .into_response();
+        }
     }
     response
 }

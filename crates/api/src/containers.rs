@@ -79,7 +79,7 @@ pub async fn create(
     create.collection = (collection != "/").then_some(collection);
     let engine = s.engine.clone();
     let start = q.start;
-    let c = tokio::task::spawn_blocking(move || {
+    let c = crate::run_blocking(move || {
         if start {
             engine.create_to_start(create)
         } else {
@@ -92,7 +92,9 @@ pub async fn create(
         return Ok((StatusCode::CREATED, Json(c)).into_response());
     }
     // Starting needs the same permission as creating (container write).
-    let Some(stream) = s.engine.start(&c.id, Some(q.stdin)).await? else {
+    // The records of the create and the start are flushed to disk once,
+    // before the 101 leaves (see `Unflushed`).
+    let Some(stream) = s.engine.start_unflushed(&c.id, q.stdin).await? else {
         return Err(ApiError::internal(format!("container {} started without a stream", c.id)).into());
     };
     splice(Request::from_parts(parts, Body::empty()), stream, None);
@@ -100,6 +102,7 @@ pub async fn create(
     if let Ok(id) = c.id.parse() {
         response.headers_mut().insert(berth_model::CONTAINER_ID_HEADER, id);
     }
+    response.extensions_mut().insert(crate::Unflushed);
     Ok(response)
 }
 

@@ -713,3 +713,37 @@ fn events_stream_the_lifecycle_with_filters() {
     let (_, err) = d.fails(&["events", "--filter", "color=red"]);
     assert!(err.contains("invalid filter key"), "{err}");
 }
+
+/// An attached `run` creates and starts in one request whose store writes
+/// are flushed once, before the 101: a container whose output the client
+/// has seen is on disk, and survives a kill -9 of the daemon right after.
+/// The flush is the request's audit entry (containers audited, the
+/// default) or, with nothing audited, an explicit one.
+#[test]
+fn an_attached_run_is_on_disk_before_its_output_flows() {
+    use std::io::BufRead;
+    let mut d = Daemon::start();
+    d.load_busybox();
+    for (level, name) in [("metadata", "audited"), ("none", "unaudited")] {
+        d.ok(&["audit", "level", "set", "container", level]);
+        let mut run = d
+            .cmd(&["run", "--name", name, "busybox", "sh", "-c", "echo up; exec sleep 300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(run.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "up\n", "{name}");
+        d.crash();
+        let _ = run.wait();
+        d.spawn();
+        let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", name])).unwrap();
+        assert_eq!(v[0]["name"], name);
+        assert_eq!(v[0]["status"]["state"], "running", "{name}");
+        d.ok(&["rm", "-f", name]);
+    }
+    assert_nothing_leaked(&d);
+}

@@ -100,7 +100,12 @@ impl Engine {
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut ContainerStatus)) -> Result<Container, Error> {
-        let c = self.store.write(|t| {
+        self.update_with(id, true, f)
+    }
+
+    /// `update`, flushed to disk or not (`durable`).
+    fn update_with(&self, id: &str, durable: bool, f: impl FnOnce(&mut ContainerStatus)) -> Result<Container, Error> {
+        let write = |t: &mut berth_store::Txn| {
             let mut c: Container = t.get(CONTAINERS, id)?.ok_or(berth_store::Error::Storage {
                 table: "local/containers",
                 message: format!("container {id} vanished"),
@@ -108,8 +113,18 @@ impl Engine {
             f(&mut c.status);
             t.put(CONTAINERS, id, &c)?;
             Ok(c)
-        })?;
+        };
+        let c = if durable {
+            self.store.write(write)?
+        } else {
+            self.store.write_deferred(write)?
+        };
         Ok(c)
+    }
+
+    /// Makes every earlier unflushed write durable (see `start_unflushed`).
+    pub fn flush(&self) -> Result<(), Error> {
+        Ok(self.store.flush()?)
     }
 
     /// Validates the request and records a new container (state `created`).
@@ -347,13 +362,33 @@ impl Engine {
             }
             return Ok(None);
         }
-        self.start_locked(c, attach).await
+        self.start_locked(c, attach, true).await
+    }
+
+    /// Starts a container just created with `create_to_start`, attached,
+    /// leaving the write that records it running unflushed: the caller
+    /// makes it durable (`flush`, or a durable write of its own to the same
+    /// store, such as the audit entry of the request) before it tells anyone
+    /// the container started. One disk flush fewer per `berth run`.
+    pub async fn start_unflushed(
+        self: &Arc<Self>,
+        id: &str,
+        stdin: bool,
+    ) -> Result<Option<BufReader<UnixStream>>, Error> {
+        let lock = self.lock(id);
+        let _guard = lock.lock().await;
+        let c: Container = self.get(id)?;
+        if c.status.state != ContainerState::Created {
+            return Err(Error::Conflict(format!("container {} is not newly created", c.name)));
+        }
+        self.start_locked(c, Some(stdin), false).await
     }
 
     async fn start_locked(
         self: &Arc<Self>,
         c: Container,
         attach: Option<bool>,
+        durable: bool,
     ) -> Result<Option<BufReader<UnixStream>>, Error> {
         let id = c.id.clone();
         // A container started right after create still has its root mounted
@@ -391,7 +426,7 @@ impl Engine {
         // Watch for the exit while the state is written: the exit is handled
         // under this container's lock, which the caller holds until then.
         self.monitor(id.clone());
-        self.update(&id, |s| {
+        self.update_with(&id, durable, |s| {
             s.state = ContainerState::Running;
             s.pid = Some(pid);
             s.started_at = Some(now());
@@ -518,7 +553,7 @@ impl Engine {
                         return;
                     }
                     engine.emit("container", "restart", &id, &[("name", &c.name)]);
-                    if let Err(e) = engine.start_locked(c, None).await {
+                    if let Err(e) = engine.start_locked(c, None, true).await {
                         tracing::warn!(container_id = %id, error = %e, "restart failed");
                     }
                 });

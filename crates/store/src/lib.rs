@@ -128,6 +128,11 @@ impl Store {
         self.write_with(false, redb::Durability::None, f)
     }
 
+    /// Makes every earlier deferred write durable (an empty durable commit).
+    pub fn flush(&self) -> Result<()> {
+        self.write_with(false, redb::Durability::Immediate, |_| Ok(()))
+    }
+
     fn write_any<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
         self.write_inner(true, f)
     }
@@ -243,6 +248,54 @@ mod tests {
         assert!(store.write(|t| t.delete(IMAGES, "a")).unwrap());
         assert!(!store.write(|t| t.delete(IMAGES, "a")).unwrap());
         assert_eq!(store.get::<u32>(IMAGES, "a").unwrap(), None);
+    }
+
+    /// Run as a child process by
+    /// `a_deferred_write_survives_a_crash_only_once_flushed`: writes, then
+    /// exits without closing the store, as a crash would.
+    #[test]
+    #[ignore = "a child process of a_deferred_write_survives_a_crash_only_once_flushed"]
+    fn child_writes_then_dies() {
+        let path = std::env::var_os("BERTH_STORE_CHILD").expect("run by the parent test");
+        let store = Store::open(std::path::Path::new(&path)).unwrap();
+        store.write_deferred(|t| t.put(IMAGES, "deferred", &1u32)).unwrap();
+        if std::env::var_os("BERTH_STORE_CHILD_FLUSH").is_some() {
+            store.flush().unwrap();
+        }
+        std::process::exit(0)
+    }
+
+    #[test]
+    fn a_deferred_write_survives_a_crash_only_once_flushed() {
+        for flush in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("berth.redb");
+            Store::open(&path)
+                .unwrap()
+                .write(|t| t.put(IMAGES, "durable", &0u32))
+                .unwrap();
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+            child
+                .args([
+                    "--exact",
+                    "tests::child_writes_then_dies",
+                    "--include-ignored",
+                    "--quiet",
+                ])
+                .env("BERTH_STORE_CHILD", &path)
+                .stdout(std::process::Stdio::null());
+            if flush {
+                child.env("BERTH_STORE_CHILD_FLUSH", "1");
+            }
+            assert!(child.status().unwrap().success());
+            let store = Store::open(&path).unwrap();
+            assert_eq!(store.get::<u32>(IMAGES, "durable").unwrap(), Some(0));
+            assert_eq!(
+                store.get::<u32>(IMAGES, "deferred").unwrap(),
+                flush.then_some(1),
+                "flushed: {flush}"
+            );
+        }
     }
 
     #[test]
