@@ -747,3 +747,112 @@ fn an_attached_run_is_on_disk_before_its_output_flows() {
     }
     assert_nothing_leaked(&d);
 }
+
+/// The busybox image with one more layer holding the directory `target`
+/// (an absolute path, made inside the image), the symlink `/data -> target`
+/// and the dangling symlink `/dangling -> target/missing`, built here as an
+/// OCI layout tarball and loaded as `planted:1`.
+fn load_busybox_with_symlink(d: &Daemon, target: &std::path::Path) {
+    use sha2::{Digest, Sha256};
+    let dir = d.dir.path().join("planted");
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    let tar = |args: &[&std::ffi::OsStr]| {
+        assert!(std::process::Command::new("tar").args(args).status().unwrap().success());
+    };
+    let busybox = images_dir().join("busybox-oci.tar");
+    tar(&["-xf".as_ref(), busybox.as_os_str(), "-C".as_ref(), layout.as_os_str()]);
+    let blobs = layout.join("blobs/sha256");
+    let read_json = |digest: &str| -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    let put = |bytes: &[u8]| {
+        let hex = hex::encode(Sha256::digest(bytes));
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut manifest = read_json(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = read_json(manifest["config"]["digest"].as_str().unwrap());
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let inside = target.strip_prefix("/").unwrap();
+    std::fs::create_dir_all(tree.join(inside)).unwrap();
+    std::os::unix::fs::symlink(target, tree.join("data")).unwrap();
+    std::os::unix::fs::symlink(target.join("missing"), tree.join("dangling")).unwrap();
+    let layer_tar = dir.join("layer.tar");
+    tar(&[
+        "-cf".as_ref(),
+        layer_tar.as_os_str(),
+        "-C".as_ref(),
+        tree.as_os_str(),
+        "data".as_ref(),
+        "dangling".as_ref(),
+        inside.as_os_str(),
+    ]);
+    let (layer, layer_size) = put(&std::fs::read(&layer_tar).unwrap());
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(layer.clone().into());
+    let (config, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = config.into();
+    manifest["config"]["size"] = config_size.into();
+    manifest["layers"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size,
+    }));
+    let (manifest, manifest_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest,
+                       "size": manifest_size, "annotations": {"io.containerd.image.name": "planted:1"}}],
+    });
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let archive = dir.join("planted.tar");
+    tar(&[
+        "-cf".as_ref(),
+        archive.as_os_str(),
+        "-C".as_ref(),
+        layout.as_os_str(),
+        ".".as_ref(),
+    ]);
+    d.ok(&["image", "load", "-i", archive.to_str().unwrap()]);
+}
+
+/// Mount destinations are found and made inside the container's root: an
+/// image whose `/data` is a symlink to an absolute path gets its `-v` mounts
+/// (and the directories made for them) at that path in its own root, never
+/// on the host, where the path does not exist.
+#[test]
+fn mount_destinations_stay_inside_the_root() {
+    let d = Daemon::start();
+    d.load_busybox();
+    let escape = d.dir.path().join("escape");
+    load_busybox_with_symlink(&d, &escape);
+    let volume = d.dir.path().join("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::write(volume.join("f"), "in the volume").unwrap();
+    // `/data/sub`: made in the symlink's target; `/data`: the target itself.
+    for (dest, seen_at) in [("/data/sub", "sub/f"), ("/data", "f")] {
+        let v = format!("{}:{dest}", volume.display());
+        let out = d.ok(&["run", "--rm", "-v", &v, "planted:1", "cat", &format!("{dest}/f")]);
+        assert_eq!(out, "in the volume", "{dest}");
+        let at = format!("{}/{seen_at}", escape.display());
+        assert_eq!(
+            d.ok(&["run", "--rm", "-v", &v, "planted:1", "cat", &at]),
+            "in the volume",
+            "{dest}"
+        );
+        assert!(!escape.exists(), "{dest}: a directory was made on the host");
+    }
+    // Through a dangling symlink: whether or not the mount can be made, no
+    // directory appears on the host.
+    let v = format!("{}:/dangling/sub", volume.display());
+    let _ = d.berth(&["run", "--rm", "-v", &v, "planted:1", "true"]);
+    assert!(
+        !escape.exists(),
+        "a directory was made on the host through a dangling symlink"
+    );
+    assert_nothing_leaked(&d);
+}
