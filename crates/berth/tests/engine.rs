@@ -846,13 +846,16 @@ fn mount_destinations_stay_inside_the_root() {
         );
         assert!(!escape.exists(), "{dest}: a directory was made on the host");
     }
-    // Through a dangling symlink: whether or not the mount can be made, no
-    // directory appears on the host.
+    // Through a dangling symlink the mount cannot be made: the error says
+    // why and, with --rm, nothing stays behind, on the host or in the store.
     let v = format!("{}:/dangling/sub", volume.display());
-    let _ = d.berth(&["run", "--rm", "-v", &v, "planted:1", "true"]);
+    let (code, err) = d.fails(&["run", "--rm", "-v", &v, "planted:1", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("failed to prepare rootfs: "), "{err}");
     assert!(
         !escape.exists(),
         "a directory was made on the host through a dangling symlink"
     );
+    assert_eq!(d.ok(&["ps", "-a", "-q"]), "");
     assert_nothing_leaked(&d);
 }

@@ -414,6 +414,18 @@ impl Engine {
             Err(e) => {
                 self.runtime.delete_runtime_state(&id);
                 self.runtime.unmount_rootfs(&id);
+                if c.spec.auto_remove {
+                    // `--rm`: a container that cannot start is removed, as
+                    // Docker does; the error names it. The caller holds its lock.
+                    match self.forget(&id, &c.name) {
+                        Ok(()) => {
+                            self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                            self.emit("container", "destroy", &id, &[("name", &c.name)]);
+                            return Err(e);
+                        }
+                        Err(fe) => tracing::warn!(container_id = %id, error = %fe, "auto-remove after a failed start"),
+                    }
+                }
                 let msg = e.to_string();
                 let _ = self.update(&id, |s| {
                     s.state = ContainerState::Exited;

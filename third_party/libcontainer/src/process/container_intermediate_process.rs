@@ -179,7 +179,9 @@ pub fn container_intermediate_process(
                 Ok(_) => 0,
                 Err(e) => {
                     tracing::error!("failed to initialize container process: {e}");
-                    if let Err(err) = init_main_sender.exec_failed(e.to_string()) {
+                    // berth: the whole chain of causes, not only the outermost
+                    // ("failed to prepare rootfs"): the caller sees a string.
+                    if let Err(err) = init_main_sender.exec_failed(error_chain(&e)) {
                         tracing::error!(?err, "failed sending error to main sender");
                     }
                     if let ContainerType::TenantContainer { exec_notify_fd } = args.container_type {
@@ -412,4 +414,20 @@ mod tests {
         assert!(!cmanager.apply_called());
         Ok(())
     }
+}
+
+/// berth: `e` and each of its sources, joined with ": " (a source whose
+/// text its parent already ends with is skipped).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
