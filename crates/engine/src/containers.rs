@@ -105,7 +105,7 @@ impl Engine {
 
     /// `update`, flushed to disk or not (`durable`).
     fn update_with(&self, id: &str, durable: bool, f: impl FnOnce(&mut ContainerStatus)) -> Result<Container, Error> {
-        let write = |t: &mut berth_store::Txn| {
+        let c = self.store.write_or_defer(durable, |t| {
             let mut c: Container = t.get(CONTAINERS, id)?.ok_or(berth_store::Error::Storage {
                 table: "local/containers",
                 message: format!("container {id} vanished"),
@@ -113,12 +113,7 @@ impl Engine {
             f(&mut c.status);
             t.put(CONTAINERS, id, &c)?;
             Ok(c)
-        };
-        let c = if durable {
-            self.store.write(write)?
-        } else {
-            self.store.write_deferred(write)?
-        };
+        })?;
         Ok(c)
     }
 
@@ -239,19 +234,14 @@ impl Engine {
         // Check the command and user against the image now, so that a bad
         // request fails at create with nothing left behind.
         let container = self.prepare_rootfs(container, true)?;
-        let record = |t: &mut berth_store::Txn| {
+        let r = self.store.write_or_defer(durable, |t| {
             if t.get::<String>(CONTAINER_NAMES, &name)?.is_some() {
                 return Ok(false);
             }
             t.put(CONTAINER_NAMES, &name, &id)?;
             t.put(CONTAINERS, &id, &container)?;
             Ok(true)
-        };
-        let r = if durable {
-            self.store.write(record)
-        } else {
-            self.store.write_deferred(record)
-        };
+        });
         let created = match r {
             Ok(c) => c,
             Err(e) => {

@@ -625,10 +625,15 @@ pub fn is_mountpoint(path: &Path) -> bool {
         None => {
             let target = path.display().to_string();
             std::fs::read_to_string("/proc/self/mountinfo")
-                .map(|s| s.lines().any(|l| l.split(' ').nth(4) == Some(target.as_str())))
+                .map(|info| mount_points(&info).any(|m| m == target))
                 .unwrap_or(false)
         }
     }
+}
+
+/// The mount point of each line of a mountinfo text (its fifth field).
+fn mount_points(info: &str) -> impl Iterator<Item = &str> {
+    info.lines().filter_map(|l| l.split(' ').nth(4))
 }
 
 /// `Some(is the root of a mount)` when the kernel reports it, `Some(false)`
@@ -666,8 +671,7 @@ pub fn mounts_under(prefix: &Path) -> Vec<PathBuf> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return vec![prefix.to_path_buf()];
     };
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
+    mount_points(&info)
         .filter(|m| *m == p || m.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/')))
         .map(PathBuf::from)
         .collect()
@@ -679,10 +683,7 @@ mod tests {
 
     fn in_mountinfo(path: &Path) -> bool {
         let target = path.display().to_string();
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
+        mount_points(&std::fs::read_to_string("/proc/self/mountinfo").unwrap()).any(|m| m == target)
     }
 
     #[test]

@@ -128,6 +128,16 @@ impl Store {
         self.write_with(false, redb::Durability::None, f)
     }
 
+    /// [`Store::write`] when `durable`, else [`Store::write_deferred`].
+    pub fn write_or_defer<R>(&self, durable: bool, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
+        let durability = if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        };
+        self.write_with(false, durability, f)
+    }
+
     /// Makes every earlier deferred write durable (an empty durable commit).
     pub fn flush(&self) -> Result<()> {
         self.write_with(false, redb::Durability::Immediate, |_| Ok(()))
