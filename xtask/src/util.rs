@@ -157,11 +157,35 @@ pub fn is_root() -> bool {
 
 /// Installs those of `packages` that dpkg does not list as installed; runs
 /// `apt-get update` only when something is missing.
+/// Tools the tests call that a machine may have from elsewhere (a Node.js
+/// with npm, a Python with venv): `(check command, Debian package)`. The
+/// package is installed only when the command fails, so a tool that came
+/// another way is never replaced.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("command -v npm", "npm"),
+    ("python3 -c 'import venv, ensurepip'", "python3-venv"),
+];
+
+fn tool_missing(check: &str) -> bool {
+    !Command::new("sh")
+        .args(["-c", check])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 pub fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|package| !debian_package_installed(package))
+        .chain(
+            TOOLS
+                .iter()
+                .filter(|(check, _)| tool_missing(check))
+                .map(|(_, package)| *package),
+        )
         .collect();
     if missing.is_empty() {
         return Ok(());

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -136,13 +136,16 @@ pub fn registry_allowed(
         Target::Catalog => claims.grants("registry", "catalog", action.scope_name()),
         Target::Repository(name) => claims.grants("repository", name, action.scope_name()),
     };
+    // An open registry lets anyone pull and push, nothing more: deleting
+    // needs a user whose grants allow it.
+    let open = auth == RegistryAuth::Open && matches!(action, Action::Pull | Action::Push);
     match principal {
         Principal::Admin => true,
-        Principal::Anonymous => auth == RegistryAuth::Open,
-        Principal::Bearer(claims) => auth == RegistryAuth::Open || by_token(claims),
-        Principal::User(_) => {
-            auth == RegistryAuth::Open || user_registry_decision(index, &principal.caller(), target, action)
-        }
+        Principal::Anonymous => open,
+        Principal::Bearer(claims) => open || by_token(claims),
+        // A user keeps their roles on every listener: a view-only user or
+        // token never pushes, even where anonymous callers may.
+        Principal::User(_) => user_registry_decision(index, &principal.caller(), target, action),
     }
 }
 
@@ -192,11 +195,17 @@ pub fn check(
     }
 }
 
-/// A refusal is 403, for anonymous callers too (as before users existed;
-/// clients that present no credentials are told why in the message). Bad
-/// credentials are 401 (see [`layer`]).
-fn denial(_principal: &Principal, reason: &str) -> ApiError {
-    ApiError::new(ErrorCode::Forbidden, reason.to_string())
+/// A refusal: 401 with the challenges for a caller who presented no
+/// credentials (RFC 9110: it may retry with some), 403 for an
+/// authenticated caller who lacks the grant. Bad credentials are 401 too
+/// (see [`layer`]).
+fn denial(principal: &Principal, reason: &str) -> ApiError {
+    match principal {
+        Principal::Anonymous | Principal::Bearer(_) => {
+            ApiError::new(ErrorCode::Unauthorized, crate::error::AUTHENTICATION_REQUIRED)
+        }
+        Principal::Admin | Principal::User(_) => ApiError::new(ErrorCode::Forbidden, reason.to_string()),
+    }
 }
 
 /// `berth run` asks for more than container write when it mounts host
@@ -356,12 +365,7 @@ impl RequestFacts {
 }
 
 fn unauthorized(message: &str) -> Response {
-    let mut response = ApiErrorResponse(ApiError::new(ErrorCode::Unauthorized, message.to_string())).into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"berth\""),
-    );
-    response
+    ApiErrorResponse(ApiError::new(ErrorCode::Unauthorized, message.to_string())).into_response()
 }
 
 /// The container a container or exec route touches, to find its collection.
@@ -503,6 +507,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         }
         return run_audited(&state, principal, facts, req, next).await;
     }
+    if route.public {
+        return run_audited(&state, principal, facts, req, next).await;
+    }
     let collection = match principal {
         Principal::Admin => None,
         _ => object_collection(&state, &req, route.resource),
@@ -597,119 +604,47 @@ mod tests {
         }))
     }
 
+    /// `route_roles.txt`: (method, path, class) per line.
+    fn route_roles() -> Vec<(&'static str, &'static str, &'static str)> {
+        include_str!("route_roles.txt")
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let mut f = l.split_whitespace();
+                match (f.next(), f.next(), f.next(), f.next()) {
+                    (Some(m), Some(p), Some(c), None) => (m, p, c),
+                    _ => panic!("route_roles.txt: bad line {l:?}"),
+                }
+            })
+            .collect()
+    }
+
     /// Every route in the table against every built-in role (and an
-    /// anonymous caller): a route added without a line here fails.
+    /// anonymous caller): a route added without a line in
+    /// `route_roles.txt` fails.
     #[test]
     fn every_route_against_every_role() {
         const VIEW: &str = "view-only restricted-control full-control admin";
-        const ANON_VIEW: &str = "anonymous view-only restricted-control full-control admin";
+        const PUBLIC: &str = "anonymous none view-only restricted-control scheduler full-control admin";
         const SELF: &str = "none view-only restricted-control scheduler full-control admin";
         const WRITE: &str = "restricted-control full-control admin";
         const EXEC: &str = "full-control admin";
         const ADMIN: &str = "admin";
-        let expected: &[(&str, &str, &str)] = &[
-            ("GET", "/v1/version", ANON_VIEW),
-            ("GET", "/v1/info", ANON_VIEW),
-            ("GET", "/v1/openapi.json", ANON_VIEW),
-            ("GET", "/metrics", ANON_VIEW),
-            ("GET", "/v1/events", ANON_VIEW),
-            ("GET", "/v1/whoami", SELF),
-            ("GET", "/v1/ca.pem", ANON_VIEW),
-            ("POST", "/v1/bundles", SELF),
-            ("GET", "/v1/bundles", SELF),
-            ("DELETE", "/v1/bundles/{id}", SELF),
-            ("GET", "/v1/users", ADMIN),
-            ("POST", "/v1/users", ADMIN),
-            ("DELETE", "/v1/users/{name}", ADMIN),
-            ("POST", "/v1/users/{name}/password", ADMIN),
-            ("GET", "/v1/teams", ADMIN),
-            ("POST", "/v1/teams", ADMIN),
-            ("DELETE", "/v1/teams/{name}", ADMIN),
-            ("POST", "/v1/teams/{name}/members", ADMIN),
-            ("DELETE", "/v1/teams/{name}/members/{user}", ADMIN),
-            ("GET", "/v1/orgs", ADMIN),
-            ("POST", "/v1/orgs", ADMIN),
-            ("DELETE", "/v1/orgs/{name}", ADMIN),
-            ("POST", "/v1/orgs/{name}/teams", ADMIN),
-            ("DELETE", "/v1/orgs/{name}/teams/{team}", ADMIN),
-            ("GET", "/v1/roles", ADMIN),
-            ("POST", "/v1/roles", ADMIN),
-            ("DELETE", "/v1/roles/{name}", ADMIN),
-            ("GET", "/v1/grants", ADMIN),
-            ("POST", "/v1/grants", ADMIN),
-            ("DELETE", "/v1/grants/{id}", ADMIN),
-            ("GET", "/v1/tokens", SELF),
-            ("POST", "/v1/tokens", SELF),
-            ("POST", "/v1/auth/token", SELF),
-            ("POST", "/v1/auth/session", SELF),
-            ("DELETE", "/v1/auth/session", SELF),
-            ("DELETE", "/v1/tokens/{id}", SELF),
-            ("GET", "/v1/audit", ADMIN),
-            ("GET", "/v1/audit/verify", ADMIN),
-            ("GET", "/v1/audit/export", ADMIN),
-            ("GET", "/v1/registry/collections", ADMIN),
-            ("PUT", "/v1/registry/collections/{prefix}", ADMIN),
-            ("DELETE", "/v1/registry/collections/{prefix}", ADMIN),
-            ("GET", "/v1/audit/levels", ADMIN),
-            ("PUT", "/v1/audit/levels/{resource}", ADMIN),
-            ("GET", "/v1/directories", ADMIN),
-            ("GET", "/v1/directories/{name}", ADMIN),
-            ("PUT", "/v1/directories/{name}", ADMIN),
-            ("DELETE", "/v1/directories/{name}", ADMIN),
-            ("POST", "/v1/directories/sync", ADMIN),
-            ("POST", "/v1/directories/{name}/sync", ADMIN),
-            ("POST", "/v1/directories/{name}/test", ADMIN),
-            ("PUT", "/v1/teams/{name}/directory", ADMIN),
-            ("DELETE", "/v1/teams/{name}/directory", ADMIN),
-            ("GET", "/v1/images", VIEW),
-            ("GET", "/v1/images/inspect", VIEW),
-            ("POST", "/v1/images/load", WRITE),
-            ("POST", "/v1/images/pull", WRITE),
-            ("POST", "/v1/images/push", WRITE),
-            ("POST", "/v1/auth/login", WRITE),
-            ("POST", "/v1/auth/logout", WRITE),
-            ("GET", "/v1/images/save", VIEW),
-            ("POST", "/v1/images/tag", WRITE),
-            ("DELETE", "/v1/images", WRITE),
-            ("GET", "/v1/containers", VIEW),
-            ("POST", "/v1/containers", WRITE),
-            ("GET", "/v1/containers/{id}", VIEW),
-            ("DELETE", "/v1/containers/{id}", WRITE),
-            ("POST", "/v1/containers/{id}/start", WRITE),
-            ("POST", "/v1/containers/{id}/attach", EXEC),
-            ("POST", "/v1/containers/{id}/stop", WRITE),
-            ("POST", "/v1/containers/{id}/kill", WRITE),
-            ("POST", "/v1/containers/{id}/wait", VIEW),
-            ("POST", "/v1/containers/{id}/resize", WRITE),
-            ("GET", "/v1/containers/{id}/logs", VIEW),
-            ("GET", "/v1/containers/{id}/stats", VIEW),
-            ("POST", "/v1/containers/{id}/exec", EXEC),
-            ("POST", "/v1/exec/{id}/start", EXEC),
-            ("POST", "/v1/registry/gc", ADMIN),
-            ("GET", "/v1/trust/policies", VIEW),
-            ("POST", "/v1/scans", WRITE),
-            ("GET", "/v1/scans", VIEW),
-            ("GET", "/v1/scans/{id}", VIEW),
-            ("GET", "/v1/vulndb", ANON_VIEW),
-            ("POST", "/v1/vulndb/import", ADMIN),
-            ("GET", "/v1/plugins", ANON_VIEW),
-            ("POST", "/v1/plugins", ADMIN),
-            ("POST", "/v1/plugins/pull", ADMIN),
-            ("GET", "/v1/plugins/{name}", ANON_VIEW),
-            ("DELETE", "/v1/plugins/{name}", ADMIN),
-            ("POST", "/v1/plugins/{name}/enable", ADMIN),
-            ("POST", "/v1/plugins/{name}/disable", ADMIN),
-            ("POST", "/v1/plugins/{name}/push", ADMIN),
-            ("PUT", "/v1/trust/policies/{pattern}", ADMIN),
-            ("DELETE", "/v1/trust/policies/{pattern}", ADMIN),
-            ("GET", "/v2/", VIEW),
-            ("GET", "/v2/{*path}", VIEW),
-            ("HEAD", "/v2/{*path}", VIEW),
-            ("POST", "/v2/{*path}", WRITE),
-            ("PATCH", "/v2/{*path}", WRITE),
-            ("PUT", "/v2/{*path}", WRITE),
-            ("DELETE", "/v2/{*path}", WRITE),
-        ];
+        let expected: Vec<(&str, &str, &str)> = route_roles()
+            .into_iter()
+            .map(|(m, p, who)| {
+                let roles = match who {
+                    "PUBLIC" => PUBLIC,
+                    "SELF" => SELF,
+                    "VIEW" => VIEW,
+                    "WRITE" => WRITE,
+                    "EXEC" => EXEC,
+                    "ADMIN" => ADMIN,
+                    other => panic!("route_roles.txt: {m} {p}: unknown class {other}"),
+                };
+                (m, p, roles)
+            })
+            .collect();
         let users: Vec<String> = berth_auth::BUILTIN_ROLES.iter().map(|r| format!("u-{r}")).collect();
         let grants: Vec<berth_auth::Grant> = berth_auth::BUILTIN_ROLES
             .iter()
@@ -744,15 +679,19 @@ mod tests {
                 } else {
                     Caller::User(&identity)
                 };
-                let got = index
-                    .decide(&caller, route.resource, route.action, Where::In("/"))
-                    .allowed();
+                // The registry's ping answers any authenticated caller.
+                let ping = route.path == "/v2/" && role != "anonymous";
+                let got = route.public
+                    || ping
+                    || index
+                        .decide(&caller, route.resource, route.action, Where::In("/"))
+                        .allowed();
                 if got != allowed.contains(&role) {
                     problems.push(format!("{method} {} as {role}: allowed={got}", route.path));
                 }
             }
         }
-        for (m, p, _) in expected {
+        for (m, p, _) in &expected {
             if !crate::routes::TABLE
                 .iter()
                 .any(|r| r.method.as_str() == *m && r.path == *p)
@@ -823,6 +762,8 @@ mod tests {
             (&Principal::Admin, Token, repo("a/b"), Delete, true),
             (&Principal::Anonymous, Open, repo("a/b"), Push, true),
             (&Principal::Anonymous, Open, Target::Catalog, Pull, true),
+            (&Principal::Anonymous, Open, repo("a/b"), Delete, false),
+            (&ab, Open, repo("a/b"), Delete, false),
             (&Principal::Anonymous, Token, Target::Base, Pull, false),
             (&Principal::Anonymous, Token, repo("a/b"), Pull, false),
             (&ab, Token, Target::Base, Pull, true),

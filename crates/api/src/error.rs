@@ -1,10 +1,20 @@
 //! Errors become responses here and nowhere else.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_model::{ApiError, ErrorCode};
 
 pub struct ApiErrorResponse(pub ApiError);
+
+/// How a caller authenticates to the API, as every 401 says: a personal
+/// access token (`Authorization: Bearer berth_pat_...`) or a user name
+/// and password (HTTP Basic; a token works as the password too).
+pub const CHALLENGES: [&str; 2] = ["Bearer realm=\"berth\"", "Basic realm=\"berth\", charset=\"UTF-8\""];
+
+/// The message of a 401 for a caller who sent no credentials.
+pub const AUTHENTICATION_REQUIRED: &str = "authentication required: send a personal access token \
+     (Authorization: Bearer berth_pat_...), a user name and password (HTTP Basic), a session cookie \
+     or a client certificate";
 
 /// On a 401/403 response: why, for the audit log.
 #[derive(Clone)]
@@ -17,6 +27,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -28,9 +39,18 @@ impl IntoResponse for ApiErrorResponse {
         }
         let denied = matches!(self.0.code, ErrorCode::Forbidden | ErrorCode::Unauthorized)
             .then(|| Denied(self.0.message.clone()));
+        let unauthorized = self.0.code == ErrorCode::Unauthorized;
         let mut response = (status(self.0.code), axum::Json(self.0)).into_response();
         if let Some(d) = denied {
             response.extensions_mut().insert(d);
+        }
+        if unauthorized {
+            // RFC 9110: a 401 names the schemes the caller may use.
+            for challenge in CHALLENGES {
+                response
+                    .headers_mut()
+                    .append(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
         }
         response
     }

@@ -51,7 +51,24 @@ pub async fn remove(State(s): State<AppState>, Query(q): Query<RefQuery>) -> Api
 
 /// The archive is spooled to a temp file under the data root (it must be
 /// read more than once to detect its format), then loaded; progress streams back.
-pub async fn load(State(s): State<AppState>, body: Body) -> ApiResult<Response> {
+/// `?name=` is how errors call the archive (the CLI sends the file name the
+/// user gave); without it, "the uploaded archive". Never the spool file.
+#[derive(serde::Deserialize)]
+pub struct LoadQuery {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+pub async fn load(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<LoadQuery>,
+    body: Body,
+) -> ApiResult<Response> {
+    let shown = std::path::PathBuf::from(
+        q.name
+            .filter(|n| !n.is_empty() && n.len() <= 4096 && !n.chars().any(char::is_control))
+            .unwrap_or_else(|| "the uploaded archive".into()),
+    );
     let tmp_dir = s.engine.data_root().join("tmp");
     tokio::fs::create_dir_all(&tmp_dir)
         .await
@@ -87,7 +104,7 @@ pub async fn load(State(s): State<AppState>, body: Body) -> ApiResult<Response> 
             let _ = tx.blocking_send(Ok(line));
         };
         let mut progress = |p: Progress| send(p);
-        let result = engine.load_image(&path, &mut progress);
+        let result = engine.load_image(&path, &shown, &mut progress);
         let _ = std::fs::remove_file(&path);
         if let Err(e) = result {
             let err: berth_model::ApiError = e.into();

@@ -6,6 +6,8 @@
 //!
 //! **Invariant:** this is the only crate that knows HTTP.
 
+#![forbid(unsafe_code)]
+
 mod access;
 mod audit;
 mod authz;
@@ -14,6 +16,7 @@ mod collections;
 mod containers;
 mod error;
 mod images;
+mod limits;
 mod metrics;
 mod openapi;
 mod registry;
@@ -73,11 +76,6 @@ pub(crate) async fn run_blocking<T: Send + 'static>(
     }
 }
 
-/// The whole API as one router; the caller binds it to listeners.
-pub fn router(engine: Arc<Engine>) -> axum::Router {
-    router_with(engine, Options::default()).unwrap_or_else(|e| unreachable!("default options: {e}"))
-}
-
 /// Daemon settings the API needs.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -90,10 +88,13 @@ pub struct Options {
     pub scan: berth_engine::ScanConfig,
 }
 
-/// The router with `options`; an invalid option is an error naming it.
+/// The whole API as one router, with `options`; the caller binds it to
+/// listeners. An invalid option is an error naming it, and so is access
+/// control that cannot open: the daemon never serves without its audit log.
 pub fn router_with(engine: Arc<Engine>, options: Options) -> Result<axum::Router, String> {
     let pki = bundles::open_pki(&engine);
-    let access = open_access(&engine);
+    let access = Some(open_access(&engine)?);
+    let metrics = Arc::new(metrics::Metrics::default());
     if let Some(a) = &access {
         if let Err(e) = a.load_audit_levels() {
             tracing::error!(error = %e, "cannot load the audit levels; every resource is at metadata");
@@ -101,16 +102,16 @@ pub fn router_with(engine: Arc<Engine>, options: Options) -> Result<axum::Router
         if let Some(p) = &pki {
             a.set_chain_signer(Arc::new(audit::ClusterKey(p.clone())));
         }
+        a.prepare_audit_log()
+            .map_err(|e| format!("cannot prepare the audit log, so the daemon will not serve: {e}"))?;
         if let Some(target) = &options.audit_syslog {
-            a.set_audit_sink(audit::syslog_sink(target)?);
+            a.set_audit_sink(audit::syslog_sink(target, metrics.syslog_drops.clone())?);
         }
-    } else if options.audit_syslog.is_some() {
-        return Err("--audit-syslog: access control (and with it the audit log) is not available".into());
     }
     let scans = open_scans(&engine, pki.clone(), options.scan.clone());
     let state = AppState {
         engine: engine.clone(),
-        metrics: Arc::new(metrics::Metrics::default()),
+        metrics,
         execs: Default::default(),
         registry: registry::open(&engine),
         pki,
@@ -150,17 +151,16 @@ fn open_scans(
 /// Opens the access service on the engine's store; on a fresh cluster this
 /// creates the `admin` user, whose password goes to a root-only file: the
 /// log names the file, never the password.
-fn open_access(engine: &Engine) -> Option<Arc<berth_auth::Access>> {
+fn open_access(engine: &Engine) -> Result<Arc<berth_auth::Access>, String> {
     match berth_auth::Access::open(engine.images().store().clone(), engine.data_root()) {
         Ok((access, written)) => {
             if let Some(path) = written {
                 tracing::info!(file = %path.display(), "created user admin; its one-time password is in the file");
             }
-            Some(Arc::new(access))
+            Ok(Arc::new(access))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open access control: TCP callers get nothing but the version");
-            None
-        }
+        Err(e) => Err(format!(
+            "cannot open access control (users, grants and the audit log), so the daemon will not serve: {e}"
+        )),
     }
 }

@@ -21,6 +21,8 @@ type Histogram = ([u64; BUCKETS.len()], u64, f64);
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// Audit messages that did not reach `--audit-syslog`.
+    pub syslog_drops: std::sync::Arc<crate::audit::SyslogDrops>,
 }
 
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -113,6 +115,16 @@ pub async fn render(State(state): State<AppState>) -> Response {
         out,
         "berth_images {}",
         state.engine.images().list().map(|l| l.len()).unwrap_or(0)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP berth_audit_syslog_dropped_total Audit entries not sent to --audit-syslog (queue full or send failed); they stay in the audit log."
+    );
+    let _ = writeln!(out, "# TYPE berth_audit_syslog_dropped_total counter");
+    let _ = writeln!(
+        out,
+        "berth_audit_syslog_dropped_total {}",
+        state.metrics.syslog_drops.0.load(std::sync::atomic::Ordering::Relaxed)
     );
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

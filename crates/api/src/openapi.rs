@@ -22,6 +22,7 @@ pub fn build() -> Value {
         let op = json!({
             "summary": r.summary,
             "x-berth-permission": {"resource": format!("{:?}", r.resource).to_lowercase(), "action": format!("{:?}", r.action).to_lowercase()},
+            "x-berth-public": r.public,
             "parameters": params,
             "responses": {
                 "200": {"description": "success"},

@@ -146,6 +146,11 @@ pub fn scopes(method: &Method, path: &str, query: Option<&str>) -> Vec<(Target, 
         }
         _ => {}
     }
+    // Cancelling an upload is part of pushing (as in Distribution), not a delete.
+    let action = match endpoint {
+        Endpoint::Upload(..) if *method == Method::DELETE => Action::Push,
+        _ => action,
+    };
     if let Some(repo) = endpoint.repository() {
         out.push((Target::Repository(repo.to_string()), action));
     }

@@ -18,25 +18,74 @@ pub struct Route {
     pub resource: Resource,
     pub action: Action,
     pub summary: &'static str,
+    /// Anyone may call it, without credentials: only what a client needs
+    /// before it logs in (the version, the CA certificate).
+    pub public: bool,
     handler: fn() -> MethodRouter<AppState>,
 }
 
 macro_rules! r {
     ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal) => {
+        r!(@ $m, $f, $p, $res, $act, $h, $s, false)
+    };
+    (public $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal) => {
+        r!(@ $m, $f, $p, $res, $act, $h, $s, true)
+    };
+    (@ $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $public:literal) => {
         Route {
             method: Method::$m,
             path: $p,
             resource: Resource::$res,
             action: Action::$act,
             summary: $s,
+            public: $public,
             handler: || $f($h),
         }
     };
 }
 
+/// How much of a request body a route reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    /// A JSON (or empty) body, read whole: at most this many bytes.
+    Json(u64),
+    /// A body the handler streams (uploads, imports): at most this many bytes.
+    Stream(u64),
+}
+
+impl BodyLimit {
+    pub fn bytes(self) -> u64 {
+        match self {
+            BodyLimit::Json(n) | BodyLimit::Stream(n) => n,
+        }
+    }
+}
+
+/// The default: a JSON body of at most 1 MiB.
+pub const JSON_BODY_LIMIT: u64 = 1 << 20;
+/// An image archive (`berth image load`).
+pub const IMAGE_LOAD_LIMIT: u64 = 64 << 30;
+/// A registry blob or chunk upload (and Notary metadata, which its handler caps lower).
+pub const REGISTRY_UPLOAD_LIMIT: u64 = 64 << 30;
+/// A plugin install: the manifest and the component, base64.
+pub const PLUGIN_INSTALL_LIMIT: u64 = 256 << 20;
+
+impl Route {
+    /// The largest body this route accepts.
+    pub fn body_limit(&self) -> BodyLimit {
+        match (self.method.as_str(), self.path) {
+            ("POST", "/v1/images/load") => BodyLimit::Stream(IMAGE_LOAD_LIMIT),
+            ("POST", "/v1/vulndb/import") => BodyLimit::Stream(crate::scans::MAX_IMPORT_UPLOAD),
+            ("POST", "/v1/plugins") => BodyLimit::Json(PLUGIN_INSTALL_LIMIT),
+            ("POST" | "PATCH" | "PUT", "/v2/{*path}") => BodyLimit::Stream(REGISTRY_UPLOAD_LIMIT),
+            _ => BodyLimit::Json(JSON_BODY_LIMIT),
+        }
+    }
+}
+
 pub static TABLE: &[Route] = &[
     r!(
-        GET,
+        public GET,
         get,
         "/v1/version",
         System,
@@ -90,7 +139,7 @@ pub static TABLE: &[Route] = &[
         "Who the caller is: {name, kind}"
     ),
     r!(
-        GET,
+        public GET,
         get,
         "/v1/ca.pem",
         System,
@@ -957,6 +1006,7 @@ pub fn build(state: AppState) -> Router {
         router = router.route(path, mr);
     }
     router
+        .layer(axum::middleware::from_fn(crate::limits::layer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authz::layer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
         .fallback(|| async { crate::error::ApiErrorResponse(berth_model::ApiError::not_found("no such API route")) })

@@ -28,7 +28,7 @@ use crate::AppState;
 
 /// Largest upload accepted by `POST /v1/vulndb/import` (osv.dev's largest
 /// per-ecosystem export is well below).
-const MAX_IMPORT_UPLOAD: u64 = 4 << 30;
+pub(crate) const MAX_IMPORT_UPLOAD: u64 = 4 << 30;
 
 fn service(s: &AppState) -> Result<Arc<ScanService>, ApiError> {
     s.scans
@@ -59,10 +59,23 @@ impl berth_engine::scan::RecordSigner for ClusterSigner {
 
 /// Runs a scan; NDJSON progress, then `{"status":"done","record":...}`
 /// (or an `error` line).
-pub async fn scan(State(s): State<AppState>, Json(spec): Json<ScanSpec>) -> ApiResult<Response> {
+pub async fn scan(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(spec): Json<ScanSpec>,
+) -> ApiResult<Response> {
     let scans = service(&s)?;
     if spec.image.is_empty() {
         return Err(ApiError::invalid("scan needs an image").into());
+    }
+    // A functional test runs the image as a container (in the root
+    // collection): it needs what `berth run` of that image needs.
+    if spec.test.is_some() || spec.test_healthcheck {
+        let run = berth_model::ContainerCreate {
+            image: spec.image.clone(),
+            ..Default::default()
+        };
+        crate::authz::check_container_create(&s, &principal, &run)?;
     }
     // A missing image is a clean error rather than a stream.
     s.engine.images().resolve(&spec.image)?;

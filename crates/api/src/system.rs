@@ -3,9 +3,12 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use axum::Json;
+use axum::{Extension, Json};
+use berth_auth::{Index, Where};
+use berth_model::Event;
 use serde_json::{json, Value};
 
+use crate::authz::{Action, Principal, Resource};
 use crate::AppState;
 
 pub async fn version() -> Json<Value> {
@@ -36,8 +39,13 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// NDJSON: one event per line, as they happen; `?filter=key=value` (repeatable).
+/// A caller sees the events of what they may read: container events in
+/// collections where they may read containers, image events where they
+/// may read images. A subscriber that falls behind is told how many events
+/// it missed (`{"type":"events","action":"lagged","attributes":{"missed":"N"}}`).
 pub async fn events(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> crate::error::ApiResult<Response> {
     let filters: Vec<String> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
@@ -49,21 +57,47 @@ pub async fn events(
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
     tokio::spawn(async move {
         loop {
-            match rx.recv().await {
-                Ok(ev) if !filter.matches(&ev) => {}
-                Ok(ev) => {
-                    let mut line = serde_json::to_vec(&ev).unwrap_or_default();
-                    line.push(b'\n');
-                    if tx.send(Ok(line)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
+            let event = match rx.recv().await {
+                Ok(ev) if !filter.matches(&ev) => continue,
+                // Grants are read at each event: a revoked grant stops the flow.
+                Ok(ev) if !may_see(&crate::authz::index(&state), &principal, &ev) => continue,
+                Ok(ev) => ev,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => lagged(missed),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let mut line = serde_json::to_vec(&event).unwrap_or_default();
+            line.push(b'\n');
+            if tx.send(Ok(line)).await.is_err() {
+                return;
             }
         }
     });
     Ok(ndjson(body_rx))
+}
+
+/// The notice a subscriber gets in place of the events it missed.
+fn lagged(missed: u64) -> Event {
+    Event {
+        kind: "events".into(),
+        action: "lagged".into(),
+        id: String::new(),
+        attributes: [("missed".to_string(), missed.to_string())].into(),
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    }
+}
+
+/// Whether `principal` may see `event`.
+fn may_see(index: &Index, principal: &Principal, event: &Event) -> bool {
+    let caller = principal.caller();
+    let decide = |resource, at| index.decide(&caller, resource, Action::Read, at).allowed();
+    match event.kind.as_str() {
+        "container" => decide(
+            Resource::Container,
+            Where::In(event.attributes.get("collection").map_or("/", String::as_str)),
+        ),
+        "image" => decide(Resource::Image, Where::Anywhere),
+        _ => decide(Resource::System, Where::Anywhere),
+    }
 }
 
 pub fn ndjson(rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>) -> Response {

@@ -102,8 +102,42 @@ fn write<T>(lock: &RwLock<T>, value: T) {
     }
 }
 
+/// What a signature stands for. Head and checkpoint signatures sign
+/// different messages, so a checkpoint cannot be passed off as the head of
+/// a log cut there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signed {
+    /// The last entry: the log ends here.
+    Head,
+    /// Every N-th entry, kept: the log went through here.
+    Checkpoint,
+}
+
+impl Signed {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signed::Head => "head",
+            Signed::Checkpoint => "checkpoint",
+        }
+    }
+
+    /// The kind a signature stored under `key` must be.
+    fn of_key(key: &str) -> Self {
+        if key == HEAD {
+            Signed::Head
+        } else {
+            Signed::Checkpoint
+        }
+    }
+}
+
 /// The message a signature covers.
-fn signed_message(seq: u64, hash: &str) -> Vec<u8> {
+fn signed_message(kind: Signed, seq: u64, hash: &str) -> Vec<u8> {
+    format!("berth-audit:{}:{seq}:{hash}", kind.name()).into_bytes()
+}
+
+/// The message signatures covered before they were typed (migrated at start).
+fn legacy_message(seq: u64, hash: &str) -> Vec<u8> {
     format!("berth-audit:{seq}:{hash}").into_bytes()
 }
 
@@ -119,8 +153,8 @@ pub struct AuditExport {
 /// key: what `berth audit verify --file` runs against an export, with the
 /// CA certificate as `verify`'s key.
 pub fn verify_export(export: &AuditExport, verify: &dyn Fn(&[u8], &[u8]) -> bool) -> Verification {
-    let check = |sig: &Signature| match sig.sig.as_deref().map(hex::decode) {
-        Some(Ok(bytes)) => verify(&signed_message(sig.seq, &sig.hash), &bytes),
+    let check = |kind: Signed, sig: &Signature| match sig.sig.as_deref().map(hex::decode) {
+        Some(Ok(bytes)) => verify(&signed_message(kind, sig.seq, &sig.hash), &bytes),
         _ => false,
     };
     verify_chain(
@@ -134,7 +168,7 @@ pub fn verify_export(export: &AuditExport, verify: &dyn Fn(&[u8], &[u8]) -> bool
 fn verify_chain(
     entries: &[AuditEntry],
     signatures: &[(String, Signature)],
-    valid: &dyn Fn(&Signature) -> bool,
+    valid: &dyn Fn(Signed, &Signature) -> bool,
     invalid: &str,
 ) -> Verification {
     let mut problems = Vec::new();
@@ -165,16 +199,22 @@ fn verify_chain(
     let mut checkpoints = 0;
     let mut head_seen = false;
     for (key, sig) in signatures {
-        if !valid(sig) {
-            problems.push(format!("signature {key} is not valid: {invalid}"));
+        let kind = Signed::of_key(key);
+        if !valid(kind, sig) {
+            problems.push(format!(
+                "signature {key} is not valid as a {} signature: {invalid}",
+                kind.name()
+            ));
             continue;
         }
-        if key == HEAD {
+        if kind == Signed::Head {
             head_seen = true;
-            if last.as_ref() != Some(&(sig.seq, sig.hash.clone())) {
+            // An empty log has a signed head too: the genesis.
+            let ends = last.clone().unwrap_or((0, GENESIS.to_string()));
+            if ends != (sig.seq, sig.hash.clone()) {
                 problems.push(format!(
-                    "the signed head is entry {}, the log ends elsewhere: entries removed or rewritten",
-                    sig.seq
+                    "the signed head is entry {}, the log ends at entry {}: entries removed or rewritten",
+                    sig.seq, ends.0
                 ));
             }
         } else {
@@ -184,8 +224,8 @@ fn verify_chain(
             }
         }
     }
-    if !head_seen && !entries.is_empty() {
-        problems.push("the signed head is missing".into());
+    if !head_seen {
+        problems.push("the signed head is missing: the log cannot be shown to be whole".into());
     }
     Verification {
         ok: problems.is_empty(),
@@ -253,6 +293,9 @@ impl AuditEntry {
 pub struct Signature {
     pub seq: u64,
     pub hash: String,
+    /// `head` or `checkpoint` (empty: made before signatures were typed).
+    #[serde(default)]
+    pub kind: String,
     /// HMAC-SHA256 under the node's audit key, hex.
     pub mac: String,
     /// ECDSA signature by the cluster key, hex (DER), once one is set.
@@ -289,23 +332,65 @@ pub fn key_of(seq: u64) -> String {
 const HEAD: &str = "head";
 
 impl Access {
-    fn mac(&self, seq: u64, hash: &str) -> String {
+    fn mac_of(&self, message: &[u8]) -> String {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.audit_key) else {
             return String::new();
         };
-        mac.update(&signed_message(seq, hash));
+        mac.update(message);
         hex::encode(mac.finalize().into_bytes())
     }
 
-    fn signature(&self, seq: u64, hash: &str) -> Signature {
+    fn mac(&self, kind: Signed, seq: u64, hash: &str) -> String {
+        self.mac_of(&signed_message(kind, seq, hash))
+    }
+
+    fn signature(&self, kind: Signed, seq: u64, hash: &str) -> Signature {
         let signer = read(&self.audit_extras.signer);
         Signature {
             seq,
             hash: hash.to_string(),
-            mac: self.mac(seq, hash),
-            sig: signer.as_ref().map(|s| hex::encode(s.sign(&signed_message(seq, hash)))),
+            kind: kind.name().to_string(),
+            mac: self.mac(kind, seq, hash),
+            sig: signer
+                .as_ref()
+                .map(|s| hex::encode(s.sign(&signed_message(kind, seq, hash)))),
             signer: signer.as_ref().map(|s| s.key_id()),
         }
+    }
+
+    /// Readies the log for verification at start (after the chain signer
+    /// is set): an empty log gets a signed genesis head, so that an export
+    /// without a head never verifies; signatures made before heads and
+    /// checkpoints were told apart are signed again as what their key says,
+    /// once their old HMAC checks out.
+    pub fn prepare_audit_log(&self) -> Result<()> {
+        let _serial = match self.audit_lock.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.store.apply(|t| {
+            let signatures = t.list::<Signature>(AUDIT_SIGNATURES)?;
+            if !signatures.iter().any(|(key, _)| key == HEAD) {
+                if t.list::<AuditEntry>(AUDIT)?.is_empty() {
+                    t.put(AUDIT_SIGNATURES, HEAD, &self.signature(Signed::Head, 0, GENESIS))?;
+                } else {
+                    tracing::error!("the audit log has entries but no signed head: `berth audit verify` will fail");
+                }
+            }
+            for (key, sig) in signatures.into_iter().filter(|(_, sig)| sig.kind.is_empty()) {
+                if self.mac_of(&legacy_message(sig.seq, &sig.hash)) != sig.mac {
+                    tracing::error!(key = %key, "an audit signature does not verify; left as it is");
+                    continue;
+                }
+                t.put(
+                    AUDIT_SIGNATURES,
+                    &key,
+                    &self.signature(Signed::of_key(&key), sig.seq, &sig.hash),
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// Signs the chain with the cluster key from now on; `audit verify`
@@ -396,10 +481,13 @@ impl Access {
             };
             e.hash = e.compute_hash();
             t.put(AUDIT, &key_of(seq), &e)?;
-            let sig = self.signature(seq, &e.hash);
-            t.put(AUDIT_SIGNATURES, HEAD, &sig)?;
+            t.put(AUDIT_SIGNATURES, HEAD, &self.signature(Signed::Head, seq, &e.hash))?;
             if seq % every == 0 {
-                t.put(AUDIT_SIGNATURES, &key_of(seq), &sig)?;
+                t.put(
+                    AUDIT_SIGNATURES,
+                    &key_of(seq),
+                    &self.signature(Signed::Checkpoint, seq, &e.hash),
+                )?;
             }
             Ok(e)
         })?;
@@ -441,14 +529,13 @@ impl Access {
             }
         }
         let signer = read(&self.audit_extras.signer);
-        let valid = |sig: &Signature| {
-            if self.mac(sig.seq, &sig.hash) != sig.mac {
+        let valid = |kind: Signed, sig: &Signature| {
+            if self.mac(kind, sig.seq, &sig.hash) != sig.mac {
                 return false;
             }
             match (&signer, &sig.sig) {
-                (Some(signer), Some(hexsig)) => {
-                    hex::decode(hexsig).is_ok_and(|bytes| signer.verify(&signed_message(sig.seq, &sig.hash), &bytes))
-                }
+                (Some(signer), Some(hexsig)) => hex::decode(hexsig)
+                    .is_ok_and(|bytes| signer.verify(&signed_message(kind, sig.seq, &sig.hash), &bytes)),
                 (Some(_), None) => false,
                 (None, _) => true,
             }

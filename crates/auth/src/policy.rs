@@ -450,10 +450,9 @@ impl Index {
     pub fn decide(&self, caller: &Caller, resource: Resource, action: Action, at: Where) -> Decision {
         let identity = match caller {
             Caller::Admin => return Decision::Allow,
-            // The only anonymous listener is loopback plain HTTP
-            // (`--insecure-listen`): anonymous callers may read the version
-            // and node information, nothing else.
-            Caller::Anonymous if resource == Resource::System && action == Action::Read => return Decision::Allow,
+            // Anonymous callers get nothing a grant decides: the routes a
+            // client needs before it logs in (version, CA certificate) are
+            // public in the API's route table and never ask.
             Caller::Anonymous => return Decision::Deny("authentication required".into()),
             Caller::User(identity) => identity,
         };

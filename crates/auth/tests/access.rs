@@ -241,6 +241,86 @@ fn audit_verify_detects_removed_entries() {
     verify_fails(&g.access, "a removal at the end");
 }
 
+/// A log cut at a checkpoint, the checkpoint's signature put in as the
+/// head: heads and checkpoints sign different messages, so it does not pass.
+#[test]
+fn audit_verify_detects_a_log_cut_at_a_checkpoint() {
+    use berth_auth::audit::Signature;
+    use berth_auth::AUDIT_SIGNATURES;
+    let f = fixture();
+    f.access.set_chain_signer(Arc::new(TestSigner("cluster-a")));
+    append(&f.access, 10);
+    let checkpoint: Signature = f
+        .store
+        .get(AUDIT_SIGNATURES, &key_of(8))
+        .expect("read")
+        .expect("checkpoint 8");
+    f.store
+        .apply(|t| {
+            t.delete(AUDIT, &key_of(9))?;
+            t.delete(AUDIT, &key_of(10))?;
+            t.put(AUDIT_SIGNATURES, "head", &checkpoint)
+        })
+        .expect("cut");
+    let v = f.access.audit_verify().expect("verify");
+    assert!(!v.ok, "a log cut at a checkpoint verified");
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.contains("signature head is not valid as a head signature")),
+        "{:?}",
+        v.problems
+    );
+    let export = f.access.audit_export().expect("export");
+    let key = TestSigner("cluster-a");
+    use berth_auth::ChainSigner;
+    let v = berth_auth::verify_export(&export, &|m, s| key.verify(m, s));
+    assert!(!v.ok, "an export cut at a checkpoint verified offline");
+}
+
+/// A log cut at its end with the head signature taken away, and an export
+/// with no head at all (empty included), never verify.
+#[test]
+fn audit_verify_needs_a_signed_head() {
+    use berth_auth::AUDIT_SIGNATURES;
+    let f = fixture();
+    f.access.set_chain_signer(Arc::new(TestSigner("cluster-a")));
+    append(&f.access, 10);
+    f.store
+        .apply(|t| {
+            t.delete(AUDIT, &key_of(10))?;
+            t.delete(AUDIT_SIGNATURES, "head")
+        })
+        .expect("cut");
+    let v = f.access.audit_verify().expect("verify");
+    assert!(
+        !v.ok && v.problems.iter().any(|p| p.contains("signed head is missing")),
+        "{:?}",
+        v.problems
+    );
+
+    let key = TestSigner("cluster-a");
+    use berth_auth::ChainSigner;
+    let empty = berth_auth::AuditExport {
+        entries: Vec::new(),
+        signatures: Vec::new(),
+    };
+    let v = berth_auth::verify_export(&empty, &|m, s| key.verify(m, s));
+    assert!(!v.ok, "an empty export with no head verified");
+
+    // A fresh log prepared at start has a signed genesis head: it verifies
+    // empty, and the first entry follows the genesis.
+    let g = fixture();
+    g.access.set_chain_signer(Arc::new(TestSigner("cluster-a")));
+    g.access.prepare_audit_log().expect("prepare");
+    let v = berth_auth::verify_export(&g.access.audit_export().expect("export"), &|m, s| key.verify(m, s));
+    assert!(v.ok && v.entries == 0, "{:?}", v.problems);
+    assert!(g.access.audit_verify().expect("verify").ok);
+    append(&g.access, 5);
+    let v = berth_auth::verify_export(&g.access.audit_export().expect("export"), &|m, s| key.verify(m, s));
+    assert!(v.ok && v.entries == 5, "{:?}", v.problems);
+}
+
 #[test]
 fn audit_verify_detects_reordered_entries() {
     let f = fixture();

@@ -89,6 +89,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     } else {
         std::env::current_dir()?.join(&a.data_root)
     };
+    prepare_data_root(&data_root)?;
     let engine = open_engine(data_root.clone(), exe).await?;
     let options = berth_api::Options {
         audit_syslog: a.audit_syslog.clone(),
@@ -183,6 +184,34 @@ async fn serve_tls(
     let bound = listener.local_addr()?;
     tracing::info!(listen = %bound, "serving TLS");
     Ok(Some(tokio::spawn(berth_api::tls::serve(listener, config, router))))
+}
+
+/// Makes the data root searchable by others (0711, as Docker does for
+/// user namespaces), so that a container's root user, an unprivileged uid
+/// on the host, can reach its root filesystem below it; `mktemp -d` makes
+/// 0700 directories.
+fn prepare_data_root(data_root: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(data_root).with_context(|| format!("creating data root {}", data_root.display()))?;
+    let mode = std::fs::metadata(data_root)
+        .with_context(|| format!("reading data root {}", data_root.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o011 != 0o011 {
+        let searchable = (mode & 0o7777) | 0o011;
+        std::fs::set_permissions(data_root, std::fs::Permissions::from_mode(searchable)).with_context(|| {
+            format!(
+                "making data root {} searchable (mode {searchable:o})",
+                data_root.display()
+            )
+        })?;
+        tracing::info!(
+            data_root = %data_root.display(),
+            from = %format!("{:o}", mode & 0o7777),
+            to = %format!("{searchable:o}"),
+            "made the data root searchable, so that containers' remapped root users reach their files"
+        );
+    }
+    Ok(())
 }
 
 async fn open_engine(data_root: PathBuf, exe: PathBuf) -> Result<std::sync::Arc<berth_engine::Engine>> {

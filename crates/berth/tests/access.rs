@@ -105,9 +105,42 @@ fn users_roles_tokens_and_audit_over_tcp() {
     let users = s.req("GET", "/v1/users", Auth::Token(&admin_token), None).text();
     assert!(!users.contains("argon2") && !users.contains(&admin_pw), "{users}");
 
-    // No credentials: only the version.
+    // No credentials: only the version and the CA certificate; anything
+    // else is 401 with the schemes to use.
     assert_eq!(s.req("GET", "/v1/version", Auth::None, None).status, 200);
-    assert_eq!(s.req("GET", "/v1/users", Auth::None, None).status, 403);
+    assert_eq!(s.req("GET", "/v1/ca.pem", Auth::None, None).status, 200);
+    for path in [
+        "/v1/users",
+        "/v1/info",
+        "/metrics",
+        "/v1/events",
+        "/v1/plugins",
+        "/v1/vulndb",
+    ] {
+        let r = s.req("GET", path, Auth::None, None);
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+        let head = r.head.to_ascii_lowercase();
+        assert!(
+            head.contains("www-authenticate: bearer realm=\"berth\"")
+                && head.contains("www-authenticate: basic realm=\"berth\""),
+            "{path}: {}",
+            r.head
+        );
+        assert_eq!(r.json()["code"], "UNAUTHORIZED", "{path}");
+    }
+
+    // Bodies have limits: 1 MiB of JSON unless the route says otherwise,
+    // 413 naming it, nothing created.
+    let big = json!({"name": "huge", "password": "x".repeat(2 << 20)});
+    let r = s.req("POST", "/v1/users", Auth::Token(&admin_token), Some(&big));
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["code"], "PAYLOAD_TOO_LARGE");
+    assert!(
+        r.text().contains("1 MiB") && r.text().contains("POST /v1/users"),
+        "{}",
+        r.text()
+    );
+    assert!(!s.admin(&["user", "ls"]).contains("huge"));
 
     // A wrong password: 401 and an audit entry.
     let r = s.req("GET", "/v1/users", Auth::Basic("admin", "not-the-password"), None);

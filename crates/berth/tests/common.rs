@@ -33,6 +33,11 @@ impl Daemon {
 
     /// A daemon started with extra `berth daemon` arguments.
     pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_prepared(args, |_| {})
+    }
+
+    /// A daemon whose data root `prepare` made (or changed) before it starts.
+    pub fn start_prepared(args: &[&str], prepare: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -49,6 +54,7 @@ impl Daemon {
             child: None,
             args,
         };
+        prepare(&d.data_root());
         d.spawn();
         d
     }
@@ -234,11 +240,29 @@ impl HttpResponse {
 
 /// One request on loopback with `Connection: close` and extra header lines.
 pub fn http(port: u16, method: &str, path: &str, headers: &[String], body: &[u8]) -> HttpResponse {
-    use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    exchange(&mut s, &format!("127.0.0.1:{port}"), method, path, headers, body)
+}
+
+/// One request on a daemon's unix socket (the admin).
+pub fn http_unix(socket: &Path, method: &str, path: &str, headers: &[String], body: &[u8]) -> HttpResponse {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    exchange(&mut s, "berth", method, path, headers, body)
+}
+
+/// Writes one request with `Connection: close` and reads its response to the end.
+pub fn exchange(
+    s: &mut (impl std::io::Read + std::io::Write),
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: &[u8],
+) -> HttpResponse {
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for h in headers {

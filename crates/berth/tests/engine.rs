@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use common::{images_dir, wait_for, Daemon};
 
@@ -528,6 +528,47 @@ fn kill_9_of_the_daemon_leaks_nothing() {
         let p = std::path::Path::new(root).join(&parent);
         assert!(!p.exists(), "{} left behind", p.display());
     }
+}
+
+/// A file that is no image archive is named as the user gave it, with what
+/// it is not; the daemon's spool file never shows.
+#[test]
+fn loading_a_file_that_is_no_image_archive_names_that_file() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "hello\n").expect("write");
+    let shown = text.to_str().expect("utf8");
+    let (code, err) = d.fails(&["image", "load", "-i", shown]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "archive {shown}: is neither an OCI image layout nor a `docker save` archive"
+        )),
+        "{err}"
+    );
+    let data_root = d.data_root();
+    assert!(
+        !err.contains("load-") && !err.contains(data_root.to_str().expect("utf8")),
+        "{err}"
+    );
+    // A tar archive that holds no image says so too.
+    let tar = dir.path().join("files.tar");
+    let made = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(dir.path())
+        .arg("notes.txt")
+        .status()
+        .expect("tar");
+    assert!(made.success());
+    let (_, err) = d.fails(&["image", "load", "-i", tar.to_str().expect("utf8")]);
+    assert!(
+        err.contains("is neither an OCI image layout nor a `docker save` archive (it has neither"),
+        "{err}"
+    );
+    assert!(d.ok(&["images", "-q"]).trim().is_empty());
 }
 
 #[test]

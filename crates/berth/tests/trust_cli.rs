@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{free_port, wait_for, Daemon};
+use common::{free_port, http_unix, wait_for, Daemon};
 use serde_json::Value;
 
 /// A daemon whose registry listens on `127.0.0.1:<port>`.
@@ -457,11 +457,18 @@ fn policy_refuses_unsigned_and_wrongly_signed_images() {
         err.contains(&format!("no trust data for {} on this node", r.image("prod/other"))),
         "{err}"
     );
-    // By image id the image's tags are checked.
+    // By image id every name of the image is checked: prod/other has no trust data.
     let id: Value = serde_json::from_str(&d.ok(&["image", "inspect", &unsigned])).expect("json");
     let (_, err) = d.fails(&["create", id[0]["id"].as_str().expect("id"), "true"]);
-    assert!(err.contains("refuses image"), "{err}");
+    assert!(
+        err.contains(&format!("refuses image {}@", r.image("prod/other"))),
+        "{err}"
+    );
+    // So is every other name when the image is run by one of them.
+    let (_, err) = d.fails(&["run", "--rm", &good, "true"]);
+    assert!(err.contains("no trust data for"), "{err}");
     assert_eq!(d.container_count(), before, "a refused create left a container behind");
+    d.ok(&["rmi", &other]);
 
     let out = d.ok(&["run", "--rm", &good, "echo", "signed by alice"]);
     assert_eq!(out.trim(), "signed by alice");
@@ -480,6 +487,76 @@ fn policy_refuses_unsigned_and_wrongly_signed_images() {
     );
     let err = admin.fails_env(d, &["trust", "policy", "rm", "127.0.0.1:*/prod/*"], &[]);
     assert!(err.contains("no trust policy for \"127.0.0.1:*/prod/*\""), "{err}");
+}
+
+/// `busybox-oci.tar` with the names taken out of its index: loaded, the
+/// image has no tag and no repository name.
+fn nameless_archive(dir: &Path) -> PathBuf {
+    let layout = dir.join("layout");
+    std::fs::create_dir(&layout).expect("layout dir");
+    let tar = common::images_dir().join("busybox-oci.tar");
+    let ok = |c: &mut Command| {
+        let o = c.output().expect("tar");
+        assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    ok(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&layout));
+    let index_path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).expect("index")).expect("index json");
+    for m in index["manifests"].as_array_mut().expect("manifests") {
+        m.as_object_mut().expect("descriptor").remove("annotations");
+    }
+    std::fs::write(&index_path, serde_json::to_vec(&index).expect("json")).expect("write index");
+    let out = dir.join("nameless.tar");
+    ok(Command::new("tar").arg("-cf").arg(&out).arg("-C").arg(&layout).arg("."));
+    out
+}
+
+#[test]
+fn a_catch_all_policy_covers_images_by_id_and_without_a_name() {
+    let d = Daemon::start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    d.ok(&[
+        "image",
+        "load",
+        "-i",
+        nameless_archive(scratch.path()).to_str().expect("utf8"),
+    ]);
+    let images: Value = serde_json::from_str(&d.ok(&["images", "--format", "json"])).expect("json");
+    let id = images[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(images[0]["tags"], serde_json::json!([]), "{images}");
+    d.ok(&["trust", "policy", "set", "**", "--require-signer", "alice"]);
+    // Refused as 403, naming the policy; nothing is left behind.
+    let create = http_unix(
+        &d.socket,
+        "POST",
+        "/v1/containers",
+        &["Content-Type: application/json".into()],
+        format!(r#"{{"image":"{id}","cmd":["true"]}}"#).as_bytes(),
+    );
+    assert_eq!(create.status, 403, "{}", create.text());
+    assert!(
+        create.text().contains("trust policy \"**\" refuses image") && create.text().contains("has no name"),
+        "{}",
+        create.text()
+    );
+    let (_, err) = d.fails(&["run", "--rm", &id[7..19], "true"]);
+    assert!(err.contains("has no name"), "{err}");
+    // The same image loaded under a name, then untagged (kept by a
+    // container): the name it had still counts.
+    d.ok(&["trust", "policy", "rm", "**"]);
+    d.load_busybox();
+    d.ok(&["create", "--name", "keep", &id, "true"]);
+    d.ok(&["rmi", "-f", "busybox"]);
+    let inspect: Value = serde_json::from_str(&d.ok(&["image", "inspect", &id])).expect("json");
+    assert_eq!(inspect[0]["tags"], serde_json::json!([]), "{inspect}");
+    d.ok(&["trust", "policy", "set", "**", "--require-signer", "alice"]);
+    let (_, err) = d.fails(&["run", "--rm", &id, "true"]);
+    assert!(
+        err.contains("trust policy \"**\" refuses image busybox@sha256:")
+            && err.contains("no trust data for docker.io/library/busybox"),
+        "{err}"
+    );
+    assert_eq!(d.container_count(), 1, "a refused run left a container behind");
 }
 
 const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";

@@ -262,8 +262,8 @@ impl Engine {
                 &holder[..holder.len().min(12)]
             )));
         }
-        self.emit(
-            "container",
+        self.emit_container(
+            &container,
             "create",
             &id,
             &[("name", &name), ("image", &container.image)],
@@ -410,7 +410,7 @@ impl Engine {
                     match self.forget(&id, &c.name) {
                         Ok(()) => {
                             self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                            self.emit("container", "destroy", &id, &[("name", &c.name)]);
+                            self.emit_container(&c, "destroy", &id, &[("name", &c.name)]);
                             return Err(e);
                         }
                         Err(fe) => tracing::warn!(container_id = %id, error = %fe, "auto-remove after a failed start"),
@@ -437,7 +437,7 @@ impl Engine {
             s.error = None;
             s.stopped_by_user = false;
         })?;
-        self.emit("container", "start", &id, &[("name", &c.name)]);
+        self.emit_container(&c, "start", &id, &[("name", &c.name)]);
         Ok(stream)
     }
 
@@ -493,8 +493,8 @@ impl Engine {
             self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
             drop(guard);
             let code_s = code.to_string();
-            self.emit("container", "die", id, &[("name", &c.name), ("exitCode", &code_s)]);
-            self.emit("container", "destroy", id, &[("name", &c.name)]);
+            self.emit_container(&c, "die", id, &[("name", &c.name), ("exitCode", &code_s)]);
+            self.emit_container(&c, "destroy", id, &[("name", &c.name)]);
             let runtime = self.runtime.clone();
             let id = id.to_string();
             let reclaim = tokio::task::spawn_blocking(move || {
@@ -526,7 +526,7 @@ impl Engine {
             s.finished_at = Some(finished);
         });
         let code_s = code.to_string();
-        self.emit("container", "die", id, &[("name", &c.name), ("exitCode", &code_s)]);
+        self.emit_container(&c, "die", id, &[("name", &c.name), ("exitCode", &code_s)]);
         if c.spec.auto_remove {
             drop(guard);
             if let Err(e) = self.remove(id, true).await {
@@ -554,7 +554,7 @@ impl Engine {
                     if engine.save(&c).is_err() {
                         return;
                     }
-                    engine.emit("container", "restart", &id, &[("name", &c.name)]);
+                    engine.emit_container(&c, "restart", &id, &[("name", &c.name)]);
                     if let Err(e) = engine.start_locked(c, None, true).await {
                         tracing::warn!(container_id = %id, error = %e, "restart failed");
                     }
@@ -580,7 +580,7 @@ impl Engine {
             .map(parse_signal)
             .transpose()?
             .unwrap_or(libc::SIGTERM);
-        self.emit("container", "stop", &id, &[("name", &c.name)]);
+        self.emit_container(&c, "stop", &id, &[("name", &c.name)]);
         let _ = self.runtime.kill(&id, signal).await;
         let t = std::time::Duration::from_secs(timeout.unwrap_or(10));
         if tokio::time::timeout(t, self.wait(&id, false)).await.is_err() {
@@ -605,7 +605,7 @@ impl Engine {
             self.mark_stopped(&id)?;
         }
         self.runtime.kill(&id, sig).await?;
-        self.emit("container", "kill", &id, &[("name", &c.name), ("signal", signal)]);
+        self.emit_container(&c, "kill", &id, &[("name", &c.name), ("signal", signal)]);
         Ok(())
     }
 
@@ -629,7 +629,7 @@ impl Engine {
         self.update(&id, |s| s.state = ContainerState::Removing)?;
         self.forget(&id, &c.name)?;
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        self.emit("container", "destroy", &id, &[("name", &c.name)]);
+        self.emit_container(&c, "destroy", &id, &[("name", &c.name)]);
         Ok(())
     }
 
@@ -729,8 +729,8 @@ impl Engine {
             .pid
             .ok_or_else(|| Error::Conflict(format!("container {} has no running process", c.name)))?;
         let out = self.runtime.exec(&id, pid, &p, req.tty, req.console_size).await?;
-        self.emit(
-            "container",
+        self.emit_container(
+            &c,
             "exec_start",
             &id,
             &[("name", &c.name), ("execID", &req.cmd.join(" "))],

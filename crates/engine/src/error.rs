@@ -13,6 +13,9 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// A policy refuses it (content trust): HTTP 403.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Image(#[from] berth_image::Error),
     #[error(transparent)]
@@ -36,6 +39,7 @@ impl Error {
             Error::NoSuchContainer(_) => ErrorCode::NotFound,
             Error::Ambiguous(_) | Error::Invalid(_) => ErrorCode::InvalidArgument,
             Error::Conflict(_) => ErrorCode::Conflict,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::Image(e) => e.code(),
             Error::Runtime(berth_runtime::Error::User(_) | berth_runtime::Error::CommandNotFound(_)) => {
                 ErrorCode::InvalidArgument

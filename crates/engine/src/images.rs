@@ -13,8 +13,14 @@ impl Engine {
         &self.images
     }
 
-    pub fn load_image(&self, archive: &Path, progress: &mut dyn FnMut(Progress)) -> Result<Vec<Image>, Error> {
-        let loaded = self.images.load(archive, progress)?;
+    /// Loads the archive at `archive`; errors call it `shown` (what the user named).
+    pub fn load_image(
+        &self,
+        archive: &Path,
+        shown: &Path,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Image>, Error> {
+        let loaded = self.images.load_as(archive, shown, progress)?;
         for image in &loaded {
             let name = image.tags.first().cloned().unwrap_or_default();
             self.emit("image", "load", &image.id, &[("name", &name)]);

@@ -9,6 +9,8 @@
 //! per-container lock, so that a monitor, a user request and the reconciler
 //! never interleave on one container.
 
+#![forbid(unsafe_code)]
+
 mod containers;
 mod error;
 mod images;
@@ -20,7 +22,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use berth_model::Event;
+use berth_model::{Container, Event};
 use tokio::sync::broadcast;
 
 pub use error::Error;
@@ -101,6 +103,15 @@ impl Engine {
         };
         tracing::debug!(kind, action, id, "event");
         let _ = self.events.send(event);
+    }
+
+    /// A container's event carries its collection, so that the event stream
+    /// shows it only to callers who may read containers there.
+    fn emit_container(&self, c: &Container, action: &str, id: &str, attributes: &[(&str, &str)]) {
+        let collection = c.spec.collection.as_deref().unwrap_or("/");
+        let mut all = attributes.to_vec();
+        all.push(("collection", collection));
+        self.emit("container", action, id, &all);
     }
 
     fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {

@@ -574,23 +574,7 @@ impl ScanService {
         };
         let payload =
             serde_json::to_string(&record).map_err(|e| ScanError::Failed(format!("encoding scan record {id}: {e}")))?;
-        let (signature, key_id) = match &self.signer {
-            Some(signer) => match signer.sign(payload.as_bytes()) {
-                Ok(sig) => (hex::encode(sig), signer.key_id()),
-                Err(e) => {
-                    tracing::error!(record = %id, error = %e, "cannot sign the scan record");
-                    (String::new(), String::new())
-                }
-            },
-            None => (String::new(), String::new()),
-        };
-        let signed = SignedScanRecord {
-            id: id.clone(),
-            payload,
-            signature,
-            key_id,
-            algorithm: SIGNATURE_ALGORITHM.to_string(),
-        };
+        let signed = sign_record(self.signer.as_deref(), &id, payload)?;
         self.store.apply(|t| t.put(SCAN_RECORDS, &id, &signed))?;
         Ok(signed)
     }
@@ -1143,6 +1127,7 @@ fn bare_image(id: &str, manifest_digest: &str, layers: Vec<String>, diff_ids: Ve
         id: id.to_string(),
         manifest_digest: manifest_digest.to_string(),
         tags: Vec::new(),
+        repo_digests: Vec::new(),
         layers,
         diff_ids,
         size: 0,
@@ -1521,6 +1506,28 @@ impl OciClient {
     }
 }
 
+/// A record signed by `signer`. A record is stored signed or not at all:
+/// without a signer, or when signing fails, the scan fails with the reason.
+fn sign_record(signer: Option<&dyn RecordSigner>, id: &str, payload: String) -> Result<SignedScanRecord, ScanError> {
+    let signer = signer.ok_or_else(|| {
+        ScanError::Unavailable(
+            "the scan cannot be recorded: this node has no cluster key to sign it \
+             (the cluster CA could not be opened; see the daemon's log)"
+                .into(),
+        )
+    })?;
+    let signature = signer
+        .sign(payload.as_bytes())
+        .map_err(|e| ScanError::Failed(format!("the scan cannot be recorded: signing record {id}: {e}")))?;
+    Ok(SignedScanRecord {
+        id: id.to_string(),
+        payload,
+        signature: hex::encode(signature),
+        key_id: signer.key_id(),
+        algorithm: SIGNATURE_ALGORITHM.to_string(),
+    })
+}
+
 /// Whether `signature` (hex of DER) is the cluster key's over `payload`,
 /// checked with `verify` (the CA's public key).
 pub fn check_record(
@@ -1618,5 +1625,32 @@ mod tests {
         assert!(check_record(&signed, verify).unwrap_err().contains("does not match"));
         signed.signature.clear();
         assert!(check_record(&signed, verify).unwrap_err().contains("not signed"));
+    }
+
+    struct Signer(Result<Vec<u8>, String>);
+
+    impl RecordSigner for Signer {
+        fn key_id(&self) -> String {
+            "sha256:k".into()
+        }
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, String> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn a_record_is_signed_or_not_made() {
+        let signed = sign_record(Some(&Signer(Ok(vec![1, 2]))), "r1", "{}".into()).unwrap();
+        assert_eq!(
+            (signed.signature.as_str(), signed.key_id.as_str()),
+            ("0102", "sha256:k")
+        );
+        let err = sign_record(Some(&Signer(Err("token removed".into()))), "r2", "{}".into()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the scan cannot be recorded: signing record r2: token removed"
+        );
+        let err = sign_record(None, "r3", "{}".into()).unwrap_err();
+        assert!(err.to_string().contains("no cluster key to sign it"), "{err}");
     }
 }

@@ -272,17 +272,48 @@ fn candidate(reference: &str) -> Option<Candidate> {
     })
 }
 
-/// The repositories an image is used under: the reference itself when it
-/// names a repository, else every tag of the image (a reference by id).
+/// Every name the image is used under or was known by. The reference
+/// itself, when it names a repository, is checked as asked (its tag must be
+/// signed for this image). Every other name, current tags and the
+/// `name@digest` it was loaded, pulled or pushed as, is checked by digest in
+/// its own repository: the image's manifest must be signed there. So an
+/// image run by its id, by another name, or after its tag was removed
+/// passes the same policies as under the names it came with.
 fn candidates(reference: &str, image: &Image) -> Vec<Candidate> {
     let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
     let by_id = reference.starts_with("sha256:")
         || (!hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) && image.id.contains(hex));
-    if by_id {
-        image.tags.iter().filter_map(|t| candidate(t)).collect()
+    let mut all: Vec<Candidate> = if by_id {
+        Vec::new()
     } else {
         candidate(reference).into_iter().collect()
+    };
+    for name in image.tags.iter().chain(&image.repo_digests) {
+        let Ok(parsed) = Reference::parse(name) else { continue };
+        let gun = format!("{}/{}", parsed.registry, parsed.repository);
+        if all.iter().any(|c| c.gun == gun) {
+            continue;
+        }
+        all.push(Candidate {
+            gun,
+            tag: None,
+            shown: format!("{}@{}", parsed.familiar_name(), image.manifest_digest),
+        });
     }
+    all
+}
+
+/// Whether a policy's pattern covers every repository (`**`): an image with
+/// no name at all is refused under such a policy, since no signature can
+/// name it.
+fn is_catch_all(pattern: &str) -> bool {
+    const PROBES: [&str; 4] = [
+        "docker.io/library/a",
+        "localhost/a",
+        "registry.example:5000/team/app",
+        "127.0.0.1:1/a/b/c/d",
+    ];
+    PROBES.iter().all(|gun| pattern_matches(pattern, gun))
 }
 
 /// Why an image does not satisfy a policy, in words.
@@ -388,10 +419,20 @@ impl Engine {
         }
         let started = std::time::Instant::now();
         let now = Utc::now();
-        for candidate in candidates(reference, image) {
+        let candidates = candidates(reference, image);
+        if candidates.is_empty() {
+            if let Some(policy) = policies.iter().find(|p| is_catch_all(&p.pattern)) {
+                return Err(Error::Forbidden(format!(
+                    "trust policy {:?} refuses image {}: it has no name, so no signature can cover it \
+                     (tag it, push it and sign it, or pull it by a signed name)",
+                    policy.pattern, image.id
+                )));
+            }
+        }
+        for candidate in candidates {
             for policy in policies.iter().filter(|p| pattern_matches(&p.pattern, &candidate.gun)) {
                 let refuse = |why: String| {
-                    Error::Invalid(format!(
+                    Error::Forbidden(format!(
                         "trust policy {:?} refuses image {}: {why}",
                         policy.pattern, candidate.shown
                     ))
@@ -460,6 +501,74 @@ mod tests {
         for (pattern, gun, expected) in cases {
             assert_eq!(pattern_matches(pattern, gun), expected, "{pattern} vs {gun}");
         }
+    }
+
+    #[test]
+    fn an_image_is_checked_under_every_name_it_has_or_had() {
+        let manifest = format!("sha256:{}", "cd".repeat(32));
+        let image = Image {
+            id: format!("sha256:{}", "ab".repeat(32)),
+            manifest_digest: manifest.clone(),
+            tags: vec!["prod/app:1".into()],
+            repo_digests: vec![
+                format!("prod/app@{manifest}"),
+                format!("127.0.0.1:5000/team/app@{manifest}"),
+            ],
+            layers: Vec::new(),
+            diff_ids: Vec::new(),
+            size: 0,
+            created: None,
+            architecture: String::new(),
+            os: String::new(),
+            config: Default::default(),
+        };
+        let guns = |reference: &str| -> Vec<(String, Option<String>)> {
+            candidates(reference, &image)
+                .into_iter()
+                .map(|c| (c.gun, c.tag))
+                .collect()
+        };
+        // By id: every name, each checked by digest in its repository.
+        let by_digest = vec![
+            ("docker.io/prod/app".to_string(), None),
+            ("127.0.0.1:5000/team/app".to_string(), None),
+        ];
+        assert_eq!(guns(&image.id), by_digest);
+        assert_eq!(guns(&"ab".repeat(6)), by_digest);
+        let shown: Vec<String> = candidates(&image.id, &image).into_iter().map(|c| c.shown).collect();
+        assert_eq!(
+            shown,
+            [
+                format!("prod/app@{manifest}"),
+                format!("127.0.0.1:5000/team/app@{manifest}")
+            ]
+        );
+        // By another name: that name's tag, then every other name by digest.
+        let by_name = guns("other:2");
+        assert_eq!(
+            by_name[0],
+            ("docker.io/library/other".to_string(), Some("2".to_string()))
+        );
+        assert_eq!(&by_name[1..], &by_digest[..]);
+        // By its own tag: the tag, and the other repository by digest.
+        assert_eq!(
+            guns("prod/app:1"),
+            [
+                ("docker.io/prod/app".to_string(), Some("1".to_string())),
+                ("127.0.0.1:5000/team/app".to_string(), None)
+            ]
+        );
+        // A nameless image has no candidate: catch-all policies refuse it.
+        let nameless = Image {
+            tags: Vec::new(),
+            repo_digests: Vec::new(),
+            ..image.clone()
+        };
+        assert!(candidates(&nameless.id, &nameless).is_empty());
+        assert!(is_catch_all("**"));
+        assert!(!is_catch_all("prod/**"));
+        assert!(!is_catch_all("*"));
+        assert!(!is_catch_all("127.0.0.1:*/**"));
     }
 
     #[test]

@@ -128,7 +128,13 @@ impl ImageStore {
     /// against its digest and every layer against its diff id before anything
     /// is recorded; a failed load leaves no blob, record or temp file behind.
     pub fn load(&self, archive: &Path, progress: &mut dyn FnMut(Progress)) -> Result<Vec<Image>> {
-        load::load(self, archive, progress)
+        load::load(self, archive, archive, progress)
+    }
+
+    /// [`Self::load`] of a file that errors call `shown`: the name the user
+    /// gave an uploaded archive, never the daemon's spool file.
+    pub fn load_as(&self, archive: &Path, shown: &Path, progress: &mut dyn FnMut(Progress)) -> Result<Vec<Image>> {
+        load::load(self, archive, shown, progress)
     }
 
     /// Writes an OCI image layout tarball (with a docker `manifest.json` too)

@@ -43,6 +43,9 @@ const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
+/// What an archive that is no image archive at all is told.
+const NEITHER_FORMAT: &str = "is neither an OCI image layout nor a `docker save` archive";
+
 fn archive_error(archive: &Path, message: impl Into<String>) -> Error {
     Error::Archive {
         archive: archive.to_path_buf(),
@@ -50,9 +53,14 @@ fn archive_error(archive: &Path, message: impl Into<String>) -> Error {
     }
 }
 
-pub(crate) fn load(images: &ImageStore, archive: &Path, progress: &mut dyn FnMut(Progress)) -> Result<Vec<Image>> {
+pub(crate) fn load(
+    images: &ImageStore,
+    path: &Path,
+    archive: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<Image>> {
     let blobs = &images.inner.blobs;
-    let mut files = ArchiveFiles::read(blobs, archive)?;
+    let mut files = ArchiveFiles::read(blobs, path, archive)?;
     let mut plans = if files.has("oci-layout") && files.has("index.json") {
         plan_oci(&files)?
     } else if files.has("manifest.json") {
@@ -60,7 +68,7 @@ pub(crate) fn load(images: &ImageStore, archive: &Path, progress: &mut dyn FnMut
     } else {
         return Err(archive_error(
             archive,
-            "not an image archive: it has neither oci-layout and index.json (oci image layout) nor manifest.json (docker save)",
+            NEITHER_FORMAT.to_string() + " (it has neither oci-layout and index.json nor manifest.json)",
         ));
     };
     if plans.is_empty() {
@@ -192,11 +200,12 @@ fn commit(
             let mut record = image.clone();
             if let Some(old) = txn.get::<Image>(IMAGES, &record.id)? {
                 replaced |= old.manifest_digest != record.manifest_digest;
-                record.tags = old.tags;
+                crate::refs::keep_names(&mut record, old);
             }
             txn.put(IMAGES, &record.id, &record)?;
             for name in names {
                 set_tag(txn, name, &record.id)?;
+                crate::refs::add_repo_digest(txn, &record.id, name)?;
             }
         }
         let mut loaded: Vec<Image> = Vec::new();
@@ -266,18 +275,30 @@ struct ArchiveFiles<'a> {
 }
 
 impl<'a> ArchiveFiles<'a> {
-    fn read(blobs: &Blobs, archive: &'a Path) -> Result<Self> {
+    /// Reads the archive at `path`; errors name it `archive`.
+    fn read(blobs: &Blobs, path: &Path, archive: &'a Path) -> Result<Self> {
         let bad = |message: String| archive_error(archive, message);
-        let file = File::open(archive).map_err(io_err("opening archive", archive))?;
-        let (_, stream) = decompress(file).map_err(|e| bad(format!("reading: {e}")))?;
+        let file = File::open(path).map_err(io_err("opening archive", archive))?;
+        let (_, stream) = decompress(file).map_err(|e| bad(format!("{NEITHER_FORMAT} (reading it: {e})")))?;
         let mut tar = tar::Archive::new(stream);
         let mut out = Self {
             archive,
             files: HashMap::new(),
             links: HashMap::new(),
         };
-        for entry in tar.entries().map_err(|e| bad(format!("reading: {e}")))? {
-            let mut entry = entry.map_err(|e| bad(format!("reading: {e}")))?;
+        for entry in tar
+            .entries()
+            .map_err(|e| bad(format!("{NEITHER_FORMAT} (reading it: {e})")))?
+        {
+            // Nothing read yet: not a tar archive at all. Later: a cut or damaged one.
+            let nothing_yet = out.files.is_empty() && out.links.is_empty();
+            let mut entry = entry.map_err(|e| {
+                if nothing_yet {
+                    bad(format!("{NEITHER_FORMAT} (reading it as a tar archive: {e})"))
+                } else {
+                    bad(format!("reading: {e}"))
+                }
+            })?;
             let raw = entry
                 .path()
                 .map_err(|e| bad(format!("reading entry path: {e}")))?
@@ -716,6 +737,7 @@ fn image_record(plan: &Plan, manifest_digest: String) -> Image {
         id: plan.config_digest.clone(),
         manifest_digest,
         tags: Vec::new(),
+        repo_digests: Vec::new(),
         layers: plan.layers.iter().map(|l| l.digest.clone()).collect(),
         diff_ids: config.rootfs().diff_ids().clone(),
         size: plan.layers.iter().map(|l| l.size).sum(),

@@ -133,6 +133,35 @@ pub(crate) fn set_tag(txn: &mut Txn, name: &str, id: &str) -> berth_store::Resul
     Ok(())
 }
 
+/// Records that image `id` was known as `reference`'s repository (as
+/// `name@manifest-digest` in its `repo_digests`). Names are only ever added:
+/// an untagged image keeps the names it had.
+pub(crate) fn add_repo_digest(txn: &mut Txn, id: &str, reference: &str) -> berth_store::Result<()> {
+    let Ok(parsed) = Reference::parse(reference) else {
+        return Ok(());
+    };
+    if let Some(mut image) = txn.get::<Image>(IMAGES, id)? {
+        let name = format!("{}@{}", parsed.familiar_name(), image.manifest_digest);
+        if !image.repo_digests.contains(&name) {
+            image.repo_digests.push(name);
+            image.repo_digests.sort();
+            txn.put(IMAGES, id, &image)?;
+        }
+    }
+    Ok(())
+}
+
+/// The names `old` had that `record` (the same image, stored again) keeps.
+pub(crate) fn keep_names(record: &mut Image, old: Image) {
+    record.tags = old.tags;
+    for name in old.repo_digests {
+        if !record.repo_digests.contains(&name) {
+            record.repo_digests.push(name);
+        }
+    }
+    record.repo_digests.sort();
+}
+
 /// `docker rmi`:
 /// - by tag, when the image has other tags: untag only;
 /// - by its last tag or by id: untag, delete the record, and delete blobs and

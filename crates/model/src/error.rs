@@ -11,6 +11,8 @@ pub enum ErrorCode {
     InvalidArgument,
     Unauthorized,
     Forbidden,
+    /// The request body is larger than the route accepts (HTTP 413).
+    PayloadTooLarge,
     Internal,
 }
 

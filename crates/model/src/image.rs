@@ -11,6 +11,11 @@ pub struct Image {
     pub manifest_digest: String,
     /// Familiar `name:tag` references pointing at this image.
     pub tags: Vec<String>,
+    /// Every `name@manifest-digest` this image was loaded, pulled or pushed
+    /// as. A name stays here when its tag goes, so that trust policies see
+    /// every name an image has or had.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
     /// Compressed layer digests in order (as in the manifest).
     pub layers: Vec<String>,
     /// Uncompressed layer digests (diff ids) in order.

@@ -40,6 +40,8 @@
 //! times and fetches are parameters. Only `keystore` and the client's cache
 //! touch the disk.
 
+#![forbid(unsafe_code)]
+
 pub mod builder;
 pub mod canonical;
 pub mod client;

@@ -9,6 +9,8 @@
 //! `vuln` (OSV import and matching), `optimize` (wasted space, efficiency),
 //! `report` (SPDX 2.3, CycloneDX 1.5, SARIF 2.1.0).
 
+#![forbid(unsafe_code)]
+
 pub mod inventory;
 pub mod layers;
 pub mod licenses;

@@ -159,6 +159,32 @@ fn debian_minbase_matches_dpkg_query() {
         expected.len()
     );
 
+    // Advisories are matched on the source package at the source's version
+    // (binNMUs carry `Source: name (version)`): what dpkg itself says.
+    let sources: BTreeSet<(String, String, String)> = run(Command::new("dpkg-query")
+        .arg(format!("--admindir={}", admindir.display()))
+        .args(["-W", "-f", "${Package} ${source:Package} ${source:Version}\n"]))
+    .lines()
+    .map(|l| {
+        let mut parts = l.split(' ');
+        let mut next = || parts.next().unwrap_or("").to_string();
+        (next(), next(), next())
+    })
+    .collect();
+    let ours: BTreeSet<(String, String, String)> = debian
+        .iter()
+        .map(|c| {
+            let (name, version) = berth_scanner::vuln::source_package(c);
+            (c.name.clone(), name.to_string(), version.to_string())
+        })
+        .collect();
+    assert_eq!(ours, sources);
+    let binnmus = debian
+        .iter()
+        .filter(|c| c.source.as_deref().is_some_and(|s| s.contains('(')))
+        .count();
+    println!("minbase: {binnmus} packages name their source's version (binNMUs)");
+
     let without: Vec<&str> = debian
         .iter()
         .filter(|c| c.license.is_none())

@@ -99,6 +99,30 @@ fn debian_ecosystem_ranges_epochs_tildes_and_source_packages() {
     assert_eq!(findings[2].cvss_score, Some(7.5), "CVSS v2 base score");
 }
 
+/// A binNMU (`login 1:4.13+dfsg1-1+b1`, `Source: shadow (1:4.13+dfsg1-1)`)
+/// is matched on the source package at the source's version, and reported
+/// as the binary package.
+#[test]
+fn binnmus_match_on_the_source_package_and_version() {
+    let db = fixtures();
+    let d = Ecosystem::Debian;
+    check(
+        &db,
+        Some("debian-12"),
+        &[
+            component(d, "login", "1:4.13+dfsg1-1+b1", Some("shadow (1:4.13+dfsg1-1)")),
+            component(d, "passwd", "1:4.13+dfsg1-2+b1", Some("shadow (1:4.13+dfsg1-2)")),
+            component(d, "uidmap", "1:4.13+dfsg1-1+b1", Some("shadow")),
+        ],
+        &[
+            "login 1:4.13+dfsg1-1+b1: DEBIAN-CVE-2024-0002 fixed=1:4.13+dfsg1-2 High",
+            "uidmap 1:4.13+dfsg1-1+b1: DEBIAN-CVE-2024-0002 fixed=1:4.13+dfsg1-2 High",
+        ],
+    );
+    let login = component(d, "login", "1:4.13+dfsg1-1+b1", Some("shadow (1:4.13+dfsg1-1)"));
+    assert_eq!(vuln::source_package(&login), ("shadow", "1:4.13+dfsg1-1"));
+}
+
 #[test]
 fn release_suffixes_apply_only_with_a_known_distro() {
     let db = fixtures();

@@ -108,7 +108,13 @@ async fn load(client: &Client, a: LoadArgs) -> Result<i32> {
     let file = tokio::fs::File::open(&a.input)
         .await
         .map_err(|e| ExitError(1, format!("opening {}: {e}", a.input)))?;
-    let resp = client.call(Method::POST, "/v1/images/load", file_body(file)).await?;
+    let resp = client
+        .call(
+            Method::POST,
+            &format!("/v1/images/load?name={}", enc(&a.input)),
+            file_body(file),
+        )
+        .await?;
     let mut error = None;
     ndjson_lines(resp, |line| {
         let p: Progress = serde_json::from_slice(line).context("bad progress line")?;

@@ -523,12 +523,15 @@ fn commit(
                 let mut record = record.clone();
                 if let Some(old) = txn.get::<Image>(IMAGES, &record.id)? {
                     replaced |= old.manifest_digest != record.manifest_digest;
-                    record.tags = old.tags;
+                    crate::refs::keep_names(&mut record, old);
                 }
                 txn.put(IMAGES, &record.id, &record)?;
             }
             if let (Some(tag), Some(record)) = (tag, records.get(tagged)) {
                 set_tag(txn, tag, &record.id)?;
+            }
+            if let Some(record) = records.get(tagged) {
+                crate::refs::add_repo_digest(txn, &record.id, shown)?;
             }
             let mut recorded: Vec<Image> = Vec::new();
             let order = records.get(tagged).into_iter().chain(records.iter());
@@ -563,6 +566,7 @@ fn image_record(plan: &Planned) -> Image {
         id: plan.config_digest.clone(),
         manifest_digest: plan.manifest.digest.clone(),
         tags: Vec::new(),
+        repo_digests: Vec::new(),
         layers: plan.layers.iter().map(|l| l.digest().to_string()).collect(),
         diff_ids: config.rootfs().diff_ids().clone(),
         size: plan.layers.iter().map(|l| l.size()).sum(),

@@ -96,6 +96,10 @@ pub(crate) fn push(images: &ImageStore, reference: &str, progress: &(dyn Fn(Prog
         current: Some(transferred),
         ..Progress::default()
     });
+    images
+        .inner
+        .store
+        .write(|txn| crate::refs::add_repo_digest(txn, &image.id, &shown))?;
     tracing::info!(image_id = %image.id, reference = %shown, bytes = transferred, "pushed image");
     Ok(image.manifest_digest)
 }

@@ -272,6 +272,29 @@ fn merge(into: &mut Vulnerability, other: Vulnerability) {
     };
 }
 
+/// The package and version advisories are matched on. Debian and Alpine
+/// advisories name source packages: `Source: shadow` names the source and
+/// keeps the binary's version; `Source: shadow (1:4.13+dfsg1-1)` (a binNMU,
+/// whose binary version is `...+b1`) names the source's version too.
+/// Findings still report the binary package and its version.
+pub fn source_package(component: &Component) -> (&str, &str) {
+    match (component.ecosystem, component.source.as_deref()) {
+        (Ecosystem::Debian | Ecosystem::Alpine, Some(source)) => match source.split_once('(') {
+            Some((name, rest)) => {
+                let version = rest.trim().strip_suffix(')').unwrap_or(rest).trim();
+                let version = if version.is_empty() {
+                    component.version.as_str()
+                } else {
+                    version
+                };
+                (name.trim(), version)
+            }
+            None => (source.trim(), component.version.as_str()),
+        },
+        _ => (component.name.as_str(), component.version.as_str()),
+    }
+}
+
 /// The known vulnerabilities of `components`. `distro` is the image's
 /// os-release `ID-VERSION_ID` (`debian-12`); with it, records for other
 /// releases of the same distribution are not applied.
@@ -279,10 +302,7 @@ pub fn match_components(db: &VulnDb, components: &[Component], distro: Option<&s
     let distro = distro.map(Distro::parse);
     let mut findings = Vec::new();
     for component in components {
-        let lookup_name = match component.ecosystem {
-            Ecosystem::Debian | Ecosystem::Alpine => component.source.as_deref().unwrap_or(&component.name),
-            _ => &component.name,
-        };
+        let (lookup_name, source_version) = source_package(component);
         let mut candidates = Vec::new();
         for osv_ecosystem in osv_ecosystems(component.ecosystem, distro.as_ref()) {
             let release_filter = distro
@@ -304,7 +324,7 @@ pub fn match_components(db: &VulnDb, components: &[Component], distro: Option<&s
         candidates.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         let mut found: Vec<Vulnerability> = Vec::new();
         for (advisory, affected) in candidates {
-            let Some(fixed_version) = evaluate(affected, &component.version) else {
+            let Some(fixed_version) = evaluate(affected, source_version) else {
                 continue;
             };
             let severity = affected.severity.as_ref().unwrap_or(&advisory.severity);
