@@ -159,7 +159,12 @@ fn not_an_image_archive() {
         (
             "random.tar",
             tar_of(&[("README".into(), b"hi".to_vec())]),
-            "not an image archive",
+            "is neither an OCI image layout nor a `docker save` archive",
+        ),
+        (
+            "notes.txt",
+            b"hello\n".to_vec(),
+            "is neither an OCI image layout nor a `docker save` archive (reading it as a tar archive: ",
         ),
         (
             "noblob.tar",
