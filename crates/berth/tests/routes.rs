@@ -112,8 +112,7 @@ fn call(listener: &Listener, method: &str, path: &str, headers: &[String], body:
     // A stream (events) is cut by the time limit after its head arrived.
     let status = head
         .lines()
-        .filter(|l| l.starts_with("HTTP/"))
-        .last()
+        .rfind(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{method} {path}: no response: {}", String::from_utf8_lossy(&out.stderr)));
