@@ -493,7 +493,16 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             }
             other => other,
         };
+        // Notary spells key rotation `*` (delete included). An open registry
+        // lets anonymous callers rotate the server-held keys as it lets them
+        // publish trust data; deleting trust data stays refused.
+        let open_rotation = auth == RegistryAuth::Open
+            && matches!(principal, Principal::Anonymous | Principal::Bearer(_))
+            && crate::registry::is_key_rotation(req.method(), req.uri().path());
         for (target, action) in crate::registry::scopes(req.method(), req.uri().path(), req.uri().query()) {
+            if open_rotation && action == Action::Delete {
+                continue;
+            }
             if !registry_allowed(&index, &principal, auth, &target, action) {
                 let response = crate::registry::denied(&principal, req.headers(), &target, action);
                 let detail = format!("{} may not {} {:?}", principal.name(), action.scope_name(), target);

@@ -530,6 +530,22 @@ fn kill_9_of_the_daemon_leaks_nothing() {
     }
 }
 
+/// A data root made by `mktemp -d` (0700): containers, whose root is an
+/// unprivileged uid on the host, could not reach their root filesystems
+/// (`EACCES` at every run). The daemon makes it searchable (0711) at start.
+#[test]
+fn a_private_data_root_is_made_searchable_and_containers_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Daemon::start_prepared(&[], |root| {
+        std::fs::create_dir_all(root).expect("data root");
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    });
+    let mode = std::fs::metadata(d.data_root()).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o711);
+    d.load_busybox();
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "reached"]).trim(), "reached");
+}
+
 /// A file that is no image archive is named as the user gave it, with what
 /// it is not; the daemon's spool file never shows.
 #[test]
