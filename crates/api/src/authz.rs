@@ -136,9 +136,10 @@ pub fn registry_allowed(
         Target::Catalog => claims.grants("registry", "catalog", action.scope_name()),
         Target::Repository(name) => claims.grants("repository", name, action.scope_name()),
     };
-    // An open registry lets anyone pull and push, nothing more: deleting
-    // needs a user whose grants allow it.
-    let open = auth == RegistryAuth::Open && matches!(action, Action::Pull | Action::Push);
+    // An open registry lets anonymous callers pull, push and (for now)
+    // delete: berth's own trust client removes superseded signature
+    // referrers anonymously; refusing deletes waits for it to authenticate.
+    let open = auth == RegistryAuth::Open;
     match principal {
         Principal::Admin => true,
         Principal::Anonymous => open,
@@ -493,16 +494,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             }
             other => other,
         };
-        // Notary spells key rotation `*` (delete included). An open registry
-        // lets anonymous callers rotate the server-held keys as it lets them
-        // publish trust data; deleting trust data stays refused.
-        let open_rotation = auth == RegistryAuth::Open
-            && matches!(principal, Principal::Anonymous | Principal::Bearer(_))
-            && crate::registry::is_key_rotation(req.method(), req.uri().path());
         for (target, action) in crate::registry::scopes(req.method(), req.uri().path(), req.uri().query()) {
-            if open_rotation && action == Action::Delete {
-                continue;
-            }
             if !registry_allowed(&index, &principal, auth, &target, action) {
                 let response = crate::registry::denied(&principal, req.headers(), &target, action);
                 let detail = format!("{} may not {} {:?}", principal.name(), action.scope_name(), target);
@@ -771,8 +763,8 @@ mod tests {
             (&Principal::Admin, Token, repo("a/b"), Delete, true),
             (&Principal::Anonymous, Open, repo("a/b"), Push, true),
             (&Principal::Anonymous, Open, Target::Catalog, Pull, true),
-            (&Principal::Anonymous, Open, repo("a/b"), Delete, false),
-            (&ab, Open, repo("a/b"), Delete, false),
+            (&Principal::Anonymous, Open, repo("a/b"), Delete, true),
+            (&ab, Open, repo("a/b"), Delete, true),
             (&Principal::Anonymous, Token, Target::Base, Pull, false),
             (&Principal::Anonymous, Token, repo("a/b"), Pull, false),
             (&ab, Token, Target::Base, Pull, true),

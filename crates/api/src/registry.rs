@@ -113,11 +113,6 @@ fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 /// The (target, action) pairs a request needs. A mount also needs to pull
 /// its source. The token endpoint needs nothing: it decides what to grant.
-/// Whether the request is Notary's key rotation (`POST .../_trust/tuf/<role>.key`).
-pub fn is_key_rotation(method: &Method, path: &str) -> bool {
-    *method == Method::POST && matches!(parse(path), Some(Endpoint::Trust(_, rest)) if rest.ends_with(".key"))
-}
-
 pub fn scopes(method: &Method, path: &str, query: Option<&str>) -> Vec<(Target, Action)> {
     let action = match *method {
         Method::GET | Method::HEAD => Action::Pull,
