@@ -76,6 +76,26 @@ pub enum RegistryAuth {
     Token,
 }
 
+/// Where a request came in: the listener's scheme and the address the
+/// daemon advertises. Challenges name it, so a client is sent back to the
+/// listener it used. Set per listener; absent means plain HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: &'static str,
+    /// `--advertise-addr` when it names a port: the address clients use
+    /// (through a proxy, for example), which the `Host` header may not be.
+    pub advertised: Option<Arc<str>>,
+}
+
+impl Default for Origin {
+    fn default() -> Self {
+        Origin {
+            scheme: "http",
+            advertised: None,
+        }
+    }
+}
+
 /// What a registry request touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -496,7 +516,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         };
         for (target, action) in crate::registry::scopes(req.method(), req.uri().path(), req.uri().query()) {
             if !registry_allowed(&index, &principal, auth, &target, action) {
-                let response = crate::registry::denied(&principal, req.headers(), &target, action);
+                let origin = req.extensions().get::<Origin>().cloned().unwrap_or_default();
+                let response = crate::registry::denied(&principal, &origin, req.headers(), &target, action);
                 let detail = format!("{} may not {} {:?}", principal.name(), action.scope_name(), target);
                 audit(
                     &state,
@@ -540,17 +561,37 @@ async fn run_audited(
     // A change is what the route declares, not its method: waiting (POST) reads.
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD) && !facts.reads;
     let name = principal.name();
-    req.extensions_mut().insert(principal);
-    let mut response = next.run(req).await;
-    let unflushed = response.extensions_mut().remove::<crate::Unflushed>().is_some();
     let level = audit_level(state, facts.resource);
-    let status = response.status();
-    let denied = status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED;
     let recorded = match level {
         berth_auth::AuditLevel::None => false,
         berth_auth::AuditLevel::Metadata => mutating,
         berth_auth::AuditLevel::Request => true,
     };
+    // The audit fails closed: a change is recorded as started before it is
+    // made, and not made when that record cannot be written.
+    if recorded && mutating {
+        if let Some(access) = state.access.clone() {
+            let entry = facts.entry(name.clone(), "started", StatusCode::CONTINUE, String::new());
+            let begun = crate::run_blocking(move || access.audit_begin(entry)).await;
+            if let Some(e) = match begun {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            } {
+                tracing::error!(error = %e, action = %facts.action, "refusing a change the audit log cannot record");
+                return ApiErrorResponse(ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("nothing was changed: the audit log cannot be written ({e})"),
+                ))
+                .into_response();
+            }
+        }
+    }
+    req.extensions_mut().insert(principal);
+    let mut response = next.run(req).await;
+    let unflushed = response.extensions_mut().remove::<crate::Unflushed>().is_some();
+    let status = response.status();
+    let denied = status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED;
     if denied || recorded {
         let detail = response
             .extensions()

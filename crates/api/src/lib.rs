@@ -30,7 +30,7 @@ mod trust_policy;
 
 use std::sync::Arc;
 
-pub use authz::{Action, Principal, RegistryAuth, Resource};
+pub use authz::{Action, Origin, Principal, RegistryAuth, Resource};
 use berth_engine::Engine;
 
 #[derive(Clone)]

@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::authz::{self, Action, Principal, Target};
+use crate::authz::{self, Action, Origin, Principal, Target};
 use crate::AppState;
 
 /// What a `/v2/` path names.
@@ -194,19 +194,27 @@ pub fn error_response(e: &Error) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// `http://HOST/v2/token`, HOST as the caller named this registry. Only the
-/// plain loopback listener serves TCP today; the TLS one will say https.
-fn realm(headers: &HeaderMap) -> String {
-    let host = header_str(headers, "host")
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
-        .unwrap_or("127.0.0.1");
-    format!("http://{host}/v2/token")
+/// `SCHEME://HOST/v2/token`: the scheme of the listener the request came in
+/// on (a TLS client told `http://` would speak plain HTTP to a TLS socket),
+/// and the host the daemon advertises (`--advertise-addr HOST:PORT`, for a
+/// proxy in front of it) or else the one the caller named.
+fn realm(origin: &Origin, headers: &HeaderMap) -> String {
+    let named = header_str(headers, "host")
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+    let host = origin.advertised.as_deref().or(named).unwrap_or("127.0.0.1");
+    format!("{}://{host}/v2/token", origin.scheme)
 }
 
 /// Refusal by the authorization layer, in the registry's error format: a
 /// caller without a (sufficient) token gets 401 and the bearer challenge
 /// that tells docker and skopeo where to get one.
-pub fn denied(principal: &Principal, headers: &HeaderMap, target: &Target, action: Action) -> Response {
+pub fn denied(
+    principal: &Principal,
+    origin: &Origin,
+    headers: &HeaderMap,
+    target: &Target,
+    action: Action,
+) -> Response {
     let what = match target {
         Target::Base => "use the registry".to_string(),
         Target::Catalog => "list the catalog".to_string(),
@@ -215,7 +223,11 @@ pub fn denied(principal: &Principal, headers: &HeaderMap, target: &Target, actio
     if matches!(principal, Principal::Admin | Principal::User(_)) {
         return error_response(&Error::new(Code::Denied, format!("not allowed to {what}")));
     }
-    let mut challenge = format!("Bearer realm=\"{}\",service=\"{}\"", realm(headers), token::SERVICE);
+    let mut challenge = format!(
+        "Bearer realm=\"{}\",service=\"{}\"",
+        realm(origin, headers),
+        token::SERVICE
+    );
     if let Some(scope) = target.scope(action) {
         challenge.push_str(&format!(",scope=\"{scope}\""));
     }

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::{Principal, RegistryAuth};
+use crate::{Origin, Principal, RegistryAuth};
 
 /// How long a client may take to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +46,13 @@ pub fn server_config(
 }
 
 /// Serves `router` on `listener` over TLS until the task is dropped.
-pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Router) {
+/// `advertised` is the `HOST:PORT` clients reach it by, when not the one
+/// they name (a proxy in front).
+pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Router, advertised: Option<String>) {
+    let origin = Origin {
+        scheme: "https",
+        advertised: advertised.map(Arc::from),
+    };
     let acceptor = TlsAcceptor::from(config);
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -59,6 +65,7 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Rou
         };
         let acceptor = acceptor.clone();
         let router = router.clone();
+        let origin = origin.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -78,6 +85,7 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Rou
                 req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 // Off loopback the registry is never open: tokens only.
                 req.extensions_mut().insert(RegistryAuth::Token);
+                req.extensions_mut().insert(origin.clone());
                 router.clone().oneshot(req)
             });
             let conn = hyper::server::conn::http1::Builder::new()

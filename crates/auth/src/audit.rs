@@ -22,6 +22,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::access::sha256_hex;
+
+/// Makes every audit append fail, for tests of the fail-closed path (the
+/// API refuses changes it cannot record). Nothing but a test sets it.
+#[doc(hidden)]
+pub static INJECTED_APPEND_FAILURE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 use crate::{Access, Error, Resource, Result, AUDIT, AUDIT_SIGNATURES, RESOURCES};
 
 /// Audit levels set per resource (key: resource name); resources without a
@@ -463,13 +468,30 @@ impl Access {
 
     /// Appends one entry in one transaction with the new signed head.
     pub fn audit_append(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        self.append_entry(entry, true)
+    }
+
+    /// Records that a change is about to be made (result `started`), before
+    /// it is made: if this fails, the change must not happen. The write is
+    /// not flushed on its own; the entry that records the outcome
+    /// ([`Access::audit_append`]) makes both durable.
+    pub fn audit_begin(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        self.append_entry(entry, false)
+    }
+
+    fn append_entry(&self, entry: NewAuditEntry, durable: bool) -> Result<AuditEntry> {
+        if INJECTED_APPEND_FAILURE.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Invalid(
+                "the audit log cannot be written (failure injected by a test)".into(),
+            ));
+        }
         let _serial = match self.audit_lock.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         let time = self.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let every = self.checkpoint_every;
-        let appended = self.store.apply(|t| {
+        let write = |t: &mut berth_store::Txn| {
             let head = t.get::<Signature>(AUDIT_SIGNATURES, HEAD)?;
             let (seq, prev) = head.map_or((1, GENESIS.to_string()), |h| (h.seq + 1, h.hash));
             let mut e = AuditEntry {
@@ -490,7 +512,11 @@ impl Access {
                 )?;
             }
             Ok(e)
-        })?;
+        };
+        let appended = match durable {
+            true => self.store.apply(write)?,
+            false => self.store.apply_deferred(write)?,
+        };
         if let Some(sink) = read(&self.audit_extras.sink) {
             sink(&appended);
         }

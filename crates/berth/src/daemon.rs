@@ -183,7 +183,22 @@ async fn serve_tls(
     };
     let bound = listener.local_addr()?;
     tracing::info!(listen = %bound, "serving TLS");
-    Ok(Some(tokio::spawn(berth_api::tls::serve(listener, config, router))))
+    let advertised = a.advertise_addr.as_deref().and_then(advertised_with_port);
+    Ok(Some(tokio::spawn(berth_api::tls::serve(
+        listener, config, router, advertised,
+    ))))
+}
+
+/// `--advertise-addr` when it names a port (`HOST:PORT`, `IP:PORT`,
+/// `[IPv6]:PORT`): the address clients reach the TLS listener by, which
+/// registry challenges then name. Without a port, challenges name the host
+/// the client asked for.
+fn advertised_with_port(a: &str) -> Option<String> {
+    let (host, port) = a.trim().rsplit_once(':')?;
+    let host_ok = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b))
+        && (!host.contains(':') || host.starts_with('['));
+    (host_ok && port.parse::<u16>().is_ok()).then(|| format!("{host}:{port}"))
 }
 
 /// Makes the data root searchable by others (0711, as Docker does for
@@ -232,5 +247,30 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised_with_port;
+
+    #[test]
+    fn only_an_advertised_address_with_a_port_is_named_in_challenges() {
+        assert_eq!(
+            advertised_with_port("reg.example:443").as_deref(),
+            Some("reg.example:443")
+        );
+        assert_eq!(
+            advertised_with_port("198.18.0.1:7443").as_deref(),
+            Some("198.18.0.1:7443")
+        );
+        assert_eq!(
+            advertised_with_port("[2001:db8::1]:7443").as_deref(),
+            Some("[2001:db8::1]:7443")
+        );
+        assert_eq!(advertised_with_port("reg.example"), None);
+        assert_eq!(advertised_with_port("2001:db8::1"), None);
+        assert_eq!(advertised_with_port("a\"b:1"), None);
+        assert_eq!(advertised_with_port("host:notaport"), None);
     }
 }

@@ -13,6 +13,9 @@ pub enum ErrorCode {
     Forbidden,
     /// The request body is larger than the route accepts (HTTP 413).
     PayloadTooLarge,
+    /// The daemon cannot carry the request out now, and did nothing (HTTP
+    /// 503): a change it could not record in the audit log, for one.
+    Unavailable,
     Internal,
 }
 

@@ -117,6 +117,12 @@ impl Store {
         self.write_inner(true, f)
     }
 
+    /// [`Store::apply`] whose commit is not flushed to disk: visible at once,
+    /// durable with the next durable write (see [`Store::write_deferred`]).
+    pub fn apply_deferred<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
+        self.write_with(true, redb::Durability::None, f)
+    }
+
     /// Like [`Store::write`], but the commit is not flushed to disk: it is
     /// visible at once and becomes durable with the next durable write. A
     /// crash before that loses it, so it suits only records that a following
