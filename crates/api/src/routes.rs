@@ -826,6 +826,15 @@ pub static TABLE: &[Route] = &[
     r!(
         GET,
         get,
+        "/v1/scans/webhooks",
+        System,
+        Read,
+        scans::webhooks,
+        "The scan webhooks (host only) and their deliveries: state, pending, delivered, failed, last attempt and answer"
+    ),
+    r!(
+        GET,
+        get,
         "/v1/scans/{id}",
         Image,
         Read,

@@ -123,6 +123,10 @@ pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
     Ok(Json(blocking(move || scans.get_record(&id)).await?))
 }
 
+pub async fn webhooks(State(s): State<AppState>) -> ApiResult<Json<Vec<berth_engine::webhooks::WebhookState>>> {
+    Ok(Json(service(&s)?.webhooks()))
+}
+
 pub async fn vulndb_status(State(s): State<AppState>) -> ApiResult<Json<VulnDbStatus>> {
     Ok(Json(service(&s)?.vulndb_status()))
 }

@@ -53,9 +53,15 @@ pub struct DaemonArgs {
     )]
     directory_sync_interval: std::time::Duration,
     /// POST a JSON notice here when a vulnerability database import makes a
-    /// scanned image vulnerable (repeatable)
-    #[arg(long = "scan-webhook")]
+    /// scanned image vulnerable (repeatable). Each payload is signed:
+    /// `X-Berth-Signature-256: sha256=HMAC` with the webhook's secret, kept
+    /// in DATA_ROOT/scan/webhooks/ID.secret (see `berth scan webhooks ls`)
+    #[arg(long = "scan-webhook", value_parser = parse_webhook_url)]
     scan_webhooks: Vec<String>,
+    /// How long a webhook notification is retried (with backoff) before it
+    /// is dropped: 1h, 10m, 30s
+    #[arg(long = "scan-webhook-retry-for", default_value = "1h", value_parser = crate::cli::scan::parse_duration)]
+    scan_webhook_retry_for: std::time::Duration,
     /// Scan images pushed to this node's registry, in the background
     #[arg(long = "scan-on-push", default_value_t = true, action = clap::ArgAction::Set)]
     scan_on_push: bool,
@@ -96,6 +102,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         directory_sync_interval: Some(a.directory_sync_interval),
         scan: berth_engine::ScanConfig {
             webhooks: a.scan_webhooks.clone(),
+            webhook_retry_for: a.scan_webhook_retry_for,
             scan_on_push: a.scan_on_push,
             plugin_limits: berth_engine::scan::PluginLimits {
                 timeout: a.plugin_timeout,
@@ -189,6 +196,18 @@ async fn serve_tls(
     ))))
 }
 
+/// A `--scan-webhook` value: an http:// or https:// URL with a host.
+fn parse_webhook_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("not an http:// or https:// URL")?;
+    match rest.split(['/', '?', '#']).next() {
+        Some(authority) if !authority.is_empty() => Ok(url.to_string()),
+        _ => Err("the URL names no host".into()),
+    }
+}
+
 /// `--advertise-addr` when it names a port (`HOST:PORT`, `IP:PORT`,
 /// `[IPv6]:PORT`): the address clients reach the TLS listener by, which
 /// registry challenges then name. Without a port, challenges name the host
@@ -252,7 +271,18 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::advertised_with_port;
+    use super::{advertised_with_port, parse_webhook_url};
+
+    #[test]
+    fn a_webhook_is_an_http_url_with_a_host() {
+        assert!(parse_webhook_url("https://hooks.example/x?t=1").is_ok());
+        assert!(parse_webhook_url("http://127.0.0.1:9/hook").is_ok());
+        assert_eq!(
+            parse_webhook_url("ftp://x/y"),
+            Err("not an http:// or https:// URL".into())
+        );
+        assert_eq!(parse_webhook_url("https:///path"), Err("the URL names no host".into()));
+    }
 
     #[test]
     fn only_an_advertised_address_with_a_port_is_named_in_challenges() {

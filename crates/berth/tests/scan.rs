@@ -275,23 +275,37 @@ fn busybox_in_every_format_with_signed_records() {
     assert!(err.contains("does not match"), "{err}");
 }
 
-/// One HTTP request's body, read by a loopback listener.
-fn webhook_listener() -> (String, mpsc::Receiver<String>) {
+/// A webhook request as a loopback listener saw it.
+struct Hooked {
+    /// What the listener answered.
+    status: u16,
+    signature: String,
+    body: String,
+}
+
+/// A loopback webhook receiver that answers 500 to the first request (so
+/// the daemon must retry) and 200 after.
+fn webhook_listener() -> (String, mpsc::Receiver<Hooked>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
+        for (n, stream) in listener.incoming().enumerate() {
             let Ok(mut stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut length = 0usize;
+            let mut signature = String::new();
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
                     break;
                 }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
                     length = v.trim().parse().unwrap_or(0);
+                }
+                if let Some(v) = lower.strip_prefix("x-berth-signature-256:") {
+                    signature = v.trim().to_string();
                 }
                 if line == "\r\n" {
                     break;
@@ -299,8 +313,15 @@ fn webhook_listener() -> (String, mpsc::Receiver<String>) {
             }
             let mut body = vec![0u8; length];
             let _ = reader.read_exact(&mut body);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            if tx.send(String::from_utf8_lossy(&body).into_owned()).is_err() {
+            let status = if n == 0 { 500 } else { 200 };
+            let _ = stream
+                .write_all(format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
+            let hooked = Hooked {
+                status,
+                signature,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            };
+            if tx.send(hooked).is_err() {
                 return;
             }
         }
@@ -308,9 +329,26 @@ fn webhook_listener() -> (String, mpsc::Receiver<String>) {
     (url, rx)
 }
 
+/// The next delivery the receiver accepted, its signature checked against
+/// the webhook's secret (as `berth scan webhooks ls` names its file).
+fn accepted_webhook(d: &Daemon, bodies: &mpsc::Receiver<Hooked>) -> Value {
+    let hooked = bodies.recv_timeout(Duration::from_secs(30)).expect("a webhook");
+    assert_eq!(hooked.status, 200, "the receiver refused it: {}", hooked.body);
+    let hooks: Value = serde_json::from_str(&d.ok(&["scan", "webhooks", "ls", "--format", "json"])).unwrap();
+    let file = hooks[0]["secretFile"].as_str().expect("secret file");
+    let secret = hex::decode(std::fs::read_to_string(file).unwrap().trim()).unwrap();
+    assert_eq!(
+        hooked.signature,
+        berth_engine::webhooks::signature(&secret, hooked.body.as_bytes()),
+        "the payload's signature"
+    );
+    serde_json::from_str(&hooked.body).unwrap()
+}
+
 #[test]
 fn vulndb_import_finds_vulnerabilities_and_a_newer_import_notifies() {
     let (hook, bodies) = webhook_listener();
+    let hook_host = hook.trim_end_matches("/hook").to_string();
     let d = Daemon::start_with_args(&["--scan-webhook", &hook]);
     load_app(&d);
     let work = d.dir.path();
@@ -373,8 +411,31 @@ fn vulndb_import_finds_vulnerabilities_and_a_newer_import_notifies() {
         imported.contains("Newly vulnerable: app:1 (1 new findings"),
         "{imported}"
     );
-    let body: Value = serde_json::from_str(&bodies.recv_timeout(Duration::from_secs(20)).expect("a webhook")).unwrap();
+    // The receiver's first answer is 500: the daemon tries again, the same
+    // payload with the same signature, and the second is accepted.
+    let refused = bodies.recv_timeout(Duration::from_secs(20)).expect("a webhook");
+    assert_eq!(refused.status, 500);
+    let body = accepted_webhook(&d, &bodies);
+    assert_eq!(
+        body.to_string(),
+        serde_json::from_str::<Value>(&refused.body).unwrap().to_string()
+    );
     assert_eq!(body["newFindings"], json!(["DSA-9001-1 zlib1g@1:1.2.13.dfsg-1"]));
+    let hooks: Value = serde_json::from_str(&d.ok(&["scan", "webhooks", "ls", "--format", "json"])).unwrap();
+    let hook = &hooks[0];
+    assert_eq!(hook["target"], hook_host, "{hooks}");
+    assert!(!hooks.to_string().contains("/hook"), "the URL's path is shown: {hooks}");
+    assert_eq!(
+        (
+            &hook["state"],
+            &hook["delivered"],
+            &hook["failed"],
+            &hook["attempts"],
+            &hook["lastResult"]
+        ),
+        (&json!("delivered"), &json!(1), &json!(0), &json!(2), &json!("200")),
+        "{hooks}"
+    );
     let status: Value = serde_json::from_str(&d.ok(&["vulndb", "status", "--format", "json"])).unwrap();
     assert_eq!(status["advisories"], 3);
     assert_eq!(status["ecosystems"]["Debian"], 3, "{status}");
@@ -470,7 +531,7 @@ fn vulndb_import_finds_vulnerabilities_and_a_newer_import_notifies() {
     assert_eq!(event["action"], "vulnerable");
     assert_eq!(event["attributes"]["name"], "app:1");
     assert_eq!(event["attributes"]["newFindings"], "1");
-    let body: Value = serde_json::from_str(&bodies.recv_timeout(Duration::from_secs(20)).expect("a webhook")).unwrap();
+    let body = accepted_webhook(&d, &bodies);
     assert_eq!(body["event"], "image.vulnerable");
     assert_eq!(body["image"], "app:1");
     assert_eq!(body["newFindings"], json!(["GHSA-test-0001 requests@2.25.0"]));

@@ -17,6 +17,7 @@ mod images;
 mod reconcile;
 pub mod scan;
 mod trust;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

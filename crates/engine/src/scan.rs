@@ -154,6 +154,8 @@ pub trait RecordSigner: Send + Sync {
 pub struct ScanConfig {
     /// URLs that get a JSON POST when an image becomes vulnerable.
     pub webhooks: Vec<String>,
+    /// How long one webhook notification is retried before it is dropped.
+    pub webhook_retry_for: Duration,
     /// Scan images pushed to this node's registry.
     pub scan_on_push: bool,
     /// Per-call limits of scanner-check plugins.
@@ -164,6 +166,7 @@ impl Default for ScanConfig {
     fn default() -> Self {
         ScanConfig {
             webhooks: Vec::new(),
+            webhook_retry_for: Duration::from_secs(3600),
             scan_on_push: true,
             plugin_limits: PluginLimits::default(),
         }
@@ -308,6 +311,7 @@ pub struct ScanService {
     plugins: Result<PluginRegistry, String>,
     signer: Option<Arc<dyn RecordSigner>>,
     config: ScanConfig,
+    webhooks: crate::webhooks::Webhooks,
     import_lock: Mutex<()>,
 }
 
@@ -331,6 +335,12 @@ impl ScanService {
         } else {
             VulnDb::default()
         };
+        let webhooks = crate::webhooks::Webhooks::start(
+            &config.webhooks,
+            &engine.data_root().join("scan/webhooks"),
+            config.webhook_retry_for,
+        )
+        .map_err(ScanError::Failed)?;
         let plugins_root = engine.data_root().join("plugins");
         let host_config = HostConfig {
             limits: config.plugin_limits.clone(),
@@ -349,6 +359,7 @@ impl ScanService {
             db_path,
             plugins,
             signer,
+            webhooks,
             config,
             import_lock: Mutex::new(()),
         }))
@@ -916,11 +927,12 @@ impl ScanService {
                 ("dbVersion", &found.db_version),
             ],
         );
-        if self.config.webhooks.is_empty() {
+        if self.webhooks.is_empty() {
             return;
         }
         let body = serde_json::json!({
             "event": "image.vulnerable",
+            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "image": found.image,
             "imageDigest": found.image_digest,
             "record": found.record,
@@ -928,15 +940,12 @@ impl ScanService {
             "newFindings": found.new_findings,
         })
         .to_string();
-        for url in self.config.webhooks.clone() {
-            let body = body.clone();
-            std::thread::spawn(move || {
-                if let Err(e) = post_json(&url, &body) {
-                    // Only the host: webhook paths and queries often carry a secret.
-                    tracing::warn!(webhook = %url_host(&url), error = %e, "scan webhook failed");
-                }
-            });
-        }
+        self.webhooks.send(&body);
+    }
+
+    /// Every webhook and the state of its deliveries.
+    pub fn webhooks(&self) -> Vec<crate::webhooks::WebhookState> {
+        self.webhooks.list()
     }
 
     // -----------------------------------------------------------------
@@ -1381,27 +1390,6 @@ impl ImageFs for MergedImageFs {
 }
 
 /// `scheme://host[:port]` of a URL, without its path, query or user info.
-fn url_host(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    format!("{scheme}://{host}")
-}
-
-/// POSTs `body` as JSON to `url` (blocking).
-fn post_json(url: &str, body: &str) -> Result<(), String> {
-    let agent = http_agent();
-    let response = agent
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body.as_bytes())
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("answered {}", response.status()));
-    }
-    Ok(())
-}
-
 fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -1564,15 +1552,6 @@ pub fn check_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn webhook_logs_name_the_host_only() {
-        assert_eq!(
-            url_host("https://user:pw@hooks.example.com:8443/services/T0/B1/secret?x=1"),
-            "https://hooks.example.com:8443"
-        );
-        assert_eq!(url_host("http://127.0.0.1:9/hook"), "http://127.0.0.1:9");
-    }
 
     #[test]
     fn healthcheck_forms() {

@@ -67,6 +67,19 @@ enum ScanCommand {
     Inspect(ScanInspectArgs),
     /// Check a record's signature against the cluster CA certificate
     Verify(ScanVerifyArgs),
+    /// The daemon's webhooks (`berth daemon --scan-webhook`) and their deliveries
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum WebhooksCommand {
+    /// List the webhooks: host, secret file, delivery state and counts
+    Ls {
+        /// Output format: table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -143,6 +156,7 @@ pub async fn scan(client: &Client, a: ScanArgs) -> Result<i32> {
         Some(ScanCommand::Ls(l)) => scan_ls(client, l).await,
         Some(ScanCommand::Inspect(i)) => scan_inspect(client, i).await,
         Some(ScanCommand::Verify(v)) => scan_verify(client, v).await,
+        Some(ScanCommand::Webhooks(WebhooksCommand::Ls { format })) => webhooks_ls(client, &format).await,
         None => scan_run(client, a.run).await,
     }
 }
@@ -309,6 +323,56 @@ fn short(s: &str) -> &str {
     } else {
         s
     }
+}
+
+async fn webhooks_ls(client: &Client, format: &str) -> Result<i32> {
+    let hooks: Vec<Value> = client.get("/v1/scans/webhooks").await?;
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match format {
+        "json" => println!("{}", serde_json::to_string_pretty(&hooks)?),
+        "table" => {
+            let mut rows = vec![[
+                "ID",
+                "TARGET",
+                "STATE",
+                "PENDING",
+                "DELIVERED",
+                "FAILED",
+                "ATTEMPTS",
+                "LAST ATTEMPT",
+                "LAST RESULT",
+                "SECRET FILE",
+            ]
+            .map(String::from)
+            .to_vec()];
+            for h in &hooks {
+                rows.push(
+                    [
+                        "id",
+                        "target",
+                        "state",
+                        "pending",
+                        "delivered",
+                        "failed",
+                        "attempts",
+                        "lastAttempt",
+                        "lastResult",
+                        "secretFile",
+                    ]
+                    .iter()
+                    .map(|k| text(&h[*k]))
+                    .collect(),
+                );
+            }
+            super::table(&rows);
+        }
+        other => bail!("unknown --format {other:?} (use table or json)"),
+    }
+    Ok(0)
 }
 
 async fn scan_ls(client: &Client, a: ScanLsArgs) -> Result<i32> {
