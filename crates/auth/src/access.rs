@@ -133,6 +133,13 @@ impl Access {
             .store
             .list::<crate::repos::RepositoryCollection>(crate::repos::REPOSITORY_COLLECTIONS)?;
         index.set_repository_collections(repos.into_iter().map(|(_, r)| (r.prefix, r.collection)).collect());
+        index.set_disabled(
+            self.store
+                .list::<crate::directory::DirectoryAccount>(crate::directory::DIRECTORY_ACCOUNTS)?
+                .into_iter()
+                .filter_map(|(name, a)| Some((name, a.disabled?)))
+                .collect(),
+        );
         let index = Arc::new(index);
         match self.index.write() {
             Ok(mut i) => *i = index,

@@ -99,6 +99,10 @@ pub struct DirectoryAccount {
     /// When the user was created (by a login or a sync).
     pub provisioned: String,
     pub last_login: Option<String>,
+    /// Why the user lost access (gone from or disabled in the directory, as
+    /// a sync found); cleared when the directory has them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<String>,
 }
 
 /// The directory group a team is synced from.
@@ -118,6 +122,26 @@ pub struct SyncReport {
     /// Users created because a mapped group lists them.
     pub created_users: Vec<String>,
     pub teams: Vec<TeamSyncReport>,
+    /// Users the directory no longer has or has disabled: their tokens and
+    /// sessions are gone, their client bundles revoked.
+    #[serde(default)]
+    pub disabled_users: Vec<DisabledUser>,
+    /// Disabled users the directory has again (they may log in).
+    #[serde(default)]
+    pub restored_users: Vec<String>,
+    /// Why the accounts could not be checked (nobody was disabled).
+    #[serde(default)]
+    pub account_check_error: Option<String>,
+}
+
+/// A directory user a sync cut off, and what was revoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DisabledUser {
+    pub user: String,
+    pub reason: String,
+    pub tokens: usize,
+    pub sessions: usize,
+    pub bundles: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -457,6 +481,7 @@ impl Access {
             Err(err) => {
                 let (reason, counted) = match &err {
                     LdapError::WrongPassword { .. } => ("directory: wrong password", true),
+                    LdapError::Disabled { .. } => ("directory: account disabled", true),
                     LdapError::UnknownUser { .. } => ("directory: no such user", true),
                     LdapError::NoDirectory { .. } => ("no such user, and no directory serves the login", true),
                     LdapError::EmptyCredentials { .. } => ("directory: empty password", true),
@@ -534,6 +559,7 @@ impl Access {
             if created {
                 put_directory_user(t, &name, &now)?;
             }
+            let restored = account.as_ref().is_some_and(|a| a.disabled.is_some());
             let record = DirectoryAccount {
                 user: name.clone(),
                 directory: found.directory.clone(),
@@ -544,12 +570,13 @@ impl Access {
                     .filter(|_| !created)
                     .map_or_else(|| now.clone(), |a| a.provisioned),
                 last_login: Some(now.clone()),
+                disabled: None,
             };
             t.put(DIRECTORY_ACCOUNTS, &name, &record)?;
             let changes = login_memberships(t, &name, &found.directory, &found.groups, by_search)?;
-            Ok(Some((created, changes)))
+            Ok(Some((created, restored, changes)))
         });
-        let (created, changes) = match applied {
+        let (created, restored, changes) = match applied {
             Ok(Some(done)) => done,
             Ok(None) => {
                 tracing::warn!(user = %name, directory = %found.directory, "directory login refused: the name belongs to a local user or another directory");
@@ -560,7 +587,7 @@ impl Access {
                 return Err(refuse("provisioning the directory user failed"));
             }
         };
-        if created || !changes.is_empty() {
+        if created || restored || !changes.is_empty() {
             if let Err(err) = self.reload() {
                 tracing::error!(error = %err, "reloading the access index");
             }
@@ -627,8 +654,29 @@ impl Access {
             })
             .collect();
 
+        // Every user this directory provisioned: still there, and enabled?
+        let accounts: Vec<String> = self
+            .store
+            .list::<DirectoryAccount>(DIRECTORY_ACCOUNTS)?
+            .into_iter()
+            .filter(|(_, a)| a.directory == cfg.name)
+            .map(|(name, _)| name)
+            .collect();
+        let states = match &server_error {
+            Some(err) => Err(err.clone()),
+            None if accounts.is_empty() => Ok(Vec::new()),
+            None => ldap::account_states(cfg, &accounts).map_err(|err| {
+                tracing::warn!(error = %err, "checking the directory's users");
+                err.to_string()
+            }),
+        };
+
         let now = self.now_secs_text();
-        let (created_users, teams, changes) = self.store.apply(|t| {
+        let (created_users, teams, changes, disabled_users, restored_users) = self.store.apply(|t| {
+            let (disabled_users, restored_users) = match &states {
+                Ok(states) => apply_account_states(t, cfg, &accounts, states, &now)?,
+                Err(_) => (Vec::new(), Vec::new()),
+            };
             let mut created_users = Vec::new();
             let mut teams = Vec::new();
             let mut changes = Vec::new();
@@ -711,10 +759,51 @@ impl Access {
                 created_users: created_users.len(),
             };
             t.put(DIRECTORY_SYNC, &cfg.name, &state)?;
-            Ok((created_users, teams, changes))
+            Ok((created_users, teams, changes, disabled_users, restored_users))
         })?;
-        if !created_users.is_empty() || !changes.is_empty() {
+        if !created_users.is_empty() || !changes.is_empty() || !disabled_users.is_empty() || !restored_users.is_empty()
+        {
             self.reload()?;
+        }
+        for cut in &disabled_users {
+            tracing::warn!(user = %cut.user, reason = %cut.reason, "directory user disabled");
+            self.audit_entry(NewAuditEntry {
+                user: actor.user.to_owned(),
+                source: actor.source.to_owned(),
+                action: "directory user disable".to_owned(),
+                resource: "user".to_owned(),
+                object: format!("user:{}", cut.user),
+                result: "allowed".to_owned(),
+                status: 200,
+                detail: format!(
+                    "{}: {} token(s) and {} session(s) removed, {} client bundle(s) revoked",
+                    cut.reason, cut.tokens, cut.sessions, cut.bundles
+                ),
+            });
+        }
+        for user in &restored_users {
+            self.audit_entry(NewAuditEntry {
+                user: actor.user.to_owned(),
+                source: actor.source.to_owned(),
+                action: "directory user restore".to_owned(),
+                resource: "user".to_owned(),
+                object: format!("user:{user}"),
+                result: "allowed".to_owned(),
+                status: 200,
+                detail: format!("directory {} has the user again", cfg.name),
+            });
+        }
+        if let Err(err) = &states {
+            self.audit_entry(NewAuditEntry {
+                user: actor.user.to_owned(),
+                source: actor.source.to_owned(),
+                action: "directory sync".to_owned(),
+                resource: "user".to_owned(),
+                object: format!("directory:{}", cfg.name),
+                result: "failed".to_owned(),
+                status: 502,
+                detail: format!("the directory's users could not be checked: {err}"),
+            });
         }
         for user in &created_users {
             let dn = reads
@@ -755,6 +844,9 @@ impl Access {
             time: now,
             created_users,
             teams,
+            disabled_users,
+            restored_users,
+            account_check_error: states.err(),
         })
     }
 
@@ -826,6 +918,74 @@ impl Access {
     }
 }
 
+/// Cuts off the accounts the directory no longer has (or has disabled):
+/// their tokens and sessions are deleted and their client bundles revoked,
+/// in the sync's transaction; accounts it has again are restored.
+fn apply_account_states(
+    t: &mut Txn,
+    cfg: &DirectoryConfig,
+    accounts: &[String],
+    states: &[ldap::AccountState],
+    now: &str,
+) -> berth_store::Result<(Vec<DisabledUser>, Vec<String>)> {
+    let mut disabled = Vec::new();
+    let mut restored = Vec::new();
+    for (user, state) in accounts.iter().zip(states) {
+        let Some(mut account) = t.get::<DirectoryAccount>(DIRECTORY_ACCOUNTS, user)? else {
+            continue;
+        };
+        if account.directory != cfg.name {
+            continue;
+        }
+        let reason = match state {
+            ldap::AccountState::Active => {
+                if account.disabled.take().is_some() {
+                    t.put(DIRECTORY_ACCOUNTS, user, &account)?;
+                    restored.push(user.clone());
+                }
+                continue;
+            }
+            ldap::AccountState::Gone => format!("no longer in directory {}", cfg.name),
+            ldap::AccountState::Disabled => format!("disabled in directory {}", cfg.name),
+        };
+        let (tokens, sessions, bundles) = revoke_credentials(t, user, now)?;
+        if account.disabled.is_none() || tokens + sessions + bundles > 0 {
+            account.disabled = Some(reason.clone());
+            t.put(DIRECTORY_ACCOUNTS, user, &account)?;
+            disabled.push(DisabledUser {
+                user: user.clone(),
+                reason,
+                tokens,
+                sessions,
+                bundles,
+            });
+        }
+    }
+    Ok((disabled, restored))
+}
+
+/// Deletes `user`'s tokens and sessions and revokes their client bundles;
+/// how many of each.
+fn revoke_credentials(t: &mut Txn, user: &str, now: &str) -> berth_store::Result<(usize, usize, usize)> {
+    let mut tokens = 0;
+    for (key, token) in t.list::<crate::records::TokenRecord>(crate::TOKENS)? {
+        if token.user == user {
+            t.delete(crate::TOKENS, &key)?;
+            tokens += 1;
+        }
+    }
+    let sessions = crate::session::delete_user_sessions(t, user)?;
+    let mut bundles = 0;
+    for (key, mut bundle) in t.list::<berth_cluster::Bundle>(berth_cluster::BUNDLES)? {
+        if bundle.user == user && bundle.revoked.is_none() {
+            bundle.revoked = Some(now.to_owned());
+            t.put(berth_cluster::BUNDLES, &key, &bundle)?;
+            bundles += 1;
+        }
+    }
+    Ok((tokens, sessions, bundles))
+}
+
 /// A berth user without a local password.
 fn put_directory_user(t: &mut Txn, name: &str, now: &str) -> berth_store::Result<()> {
     t.put(
@@ -876,6 +1036,7 @@ fn ensure_directory_user(
             full_name: member.full_name.clone(),
             provisioned: now.to_owned(),
             last_login: None,
+            disabled: None,
         },
     )?;
     Ok(Ensured::Created)

@@ -133,6 +133,8 @@ pub enum LdapError {
     UnknownUser { directory: String, login: String },
     #[error("directory {directory}: login {login:?} matches more than one entry")]
     AmbiguousUser { directory: String, login: String },
+    #[error("directory {directory}: the account {login:?} is disabled")]
+    Disabled { directory: String, login: String },
     #[error("directory {directory}: wrong password for {login:?}")]
     WrongPassword { directory: String, login: String },
     #[error("directory {directory}: {url} unreachable: {reason}")]
@@ -174,7 +176,7 @@ impl LdapError {
             }
             LdapError::UnknownUser { .. } | LdapError::NoSuchEntry { .. } => ErrorCode::NotFound,
             LdapError::AmbiguousUser { .. } => ErrorCode::Conflict,
-            LdapError::WrongPassword { .. } => ErrorCode::Unauthorized,
+            LdapError::WrongPassword { .. } | LdapError::Disabled { .. } => ErrorCode::Unauthorized,
             LdapError::Unreachable { .. }
             | LdapError::Tls { .. }
             | LdapError::ServiceBind { .. }
@@ -257,6 +259,16 @@ fn find_user_and_groups(
 
     if let Some(password) = password {
         conn.user_bind(&entry.dn, password, login)?;
+    }
+    // After the password: a disabled account is not told apart from a
+    // wrong password to someone who does not know it.
+    if account_disabled(&entry) {
+        return Err(LdapError::Disabled {
+            directory: cfg.name.clone(),
+            login: login.to_owned(),
+        });
+    }
+    if password.is_some() {
         tracing::info!(dn = %entry.dn, "directory user authenticated");
     }
 
@@ -295,6 +307,50 @@ fn find_user_and_groups(
         username: username_value,
         groups,
     })
+}
+
+/// Whether a provisioned directory user still counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountState {
+    Active,
+    /// No entry matches the user filter any more: deleted, moved out of the
+    /// user base, or excluded by the filter (the usual way to leave out
+    /// disabled accounts, as `(!(userAccountControl:1.2.840.113556.1.4.803:=2))`).
+    Gone,
+    /// Active Directory's ACCOUNTDISABLE flag (`userAccountControl` bit 2).
+    Disabled,
+}
+
+/// The state of each of `usernames` in `cfg`, read over one connection as
+/// the service account. Any failure of the server fails the whole check, so
+/// that an unreachable directory never disables anyone.
+pub fn account_states(cfg: &DirectoryConfig, usernames: &[String]) -> Result<Vec<AccountState>, LdapError> {
+    let span = tracing::info_span!("ldap_account_states", directory = %cfg.name, users = usernames.len());
+    let _enter = span.enter();
+    let mut conn = Connection::open(cfg)?;
+    conn.service_bind()?;
+    let mut states = Vec::with_capacity(usernames.len());
+    for username in usernames {
+        let filter = user_search_filter(&cfg.user_filter, username);
+        let state = match conn.find_user(&filter, username) {
+            Ok(None) => AccountState::Gone,
+            Ok(Some(entry)) if account_disabled(&entry) => AccountState::Disabled,
+            Ok(Some(_)) => AccountState::Active,
+            // Several entries match: not proof that the user left.
+            Err(LdapError::AmbiguousUser { .. }) => AccountState::Active,
+            Err(e) => return Err(e),
+        };
+        states.push(state);
+    }
+    conn.close();
+    Ok(states)
+}
+
+/// Active Directory's ACCOUNTDISABLE flag on an entry.
+fn account_disabled(entry: &SearchEntry) -> bool {
+    attr_first(entry, "userAccountControl")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .is_some_and(|flags| flags & 0x2 != 0)
 }
 
 /// The usernames a team synced from `group` should have, sorted. `group` is
@@ -679,6 +735,7 @@ impl<'a> Connection<'a> {
             self.cfg.username_attr.as_str(),
             self.cfg.email_attr.as_str(),
             self.cfg.full_name_attr.as_str(),
+            "userAccountControl",
         ];
         if let TeamSync::UserMemberOf { attr } = &self.cfg.team_sync {
             attrs.push(attr);

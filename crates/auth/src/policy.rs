@@ -327,6 +327,10 @@ pub struct Index {
     pub(crate) tokens: HashMap<String, TokenEntry>,
     /// Repository-name prefixes and their collections, longest first.
     pub(crate) repository_collections: Vec<(String, String)>,
+    /// Users cut off (a directory no longer has them), and why: refused
+    /// everything, their own profile included, whatever credential they
+    /// still hold (a TLS connection opened with a now revoked bundle).
+    pub(crate) disabled: HashMap<String, String>,
 }
 
 /// A token as the hot path checks it: hash bytes and expiry decoded once.
@@ -342,6 +346,11 @@ pub(crate) struct TokenEntry {
 
 impl Index {
     /// Builds an index from records (the store's, or a test's).
+    /// Marks `users` (name, reason) as cut off.
+    pub fn set_disabled(&mut self, users: HashMap<String, String>) {
+        self.disabled = users;
+    }
+
     pub fn build(
         users: &[String],
         teams: &[crate::Team],
@@ -401,6 +410,7 @@ impl Index {
             teams: teams_of,
             roles,
             repository_collections: Vec::new(),
+            disabled: HashMap::new(),
             tokens: tokens
                 .iter()
                 .map(|t| {
@@ -456,6 +466,9 @@ impl Index {
             Caller::Anonymous => return Decision::Deny("authentication required".into()),
             Caller::User(identity) => identity,
         };
+        if let Some(reason) = self.disabled.get(&identity.name) {
+            return Decision::Deny(format!("user {} is disabled: {reason}", identity.name));
+        }
         if let Some(scopes) = &identity.scopes {
             if !scope_allows(scopes, resource, action) {
                 return Decision::Deny(format!(

@@ -27,6 +27,18 @@ pub const SESSION_PREFIX: &str = "berth_ses_";
 /// How long a session lasts, in seconds.
 pub const SESSION_LIFETIME: i64 = 12 * 3600;
 
+/// Deletes every session of `user`; how many there were.
+pub(crate) fn delete_user_sessions(t: &mut berth_store::Txn, user: &str) -> berth_store::Result<usize> {
+    let mut n = 0;
+    for (key, record) in t.list::<SessionRecord>(SESSIONS)? {
+        if record.user == user {
+            t.delete(SESSIONS, &key)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SessionRecord {
     id: String,

@@ -422,3 +422,47 @@ fn every_appended_entry_reaches_the_sink() {
     append(&f.access, 3);
     assert_eq!(*seen.lock().expect("lock"), vec![1, 2, 3]);
 }
+
+/// A user a directory sync cut off is refused everything, their own
+/// profile included, whatever credential they still present (a TLS
+/// connection opened with a bundle revoked since).
+#[test]
+fn a_disabled_user_is_refused_everything() {
+    let mut index = berth_auth::Index::build(
+        &["alice".to_string()],
+        &[],
+        &[],
+        &[],
+        &[berth_auth::Grant {
+            id: "g".into(),
+            subject: "user:alice".into(),
+            role: "admin".into(),
+            collection: "/".into(),
+            created: String::new(),
+        }],
+        &[],
+    );
+    let alice = berth_auth::Identity {
+        name: "alice".into(),
+        scopes: None,
+        token_id: None,
+    };
+    let decide = |index: &berth_auth::Index, resource| {
+        index.decide(
+            &Caller::User(&alice),
+            resource,
+            berth_auth::Action::Read,
+            Where::Anywhere,
+        )
+    };
+    assert!(decide(&index, Resource::Image).allowed());
+    index.set_disabled([("alice".to_string(), "no longer in directory corp".to_string())].into());
+    for resource in [Resource::Image, Resource::Profile] {
+        match decide(&index, resource) {
+            berth_auth::Decision::Deny(reason) => {
+                assert_eq!(reason, "user alice is disabled: no longer in directory corp")
+            }
+            other => panic!("{resource:?}: {other:?}"),
+        }
+    }
+}

@@ -637,3 +637,137 @@ fn active_directory_login_by_domain_and_scheduled_sync() {
     assert_eq!(listed[0]["last_sync"]["ok"], true, "{listed}");
     s.assert_no_secret_leaked();
 }
+
+/// A user the directory no longer has is cut off by the next sync: their
+/// token and session stop working at once, their client bundle is revoked,
+/// and it is audited; an unreachable directory disables nobody; once the
+/// directory has them again, they log in as before.
+#[test]
+fn a_user_gone_from_the_directory_loses_tokens_sessions_and_bundles() {
+    let slapd = Slapd::start(Flavor::OpenLdap);
+    let s = Server::start("0");
+    let password_file = s.bind_password_file();
+    s.admin(&[
+        "directory",
+        "add",
+        "openldap",
+        "--url",
+        &slapd.url(),
+        "--bind-dn",
+        &format!("cn=reader,{OPENLDAP_SUFFIX}"),
+        "--bind-password-file",
+        &password_file,
+        "--base-dn",
+        &format!("ou=people,{OPENLDAP_SUFFIX}"),
+        "--user-filter",
+        "(&(objectClass=inetOrgPerson)(uid={username}))",
+    ]);
+    // bob logs in: a token, a web session and a client bundle.
+    let token = s.token("bob", BOB_PASSWORD);
+    let basic = format!(
+        "Authorization: Basic {}",
+        base64(format!("bob:{BOB_PASSWORD}").as_bytes())
+    );
+    let session = http(s.port, "POST", "/v1/auth/session", std::slice::from_ref(&basic), b"");
+    assert_eq!(session.status, 201, "{}", session.text());
+    let cookie = session
+        .head
+        .lines()
+        .find_map(|l| l.split_once("berth_session="))
+        .and_then(|(_, rest)| rest.split(';').next())
+        .map(|v| format!("Cookie: berth_session={v}"))
+        .expect("a session cookie");
+    let bundle = s.req("POST", "/v1/bundles", Auth::Token(&token));
+    assert_eq!(bundle.status, 200, "{}", bundle.text());
+    let bundle_id = bundle.json()["bundle"]["id"].as_str().expect("bundle id").to_string();
+    assert_eq!(s.req("GET", "/v1/whoami", Auth::Token(&token)).status, 200);
+    assert_eq!(
+        http(s.port, "GET", "/v1/whoami", std::slice::from_ref(&cookie), b"").status,
+        200
+    );
+    let unchanged = s.admin(&["directory", "sync", "openldap"]);
+    assert!(!unchanged.contains("disabled user"), "{unchanged}");
+
+    // An unreachable directory is no reason to cut anyone off.
+    let stopped = Slapd::start(Flavor::OpenLdap);
+    let dead_url = stopped.url();
+    drop(stopped);
+    s.admin(&[
+        "directory",
+        "add",
+        "openldap",
+        "--url",
+        &dead_url,
+        "--bind-dn",
+        &format!("cn=reader,{OPENLDAP_SUFFIX}"),
+        "--bind-password-file",
+        &password_file,
+        "--base-dn",
+        &format!("ou=people,{OPENLDAP_SUFFIX}"),
+        "--user-filter",
+        "(&(objectClass=inetOrgPerson)(uid={username}))",
+    ]);
+    let (code, out) = s.daemon.fails(&["directory", "sync", "openldap"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(s.req("GET", "/v1/whoami", Auth::Token(&token)).status, 200);
+
+    // bob leaves the directory: the next sync cuts him off.
+    s.admin(&[
+        "directory",
+        "add",
+        "openldap",
+        "--url",
+        &slapd.url(),
+        "--bind-dn",
+        &format!("cn=reader,{OPENLDAP_SUFFIX}"),
+        "--bind-password-file",
+        &password_file,
+        "--base-dn",
+        &format!("ou=people,{OPENLDAP_SUFFIX}"),
+        "--user-filter",
+        "(&(objectClass=inetOrgPerson)(uid={username}))",
+    ]);
+    slapd.modify(&format!(
+        "dn: uid=bob,ou=people,{OPENLDAP_SUFFIX}\nchangetype: delete\n"
+    ));
+    let synced = s.admin(&["directory", "sync", "openldap"]);
+    assert!(
+        synced.contains(
+            "openldap: disabled user bob (no longer in directory openldap): 1 token(s), 1 session(s) and 1 client bundle(s) revoked"
+        ),
+        "{synced}"
+    );
+    let r = s.req("GET", "/v1/whoami", Auth::Token(&token));
+    assert_eq!(r.status, 401, "the token still works: {}", r.text());
+    let r = http(s.port, "GET", "/v1/whoami", std::slice::from_ref(&cookie), b"");
+    assert_eq!(r.status, 401, "the session still works: {}", r.text());
+    let bundles = s.admin_json(&["bundle", "ls", "--format", "json"]);
+    let revoked = bundles
+        .as_array()
+        .expect("bundles")
+        .iter()
+        .find(|b| b["id"] == bundle_id.as_str())
+        .expect("bob's bundle");
+    assert!(revoked["revoked"].is_string(), "{bundles}");
+    assert_eq!(s.login("bob", BOB_PASSWORD).status, 401);
+    assert!(has_entry(
+        &s.audit(),
+        "admin",
+        "allowed",
+        "directory user disable",
+        "user:bob"
+    ));
+    let again = s.admin(&["directory", "sync", "openldap"]);
+    assert!(!again.contains("disabled user"), "reported twice: {again}");
+
+    // Back in the directory: he logs in again, and a sync says so.
+    slapd.modify(&format!(
+        "dn: uid=bob,ou=people,{OPENLDAP_SUFFIX}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: bob\n\
+         cn: Bob Builder\nsn: Builder\nuserPassword: {}\n",
+        ssha(BOB_PASSWORD)
+    ));
+    let synced = s.admin(&["directory", "sync", "openldap"]);
+    assert!(synced.contains("openldap: restored users bob"), "{synced}");
+    let token = s.token("bob", BOB_PASSWORD);
+    assert_eq!(s.req("GET", "/v1/whoami", Auth::Token(&token)).status, 200);
+}

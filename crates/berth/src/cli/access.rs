@@ -814,6 +814,24 @@ fn print_sync_reports(reports: &Value) -> bool {
         if !created.is_empty() {
             println!("{directory}: created users {created}");
         }
+        for cut in report["disabled_users"].as_array().into_iter().flatten() {
+            println!(
+                "{directory}: disabled user {} ({}): {} token(s), {} session(s) and {} client bundle(s) revoked",
+                s(&cut["user"]),
+                s(&cut["reason"]),
+                cut["tokens"],
+                cut["sessions"],
+                cut["bundles"]
+            );
+        }
+        let restored = joined(&report["restored_users"], ", ");
+        if !restored.is_empty() {
+            println!("{directory}: restored users {restored}");
+        }
+        if let Some(error) = report["account_check_error"].as_str() {
+            ok = false;
+            println!("{directory}: users not checked (nobody was disabled): {error}");
+        }
         let teams = report["teams"].as_array().cloned().unwrap_or_default();
         if teams.is_empty() {
             println!("{directory}: no team is synced from this directory");
