@@ -332,3 +332,70 @@ fn users_roles_tokens_and_audit_over_tcp() {
         assert!(!exported.contains(secret.as_str()), "a secret is in the audit log");
     }
 }
+
+/// A scan's functional test starts a container, so it needs the grant that
+/// `berth run` of the image needs, not only image write; and the event
+/// stream shows a user only the events of what they may read.
+#[test]
+fn scan_tests_need_run_rights_and_events_follow_grants() {
+    use std::io::{Read, Write};
+    let s = Server::start();
+    s.daemon.load_busybox();
+    s.admin(&[
+        "role",
+        "create",
+        "image-writer",
+        "image:read",
+        "image:write",
+        "system:read",
+    ]);
+    let password = create_user(&s, "ivy");
+    s.admin(&["grant", "create", "user:ivy", "image-writer"]);
+    let ivy = s.login("ivy", &password);
+
+    let spec = |test: Option<&str>| json!({"image": "busybox", "checks": ["none"], "deny_licenses": [], "test": test, "test_healthcheck": false});
+    let r = s.req("POST", "/v1/scans", Auth::Token(&ivy), Some(&spec(Some("true"))));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("container"), "{}", r.text());
+    assert_eq!(
+        s.admin(&["ps", "-a", "-q"]).trim(),
+        "",
+        "the refused test left a container"
+    );
+    let r = s.req("POST", "/v1/scans", Auth::Token(&ivy), Some(&spec(None)));
+    assert_eq!(r.status, 200, "a scan without a test is ivy's to run: {}", r.text());
+    assert!(r.text().contains("\"done\""), "{}", r.text());
+
+    // ivy's event stream: image events, never container events.
+    let mut stream = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ivy}\r\n\r\n"
+    )
+    .expect("request");
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    // The stream is subscribed once its headers arrive.
+    while !seen.contains("\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("the stream's headers");
+        assert!(n > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    s.admin(&["run", "--rm", "busybox", "true"]);
+    s.admin(&["tag", "busybox", "seen-by-ivy:1"]);
+    while !seen.contains("seen-by-ivy:1") {
+        let n = stream.read(&mut buf).expect("the tag event");
+        assert!(n > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Events arrive in order: the run's came before the tag's.
+    assert!(seen.contains("\"type\":\"image\""), "{seen}");
+    assert!(
+        !seen.contains("\"type\":\"container\""),
+        "ivy saw container events: {seen}"
+    );
+}
