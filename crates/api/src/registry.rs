@@ -256,6 +256,7 @@ fn issue_token(
     index: &berth_auth::Index,
     principal: &Principal,
     on_loopback: bool,
+    hosts: &[&str],
     query: &[(String, String)],
 ) -> Result<Response, Error> {
     if let Some(service) = query_get(query, "service") {
@@ -270,8 +271,15 @@ fn issue_token(
     for (_, scope) in query.iter().filter(|(k, _)| k == "scope") {
         // Clients may join several scopes with spaces in one parameter.
         for one in scope.split(' ').filter(|s| !s.is_empty()) {
-            let requested = token::Access::parse(one)
+            let mut requested = token::Access::parse(one)
                 .ok_or_else(|| Error::new(Code::Unsupported, format!("invalid scope {one:?}")))?;
+            // A trust client (docker's) names the GUN, this registry's host
+            // included: the repository is the rest.
+            if let Some((host, rest)) = requested.name.split_once('/') {
+                if hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+                    requested.name = rest.to_string();
+                }
+            }
             let target = match (requested.kind.as_str(), requested.name.as_str()) {
                 ("repository", name) => Target::Repository(name.to_string()),
                 ("registry", "catalog") => Target::Catalog,
@@ -518,7 +526,12 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
     match endpoint {
         Endpoint::Ping => Ok(ping().await),
         Endpoint::Token if method == Method::GET => {
-            issue_token(&reg, &authz::index(&s), &principal, on_loopback, &query)
+            let origin = parts.extensions.get::<Origin>().cloned().unwrap_or_default();
+            let hosts: Vec<&str> = [header_str(&headers, "host"), origin.advertised.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            issue_token(&reg, &authz::index(&s), &principal, on_loopback, &hosts, &query)
         }
         Endpoint::Catalog if method == Method::GET => {
             let (n, last) = paging(&query)?;

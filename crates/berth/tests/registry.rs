@@ -676,6 +676,111 @@ fn docker_engine_pushes_to_and_pulls_from_berth() {
     }
 }
 
+/// Docker Content Trust against berth's TLS listener, with the real docker
+/// CLI and dockerd: the registry's and the trust server's challenges name
+/// `https://` (a client told `http://` spoke plain HTTP to the TLS port),
+/// and a token for the GUN (`HOST:PORT/dave/bb`) covers the repository.
+/// Signed push, `docker trust inspect`, signed pull, refused unsigned pull.
+#[test]
+fn docker_content_trust_through_the_tls_listener() {
+    let tar = common::images_dir().join("busybox-docker.tar");
+    assert!(tar.is_file(), "{} is missing: run `cargo xtask image`", tar.display());
+    let port = free_port();
+    let d = Daemon::start_with_args(&["--listen", &format!("127.0.0.1:{port}")]);
+    wait_for("the TLS listener", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let out = d.ok(&["user", "create", "dave"]);
+    let (_, password) = out.trim().split_once('\t').expect("name and password");
+    d.ok(&["grant", "create", "user:dave", "full-control"]);
+
+    let docker = Dockerd::start();
+    docker.ok(&["load", "-i", tar.to_str().expect("utf8")]);
+    let host = format!("127.0.0.1:{port}");
+    // The trust client checks the server against berth's CA.
+    let tls = docker.dir.path().join("client/tls").join(&host);
+    std::fs::create_dir_all(&tls).expect("tls dir");
+    std::fs::copy(d.data_root().join("pki/ca.pem"), tls.join("ca.crt")).expect("ca");
+    let mut login = docker
+        .cmd(&["login", "-u", "dave", "--password-stdin", &host])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker login");
+    std::io::Write::write_all(&mut login.stdin.take().expect("stdin"), password.as_bytes()).expect("password");
+    let out = login.wait_with_output().expect("docker login");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let server = format!("https://{host}");
+    let trusted = |args: &[&str]| {
+        docker
+            .cmd(args)
+            .env("DOCKER_CONTENT_TRUST", "1")
+            .env("DOCKER_CONTENT_TRUST_SERVER", &server)
+            .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "root passphrase 1")
+            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "repository passphrase 1")
+            .output()
+            .expect("docker")
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let signed = format!("{host}/dave/bb:signed");
+    docker.ok(&["tag", "busybox:docker", &signed]);
+    let pushed = trusted(&["push", &signed]);
+    assert!(
+        pushed.status.success() && text(&pushed).contains(&format!("Successfully signed {signed}")),
+        "{}\ndockerd log:\n{}",
+        text(&pushed),
+        docker.log()
+    );
+    // "signed: digest: sha256:... size: N"
+    let pushed = text(&pushed);
+    let digest = pushed
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .expect("the pushed digest")
+        .to_string();
+
+    let inspected = trusted(&["trust", "inspect", &format!("{host}/dave/bb")]);
+    assert!(inspected.status.success(), "{}", text(&inspected));
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("trust inspect json");
+    let tags = &inspected[0]["SignedTags"];
+    assert_eq!(tags[0]["SignedTag"], "signed", "{inspected}");
+    assert!(
+        digest.ends_with(tags[0]["Digest"].as_str().unwrap_or("none")),
+        "signed {} but berth has {digest}",
+        tags[0]["Digest"]
+    );
+
+    docker.ok(&["rmi", &signed]);
+    let pulled = trusted(&["pull", &signed]);
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    assert!(
+        text(&pulled).contains(&format!("Tagging {host}/dave/bb@{digest} as {signed}")),
+        "{}",
+        text(&pulled)
+    );
+
+    let unsigned = format!("{host}/dave/bb:unsigned");
+    docker.ok(&["tag", "busybox:docker", &unsigned]);
+    docker.ok(&["push", &unsigned]);
+    docker.ok(&["rmi", &unsigned]);
+    let refused = trusted(&["pull", &unsigned]);
+    assert!(
+        !refused.status.success(),
+        "an unsigned tag was pulled with content trust on"
+    );
+    assert!(
+        text(&refused).contains("No valid trust data for unsigned"),
+        "{}",
+        text(&refused)
+    );
+}
+
 /// Writes `content` into an OCI layout's blobs; its descriptor fields.
 fn oci_blob(layout: &std::path::Path, content: &[u8]) -> (String, usize) {
     let d = digest(content);
