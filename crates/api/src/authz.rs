@@ -156,9 +156,8 @@ pub fn registry_allowed(
         Target::Catalog => claims.grants("registry", "catalog", action.scope_name()),
         Target::Repository(name) => claims.grants("repository", name, action.scope_name()),
     };
-    // An open registry lets anonymous callers pull, push and (for now)
-    // delete: berth's own trust client removes superseded signature
-    // referrers anonymously; refusing deletes waits for it to authenticate.
+    // An open registry lets anonymous callers pull and push (the layer
+    // treats a DELETE request as on a token listener).
     let open = auth == RegistryAuth::Open;
     match principal {
         Principal::Admin => true,
@@ -505,7 +504,16 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
 
     let index = index(&state);
     if route.resource == Resource::Repository {
-        let auth = req.extensions().get::<RegistryAuth>().copied().unwrap_or_default();
+        let scopes = crate::registry::scopes(req.method(), req.uri().path(), req.uri().query());
+        let deletes = req.method() == Method::DELETE && scopes.iter().any(|(_, a)| *a == Action::Delete);
+        let auth = match req.extensions().get::<RegistryAuth>().copied().unwrap_or_default() {
+            // Open means anonymous pulls and pushes, nothing more: a delete
+            // (not an upload's cancel, part of a push) takes a user allowed
+            // to delete, or their token (berth's trust client gets one from
+            // its daemon for the signatures it removes).
+            RegistryAuth::Open if deletes => RegistryAuth::Token,
+            auth => auth,
+        };
         // A token that does not verify counts for nothing: the caller is
         // anonymous and, when that is not enough, gets the challenge again.
         let principal = match principal {
@@ -514,7 +522,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             }
             other => other,
         };
-        for (target, action) in crate::registry::scopes(req.method(), req.uri().path(), req.uri().query()) {
+        for (target, action) in scopes {
             if !registry_allowed(&index, &principal, auth, &target, action) {
                 let origin = req.extensions().get::<Origin>().cloned().unwrap_or_default();
                 let response = crate::registry::denied(&principal, &origin, req.headers(), &target, action);

@@ -374,9 +374,12 @@ fn manifests_tags_referrers_deletion_and_gc_over_http() {
     let t1 = reg.req("GET", "/v2/x/y/manifests/t1", &[], b"");
     let t1_layer = t1.json()["layers"][0]["digest"].as_str().expect("layer").to_string();
     let t1_digest = digest(&t1.body);
+    // Open means anonymous pulls and pushes: deleting takes a user.
+    let anonymous = reg.req("DELETE", &format!("/v2/x/y/manifests/{t1_digest}"), &[], b"");
+    assert_eq!(anonymous.status, 401, "{}", String::from_utf8_lossy(&anonymous.body));
+    assert_eq!(reg.req("GET", "/v2/x/y/manifests/t1", &[], b"").status, 200);
     assert_eq!(
-        reg.req("DELETE", &format!("/v2/x/y/manifests/{t1_digest}"), &[], b"")
-            .status,
+        reg.admin("DELETE", &format!("/v2/x/y/manifests/{t1_digest}")).status,
         202
     );
     assert_eq!(reg.req("GET", "/v2/x/y/manifests/t1", &[], b"").status, 404);

@@ -160,8 +160,10 @@ fn expected_allowed(caller: &Caller, listener: &Listener, method: &str, path: &s
     let registry = path.starts_with("/v2/");
     match (&caller.role, &caller.token) {
         (_, None) => {
-            // Anonymous: public routes, and the loopback listener's open registry.
-            roles.contains(&"anonymous") || (registry && matches!(listener, Listener::Loopback(_)))
+            // Anonymous: public routes, and the loopback listener's open
+            // registry, for pulls and pushes (never deletes).
+            roles.contains(&"anonymous")
+                || (registry && method != "DELETE" && matches!(listener, Listener::Loopback(_)))
         }
         // Any user may ping the registry, as Distribution's clients expect.
         _ if method == "GET" && path == "/v2/" => true,

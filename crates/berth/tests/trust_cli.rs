@@ -265,14 +265,13 @@ fn sign_inspect_pull_and_revoke() {
     let bob = Client::new();
     let hijack = r.image("library/app:v9");
     d.ok(&["tag", &v2, &hijack]);
-    let deleted = http(
-        r.port,
-        "DELETE",
-        &format!("/v2/{}/_trust/tuf/", r.image("library/app")),
-        &[],
-        b"",
-    );
-    assert_eq!(deleted.0, 200, "{}", String::from_utf8_lossy(&deleted.2));
+    // Deleting takes a user (the admin here, on the socket), never an
+    // anonymous caller, not even on the open loopback registry.
+    let path = format!("/v2/{}/_trust/tuf/", r.image("library/app"));
+    let anonymous = http(r.port, "DELETE", &path, &[], b"");
+    assert_eq!(anonymous.0, 401, "{}", String::from_utf8_lossy(&anonymous.2));
+    let deleted = common::http_unix(&d.socket, "DELETE", &path, &[], b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
     bob.ok(d, &["trust", "sign", &hijack]);
     // The new repository's versions start over: a rollback to alice.
     let err = alice.fails_env(d, &["pull", &hijack], TRUSTED);

@@ -542,6 +542,15 @@ impl ScanService {
                 message: None,
             })
         })?;
+        // A package database that could not be read (whole or in part) is
+        // said, not passed over: the inventory may be incomplete.
+        for problem in &outcome.problems {
+            progress(ScanProgress {
+                status: "warning".into(),
+                message: Some(problem.clone()),
+                ..Default::default()
+            });
+        }
         for expired in &outcome.expired_ignores {
             progress(ScanProgress {
                 status: "warning".into(),

@@ -231,7 +231,9 @@ fn split_top<'a>(text: &'a str, separators: &[&str]) -> Vec<&'a str> {
             b'(' => depth += 1,
             b')' => depth -= 1,
             _ if depth == 0 => {
-                if let Some(sep) = separators.iter().find(|s| lower[i..].starts_with(**s)) {
+                // Bytes, not `str`: `i` may be inside a multi-byte character;
+                // a match of an ASCII separator is always at a boundary.
+                if let Some(sep) = separators.iter().find(|s| bytes[i..].starts_with(s.as_bytes())) {
                     parts.push(&text[start..i]);
                     i += sep.len();
                     start = i;
@@ -1088,6 +1090,15 @@ pub fn check_policy(components: &[Component], deny: &[String]) -> Vec<Violation>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_ascii_license_text_does_not_panic() {
+        // The separators are looked for at every byte, inside multi-byte
+        // characters too; slicing a `str` there used to panic.
+        for declared in ["ASL 2.\u{fffd} and BSD", "GPL-2 ou ultérieure", "é or MIT", "MIT and ü"] {
+            let _ = normalize(declared);
+        }
+    }
 
     #[test]
     fn normalizes_declared_names() {

@@ -51,6 +51,8 @@ use crate::vuln::{self, IgnoreRules, VulnDb};
 
 /// Largest `/etc/os-release` read for the report's OS names.
 const OS_RELEASE_CAP: u64 = 64 * 1024;
+/// How many warnings a report keeps.
+const WARNINGS_KEPT: usize = 100;
 /// How many inefficient paths, largest files and opaque directories a
 /// report keeps.
 const OPTIMIZATION_TOP: usize = 20;
@@ -204,7 +206,8 @@ pub struct ScanOutcome {
     pub stats: ScanStats,
     /// Ignore rules past their expiry, by id: not applied.
     pub expired_ignores: Vec<String>,
-    /// Package files that could not be read (the scan went on without them).
+    /// Package files that could not be read (the scan went on without them);
+    /// the same as the report's `warnings`.
     pub problems: Vec<String>,
 }
 
@@ -231,6 +234,7 @@ pub fn scan_image(
     let mut report = ScanReport::new(request.image.clone(), request.created);
     report.os = merged.os_release.as_ref().map(|os| os_info(os, layers));
     report.components = merged.components.clone();
+    report.warnings = warnings(&merged.problems);
 
     if let Some(db) = request.db {
         report.database_version = Some(db.version());
@@ -268,20 +272,35 @@ pub fn scan_image(
     report.functional_test = request.functional_test.clone();
     report.sort();
     stats.duration_ms = started.elapsed().as_millis() as u64;
+    let problems = report.warnings.clone();
     Ok(ScanOutcome {
         report,
         stats,
         expired_ignores,
-        problems: merged
-            .problems
-            .iter()
-            .map(|p| format!("{}: {}", p.location.path, p.message))
-            .collect(),
+        problems,
     })
 }
 
+/// The report's warnings: each problem as `path: message`, sorted, at
+/// most [`WARNINGS_KEPT`] and a count of the rest.
+fn warnings(problems: &[inventory::Problem]) -> Vec<String> {
+    let mut warnings: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.location.path, p.message))
+        .collect();
+    warnings.sort();
+    warnings.dedup();
+    if warnings.len() > WARNINGS_KEPT {
+        let more = warnings.len() - WARNINGS_KEPT;
+        warnings.truncate(WARNINGS_KEPT);
+        // Paths start with `/`, so this sorts last.
+        warnings.push(format!("and {more} more warnings"));
+    }
+    warnings
+}
+
 fn inventory_key(diff_id: &str) -> String {
-    format!("inventory:{SCANNER_VERSION}:{diff_id}")
+    format!("inventory:{SCANNER_VERSION}+{}:{diff_id}", inventory::CACHE_REVISION)
 }
 
 /// Each layer's inventory, from the cache or scanned (layers missing from
@@ -383,7 +402,8 @@ fn match_layers(
     let total = layer_inventories.len();
     for (index, layer) in layer_inventories.iter().enumerate() {
         let key = format!(
-            "vulns:{SCANNER_VERSION}:{}",
+            "vulns:{SCANNER_VERSION}+{}:{}",
+            inventory::CACHE_REVISION,
             vuln::cache_key(&layer.diff_id, distro.as_deref(), db)
         );
         let from_cache = cache
@@ -679,5 +699,31 @@ mod tests {
         assert_eq!(added.len(), 1);
         assert_eq!(added[0].id, "DSA-1-1");
         assert!(new_findings(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn warnings_are_sorted_without_repeats_and_capped() {
+        let problem = |path: &str| inventory::Problem {
+            location: crate::types::Location {
+                layer: "sha256:00".into(),
+                path: path.into(),
+            },
+            message: "unreadable".into(),
+        };
+        assert_eq!(
+            warnings(&[problem("/b"), problem("/a"), problem("/b")]),
+            ["/a: unreadable", "/b: unreadable"]
+        );
+        let many: Vec<_> = (0..WARNINGS_KEPT + 5).map(|i| problem(&format!("/f{i:04}"))).collect();
+        let kept = warnings(&many);
+        assert_eq!(kept.len(), WARNINGS_KEPT + 1);
+        assert_eq!(
+            kept[WARNINGS_KEPT - 1],
+            format!("/f{:04}: unreadable", WARNINGS_KEPT - 1)
+        );
+        assert_eq!(kept[WARNINGS_KEPT], "and 5 more warnings");
+        let mut sorted = kept.clone();
+        sorted.sort();
+        assert_eq!(sorted, kept, "a report's sort keeps the count last");
     }
 }

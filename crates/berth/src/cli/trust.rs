@@ -389,6 +389,9 @@ fn bytes_body(bytes: Vec<u8>) -> http_body_util::combinators::BoxBody<Bytes, std
 struct Registry {
     client: Client,
     host: String,
+    /// The daemon this command talks to: where a registry token comes from
+    /// when the registry wants one (deletes on an open registry do).
+    daemon: Option<Client>,
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -439,6 +442,7 @@ impl Registry {
         Ok(Registry {
             client: Client::new(&url, tls)?,
             host: host.to_string(),
+            daemon: None,
         })
     }
 
@@ -620,17 +624,32 @@ impl Registry {
         Ok(digest)
     }
 
+    /// Deletes a manifest; when the registry asks for a token (an open
+    /// registry lets nobody delete anonymously), the daemon's token for the
+    /// caller, which that daemon's own registry accepts.
     async fn delete_manifest(&self, repository: &str, digest: &str) -> Result<()> {
-        let resp = self
+        let path = format!("/v2/{repository}/manifests/{digest}");
+        let mut resp = self
             .client
-            .raw(
-                Method::DELETE,
-                &format!("/v2/{repository}/manifests/{digest}"),
-                &[],
-                empty(),
-            )
+            .raw(Method::DELETE, &path, &[], empty())
             .await
             .with_context(|| format!("registry {}", self.host))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            if let Some(daemon) = &self.daemon {
+                let scope = format!("repository:{repository}:delete");
+                let token: Value = daemon
+                    .get(&format!("/v2/token?service=berth&scope={}", enc(&scope)))
+                    .await
+                    .context("asking the daemon for a registry token")?;
+                let token = token["token"].as_str().unwrap_or_default();
+                let bearer = format!("Bearer {token}");
+                resp = self
+                    .client
+                    .raw(Method::DELETE, &path, &[("authorization", &bearer)], empty())
+                    .await
+                    .with_context(|| format!("registry {}", self.host))?;
+            }
+        }
         if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
             return Ok(());
         }
@@ -833,7 +852,10 @@ impl<'a> Ctx<'a> {
     fn gun_target(&self, r: &Reference) -> Result<GunTarget> {
         Ok(GunTarget {
             gun: format!("{}/{}", r.registry, r.repository),
-            registry: Registry::connect(&r.registry, &self.tls)?,
+            registry: Registry {
+                daemon: Some(self.daemon.clone()),
+                ..Registry::connect(&r.registry, &self.tls)?
+            },
             repository: r.repository.clone(),
         })
     }

@@ -1,13 +1,17 @@
 //! apk: `/lib/apk/db/installed`, one blank-line separated record per
 //! package with one-letter keys (`P` name, `V` version, `A` arch, `L`
-//! license, `o` origin).
+//! license, `o` origin). A file with content but no package entry at all is
+//! a warning.
 
 use super::{component, set_license, FileRef, OsRelease, DATABASE_CAP};
 use crate::types::{Component, Ecosystem};
 
-pub(crate) fn parse(file: &FileRef) -> Result<Vec<Component>, String> {
+pub(crate) fn parse(file: &FileRef, warnings: &mut Vec<String>) -> Result<Vec<Component>, String> {
     let data = file.read(DATABASE_CAP)?;
     let text = String::from_utf8_lossy(&data);
+    if !text.trim().is_empty() && !text.lines().any(|l| l.starts_with("P:")) {
+        warnings.push("apk database has content but no `P:` entry; no packages read from it".to_string());
+    }
     let mut out = Vec::new();
     for record in text.split("\n\n") {
         let get = |key: char| {

@@ -3,15 +3,20 @@
 //! no `Status:` and is installed by being there). The version is kept as
 //! written, epoch included; `source` is the `Source:` field as written
 //! (`glibc` or `glibc (2.36-9)`), set only when it differs from the name.
+//! A file with content but no package entry at all is a warning.
 
 use super::{component, field, paragraphs, FileRef, OsRelease, DATABASE_CAP};
 use crate::types::{Component, Ecosystem};
 
-pub(crate) fn parse(file: &FileRef, status_d: bool) -> Result<Vec<Component>, String> {
+pub(crate) fn parse(file: &FileRef, status_d: bool, warnings: &mut Vec<String>) -> Result<Vec<Component>, String> {
     let data = file.read(DATABASE_CAP)?;
     let text = String::from_utf8_lossy(&data);
+    let paragraphs = paragraphs(&text);
+    if !text.trim().is_empty() && !paragraphs.iter().any(|p| field(p, "Package").is_some()) {
+        warnings.push("dpkg database has content but no `Package:` entry; no packages read from it".to_string());
+    }
     let mut out = Vec::new();
-    for paragraph in paragraphs(&text) {
+    for paragraph in paragraphs {
         let installed = match field(&paragraph, "Status") {
             Some(status) => status.split_whitespace().collect::<Vec<_>>() == ["install", "ok", "installed"],
             None => status_d,

@@ -22,6 +22,12 @@
 //! `/usr/share/doc/<package>/copyright` (following doc-dir symlinks to the
 //! package that ships the file). The same package found in several places
 //! (same ecosystem and purl) is one component with several locations.
+//!
+//! A package file that cannot be read, in whole or in part, is a
+//! [`Problem`] naming the file and why, never just fewer components: the
+//! scan report carries them as warnings. A package database that cannot be
+//! read still hides the copies of it in lower layers, as its readable
+//! version would.
 
 mod apk;
 mod cargo;
@@ -54,6 +60,12 @@ pub mod rpm_tags {
     pub const SOURCERPM: u32 = 1044;
 }
 
+/// Changes whenever [`scan_layer`] finds something else in the same layer
+/// (a format it could not read before), so that layer results cached by an
+/// earlier build are scanned again. 2: Berkeley DB and NDB rpm databases,
+/// warnings for package databases that yield nothing.
+pub const CACHE_REVISION: u32 = 2;
+
 /// Largest package database or lock file read (dpkg `status`, rpmdb, ...).
 pub const DATABASE_CAP: u64 = 512 << 20;
 /// Largest small metadata file read (`package.json`, `METADATA`, ...).
@@ -71,8 +83,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A file that looked like package metadata but could not be read; the scan
-/// goes on without it.
+/// A file that looked like package metadata but could not be read, in whole
+/// or in part (a package database with damaged entries); the scan goes on
+/// without what could not be read. The message says why and what is missing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     pub location: Location,
@@ -201,7 +214,12 @@ pub fn merge(layers: &[LayerInventory]) -> Inventory {
                 }
             }
         }
-        merged.problems.extend(layer.facts.problems.iter().cloned());
+        // Problems with files the image no longer shows are not the image's.
+        for problem in &layer.facts.problems {
+            if visible(&problem.location.path, &taken) {
+                merged.problems.push(problem.clone());
+            }
+        }
         taken.extend(newly_taken);
         // This layer's deletions apply to the layers below it only.
         hidden_paths.extend(layer.whiteouts.iter().cloned());
@@ -256,7 +274,11 @@ fn kind_of(path: &str, entry: &Entry) -> Option<Kind> {
         _ if path == "/var/lib/dpkg/status" => Kind::Dpkg,
         _ if parent == "/var/lib/dpkg/status.d" && !name.ends_with(".md5sums") && !name.starts_with('.') => Kind::Dpkg,
         _ if path == "/lib/apk/db/installed" || path == "/usr/lib/apk/db/installed" => Kind::Apk,
-        "rpmdb.sqlite" if parent == "/var/lib/rpm" || parent == "/usr/lib/sysimage/rpm" => Kind::Rpm,
+        "rpmdb.sqlite" | "Packages" | "Packages.db"
+            if parent == "/var/lib/rpm" || parent == "/usr/lib/sysimage/rpm" =>
+        {
+            Kind::Rpm
+        }
         "METADATA" if parent_name.ends_with(".dist-info") && is_site_dir(grandparent_name) => Kind::Python,
         "PKG-INFO" if parent_name.ends_with(".egg-info") && is_site_dir(grandparent_name) => Kind::Python,
         _ if name.ends_with(".egg-info") && is_site_dir(parent_name) => Kind::Python,
@@ -347,10 +369,12 @@ fn collect(view: &MergedView) -> Facts {
             entry,
             location,
         };
+        // What a database that was read could not make sense of.
+        let mut warnings = Vec::new();
         let result = match kind {
-            Kind::Dpkg => dpkg::parse(&file, parent_of(path) == "/var/lib/dpkg/status.d"),
-            Kind::Apk => apk::parse(&file),
-            Kind::Rpm => rpm::parse(&file),
+            Kind::Dpkg => dpkg::parse(&file, parent_of(path) == "/var/lib/dpkg/status.d", &mut warnings),
+            Kind::Apk => apk::parse(&file, &mut warnings),
+            Kind::Rpm => rpm::parse(&file, &mut warnings),
             Kind::Python => python::parse(&file),
             Kind::NpmPackage => npm::parse_package_json(&file),
             Kind::NpmLock => npm::parse_lock(&file),
@@ -359,16 +383,30 @@ fn collect(view: &MergedView) -> Facts {
             Kind::Gem => ruby::parse(&file),
             Kind::MaybeBinary => binary(&file),
         };
+        facts.problems.extend(warnings.into_iter().map(|message| Problem {
+            location: file.location.clone(),
+            message,
+        }));
         match result {
             Ok(components) if components.is_empty() && !is_database(kind) => {}
             Ok(components) => facts.sources.push(Source {
                 location: file.location,
                 components,
             }),
-            Err(message) => facts.problems.push(Problem {
-                location: file.location,
-                message,
-            }),
+            Err(message) => {
+                // Still the topmost copy of the database: the layers below
+                // do not show through it.
+                if is_database(kind) {
+                    facts.sources.push(Source {
+                        location: file.location.clone(),
+                        components: Vec::new(),
+                    });
+                }
+                facts.problems.push(Problem {
+                    location: file.location,
+                    message,
+                });
+            }
         }
     }
     facts.os_release = os_release(view, &mut facts.problems);

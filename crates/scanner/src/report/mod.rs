@@ -148,6 +148,12 @@ pub struct ScanReport {
     pub optimization: Option<Optimization>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub functional_test: Option<FunctionalTest>,
+    /// What the scan could not read, each naming the file in the image and
+    /// why (`/var/lib/rpm/Packages: Berkeley DB rpm database could not be
+    /// read: ...`): the components may be incomplete. Absent in reports
+    /// from before it existed, and left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Counts per severity.
@@ -207,6 +213,7 @@ impl ScanReport {
             check_failures: Vec::new(),
             optimization: None,
             functional_test: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -234,6 +241,8 @@ impl ScanReport {
             ))
         });
         self.check_failures.sort();
+        self.warnings.sort();
+        self.warnings.dedup();
     }
 
     /// The headline counts.

@@ -2,7 +2,8 @@
 //! id, per check rule and per license rule, and a result per finding located
 //! at the file in the image that the finding is about. Ignored
 //! vulnerabilities are kept as suppressed results; checks that could not
-//! finish are tool execution notifications.
+//! finish (errors) and the report's warnings are tool execution
+//! notifications.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -138,7 +139,7 @@ pub fn write_sarif(report: &ScanReport) -> Result<String> {
 
     let mut failures: Vec<_> = report.check_failures.iter().collect();
     failures.sort();
-    let notifications: Vec<Value> = failures
+    let mut notifications: Vec<Value> = failures
         .iter()
         .map(|failure| {
             json!({
@@ -148,6 +149,15 @@ pub fn write_sarif(report: &ScanReport) -> Result<String> {
             })
         })
         .collect();
+    let mut warnings: Vec<&String> = report.warnings.iter().collect();
+    warnings.sort();
+    notifications.extend(warnings.iter().map(|warning| {
+        json!({
+            "level": "warning",
+            "message": { "text": warning },
+            "descriptor": { "id": "inventory" },
+        })
+    }));
     let mut invocation = json!({ "executionSuccessful": failures.is_empty() });
     if !notifications.is_empty() {
         invocation["toolExecutionNotifications"] = Value::Array(notifications);

@@ -1,5 +1,5 @@
 //! The human rendering of a report for a terminal: a header, the counts by
-//! severity, then vulnerabilities (most severe first), license violations,
+//! severity, what the scan could not read, then vulnerabilities (most severe first), license violations,
 //! check findings and failures, the functional test and the optimization
 //! headline. The severity filter narrows the listed vulnerabilities and
 //! findings; the counts always cover everything.
@@ -55,6 +55,16 @@ pub fn write_table(report: &ScanReport, filter: &SeverityFilter) -> String {
     );
     if filter.is_restrictive() {
         line(&mut out, format!("Showing severities: {filter}"));
+    }
+    if !report.warnings.is_empty() {
+        out.push('\n');
+        line(
+            &mut out,
+            format!("Warnings: {} (the components may be incomplete)", report.warnings.len()),
+        );
+        for warning in &report.warnings {
+            line(&mut out, format!("  {warning}"));
+        }
     }
 
     let mut vulnerabilities: Vec<&Vulnerability> = report
