@@ -485,6 +485,82 @@ pub async fn ping() -> Response {
     r
 }
 
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The manifest media types a client's `Accept` headers allow. Without an
+/// `Accept` header (or with `*/*`) any is served as stored.
+struct Accepted(Option<Vec<String>>);
+
+impl Accepted {
+    fn of(headers: &HeaderMap) -> Accepted {
+        let mut types = Vec::new();
+        for value in headers.get_all(header::ACCEPT) {
+            for item in value.to_str().unwrap_or_default().split(',') {
+                let media_type = item.split(';').next().unwrap_or_default().trim();
+                if !media_type.is_empty() {
+                    types.push(media_type.to_ascii_lowercase());
+                }
+            }
+        }
+        match types.is_empty() || types.iter().any(|t| t == "*/*") {
+            true => Accepted(None),
+            false => Accepted(Some(types)),
+        }
+    }
+
+    fn allows(&self, media_type: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| t == media_type))
+    }
+}
+
+/// As Distribution does: a Docker manifest list goes to a client that does
+/// not accept lists as its linux/amd64 manifest; an OCI index, OCI manifest
+/// or Docker manifest the client does not accept is unknown to it.
+fn negotiate(
+    reg: &Registry,
+    repo: &str,
+    m: berth_registry::Manifest,
+    accepted: &Accepted,
+) -> Result<berth_registry::Manifest, Error> {
+    if accepted.allows(&m.media_type) {
+        return Ok(m);
+    }
+    let refuse = |what: &str| {
+        Err(Error::new(
+            Code::ManifestUnknown,
+            format!("{what} found, but the Accept header does not allow {}", m.media_type),
+        ))
+    };
+    match m.media_type.as_str() {
+        DOCKER_LIST => {
+            let list: serde_json::Value =
+                serde_json::from_slice(&m.bytes).map_err(|e| Error::new(Code::Internal, e.to_string()))?;
+            let amd64 = list["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|d| d["platform"]["os"] == "linux" && d["platform"]["architecture"] == "amd64");
+            let Some(digest) = amd64.and_then(|d| d["digest"].as_str()) else {
+                return refuse("a manifest list without a linux/amd64 image");
+            };
+            let one = reg.manifest(repo, digest)?;
+            match accepted.allows(&one.media_type) {
+                true => Ok(one),
+                false => refuse("a manifest list"),
+            }
+        }
+        OCI_INDEX => refuse("an OCI index"),
+        OCI_MANIFEST => refuse("an OCI manifest"),
+        DOCKER_MANIFEST => refuse("a Docker image manifest (schema 2)"),
+        _ => refuse("a manifest"),
+    }
+}
+
 /// Every `/v2/...` request.
 pub async fn dispatch(State(s): State<AppState>, req: Request) -> Response {
     let mut response = match handle(s, req).await {
@@ -555,7 +631,12 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
         }
         Endpoint::Manifest(repo, reference) => match method {
             Method::GET | Method::HEAD => {
-                let m = blocking(move || reg.manifest(&repo, &reference)).await?;
+                let accepted = Accepted::of(&headers);
+                let m = blocking(move || {
+                    let m = reg.manifest(&repo, &reference)?;
+                    negotiate(&reg, &repo, m, &accepted)
+                })
+                .await?;
                 let len = m.bytes.len().to_string();
                 let body = if method == Method::HEAD {
                     Body::empty()

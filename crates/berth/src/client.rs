@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 trait Io: hyper::rt::Read + hyper::rt::Write + Send + Unpin {}
 impl<T: hyper::rt::Read + hyper::rt::Write + Send + Unpin> Io for T {}
 
-type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 #[derive(Clone)]
 pub enum Endpoint {
@@ -57,6 +57,11 @@ fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>> {
                 .with_context(|| format!("using the CA {}", ca.display()))?;
         }
     }
+    tls_config_with(roots, files)
+}
+
+fn tls_config_with(roots: rustls::RootCertStore, files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots);
@@ -135,6 +140,23 @@ impl Client {
         };
         let token = std::env::var("BERTH_TOKEN").ok().filter(|t| !t.is_empty());
         Ok(Self { endpoint, token })
+    }
+
+    /// An `https://HOST:PORT` client that trusts the CA certificates in
+    /// `ca_pem` (the daemon's, as `/v1/ca.pem` serves it).
+    pub fn with_ca_pem(host: &str, ca_pem: &[u8]) -> Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            roots
+                .add(cert.context("reading the daemon's CA")?)
+                .context("using the daemon's CA")?;
+        }
+        let mut client = Self::new(host, &TlsFiles::default())?;
+        if let Endpoint::Tls(addr, name, _) = client.endpoint {
+            client.endpoint = Endpoint::Tls(addr, name, tls_config_with(roots, &TlsFiles::default())?);
+        }
+        Ok(client)
     }
 
     async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>> {

@@ -58,6 +58,11 @@ pub struct DaemonArgs {
     /// in DATA_ROOT/scan/webhooks/ID.secret (see `berth scan webhooks ls`)
     #[arg(long = "scan-webhook", value_parser = parse_webhook_url)]
     scan_webhooks: Vec<String>,
+    /// A registry (HOST[:PORT]) to reach without verifying its certificate,
+    /// or in plain HTTP when it has no TLS (repeatable); loopback registries
+    /// always are
+    #[arg(long = "insecure-registry", value_parser = parse_registry_host)]
+    insecure_registries: Vec<String>,
     /// How long a webhook notification is retried (with backoff) before it
     /// is dropped: 1h, 10m, 30s
     #[arg(long = "scan-webhook-retry-for", default_value = "1h", value_parser = crate::cli::scan::parse_duration)]
@@ -97,6 +102,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     };
     prepare_data_root(&data_root)?;
     let engine = open_engine(data_root.clone(), exe).await?;
+    engine.images().set_insecure_registries(a.insecure_registries.clone());
     let options = berth_api::Options {
         audit_syslog: a.audit_syslog.clone(),
         directory_sync_interval: Some(a.directory_sync_interval),
@@ -194,6 +200,21 @@ async fn serve_tls(
     Ok(Some(tokio::spawn(berth_api::tls::serve(
         listener, config, router, advertised,
     ))))
+}
+
+/// An `--insecure-registry` value: `host[:port]`, no scheme or path.
+fn parse_registry_host(value: &str) -> Result<String, String> {
+    let host = value.trim();
+    let bad = host.is_empty()
+        || host.contains("://")
+        || host.contains('/')
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+    match bad {
+        true => Err(format!("{value:?} is not HOST[:PORT] (e.g. registry.lan:5000)")),
+        false => Ok(host.to_string()),
+    }
 }
 
 /// A `--scan-webhook` value: an http:// or https:// URL with a host.

@@ -782,6 +782,44 @@ fn docker_content_trust_through_the_tls_listener() {
         "{}",
         text(&refused)
     );
+
+    // What docker signed, berth pulls with content trust on, through the
+    // same TLS listener: the trust data with the daemon's CA and token, the
+    // image with dave's login (a loopback registry that speaks TLS).
+    let mut login = d
+        .cmd(&["login", "-u", "dave", "--password-stdin", &host])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("berth login");
+    std::io::Write::write_all(&mut login.stdin.take().expect("stdin"), password.as_bytes()).expect("password");
+    let out = login.wait_with_output().expect("berth login");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let berth_pull = |reference: &str| {
+        d.cmd(&["pull", reference])
+            .env("BERTH_CONTENT_TRUST", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("berth pull")
+    };
+    let pulled = berth_pull(&signed);
+    assert!(pulled.status.success(), "{}", text(&pulled));
+    assert!(
+        text(&pulled).contains(&format!("Tagging {host}/dave/bb@{digest} as {signed}")),
+        "{}",
+        text(&pulled)
+    );
+    let refused = berth_pull(&unsigned);
+    assert!(
+        !refused.status.success(),
+        "berth pulled an unsigned tag with content trust on"
+    );
+    assert!(
+        text(&refused).contains("no signed tag \"unsigned\""),
+        "{}",
+        text(&refused)
+    );
 }
 
 /// Writes `content` into an OCI layout's blobs; its descriptor fields.
@@ -889,6 +927,124 @@ fn skopeo_copies_a_multi_arch_index_through_token_auth() {
         ]);
         assert_eq!(digest(one.as_bytes()), d, "platform {}", m["platform"]);
     }
+}
+
+/// `pull --all-platforms` keeps the image index: pushing the image under
+/// another name sends every platform and the index, digests unchanged. A
+/// manifest GET honours `Accept` as Distribution does.
+#[test]
+fn a_multi_platform_pull_pushes_whole_and_manifests_follow_accept() {
+    let reg = Registry::start();
+    let work = reg.daemon.dir.path().join("multi");
+    let layout = work.join("layout");
+    std::fs::create_dir_all(&layout).expect("layout dir");
+    multi_arch_layout(&layout);
+    let src = format!("oci:{}:multi", layout.display());
+    let host = reg.host();
+    skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &src,
+        &format!("docker://{host}/multi/arch:v1"),
+    ]);
+    let index_digest = reg.manifest_digest("multi/arch", "v1");
+    let index: serde_json::Value =
+        serde_json::from_slice(&reg.req("GET", "/v2/multi/arch/manifests/v1", &[], b"").body).expect("index");
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| m["digest"].as_str().expect("digest").to_string())
+        .collect();
+
+    reg.daemon
+        .ok(&["pull", "--all-platforms", &format!("{host}/multi/arch:v1")]);
+    reg.daemon
+        .ok(&["tag", &format!("{host}/multi/arch:v1"), &format!("{host}/copy/arch:v1")]);
+    let pushed = reg.daemon.ok(&["push", &format!("{host}/copy/arch:v1")]);
+    assert!(pushed.contains(&index_digest), "{pushed}");
+    assert_eq!(reg.manifest_digest("copy/arch", "v1"), index_digest);
+    for d in &platforms {
+        assert_eq!(reg.manifest_digest("copy/arch", d), *d);
+    }
+    // One platform pulled: the push sends that image alone, and says so.
+    reg.daemon
+        .ok(&["rmi", &format!("{host}/multi/arch:v1"), &format!("{host}/copy/arch:v1")]);
+    reg.daemon.ok(&["pull", &format!("{host}/multi/arch:v1")]);
+    reg.daemon
+        .ok(&["tag", &format!("{host}/multi/arch:v1"), &format!("{host}/one/arch:v1")]);
+    let pushed = reg.daemon.ok(&["push", &format!("{host}/one/arch:v1")]);
+    assert_eq!(reg.manifest_digest("one/arch", "v1"), platforms[0], "{pushed}");
+
+    // Accept: what the client takes, as Distribution serves it.
+    let get = |reference: &str, accept: Option<&str>| {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+        reg.req("GET", &format!("/v2/multi/arch/manifests/{reference}"), &headers, b"")
+    };
+    let r = get("v1", Some(OCI_INDEX));
+    assert_eq!((r.status, r.header("content-type")), (200, Some(OCI_INDEX)));
+    assert_eq!(get("v1", None).status, 200, "no Accept header: served as stored");
+    assert_eq!(get("v1", Some("*/*")).status, 200);
+    let r = get("v1", Some(&format!("{OCI_MANIFEST}, application/json")));
+    assert_eq!(r.status, 404, "an index to a client that takes manifests only");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("MANIFEST_UNKNOWN"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = get(
+        &platforms[0],
+        Some("application/vnd.docker.distribution.manifest.v2+json"),
+    );
+    assert_eq!(r.status, 404, "an OCI manifest to a Docker-schema-2-only client");
+    let r = get(
+        &platforms[0],
+        Some(&format!(
+            "application/vnd.docker.distribution.manifest.v2+json;q=0.5, {OCI_MANIFEST}"
+        )),
+    );
+    assert_eq!(r.status, 200);
+}
+
+/// A registry off loopback that serves plain HTTP is refused with a hint
+/// until the daemon names it with `--insecure-registry`. (Its address is
+/// `[::ffff:127.0.0.1]`: loopback traffic, but not a loopback name.)
+#[test]
+fn a_plain_http_registry_off_loopback_needs_insecure_registry() {
+    let reg = Registry::start();
+    reg.daemon.load_busybox();
+    let on_loopback = format!("{}/plain/bb:1", reg.host());
+    reg.daemon.ok(&["tag", "busybox", &on_loopback]);
+    reg.daemon.ok(&["push", &on_loopback]);
+    let host = format!("[::ffff:127.0.0.1]:{}", reg.port);
+    let image = format!("{host}/plain/bb:1");
+
+    let strict = Daemon::start();
+    let (code, err) = strict.fails(&["pull", &image]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!("start the daemon with --insecure-registry {host}")),
+        "{err}"
+    );
+    assert!(
+        strict.ok(&["images", "-q"]).trim().is_empty(),
+        "a refused pull left an image"
+    );
+
+    let lenient = Daemon::start_with_args(&["--insecure-registry", &host]);
+    let pulled = lenient.ok(&["pull", &image]);
+    assert!(pulled.contains("Downloaded newer image"), "{pulled}");
+    lenient.ok(&["tag", &image, &format!("{host}/plain/copy:1")]);
+    lenient.ok(&["push", &format!("{host}/plain/copy:1")]);
+    assert_eq!(
+        reg.manifest_digest("plain/copy", "1"),
+        reg.manifest_digest("plain/bb", "1")
+    );
+
+    let (code, err) = lenient.fails(&["daemon", "--insecure-registry", "http://x/y"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is not HOST[:PORT]"), "{err}");
 }
 
 /// Under `--registry-auth token` an anonymous TCP caller gets the bearer

@@ -1146,6 +1146,7 @@ fn bare_image(id: &str, manifest_digest: &str, layers: Vec<String>, diff_ids: Ve
         manifest_digest: manifest_digest.to_string(),
         tags: Vec::new(),
         repo_digests: Vec::new(),
+        index_digest: None,
         layers,
         diff_ids,
         size: 0,

@@ -514,6 +514,7 @@ mod tests {
                 format!("prod/app@{manifest}"),
                 format!("127.0.0.1:5000/team/app@{manifest}"),
             ],
+            index_digest: None,
             layers: Vec::new(),
             diff_ids: Vec::new(),
             size: 0,

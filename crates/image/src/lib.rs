@@ -77,6 +77,9 @@ struct Inner {
     /// One lock per snapshot key: concurrent unpacks of one layer wait for
     /// the first instead of racing it.
     snapshot_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// `berth daemon --insecure-registry`: registries (`host[:port]`)
+    /// spoken to without verifying their certificate, or in plain HTTP.
+    insecure_registries: std::sync::RwLock<Vec<String>>,
 }
 
 impl std::fmt::Debug for ImageStore {
@@ -104,6 +107,7 @@ impl ImageStore {
                 store,
                 content_lock: Mutex::new(()),
                 snapshot_locks: Mutex::new(HashMap::new()),
+                insecure_registries: Default::default(),
             }),
         };
         image_store.reconcile_snapshot_dirs()?;
@@ -262,6 +266,7 @@ impl ImageStore {
         for (_, image) in &images {
             blobs_in_use.insert(image.id.as_str());
             blobs_in_use.insert(image.manifest_digest.as_str());
+            blobs_in_use.extend(image.index_digest.as_deref());
             blobs_in_use.extend(image.layers.iter().map(String::as_str));
             diff_ids_in_use.extend(image.diff_ids.iter().map(String::as_str));
         }

@@ -738,6 +738,7 @@ fn image_record(plan: &Plan, manifest_digest: String) -> Image {
         manifest_digest,
         tags: Vec::new(),
         repo_digests: Vec::new(),
+        index_digest: None,
         layers: plan.layers.iter().map(|l| l.digest.clone()).collect(),
         diff_ids: config.rootfs().diff_ids().clone(),
         size: plan.layers.iter().map(|l| l.size).sum(),

@@ -154,6 +154,9 @@ pub(crate) fn add_repo_digest(txn: &mut Txn, id: &str, reference: &str) -> berth
 /// The names `old` had that `record` (the same image, stored again) keeps.
 pub(crate) fn keep_names(record: &mut Image, old: Image) {
     record.tags = old.tags;
+    if record.index_digest.is_none() && record.manifest_digest == old.manifest_digest {
+        record.index_digest = old.index_digest;
+    }
     for name in old.repo_digests {
         if !record.repo_digests.contains(&name) {
             record.repo_digests.push(name);

@@ -16,6 +16,11 @@ pub struct Image {
     /// every name an image has or had.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repo_digests: Vec<String>,
+    /// The multi-platform index this image was pulled with (`pull
+    /// --all-platforms`), stored with it: pushing the image sends the whole
+    /// index when every platform's image is here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<String>,
     /// Compressed layer digests in order (as in the manifest).
     pub layers: Vec<String>,
     /// Uncompressed layer digests (diff ids) in order.

@@ -71,6 +71,18 @@ pub fn registry_key(registry: &str) -> String {
     }
 }
 
+/// `https://HOST` when the registry answers over TLS, else `http://HOST`.
+fn speaks_tls(agent: &ureq::Agent, host: &str) -> String {
+    let https = format!("https://{host}");
+    match agent.get(format!("{https}/v2/")).call() {
+        Ok(_) => https,
+        Err(e) => {
+            tracing::debug!(registry = %host, error = %e, "insecure registry: no TLS, plain HTTP");
+            format!("http://{host}")
+        }
+    }
+}
+
 /// Whether `host[:port]` names this machine: `localhost`, `127.0.0.0/8`, `::1`.
 pub(crate) fn is_loopback(registry: &str) -> bool {
     let host = if let Some(rest) = registry.strip_prefix('[') {
@@ -102,6 +114,8 @@ pub(crate) struct Client {
     agent: ureq::Agent,
     /// As the reference names it (`127.0.0.1:5000`, `docker.io`).
     pub registry: String,
+    /// Spoken to without verifying its certificate (or in plain HTTP).
+    insecure: bool,
     base: String,
     credentials: Option<Credentials>,
     /// Token scopes asked for on a Bearer challenge, besides the challenge's own.
@@ -110,22 +124,41 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// A client for `registry`; loopback registries are insecure (see
+    /// [`Client::with_security`]).
+    #[cfg(test)]
     pub fn new(registry: &str, credentials: Option<Credentials>, scopes: Vec<String>) -> Self {
+        Self::with_security(registry, credentials, scopes, is_loopback(&registry_key(registry)))
+    }
+
+    /// A client for `registry`. A secure registry is spoken to over HTTPS
+    /// with its certificate verified. An insecure one (loopback, or named by
+    /// `berth daemon --insecure-registry`), as Docker does: HTTPS without
+    /// verifying the certificate when it speaks TLS, else plain HTTP.
+    pub fn with_security(
+        registry: &str,
+        credentials: Option<Credentials>,
+        scopes: Vec<String>,
+        insecure: bool,
+    ) -> Self {
+        let tls = ureq::tls::TlsConfig::builder().disable_verification(insecure).build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
             .build()
             .into();
         let base = match registry_key(registry).as_str() {
             "docker.io" => "https://registry-1.docker.io".to_string(),
-            host if is_loopback(host) => format!("http://{host}"),
+            host if insecure => speaks_tls(&agent, host),
             host => format!("https://{host}"),
         };
         Self {
             agent,
             registry: registry.to_string(),
+            insecure,
             base,
             credentials,
             scopes,
@@ -303,7 +336,18 @@ impl Client {
                 Err(e) => is_transient(e),
             };
             if !retry || attempt >= RETRIES {
-                return result.map_err(|e| self.error(format!("{method} {}: {e}", without_query(url))));
+                return result.map_err(|e| {
+                    // A plain-HTTP registry answers a TLS handshake with garbage.
+                    let hint = match self.base.starts_with("https://") && !self.insecure && self.registry != "docker.io"
+                    {
+                        true => format!(
+                            " (if {} serves plain HTTP, start the daemon with --insecure-registry {})",
+                            self.registry, self.registry
+                        ),
+                        false => String::new(),
+                    };
+                    self.error(format!("{method} {}: {e}{hint}", without_query(url)))
+                });
             }
             attempt += 1;
             match &result {

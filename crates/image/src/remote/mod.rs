@@ -109,7 +109,7 @@ impl ImageStore {
                 "invalid registry {registry:?}: expected host[:port]"
             )));
         }
-        let client = client::Client::new(&key, Some(credentials.clone()), Vec::new());
+        let client = client::Client::with_security(&key, Some(credentials.clone()), Vec::new(), self.is_insecure(&key));
         let url = client.url("/v2/");
         let mut response = client.send("GET", &url, &[], &client::Body::Empty)?;
         if !response.status().is_success() {
@@ -127,6 +127,40 @@ impl ImageStore {
         let key = registry_key(registry);
         let removed = self.store().apply(|txn| txn.delete(REGISTRY_CREDENTIALS, &key))?;
         Ok(removed)
+    }
+
+    /// Registries (`host[:port]`) to speak to without verifying their
+    /// certificate, or in plain HTTP when they have no TLS (`berth daemon
+    /// --insecure-registry`); loopback registries always are.
+    pub fn set_insecure_registries(&self, registries: Vec<String>) {
+        let keys = registries.iter().map(|r| registry_key(r)).collect();
+        *self
+            .inner
+            .insecure_registries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    }
+
+    /// A client for `registry` with its credentials, if any.
+    pub(crate) fn registry_client(&self, registry: &str, scopes: Vec<String>) -> Result<client::Client> {
+        let insecure = self.is_insecure(registry);
+        Ok(client::Client::with_security(
+            registry,
+            self.credentials(registry)?,
+            scopes,
+            insecure,
+        ))
+    }
+
+    fn is_insecure(&self, registry: &str) -> bool {
+        let key = registry_key(registry);
+        client::is_loopback(&key)
+            || self
+                .inner
+                .insecure_registries
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&key)
     }
 
     fn credentials(&self, registry: &str) -> Result<Option<Credentials>> {

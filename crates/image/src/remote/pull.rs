@@ -87,11 +87,7 @@ pub(crate) fn pull(
         None => Platform::parse("linux/amd64")?,
     };
     let repository = &parsed.repository;
-    let client = Client::new(
-        &parsed.registry,
-        images.credentials(&parsed.registry)?,
-        vec![format!("repository:{repository}:pull")],
-    );
+    let client = images.registry_client(&parsed.registry, vec![format!("repository:{repository}:pull")])?;
     let target = parsed
         .digest
         .clone()
@@ -231,7 +227,19 @@ pub(crate) fn pull(
         (Some(_), None) => Some(crate::refs::tag_name(reference)?),
         _ => None,
     };
-    let recorded = commit(images, staged, &planned, &wanted, tag.as_deref(), &client, &shown)?;
+    // With every platform pulled, the index is kept with the images, so
+    // that a push sends the whole multi-platform image.
+    let index = (from_index && options.all_platforms).then_some(&top);
+    let recorded = commit(
+        images,
+        staged,
+        &planned,
+        index,
+        &wanted,
+        tag.as_deref(),
+        &client,
+        &shown,
+    )?;
     let transferred = transferred.load(Ordering::SeqCst);
     progress(Progress::status(format!("Digest: {}", top.digest), None));
     let status = if transferred == 0 {
@@ -478,10 +486,12 @@ impl<R: Read> Read for Progressing<'_, R> {
 
 /// Under the content lock: blobs into place, then every record and the tag
 /// in one transaction; blobs this pull added go again if that fails.
+#[allow(clippy::too_many_arguments)]
 fn commit(
     images: &ImageStore,
     staged: BTreeMap<String, Staged>,
     planned: &[Planned],
+    index: Option<&Fetched>,
     wanted: &Platform,
     tag: Option<&str>,
     client: &Client,
@@ -492,7 +502,16 @@ fn commit(
     for plan in planned {
         manifests.push(blobs.stage_bytes(&plan.manifest.bytes)?);
     }
-    let records: Vec<Image> = planned.iter().map(image_record).collect();
+    if let Some(index) = index {
+        manifests.push(blobs.stage_bytes(&index.bytes)?);
+    }
+    let records: Vec<Image> = planned
+        .iter()
+        .map(|plan| Image {
+            index_digest: index.map(|i| i.digest.clone()),
+            ..image_record(plan)
+        })
+        .collect();
     // The tag goes to the wanted platform's image, else the first.
     let tagged = records
         .iter()
@@ -509,7 +528,13 @@ fn commit(
             }
         }
         for record in &records {
-            for digest in record.layers.iter().chain([&record.id, &record.manifest_digest]) {
+            let index = record.index_digest.iter();
+            for digest in record
+                .layers
+                .iter()
+                .chain([&record.id, &record.manifest_digest])
+                .chain(index)
+            {
                 if !blobs.contains(digest)? {
                     return Err(client.error(format!(
                         "{shown}: blob {digest} was removed while the image was pulled; pull again"
@@ -567,6 +592,7 @@ fn image_record(plan: &Planned) -> Image {
         manifest_digest: plan.manifest.digest.clone(),
         tags: Vec::new(),
         repo_digests: Vec::new(),
+        index_digest: None,
         layers: plan.layers.iter().map(|l| l.digest().to_string()).collect(),
         diff_ids: config.rootfs().diff_ids().clone(),
         size: plan.layers.iter().map(|l| l.size()).sum(),

@@ -33,12 +33,120 @@ pub(crate) fn push(images: &ImageStore, reference: &str, progress: &(dyn Fn(Prog
         .collect();
     let mut scopes = vec![format!("repository:{repository}:pull,push")];
     scopes.extend(mount_from.iter().map(|r| format!("repository:{r}:pull")));
-    let client = Client::new(&parsed.registry, images.credentials(&parsed.registry)?, scopes);
+    let client = images.registry_client(&parsed.registry, scopes)?;
     progress(Progress::status(
         format!("The push refers to repository [{}]", parsed.familiar_name()),
         None,
     ));
 
+    let target = parsed
+        .tag
+        .clone()
+        .or_else(|| parsed.digest.clone())
+        .unwrap_or_else(|| image.manifest_digest.clone());
+    let transferred = AtomicU64::new(0);
+    let to = Destination {
+        client: &client,
+        repository: &repository,
+        mount_from: &mount_from,
+        shown: &shown,
+        transferred: &transferred,
+    };
+    // A multi-platform image pulled whole goes whole: every platform's
+    // image by digest, then the index under the tag.
+    let platforms = match &image.index_digest {
+        Some(index) => platform_images(images, index)?,
+        None => None,
+    };
+    let (digest, size) = match (&image.index_digest, platforms) {
+        (Some(index_digest), Some(platforms)) => {
+            for one in &platforms {
+                push_image(images, &to, one, &one.manifest_digest, progress)?;
+            }
+            let index = read_blob(images, index_digest)?;
+            put_manifest(&to, &target, index_digest, &index)?;
+            (index_digest.clone(), index.len())
+        }
+        (Some(_), None) => {
+            progress(Progress::status(
+                format!(
+                    "Only the {}/{} image of this multi-platform image is here: pushing it alone",
+                    image.os, image.architecture
+                ),
+                None,
+            ));
+            let size = push_image(images, &to, &image, &target, progress)?;
+            (image.manifest_digest.clone(), size)
+        }
+        (None, _) => {
+            let size = push_image(images, &to, &image, &target, progress)?;
+            (image.manifest_digest.clone(), size)
+        }
+    };
+    let transferred = transferred.load(Ordering::SeqCst);
+    progress(Progress {
+        status: format!("{target}: digest: {digest} size: {size}"),
+        current: Some(transferred),
+        ..Progress::default()
+    });
+    images
+        .inner
+        .store
+        .write(|txn| crate::refs::add_repo_digest(txn, &image.id, &shown))?;
+    tracing::info!(image_id = %image.id, reference = %shown, digest = %digest, bytes = transferred, "pushed image");
+    Ok(digest)
+}
+
+/// Where a push goes.
+struct Destination<'a> {
+    client: &'a Client,
+    repository: &'a str,
+    /// Repositories of the same registry blobs may be mounted from.
+    mount_from: &'a [String],
+    shown: &'a str,
+    transferred: &'a AtomicU64,
+}
+
+/// The images an index lists, when every one is here (attestations and
+/// other non-image entries aside); `None` when one is missing.
+fn platform_images(images: &ImageStore, index_digest: &str) -> Result<Option<Vec<berth_model::Image>>> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&read_blob(images, index_digest)?).map_err(|e| Error::Corrupt {
+            id: index_digest.to_string(),
+            message: format!("the stored image index does not parse: {e}"),
+        })?;
+    let wanted: Vec<&str> = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["platform"]["os"] != "unknown")
+        .filter_map(|m| m["digest"].as_str())
+        .collect();
+    let all: Vec<(String, berth_model::Image)> = images.inner.store.list(berth_store::IMAGES)?;
+    let mut found = Vec::new();
+    for digest in wanted {
+        match all.iter().find(|(_, i)| i.manifest_digest == digest) {
+            Some((_, image)) => found.push(image.clone()),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(found))
+}
+
+fn read_blob(images: &ImageStore, digest: &str) -> Result<Vec<u8>> {
+    let path = images.blob_path(digest)?;
+    std::fs::read(&path).map_err(io_err("reading", &path))
+}
+
+/// The image's blobs the registry lacks, then its manifest under `target`;
+/// the manifest's size.
+fn push_image(
+    images: &ImageStore,
+    to: &Destination,
+    image: &berth_model::Image,
+    target: &str,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<usize> {
     let mut jobs: Vec<(String, u64)> = Vec::new();
     for digest in image.layers.iter().chain([&image.id]) {
         if jobs.iter().any(|(d, _)| d == digest) {
@@ -51,57 +159,43 @@ pub(crate) fn push(images: &ImageStore, reference: &str, progress: &(dyn Fn(Prog
         progress(Progress::status("Preparing", Some(short_id(digest))));
         jobs.push((digest.clone(), size));
     }
-    let transferred = AtomicU64::new(0);
     run_concurrently(jobs, &|(digest, size): (String, u64)| {
         push_blob(
             images,
-            &client,
-            &repository,
-            &mount_from,
+            to.client,
+            to.repository,
+            to.mount_from,
             &digest,
             size,
-            &transferred,
+            to.transferred,
             progress,
         )
     })?;
+    let manifest = read_blob(images, &image.manifest_digest)?;
+    put_manifest(to, target, &image.manifest_digest, &manifest)?;
+    Ok(manifest.len())
+}
 
-    let manifest_path = images.blob_path(&image.manifest_digest)?;
-    let manifest = std::fs::read(&manifest_path).map_err(io_err("reading", &manifest_path))?;
-    let media_type = match media_type_of(&manifest, None) {
+/// PUTs stored manifest (or index) bytes unchanged under `target`; the
+/// registry must name them by `digest`.
+fn put_manifest(to: &Destination, target: &str, digest: &str, bytes: &[u8]) -> Result<()> {
+    let client = to.client;
+    let media_type = match media_type_of(bytes, None) {
         m if m.is_empty() => OCI_MANIFEST.to_string(),
         m => m,
     };
-    let target = parsed
-        .tag
-        .clone()
-        .or_else(|| parsed.digest.clone())
-        .unwrap_or_else(|| image.manifest_digest.clone());
-    let url = client.url(&format!("/v2/{repository}/manifests/{target}"));
-    let mut response = client.send("PUT", &url, &[("content-type", &media_type)], &Body::Bytes(&manifest))?;
+    let url = client.url(&format!("/v2/{}/manifests/{target}", to.repository));
+    let mut response = client.send("PUT", &url, &[("content-type", &media_type)], &Body::Bytes(bytes))?;
     if !response.status().is_success() {
         let described = describe_error(&mut response);
-        return Err(client.error(format!("{shown}: PUT manifest answered {described}")));
+        return Err(client.error(format!("{}: PUT manifest {digest} answered {described}", to.shown)));
     }
     if let Some(said) = header(&response, "docker-content-digest") {
-        if said != image.manifest_digest {
-            return Err(client.error(format!(
-                "{shown}: the registry stored manifest {} as {said}",
-                image.manifest_digest
-            )));
+        if said != digest {
+            return Err(client.error(format!("{}: the registry stored manifest {digest} as {said}", to.shown)));
         }
     }
-    let transferred = transferred.load(Ordering::SeqCst);
-    progress(Progress {
-        status: format!("{target}: digest: {} size: {}", image.manifest_digest, manifest.len()),
-        current: Some(transferred),
-        ..Progress::default()
-    });
-    images
-        .inner
-        .store
-        .write(|txn| crate::refs::add_repo_digest(txn, &image.id, &shown))?;
-    tracing::info!(image_id = %image.id, reference = %shown, bytes = transferred, "pushed image");
-    Ok(image.manifest_digest)
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
