@@ -275,6 +275,82 @@ fn busybox_in_every_format_with_signed_records() {
     assert!(err.contains("does not match"), "{err}");
 }
 
+/// `berth events --format json`, known to be subscribed: a tag of `image`
+/// made after it started came through. Killed when dropped.
+struct Events {
+    child: std::process::Child,
+    rx: mpsc::Receiver<Value>,
+}
+
+impl Events {
+    fn start(d: &Daemon, image: &str) -> Events {
+        let mut child = d
+            .cmd(&["events", "--format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let events = Events { child, rx };
+        // Tag until a tag shows on the stream: it is subscribed from then on.
+        for n in 0..100 {
+            let marker = format!("subscribed/marker:{n}");
+            d.ok(&["tag", image, &marker]);
+            let seen = events.next_within(Duration::from_millis(200), |e| {
+                e["action"] == "tag" && e["attributes"]["name"].as_str().is_some_and(|n| n.ends_with(&marker))
+            });
+            d.ok(&["rmi", &marker]);
+            if seen.is_some() {
+                return events;
+            }
+        }
+        panic!("the event stream never showed a tag");
+    }
+
+    /// The next event `wanted` accepts, the others skipped, within `limit`.
+    fn next_within(&self, limit: Duration, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(e) if wanted(&e) => return Some(e),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn next(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        self.next_within(Duration::from_secs(30), wanted)
+            .unwrap_or_else(|| panic!("no {what} event"))
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `image scan` event that ends the handling of a push of `name`.
+fn push_outcome(events: &Events, name: &str) -> String {
+    let e = events.next("image scan", |e| {
+        e["action"] == "scan" && e["attributes"]["trigger"] == "push" && e["attributes"]["name"] == name
+    });
+    e["attributes"]["outcome"].as_str().unwrap_or_default().to_string()
+}
+
 /// A webhook request as a loopback listener saw it.
 struct Hooked {
     /// What the listener answered.
@@ -487,20 +563,7 @@ fn vulndb_import_finds_vulnerabilities_and_a_newer_import_notifies() {
 
     // A newer export (an all.zip) makes requests vulnerable: the event and
     // the webhook say so, with a new record re-evaluated from the stored one.
-    let mut events = d
-        .cmd(&["events", "--filter", "event=vulnerable", "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let event_lines = BufReader::new(events.stdout.take().unwrap());
-    let (event_tx, event_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in event_lines.lines().map_while(Result::ok) {
-            let _ = event_tx.send(line);
-        }
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    let events = Events::start(&d, "app:1");
     let zip_dir = work.join("osv-v2");
     std::fs::create_dir_all(zip_dir.join("PyPI")).unwrap();
     let py = osv(
@@ -521,12 +584,8 @@ fn vulndb_import_finds_vulnerabilities_and_a_newer_import_notifies() {
     assert!(status.success());
     let imported = d.ok(&["vulndb", "import", s(&zip_dir)]);
     assert!(imported.contains("Newly vulnerable: app:1"), "{imported}");
-    let event = event_rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("an image vulnerable event");
-    let _ = events.kill();
-    let _ = events.wait();
-    let event: Value = serde_json::from_str(&event).unwrap();
+    let event = events.next("image vulnerable", |e| e["action"] == "vulnerable");
+    drop(events);
     assert_eq!(event["type"], "image");
     assert_eq!(event["action"], "vulnerable");
     assert_eq!(event["attributes"]["name"], "app:1");
@@ -543,10 +602,16 @@ fn vulndb_import_finds_vulnerabilities_and_a_newer_import_notifies() {
     found.sort();
     assert_eq!(found, vec!["DSA-9001-1", "GHSA-test-0001"]);
 
-    // The same data again changes nothing and notifies nobody.
+    // The same data again changes nothing and notifies nobody: an import
+    // queues its notifications before it answers, so none is pending or
+    // sent after it (both earlier ones counted as delivered first).
+    let hooks = || -> Value { serde_json::from_str(&d.ok(&["scan", "webhooks", "ls", "--format", "json"])).unwrap() };
+    wait_for("both notifications counted", || hooks()[0]["delivered"] == 2);
     let again = d.ok(&["vulndb", "import", s(&zip_dir)]);
     assert!(!again.contains("Newly vulnerable"), "{again}");
-    assert!(bodies.recv_timeout(Duration::from_millis(500)).is_err());
+    let after = hooks();
+    assert_eq!((&after[0]["pending"], &after[0]["delivered"]), (&json!(0), &json!(2)), "{after}");
+    assert!(bodies.try_recv().is_err(), "a notification was sent");
 }
 
 #[test]
@@ -638,6 +703,8 @@ fn plugins_travel_through_a_registry_as_oci_artifacts() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let d = Daemon::start_with_args(&["--insecure-listen", &listen]);
+    d.load_busybox();
+    let events = Events::start(&d, "busybox");
     let dist = plugins_dir().join("dist");
     d.ok(&["plugin", "install", s(&dist.join("file-permissions"))]);
     let reference = format!("{listen}/plugins/file-permissions:0.1.0");
@@ -649,7 +716,7 @@ fn plugins_travel_through_a_registry_as_oci_artifacts() {
     let (_, err) = d.fails(&["plugin", "install", &format!("{listen}/plugins/nothing:1")]);
     assert!(err.contains("answered 404"), "{err}");
     // A plugin artifact pushed to the registry is not an image: no scan on push.
-    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(push_outcome(&events, "plugins/file-permissions:0.1.0"), "skipped");
     assert!(records(&d, "plugins/file-permissions:0.1.0").is_empty());
 }
 
@@ -733,9 +800,10 @@ fn images_pushed_to_the_registry_are_scanned_in_the_background() {
     let quiet_listen = format!("127.0.0.1:{}", free_port());
     let quiet = Daemon::start_with_args(&["--insecure-listen", &quiet_listen, "--scan-on-push", "false"]);
     load_app(&quiet);
+    let events = Events::start(&quiet, "app:1");
     let quiet_name = format!("{quiet_listen}/scan/app:1");
     quiet.ok(&["tag", "app:1", &quiet_name]);
     quiet.ok(&["push", &quiet_name]);
-    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(push_outcome(&events, "scan/app:1"), "off");
     assert!(records(&quiet, "scan/app:1").is_empty());
 }

@@ -1051,21 +1051,36 @@ impl ScanService {
 
     /// Called after a manifest was pushed to this node's registry: scans it
     /// in the background when scans on push are on and it is an image.
+    /// Every push ends in an `image scan` event (`trigger=push`) saying what
+    /// became of it: `outcome` is `scanned`, `skipped` (not an image),
+    /// `failed` or `off` (`--scan-on-push false`).
     pub fn pushed(self: &Arc<Self>, repository: &str, reference: &str, digest: &str) {
-        if !self.config.scan_on_push {
-            return;
-        }
-        let this = self.clone();
         let name = if berth_model::validate_digest(reference).is_ok() {
             format!("{repository}@{reference}")
         } else {
             format!("{repository}:{reference}")
         };
+        let outcome = |this: &ScanService, name: &str, digest: &str, outcome: &str| {
+            this.engine.emit(
+                "image",
+                "scan",
+                digest,
+                &[("name", name), ("trigger", "push"), ("outcome", outcome)],
+            );
+        };
+        if !self.config.scan_on_push {
+            outcome(self, &name, digest, "off");
+            return;
+        }
+        let this = self.clone();
         let digest = digest.to_string();
         let spawned = tokio::runtime::Handle::try_current().map(|rt| {
-            rt.spawn_blocking(move || {
-                if let Err(e) = this.scan_pushed(&name, &digest) {
+            rt.spawn_blocking(move || match this.scan_pushed(&name, &digest) {
+                Ok(true) => outcome(&this, &name, &digest, "scanned"),
+                Ok(false) => outcome(&this, &name, &digest, "skipped"),
+                Err(e) => {
                     tracing::warn!(image = %name, digest = %digest, error = %e, "scan on push failed");
+                    outcome(&this, &name, &digest, "failed");
                 }
             })
         });
@@ -1074,14 +1089,15 @@ impl ScanService {
         }
     }
 
-    fn scan_pushed(&self, name: &str, digest: &str) -> Result<(), ScanError> {
+    /// Whether there was an image to scan.
+    fn scan_pushed(&self, name: &str, digest: &str) -> Result<bool, ScanError> {
         let Some(image) = registry_image(self.engine.images(), digest)? else {
-            return Ok(());
+            return Ok(false);
         };
         let checks = self.select_checks(None)?;
         let record = self.scan_blocking(name, &image, checks, &[], None, None, "push", &|_| {})?;
         tracing::info!(image = %name, record = %record.id, "scanned pushed image");
-        Ok(())
+        Ok(true)
     }
 }
 
