@@ -53,26 +53,34 @@ pub async fn events(
         .map(|(_, v)| v.into_owned())
         .collect();
     let filter = berth_model::EventFilter::parse(&filters).map_err(berth_model::ApiError::invalid)?;
-    let mut rx = state.engine.subscribe();
+    let rx = state.engine.subscribe();
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
-    tokio::spawn(async move {
-        loop {
-            let event = match rx.recv().await {
-                Ok(ev) if !filter.matches(&ev) => continue,
-                // Grants are read at each event: a revoked grant stops the flow.
-                Ok(ev) if !may_see(&crate::authz::index(&state), &principal, &ev) => continue,
-                Ok(ev) => ev,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => lagged(missed),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            };
-            let mut line = serde_json::to_vec(&event).unwrap_or_default();
-            line.push(b'\n');
-            if tx.send(Ok(line)).await.is_err() {
-                return;
-            }
-        }
-    });
+    // Grants are read at each event: a revoked grant stops the flow.
+    let keep = move |ev: &Event| filter.matches(ev) && may_see(&crate::authz::index(&state), &principal, ev);
+    tokio::spawn(forward(rx, keep, tx));
     Ok(ndjson(body_rx))
+}
+
+/// Sends the events `keep` accepts as NDJSON lines, and in place of the
+/// ones the subscriber fell too far behind to get, a `lagged` notice.
+async fn forward(
+    mut rx: tokio::sync::broadcast::Receiver<Event>,
+    keep: impl Fn(&Event) -> bool,
+    tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+) {
+    loop {
+        let event = match rx.recv().await {
+            Ok(ev) if !keep(&ev) => continue,
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => lagged(missed),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        if tx.send(Ok(line)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The notice a subscriber gets in place of the events it missed.
@@ -106,4 +114,46 @@ pub fn ndjson(rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>) 
         .header("content-type", "application/x-ndjson")
         .body(Body::from_stream(stream))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: usize) -> Event {
+        Event {
+            kind: "image".into(),
+            action: "tag".into(),
+            id: n.to_string(),
+            attributes: Default::default(),
+            time: String::new(),
+        }
+    }
+
+    /// A subscriber that fell behind gets a notice of how many events it
+    /// missed, then the events still buffered, in order.
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_how_many_it_missed() {
+        let (events, rx) = tokio::sync::broadcast::channel(4);
+        for n in 0..10 {
+            events.send(event(n)).expect("a subscriber");
+        }
+        drop(events);
+        let (tx, mut lines) = tokio::sync::mpsc::channel(64);
+        forward(rx, |e: &Event| e.id != "8", tx).await;
+        let mut got = Vec::new();
+        while let Some(Ok(line)) = lines.recv().await {
+            let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
+            got.push(format!(
+                "{} {}",
+                v["action"].as_str().unwrap_or_default(),
+                v["id"].as_str().unwrap_or_default()
+            ));
+            if v["action"] == "lagged" {
+                assert_eq!(v["attributes"]["missed"], "6");
+                assert_eq!(v["type"], "events");
+            }
+        }
+        assert_eq!(got, ["lagged ", "tag 6", "tag 7", "tag 9"]);
+    }
 }

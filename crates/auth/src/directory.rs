@@ -14,8 +14,11 @@
 //! - Sync creates the users it finds in mapped groups, so that their team
 //!   grants hold before their first login, and only ever adds or removes
 //!   users of the same directory: local members of a synced team stay.
-//! - A group that cannot be read changes nothing in its team: an unreachable
-//!   directory never empties teams.
+//! - A group that cannot be read, or not completely (a size or time limit,
+//!   a missing range, nesting too deep: [`LdapError::Incomplete`]), changes
+//!   nothing in its team and the sync report says why: an unreachable or
+//!   limited directory never empties teams. Nested groups count as
+//!   [`crate::ldap`] describes.
 //! - Directory users are not deleted when they leave the directory: they
 //!   lose the synced memberships, and their logins fail.
 //!
@@ -152,7 +155,8 @@ pub struct TeamSyncReport {
     pub removed: Vec<String>,
     /// Group members that could not be made team members, and why.
     pub skipped: Vec<SkippedMember>,
-    /// Why the group could not be read (the team was left as it was).
+    /// Why the group could not be read completely (the team was left as
+    /// it was).
     pub error: Option<String>,
 }
 

@@ -3,6 +3,33 @@
 //! group members for team sync, and the pure add/remove plan that sync
 //! applies. The API is blocking; the daemon calls it from `spawn_blocking`.
 //!
+//! How a group is read, by [`TeamSync`] mode:
+//! - `MemberAttr` with `member` or `uniqueMember`: the group entry's values,
+//!   with AD's ranged retrieval (`member;range=0-1499`, then `1500-*`, ...)
+//!   when the server answers in ranges. A member that matches the user
+//!   filter is a user; one under `group_base_dn` that matches `group_filter`
+//!   is a nested group, read the same way, at most [`MAX_GROUP_DEPTH`] levels
+//!   down (cycles are read once). This works on OpenLDAP and AD alike. A
+//!   login counts the same nesting: the groups listing the user, and the
+//!   groups listing those, up to the same depth.
+//! - `MemberAttr` with `memberUid`: usernames, no nesting.
+//! - `UserMemberOf`: a search for users whose attribute names the group.
+//!   With `memberOf` on a server whose root DSE announces Active Directory,
+//!   the filter uses AD's `LDAP_MATCHING_RULE_IN_CHAIN`
+//!   ([`MATCHING_RULE_IN_CHAIN`]), so nested members count; the server
+//!   bounds that walk itself. Other servers (slapd answers an unknown
+//!   matching rule with no entries and success) get the plain equality
+//!   filter: direct members only.
+//! - Team groups given as a `(filter)`: a search over users.
+//!
+//! **Invariant:** a group is read completely or not at all. Searches that
+//! may return many entries use the paged-results control (RFC 2696), and a
+//! size, time or administrative limit on any page, a missing range, or
+//! nesting deeper than [`MAX_GROUP_DEPTH`] is [`LdapError::Incomplete`]:
+//! sync then leaves the team as it was. Only the user and group lookups
+//! that ask for two entries on purpose (to detect ambiguity) take a size
+//! limit answer as "more than one".
+//!
 //! **Invariant:** the password given to [`authenticate`] and the configured
 //! `bind_password` never appear in a log line, an error message or a `Debug`
 //! string. Values from the login go into search filters only through RFC 4515
@@ -11,11 +38,13 @@
 //! **Invariant:** a plaintext `ldap://` URL without StartTLS is accepted only
 //! for a loopback host, so passwords cross the network only inside TLS.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ldap3::controls::{Control, ControlType, PagedResults, RawControl};
 use ldap3::{LdapConn, LdapConnSettings, LdapResult, Scope, SearchEntry, SearchOptions};
 use serde::{Deserialize, Serialize};
 
@@ -26,12 +55,35 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The placeholder in `user_filter` replaced by the escaped username.
 pub const USERNAME_PLACEHOLDER: &str = "{username}";
 
-/// LDAP result code `invalidCredentials`.
-const RC_INVALID_CREDENTIALS: u32 = 49;
+/// Entries per page of a paged search; AD's default MaxPageSize is 1000.
+const PAGE_SIZE: i32 = 500;
+/// Pages of one search before it counts as runaway.
+const MAX_PAGES: usize = 100_000;
+/// Ranges of one attribute before its read counts as runaway.
+const MAX_RANGES: usize = 100_000;
+/// How many levels of nested groups team sync and logins follow.
+pub const MAX_GROUP_DEPTH: usize = 8;
+/// Group DNs per `(|(member=...)...)` filter when a login looks for the
+/// groups that contain its groups.
+const GROUPS_PER_FILTER: usize = 50;
+/// AD's `LDAP_MATCHING_RULE_IN_CHAIN`: a DN-valued attribute matched through
+/// every level of nesting.
+pub const MATCHING_RULE_IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
+/// `LDAP_CAP_ACTIVE_DIRECTORY_OID`, in an AD root DSE's `supportedCapabilities`.
+const CAP_ACTIVE_DIRECTORY: &str = "1.2.840.113556.1.4.800";
+
+/// LDAP result code `timeLimitExceeded`.
+const RC_TIME_LIMIT_EXCEEDED: u32 = 3;
 /// LDAP result code `sizeLimitExceeded`.
 const RC_SIZE_LIMIT_EXCEEDED: u32 = 4;
+/// LDAP result code `adminLimitExceeded`.
+const RC_ADMIN_LIMIT_EXCEEDED: u32 = 11;
 /// LDAP result code `noSuchObject`.
 const RC_NO_SUCH_OBJECT: u32 = 32;
+/// LDAP result code `invalidCredentials`.
+const RC_INVALID_CREDENTIALS: u32 = 49;
+/// LDAP result code `insufficientAccessRights`.
+const RC_INSUFFICIENT_ACCESS: u32 = 50;
 
 /// One directory server and how users and groups are found in it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +215,14 @@ pub enum LdapError {
         operation: &'static str,
         reason: String,
     },
+    /// The server answered only part of what was asked: using it would
+    /// drop the members it left out.
+    #[error("directory {directory}: {what} could not be read completely: {reason}")]
+    Incomplete {
+        directory: String,
+        what: String,
+        reason: String,
+    },
 }
 
 impl LdapError {
@@ -180,7 +240,8 @@ impl LdapError {
             LdapError::Unreachable { .. }
             | LdapError::Tls { .. }
             | LdapError::ServiceBind { .. }
-            | LdapError::Operation { .. } => ErrorCode::Internal,
+            | LdapError::Operation { .. }
+            | LdapError::Incomplete { .. } => ErrorCode::Internal,
         }
     }
 }
@@ -274,28 +335,41 @@ fn find_user_and_groups(
 
     let username = username.to_owned();
     let username_value = attr_first(&entry, &cfg.username_attr).unwrap_or(username);
+    // The user bind replaced the connection's identity.
+    if password.is_some() && !matches!(cfg.team_sync, TeamSync::Search) {
+        conn.service_bind()?;
+    }
     let groups = match &cfg.team_sync {
         TeamSync::Search => Vec::new(),
-        TeamSync::UserMemberOf { attr } => sorted_unique(attr_values(&entry, attr)),
+        TeamSync::UserMemberOf { attr } => {
+            let mut groups = conn.ranged_values(&entry, attr)?;
+            if attr.eq_ignore_ascii_case("memberOf") && conn.is_active_directory()? {
+                // memberOf lists direct groups only; the groups those are in
+                // count for team sync too.
+                let filter = format!(
+                    "(member:{MATCHING_RULE_IN_CHAIN}:={})",
+                    ldap3::ldap_escape(entry.dn.as_str())
+                );
+                groups.extend(conn.search_dns(&domain_suffix(&cfg.user_base_dn), &filter)?);
+            }
+            sorted_unique(groups)
+        }
         TeamSync::MemberAttr {
             group_base_dn,
             group_filter,
             member_attr,
         } => {
-            // The user bind replaced the connection's identity.
-            conn.service_bind()?;
-            let value = if member_attr.eq_ignore_ascii_case("memberUid") {
-                &username_value
+            if member_attr.eq_ignore_ascii_case("memberUid") {
+                let filter = format!(
+                    "(&{}({}={}))",
+                    parenthesized(group_filter),
+                    member_attr,
+                    ldap3::ldap_escape(username_value.as_str())
+                );
+                conn.search_dns(group_base_dn, &filter)?
             } else {
-                &entry.dn
-            };
-            let filter = format!(
-                "(&{}({}={}))",
-                parenthesized(group_filter),
-                member_attr,
-                ldap3::ldap_escape(value.as_str())
-            );
-            conn.search_dns(group_base_dn, &filter)?
+                conn.groups_containing(group_base_dn, group_filter, member_attr, &entry.dn)?
+            }
         }
     };
     conn.close();
@@ -353,48 +427,11 @@ fn account_disabled(entry: &SearchEntry) -> bool {
         .is_some_and(|flags| flags & 0x2 != 0)
 }
 
-/// The usernames a team synced from `group` should have, sorted. `group` is
-/// either a group DN or, when it starts with `(`, a filter selecting users
-/// under `user_base_dn` (team sync "by search filter").
+/// The usernames a team synced from `group` should have, sorted: those of
+/// [`group_member_entries`].
 pub fn group_members(cfg: &DirectoryConfig, group: &str) -> Result<Vec<String>, LdapError> {
-    let group = group.trim();
-    if group.is_empty() {
-        return Err(LdapError::InvalidConfig {
-            directory: cfg.name.clone(),
-            reason: "empty group DN or filter".to_owned(),
-        });
-    }
-    refuse_group_under_search(cfg, group)?;
-    let span = tracing::info_span!("ldap_group_members", directory = %cfg.name, group = %group);
-    let _enter = span.enter();
-
-    // A bare `*` makes the username clause a presence test: any user.
-    let any_user = cfg.user_filter.replace(USERNAME_PLACEHOLDER, "*");
-    let mut conn = Connection::open(cfg)?;
-    conn.service_bind()?;
-    let members = if group.starts_with('(') {
-        let filter = format!("(&{any_user}{group})");
-        conn.search_usernames(&filter)?
-    } else {
-        match &cfg.team_sync {
-            TeamSync::Search => Vec::new(),
-            TeamSync::UserMemberOf { attr } => {
-                let filter = format!("(&{any_user}({attr}={}))", ldap3::ldap_escape(group));
-                conn.search_usernames(&filter)?
-            }
-            TeamSync::MemberAttr { member_attr, .. } => {
-                let values = conn.read_attr(group, member_attr)?;
-                if member_attr.eq_ignore_ascii_case("memberUid") {
-                    values
-                } else {
-                    conn.usernames_of_dns(&values)?
-                }
-            }
-        }
-    };
-    conn.close();
-    tracing::info!(members = members.len(), "directory group read");
-    Ok(sorted_unique(members))
+    let members = group_member_entries(cfg, group)?;
+    Ok(sorted_unique(members.into_iter().map(|m| m.username).collect()))
 }
 
 /// A user entry that team sync found in a group.
@@ -412,9 +449,10 @@ pub struct DirectoryMember {
 /// `user_base_dn`, a group DN (contains `=`), or a bare group name (its
 /// `cn`), which is looked up first: under `group_base_dn` with
 /// `group_filter` for [`TeamSync::MemberAttr`], under the domain part of
-/// `user_base_dn` for [`TeamSync::UserMemberOf`]. Listed members whose
-/// entries are gone, or lack the username attribute, are skipped; nested
-/// groups are not followed.
+/// `user_base_dn` for [`TeamSync::UserMemberOf`]. Nested groups count as the
+/// module docs say. Listed members whose entries are gone, or that are
+/// neither users (by the user filter) nor nested groups, are skipped; a
+/// group that cannot be read completely is an error.
 pub fn group_member_entries(cfg: &DirectoryConfig, group: &str) -> Result<Vec<DirectoryMember>, LdapError> {
     let group = group.trim();
     if group.is_empty() {
@@ -427,6 +465,7 @@ pub fn group_member_entries(cfg: &DirectoryConfig, group: &str) -> Result<Vec<Di
     let span = tracing::info_span!("ldap_group_member_entries", directory = %cfg.name, group = %group);
     let _enter = span.enter();
 
+    // A bare `*` makes the username clause a presence test: any user.
     let any_user = cfg.user_filter.replace(USERNAME_PLACEHOLDER, "*");
     let mut conn = Connection::open(cfg)?;
     conn.service_bind()?;
@@ -440,16 +479,24 @@ pub fn group_member_entries(cfg: &DirectoryConfig, group: &str) -> Result<Vec<Di
     } else {
         match &cfg.team_sync {
             TeamSync::Search => Vec::new(),
-            TeamSync::UserMemberOf { attr } => conn.search_members(&format!(
-                "(&{any_user}({attr}={}))",
-                ldap3::ldap_escape(group_dn.as_str())
-            ))?,
-            TeamSync::MemberAttr { member_attr, .. } => {
-                let values = conn.read_attr(&group_dn, member_attr)?;
+            TeamSync::UserMemberOf { attr } => {
+                let in_chain = attr.eq_ignore_ascii_case("memberOf") && conn.is_active_directory()?;
+                conn.search_members(&member_of_filter(&any_user, attr, &group_dn, in_chain))?
+            }
+            TeamSync::MemberAttr {
+                group_base_dn,
+                group_filter,
+                member_attr,
+            } => {
                 if member_attr.eq_ignore_ascii_case("memberUid") {
+                    let values = conn.read_attr(&group_dn, member_attr)?;
                     conn.members_by_username(&values)?
                 } else {
-                    conn.members_by_dn(&values)?
+                    let groups = NestedGroups {
+                        base: group_base_dn,
+                        filter: &parenthesized(group_filter),
+                    };
+                    conn.nested_members(&group_dn, member_attr, &any_user, &groups)?
                 }
             }
         }
@@ -459,6 +506,31 @@ pub fn group_member_entries(cfg: &DirectoryConfig, group: &str) -> Result<Vec<Di
     members.dedup_by(|a, b| a.username == b.username);
     tracing::info!(members = members.len(), "directory group entries read");
     Ok(members)
+}
+
+/// The filter for the users whose `attr` names `group_dn`; `in_chain` (AD)
+/// also matches users of groups nested in it.
+fn member_of_filter(any_user: &str, attr: &str, group_dn: &str, in_chain: bool) -> String {
+    let rule = if in_chain {
+        format!(":{MATCHING_RULE_IN_CHAIN}:")
+    } else {
+        String::new()
+    };
+    format!("(&{any_user}({attr}{rule}={}))", ldap3::ldap_escape(group_dn))
+}
+
+/// Which member entries are nested groups: under `base`, matching `filter`.
+struct NestedGroups<'a> {
+    base: &'a str,
+    filter: &'a str,
+}
+
+/// What a group's member DN turned out to be.
+enum MemberEntry {
+    User(DirectoryMember),
+    Group,
+    /// Gone, or neither a user nor a group.
+    Other,
 }
 
 /// A directory that syncs by search takes only filters as team groups.
@@ -483,8 +555,7 @@ pub fn entry_matches(cfg: &DirectoryConfig, dn: &str, filters: &[String]) -> Res
     let mut matches = Vec::with_capacity(filters.len());
     for filter in filters {
         let filter = format!("(&{any_user}{})", parenthesized(filter));
-        let (entries, _) = conn.search_scope(dn, Scope::Base, &filter, &["1.1"], 1)?;
-        matches.push(!entries.is_empty());
+        matches.push(conn.read_matching(dn, &filter, &["1.1"])?.is_some());
     }
     conn.close();
     Ok(matches)
@@ -557,6 +628,120 @@ fn domain_suffix(dn: &str) -> String {
     } else {
         parts[start..].join(",")
     }
+}
+
+/// Whether the entry `dn` is `base` or below it (DNs compared as
+/// [`normalize_dn`] does); an empty base holds everything.
+fn is_under(dn: &str, base: &str) -> bool {
+    let (dn, base) = (normalize_dn(dn), normalize_dn(base));
+    base.is_empty() || dn == base || dn.ends_with(&format!(",{base}"))
+}
+
+/// The limit a result code reports, if it reports one: the server stopped
+/// before it had answered everything.
+fn exceeded_limit(rc: u32) -> Option<&'static str> {
+    match rc {
+        RC_SIZE_LIMIT_EXCEEDED => Some("size limit exceeded"),
+        RC_TIME_LIMIT_EXCEEDED => Some("time limit exceeded"),
+        RC_ADMIN_LIMIT_EXCEEDED => Some("administrative limit exceeded"),
+        _ => None,
+    }
+}
+
+/// Which values of a multi-valued attribute one answer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValueRange {
+    /// The plain attribute: every value.
+    All,
+    /// AD's ranged retrieval, `attr;range=low-high`: values `low` to `high`
+    /// (counted from 0); `high` is `None` for `*`, the last range.
+    Part { low: u64, high: Option<u64> },
+}
+
+/// The values of `attr` in one answer's attributes (names compared without
+/// case) and the range they cover. Names with other options are not `attr`.
+fn attr_range(attrs: &HashMap<String, Vec<String>>, attr: &str) -> Result<(Vec<String>, ValueRange), String> {
+    let mut plain: Option<Vec<String>> = None;
+    let mut ranged: Option<(Vec<String>, ValueRange)> = None;
+    for (name, values) in attrs {
+        let mut parts = name.split(';');
+        if !parts.next().is_some_and(|base| base.eq_ignore_ascii_case(attr)) {
+            continue;
+        }
+        let options: Vec<&str> = parts.collect();
+        if options.is_empty() {
+            plain.get_or_insert_with(Vec::new).extend(values.iter().cloned());
+            continue;
+        }
+        let range = options.iter().find_map(|option| {
+            option
+                .get(..6)
+                .filter(|p| p.eq_ignore_ascii_case("range="))
+                .map(|_| &option[6..])
+        });
+        let Some(spec) = range else { continue };
+        let range = parse_range(spec).ok_or_else(|| format!("unreadable range in {name:?}"))?;
+        if ranged.replace((values.clone(), range)).is_some() {
+            return Err(format!("more than one range of {attr} in one answer"));
+        }
+    }
+    match (plain, ranged) {
+        (Some(_), Some(_)) => Err(format!("{attr} answered both whole and in a range")),
+        (None, Some(ranged)) => Ok(ranged),
+        (plain, None) => Ok((plain.unwrap_or_default(), ValueRange::All)),
+    }
+}
+
+/// `low-high` or `low-*`, with `low <= high`.
+fn parse_range(spec: &str) -> Option<ValueRange> {
+    let (low, high) = spec.split_once('-')?;
+    let low: u64 = low.parse().ok()?;
+    let high = match high {
+        "*" => None,
+        high => Some(high.parse::<u64>().ok().filter(|high| *high >= low)?),
+    };
+    Some(ValueRange::Part { low, high })
+}
+
+/// Every value of `attr` on one entry: those in `first` (an answer asking
+/// for `attr`), and when that is one range of AD's ranged retrieval, the
+/// following ranges, each asked for with `fetch("attr;range=next-*")`, up
+/// to the one ending in `*`. A range that does not start where the last
+/// one ended, or is missing, is an error made by `incomplete`.
+fn collect_ranges<E>(
+    attr: &str,
+    first: &HashMap<String, Vec<String>>,
+    mut fetch: impl FnMut(&str) -> Result<HashMap<String, Vec<String>>, E>,
+    incomplete: impl Fn(String) -> E,
+) -> Result<Vec<String>, E> {
+    let (mut values, mut range) = attr_range(first, attr).map_err(&incomplete)?;
+    let mut expected_low = 0u64;
+    for _ in 0..MAX_RANGES {
+        match range {
+            ValueRange::All if expected_low == 0 => return Ok(values),
+            ValueRange::All => {
+                return Err(incomplete(format!(
+                    "asked for {attr};range={expected_low}-*, the answer has no such range"
+                )))
+            }
+            ValueRange::Part { low, .. } if low != expected_low => {
+                return Err(incomplete(format!(
+                    "asked for {attr} from value {expected_low}, the answer starts at {low}"
+                )))
+            }
+            ValueRange::Part { high: None, .. } => return Ok(values),
+            ValueRange::Part { high: Some(high), .. } => {
+                expected_low = high
+                    .checked_add(1)
+                    .ok_or_else(|| incomplete(format!("{attr}: range end {high} out of bounds")))?;
+                let next = fetch(&format!("{attr};range={expected_low}-*"))?;
+                let (more, next_range) = attr_range(&next, attr).map_err(&incomplete)?;
+                values.extend(more);
+                range = next_range;
+            }
+        }
+    }
+    Err(incomplete(format!("{attr}: more than {MAX_RANGES} ranges")))
 }
 
 /// What team sync changes: the usernames to add (in the directory, not in
@@ -670,6 +855,8 @@ fn attr_first(entry: &SearchEntry, attr: &str) -> Option<String> {
 struct Connection<'a> {
     cfg: &'a DirectoryConfig,
     ldap: LdapConn,
+    /// What the root DSE said, once asked.
+    active_directory: Option<bool>,
 }
 
 impl<'a> Connection<'a> {
@@ -684,7 +871,11 @@ impl<'a> Connection<'a> {
             tracing::warn!(error = %error, "directory connection failed");
             error
         })?;
-        Ok(Connection { cfg, ldap })
+        Ok(Connection {
+            cfg,
+            ldap,
+            active_directory: None,
+        })
     }
 
     fn service_bind(&mut self) -> Result<(), LdapError> {
@@ -741,8 +932,8 @@ impl<'a> Connection<'a> {
             attrs.push(attr);
         }
         attrs.retain(|attr| !attr.is_empty());
-        let (mut entries, rc) = self.search(&self.cfg.user_base_dn, filter, &attrs, 2)?;
-        if entries.len() > 1 || rc == RC_SIZE_LIMIT_EXCEEDED {
+        let (mut entries, more) = self.search_at_most(&self.cfg.user_base_dn, filter, &attrs, 2)?;
+        if entries.len() > 1 || more {
             return Err(LdapError::AmbiguousUser {
                 directory: self.cfg.name.clone(),
                 login: login.to_owned(),
@@ -771,9 +962,9 @@ impl<'a> Connection<'a> {
                 ),
             ),
         };
-        let (entries, rc) = self.search(&base, &filter, &["1.1"], 2)?;
+        let (entries, more) = self.search_at_most(&base, &filter, &["1.1"], 2)?;
         match entries.as_slice() {
-            [one] if rc != RC_SIZE_LIMIT_EXCEEDED => Ok(one.dn.clone()),
+            [one] if !more => Ok(one.dn.clone()),
             [] => Err(LdapError::NoSuchEntry {
                 directory: self.cfg.name.clone(),
                 dn: format!("group {name:?} under {base:?}"),
@@ -784,6 +975,29 @@ impl<'a> Connection<'a> {
                 reason: format!("more than one group named {name:?} under {base:?}: use its DN"),
             }),
         }
+    }
+
+    /// Whether the server is Active Directory, by its root DSE's
+    /// `supportedCapabilities`. A root DSE the service account may not read
+    /// is not AD's (AD shows it to anyone); any other failure is an error,
+    /// so that a flaky server never loses the nested members.
+    fn is_active_directory(&mut self) -> Result<bool, LdapError> {
+        if let Some(known) = self.active_directory {
+            return Ok(known);
+        }
+        let (entries, result) =
+            self.search_once("", Scope::Base, "(objectClass=*)", &["supportedCapabilities"], 0, None)?;
+        let known = match result.rc {
+            0 => entries
+                .iter()
+                .flat_map(|entry| attr_values(entry, "supportedCapabilities"))
+                .any(|oid| oid.trim() == CAP_ACTIVE_DIRECTORY),
+            RC_NO_SUCH_OBJECT | RC_INSUFFICIENT_ACCESS => false,
+            _ => return Err(self.result_error(&result, "the root DSE")),
+        };
+        tracing::debug!(active_directory = known, "directory root DSE read");
+        self.active_directory = Some(known);
+        Ok(known)
     }
 
     fn member_attrs(&self) -> Vec<String> {
@@ -803,28 +1017,115 @@ impl<'a> Connection<'a> {
         })
     }
 
-    /// Users under the user base matching `filter`.
+    /// Users under the user base matching `filter`, every page of them.
     fn search_members(&mut self, filter: &str) -> Result<Vec<DirectoryMember>, LdapError> {
         let attrs = self.member_attrs();
         let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
         let base = self.cfg.user_base_dn.clone();
-        let (entries, _) = self.search(&base, filter, &attrs, 0)?;
+        let entries = self.search_all(&base, filter, &attrs)?;
         Ok(entries.iter().filter_map(|entry| self.member_of(entry)).collect())
     }
 
-    /// The entries `dns` that exist and carry a username.
-    fn members_by_dn(&mut self, dns: &[String]) -> Result<Vec<DirectoryMember>, LdapError> {
+    /// The users of the group `root` (a DN) and of the groups nested in it,
+    /// breadth first, each group read once, at most [`MAX_GROUP_DEPTH`]
+    /// levels down; deeper nesting is an error, not a silent cut.
+    fn nested_members(
+        &mut self,
+        root: &str,
+        member_attr: &str,
+        any_user: &str,
+        groups: &NestedGroups,
+    ) -> Result<Vec<DirectoryMember>, LdapError> {
+        let mut seen: HashSet<String> = HashSet::from([normalize_dn(root)]);
+        let mut level = vec![root.to_owned()];
+        let mut members = Vec::new();
+        for depth in 0..=MAX_GROUP_DEPTH {
+            let mut next = Vec::new();
+            for group in &level {
+                let values = match self.read_attr(group, member_attr) {
+                    Ok(values) => values,
+                    // A nested group deleted since its parent was read.
+                    Err(LdapError::NoSuchEntry { .. }) if depth > 0 => {
+                        tracing::debug!(group = %group, "nested group entry missing");
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                };
+                for dn in values {
+                    match self.member_entry(&dn, any_user, groups)? {
+                        MemberEntry::User(member) => members.push(member),
+                        MemberEntry::Group => {
+                            if seen.insert(normalize_dn(&dn)) {
+                                next.push(dn);
+                            }
+                        }
+                        MemberEntry::Other => tracing::debug!(member = %dn, "group member neither a user nor a group"),
+                    }
+                }
+            }
+            if next.is_empty() {
+                return Ok(members);
+            }
+            level = next;
+        }
+        Err(LdapError::Incomplete {
+            directory: self.cfg.name.clone(),
+            what: format!("group {root:?}"),
+            reason: format!("groups nested deeper than {MAX_GROUP_DEPTH} levels"),
+        })
+    }
+
+    /// A user if the entry matches the user filter, else a nested group if
+    /// it is one.
+    fn member_entry(&mut self, dn: &str, any_user: &str, groups: &NestedGroups) -> Result<MemberEntry, LdapError> {
         let attrs = self.member_attrs();
         let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
-        let mut members = Vec::with_capacity(dns.len());
-        for dn in dns {
-            match self.read(dn, &attrs) {
-                Ok(entries) => members.extend(entries.iter().filter_map(|entry| self.member_of(entry))),
-                Err(LdapError::NoSuchEntry { .. }) => tracing::debug!(member = %dn, "group member entry missing"),
-                Err(err) => return Err(err),
-            }
+        if let Some(entry) = self.read_matching(dn, any_user, &attrs)? {
+            return Ok(self.member_of(&entry).map_or(MemberEntry::Other, MemberEntry::User));
         }
-        Ok(members)
+        if is_under(dn, groups.base) && self.read_matching(dn, groups.filter, &["1.1"])?.is_some() {
+            return Ok(MemberEntry::Group);
+        }
+        Ok(MemberEntry::Other)
+    }
+
+    /// The groups under `base` matching `group_filter` whose `member_attr`
+    /// lists `dn`, and the groups listing those, [`MAX_GROUP_DEPTH`] levels
+    /// up: the nesting [`Connection::nested_members`] follows down.
+    fn groups_containing(
+        &mut self,
+        base: &str,
+        group_filter: &str,
+        member_attr: &str,
+        dn: &str,
+    ) -> Result<Vec<String>, LdapError> {
+        let group_filter = parenthesized(group_filter);
+        let listing = |dns: &[String]| {
+            let any: String = dns
+                .iter()
+                .map(|dn| format!("({member_attr}={})", ldap3::ldap_escape(dn.as_str())))
+                .collect();
+            format!("(&{group_filter}(|{any}))")
+        };
+        let mut found = self.search_dns(base, &listing(&[dn.to_owned()]))?;
+        let mut seen: HashSet<String> = found.iter().map(|dn| normalize_dn(dn)).collect();
+        let mut level = found.clone();
+        for _ in 0..MAX_GROUP_DEPTH {
+            let mut next = Vec::new();
+            for chunk in level.chunks(GROUPS_PER_FILTER) {
+                for parent in self.search_dns(base, &listing(chunk))? {
+                    if seen.insert(normalize_dn(&parent)) {
+                        next.push(parent);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            found.extend(next.iter().cloned());
+            level = next;
+        }
+        Ok(sorted_unique(found))
     }
 
     /// The one user entry of each username (`memberUid` values); names
@@ -836,104 +1137,153 @@ impl<'a> Connection<'a> {
         let mut members = Vec::with_capacity(usernames.len());
         for username in usernames {
             let filter = user_search_filter(&self.cfg.user_filter, username);
-            let (entries, rc) = self.search(&base, &filter, &attrs, 2)?;
+            let (entries, more) = self.search_at_most(&base, &filter, &attrs, 2)?;
             match entries.as_slice() {
-                [one] if rc != RC_SIZE_LIMIT_EXCEEDED => members.extend(self.member_of(one)),
+                [one] if !more => members.extend(self.member_of(one)),
                 _ => tracing::debug!(member = %username, found = entries.len(), "memberUid without exactly one entry"),
             }
         }
         Ok(members)
     }
 
+    /// The DNs of every entry under `base` matching `filter`.
     fn search_dns(&mut self, base: &str, filter: &str) -> Result<Vec<String>, LdapError> {
-        let (entries, _) = self.search(base, filter, &["1.1"], 0)?;
+        let entries = self.search_all(base, filter, &["1.1"])?;
         Ok(sorted_unique(entries.into_iter().map(|e| e.dn).collect()))
     }
 
-    fn search_usernames(&mut self, filter: &str) -> Result<Vec<String>, LdapError> {
-        let attr = self.cfg.username_attr.clone();
-        let base = self.cfg.user_base_dn.clone();
-        let (entries, _) = self.search(&base, filter, &[attr.as_str()], 0)?;
-        Ok(entries.iter().filter_map(|entry| attr_first(entry, &attr)).collect())
-    }
-
-    /// The values of `attr` on the entry `dn`.
+    /// Every value of `attr` on the entry `dn`, in ranges if the server
+    /// answers in ranges.
     fn read_attr(&mut self, dn: &str, attr: &str) -> Result<Vec<String>, LdapError> {
-        let entries = self.read(dn, &[attr])?;
-        match entries.first() {
-            Some(entry) => Ok(attr_values(entry, attr)),
-            None => Err(LdapError::NoSuchEntry {
+        let entry = self.read(dn, &[attr])?;
+        self.ranged_values(&entry, attr)
+    }
+
+    /// Every value of `attr` of `entry` (read with `attr` asked for),
+    /// fetching the further ranges of AD's ranged retrieval.
+    fn ranged_values(&mut self, entry: &SearchEntry, attr: &str) -> Result<Vec<String>, LdapError> {
+        let directory = self.cfg.name.clone();
+        let dn = entry.dn.clone();
+        collect_ranges(
+            attr,
+            &entry.attrs,
+            |ranged| Ok(self.read(&dn, &[ranged])?.attrs),
+            |reason| LdapError::Incomplete {
+                directory: directory.clone(),
+                what: format!("{attr} of {dn:?}"),
+                reason,
+            },
+        )
+    }
+
+    /// The entry `dn`; missing (or hidden from the service account) is
+    /// [`LdapError::NoSuchEntry`].
+    fn read(&mut self, dn: &str, attrs: &[&str]) -> Result<SearchEntry, LdapError> {
+        self.read_matching(dn, "(objectClass=*)", attrs)?
+            .ok_or_else(|| LdapError::NoSuchEntry {
                 directory: self.cfg.name.clone(),
                 dn: dn.to_owned(),
-            }),
+            })
+    }
+
+    /// The entry `dn` if it exists and matches `filter`.
+    fn read_matching(&mut self, dn: &str, filter: &str, attrs: &[&str]) -> Result<Option<SearchEntry>, LdapError> {
+        let (mut entries, result) = self.search_once(dn, Scope::Base, filter, attrs, 0, None)?;
+        match result.rc {
+            0 => Ok(entries.pop()),
+            RC_NO_SUCH_OBJECT => Ok(None),
+            _ => Err(self.result_error(&result, dn)),
         }
     }
 
-    /// The usernames of the entries `dns` that exist; members that were
-    /// deleted but are still listed are skipped.
-    fn usernames_of_dns(&mut self, dns: &[String]) -> Result<Vec<String>, LdapError> {
-        let attr = self.cfg.username_attr.clone();
-        let mut usernames = Vec::with_capacity(dns.len());
-        for dn in dns {
-            match self.read(dn, &[attr.as_str()]) {
-                Ok(entries) => usernames.extend(entries.iter().filter_map(|e| attr_first(e, &attr))),
-                Err(LdapError::NoSuchEntry { .. }) => {
-                    tracing::debug!(member = %dn, "group member entry missing")
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(usernames)
-    }
-
-    fn read(&mut self, dn: &str, attrs: &[&str]) -> Result<Vec<SearchEntry>, LdapError> {
-        match self.search_scope(dn, Scope::Base, "(objectClass=*)", attrs, 1)? {
-            (_, RC_NO_SUCH_OBJECT) => Err(LdapError::NoSuchEntry {
-                directory: self.cfg.name.clone(),
-                dn: dn.to_owned(),
-            }),
-            (entries, _) => Ok(entries),
-        }
-    }
-
-    fn search(
+    /// At most `limit` entries, and whether there were more: the size
+    /// limit answer to our own limit, for lookups that want exactly one.
+    fn search_at_most(
         &mut self,
         base: &str,
         filter: &str,
         attrs: &[&str],
-        size_limit: i32,
-    ) -> Result<(Vec<SearchEntry>, u32), LdapError> {
-        self.search_scope(base, Scope::Subtree, filter, attrs, size_limit)
+        limit: i32,
+    ) -> Result<(Vec<SearchEntry>, bool), LdapError> {
+        let (entries, result) = self.search_once(base, Scope::Subtree, filter, attrs, limit, None)?;
+        match result.rc {
+            0 => Ok((entries, false)),
+            RC_SIZE_LIMIT_EXCEEDED => Ok((entries, true)),
+            _ => Err(self.result_error(&result, base)),
+        }
     }
 
-    /// Entries (search references skipped) and the result code; an error for
-    /// result codes other than success and size limit exceeded.
-    fn search_scope(
+    /// Every entry under `base` matching `filter`, in pages (RFC 2696) so
+    /// that a server's size limit on plain searches does not cut the
+    /// answer. Each page's result code is checked (ldap3's `PagedResults`
+    /// adapter goes on to the next page after a limit): anything but
+    /// success, on any page, is an error and no entry is returned.
+    fn search_all(&mut self, base: &str, filter: &str, attrs: &[&str]) -> Result<Vec<SearchEntry>, LdapError> {
+        let mut entries = Vec::new();
+        let mut cookie = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let control = RawControl::from(PagedResults {
+                size: PAGE_SIZE,
+                cookie,
+            });
+            let (page, result) = self.search_once(base, Scope::Subtree, filter, attrs, 0, Some(control))?;
+            if result.rc != 0 {
+                return Err(self.result_error(&result, base));
+            }
+            entries.extend(page);
+            cookie = self.next_page_cookie(&result)?;
+            if cookie.is_empty() {
+                return Ok(entries);
+            }
+        }
+        Err(LdapError::Incomplete {
+            directory: self.cfg.name.clone(),
+            what: format!("the search under {base:?}"),
+            reason: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    /// The paged-results cookie of a page's result; empty after the last
+    /// page, or when the server ignored the (non-critical) control and
+    /// answered everything at once.
+    fn next_page_cookie(&self, result: &LdapResult) -> Result<Vec<u8>, LdapError> {
+        let Some(raw) = result.ctrls.iter().find_map(|ctrl| match ctrl {
+            Control(Some(ControlType::PagedResults), raw) => Some(raw),
+            _ => None,
+        }) else {
+            return Ok(Vec::new());
+        };
+        // The parser panics on malformed BER from the server.
+        std::panic::catch_unwind(|| raw.parse::<PagedResults>().cookie).map_err(|_| LdapError::Operation {
+            directory: self.cfg.name.clone(),
+            operation: "search",
+            reason: "malformed paged-results control in the response".to_owned(),
+        })
+    }
+
+    /// One search request: its entries (search references and intermediate
+    /// messages skipped) and its result, whatever the result code.
+    fn search_once(
         &mut self,
         base: &str,
         scope: Scope,
         filter: &str,
         attrs: &[&str],
         size_limit: i32,
-    ) -> Result<(Vec<SearchEntry>, u32), LdapError> {
-        let result = self
+        control: Option<RawControl>,
+    ) -> Result<(Vec<SearchEntry>, LdapResult), LdapError> {
+        let ldap = self
             .ldap
             .with_timeout(OPERATION_TIMEOUT)
-            .with_search_options(SearchOptions::new().sizelimit(size_limit))
+            .with_search_options(SearchOptions::new().sizelimit(size_limit));
+        let ldap = match control {
+            Some(control) => ldap.with_controls(control),
+            None => ldap,
+        };
+        let result = ldap
             .search(base, scope, filter, attrs.to_vec())
             .map_err(|err| self.operation_error("search", err))?;
         let ldap3::SearchResult(raw, result) = result;
-        match result.rc {
-            0 | RC_SIZE_LIMIT_EXCEEDED => {}
-            RC_NO_SUCH_OBJECT if matches!(scope, Scope::Base) => return Ok((Vec::new(), result.rc)),
-            _ => {
-                return Err(LdapError::Operation {
-                    directory: self.cfg.name.clone(),
-                    operation: "search",
-                    reason: format!("{} under {base:?}", describe_result(&result)),
-                })
-            }
-        }
         let mut entries = Vec::with_capacity(raw.len());
         for entry in raw.into_iter().filter(|e| !e.is_ref() && !e.is_intermediate()) {
             // `construct` panics on malformed BER from the server.
@@ -944,7 +1294,24 @@ impl<'a> Connection<'a> {
                 reason: "malformed entry in the response".to_owned(),
             })?);
         }
-        Ok((entries, result.rc))
+        Ok((entries, result))
+    }
+
+    /// The error for a search under `base` that did not succeed: a limit
+    /// makes the answer [`LdapError::Incomplete`].
+    fn result_error(&self, result: &LdapResult, base: &str) -> LdapError {
+        match exceeded_limit(result.rc) {
+            Some(limit) => LdapError::Incomplete {
+                directory: self.cfg.name.clone(),
+                what: format!("the search under {base:?}"),
+                reason: format!("{limit} ({})", describe_result(result)),
+            },
+            None => LdapError::Operation {
+                directory: self.cfg.name.clone(),
+                operation: "search",
+                reason: format!("{} under {base:?}", describe_result(result)),
+            },
+        }
     }
 
     fn operation_error(&self, operation: &'static str, err: ldap3::LdapError) -> LdapError {
@@ -1220,6 +1587,146 @@ mod tests {
         assert_eq!(domain_suffix("ou=people, dc=example, dc=org"), "dc=example,dc=org");
         assert_eq!(domain_suffix("ou=people,o=acme"), "ou=people,o=acme");
         assert_eq!(domain_suffix("dc=example,dc=org"), "dc=example,dc=org");
+    }
+
+    /// A fake directory entry answering ranged reads from `chunks`:
+    /// (requested attribute, answered attribute name, values).
+    fn ranged(first: (&str, &[&str]), chunks: &[(&str, &str, &[&str])]) -> (Result<Vec<String>, String>, Vec<String>) {
+        let answer = |name: &str, values: &[&str]| {
+            HashMap::from([(name.to_owned(), values.iter().map(|v| v.to_string()).collect())])
+        };
+        let mut asked = Vec::new();
+        let mut chunks = chunks.iter();
+        let result = collect_ranges(
+            "member",
+            &answer(first.0, first.1),
+            |requested| {
+                asked.push(requested.to_owned());
+                match chunks.next() {
+                    Some((expected, name, values)) if *expected == requested => Ok(answer(name, values)),
+                    Some((expected, ..)) => Err(format!("asked {requested}, test expected {expected}")),
+                    None => Err(format!("asked {requested} past the test's chunks")),
+                }
+            },
+            |reason| format!("incomplete: {reason}"),
+        );
+        (result, asked)
+    }
+
+    #[test]
+    fn ranged_retrieval_reads_every_range_or_fails() {
+        let s = |values: &[&str]| values.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        // The plain attribute: no further reads.
+        let (got, asked) = ranged(("member", &["a", "b"]), &[]);
+        assert_eq!((got, asked), (Ok(s(&["a", "b"])), s(&[])));
+        let (got, _) = ranged(("Member", &["a"]), &[]);
+        assert_eq!(got, Ok(s(&["a"])), "names compare without case");
+        // No such attribute: an empty group.
+        let (got, _) = ranged(("cn", &["x"]), &[]);
+        assert_eq!(got, Ok(s(&[])));
+        // AD's ranges, until the one ending in `*`.
+        let (got, asked) = ranged(
+            ("member;range=0-1", &["a", "b"]),
+            &[
+                ("member;range=2-*", "member;range=2-3", &["c", "d"]),
+                ("member;range=4-*", "member;Range=4-*", &["e"]),
+            ],
+        );
+        assert_eq!(got, Ok(s(&["a", "b", "c", "d", "e"])));
+        assert_eq!(asked, s(&["member;range=2-*", "member;range=4-*"]));
+        let (got, asked) = ranged(("member;range=0-*", &["a"]), &[]);
+        assert_eq!((got, asked), (Ok(s(&["a"])), s(&[])));
+
+        // Anything short of the last range fails: no partial member list.
+        // (first answer, further answers, error text)
+        type Chunks<'a> = &'a [(&'a str, &'a str, &'a [&'a str])];
+        type Failure<'a> = ((&'a str, &'a [&'a str]), Chunks<'a>, &'a str);
+        let failures: [Failure; 7] = [
+            (
+                ("member;range=0-1", &["a", "b"]),
+                &[("member;range=2-*", "cn", &["x"])],
+                "has no such range",
+            ),
+            (
+                ("member;range=0-1", &["a", "b"]),
+                &[("member;range=2-*", "member", &["c"])],
+                "has no such range",
+            ),
+            (
+                ("member;range=0-1", &["a", "b"]),
+                &[("member;range=2-*", "member;range=3-*", &["d"])],
+                "starts at 3",
+            ),
+            (("member;range=5-*", &["f"]), &[], "starts at 5"),
+            (("member;range=3-1", &["a"]), &[], "unreadable range"),
+            (("member;range=x-*", &["a"]), &[], "unreadable range"),
+            (("member;range=0-1", &["a", "b"]), &[], "past the test's chunks"),
+        ];
+        for (first, chunks, expected) in failures {
+            let (got, _) = ranged(first, chunks);
+            let err = got.expect_err(first.0);
+            assert!(err.contains(expected), "{first:?} {chunks:?}: {err}");
+        }
+        // Whole and ranged at once, or two ranges: not a consistent answer.
+        let both = HashMap::from([
+            ("member".to_owned(), s(&["a"])),
+            ("member;range=0-0".to_owned(), s(&["a"])),
+        ]);
+        assert!(attr_range(&both, "member").is_err());
+        // Other options are not the attribute.
+        let binary = HashMap::from([("member;binary".to_owned(), s(&["a"]))]);
+        assert_eq!(attr_range(&binary, "member"), Ok((s(&[]), ValueRange::All)));
+    }
+
+    #[test]
+    fn member_of_filter_follows_nesting_on_active_directory_only() {
+        let any_user = "(&(objectClass=user)(sAMAccountName=*))";
+        let group = "CN=Dev (EU)*,OU=Groups,DC=corp,DC=example,DC=com";
+        assert_eq!(
+            member_of_filter(any_user, "memberOf", group, true),
+            "(&(&(objectClass=user)(sAMAccountName=*))\
+             (memberOf:1.2.840.113556.1.4.1941:=CN=Dev \\28EU\\29\\2a,OU=Groups,DC=corp,DC=example,DC=com))"
+        );
+        assert_eq!(
+            member_of_filter(any_user, "memberOf", group, false),
+            "(&(&(objectClass=user)(sAMAccountName=*))\
+             (memberOf=CN=Dev \\28EU\\29\\2a,OU=Groups,DC=corp,DC=example,DC=com))"
+        );
+        // The rule's filter parses as an extensible match.
+        let filter = member_of_filter(any_user, "memberOf", group, true);
+        assert!(ldap3::parse_filter(&filter).is_ok(), "{filter}");
+    }
+
+    #[test]
+    fn limits_make_a_read_incomplete() {
+        // (result code, limit reported)
+        let cases = [
+            (0, None),
+            (RC_TIME_LIMIT_EXCEEDED, Some("time limit exceeded")),
+            (RC_SIZE_LIMIT_EXCEEDED, Some("size limit exceeded")),
+            (RC_ADMIN_LIMIT_EXCEEDED, Some("administrative limit exceeded")),
+            (RC_NO_SUCH_OBJECT, None),
+            (RC_INSUFFICIENT_ACCESS, None),
+        ];
+        for (rc, expected) in cases {
+            assert_eq!(exceeded_limit(rc), expected, "{rc}");
+        }
+    }
+
+    #[test]
+    fn nested_groups_are_followed_under_the_group_base_only() {
+        // (dn, base, under)
+        let cases = [
+            ("cn=a,ou=groups,dc=x", "ou=groups,dc=x", true),
+            ("CN=A, OU=Groups, DC=x", "ou=groups,dc=x", true),
+            ("ou=groups,dc=x", "ou=groups,dc=x", true),
+            ("cn=a,ou=people,dc=x", "ou=groups,dc=x", false),
+            ("cn=a,xou=groups,dc=x", "ou=groups,dc=x", false),
+            ("cn=a,dc=y", "", true),
+        ];
+        for (dn, base, under) in cases {
+            assert_eq!(is_under(dn, base), under, "{dn} under {base}");
+        }
     }
 
     #[test]

@@ -11,13 +11,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_auth::ldap::{
-    authenticate, group_member_entries, group_members, sync_plan, DirectoryConfig, DirectoryUser, LdapError, TeamSync,
+    authenticate, group_member_entries, group_members, in_group, sync_plan, DirectoryConfig, DirectoryUser, LdapError,
+    TeamSync,
 };
 
 const SLAPD: &str = "/usr/sbin/slapd";
 const SLAPADD: &str = "/usr/sbin/slapadd";
 const SLAPPASSWD: &str = "/usr/sbin/slappasswd";
 const LDAPMODIFY: &str = "/usr/bin/ldapmodify";
+const LDAPSEARCH: &str = "/usr/bin/ldapsearch";
 
 const ROOT_PASSWORD: &str = "root-Zq81-secret";
 const SERVICE_PASSWORD: &str = "svc-Hk27-secret";
@@ -42,6 +44,8 @@ const STAR_UID: &str = "star*(paren)";
 const OPENLDAP_SUFFIX: &str = "dc=example,dc=org";
 const AD_SUFFIX: &str = "dc=corp,dc=example,dc=com";
 const DEVELOPERS: &str = "cn=developers,ou=groups,dc=example,dc=org";
+/// A service account whose paged searches stop at 3 entries.
+const CAPPED_DN: &str = "cn=capped,dc=example,dc=org";
 const AD_DEVELOPERS: &str = "CN=Developers,OU=Groups,DC=corp,DC=example,DC=com";
 const AD_DOMAIN_USERS: &str = "CN=Domain Users,OU=Groups,DC=corp,DC=example,DC=com";
 
@@ -157,6 +161,16 @@ impl Slapd {
             ),
             None => String::new(),
         };
+        // The service accounts get a size limit of 3 on plain searches,
+        // as directories limit them (AD: 1000); paged searches get past it,
+        // except the capped account's, which stop at 3 entries too.
+        let limits = match flavor {
+            Flavor::OpenLdap => format!(
+                "limits dn.exact=\"cn=reader,{suffix}\" size=3 size.prtotal=unlimited\n\
+                 limits dn.exact=\"{CAPPED_DN}\" size=3 size.prtotal=3\n"
+            ),
+            Flavor::ActiveDirectory => String::new(),
+        };
         let conf = format!(
             "include /etc/ldap/schema/core.schema\n\
              include /etc/ldap/schema/cosine.schema\n\
@@ -174,6 +188,7 @@ impl Slapd {
              rootdn \"cn=admin,{suffix}\"\n\
              rootpw {ROOT_PASSWORD}\n\
              directory {dir}/db\n\
+             {limits}\
              access to attrs=userPassword by anonymous auth by * none\n\
              access to * by users read by * none\n",
             dir = d.display(),
@@ -363,6 +378,8 @@ fn openldap_data() -> String {
         "dn: {s}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: example\n\n\
          dn: cn=reader,{s}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n\
          cn: reader\nuserPassword: {svc}\n\n\
+         dn: {CAPPED_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n\
+         cn: capped\nuserPassword: {svc}\n\n\
          dn: ou=people,{s}\nobjectClass: organizationalUnit\nou: people\n\n\
          dn: ou=groups,{s}\nobjectClass: organizationalUnit\nou: groups\n\n\
          dn: uid=alice,ou=people,{s}\nobjectClass: inetOrgPerson\nuid: alice\ncn: Alice Liddell\n\
@@ -1121,4 +1138,147 @@ fn search_team_sync_takes_filters_only() {
     let mailers = report[0].teams.iter().find(|t| t.team == "mailers").expect("mailers");
     assert_eq!(mailers.removed, s(&["alice"]));
     audit_text(a);
+}
+
+/// Adds users of department 42 (a team group by filter).
+fn add_department_users(slapd: &Slapd, uids: &[&str]) {
+    for uid in uids {
+        slapd.modify(&format!(
+            "dn: uid={uid},ou=people,{OPENLDAP_SUFFIX}\nchangetype: add\nobjectClass: inetOrgPerson\n\
+             uid: {uid}\ncn: {uid}\nsn: {uid}\ndepartmentNumber: 42\n"
+        ));
+    }
+}
+
+/// `ldapsearch` as `bind_dn` without paging: its exit code is the result code.
+fn plain_search_code(slapd: &Slapd, bind_dn: &str, filter: &str) -> i32 {
+    let out = Command::new(LDAPSEARCH)
+        .args(["-x", "-H", &slapd.url(), "-D", bind_dn, "-w", SERVICE_PASSWORD])
+        .args(["-b", &format!("ou=people,{OPENLDAP_SUFFIX}"), filter, "1.1"])
+        .output()
+        .expect("ldapsearch (Debian package ldap-utils)");
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn reads_past_a_size_limit_are_paged_and_a_cut_read_is_an_error() {
+    let slapd = Slapd::start(Flavor::OpenLdap, None);
+    let department = ["dept1", "dept2", "dept3", "dept4", "dept5"];
+    add_department_users(&slapd, &department);
+    let filter = "(departmentNumber=42)";
+    let reader = format!("cn=reader,{OPENLDAP_SUFFIX}");
+    // The limit holds: a plain search as the service account stops at 3.
+    assert_eq!(plain_search_code(&slapd, &reader, filter), 4, "size limit exceeded");
+
+    let cfg = slapd.openldap_config();
+    assert_eq!(group_members(&cfg, filter).expect("paged read"), s(&department));
+    let mut capped = cfg.clone();
+    capped.name = "capped".to_owned();
+    capped.bind_dn = CAPPED_DN.to_owned();
+    let err = group_members(&capped, filter).expect_err("a read cut at 3 entries");
+    assert!(matches!(err, LdapError::Incomplete { .. }), "{err:?}");
+    assert!(err.to_string().contains("size limit exceeded"), "{err}");
+    // One-entry lookups are not cut: the capped account still logs users in.
+    let alice = authenticate(std::slice::from_ref(&capped), "alice", ALICE_PASSWORD).expect("login");
+    assert_eq!(alice.groups, s(&[DEVELOPERS]));
+
+    // Sync: the whole group is added; a cut read leaves the team alone.
+    let f = access();
+    let a = &f.access;
+    a.put_directory(directory(cfg.clone())).expect("configure");
+    map_team(a, "dept", "openldap", filter);
+    let report = a.sync_directories(Some("openldap"), "admin", "local").expect("sync");
+    assert_eq!(report[0].teams[0].added, s(&department), "{report:?}");
+    slapd.modify(&format!(
+        "dn: uid=dept5,ou=people,{OPENLDAP_SUFFIX}\nchangetype: modify\ndelete: departmentNumber\n"
+    ));
+    let mut capped_directory = cfg.clone();
+    capped_directory.bind_dn = CAPPED_DN.to_owned();
+    a.put_directory(directory(capped_directory)).expect("reconfigure");
+    let report = a
+        .sync_directories(Some("openldap"), "admin", "local")
+        .expect("sync runs");
+    let team = &report[0].teams[0];
+    let error = team.error.clone().expect("the cut read is reported");
+    assert!(
+        error.contains("could not be read completely") && error.contains("size limit exceeded"),
+        "{error}"
+    );
+    assert_eq!((team.added.len(), team.removed.len()), (0, 0), "{team:?}");
+    assert_eq!(members(a, "dept"), s(&department));
+    let state = a.get_directory("openldap").expect("view").last_sync.expect("state");
+    assert!(
+        !state.ok && state.errors[0].contains("size limit exceeded"),
+        "{state:?}"
+    );
+    assert!(audit_text(a).contains("size limit exceeded"));
+
+    // Read completely again, dept5 leaves.
+    a.put_directory(directory(cfg)).expect("reconfigure");
+    let report = a.sync_directories(Some("openldap"), "admin", "local").expect("sync");
+    assert_eq!(report[0].teams[0].removed, s(&["dept5"]), "{report:?}");
+}
+
+#[test]
+fn nested_groups_are_followed_with_cycles_and_a_depth_bound() {
+    let slapd = Slapd::start(Flavor::OpenLdap, None);
+    let cfg = slapd.openldap_config();
+    let group = |cn: &str| format!("cn={cn},ou=groups,{OPENLDAP_SUFFIX}");
+    let person = |uid: &str| format!("uid={uid},ou=people,{OPENLDAP_SUFFIX}");
+    // platform lists developers (a group) and bob; developers lists platform
+    // back (a cycle). A group outside the group base is not followed.
+    let elsewhere = format!("cn=elsewhere,{OPENLDAP_SUFFIX}");
+    slapd.modify(&format!(
+        "dn: {elsewhere}\nchangetype: add\nobjectClass: groupOfNames\ncn: elsewhere\n\
+         member: cn=Twin One,ou=people,{OPENLDAP_SUFFIX}\n\n\
+         dn: {platform}\nchangetype: add\nobjectClass: groupOfNames\ncn: platform\n\
+         member: {DEVELOPERS}\nmember: {bob}\nmember: {elsewhere}\n\n\
+         dn: {DEVELOPERS}\nchangetype: modify\nadd: member\nmember: {platform}\n",
+        platform = group("platform"),
+        bob = person("bob"),
+    ));
+    let everyone = s(&["alice", "bob", STAR_UID]);
+    assert_eq!(group_members(&cfg, &group("platform")).expect("platform"), everyone);
+    assert_eq!(group_members(&cfg, DEVELOPERS).expect("developers"), everyone);
+    let entries = group_member_entries(&cfg, "platform").expect("by name");
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    // A login counts the same nesting.
+    let alice = authenticate(std::slice::from_ref(&cfg), "alice", ALICE_PASSWORD).expect("alice");
+    assert_eq!(alice.groups, s(&[DEVELOPERS, &group("platform")]));
+
+    // level0 lists level1, ..., level8 lists level9, which lists bob.
+    let mut ldif = String::new();
+    for level in 0..10 {
+        let member = if level == 9 {
+            person("bob")
+        } else {
+            group(&format!("level{}", level + 1))
+        };
+        ldif.push_str(&format!(
+            "dn: {}\nchangetype: add\nobjectClass: groupOfNames\ncn: level{level}\nmember: {member}\n\n",
+            group(&format!("level{level}"))
+        ));
+    }
+    slapd.modify(&ldif);
+    // level9 is 8 levels below level1: read; 9 below level0: too deep.
+    assert_eq!(group_members(&cfg, &group("level1")).expect("8 levels"), s(&["bob"]));
+    let err = group_members(&cfg, &group("level0")).expect_err("9 levels");
+    assert!(
+        matches!(err, LdapError::Incomplete { .. }) && err.to_string().contains("nested deeper than 8 levels"),
+        "{err}"
+    );
+    let bob = authenticate(std::slice::from_ref(&cfg), "bob", BOB_PASSWORD).expect("bob");
+    for (team_group, member) in [
+        ("level9", true),
+        ("level1", true),
+        ("level0", false),
+        ("platform", true),
+    ] {
+        assert_eq!(
+            in_group(&bob.groups, team_group),
+            Some(member),
+            "{team_group}: {:?}",
+            bob.groups
+        );
+    }
 }

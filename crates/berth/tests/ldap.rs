@@ -4,7 +4,9 @@
 //! the CLI. Directory users log in over TCP and are provisioned; a team
 //! mapped to a group gives them a grant; leaving the group and a sync (on
 //! demand, or the daemon's schedule) takes it away; wrong passwords are
-//! refused, audited and locked out; no password reaches a log.
+//! refused, audited and locked out; no password reaches a log. Groups
+//! larger than the service account's size limit are read in pages, a read
+//! the server cuts short changes nothing, and nested groups count.
 //!
 //! Needs the Debian packages `slapd` and `ldap-utils`: without them the
 //! tests fail and say so.
@@ -24,6 +26,7 @@ const SLAPD: &str = "/usr/sbin/slapd";
 const SLAPADD: &str = "/usr/sbin/slapadd";
 const SLAPPASSWD: &str = "/usr/sbin/slappasswd";
 const LDAPMODIFY: &str = "/usr/bin/ldapmodify";
+const LDAPSEARCH: &str = "/usr/bin/ldapsearch";
 
 const ROOT_PASSWORD: &str = "root-Qx71-secret";
 const SERVICE_PASSWORD: &str = "svc-Mb38-secret";
@@ -45,6 +48,11 @@ const AD_SUFFIX: &str = "dc=corp,dc=example,dc=com";
 const DEVELOPERS: &str = "cn=developers,ou=groups,dc=example,dc=org";
 const AD_DEVELOPERS: &str = "CN=Developers,OU=Groups,DC=corp,DC=example,DC=com";
 const AD_DOMAIN_USERS: &str = "CN=Domain Users,OU=Groups,DC=corp,DC=example,DC=com";
+const AD_BIG_TEAM: &str = "CN=Big Team,OU=Groups,DC=corp,DC=example,DC=com";
+const AD_SERVICE: &str = "CN=svc-berth,OU=Service Accounts,DC=corp,DC=example,DC=com";
+/// A service account whose paged searches stop at 3 entries, as its plain
+/// searches do.
+const AD_CAPPED_SERVICE: &str = "CN=svc-capped,OU=Service Accounts,DC=corp,DC=example,DC=com";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Flavor {
@@ -75,6 +83,7 @@ impl Slapd {
             (SLAPADD, "slapd"),
             (SLAPPASSWD, "slapd"),
             (LDAPMODIFY, "ldap-utils"),
+            (LDAPSEARCH, "ldap-utils"),
         ] {
             require_tool(tool, package);
         }
@@ -90,6 +99,16 @@ impl Slapd {
                 std::fs::write(d.join("ad.schema"), AD_SCHEMA).expect("write ad.schema");
                 (AD_SUFFIX, format!("include {}\n", d.join("ad.schema").display()))
             }
+        };
+        // The service accounts get a size limit of 3 on plain searches, as
+        // directories limit them (AD: 1000); paged searches get past it,
+        // except the capped account's.
+        let limits = match flavor {
+            Flavor::OpenLdap => format!("limits dn.exact=\"cn=reader,{suffix}\" size=3 size.prtotal=unlimited\n"),
+            Flavor::ActiveDirectory => format!(
+                "limits dn.exact=\"{AD_SERVICE}\" size=3 size.prtotal=unlimited\n\
+                 limits dn.exact=\"{AD_CAPPED_SERVICE}\" size=3 size.prtotal=3\n"
+            ),
         };
         let conf = format!(
             "include /etc/ldap/schema/core.schema\n\
@@ -107,6 +126,7 @@ impl Slapd {
              rootdn \"cn=admin,{suffix}\"\n\
              rootpw {ROOT_PASSWORD}\n\
              directory {dir}/db\n\
+             {limits}\
              access to attrs=userPassword by anonymous auth by * none\n\
              access to * by users read by * none\n",
             dir = d.display(),
@@ -256,6 +276,8 @@ fn ad_data() -> String {
          dn: OU=Service Accounts,{s}\nobjectClass: organizationalUnit\nou: Service Accounts\n\n\
          dn: CN=svc-berth,OU=Service Accounts,{s}\nobjectClass: user\ncn: svc-berth\nsn: svc\n\
          sAMAccountName: svc-berth\nuserPassword: {svc}\n\n\
+         dn: {AD_CAPPED_SERVICE}\nobjectClass: user\ncn: svc-capped\nsn: svc\n\
+         sAMAccountName: svc-capped\nuserPassword: {svc}\n\n\
          dn: OU=Users,{s}\nobjectClass: organizationalUnit\nou: Users\n\n\
          dn: OU=Groups,{s}\nobjectClass: organizationalUnit\nou: Groups\n\n\
          dn: CN=Alice Admin,OU=Users,{s}\nobjectClass: user\ncn: Alice Admin\nsn: Admin\n\
@@ -770,4 +792,205 @@ fn a_user_gone_from_the_directory_loses_tokens_sessions_and_bundles() {
     assert!(synced.contains("openldap: restored users bob"), "{synced}");
     let token = s.token("bob", BOB_PASSWORD);
     assert_eq!(s.req("GET", "/v1/whoami", Auth::Token(&token)).status, 200);
+}
+
+/// `berth directory add` for the AD-like server, searching as `bind_dn`.
+fn add_ad_directory(s: &Server, url: &str, bind_dn: &str, password_file: &str) {
+    s.admin(&[
+        "directory",
+        "add",
+        "corp-ad",
+        "--url",
+        url,
+        "--bind-dn",
+        bind_dn,
+        "--bind-password-file",
+        password_file,
+        "--base-dn",
+        &format!("OU=Users,{AD_SUFFIX}"),
+        "--user-filter",
+        "(&(objectClass=user)(sAMAccountName={username}))",
+        "--team-sync",
+        "member-of",
+        "--domain",
+        "CORP",
+    ]);
+}
+
+/// A group of six under a size limit of three: the paged read adds all
+/// six. A read the server cuts at three (its paged-results total is capped
+/// too) changes nothing in the team, and the sync says why; read whole
+/// again, the member who left is removed.
+#[test]
+fn a_group_larger_than_the_size_limit_is_paged_and_a_cut_read_changes_nothing() {
+    let slapd = Slapd::start(Flavor::ActiveDirectory);
+    let names: Vec<String> = (1..=6).map(|i| format!("member{i}")).collect();
+    let mut ldif = format!("dn: {AD_BIG_TEAM}\nchangetype: add\nobjectClass: group\ncn: Big Team\n");
+    for name in &names {
+        ldif.push_str(&format!("member: CN={name},OU=Users,{AD_SUFFIX}\n"));
+    }
+    for name in &names {
+        ldif.push_str(&format!(
+            "\ndn: CN={name},OU=Users,{AD_SUFFIX}\nchangetype: add\nobjectClass: user\ncn: {name}\nsn: {name}\n\
+             sAMAccountName: {name}\nmemberOf: {AD_BIG_TEAM}\n"
+        ));
+    }
+    slapd.modify(&ldif);
+    // The limit holds: a plain search as the service account stops at 3
+    // (ldapsearch exits with the result code, 4: size limit exceeded).
+    let plain = Command::new(LDAPSEARCH)
+        .args(["-x", "-H", &slapd.url(), "-D", AD_SERVICE, "-w", SERVICE_PASSWORD])
+        .args([
+            "-b",
+            &format!("OU=Users,{AD_SUFFIX}"),
+            &format!("(memberOf={AD_BIG_TEAM})"),
+            "1.1",
+        ])
+        .output()
+        .expect("ldapsearch");
+    assert_eq!(
+        plain.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&plain.stdout)
+    );
+
+    let s = Server::start("0");
+    let password_file = s.bind_password_file();
+    add_ad_directory(&s, &slapd.url(), AD_SERVICE, &password_file);
+    s.admin(&[
+        "team",
+        "create",
+        "big",
+        "--directory",
+        "corp-ad",
+        "--group",
+        AD_BIG_TEAM,
+    ]);
+    let synced = s.admin(&["directory", "sync", "corp-ad"]);
+    assert!(
+        synced.contains(&format!("corp-ad/big: added {}", names.join(", "))),
+        "{synced}"
+    );
+    let members = |s: &Server| {
+        let teams = s.admin_json(&["team", "ls", "--format", "json"]);
+        let team = teams
+            .as_array()
+            .and_then(|list| list.iter().find(|t| t["name"] == "big"))
+            .unwrap_or_else(|| panic!("no team big in {teams}"))
+            .clone();
+        team["members"].clone()
+    };
+    assert_eq!(members(&s), serde_json::json!(names), "all six");
+
+    // member6 leaves; the capped account's read stops at three of five.
+    slapd.modify(&format!(
+        "dn: CN=member6,OU=Users,{AD_SUFFIX}\nchangetype: modify\ndelete: memberOf\nmemberOf: {AD_BIG_TEAM}\n"
+    ));
+    add_ad_directory(&s, &slapd.url(), AD_CAPPED_SERVICE, &password_file);
+    let out = s.daemon.berth(&["directory", "sync", "corp-ad"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "corp-ad/big: not synced: directory corp-ad: the search under \"OU=Users,{AD_SUFFIX}\" \
+             could not be read completely: size limit exceeded"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(members(&s), serde_json::json!(names), "the cut read removed members");
+    let listed = s.admin_json(&["directory", "ls", "--format", "json"]);
+    assert_eq!(listed[0]["last_sync"]["ok"], false, "{listed}");
+    let entries = s.audit();
+    assert!(
+        entries.iter().any(|e| e["action"] == "directory sync"
+            && e["object"] == "team:big"
+            && e["result"] == "failed"
+            && e["detail"].as_str().unwrap_or_default().contains("size limit exceeded")),
+        "{entries:#?}"
+    );
+    assert!(!has_entry(
+        &entries,
+        "admin",
+        "allowed",
+        "directory team remove",
+        "team:big/"
+    ));
+
+    // Read whole again: member6 is removed, nobody else.
+    add_ad_directory(&s, &slapd.url(), AD_SERVICE, &password_file);
+    let synced = s.admin(&["directory", "sync", "corp-ad"]);
+    assert!(synced.contains("corp-ad/big: removed member6"), "{synced}");
+    assert_eq!(members(&s), serde_json::json!(names[..5]));
+    s.assert_no_secret_leaked();
+}
+
+/// A team mapped to a group whose member is another group gets that
+/// group's users; a login keeps them (the user's groups include the outer
+/// one); when the inner group leaves the outer one, its users leave the team.
+#[test]
+fn openldap_nested_groups_give_their_users_the_team() {
+    let slapd = Slapd::start(Flavor::OpenLdap);
+    let platform = format!("cn=platform,ou=groups,{OPENLDAP_SUFFIX}");
+    slapd.modify(&format!(
+        "dn: {platform}\nchangetype: add\nobjectClass: groupOfNames\ncn: platform\n\
+         member: {DEVELOPERS}\nmember: uid=bob,ou=people,{OPENLDAP_SUFFIX}\n"
+    ));
+    let s = Server::start("0");
+    let password_file = s.bind_password_file();
+    s.admin(&[
+        "directory",
+        "add",
+        "openldap",
+        "--url",
+        &slapd.url(),
+        "--bind-dn",
+        &format!("cn=reader,{OPENLDAP_SUFFIX}"),
+        "--bind-password-file",
+        &password_file,
+        "--base-dn",
+        &format!("ou=people,{OPENLDAP_SUFFIX}"),
+        "--user-filter",
+        "(&(objectClass=inetOrgPerson)(uid={username}))",
+        "--group-base-dn",
+        &format!("ou=groups,{OPENLDAP_SUFFIX}"),
+    ]);
+    s.admin(&[
+        "team",
+        "create",
+        "platform",
+        "--directory",
+        "openldap",
+        "--group",
+        "platform",
+    ]);
+    s.admin(&["grant", "create", "team:platform", "view-only"]);
+    let synced = s.admin(&["directory", "sync", "openldap"]);
+    assert!(
+        synced.contains("openldap/platform: added alice, bob, carol"),
+        "{synced}"
+    );
+
+    // alice is in platform through developers: her login keeps the grant.
+    let tested = s.admin(&["directory", "test", "openldap", "--user", "alice"]);
+    assert!(tested.contains(&platform) && tested.contains(DEVELOPERS), "{tested}");
+    let alice = s.token("alice", ALICE_PASSWORD);
+    assert_eq!(s.req("GET", "/v1/images", Auth::Token(&alice)).status, 200);
+    let teams = s.admin_json(&["team", "ls", "--format", "json"]);
+    assert_eq!(
+        teams[0]["members"],
+        serde_json::json!(["alice", "bob", "carol"]),
+        "{teams}"
+    );
+
+    // developers leaves platform: alice and carol leave the team, bob stays.
+    slapd.modify(&format!(
+        "dn: {platform}\nchangetype: modify\ndelete: member\nmember: {DEVELOPERS}\n"
+    ));
+    let synced = s.admin(&["directory", "sync", "openldap"]);
+    assert!(synced.contains("openldap/platform: removed alice, carol"), "{synced}");
+    let r = s.req("GET", "/v1/images", Auth::Token(&alice));
+    assert_eq!(r.status, 403, "{}", r.text());
+    let teams = s.admin_json(&["team", "ls", "--format", "json"]);
+    assert_eq!(teams[0]["members"], serde_json::json!(["bob"]), "{teams}");
 }
