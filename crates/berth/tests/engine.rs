@@ -328,6 +328,20 @@ fn bad_input_is_refused_and_leaves_nothing() {
             vec!["run", "--rm", "-u", "ghost", "busybox", "true"],
             "unable to find user ghost",
         ),
+        // Named for what the user gave, not as the kernel's bare EINVAL or
+        // the runtime's broken channel at start.
+        (
+            vec!["run", "--rm", "-e", "=x", "busybox", "true"],
+            "invalid environment variable \"=x\": the name before '=' is empty",
+        ),
+        (
+            vec!["run", "--rm", "-v", "/etc/hostname:/bin", "busybox", "true"],
+            "invalid volume /etc/hostname:/bin: /etc/hostname is a file on the host but a directory in the image",
+        ),
+        (
+            vec!["run", "--rm", "-v", "/etc:/bin/sh", "busybox", "true"],
+            "/etc is a directory on the host but a file in the image",
+        ),
     ];
     for (args, want) in cases {
         let (code, err) = d.fails(&args);

@@ -199,6 +199,16 @@ impl Engine {
         if !cwd.starts_with('/') {
             return Err(Error::Invalid(format!("working directory {cwd:?} must be absolute")));
         }
+        for e in &req.env {
+            if e.split('=').next().is_none_or(str::is_empty) {
+                return Err(Error::Invalid(format!(
+                    "invalid environment variable {e:?}: the name before '=' is empty"
+                )));
+            }
+        }
+        if let Some(bad) = req.env.iter().chain(&req.cmd).find(|s| s.contains('\0')) {
+            return Err(Error::Invalid(format!("{bad:?} has a NUL byte")));
+        }
         let mut env = merge_env(&image.config.env, &req.env);
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.insert(
@@ -302,6 +312,7 @@ impl Engine {
                 c.process.gid = gid;
                 c.process.additional_gids = extra;
                 inroot::check_executable(&rootfs, &c.process.args[0], &c.process.env, &c.process.cwd)?;
+                inroot::check_bind_targets(&rootfs, &c.spec.binds)?;
             }
             let hostname = c.spec.hostname.clone().unwrap_or_else(|| c.id[..12].to_string());
             let rootfs_str = rootfs.display().to_string();

@@ -41,9 +41,11 @@ impl Error {
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::Image(e) => e.code(),
-            Error::Runtime(berth_runtime::Error::User(_) | berth_runtime::Error::CommandNotFound(_)) => {
-                ErrorCode::InvalidArgument
-            }
+            Error::Runtime(
+                berth_runtime::Error::User(_)
+                | berth_runtime::Error::CommandNotFound(_)
+                | berth_runtime::Error::Invalid(_),
+            ) => ErrorCode::InvalidArgument,
             Error::Runtime(berth_runtime::Error::NotRunning(_)) => ErrorCode::Conflict,
             Error::Runtime(_) | Error::Store(_) | Error::Io { .. } => ErrorCode::Internal,
         }

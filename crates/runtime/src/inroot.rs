@@ -141,6 +141,33 @@ pub fn check_executable(root: &Path, cmd: &str, env: &[String], cwd: &str) -> Re
     )))
 }
 
+/// Checks that each bind mount's source and its destination in the image
+/// are both directories or both not (the kernel refuses the mix with a bare
+/// `EINVAL` when the container starts). A destination the image lacks is
+/// made at start.
+pub fn check_bind_targets(root: &Path, binds: &[berth_model::Bind]) -> Result<(), Error> {
+    for b in binds {
+        let Ok(source) = std::fs::metadata(&b.source) else {
+            continue;
+        };
+        let Ok(target) = open_in_root(root, &b.target, libc::O_PATH).and_then(|f| f.metadata()) else {
+            continue;
+        };
+        let what = |dir: bool| if dir { "a directory" } else { "a file" };
+        if source.is_dir() != target.is_dir() {
+            return Err(Error::Invalid(format!(
+                "invalid volume {}:{}: {} is {} on the host but {} in the image",
+                b.source,
+                b.target,
+                b.source,
+                what(source.is_dir()),
+                what(target.is_dir())
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,10 @@ pub enum Error {
     User(String),
     #[error("{0}")]
     CommandNotFound(String),
+    /// A request that cannot work with this image (a bind of a file onto a
+    /// directory, say), found before the container is made.
+    #[error("{0}")]
+    Invalid(String),
     #[error("container {id}: {message}")]
     Container { id: String, message: String },
     #[error("{path}: {source}")]
