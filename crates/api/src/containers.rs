@@ -57,9 +57,6 @@ pub struct CreateQuery {
     stdin: bool,
 }
 
-/// Largest container-create body.
-const CREATE_BODY_LIMIT: usize = 1 << 20;
-
 pub async fn create(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -70,7 +67,8 @@ pub async fn create(
         return Err(ApiError::invalid("create with start needs an upgraded connection (Upgrade: berth-stream)").into());
     }
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, CREATE_BODY_LIMIT)
+    // The limits layer has capped the body (413 past the route's limit).
+    let bytes = axum::body::to_bytes(body, crate::routes::JSON_BODY_LIMIT as usize)
         .await
         .map_err(|e| ApiError::invalid(format!("reading the request body: {e}")))?;
     let mut create: ContainerCreate =

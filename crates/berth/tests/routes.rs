@@ -20,29 +20,14 @@ use std::process::Command;
 use common::{base64, free_port, wait_for, Daemon};
 use serde_json::Value;
 
-const ROLES: [&str; 6] = [
-    "none",
-    "view-only",
-    "restricted-control",
-    "scheduler",
-    "full-control",
-    "admin",
-];
+use berth_auth::BUILTIN_ROLES as ROLES;
 
 /// `route_roles.txt`: (method, path) → the roles that may call it
 /// (`anonymous` among them for public routes).
 fn route_roles() -> BTreeMap<(String, String), Vec<&'static str>> {
     let class = |c: &str| -> Vec<&'static str> {
         match c {
-            "PUBLIC" => vec![
-                "anonymous",
-                "none",
-                "view-only",
-                "restricted-control",
-                "scheduler",
-                "full-control",
-                "admin",
-            ],
+            "PUBLIC" => std::iter::once("anonymous").chain(ROLES).collect(),
             "SELF" => ROLES.to_vec(),
             "VIEW" => vec!["view-only", "restricted-control", "full-control", "admin"],
             "WRITE" => vec!["restricted-control", "full-control", "admin"],

@@ -132,16 +132,20 @@ fn debian_minbase_matches_dpkg_query() {
     assert!(scanned.problems.is_empty(), "problems: {:#?}", scanned.problems);
 
     let admindir = root.join("var/lib/dpkg");
-    let expected: BTreeSet<(String, String, String)> = run(Command::new("dpkg-query")
-        .arg(format!("--admindir={}", admindir.display()))
-        .args(["-W", "-f", "${Package} ${Version} ${Architecture}\n"]))
-    .lines()
-    .map(|l| {
-        let mut parts = l.split(' ');
-        let mut next = || parts.next().unwrap_or("").to_string();
-        (next(), next(), next())
-    })
-    .collect();
+    // Three fields of every installed package, as dpkg-query prints them.
+    let dpkg_query = |format: &str| -> BTreeSet<(String, String, String)> {
+        run(Command::new("dpkg-query")
+            .arg(format!("--admindir={}", admindir.display()))
+            .args(["-W", "-f", &format!("{format}\n")]))
+        .lines()
+        .map(|l| {
+            let mut parts = l.split(' ');
+            let mut next = || parts.next().unwrap_or("").to_string();
+            (next(), next(), next())
+        })
+        .collect()
+    };
+    let expected = dpkg_query("${Package} ${Version} ${Architecture}");
     let debian: Vec<_> = scanned
         .components
         .iter()
@@ -161,16 +165,7 @@ fn debian_minbase_matches_dpkg_query() {
 
     // Advisories are matched on the source package at the source's version
     // (binNMUs carry `Source: name (version)`): what dpkg itself says.
-    let sources: BTreeSet<(String, String, String)> = run(Command::new("dpkg-query")
-        .arg(format!("--admindir={}", admindir.display()))
-        .args(["-W", "-f", "${Package} ${source:Package} ${source:Version}\n"]))
-    .lines()
-    .map(|l| {
-        let mut parts = l.split(' ');
-        let mut next = || parts.next().unwrap_or("").to_string();
-        (next(), next(), next())
-    })
-    .collect();
+    let sources = dpkg_query("${Package} ${source:Package} ${source:Version}");
     let ours: BTreeSet<(String, String, String)> = debian
         .iter()
         .map(|c| {
