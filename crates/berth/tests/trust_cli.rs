@@ -632,13 +632,15 @@ fn signer_key_on_a_pkcs11_token() {
         listed.contains(&key_id) && listed.contains("pkcs11") && listed.contains("berth-signer"),
         "{listed}"
     );
-    // The private key never left the token: the key store holds no file for it.
-    assert!(!carol
-        .dir
-        .path()
-        .join("trust/private")
-        .join(format!("{key_id}.key"))
-        .exists());
+    // The private key never left the token: the key store holds a reference
+    // to it, with nothing secret inside.
+    let reference: Value = serde_json::from_slice(
+        &std::fs::read(carol.dir.path().join("trust/private").join(format!("{key_id}.key"))).expect("reference"),
+    )
+    .expect("reference json");
+    assert_eq!(reference["format"], "berth-token-key-v1", "{reference}");
+    assert!(reference.get("ciphertext").is_none(), "{reference}");
+    assert_eq!(reference["token"]["token_label"], "berth-signer", "{reference}");
     admin.ok(
         d,
         &[
@@ -869,4 +871,589 @@ fn referrers_verify_a_copy_under_another_name() {
         out.contains(&format!("Tagging {}@{digest} as {copy}", b.image("mirror/app"))),
         "{out}"
     );
+}
+
+const NOTARY: &str = "/usr/bin/notary";
+
+/// A SoftHSM2 token directory under `dir` with one token `label`; returns
+/// the `SOFTHSM2_CONF` to use.
+fn softhsm_token(dir: &Path, label: &str, pin: &str, so_pin: &str) -> PathBuf {
+    assert!(
+        Path::new(SOFTHSM).exists(),
+        "SoftHSM2 is not installed: {SOFTHSM} is missing (install the Debian package softhsm2)"
+    );
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).expect("tokens");
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .expect("conf");
+    let init = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            pin,
+            "--so-pin",
+            so_pin,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("softhsm2-util (Debian package softhsm2) cannot run: {e}"));
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    conf
+}
+
+/// `notary -s http://HOST -d DIR list GUN`: the `(tag, role)` rows; the
+/// notary CLI verifies the whole repository (root chain, signatures,
+/// snapshot, timestamp) before it lists anything.
+fn notary_list(host: &str, dir: &Path, gun: &str) -> Vec<(String, String)> {
+    assert!(
+        Path::new(NOTARY).exists(),
+        "{NOTARY} is missing: install the Debian package `notary`"
+    );
+    let o = Command::new(NOTARY)
+        .args(["-s", &format!("http://{host}"), "-d"])
+        .arg(dir)
+        .args(["list", gun])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run notary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "notary list {gun} failed:\n{text}");
+    let mut rows: Vec<(String, String)> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("NAME") && !l.starts_with("----") && !l.trim().is_empty())
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() == 4).then(|| (cols[0].to_string(), cols[3].to_string()))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn key_list(client: &Client, d: &Daemon) -> Vec<Value> {
+    let out = client.run(d, &["trust", "key", "list", "--format", "json"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout)
+        .expect("key list json")
+        .as_array()
+        .expect("keys")
+        .clone()
+}
+
+fn generated_key_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Successfully generated key "))
+        .unwrap_or_else(|| panic!("no key id in {out}"))
+        .trim()
+        .to_string()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn repository_key(inspect: &Value) -> String {
+    inspect["AdministrativeKeys"][1]["Keys"][0]["ID"]
+        .as_str()
+        .expect("repository key")
+        .to_string()
+}
+
+#[test]
+fn root_targets_snapshot_and_signer_keys_on_a_pkcs11_token() {
+    let r = Registry::start();
+    let d = &r.daemon;
+    let alice = Client::new();
+    let conf = softhsm_token(alice.dir.path(), "berth-repo", "135790", "24680246");
+    let conf = conf.to_str().expect("utf8");
+    // No software passphrase at all: every key that signs is on the token.
+    let on_token: &[(&str, &str)] = &[
+        ("SOFTHSM2_CONF", conf),
+        ("HSM_PIN", "135790"),
+        ("HSM_SO_PIN", "24680246"),
+        ("BERTH_TRUST_ROOT_PASSPHRASE", ""),
+        ("BERTH_TRUST_TARGETS_PASSPHRASE", ""),
+        ("BERTH_TRUST_SNAPSHOT_PASSPHRASE", ""),
+        ("BERTH_TRUST_DELEGATION_PASSPHRASE", ""),
+    ];
+    let token = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut args = vec!["--token", SOFTHSM, "--token-label", "berth-repo"];
+        if !extra.contains(&"--pin-env") {
+            args.extend_from_slice(&["--pin-env", "HSM_PIN"]);
+        }
+        args.extend_from_slice(extra);
+        args
+    };
+    let with =
+        |base: &[&str], extra: &[&str]| -> Vec<String> { base.iter().chain(extra).map(|s| s.to_string()).collect() };
+    let repo = r.image("hw/repo");
+    let notary_dir = alice.dir.path().join("notary");
+
+    // Bad input fails, names what is wrong and leaves no key behind.
+    let bad: Vec<(Vec<String>, &str)> = vec![
+        (
+            with(
+                &["trust", "key", "generate", "--role", "root"],
+                &token(&["--slot", "9b"]),
+            ),
+            "--slot 9b: not a PIV slot",
+        ),
+        (
+            with(&["trust", "key", "generate", "--role", "targets"], &token(&[])),
+            "pass --gun GUN",
+        ),
+        (
+            with(&["trust", "key", "generate", "--role", "timestamp"], &token(&[])),
+            "always held by the trust server",
+        ),
+        (
+            with(
+                &["trust", "key", "generate", "--role", "root"],
+                &[
+                    "--token",
+                    SOFTHSM,
+                    "--token-label",
+                    "no-such-token",
+                    "--pin-env",
+                    "HSM_PIN",
+                ],
+            ),
+            "no token labelled \"no-such-token\"",
+        ),
+        (
+            with(
+                &["trust", "key", "generate", "--role", "root"],
+                &["--token", "/nonexistent/libpkcs11.so", "--pin-env", "HSM_PIN"],
+            ),
+            "PKCS#11 module /nonexistent/libpkcs11.so",
+        ),
+        (
+            with(
+                &["trust", "key", "generate", "--role", "root"],
+                &token(&["--pin-env", "WRONG_PIN"]),
+            ),
+            "token \"berth-repo\": logging in: wrong PIN",
+        ),
+        (
+            with(
+                &["trust", "key", "generate", "--role", "root"],
+                &token(&["--pin-env", "UNSET_PIN"]),
+            ),
+            "set $UNSET_PIN",
+        ),
+        (
+            with(
+                &["trust", "key", "generate", "--role", "root"],
+                &token(&["--so-pin-env", "WRONG_PIN"]),
+            ),
+            "token \"berth-repo\": logging in: wrong PIN (the security officer PIN is read from $WRONG_PIN)",
+        ),
+        // SoftHSM2 generates private keys after the user login only.
+        (
+            with(
+                &["trust", "key", "generate", "--role", "root"],
+                &token(&["--so-pin-env", "HSM_SO_PIN"]),
+            ),
+            "drop --so-pin-env",
+        ),
+    ];
+    let mut env = on_token.to_vec();
+    env.push(("WRONG_PIN", "000000"));
+    for (args, expected) in &bad {
+        let err = alice.fails_env(d, &strs(args), &env);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    assert!(key_list(&alice, d).is_empty(), "a failed generate left a key");
+
+    // Root (in PIV slot 9a's id) and the repository's targets key on the token.
+    let out = alice.ok_env(
+        d,
+        &strs(&with(
+            &["trust", "key", "generate", "--role", "root"],
+            &token(&["--slot", "9a"]),
+        )),
+        on_token,
+    );
+    let root_id = generated_key_id(&out);
+    assert!(out.contains("token berth-repo slot 9a"), "{out}");
+    let err = alice.fails_env(
+        d,
+        &strs(&with(
+            &["trust", "key", "generate", "--role", "root"],
+            &token(&["--slot", "9a"]),
+        )),
+        on_token,
+    );
+    assert!(
+        err.contains("token \"berth-repo\" already holds a private key with CKA_ID 01 (--slot 9a)"),
+        "{err}"
+    );
+    let out = alice.ok_env(
+        d,
+        &strs(&with(
+            &["trust", "key", "generate", "--role", "targets", "--gun", &repo],
+            &token(&[]),
+        )),
+        on_token,
+    );
+    let targets_id = generated_key_id(&out);
+    let keys = key_list(&alice, d);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in &keys {
+        assert!(
+            key["location"].as_str().unwrap_or_default().starts_with("pkcs11 ")
+                && key["location"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("token berth-repo"),
+            "{key}"
+        );
+    }
+    // The key store holds references only: no ciphertext, no private key.
+    for id in [&root_id, &targets_id] {
+        let file: Value = serde_json::from_slice(
+            &std::fs::read(alice.dir.path().join("trust/private").join(format!("{id}.key"))).expect("reference"),
+        )
+        .expect("json");
+        assert_eq!(file["format"], "berth-token-key-v1", "{file}");
+        assert!(file.get("ciphertext").is_none(), "{file}");
+        assert_eq!(file["token"]["pin_env"], "HSM_PIN", "{file}");
+    }
+
+    // A new repository with root and targets on the token.
+    d.load_busybox();
+    let tag = |t: &str| {
+        let name = format!("{repo}:{t}");
+        d.ok(&["tag", "busybox", &name]);
+        name
+    };
+    let v1 = tag("v1");
+    // Without the PIN nothing is signed or published.
+    let mut no_pin = on_token.to_vec();
+    no_pin.retain(|(k, _)| *k != "HSM_PIN");
+    let err = alice.fails_env(d, &["trust", "sign", &v1], &no_pin);
+    assert!(err.contains("berth-repo") && err.contains("$HSM_PIN"), "{err}");
+    let err = alice.fails_env(d, &["trust", "inspect", &repo], &[]);
+    assert!(err.contains("no trust data"), "{err}");
+    let out = alice.ok_env(d, &["trust", "sign", &v1], on_token);
+    assert!(
+        out.contains("on token \"berth-repo\"")
+            && out.contains("touch the key")
+            && out.contains(&format!("Using targets key {targets_id}"))
+            && !out.contains("Generated"),
+        "{out}"
+    );
+    let inspect = alice.inspect(d, &repo);
+    assert_eq!(repository_key(&inspect), targets_id);
+    assert_eq!(
+        notary_list(&r.host, &notary_dir, &repo),
+        vec![("v1".into(), "targets".into())]
+    );
+
+    // Targets rotated onto the token (a new key there), then signing with it.
+    let out = alice.ok_env(
+        d,
+        &strs(&with(&["trust", "key", "rotate", &repo, "targets"], &token(&[]))),
+        on_token,
+    );
+    assert!(out.contains("Successfully rotated the targets key"), "{out}");
+    let new_targets = repository_key(&alice.inspect(d, &repo));
+    assert_ne!(new_targets, targets_id);
+    let v2 = tag("v2");
+    alice.ok_env(d, &["trust", "sign", &v2], on_token);
+    assert_eq!(
+        notary_list(&r.host, &notary_dir, &repo),
+        vec![("v1".into(), "targets".into()), ("v2".into(), "targets".into())]
+    );
+
+    // The snapshot key moves from the server to the token; signing then
+    // makes the snapshot on the token too.
+    let out = alice.ok_env(
+        d,
+        &strs(&with(
+            &["trust", "key", "rotate", &repo, "snapshot"],
+            &token(&["--slot", "id:5e"]),
+        )),
+        on_token,
+    );
+    assert!(out.contains("Successfully rotated the snapshot key"), "{out}");
+    let snapshot_key = alice.inspect(d, &repo)["AdministrativeKeys"][2]["Keys"][0]["ID"]
+        .as_str()
+        .expect("snapshot key")
+        .to_string();
+    let listed = key_list(&alice, d);
+    assert!(
+        listed.iter().any(|k| k["id"] == snapshot_key.as_str()
+            && k["role"] == "snapshot"
+            && k["location"].as_str().unwrap_or_default().ends_with("id 5e")),
+        "{listed:?}"
+    );
+    let v3 = tag("v3");
+    alice.ok_env(d, &["trust", "sign", &v3], on_token);
+    assert_eq!(notary_list(&r.host, &notary_dir, &repo).len(), 3);
+
+    // A root rotation that cannot be signed by the old root (its PIN is
+    // missing) fails and takes its new key off the token and the store.
+    let before = key_list(&alice, d);
+    let mut other_pin = no_pin.clone();
+    other_pin.push(("OTHER_PIN", "135790"));
+    let err = alice.fails_env(
+        d,
+        &[
+            "trust",
+            "key",
+            "rotate",
+            &repo,
+            "root",
+            "--token",
+            SOFTHSM,
+            "--token-label",
+            "berth-repo",
+            "--pin-env",
+            "OTHER_PIN",
+            "--slot",
+            "82",
+        ],
+        &other_pin,
+    );
+    assert!(err.contains("$HSM_PIN") && err.contains("Removed key"), "{err}");
+    assert_eq!(key_list(&alice, d), before);
+    // Root rotated onto the token (retired PIV slot 82), signed by old and new root.
+    let old_root = root_key(&alice.inspect(d, &repo));
+    let out = alice.ok_env(
+        d,
+        &strs(&with(
+            &["trust", "key", "rotate", &repo, "root"],
+            &token(&["--slot", "82"]),
+        )),
+        on_token,
+    );
+    assert!(out.contains("Successfully rotated the root key"), "{out}");
+    assert_ne!(root_key(&alice.inspect(d, &repo)), old_root);
+    // The notary CLI pinned the old root and follows the rotation.
+    let v4 = tag("v4");
+    alice.ok_env(d, &["trust", "sign", &v4], on_token);
+    assert_eq!(notary_list(&r.host, &notary_dir, &repo).len(), 4);
+
+    // A signer key on the token, added with the token's targets key.
+    let keys_dir = alice.dir.path().join("pub");
+    std::fs::create_dir(&keys_dir).expect("pub dir");
+    let out = alice.ok_env(
+        d,
+        &strs(&with(
+            &[
+                "trust",
+                "key",
+                "generate",
+                "dana",
+                "--dir",
+                keys_dir.to_str().expect("utf8"),
+            ],
+            &token(&[]),
+        )),
+        on_token,
+    );
+    let dana = generated_key_id(&out);
+    alice.ok_env(
+        d,
+        &[
+            "trust",
+            "signer",
+            "add",
+            "dana",
+            &repo,
+            "--key",
+            keys_dir.join("dana.pub").to_str().expect("utf8"),
+        ],
+        on_token,
+    );
+    let v5 = tag("v5");
+    let out = alice.ok_env(d, &["trust", "sign", &v5, "--signer", "dana"], on_token);
+    assert!(out.contains(&format!("Successfully signed {v5}")), "{out}");
+    let inspect = alice.inspect(d, &repo);
+    assert_eq!(inspect["Signers"][0]["Keys"][0]["ID"], dana.as_str());
+    let rows = notary_list(&r.host, &notary_dir, &repo);
+    assert!(
+        rows.iter().any(|(t, role)| t == "v5" && role.starts_with("targets/")),
+        "{rows:?}"
+    );
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    // And content trust pulls through it all.
+    d.ok(&["rmi", "-f", &v5]);
+    alice.ok_env(d, &["pull", &v5], TRUSTED);
+    assert_eq!(
+        std::fs::read_dir(alice.dir.path().join("trust/private"))
+            .expect("private")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".key"))
+            .count(),
+        key_list(&alice, d).len()
+    );
+    let _ = root_id;
+}
+
+#[test]
+fn key_backup_and_restore() {
+    let r = Registry::start();
+    let d = &r.daemon;
+    let alice = Client::new();
+    let conf = softhsm_token(alice.dir.path(), "berth-backup", "112233", "44556677");
+    let conf = conf.to_str().expect("utf8");
+    let hsm: &[(&str, &str)] = &[("SOFTHSM2_CONF", conf), ("HSM_PIN", "112233")];
+    let backup_env: &[(&str, &str)] = &[
+        ("SOFTHSM2_CONF", conf),
+        ("HSM_PIN", "112233"),
+        ("BERTH_TRUST_BACKUP_PASSPHRASE", "backup passphrase"),
+    ];
+    d.load_busybox();
+    let repo = r.image("backup/app");
+    let v1 = format!("{repo}:v1");
+    d.ok(&["tag", "busybox", &v1]);
+    alice.ok(d, &["trust", "sign", &v1]);
+    // A client-held snapshot key, and a signer key on a token.
+    alice.ok(d, &["trust", "key", "rotate", &repo, "snapshot"]);
+    let keys_dir = alice.dir.path().join("pub");
+    std::fs::create_dir(&keys_dir).expect("pub dir");
+    let out = alice.ok_env(
+        d,
+        &[
+            "trust",
+            "key",
+            "generate",
+            "erin",
+            "--dir",
+            keys_dir.to_str().expect("utf8"),
+            "--token",
+            SOFTHSM,
+            "--pin-env",
+            "HSM_PIN",
+        ],
+        hsm,
+    );
+    let erin = generated_key_id(&out);
+    alice.ok(
+        d,
+        &[
+            "trust",
+            "signer",
+            "add",
+            "erin",
+            &repo,
+            "--key",
+            keys_dir.join("erin.pub").to_str().expect("utf8"),
+        ],
+    );
+    let before = key_list(&alice, d);
+    assert_eq!(before.len(), 4, "{before:?}");
+
+    let archive = alice.dir.path().join("keys.zip");
+    let archive_s = archive.to_str().expect("utf8");
+    // No backup passphrase, or no key of that GUN: an error and no file.
+    let err = alice.fails_env(d, &["trust", "key", "backup", "-o", archive_s], &[]);
+    assert!(err.contains("BERTH_TRUST_BACKUP_PASSPHRASE"), "{err}");
+    let err = alice.fails_env(
+        d,
+        &[
+            "trust",
+            "key",
+            "backup",
+            "-o",
+            archive_s,
+            "--gun",
+            &r.image("other/app"),
+        ],
+        backup_env,
+    );
+    assert!(err.contains("holds no key of"), "{err}");
+    assert!(!archive.exists());
+    let out = alice.ok_env(d, &["trust", "key", "backup", "-o", archive_s], backup_env);
+    assert!(
+        out.contains(&format!("Not exportable: erin key {erin} is on pkcs11"))
+            && out.contains("Wrote 3 private key(s)"),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&archive).expect("archive").permissions().mode() & 0o777,
+        0o600
+    );
+    // Stored members: the PEMs are readable in the file, each encrypted.
+    let bytes = String::from_utf8_lossy(&std::fs::read(&archive).expect("read")).into_owned();
+    assert_eq!(
+        bytes.matches("-----BEGIN ENCRYPTED PRIVATE KEY-----").count(),
+        3,
+        "{bytes}"
+    );
+    assert!(!bytes.contains("BEGIN PRIVATE KEY"));
+    assert!(bytes.contains("\"exportable\": false"), "{bytes}");
+    let err = alice.fails_env(d, &["trust", "key", "backup", "-o", archive_s], backup_env);
+    assert!(err.contains("exists already"), "{err}");
+    // --gun: the repository's own keys only (targets and snapshot).
+    let per_gun = alice.dir.path().join("repo-keys.zip");
+    let out = alice.ok_env(
+        d,
+        &[
+            "trust",
+            "key",
+            "backup",
+            "-o",
+            per_gun.to_str().expect("utf8"),
+            "--gun",
+            &repo,
+        ],
+        backup_env,
+    );
+    assert!(out.contains("Wrote 2 private key(s)"), "{out}");
+
+    // The trust directory is lost; a wrong passphrase restores nothing.
+    std::fs::remove_dir_all(alice.dir.path().join("trust")).expect("wipe");
+    let err = alice.fails_env(
+        d,
+        &["trust", "key", "restore", archive_s],
+        &[("BERTH_TRUST_BACKUP_PASSPHRASE", "not it")],
+    );
+    assert!(err.contains("passphrase"), "{err}");
+    assert!(key_list(&alice, d).is_empty());
+    let out = alice.ok_env(d, &["trust", "key", "restore", archive_s], backup_env);
+    assert!(
+        out.matches("Restored ").count() == 4 && out.contains("stays on the token"),
+        "{out}"
+    );
+    let mut after = key_list(&alice, d);
+    let mut expected = before.clone();
+    let by_id = |a: &Value, b: &Value| a["id"].as_str().cmp(&b["id"].as_str());
+    after.sort_by(by_id);
+    expected.sort_by(by_id);
+    assert_eq!(after, expected);
+    // Restoring twice changes nothing.
+    let out = alice.ok_env(d, &["trust", "key", "restore", archive_s], backup_env);
+    assert_eq!(out.matches("Already in the key store").count(), 4, "{out}");
+
+    // The restored keys sign: targets and the client's snapshot, and the
+    // signer key through its restored token reference.
+    let v2 = format!("{repo}:v2");
+    d.ok(&["tag", "busybox", &v2]);
+    let out = alice.ok(d, &["trust", "sign", &v2]);
+    assert!(!out.contains("Generated"), "{out}");
+    let v3 = format!("{repo}:v3");
+    d.ok(&["tag", "busybox", &v3]);
+    alice.ok_env(d, &["trust", "sign", &v3, "--signer", "erin"], hsm);
+    let tags: Vec<String> = signed_tags(&alice.inspect(d, &repo)).into_iter().map(|t| t.0).collect();
+    assert_eq!(tags, ["v1", "v2", "v3"]);
+    let notary_dir = alice.dir.path().join("notary");
+    assert_eq!(notary_list(&r.host, &notary_dir, &repo).len(), 3);
 }

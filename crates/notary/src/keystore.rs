@@ -13,6 +13,14 @@
 //! Import and export speak PEM PKCS#8 with `role` and `gun` headers, as the
 //! notary CLI writes them (`notary key import`/`export`), encrypted (PBES2)
 //! or not.
+//!
+//! A key on a PKCS#11 token has a reference file instead (`"format":
+//! "berth-token-key-v1"`): the same clear fields and a [`TokenKeyRef`] saying
+//! where the key is (module, token label, `CKA_ID`, the variables naming the
+//! PINs; never a PIN). Nothing secret is in it, so it has no ciphertext; a
+//! reference edited to point elsewhere finds a key whose id does not match
+//! and is refused when used. [`KeyStore::list`] and [`KeyStore::info`] show
+//! both kinds; [`KeyStore::load`] of a token key is [`KeyStoreError::OnToken`].
 
 use std::fmt;
 use std::fs;
@@ -28,6 +36,7 @@ use crate::crypto::{self, CryptoError, SoftwareSigner};
 use crate::keys::{KeyType, PublicKey, Signer as _};
 
 const FORMAT: &str = "berth-key-v1";
+const TOKEN_FORMAT: &str = "berth-token-key-v1";
 
 /// A passphrase. `Debug` and `Display` never show it; memory is wiped on drop.
 #[derive(Clone)]
@@ -109,6 +118,42 @@ pub enum KeyStoreError {
     PassphraseRequired,
     #[error("invalid key id {0:?}")]
     InvalidKeyId(String),
+    #[error(
+        "key {key_id} is on token {token_label:?} of PKCS#11 module {module}; its private key cannot leave the token"
+    )]
+    OnToken {
+        key_id: String,
+        token_label: String,
+        module: PathBuf,
+    },
+    #[error("key {key_id} is in {dir} already: {reason}")]
+    Conflict {
+        key_id: String,
+        dir: PathBuf,
+        reason: String,
+    },
+}
+
+/// Where on a PKCS#11 token a key lives. PINs are named by the environment
+/// variable that holds them, never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenKeyRef {
+    /// The PKCS#11 module (shared library) path.
+    pub module: PathBuf,
+    pub token_label: String,
+    #[serde(default)]
+    pub token_serial: String,
+    /// The key's `CKA_ID` in hex (on a YubiKey, the PIV slot's id).
+    pub cka_id: String,
+    /// The key's `CKA_LABEL` as berth set it (some tokens ignore it).
+    #[serde(default)]
+    pub key_label: String,
+    /// The variable holding the user PIN (signing).
+    pub pin_env: String,
+    /// The variable holding the security officer PIN (on a YubiKey, the
+    /// PIV management key) used to generate or import the key, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub so_pin_env: Option<String>,
 }
 
 /// What the store tells about a key without decrypting it.
@@ -120,6 +165,8 @@ pub struct KeyInfo {
     /// Empty for keys not tied to one repository (root keys, delegation keys).
     pub gun: String,
     pub public: PublicKey,
+    /// Where the key is when it is on a token; `None` for keys in the store.
+    pub token: Option<TokenKeyRef>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,6 +182,46 @@ struct KeyFile {
     cipher: CipherRecord,
     #[serde(with = "b64")]
     ciphertext: Vec<u8>,
+}
+
+/// A reference to a key on a token: no secret inside.
+#[derive(Serialize, Deserialize)]
+struct TokenKeyFile {
+    format: String,
+    key_id: String,
+    role: String,
+    gun: String,
+    keytype: KeyType,
+    #[serde(with = "b64")]
+    public: Vec<u8>,
+    token: TokenKeyRef,
+}
+
+/// What a file in the store holds.
+enum Stored {
+    Software(KeyFile),
+    Token(TokenKeyFile),
+}
+
+impl Stored {
+    fn info(&self) -> KeyInfo {
+        match self {
+            Stored::Software(file) => KeyInfo {
+                key_id: file.key_id.clone(),
+                role: file.role.clone(),
+                gun: file.gun.clone(),
+                public: PublicKey::new(file.keytype, file.public.clone()),
+                token: None,
+            },
+            Stored::Token(file) => KeyInfo {
+                key_id: file.key_id.clone(),
+                role: file.role.clone(),
+                gun: file.gun.clone(),
+                public: PublicKey::new(file.keytype, file.public.clone()),
+                token: Some(file.token.clone()),
+            },
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -241,6 +328,13 @@ impl KeyStore {
         passphrase: &Passphrase,
     ) -> Result<KeyInfo, KeyStoreError> {
         let key_id = signer.key_id();
+        if let Ok(Stored::Token(file)) = self.read_stored(&key_id) {
+            return Err(KeyStoreError::Conflict {
+                key_id,
+                dir: self.dir.clone(),
+                reason: format!("it is a reference to a key on token {:?}", file.token.token_label),
+            });
+        }
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 24];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
@@ -284,7 +378,80 @@ impl KeyStore {
             role: role.to_string(),
             gun: gun.to_string(),
             public: signer.public_key().clone(),
+            token: None,
         })
+    }
+
+    /// Record that the key `public` for `role` (and `gun`) lives on a token.
+    /// A key with the same id already in the store is a conflict: its file
+    /// is never replaced by a reference.
+    pub fn add_token_key(
+        &self,
+        public: &PublicKey,
+        role: &str,
+        gun: &str,
+        token: &TokenKeyRef,
+    ) -> Result<KeyInfo, KeyStoreError> {
+        let key_id = public.id();
+        check_key_id(&key_id)?;
+        match self.read_stored(&key_id) {
+            Err(KeyStoreError::NotFound { .. }) => {}
+            Ok(Stored::Token(file)) if file.token == *token && file.role == role && file.gun == gun => {}
+            Ok(_) => {
+                return Err(KeyStoreError::Conflict {
+                    key_id,
+                    dir: self.dir.clone(),
+                    reason: "a key with this id is recorded already".into(),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+        let file = TokenKeyFile {
+            format: TOKEN_FORMAT.into(),
+            key_id: key_id.clone(),
+            role: role.to_string(),
+            gun: gun.to_string(),
+            keytype: public.keytype,
+            public: public.public.clone(),
+            token: token.clone(),
+        };
+        let text = serde_json::to_vec_pretty(&file).map_err(|e| KeyStoreError::Pem(e.to_string()))?;
+        self.write_private(&key_id, &text)?;
+        Ok(Stored::Token(file).info())
+    }
+
+    /// Whether a key restored from a backup as `role`/`gun` (`on_token`
+    /// for a token reference) may go into the store: `Ok(false)` when the
+    /// store has no key with `key_id`, `Ok(true)` when it has the same key,
+    /// role and GUN already (nothing to do), and [`KeyStoreError::Conflict`]
+    /// when it holds the id as something else, which a restore never
+    /// overwrites.
+    pub fn check_restore(&self, key_id: &str, role: &str, gun: &str, on_token: bool) -> Result<bool, KeyStoreError> {
+        let existing = match self.read_stored(key_id) {
+            Ok(stored) => stored,
+            Err(KeyStoreError::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let info = existing.info();
+        let conflict = |reason: String| KeyStoreError::Conflict {
+            key_id: key_id.to_string(),
+            dir: self.dir.clone(),
+            reason,
+        };
+        if info.token.is_some() != on_token {
+            return Err(conflict(if on_token {
+                "the store holds its private key, the backup a token reference".into()
+            } else {
+                "the store holds a token reference, the backup its private key".into()
+            }));
+        }
+        if info.role != role || info.gun != gun {
+            return Err(conflict(format!(
+                "as role {:?} of GUN {:?}, the backup has role {role:?} of GUN {gun:?}",
+                info.role, info.gun
+            )));
+        }
+        Ok(true)
     }
 
     /// Generate an ECDSA (default) or Ed25519 key and store it.
@@ -325,7 +492,19 @@ impl KeyStore {
         fs::rename(&tmp, &path).map_err(io_err(&path))
     }
 
+    /// The software key file of `key_id`; a token reference is [`KeyStoreError::OnToken`].
     fn read_file(&self, key_id: &str) -> Result<KeyFile, KeyStoreError> {
+        match self.read_stored(key_id)? {
+            Stored::Software(file) => Ok(file),
+            Stored::Token(file) => Err(KeyStoreError::OnToken {
+                key_id: key_id.to_string(),
+                token_label: file.token.token_label,
+                module: file.token.module,
+            }),
+        }
+    }
+
+    fn read_stored(&self, key_id: &str) -> Result<Stored, KeyStoreError> {
         check_key_id(key_id)?;
         let path = self.path(key_id);
         let bytes = match fs::read(&path) {
@@ -338,41 +517,42 @@ impl KeyStore {
             }
             Err(source) => return Err(KeyStoreError::Io { path, source }),
         };
-        let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| KeyStoreError::Corrupt {
+        let corrupt = |reason: String| KeyStoreError::Corrupt {
             path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        if file.format != FORMAT {
-            return Err(KeyStoreError::Corrupt {
-                path,
-                reason: format!("unknown format {:?}", file.format),
-            });
+            reason,
+        };
+        #[derive(Deserialize)]
+        struct Header {
+            format: String,
         }
-        if file.key_id != key_id {
-            return Err(KeyStoreError::Corrupt {
-                path,
-                reason: format!("file holds key {}", file.key_id),
-            });
+        let header: Header = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let (stored, file_key_id) = match header.format.as_str() {
+            FORMAT => {
+                let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+                let id = file.key_id.clone();
+                (Stored::Software(file), id)
+            }
+            TOKEN_FORMAT => {
+                let file: TokenKeyFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+                let id = file.key_id.clone();
+                (Stored::Token(file), id)
+            }
+            other => return Err(corrupt(format!("unknown format {other:?}"))),
+        };
+        if file_key_id != key_id {
+            return Err(corrupt(format!("file holds key {file_key_id}")));
         }
-        Ok(file)
+        Ok(stored)
     }
 
-    fn info_of(file: &KeyFile) -> KeyInfo {
-        KeyInfo {
-            key_id: file.key_id.clone(),
-            role: file.role.clone(),
-            gun: file.gun.clone(),
-            public: PublicKey::new(file.keytype, file.public.clone()),
-        }
-    }
-
-    /// What `key_id` is, without decrypting it.
+    /// What `key_id` is (a key in the store or a token reference), without
+    /// decrypting it.
     pub fn info(&self, key_id: &str) -> Result<KeyInfo, KeyStoreError> {
-        Ok(KeyStore::info_of(&self.read_file(key_id)?))
+        Ok(self.read_stored(key_id)?.info())
     }
 
-    /// Every key (id, role, GUN), without decrypting; files that are not
-    /// berth key files are skipped.
+    /// Every key (id, role, GUN, token), without decrypting; files that are
+    /// not berth key files are skipped.
     pub fn list(&self) -> Result<Vec<KeyInfo>, KeyStoreError> {
         let mut keys = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
@@ -384,8 +564,8 @@ impl KeyStore {
             if check_key_id(key_id).is_err() {
                 continue;
             }
-            match self.read_file(key_id) {
-                Ok(file) => keys.push(KeyStore::info_of(&file)),
+            match self.read_stored(key_id) {
+                Ok(stored) => keys.push(stored.info()),
                 Err(KeyStoreError::Corrupt { .. }) => continue,
                 Err(e) => return Err(e),
             }
@@ -444,9 +624,10 @@ impl KeyStore {
         Ok(signer)
     }
 
-    /// Delete `key_id`.
+    /// Delete `key_id` (a key file or a token reference; the key on the
+    /// token stays).
     pub fn remove(&self, key_id: &str) -> Result<(), KeyStoreError> {
-        self.read_file(key_id)?;
+        self.read_stored(key_id)?;
         let path = self.path(key_id);
         fs::remove_file(&path).map_err(io_err(&path))
     }
@@ -577,24 +758,33 @@ pub fn private_key_to_pem(
         ),
         None => ("PRIVATE KEY", signer.to_pkcs8_der()),
     };
-    let mut block = pem::Pem::new(tag, der.to_vec());
+    let block = pem::Pem::new(tag, der.to_vec());
     // Sorted, as Go's PEM encoder writes them. `path` (the key id) lets the
     // notary CLI import an encrypted key without decrypting it first.
     let key_id = signer.key_id();
     let headers = [("gun", gun), ("path", key_id.as_str()), ("role", role)];
+    let mut header_lines = String::new();
     for (name, value) in headers.into_iter().filter(|(_, v)| !v.is_empty()) {
-        block
-            .headers_mut()
-            .add(name, value)
-            .map_err(|e| CryptoError::PrivateKey(e.to_string()))?;
+        // The pem crate refuses a ':' in a value, which every GUN with a
+        // port has; readers split a header at its first ':', so write them here.
+        if value.contains(['\n', '\r']) {
+            return Err(CryptoError::PrivateKey(format!("PEM header {name} holds a line break")));
+        }
+        header_lines.push_str(&format!("{name}: {value}\n"));
     }
-    let text = Zeroizing::new(pem::encode_config(
+    let encoded = Zeroizing::new(pem::encode_config(
         &block,
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     ));
     let mut contents = block.into_contents();
     zeroize::Zeroize::zeroize(&mut contents);
-    Ok(text)
+    if header_lines.is_empty() {
+        return Ok(encoded);
+    }
+    let (begin, body) = encoded
+        .split_once('\n')
+        .ok_or_else(|| CryptoError::PrivateKey("PEM encoding has no lines".into()))?;
+    Ok(Zeroizing::new(format!("{begin}\n{header_lines}\n{body}")))
 }
 
 mod b64 {

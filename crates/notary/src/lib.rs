@@ -34,7 +34,12 @@
 //!   delegations, rotate keys and root, `publish(&[&dyn Signer], now)` to get
 //!   the files to upload.
 //! - [`keystore`]: `KeyStore` (Argon2id + XChaCha20-Poly1305 key files, mode
-//!   0600), `Passphrase`, PEM import/export compatible with the notary CLI.
+//!   0600; `TokenKeyRef` references to keys on PKCS#11 tokens, `add_token_key`,
+//!   `check_restore` for backups), `Passphrase`, PEM import/export compatible
+//!   with the notary CLI.
+//! - [`pkcs11`]: `Pkcs11Module`, `Pkcs11Token` (user or security officer
+//!   login), `Pkcs11Signer`, `piv_slot_cka_id`/`piv_slot_name` (YubiKey PIV
+//!   slots as `libykcs11` numbers them).
 //!
 //! **Architecture Invariant:** nothing here reads the clock or the network;
 //! times and fetches are parameters. Only `keystore` and the client's cache

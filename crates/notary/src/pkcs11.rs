@@ -25,7 +25,7 @@
 //! YubiKeys (`/usr/lib/x86_64-linux-gnu/libykcs11.so`, Debian package
 //! `ykcs11`): the token is the PIV application and each key object is a PIV
 //! slot, chosen by `CKA_ID` (1 = 9a, 2 = 9c, 3 = 9d, 4 = 9e, 5..=24 = the
-//! retired slots 82..95, 25 = f9). Pass the slot's id to
+//! retired slots 82..95, 25 = f9; [`piv_slot_cka_id`]). Pass the slot's id to
 //! [`Pkcs11Token::generate_p256_key`] or [`Pkcs11Token::import_p256_key`];
 //! berth's own ids (derived from the TUF key id) do not name a PIV slot.
 //! `libykcs11` requires the security officer login, whose "PIN" is the PIV
@@ -938,11 +938,44 @@ fn der_octet_string(value: &[u8]) -> Vec<u8> {
     der
 }
 
-fn hex_string(bytes: &[u8]) -> String {
+/// The `CKA_ID` `libykcs11` gives the key in a PIV slot, by the slot's hex
+/// name as `ykman piv` and `yubico-piv-tool` write it: `9a` → 1, `9c` → 2,
+/// `9d` → 3, `9e` → 4, the retired slots `82`..=`95` → 5..=24, `f9` → 25.
+pub fn piv_slot_cka_id(slot: &str) -> Option<u8> {
+    let number = u8::from_str_radix(slot.trim_start_matches("0x"), 16).ok()?;
+    match number {
+        0x9a => Some(1),
+        0x9c => Some(2),
+        0x9d => Some(3),
+        0x9e => Some(4),
+        0x82..=0x95 => Some(number - 0x82 + 5),
+        0xf9 => Some(25),
+        _ => None,
+    }
+}
+
+/// The PIV slot name (`9a`, ...) of a `libykcs11` `CKA_ID`, if it is one.
+pub fn piv_slot_name(cka_id: &[u8]) -> Option<String> {
+    let [id] = cka_id else { return None };
+    let slot = match *id {
+        1 => 0x9a,
+        2 => 0x9c,
+        3 => 0x9d,
+        4 => 0x9e,
+        5..=24 => id - 5 + 0x82,
+        25 => 0xf9,
+        _ => return None,
+    };
+    Some(format!("{slot:02x}"))
+}
+
+/// Hex of a `CKA_ID` (lower case), as key references record it.
+pub fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
+/// Bytes of a hex `CKA_ID`; `None` for odd length or a non-hex digit.
+pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
@@ -1136,6 +1169,28 @@ mod tests {
             assert_eq!(text.parse::<TokenSelector>().unwrap(), expected, "{text}");
         }
         assert!("slot:x".parse::<TokenSelector>().is_err());
+    }
+
+    #[test]
+    fn piv_slots_map_to_ykcs11_ids_and_back() {
+        let cases = [
+            ("9a", 1),
+            ("9c", 2),
+            ("9d", 3),
+            ("9e", 4),
+            ("82", 5),
+            ("95", 24),
+            ("f9", 25),
+        ];
+        for (slot, id) in cases {
+            assert_eq!(piv_slot_cka_id(slot), Some(id), "{slot}");
+            assert_eq!(piv_slot_name(&[id]).as_deref(), Some(slot), "{id}");
+        }
+        for bad in ["9b", "81", "96", "zz", ""] {
+            assert_eq!(piv_slot_cka_id(bad), None, "{bad}");
+        }
+        assert_eq!(piv_slot_name(&[26]), None);
+        assert_eq!(piv_slot_name(&[1, 2]), None);
     }
 
     #[test]

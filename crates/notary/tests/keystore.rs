@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use berth_notary::crypto::SoftwareSigner;
 use berth_notary::keys::{KeyType, Signer as _};
-use berth_notary::keystore::{self, KdfParams, KeyStore, KeyStoreError, Passphrase};
+use berth_notary::keystore::{self, KdfParams, KeyStore, KeyStoreError, Passphrase, TokenKeyRef};
 use tempfile::TempDir;
 
 /// Cheap Argon2 costs so the tests run fast; the format records them.
@@ -259,4 +259,136 @@ fn ecdsa_scalar(signer: &SoftwareSigner) -> Vec<u8> {
         .unwrap()
         .to_bytes()
         .to_vec()
+}
+
+fn token_ref(label: &str) -> TokenKeyRef {
+    TokenKeyRef {
+        module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+        token_label: label.into(),
+        token_serial: "0123".into(),
+        cka_id: "01".into(),
+        key_label: "berth-root".into(),
+        pin_env: "HSM_PIN".into(),
+        so_pin_env: None,
+    }
+}
+
+#[test]
+fn token_references_are_listed_but_never_loaded() {
+    let dir = TempDir::new().unwrap();
+    let store = store(&dir);
+    let pass = Passphrase::from("pw");
+    let on_token = SoftwareSigner::generate_ecdsa();
+    let info = store
+        .add_token_key(on_token.public_key(), "root", "", &token_ref("hw"))
+        .unwrap();
+    assert_eq!(info.key_id, on_token.key_id());
+    assert_eq!(info.token, Some(token_ref("hw")));
+    let (file_key, _) = store
+        .generate(KeyType::Ecdsa, "targets", "example.com/app", &pass)
+        .unwrap();
+    let listed = store.list().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(store.info(&info.key_id).unwrap(), info);
+    assert_eq!(store.info(&file_key.key_id).unwrap().token, None);
+    // The reference file holds nothing secret and cannot be decrypted or exported.
+    let text = std::fs::read_to_string(store.dir().join(format!("{}.key", info.key_id))).unwrap();
+    assert!(
+        text.contains("berth-token-key-v1") && !text.contains("ciphertext"),
+        "{text}"
+    );
+    let err = store.load(&info.key_id, &pass).unwrap_err();
+    assert!(matches!(err, KeyStoreError::OnToken { .. }), "{err:?}");
+    assert!(err.to_string().contains("token \"hw\""), "{err}");
+    assert!(matches!(
+        store.export_pem(&info.key_id, &pass, None),
+        Err(KeyStoreError::OnToken { .. })
+    ));
+    // Recording the same reference again is fine; another is a conflict,
+    // and so is a software key with the id of a token key.
+    store
+        .add_token_key(on_token.public_key(), "root", "", &token_ref("hw"))
+        .unwrap();
+    assert!(matches!(
+        store.add_token_key(on_token.public_key(), "root", "", &token_ref("other")),
+        Err(KeyStoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store.add(&on_token, "root", "", &pass),
+        Err(KeyStoreError::Conflict { .. })
+    ));
+    store.remove(&info.key_id).unwrap();
+    assert_eq!(store.list().unwrap().len(), 1);
+}
+
+#[test]
+fn restores_never_overwrite_a_different_key() {
+    let dir = TempDir::new().unwrap();
+    let store = store(&dir);
+    let pass = Passphrase::from("pw");
+    let (file_key, _) = store
+        .generate(KeyType::Ecdsa, "targets", "example.com/app", &pass)
+        .unwrap();
+    let on_token = SoftwareSigner::generate_ecdsa();
+    let token_key = store
+        .add_token_key(on_token.public_key(), "root", "", &token_ref("hw"))
+        .unwrap();
+    let absent = SoftwareSigner::generate_ecdsa().key_id();
+    let id = file_key.key_id.as_str();
+    // (key id, role, GUN, a token reference, already present or the conflict's words)
+    type Case<'a> = (&'a str, &'a str, &'a str, bool, Result<bool, &'a str>);
+    let cases: Vec<Case> = vec![
+        (&absent, "targets", "example.com/app", false, Ok(false)),
+        (id, "targets", "example.com/app", false, Ok(true)),
+        (id, "snapshot", "example.com/app", false, Err("as role \"targets\"")),
+        (
+            id,
+            "targets",
+            "example.com/other",
+            false,
+            Err("of GUN \"example.com/app\""),
+        ),
+        (
+            id,
+            "targets",
+            "example.com/app",
+            true,
+            Err("the backup a token reference"),
+        ),
+        (&token_key.key_id, "root", "", true, Ok(true)),
+        (&token_key.key_id, "root", "", false, Err("the backup its private key")),
+    ];
+    for (key_id, role, gun, on_token, expected) in cases {
+        let got = store.check_restore(key_id, role, gun, on_token);
+        match (got, expected) {
+            (Ok(got), Ok(expected)) => assert_eq!(got, expected, "{role} {gun} {on_token}"),
+            (Err(e), Err(expected)) => {
+                assert!(matches!(e, KeyStoreError::Conflict { .. }), "{e:?}");
+                assert!(e.to_string().contains(expected), "{e}");
+            }
+            (got, expected) => panic!("{role} {gun} {on_token}: {got:?}, expected {expected:?}"),
+        }
+    }
+}
+
+#[test]
+fn exported_pem_keeps_a_gun_with_a_port() {
+    let dir = TempDir::new().unwrap();
+    let store = store(&dir);
+    let pass = Passphrase::from("pw");
+    let (info, _) = store
+        .generate(KeyType::Ecdsa, "targets", "127.0.0.1:5000/team/app", &pass)
+        .unwrap();
+    let exported = store
+        .export_pem(&info.key_id, &pass, Some(&Passphrase::from("export")))
+        .unwrap();
+    assert!(
+        exported.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\ngun: 127.0.0.1:5000/team/app\npath: "),
+        "{}",
+        &*exported
+    );
+    let parsed = keystore::parse_private_key_pem(exported.as_bytes(), Some(&Passphrase::from("export"))).unwrap();
+    assert_eq!(parsed.gun.as_deref(), Some("127.0.0.1:5000/team/app"));
+    assert_eq!(parsed.role.as_deref(), Some("targets"));
+    assert_eq!(parsed.signer.key_id(), info.key_id);
 }

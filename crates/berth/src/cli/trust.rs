@@ -1,10 +1,16 @@
 //! `berth trust`: content trust from the CLI, Notary- and Docker-compatible.
 //!
-//! - keys: `key generate NAME [--token MODULE]`, `key list`, `key load FILE`,
-//!   `key rotate IMAGE ROLE [--server-managed]`; private keys in a
-//!   [`KeyStore`] under `~/.berth/trust/private` (or `$BERTH_TRUST_DIR`),
-//!   token keys recorded by name in `signers/NAME.json` (module, token label,
-//!   the name of the variable holding the PIN; never the PIN);
+//! - keys: `key generate NAME | --role root|targets|snapshot [--gun GUN]`,
+//!   `key list`, `key load FILE`, `key rotate IMAGE ROLE [--server-managed]`,
+//!   each of generate, load and rotate with `--token MODULE [--token-label L]
+//!   [--slot ID] [--pin-env VAR] [--so-pin-env VAR]` to put the key on a
+//!   PKCS#11 token; `key backup -o FILE [--gun GUN]` and `key restore FILE`.
+//!   Private keys are in a [`KeyStore`] under `~/.berth/trust/private` (or
+//!   `$BERTH_TRUST_DIR`); a key on a token has a reference there instead
+//!   ([`TokenKeyRef`]: module, token label, `CKA_ID`, the names of the
+//!   variables holding the PINs; never a PIN), so every command that signs
+//!   finds root, targets, snapshot and signer keys the same way. Signer names
+//!   are also recorded in `signers/NAME.json`;
 //! - signing: `sign IMAGE:TAG [--signer NAME]`, `revoke`, `signer add/remove`,
 //!   publishing to the trust server of the image's registry
 //!   (`/v2/<gun>/_trust/tuf/`), then attaching the signed metadata to the
@@ -21,8 +27,11 @@
 //! image as a pending referrer ([`PENDING_ARTIFACT`]); the next holder's
 //! `sign` adds to it and publishes once the threshold is met.
 //!
-//! Passphrases come from `BERTH_TRUST_{ROOT,TARGETS,SNAPSHOT,DELEGATION}_PASSPHRASE`
-//! or a prompt on the terminal; they are never echoed, printed or logged.
+//! Passphrases come from `BERTH_TRUST_{ROOT,TARGETS,SNAPSHOT,DELEGATION,BACKUP}_PASSPHRASE`
+//! or a prompt on the terminal, token PINs from the variable the key's
+//! reference names or a prompt; they are never echoed, printed or logged.
+//! Keys a command generated are removed again when it fails before
+//! publishing, so a failed command leaves no key behind.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -35,9 +44,11 @@ use berth_notary::builder::{self, RepoEditor};
 use berth_notary::client::{self as tuf, ClientError, FetchError, TrustedRepo};
 use berth_notary::crypto::{self, SoftwareSigner};
 use berth_notary::keys::{KeyType, PublicKey, SigMethod, SignError, Signer};
-use berth_notary::keystore::{KeyStore, Passphrase};
+use berth_notary::keystore::{KeyInfo, KeyStore, KeyStoreError, Passphrase, TokenKeyRef};
 use berth_notary::metadata::{FileMeta, RoleName, Root, Signed, Snapshot, Targets};
-use berth_notary::pkcs11::{KeySelector, Pkcs11Module, Pkcs11Signer, TokenPin, TokenSelector};
+use berth_notary::pkcs11::{
+    self as pkcs11, KeySelector, Pkcs11Module, Pkcs11Signer, Pkcs11Token, TokenKey, TokenPin, TokenSelector,
+};
 use berth_notary::repo::{self, RoleKeys, TrustPinning};
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full};
@@ -60,6 +71,11 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, appli
 const MAX_DOCUMENT: u64 = 4 << 20;
 /// The variable naming a token's PIN when `--pin-env` is not given.
 const DEFAULT_PIN_ENV: &str = "BERTH_TRUST_TOKEN_PIN";
+/// The index of a key backup archive.
+const BACKUP_INDEX: &str = "berth-key-backup.json";
+const BACKUP_FORMAT: &str = "berth-key-backup-v1";
+/// Largest key backup archive member read.
+const MAX_BACKUP_MEMBER: u64 = 1 << 20;
 
 // ---------------------------------------------------------------------------
 // Arguments
@@ -94,40 +110,71 @@ struct KeyArgs {
 
 #[derive(clap::Subcommand)]
 enum KeyCommand {
-    /// Generate a signer key (ECDSA P-256) and write NAME.pub
+    /// Generate a signer key (writing NAME.pub) or, with --role, a repository's root, targets or snapshot key; ECDSA P-256, in the key store or on a PKCS#11 token (--token)
     Generate(KeyGenerateArgs),
     /// List the keys of this client (files and tokens)
     #[command(alias = "ls")]
     List(FormatArgs),
-    /// Import a PEM private key (as the notary CLI or openssl write them)
+    /// Import a PEM private key (as the notary CLI or openssl write them), into the key store or onto a PKCS#11 token (--token)
+    #[command(alias = "import")]
     Load(KeyLoadArgs),
-    /// Replace a repository's root, targets, snapshot or timestamp key
+    /// Replace a repository's root, targets, snapshot or timestamp key (the new key on a PKCS#11 token with --token)
     Rotate(KeyRotateArgs),
+    /// Write the key store's private keys to a zip archive, encrypted with a backup passphrase ($BERTH_TRUST_BACKUP_PASSPHRASE or a prompt); keys on tokens are listed as not exportable
+    Backup(KeyBackupArgs),
+    /// Import the keys of a `key backup` archive into the key store
+    Restore(KeyRestoreArgs),
+}
+
+/// Where a new key goes when it goes on a PKCS#11 token.
+#[derive(clap::Args, Clone)]
+struct TokenArgs {
+    /// Put the key on a PKCS#11 token: the module's path (a YubiKey's libykcs11.so, an HSM's module, SoftHSM2's libsofthsm2.so)
+    #[arg(long = "token", value_name = "MODULE")]
+    token: Option<PathBuf>,
+    /// The token's label (default: the module's only token)
+    #[arg(long = "token-label", value_name = "LABEL", requires = "token")]
+    token_label: Option<String>,
+    /// The key's slot on the token: a YubiKey PIV slot (9a, 9c, 9d, 9e, 82..95) or id:HEX for a CKA_ID on any token (default: a new id)
+    #[arg(long, value_name = "ID", requires = "token")]
+    slot: Option<String>,
+    /// The environment variable holding the token's user PIN, recorded for signing (else a prompt on the terminal)
+    #[arg(long = "pin-env", value_name = "VAR", default_value = DEFAULT_PIN_ENV)]
+    pin_env: String,
+    /// Generate or import after the security officer login, its PIN read from VAR (a YubiKey's PIV management key in hex, which libykcs11 requires); without it, the user login
+    #[arg(long = "so-pin-env", value_name = "VAR", requires = "token")]
+    so_pin_env: Option<String>,
 }
 
 #[derive(clap::Args)]
 struct KeyGenerateArgs {
-    name: String,
+    /// The signer's name (delegation targets/NAME)
+    #[arg(required_unless_present = "role", conflicts_with = "role")]
+    name: Option<String>,
+    /// Generate a repository key instead: root (used by every new repository), or targets or snapshot for --gun; a new repository uses it instead of generating one
+    #[arg(long, value_name = "ROLE")]
+    role: Option<String>,
+    /// The repository (GUN) a targets or snapshot key is for, e.g. 127.0.0.1:7443/team/app
+    #[arg(long, value_name = "GUN")]
+    gun: Option<String>,
     /// Directory to write NAME.pub to
     #[arg(long, default_value = ".")]
     dir: PathBuf,
-    /// Generate the key on a PKCS#11 token: the module's path
-    #[arg(long = "token")]
-    token: Option<PathBuf>,
-    /// The token's label (default: the module's only token)
-    #[arg(long = "token-label")]
-    token_label: Option<String>,
-    /// The environment variable holding the token's user PIN
-    #[arg(long = "pin-env", default_value = DEFAULT_PIN_ENV)]
-    pin_env: String,
+    #[command(flatten)]
+    token: TokenArgs,
 }
 
 #[derive(clap::Args)]
 struct KeyLoadArgs {
     file: PathBuf,
-    /// The signer name (role) to file the key under; default the PEM's role header
-    #[arg(long)]
+    /// The role to file the key under (root, targets, snapshot or a signer name); default the PEM's role header
+    #[arg(long, visible_alias = "role")]
     name: Option<String>,
+    /// The repository (GUN) of a targets or snapshot key; default the PEM's gun header
+    #[arg(long, value_name = "GUN")]
+    gun: Option<String>,
+    #[command(flatten)]
+    token: TokenArgs,
 }
 
 #[derive(clap::Args)]
@@ -139,6 +186,24 @@ struct KeyRotateArgs {
     /// Let the trust server hold the new key (snapshot; timestamp always is)
     #[arg(short = 'r', long = "server-managed")]
     server_managed: bool,
+    #[command(flatten)]
+    token: TokenArgs,
+}
+
+#[derive(clap::Args)]
+struct KeyBackupArgs {
+    /// The archive to write (a zip, mode 0600; an existing file is not replaced)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+    /// Only the keys of this repository (GUN)
+    #[arg(long, value_name = "GUN")]
+    gun: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct KeyRestoreArgs {
+    /// An archive `berth trust key backup` wrote
+    file: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -244,25 +309,39 @@ struct PolicyRmArgs {
 
 pub async fn trust(client: &Client, tls: &TlsFiles, a: TrustArgs) -> Result<i32> {
     let ctx = Ctx::open(client, tls)?;
-    match a.command {
-        TrustCommand::Key(k) => match k.command {
-            KeyCommand::Generate(a) => ctx.key_generate(a),
-            KeyCommand::List(a) => ctx.key_list(a),
-            KeyCommand::Load(a) => ctx.key_load(a),
-            KeyCommand::Rotate(a) => ctx.key_rotate(a).await,
-        },
-        TrustCommand::Sign(a) => ctx.sign(a).await,
-        TrustCommand::Inspect(a) => ctx.inspect(a).await,
-        TrustCommand::Revoke(a) => ctx.revoke(a).await,
-        TrustCommand::Signer(s) => match s.command {
-            SignerCommand::Add(a) => ctx.signer_add(a).await,
-            SignerCommand::Remove(a) => ctx.signer_remove(a).await,
-        },
-        TrustCommand::Policy(p) => match p.command {
-            PolicyCommand::Set(a) => policy_set(client, a).await,
-            PolicyCommand::Ls(a) => policy_ls(client, a).await,
-            PolicyCommand::Rm(a) => policy_rm(client, a).await,
-        },
+    let result = ctx.run(a).await;
+    if result.is_err() {
+        ctx.discard_generated();
+    }
+    result
+}
+
+impl Ctx<'_> {
+    async fn run(&self, a: TrustArgs) -> Result<i32> {
+        let ctx = self;
+        let client = self.daemon;
+        match a.command {
+            TrustCommand::Key(k) => match k.command {
+                KeyCommand::Generate(a) => ctx.key_generate(a),
+                KeyCommand::List(a) => ctx.key_list(a),
+                KeyCommand::Load(a) => ctx.key_load(a),
+                KeyCommand::Rotate(a) => ctx.key_rotate(a).await,
+                KeyCommand::Backup(a) => ctx.key_backup(a),
+                KeyCommand::Restore(a) => ctx.key_restore(a),
+            },
+            TrustCommand::Sign(a) => ctx.sign(a).await,
+            TrustCommand::Inspect(a) => ctx.inspect(a).await,
+            TrustCommand::Revoke(a) => ctx.revoke(a).await,
+            TrustCommand::Signer(s) => match s.command {
+                SignerCommand::Add(a) => ctx.signer_add(a).await,
+                SignerCommand::Remove(a) => ctx.signer_remove(a).await,
+            },
+            TrustCommand::Policy(p) => match p.command {
+                PolicyCommand::Set(a) => policy_set(client, a).await,
+                PolicyCommand::Ls(a) => policy_ls(client, a).await,
+                PolicyCommand::Rm(a) => policy_rm(client, a).await,
+            },
+        }
     }
 }
 
@@ -387,11 +466,21 @@ fn bytes_body(bytes: Vec<u8>) -> http_body_util::combinators::BoxBody<Bytes, std
 
 /// A registry host (and the trust server on its `/v2/` routes).
 struct Registry {
-    client: Client,
     host: String,
-    /// The daemon this command talks to: where a registry token comes from
-    /// when the registry wants one (deletes on an open registry do).
+    tls: TlsFiles,
+    /// The daemon this command talks to: for a loopback registry (its own,
+    /// most often), the CA its TLS listener has and a registry token for
+    /// `repository`; for any registry, a token when a delete asks for one.
     daemon: Option<Client>,
+    repository: Option<String>,
+    conn: tokio::sync::OnceCell<Conn>,
+}
+
+/// How a registry is reached, decided at the first request.
+struct Conn {
+    client: Client,
+    /// `Bearer ...` from the daemon, sent to a loopback registry only.
+    bearer: Option<String>,
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -430,25 +519,85 @@ struct Manifest {
 }
 
 impl Registry {
-    /// Plain HTTP to loopback registries (as Docker allows), TLS otherwise.
     fn connect(host: &str, tls: &TlsFiles) -> Result<Registry> {
-        let url = if is_loopback(host) {
-            format!("http://{host}")
-        } else if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            format!("https://{host}")
-        } else {
-            format!("https://{host}:443")
-        };
         Ok(Registry {
-            client: Client::new(&url, tls)?,
             host: host.to_string(),
+            tls: tls.clone(),
             daemon: None,
+            repository: None,
+            conn: tokio::sync::OnceCell::new(),
         })
     }
 
+    /// TLS to any registry; a loopback one (as Docker allows) in plain HTTP
+    /// unless it speaks TLS with the daemon's CA (the daemon's own TLS
+    /// listener), and then with the daemon's token for the repository.
+    async fn conn(&self) -> Result<&Conn> {
+        self.conn
+            .get_or_try_init(|| async {
+                let host = &self.host;
+                if !is_loopback(host) {
+                    let url = match host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+                        true => format!("https://{host}"),
+                        false => format!("https://{host}:443"),
+                    };
+                    let client = Client::new(&url, &self.tls)?;
+                    return Ok(Conn { client, bearer: None });
+                }
+                let plain = || Client::new(&format!("http://{host}"), &self.tls);
+                let Some(daemon) = &self.daemon else {
+                    return Ok(Conn {
+                        client: plain()?,
+                        bearer: None,
+                    });
+                };
+                let client = match daemon.raw(Method::GET, "/v1/ca.pem", &[], empty()).await {
+                    Ok(resp) if resp.status().is_success() => {
+                        let ca = read_capped(resp, 64 << 10, "the daemon's CA").await?;
+                        let tls = Client::with_ca_pem(&format!("https://{host}"), &ca)?;
+                        match tls.raw(Method::GET, "/v2/", &[], empty()).await {
+                            Ok(_) => tls,
+                            Err(_) => plain()?,
+                        }
+                    }
+                    _ => plain()?,
+                };
+                let bearer = match &self.repository {
+                    Some(repository) => {
+                        let scope = format!("repository:{repository}:pull,push,delete");
+                        daemon
+                            .get::<Value>(&format!("/v2/token?service=berth&scope={}", enc(&scope)))
+                            .await
+                            .ok()
+                            .and_then(|t| t["token"].as_str().map(|t| format!("Bearer {t}")))
+                    }
+                    None => None,
+                };
+                Ok(Conn { client, bearer })
+            })
+            .await
+    }
+
+    /// A request with the connection's token, if any.
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: crate::client::Body,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let conn = self.conn().await?;
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(bearer) = &conn.bearer {
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+                all.push(("authorization", bearer));
+            }
+        }
+        conn.client.raw(method, path, &all, body).await
+    }
+
     async fn get(&self, path: &str, accept: &str) -> Result<hyper::Response<hyper::body::Incoming>> {
-        self.client
-            .raw(Method::GET, path, &[("accept", accept)], empty())
+        self.raw(Method::GET, path, &[("accept", accept)], empty())
             .await
             .with_context(|| format!("registry {}", self.host))
     }
@@ -506,7 +655,6 @@ impl Registry {
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         let content_type = format!("multipart/form-data; boundary={boundary}");
         let resp = self
-            .client
             .raw(
                 Method::POST,
                 &format!("/v2/{gun}/_trust/tuf/"),
@@ -526,7 +674,6 @@ impl Registry {
         let path = format!("/v2/{gun}/_trust/tuf/{role}.key");
         let method = if rotate { Method::POST } else { Method::GET };
         let resp = self
-            .client
             .raw(method, &path, &[("accept", "application/json")], empty())
             .await
             .with_context(|| format!("registry {}", self.host))?;
@@ -583,7 +730,6 @@ impl Registry {
     async fn put_blob(&self, repository: &str, bytes: &[u8]) -> Result<String> {
         let digest = sha256_digest(bytes);
         let head = self
-            .client
             .raw(Method::HEAD, &format!("/v2/{repository}/blobs/{digest}"), &[], empty())
             .await
             .with_context(|| format!("registry {}", self.host))?;
@@ -591,7 +737,6 @@ impl Registry {
             return Ok(digest);
         }
         let resp = self
-            .client
             .raw(
                 Method::POST,
                 &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
@@ -609,7 +754,6 @@ impl Registry {
     async fn put_manifest(&self, repository: &str, media_type: &str, bytes: Vec<u8>) -> Result<String> {
         let digest = sha256_digest(&bytes);
         let resp = self
-            .client
             .raw(
                 Method::PUT,
                 &format!("/v2/{repository}/manifests/{digest}"),
@@ -630,7 +774,6 @@ impl Registry {
     async fn delete_manifest(&self, repository: &str, digest: &str) -> Result<()> {
         let path = format!("/v2/{repository}/manifests/{digest}");
         let mut resp = self
-            .client
             .raw(Method::DELETE, &path, &[], empty())
             .await
             .with_context(|| format!("registry {}", self.host))?;
@@ -644,7 +787,6 @@ impl Registry {
                 let token = token["token"].as_str().unwrap_or_default();
                 let bearer = format!("Bearer {token}");
                 resp = self
-                    .client
                     .raw(Method::DELETE, &path, &[("authorization", &bearer)], empty())
                     .await
                     .with_context(|| format!("registry {}", self.host))?;
@@ -784,6 +926,52 @@ impl Signer for TokenSigner {
     }
 }
 
+/// Writes a key backup: a zip of `index` and the PEM `members`, mode 0600,
+/// through a temporary file beside `output` so a failure leaves nothing.
+fn write_backup<S: std::ops::Deref<Target = String>>(
+    output: &Path,
+    index: &[u8],
+    members: &[(String, S)],
+) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = output
+        .file_name()
+        .ok_or_else(|| anyhow!("{} is not a file name", output.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let write = || -> Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut zip = zip::ZipWriter::new(file);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .unix_permissions(0o600);
+        zip.start_file(BACKUP_INDEX, options)?;
+        zip.write_all(index)?;
+        for (path, pem) in members {
+            zip.start_file(path.as_str(), options)?;
+            zip.write_all(pem.as_bytes())?;
+        }
+        zip.finish()?.sync_all()?;
+        // No replacing a file that appeared meanwhile.
+        std::fs::hard_link(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
+        Ok(())
+    };
+    let result = write();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
 /// The passphrase class of a key store role.
 fn passphrase_class(role: &str) -> &'static str {
     match role {
@@ -792,6 +980,65 @@ fn passphrase_class(role: &str) -> &'static str {
         "snapshot" => "SNAPSHOT",
         _ => "DELEGATION",
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The token a recorded or given label names; no label is the module's only token.
+fn token_selector(label: Option<&str>) -> TokenSelector {
+    match label {
+        Some(label) if !label.is_empty() => TokenSelector::Label(label.to_string()),
+        _ => TokenSelector::Only,
+    }
+}
+
+/// `--slot`: a YubiKey PIV slot (`9a`, ...) or `id:HEX`, as a `CKA_ID`.
+fn slot_cka_id(slot: &str) -> Result<Vec<u8>> {
+    if let Some(hex) = slot.strip_prefix("id:") {
+        return pkcs11::decode_hex(hex)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| anyhow!("--slot {slot}: id: takes the CKA_ID in hex, e.g. id:01"));
+    }
+    pkcs11::piv_slot_cka_id(slot).map(|id| vec![id]).ok_or_else(|| {
+        anyhow!("--slot {slot}: not a PIV slot (9a, 9c, 9d, 9e, 82..95); give any other CKA_ID as id:HEX")
+    })
+}
+
+/// How a `CKA_ID` reads to a user: the PIV slot when it is one.
+fn describe_cka_id(cka_id_hex: &str) -> String {
+    match pkcs11::decode_hex(cka_id_hex).and_then(|id| pkcs11::piv_slot_name(&id)) {
+        Some(slot) => format!("slot {slot}"),
+        None => format!("id {cka_id_hex}"),
+    }
+}
+
+/// Where a key is, for `key list`, backups and messages.
+fn describe_location(store: &KeyStore, info: &KeyInfo) -> String {
+    match &info.token {
+        None => format!("file {}", store.dir().display()),
+        Some(t) => format!(
+            "pkcs11 {} token {} {}",
+            t.module.display(),
+            t.token_label,
+            describe_cka_id(&t.cka_id)
+        ),
+    }
+}
+
+/// A repository name as berth writes GUNs: `registry/repository`.
+fn normalize_gun(text: &str) -> Result<String> {
+    let r = Reference::parse(text).map_err(|e| anyhow!("{text:?} is not a repository name: {e}"))?;
+    Ok(format!("{}/{}", r.registry, r.repository))
+}
+
+/// The key of `role` a new repository uses: one on a token first (the
+/// user put it there for a reason), else the first.
+fn preferred_key<'k>(keys: &'k [KeyInfo], role: &str, gun: &str) -> Option<&'k KeyInfo> {
+    let mut matching = keys.iter().filter(|k| k.role == role && k.gun == gun);
+    let first = matching.clone().next();
+    matching.find(|k| k.token.is_some()).or(first)
 }
 
 fn prompt_secret(prompt: &str) -> Result<String> {
@@ -819,6 +1066,11 @@ struct Ctx<'a> {
     dir: PathBuf,
     store: KeyStore,
     passphrases: Mutex<HashMap<&'static str, Passphrase>>,
+    /// Token PINs read this run, by module, token and variable.
+    pins: Mutex<HashMap<String, Passphrase>>,
+    /// Keys this command generated and has not published yet: removed
+    /// again when it fails.
+    generated: Mutex<Vec<String>>,
 }
 
 /// A repository: its GUN and where it lives.
@@ -846,6 +1098,8 @@ impl<'a> Ctx<'a> {
             dir,
             store,
             passphrases: Mutex::new(HashMap::new()),
+            pins: Mutex::new(HashMap::new()),
+            generated: Mutex::new(Vec::new()),
         })
     }
 
@@ -854,6 +1108,7 @@ impl<'a> Ctx<'a> {
             gun: format!("{}/{}", r.registry, r.repository),
             registry: Registry {
                 daemon: Some(self.daemon.clone()),
+                repository: Some(r.repository.clone()),
                 ..Registry::connect(&r.registry, &self.tls)?
             },
             repository: r.repository.clone(),
@@ -867,15 +1122,64 @@ impl<'a> Ctx<'a> {
     /// The passphrase of a class of keys: the environment, else a prompt.
     /// A new ECDSA key for `role` of `gun` in the key store, under the
     /// role's passphrase class.
-    fn generate_role_key(&self, role: &str, gun: &str) -> Result<(berth_notary::keystore::KeyInfo, SoftwareSigner)> {
-        self.store
+    fn generate_role_key(&self, role: &str, gun: &str) -> Result<(KeyInfo, SoftwareSigner)> {
+        let (info, signer) = self
+            .store
             .generate(
                 KeyType::Ecdsa,
                 role,
                 gun,
                 &self.passphrase(passphrase_class(role), true)?,
             )
-            .map_err(|e| anyhow!("{e}"))
+            .map_err(|e| anyhow!("{e}"))?;
+        self.note_generated(&info.key_id);
+        Ok((info, signer))
+    }
+
+    fn note_generated(&self, key_id: &str) {
+        lock(&self.generated).push(key_id.to_string());
+    }
+
+    /// Removes the keys this command generated (from the key store and
+    /// from their tokens); called when the command fails before publishing
+    /// them.
+    fn discard_generated(&self) {
+        let ids = std::mem::take(&mut *lock(&self.generated));
+        for id in ids.into_iter().rev() {
+            let Ok(info) = self.store.info(&id) else { continue };
+            if let Some(reference) = &info.token {
+                if let Err(e) = self.delete_token_key(&info, reference) {
+                    eprintln!(
+                        "warning: key {id} generated by this command stays on token {:?}: {e:#}",
+                        reference.token_label
+                    );
+                }
+            }
+            match self.store.remove(&id) {
+                Ok(()) => eprintln!("Removed key {id} ({}), generated by this failed command", info.role),
+                Err(e) => eprintln!("warning: key {id} generated by this command could not be removed: {e}"),
+            }
+        }
+    }
+
+    fn delete_token_key(&self, info: &KeyInfo, reference: &TokenKeyRef) -> Result<()> {
+        let module = Pkcs11Module::open(&reference.module).map_err(|e| anyhow!("{e}"))?;
+        let selector = token_selector(Some(&reference.token_label));
+        let token = match &reference.so_pin_env {
+            Some(var) => {
+                let so_pin = self.token_secret(&reference.module, &reference.token_label, var, true)?;
+                module.open_token_as_security_officer(&selector, &so_pin)
+            }
+            None => {
+                let pin = self.token_secret(&reference.module, &reference.token_label, &reference.pin_env, false)?;
+                module.open_token(&selector, Some(&pin))
+            }
+        }
+        .map_err(|e| anyhow!("{e}"))?;
+        let key = token
+            .find_key(&KeySelector::KeyId(info.key_id.clone()))
+            .map_err(|e| anyhow!("{e}"))?;
+        token.delete_key(&key).map_err(|e| anyhow!("{e}"))
     }
 
     fn passphrase(&self, class: &'static str, creating: bool) -> Result<Passphrase> {
@@ -970,20 +1274,168 @@ impl<'a> Ctx<'a> {
         Ok(Box::new(TokenSigner { inner }))
     }
 
+    /// A token PIN (or, with `security_officer`, the SO PIN / PIV
+    /// management key) from `var`, else a prompt on the terminal; read once
+    /// per run.
+    fn token_secret(&self, module: &Path, label: &str, var: &str, security_officer: bool) -> Result<TokenPin> {
+        let cache_key = format!("{}\0{label}\0{var}", module.display());
+        if let Some(pin) = lock(&self.pins).get(&cache_key) {
+            return Ok(TokenPin::new(pin.expose()));
+        }
+        let what = if security_officer {
+            "security officer PIN (a YubiKey's PIV management key)"
+        } else {
+            "user PIN"
+        };
+        let shown = if label.is_empty() {
+            format!("the token of {}", module.display())
+        } else {
+            format!("token {label:?}")
+        };
+        let pin = match std::env::var(var) {
+            Ok(p) if !p.is_empty() => p,
+            _ if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                prompt_secret(&format!("The {what} of {shown}: "))?
+            }
+            _ => bail!(
+                "{shown} of PKCS#11 module {} needs its {what}: set ${var} or run on a terminal",
+                module.display()
+            ),
+        };
+        lock(&self.pins).insert(cache_key, Passphrase::new(pin.clone()));
+        Ok(TokenPin::new(pin))
+    }
+
+    /// Opens the token `t` names to put a key on it: as security officer
+    /// with `--so-pin-env`, else as user. A YubiKey needs both a PIV slot
+    /// and the security officer.
+    fn open_token_to_write(&self, t: &TokenArgs, module_path: &Path) -> Result<Pkcs11Token> {
+        let module = Pkcs11Module::open(module_path).map_err(|e| anyhow!("{e}"))?;
+        let selector = token_selector(t.token_label.as_deref());
+        let tokens = module.tokens().map_err(|e| anyhow!("{e}"))?;
+        let described = tokens.iter().find(|info| match &selector {
+            TokenSelector::Label(label) => info.initialized && info.label == *label,
+            _ => info.initialized,
+        });
+        let label = described
+            .map(|i| i.label.clone())
+            .or(t.token_label.clone())
+            .unwrap_or_default();
+        if described.is_some_and(|i| i.manufacturer.contains("Yubico") || i.model.contains("YubiKey")) {
+            if t.slot.is_none() {
+                bail!("token {label:?} is a YubiKey: choose the PIV slot for the key with --slot (9a, 9c, 9d, 9e, 82..95)");
+            }
+            if t.so_pin_env.is_none() {
+                bail!(
+                    "token {label:?} is a YubiKey: libykcs11 generates and imports keys only after the security officer login; \
+                     pass --so-pin-env VAR with VAR holding the PIV management key in hex"
+                );
+            }
+        }
+        match &t.so_pin_env {
+            Some(var) => {
+                let so_pin = self.token_secret(module_path, &label, var, true)?;
+                module
+                    .open_token_as_security_officer(&selector, &so_pin)
+                    .map_err(|e| anyhow!("{e} (the security officer PIN is read from ${var})"))
+            }
+            None => {
+                let pin = self.token_secret(module_path, &label, &t.pin_env, false)?;
+                module
+                    .open_token(&selector, Some(&pin))
+                    .map_err(|e| anyhow!("{e} (the PIN is read from ${})", t.pin_env))
+            }
+        }
+    }
+
+    /// Records `key`, just put on `token`, in the key store as `role` of
+    /// `gun`; on failure the key is deleted from the token again.
+    fn record_token_key(
+        &self,
+        t: &TokenArgs,
+        module_path: &Path,
+        token: &Pkcs11Token,
+        key: &TokenKey,
+        role: &str,
+        gun: &str,
+    ) -> Result<KeyInfo> {
+        let reference = TokenKeyRef {
+            module: module_path.canonicalize().unwrap_or_else(|_| module_path.to_path_buf()),
+            token_label: token.info().label.clone(),
+            token_serial: token.info().serial.clone(),
+            cka_id: pkcs11::hex_string(&key.cka_id),
+            key_label: key.label.clone(),
+            pin_env: t.pin_env.clone(),
+            so_pin_env: t.so_pin_env.clone(),
+        };
+        match self.store.add_token_key(&key.public_key, role, gun, &reference) {
+            Ok(info) => {
+                self.note_generated(&info.key_id);
+                Ok(info)
+            }
+            Err(e) => {
+                let _ = token.delete_key(key);
+                Err(anyhow!("{e}"))
+            }
+        }
+    }
+
+    /// Generates a P-256 key for `role` of `gun` on the token `t` names and
+    /// records it in the key store.
+    fn token_generate(&self, t: &TokenArgs, role: &str, gun: &str, label: &str) -> Result<KeyInfo> {
+        let module_path = t.token.as_deref().ok_or_else(|| anyhow!("no --token module given"))?;
+        let cka_id = t.slot.as_deref().map(slot_cka_id).transpose()?;
+        let token = self.open_token_to_write(t, module_path)?;
+        let key = token.generate_p256_key(label, cka_id.as_deref()).map_err(|e| {
+            let mut message = e.to_string();
+            if let Some(slot) = &t.slot {
+                message.push_str(&format!(" (--slot {slot})"));
+            }
+            if t.so_pin_env.is_some() && message.contains("not logged in") {
+                message.push_str("; this token generates keys after the user login: drop --so-pin-env");
+            }
+            anyhow!(message)
+        })?;
+        self.record_token_key(t, module_path, &token, &key, role, gun)
+    }
+
+    /// A signer for a key on a token, logged in with the user PIN.
+    fn token_key_signer(&self, info: &KeyInfo, reference: &TokenKeyRef) -> Result<Box<dyn Signer>> {
+        let what = format!("{} key {}", info.role, short(&info.key_id));
+        let module = Pkcs11Module::open(&reference.module).map_err(|e| anyhow!("{what}: {e}"))?;
+        let pin = self
+            .token_secret(&reference.module, &reference.token_label, &reference.pin_env, false)
+            .map_err(|e| anyhow!("{what}: {e:#}"))?;
+        let token = module
+            .open_token(&token_selector(Some(&reference.token_label)), Some(&pin))
+            .map_err(|e| anyhow!("{what}: {e} (the PIN is read from ${})", reference.pin_env))?;
+        let key = token
+            .find_key(&KeySelector::KeyId(info.key_id.clone()))
+            .map_err(|e| anyhow!("{what} ({}): {e}", describe_cka_id(&reference.cka_id)))?;
+        let inner = token.signer(&key).map_err(|e| anyhow!("{what}: {e}"))?;
+        Ok(Box::new(TokenSigner { inner }))
+    }
+
+    /// A signer for a key in the store: decrypted, or on its token.
+    fn signer_for_info(&self, info: &KeyInfo) -> Result<Box<dyn Signer>> {
+        if let Some(reference) = &info.token {
+            return self.token_key_signer(info, reference);
+        }
+        let class = passphrase_class(&info.role);
+        let signer = self
+            .store
+            .load(&info.key_id, &self.passphrase(class, false)?)
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(Box::new(signer))
+    }
+
     /// A signer for `key` (by canonical id: a root certificate key finds its
     /// bare key) if this client holds it.
     fn signer_for(&self, key: &PublicKey) -> Result<Option<Box<dyn Signer>>> {
         let id = key.canonical_id().map_err(|e| anyhow!("{e}"))?;
         match self.store.info(&id) {
-            Ok(info) => {
-                let class = passphrase_class(&info.role);
-                let signer = self
-                    .store
-                    .load(&id, &self.passphrase(class, false)?)
-                    .map_err(|e| anyhow!("{e}"))?;
-                return Ok(Some(Box::new(signer)));
-            }
-            Err(berth_notary::keystore::KeyStoreError::NotFound { .. }) => {}
+            Ok(info) => return self.signer_for_info(&info).map(Some),
+            Err(KeyStoreError::NotFound { .. }) => {}
             Err(e) => return Err(anyhow!("{e}")),
         }
         for record in self.records()? {
@@ -1020,27 +1472,16 @@ impl<'a> Ctx<'a> {
                 .any(|r| r.source == "pkcs11" && r.key_id == id)
     }
 
-    /// The root key new repositories use: the first in the store, or a new one.
-    fn root_signer(&self) -> Result<SoftwareSigner> {
-        let existing = self
-            .store
-            .list()
-            .map_err(|e| anyhow!("{e}"))?
-            .into_iter()
-            .find(|k| k.role == "root");
-        match existing {
-            Some(info) => self
-                .store
-                .load(&info.key_id, &self.passphrase("ROOT", false)?)
-                .map_err(|e| anyhow!("{e}")),
+    /// The root key new repositories use: one on a token, else the first
+    /// in the store, else a new one.
+    fn root_signer(&self) -> Result<Box<dyn Signer>> {
+        let keys = self.store.list().map_err(|e| anyhow!("{e}"))?;
+        match preferred_key(&keys, "root", "") {
+            Some(info) => self.signer_for_info(info),
             None => {
-                let passphrase = self.passphrase("ROOT", true)?;
-                let (info, signer) = self
-                    .store
-                    .generate(KeyType::Ecdsa, "root", "", &passphrase)
-                    .map_err(|e| anyhow!("{e}"))?;
+                let (info, signer) = self.generate_role_key("root", "")?;
                 eprintln!("Generated root key {}", info.key_id);
-                Ok(signer)
+                Ok(Box::new(signer))
             }
         }
     }
@@ -1075,12 +1516,41 @@ impl<'a> Ctx<'a> {
     /// A new repository: root (the client's root key, an `ecdsa-x509`
     /// certificate for the GUN), targets (a new key), snapshot and timestamp
     /// (held by the trust server, as Docker sets them up).
+    /// A targets or snapshot key already in the store for the GUN (from
+    /// `key generate --role ... --gun`, e.g. on a token) is used instead of a
+    /// new targets key or the server's snapshot key.
     async fn new_repo(&self, target: &GunTarget, now: DateTime<Utc>) -> Result<(RepoEditor, Vec<Box<dyn Signer>>)> {
         let root = self.root_signer()?;
-        let cert = crypto::create_root_certificate(&root, &target.gun, now).map_err(|e| anyhow!("{e}"))?;
-        let (info, targets) = self.generate_role_key("targets", &target.gun)?;
-        eprintln!("Generated targets key {} for {}", info.key_id, target.gun);
-        let snapshot = target.registry.trust_key(&target.gun, "snapshot", false).await?;
+        let cert = crypto::create_root_certificate(root.as_ref(), &target.gun, now).map_err(|e| anyhow!("{e}"))?;
+        let keys = self.store.list().map_err(|e| anyhow!("{e}"))?;
+        let targets: Box<dyn Signer> = match preferred_key(&keys, "targets", &target.gun) {
+            Some(info) => {
+                eprintln!(
+                    "Using targets key {} for {} ({})",
+                    info.key_id,
+                    target.gun,
+                    describe_location(&self.store, info)
+                );
+                self.signer_for_info(info)?
+            }
+            None => {
+                let (info, signer) = self.generate_role_key("targets", &target.gun)?;
+                eprintln!("Generated targets key {} for {}", info.key_id, target.gun);
+                Box::new(signer)
+            }
+        };
+        let snapshot = match preferred_key(&keys, "snapshot", &target.gun) {
+            Some(info) => {
+                eprintln!(
+                    "Using snapshot key {} for {} ({})",
+                    info.key_id,
+                    target.gun,
+                    describe_location(&self.store, info)
+                );
+                info.public.clone()
+            }
+            None => target.registry.trust_key(&target.gun, "snapshot", false).await?,
+        };
         let timestamp = target.registry.trust_key(&target.gun, "timestamp", false).await?;
         let editor = RepoEditor::create(
             &target.gun,
@@ -1091,7 +1561,7 @@ impl<'a> Ctx<'a> {
             now,
         )
         .map_err(|e| anyhow!("{e}"))?;
-        Ok((editor, vec![Box::new(root), Box::new(targets)]))
+        Ok((editor, vec![root, targets]))
     }
 
     fn editor_from(&self, repo: &TrustedRepo) -> Result<RepoEditor> {
@@ -1147,84 +1617,105 @@ impl<'a> Ctx<'a> {
             }
             other => anyhow!("{other}"),
         })?;
-        target.registry.trust_publish(&target.gun, &uploads).await
+        target.registry.trust_publish(&target.gun, &uploads).await?;
+        // Published keys are in use: a later failure must not remove them.
+        lock(&self.generated).clear();
+        Ok(())
     }
 
     // -----------------------------------------------------------------------
     // Keys
 
     fn key_generate(&self, a: KeyGenerateArgs) -> Result<i32> {
-        RoleName::parse(&format!("targets/{}", a.name))
-            .map_err(|_| anyhow!("invalid signer name {:?}: use a-z, 0-9, - and _", a.name))?;
-        if self.records()?.iter().any(|r| r.name == a.name) {
-            bail!(
-                "a signer key named {:?} exists already ({})",
-                a.name,
-                self.signers_dir().display()
-            );
-        }
-        let (key_id, public, record) = match &a.token {
-            None => {
-                let passphrase = self.passphrase("DELEGATION", true)?;
-                let (info, _) = self
-                    .store
-                    .generate(KeyType::Ecdsa, &a.name, "", &passphrase)
-                    .map_err(|e| anyhow!("{e}"))?;
-                let record = SignerRecord {
-                    name: a.name.clone(),
-                    key_id: info.key_id.clone(),
-                    source: "file".into(),
-                    module: None,
-                    token_label: None,
-                    pin_env: None,
-                };
-                (info.key_id, info.public, record)
+        let (role, gun) = match (&a.role, &a.name) {
+            (Some(role), _) => match role.as_str() {
+                "root" => {
+                    if a.gun.is_some() {
+                        bail!("a root key serves every repository: drop --gun");
+                    }
+                    (role.clone(), String::new())
+                }
+                "targets" | "snapshot" => {
+                    let gun = a
+                        .gun
+                        .as_deref()
+                        .ok_or_else(|| anyhow!("a {role} key belongs to one repository: pass --gun GUN"))?;
+                    (role.clone(), normalize_gun(gun)?)
+                }
+                "timestamp" => bail!("the timestamp key is always held by the trust server"),
+                other => {
+                    bail!("unknown role {other:?}: use root, targets or snapshot (or name a signer without --role)")
+                }
+            },
+            (None, Some(name)) => {
+                RoleName::parse(&format!("targets/{name}"))
+                    .map_err(|_| anyhow!("invalid signer name {name:?}: use a-z, 0-9, - and _"))?;
+                if a.gun.is_some() {
+                    bail!("a signer key serves every repository it is added to: drop --gun");
+                }
+                if self.records()?.iter().any(|r| r.name == *name) {
+                    bail!(
+                        "a signer key named {name:?} exists already ({})",
+                        self.signers_dir().display()
+                    );
+                }
+                (name.clone(), String::new())
             }
-            Some(module_path) => {
-                let module = Pkcs11Module::open(module_path).map_err(|e| anyhow!("{e}"))?;
-                let pin = std::env::var(&a.pin_env)
-                    .ok()
-                    .filter(|p| !p.is_empty())
-                    .map(TokenPin::new)
-                    .ok_or_else(|| anyhow!("set ${} to the token's user PIN", a.pin_env))?;
-                let selector = match &a.token_label {
-                    Some(l) => TokenSelector::Label(l.clone()),
-                    None => TokenSelector::Only,
+            (None, None) => bail!("name the signer key, or give --role"),
+        };
+        let info = match &a.token.token {
+            None => self.generate_role_key(&role, &gun)?.0,
+            Some(_) => {
+                // Signer keys keep their name as label; repository keys get
+                // a fresh one, so a rotation can use the same token.
+                let label = match &a.name {
+                    Some(name) => name.clone(),
+                    None => format!("berth-{role}-{}", &berth_model::new_id()[..12]),
                 };
-                let token = module.open_token(&selector, Some(&pin)).map_err(|e| anyhow!("{e}"))?;
-                let key = token.generate_p256_key(&a.name, None).map_err(|e| anyhow!("{e}"))?;
-                let record = SignerRecord {
-                    name: a.name.clone(),
-                    key_id: key.key_id.clone(),
-                    source: "pkcs11".into(),
-                    module: Some(module_path.canonicalize().unwrap_or_else(|_| module_path.clone())),
-                    token_label: Some(token.info().label.clone()),
-                    pin_env: Some(a.pin_env.clone()),
-                };
-                (key.key_id, key.public_key, record)
+                self.token_generate(&a.token, &role, &gun, &label)?
             }
         };
-        self.save_record(&record)?;
-        let pub_path = a.dir.join(format!("{}.pub", a.name));
-        std::fs::write(&pub_path, public_key_pem(&public, &a.name))
-            .with_context(|| format!("writing {}", pub_path.display()))?;
-        println!("Successfully generated key {key_id}");
-        println!("Public key written to {}", pub_path.display());
+        let location = describe_location(&self.store, &info);
+        if let Some(name) = &a.name {
+            self.save_record(&SignerRecord {
+                name: name.clone(),
+                key_id: info.key_id.clone(),
+                source: if info.token.is_some() { "pkcs11" } else { "file" }.into(),
+                module: info.token.as_ref().map(|t| t.module.clone()),
+                token_label: info.token.as_ref().map(|t| t.token_label.clone()),
+                pin_env: info.token.as_ref().map(|t| t.pin_env.clone()),
+            })?;
+            let pub_path = a.dir.join(format!("{name}.pub"));
+            std::fs::write(&pub_path, public_key_pem(&info.public, name))
+                .with_context(|| format!("writing {}", pub_path.display()))?;
+            println!("Successfully generated key {}", info.key_id);
+            println!("Public key written to {}", pub_path.display());
+        } else {
+            println!("Successfully generated key {}", info.key_id);
+            let scope = if gun.is_empty() {
+                "for new repositories".to_string()
+            } else {
+                format!("for {gun}")
+            };
+            println!("The {role} key {scope} ({location})");
+        }
         Ok(0)
     }
 
     fn key_list(&self, a: FormatArgs) -> Result<i32> {
         let mut rows: Vec<Value> = Vec::new();
-        for info in self.store.list().map_err(|e| anyhow!("{e}"))? {
+        let stored = self.store.list().map_err(|e| anyhow!("{e}"))?;
+        for info in &stored {
             rows.push(json!({
                 "id": info.key_id,
                 "role": info.role,
                 "gun": info.gun,
-                "location": format!("file {}", self.store.dir().display()),
+                "location": describe_location(&self.store, info),
             }));
         }
+        // Signer keys generated on a token before the key store recorded them.
         for record in self.records()? {
-            if record.source == "pkcs11" {
+            if record.source == "pkcs11" && !stored.iter().any(|k| k.key_id == record.key_id) {
                 rows.push(json!({
                     "id": record.key_id,
                     "role": record.name,
@@ -1252,14 +1743,17 @@ impl<'a> Ctx<'a> {
 
     fn key_load(&self, a: KeyLoadArgs) -> Result<i32> {
         let pem_bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
-        let encrypted = String::from_utf8_lossy(&pem_bytes).contains("ENCRYPTED PRIVATE KEY");
-        let parsed_role = berth_notary::keystore::parse_private_key_pem(&pem_bytes, None)
-            .ok()
-            .and_then(|p| p.role);
+        let encrypted = String::from_utf8_lossy(&pem_bytes).contains("ENCRYPTED");
+        let headers = berth_notary::keystore::parse_private_key_pem(&pem_bytes, None).ok();
+        let parsed_role = headers.as_ref().and_then(|p| p.role.clone());
         let role = a.name.clone().or(parsed_role).unwrap_or_default();
         if role.is_empty() {
             bail!("{} has no role header: name the key with --name", a.file.display());
         }
+        let gun = match &a.gun {
+            Some(gun) => normalize_gun(gun)?,
+            None => headers.as_ref().and_then(|p| p.gun.clone()).unwrap_or_default(),
+        };
         let pem_passphrase = if encrypted {
             Some(match std::env::var("BERTH_TRUST_IMPORT_PASSPHRASE") {
                 Ok(p) if !p.is_empty() => Passphrase::new(p),
@@ -1275,30 +1769,80 @@ impl<'a> Ctx<'a> {
             None
         };
         let class = passphrase_class(&role);
-        let passphrase = self.passphrase(class, true)?;
-        let info = self
-            .store
-            .import_pem(&pem_bytes, pem_passphrase.as_ref(), Some(&role), None, &passphrase)
-            .map_err(|e| anyhow!("importing {}: {e}", a.file.display()))?;
+        let info = match &a.token.token {
+            None => {
+                let passphrase = self.passphrase(class, true)?;
+                self.store
+                    .import_pem(
+                        &pem_bytes,
+                        pem_passphrase.as_ref(),
+                        Some(&role),
+                        Some(&gun),
+                        &passphrase,
+                    )
+                    .map_err(|e| anyhow!("importing {}: {e}", a.file.display()))?
+            }
+            Some(module_path) => {
+                let parsed = berth_notary::keystore::parse_private_key_pem(&pem_bytes, pem_passphrase.as_ref())
+                    .map_err(|e| anyhow!("importing {}: {e}", a.file.display()))?;
+                if parsed.signer.public_key().keytype != KeyType::Ecdsa {
+                    bail!(
+                        "{}: only ECDSA P-256 keys can go on a token, this is a {} key",
+                        a.file.display(),
+                        parsed.signer.public_key().keytype
+                    );
+                }
+                let cka_id = a.token.slot.as_deref().map(slot_cka_id).transpose()?;
+                let label = format!("berth-{}-{}", role.replace('/', "-"), &berth_model::new_id()[..12]);
+                let token = self.open_token_to_write(&a.token, module_path)?;
+                let der = parsed.signer.to_pkcs8_der();
+                let key = token
+                    .import_p256_der(&label, cka_id.as_deref(), &der)
+                    .map_err(|e| anyhow!("importing {}: {e}", a.file.display()))?;
+                self.record_token_key(&a.token, module_path, &token, &key, &role, &gun)?
+            }
+        };
         if let Some(name) = &a.name {
             if RoleName::parse(&format!("targets/{name}")).is_ok() && class == "DELEGATION" {
                 self.save_record(&SignerRecord {
                     name: name.clone(),
                     key_id: info.key_id.clone(),
-                    source: "file".into(),
-                    module: None,
-                    token_label: None,
-                    pin_env: None,
+                    source: if info.token.is_some() { "pkcs11" } else { "file" }.into(),
+                    module: info.token.as_ref().map(|t| t.module.clone()),
+                    token_label: info.token.as_ref().map(|t| t.token_label.clone()),
+                    pin_env: info.token.as_ref().map(|t| t.pin_env.clone()),
                 })?;
             }
         }
-        println!("Loaded key {} as {role}", info.key_id);
+        println!(
+            "Loaded key {} as {role} ({})",
+            info.key_id,
+            describe_location(&self.store, &info)
+        );
         Ok(0)
+    }
+
+    /// A new key for `role` of `gun` for a rotation: on the token `--token`
+    /// names, else in the key store.
+    fn rotation_key(&self, t: &TokenArgs, role: &str, gun: &str) -> Result<(KeyInfo, Box<dyn Signer>)> {
+        if t.token.is_none() {
+            let (info, signer) = self.generate_role_key(role, gun)?;
+            return Ok((info, Box::new(signer)));
+        }
+        let label = format!("berth-{role}-{}", &berth_model::new_id()[..12]);
+        let info = self.token_generate(t, role, gun, &label)?;
+        // The token was opened to write (perhaps as security officer); the
+        // signer logs in again as its user.
+        let signer = self.signer_for_info(&info)?;
+        Ok((info, signer))
     }
 
     async fn key_rotate(&self, a: KeyRotateArgs) -> Result<i32> {
         let r = Reference::parse(&a.image).map_err(|e| anyhow!(e))?;
         let target = self.gun_target(&r)?;
+        if a.token.token.is_some() && (a.server_managed || a.role == "timestamp") {
+            bail!("a key the trust server holds cannot be on a token: drop --token or --server-managed");
+        }
         let repo = self
             .load_trusted(&target)
             .await?
@@ -1311,20 +1855,20 @@ impl<'a> Ctx<'a> {
                 if a.server_managed {
                     bail!("the targets key cannot be server-managed");
                 }
-                let (info, signer) = self.generate_role_key("targets", &target.gun)?;
+                let (info, signer) = self.rotation_key(&a.token, "targets", &target.gun)?;
                 editor
                     .rotate_key(&RoleName::Targets, &[signer.public_key().clone()], 1)
                     .map_err(|e| anyhow!("{e}"))?;
-                extra.push(Box::new(signer));
+                extra.push(signer);
                 info.key_id
             }
             "snapshot" => {
                 let key = if a.server_managed {
                     target.registry.trust_key(&target.gun, "snapshot", true).await?
                 } else {
-                    let (_, signer) = self.generate_role_key("snapshot", &target.gun)?;
+                    let (_, signer) = self.rotation_key(&a.token, "snapshot", &target.gun)?;
                     let key = signer.public_key().clone();
-                    extra.push(Box::new(signer));
+                    extra.push(signer);
                     key
                 };
                 editor
@@ -1340,11 +1884,9 @@ impl<'a> Ctx<'a> {
                 key.id()
             }
             "root" => {
-                let (_, signer) = self
-                    .store
-                    .generate(KeyType::Ecdsa, "root", "", &self.passphrase("ROOT", true)?)
-                    .map_err(|e| anyhow!("{e}"))?;
-                let cert = crypto::create_root_certificate(&signer, &target.gun, now).map_err(|e| anyhow!("{e}"))?;
+                let (_, signer) = self.rotation_key(&a.token, "root", "")?;
+                let cert =
+                    crypto::create_root_certificate(signer.as_ref(), &target.gun, now).map_err(|e| anyhow!("{e}"))?;
                 // The old root keys sign the new root too.
                 let old: Vec<PublicKey> = repo::root_role_keys(editor.root(), &RoleName::Root)
                     .map_err(|e| anyhow!("{e}"))?
@@ -1355,7 +1897,7 @@ impl<'a> Ctx<'a> {
                 editor
                     .rotate_root(std::slice::from_ref(&cert), 1)
                     .map_err(|e| anyhow!("{e}"))?;
-                extra.push(Box::new(signer));
+                extra.push(signer);
                 cert.id()
             }
             other => bail!("cannot rotate {other:?}: use root, targets, snapshot or timestamp"),
@@ -1368,6 +1910,211 @@ impl<'a> Ctx<'a> {
             "Successfully rotated the {} key of {}: new key {new_id}",
             a.role, target.gun
         );
+        Ok(0)
+    }
+
+    /// The passphrase of a key backup: the environment, else a prompt
+    /// (twice when writing one).
+    fn backup_passphrase(&self, creating: bool) -> Result<Passphrase> {
+        let var = "BERTH_TRUST_BACKUP_PASSPHRASE";
+        match std::env::var(var) {
+            Ok(p) if !p.is_empty() => return Ok(Passphrase::new(p)),
+            _ => {}
+        }
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            bail!("the key backup needs a passphrase: set {var} or run on a terminal");
+        }
+        let first = prompt_secret("Passphrase for the key backup: ")?;
+        if creating {
+            if first.is_empty() {
+                bail!("an empty passphrase is not allowed");
+            }
+            if prompt_secret("Repeat the passphrase for the key backup: ")? != first {
+                bail!("the passphrases do not match");
+            }
+        }
+        Ok(Passphrase::new(first))
+    }
+
+    fn key_backup(&self, a: KeyBackupArgs) -> Result<i32> {
+        let gun = a.gun.as_deref().map(normalize_gun).transpose()?;
+        let keys: Vec<KeyInfo> = self
+            .store
+            .list()
+            .map_err(|e| anyhow!("{e}"))?
+            .into_iter()
+            .filter(|k| gun.as_ref().is_none_or(|g| k.gun == *g))
+            .collect();
+        if keys.is_empty() {
+            match &gun {
+                Some(g) => bail!("the key store {} holds no key of {g}", self.store.dir().display()),
+                None => bail!("the key store {} holds no key", self.store.dir().display()),
+            }
+        }
+        if a.output.exists() {
+            bail!("{} exists already: choose another file", a.output.display());
+        }
+        let backup = if keys.iter().any(|k| k.token.is_none()) {
+            Some(self.backup_passphrase(true)?)
+        } else {
+            None
+        };
+        // Every key is decrypted and re-encrypted before anything is written.
+        let mut members = Vec::new();
+        let mut index = Vec::new();
+        for info in &keys {
+            match &info.token {
+                None => {
+                    let passphrase = self.passphrase(passphrase_class(&info.role), false)?;
+                    let pem = self
+                        .store
+                        .export_pem(&info.key_id, &passphrase, backup.as_ref())
+                        .map_err(|e| anyhow!("{e}"))?;
+                    let path = format!("private/{}.key", info.key_id);
+                    index.push(json!({
+                        "id": info.key_id, "role": info.role, "gun": info.gun,
+                        "exportable": true, "file": path,
+                    }));
+                    members.push((path, pem));
+                }
+                Some(reference) => {
+                    index.push(json!({
+                        "id": info.key_id, "role": info.role, "gun": info.gun,
+                        "exportable": false, "public": info.public.to_json(), "token": reference,
+                    }));
+                }
+            }
+        }
+        let doc = json!({"format": BACKUP_FORMAT, "created": Utc::now().to_rfc3339(), "keys": index});
+        write_backup(&a.output, &serde_json::to_vec_pretty(&doc)?, &members)?;
+        for info in &keys {
+            match &info.token {
+                None => println!("Backed up {} key {} {}", info.role, info.key_id, info.gun),
+                Some(_) => println!(
+                    "Not exportable: {} key {} is on {}; the backup records where it is",
+                    info.role,
+                    info.key_id,
+                    describe_location(&self.store, info)
+                ),
+            }
+        }
+        println!("Wrote {} private key(s) to {}", members.len(), a.output.display());
+        Ok(0)
+    }
+
+    fn key_restore(&self, a: KeyRestoreArgs) -> Result<i32> {
+        let shown = a.file.display();
+        let file = std::fs::File::open(&a.file).with_context(|| format!("opening {shown}"))?;
+        let mut archive = zip::ZipArchive::new(file).map_err(|e| anyhow!("{shown} is not a key backup: {e}"))?;
+        let read_member = |archive: &mut zip::ZipArchive<std::fs::File>, name: &str| -> Result<Vec<u8>> {
+            use std::io::Read as _;
+            let member = archive.by_name(name).map_err(|e| anyhow!("{shown}: no {name}: {e}"))?;
+            let mut bytes = Vec::new();
+            member.take(MAX_BACKUP_MEMBER + 1).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > MAX_BACKUP_MEMBER {
+                bail!("{shown}: {name} is larger than {MAX_BACKUP_MEMBER} bytes");
+            }
+            Ok(bytes)
+        };
+        #[derive(Deserialize)]
+        struct Index {
+            format: String,
+            keys: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            id: String,
+            role: String,
+            gun: String,
+            exportable: bool,
+            #[serde(default)]
+            file: Option<String>,
+            #[serde(default)]
+            public: Option<Value>,
+            #[serde(default)]
+            token: Option<TokenKeyRef>,
+        }
+        let index: Index = serde_json::from_slice(&read_member(&mut archive, BACKUP_INDEX)?)
+            .map_err(|e| anyhow!("{shown}: {BACKUP_INDEX} is malformed: {e}"))?;
+        if index.format != BACKUP_FORMAT {
+            bail!("{shown}: unknown backup format {:?}", index.format);
+        }
+        // Everything is read, decrypted and checked before the store changes.
+        let mut software: Vec<(Entry, SoftwareSigner)> = Vec::new();
+        let mut tokens: Vec<(Entry, PublicKey, TokenKeyRef)> = Vec::new();
+        let mut present: Vec<Entry> = Vec::new();
+        let mut backup: Option<Passphrase> = None;
+        for entry in index.keys {
+            if self
+                .store
+                .check_restore(&entry.id, &entry.role, &entry.gun, !entry.exportable)
+                .map_err(|e| anyhow!("not restoring {shown}: {e}"))?
+            {
+                present.push(entry);
+                continue;
+            }
+            if entry.exportable {
+                let name = entry
+                    .file
+                    .clone()
+                    .ok_or_else(|| anyhow!("{shown}: key {} has no file", entry.id))?;
+                let pem = read_member(&mut archive, &name)?;
+                let passphrase = match &backup {
+                    Some(p) => p.clone(),
+                    None => backup.insert(self.backup_passphrase(false)?).clone(),
+                };
+                let parsed = berth_notary::keystore::parse_private_key_pem(&pem, Some(&passphrase))
+                    .map_err(|e| anyhow!("{shown}: {name}: {e}"))?;
+                if parsed.signer.key_id() != entry.id {
+                    bail!("{shown}: {name} holds key {}, not {}", parsed.signer.key_id(), entry.id);
+                }
+                software.push((entry, parsed.signer));
+            } else {
+                let (Some(public), Some(reference)) = (&entry.public, entry.token.clone()) else {
+                    bail!("{shown}: token key {} has no public key or token", entry.id);
+                };
+                let public = PublicKey::from_json(public).map_err(|e| anyhow!("{shown}: key {}: {e}", entry.id))?;
+                if public.id() != entry.id {
+                    bail!("{shown}: token key {} has the public key of {}", entry.id, public.id());
+                }
+                tokens.push((entry, public, reference));
+            }
+        }
+        let mut added: Vec<String> = Vec::new();
+        let result = (|| -> Result<()> {
+            for (entry, signer) in &software {
+                let passphrase = self.passphrase(passphrase_class(&entry.role), true)?;
+                self.store
+                    .add(signer, &entry.role, &entry.gun, &passphrase)
+                    .map_err(|e| anyhow!("{e}"))?;
+                added.push(entry.id.clone());
+            }
+            for (entry, public, reference) in &tokens {
+                self.store
+                    .add_token_key(public, &entry.role, &entry.gun, reference)
+                    .map_err(|e| anyhow!("{e}"))?;
+                added.push(entry.id.clone());
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for id in &added {
+                let _ = self.store.remove(id);
+            }
+            return Err(e.context(format!("restoring {shown}; nothing was restored")));
+        }
+        for (entry, _) in &software {
+            println!("Restored {} key {} {}", entry.role, entry.id, entry.gun);
+        }
+        for (entry, _, reference) in &tokens {
+            println!(
+                "Restored the reference to {} key {} on token {} (the key itself stays on the token)",
+                entry.role, entry.id, reference.token_label
+            );
+        }
+        for entry in &present {
+            println!("Already in the key store: {} key {}", entry.role, entry.id);
+        }
         Ok(0)
     }
 
