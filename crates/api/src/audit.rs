@@ -113,7 +113,10 @@ pub fn syslog_sink(target: &str, drops: Arc<SyslogDrops>) -> Result<AuditSink, S
 /// and failures, info otherwise; the entry as JSON in the message.
 pub fn syslog_line(host: &str, e: &AuditEntry) -> String {
     const AUTHPRIV: u8 = 10;
-    let severity = if e.entry.result == "allowed" { 6 } else { 5 };
+    let severity = match e.entry.result.as_str() {
+        "allowed" | "started" => 6,
+        _ => 5,
+    };
     let json = serde_json::to_string(e).unwrap_or_default();
     format!(
         "<{}>1 {} {host} berth - audit [berth@32473 seq=\"{}\"] {json}",

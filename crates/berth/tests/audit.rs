@@ -112,3 +112,44 @@ fn levels_syslog_and_offline_verification() {
     assert_eq!(code, 1);
     assert!(err.contains("not signed by the cluster key"), "{err}");
 }
+
+/// Access control that cannot open (here the audit log's key is a
+/// directory) stops the daemon at start, with the reason: it never serves
+/// without its audit log.
+#[test]
+fn the_daemon_does_not_serve_without_its_audit_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("auth/audit.key")).expect("a directory in the key's place");
+    let socket = dir.path().join("berth.sock");
+    let mut child = std::process::Command::new(common::bin())
+        .arg("daemon")
+        .arg("--data-root")
+        .arg(&root)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--listen", &format!("127.0.0.1:{}", common::free_port())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn daemon");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon kept running without its audit log");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("cannot open access control") && err.contains("the daemon will not serve"),
+        "{err}"
+    );
+    assert!(!socket.exists(), "the daemon made its socket");
+}
