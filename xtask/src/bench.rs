@@ -1248,15 +1248,20 @@ fn scan(options: &Options, report: &mut Report) -> Result<()> {
         Ok(_) => rounds_from_env()?,
         Err(_) => SCAN_DEFAULT_ROUNDS,
     };
+    let plugins = crate::plugins::build().context("building the plugins")?;
     if options.build {
-        step("building berth (release)");
-        util::run(util::cargo().args(["build", "--release", "-p", "berth"]))?;
+        step("building berth (release, with the built-in plugins)");
+        let plugins_dir = plugins.parent().context("the plugins' dist dir has a parent")?;
+        util::run(
+            util::cargo()
+                .args(["build", "--release", "-p", "berth"])
+                .env("BERTH_EMBED_PLUGINS", plugins_dir),
+        )?;
     }
     let berth = util::target_dir()?.join("release/berth");
     if !berth.exists() {
         bail!("{} does not exist; run without --no-build", berth.display());
     }
-    let plugins = crate::plugins::build().context("building the plugins")?;
     let root = debian_root()?;
     let temp = TempDir::new("berth-xtask-bench-scan")?;
     eprintln!("working in {}", temp.path().display());
@@ -1294,8 +1299,11 @@ fn scan(options: &Options, report: &mut Report) -> Result<()> {
             c
         };
         util::run(berth_cmd().args(["image", "load", "-i"]).arg(&archive))?;
+        // Built in; installed here only into a binary built without them.
         for plugin in ["secrets", "file-permissions", "config-risks"] {
-            util::run(berth_cmd().args(["plugin", "install"]).arg(plugins.join(plugin)))?;
+            if !util::succeeds(berth_cmd().args(["plugin", "inspect", plugin])) {
+                util::run(berth_cmd().args(["plugin", "install"]).arg(plugins.join(plugin)))?;
+            }
         }
         // The full scan: inventory, licenses, vulnerabilities and every plugin check.
         let scan_args = ["scan", "debian:minbase", "--checks", "all", "--format", "json", "-q"];

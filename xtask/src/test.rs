@@ -1,10 +1,13 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
-//! Formatting, clippy, the test image (with a check that the probe in it
-//! works), then `cargo test --workspace` with `BERTH_TEST_IMAGES` and
-//! `BERTH_BIN` set so integration and end-to-end tests find the images and the
-//! `berth` binary, and `BERTH_TEST_PLUGINS` (`<target>/plugins`: `dist/<name>/`
-//! installable plugins, `wasm32-wasip2/release/*.wasm` every built one, test
-//! plugins included). Tests that need root expect to run as root, as CI does.
+//! Formatting, the plugins (linted and built first: the `berth` binary
+//! embeds them, with `BERTH_EMBED_PLUGINS` set on every cargo run of the
+//! workspace so that no run rebuilds it without them), clippy, the test image
+//! (with a check that the probe in it works), then `cargo test --workspace`
+//! with `BERTH_TEST_IMAGES` and `BERTH_BIN` set so integration and end-to-end
+//! tests find the images and the `berth` binary, and `BERTH_TEST_PLUGINS`
+//! (`<target>/plugins`: `dist/<name>/` installable plugins,
+//! `wasm32-wasip2/release/*.wasm` every built one, test plugins included).
+//! Tests that need root expect to run as root, as CI does.
 
 use std::path::Path;
 use std::process::Command;
@@ -40,8 +43,18 @@ pub fn main(args: &[String]) -> Result<()> {
     )
     .context("formatting differs: run `cargo fmt --manifest-path tests/image/probe/Cargo.toml`")?;
 
+    plugins::check()?;
+    let plugin_dist = plugins::build().context("building the plugins")?;
+    let plugins_dir = plugin_dist.parent().context("the plugins' dist dir has a parent")?;
+    // The berth binary embeds the plugins built above (crates/berth/build.rs).
+    let workspace_cargo = || {
+        let mut cargo = util::cargo();
+        cargo.env("BERTH_EMBED_PLUGINS", plugins_dir);
+        cargo
+    };
+
     step("lints (cargo clippy -D warnings)");
-    util::run(util::cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    util::run(workspace_cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
         .context("clippy found problems")?;
     util::run(
         util::cargo()
@@ -65,18 +78,14 @@ pub fn main(args: &[String]) -> Result<()> {
     )
     .context("berth-probe's unit tests failed")?;
 
-    step("building berth (debug)");
-    util::run(util::cargo().args(["build", "-p", "berth"]))?;
+    step("building berth (debug, with the built-in plugins)");
+    util::run(workspace_cargo().args(["build", "-p", "berth"]))?;
     let berth_bin = target.join("debug/berth");
     ensure!(berth_bin.exists(), "{} was not built", berth_bin.display());
 
-    plugins::check()?;
-    let plugin_dist = plugins::build().context("building the plugins")?;
-    let plugins_dir = plugin_dist.parent().context("the plugins' dist dir has a parent")?;
-
     step("tests (cargo test --workspace)");
     util::run(
-        util::cargo()
+        workspace_cargo()
             .args(["test", "--workspace"])
             .env("BERTH_TEST_PLUGINS", plugins_dir)
             .env("BERTH_TEST_IMAGES", &images.dir)

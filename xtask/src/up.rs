@@ -1,6 +1,7 @@
 //! `cargo xtask up`: from a fresh clone to a running berth in one command.
-//! Installs the Debian packages berth needs, builds the release binary and the
-//! busybox image, starts `berth daemon` with its default data root and socket
+//! Installs the Debian packages berth needs, builds the plugins and then the
+//! release binary (which embeds them as its built-in checks) and the busybox
+//! image, starts `berth daemon` with its default data root and socket
 //! (unless one already answers), loads the image and says what to type next.
 //!
 //! `--no-build` skips `cargo build` and uses the binary already in the target
@@ -15,6 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::image;
+use crate::plugins;
 use crate::util::{self, step};
 
 const LOG_FILE: &str = "/var/log/berth.log";
@@ -33,8 +35,14 @@ pub fn main(args: &[String]) -> Result<()> {
 
     util::ensure_debian_packages(util::BASE_PACKAGES)?;
     if build {
-        step("building berth (release)");
-        util::run(util::cargo().args(["build", "--release", "-p", "berth"]))?;
+        let plugins_dir = plugins::build().context("building the plugins")?;
+        let plugins_dir = plugins_dir.parent().context("the plugins' dist dir has a parent")?;
+        step("building berth (release, with the built-in plugins)");
+        util::run(
+            util::cargo()
+                .args(["build", "--release", "-p", "berth"])
+                .env("BERTH_EMBED_PLUGINS", plugins_dir),
+        )?;
     }
     let berth = util::target_dir()?.join("release/berth");
     if !berth.exists() {
@@ -115,6 +123,9 @@ Then try:
     berth run -it busybox sh
     berth ps -a
     berth images
+    berth scan busybox                  # the built-in checks (berth plugin ls)
+    berth vulndb update --ecosystem Debian --ecosystem Alpine
+                                        # vulnerability data from osv.dev
 
 The CLI talks to the daemon given by -H/--host or BERTH_HOST
 (default unix://{DEFAULT_SOCKET}). Over the network: https://<this host>:7443

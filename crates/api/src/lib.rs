@@ -84,7 +84,8 @@ pub struct Options {
     /// How often directories without their own interval sync their teams;
     /// `None`: every 60 minutes; zero: only on demand.
     pub directory_sync_interval: Option<std::time::Duration>,
-    /// The scan service's settings (webhooks, scans on push, plugin limits).
+    /// The scan service's settings (webhooks, scans on push, plugin limits,
+    /// built-in plugins, vulnerability database updates).
     pub scan: berth_engine::ScanConfig,
 }
 

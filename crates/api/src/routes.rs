@@ -860,6 +860,15 @@ pub static TABLE: &[Route] = &[
         "Import OSV data: ?path= on the daemon (unix socket only) or the body (?name=x.zip|x.json); re-evaluates scanned images"
     ),
     r!(
+        POST,
+        post,
+        "/v1/vulndb/update",
+        System,
+        Write,
+        scans::vulndb_update,
+        "Download OSV exports ({ecosystems, source}: {source}/{ecosystem}/all.zip) and import them as one import; NDJSON progress, the import's result last; a failed download changes nothing"
+    ),
+    r!(
         GET,
         get,
         "/v1/plugins",

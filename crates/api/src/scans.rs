@@ -1,7 +1,7 @@
 //! Scan routes: run a scan (NDJSON progress, the signed certification record
 //! last), list and read records, the vulnerability database (status,
-//! import), and scanner plugins (install, pull, push, list, inspect,
-//! enable, disable, remove).
+//! import, update from OSV's exports with NDJSON progress), and scanner
+//! plugins (install, pull, push, list, inspect, enable, disable, remove).
 //!
 //! An import by `?path=` reads the daemon's own filesystem, so only the
 //! admin on the unix socket may name a path; TCP callers upload the file
@@ -183,6 +183,44 @@ pub async fn vulndb_import(
     Ok(Json(result?))
 }
 
+/// Downloads OSV exports and imports them as one import: NDJSON progress
+/// (`download`, `import`), then `{"status":"done","result":<import>}` or an
+/// `error` line naming the ecosystem and URL that failed (the database is
+/// then unchanged). A bad source or ecosystem name is a plain 400.
+pub async fn vulndb_update(
+    State(s): State<AppState>,
+    Json(spec): Json<berth_engine::vulndb_update::VulnDbUpdateSpec>,
+) -> ApiResult<Response> {
+    let scans = service(&s)?;
+    scans.plan_vulndb_update(&spec).map_err(ApiError::from)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(256);
+    let line = |value: &serde_json::Value| {
+        let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+        bytes.push(b'\n');
+        Ok(bytes)
+    };
+    let progress_tx = tx.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let progress = move |p: ScanProgress| {
+            let value = serde_json::to_value(&p).unwrap_or_default();
+            // A full channel drops a progress line rather than stall the download.
+            let _ = progress_tx.try_send(line(&value));
+        };
+        scans.update_vulndb(&spec, &progress)
+    });
+    tokio::spawn(async move {
+        let last = match task.await {
+            Ok(Ok(result)) => serde_json::json!({"status": "done", "result": result}),
+            Ok(Err(e)) => serde_json::json!({"status": "error", "error": ApiError::from(e)}),
+            Err(e) => {
+                serde_json::json!({"status": "error", "error": ApiError::internal(format!("the update task failed: {e}"))})
+            }
+        };
+        let _ = tx.send(line(&last)).await;
+    });
+    Ok(crate::system::ndjson(rx))
+}
+
 /// Writes a request body to `path`, at most [`MAX_IMPORT_UPLOAD`] bytes.
 async fn spool(body: Body, path: &std::path::Path) -> Result<(), ApiError> {
     let mut file = tokio::fs::File::create(path)
@@ -210,9 +248,12 @@ async fn spool(body: Body, path: &std::path::Path) -> Result<(), ApiError> {
 
 pub async fn plugins(State(s): State<AppState>) -> ApiResult<Json<Vec<berth_plugin_view::PluginView>>> {
     let scans = service(&s)?;
-    let list = blocking(move || scans.list_plugins()).await?;
+    let listed = scans.clone();
+    let list = blocking(move || listed.list_plugins()).await?;
     Ok(Json(
-        list.into_iter().map(berth_plugin_view::PluginView::from).collect(),
+        list.into_iter()
+            .map(|info| berth_plugin_view::PluginView::new(info, &scans))
+            .collect(),
     ))
 }
 
@@ -228,8 +269,9 @@ pub async fn plugin(
     Query(q): Query<VersionQuery>,
 ) -> ApiResult<Json<berth_plugin_view::PluginView>> {
     let scans = service(&s)?;
-    let info = blocking(move || scans.inspect_plugin(&name, q.version.as_deref())).await?;
-    Ok(Json(info.into()))
+    let inspected = scans.clone();
+    let info = blocking(move || inspected.inspect_plugin(&name, q.version.as_deref())).await?;
+    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
 }
 
 /// `{"manifest": <plugin.json as an object>, "wasm": "<base64>"}`.
@@ -249,8 +291,9 @@ pub async fn install_plugin(
         .map_err(|e| ApiError::invalid(format!("the plugin's wasm is not base64: {e}")))?;
     let manifest =
         serde_json::to_vec(&body.manifest).map_err(|e| ApiError::invalid(format!("the plugin manifest: {e}")))?;
-    let info = blocking(move || scans.install_plugin(&manifest, &wasm)).await?;
-    Ok(Json(info.into()))
+    let installing = scans.clone();
+    let info = blocking(move || installing.install_plugin(&manifest, &wasm)).await?;
+    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
 }
 
 #[derive(Deserialize)]
@@ -267,8 +310,9 @@ pub async fn pull_plugin(
     Query(q): Query<PullQuery>,
 ) -> ApiResult<Json<berth_plugin_view::PluginView>> {
     let scans = service(&s)?;
-    let info = blocking(move || scans.pull_plugin(&q.reference, q.digest.as_deref())).await?;
-    Ok(Json(info.into()))
+    let pulling = scans.clone();
+    let info = blocking(move || pulling.pull_plugin(&q.reference, q.digest.as_deref())).await?;
+    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
 }
 
 #[derive(Deserialize)]
@@ -295,11 +339,9 @@ pub async fn enable_plugin(
     Query(q): Query<VersionQuery>,
 ) -> ApiResult<Json<berth_plugin_view::PluginView>> {
     let scans = service(&s)?;
-    Ok(Json(
-        blocking(move || scans.enable_plugin(&name, q.version.as_deref()))
-            .await?
-            .into(),
-    ))
+    let changing = scans.clone();
+    let info = blocking(move || changing.enable_plugin(&name, q.version.as_deref())).await?;
+    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
 }
 
 pub async fn disable_plugin(
@@ -308,11 +350,9 @@ pub async fn disable_plugin(
     Query(q): Query<VersionQuery>,
 ) -> ApiResult<Json<berth_plugin_view::PluginView>> {
     let scans = service(&s)?;
-    Ok(Json(
-        blocking(move || scans.disable_plugin(&name, q.version.as_deref()))
-            .await?
-            .into(),
-    ))
+    let changing = scans.clone();
+    let info = blocking(move || changing.disable_plugin(&name, q.version.as_deref())).await?;
+    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
 }
 
 pub async fn remove_plugin(
@@ -321,11 +361,9 @@ pub async fn remove_plugin(
     Query(q): Query<VersionQuery>,
 ) -> ApiResult<Json<berth_plugin_view::PluginView>> {
     let scans = service(&s)?;
-    Ok(Json(
-        blocking(move || scans.remove_plugin(&name, q.version.as_deref()))
-            .await?
-            .into(),
-    ))
+    let changing = scans.clone();
+    let info = blocking(move || changing.remove_plugin(&name, q.version.as_deref())).await?;
+    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
 }
 
 /// Plugins as the API shows them (no host paths).
@@ -341,13 +379,16 @@ mod berth_plugin_view {
         pub digest: String,
         pub description: String,
         pub enabled: bool,
+        /// One of the plugins built into this berth binary.
+        pub builtin: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub check: Option<serde_json::Value>,
     }
 
-    impl From<berth_engine::scan::PluginInfo> for PluginView {
-        fn from(info: berth_engine::scan::PluginInfo) -> Self {
+    impl PluginView {
+        pub fn new(info: berth_engine::scan::PluginInfo, scans: &berth_engine::ScanService) -> Self {
             PluginView {
+                builtin: scans.is_builtin_plugin(&info),
                 name: info.manifest.name,
                 version: info.manifest.version,
                 world: info.manifest.world,

@@ -73,6 +73,29 @@ pub struct DaemonArgs {
     /// Time limit of one scanner plugin call: 10s, 500ms, 1m
     #[arg(long = "plugin-timeout", default_value = "10s", value_parser = crate::cli::scan::parse_duration)]
     plugin_timeout: std::time::Duration,
+    /// Update the vulnerability database from --vulndb-source this often
+    /// (24h, 6h, 90m); 0, the default, never: the daemon then makes no
+    /// network call for vulnerability data (`berth vulndb update` on demand)
+    #[arg(
+        long = "vulndb-update-interval",
+        value_name = "DURATION",
+        default_value = "0",
+        value_parser = crate::cli::scan::parse_duration
+    )]
+    vulndb_update_interval: std::time::Duration,
+    /// Base URL of OSV exports ({URL}/{ecosystem}/all.zip): osv.dev's, or a
+    /// mirror's for sites without it
+    #[arg(
+        long = "vulndb-source",
+        value_name = "URL",
+        default_value = berth_engine::vulndb_update::DEFAULT_SOURCE,
+        value_parser = parse_vulndb_source
+    )]
+    vulndb_source: String,
+    /// An OSV ecosystem updates fetch (repeatable) [default: every ecosystem
+    /// berth matches]
+    #[arg(long = "vulndb-ecosystem", value_name = "ECOSYSTEM", value_parser = parse_ecosystem)]
+    vulndb_ecosystems: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -114,8 +137,19 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
                 timeout: a.plugin_timeout,
                 ..Default::default()
             },
+            builtin_plugins: crate::builtin_plugins::all(),
+            vulndb_source: a.vulndb_source.clone(),
+            vulndb_ecosystems: a.vulndb_ecosystems.clone(),
+            vulndb_update_interval: a.vulndb_update_interval,
         },
     };
+    match crate::builtin_plugins::names() {
+        names if names.is_empty() => tracing::warn!(
+            "this berth binary has no built-in checks (it was built before `cargo xtask plugins`): \
+             scans run only the plugins installed with `berth plugin install`"
+        ),
+        names => tracing::info!(plugins = %names.join(","), "built-in checks"),
+    }
     let router = berth_api::router_with(engine.clone(), options).map_err(anyhow::Error::msg)?;
 
     let socket = a.socket.clone();
@@ -215,6 +249,16 @@ fn parse_registry_host(value: &str) -> Result<String, String> {
         true => Err(format!("{value:?} is not HOST[:PORT] (e.g. registry.lan:5000)")),
         false => Ok(host.to_string()),
     }
+}
+
+/// A `--vulndb-source` value: an http:// or https:// base URL.
+fn parse_vulndb_source(url: &str) -> Result<String, String> {
+    berth_engine::vulndb_update::normalize_source(url)
+}
+
+/// A `--vulndb-ecosystem` value: an OSV ecosystem name.
+fn parse_ecosystem(name: &str) -> Result<String, String> {
+    berth_engine::vulndb_update::validate_ecosystem(name).map(|()| name.to_string())
 }
 
 /// A `--scan-webhook` value: an http:// or https:// URL with a host.

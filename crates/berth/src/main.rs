@@ -2,6 +2,7 @@
 //! (`berth shim`, `berth shim-exec`), all in one executable. This file only
 //! parses arguments and dispatches; each verb group has its own module.
 
+mod builtin_plugins;
 mod cli;
 mod client;
 mod daemon;

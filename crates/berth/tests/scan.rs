@@ -1,24 +1,27 @@
 //! `berth scan` end to end against a real daemon: every report format,
 //! `--fail-on` exit codes, the vulnerability database (OSV fixtures written
 //! here), the `image vulnerable` event and webhook after a newer import,
-//! scanner plugins (the shipped `secrets` check and the misbehaving test
-//! plugins), functional tests, certification records and their signatures,
-//! and scans on push.
+//! `berth vulndb update` from a loopback server of OSV exports (and on a
+//! schedule), scanner plugins (the built-in checks, the shipped `secrets`
+//! check and the misbehaving test plugins), functional tests, certification
+//! records and their signatures, and scans on push.
 //!
 //! Besides busybox (no package database), the tests build a small OCI image
 //! with a dpkg `status`, a Python dist-info, an os-release, a planted secret
 //! and a HEALTHCHECK. Plugins come from `BERTH_TEST_PLUGINS` (set by `cargo
 //! xtask test`; default `target/plugins`): `dist/<name>/` for shipped ones,
-//! `wasm32-wasip2/release/<crate>.wasm` for test plugins.
+//! `wasm32-wasip2/release/<crate>.wasm` for test plugins. The berth binary
+//! must embed the shipped ones (built after them, as `cargo xtask test` does).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use common::{free_port, images_dir, wait_for, Daemon};
@@ -610,7 +613,11 @@ fn vulndb_import_finds_vulnerabilities_and_a_newer_import_notifies() {
     let again = d.ok(&["vulndb", "import", s(&zip_dir)]);
     assert!(!again.contains("Newly vulnerable"), "{again}");
     let after = hooks();
-    assert_eq!((&after[0]["pending"], &after[0]["delivered"]), (&json!(0), &json!(2)), "{after}");
+    assert_eq!(
+        (&after[0]["pending"], &after[0]["delivered"]),
+        (&json!(0), &json!(2)),
+        "{after}"
+    );
     assert!(bodies.try_recv().is_err(), "a notification was sent");
 }
 
@@ -633,6 +640,11 @@ fn plugins_find_the_planted_secret_and_misbehaving_ones_fail_alone() {
     };
     assert!(err.contains("content trust is on"), "{err}");
 
+    // The shipped checks are built in: one removed installs again from its package.
+    assert_eq!(builtin_checks(&d).len(), 3);
+    let (_, err) = d.fails(&["plugin", "install", s(&dist.join("secrets"))]);
+    assert!(err.contains("plugin secrets 0.1.0 is already installed"), "{err}");
+    d.ok(&["plugin", "rm", "secrets"]);
     let out = d.ok(&["plugin", "install", s(&dist.join("secrets"))]);
     assert!(
         out.contains("Installed secrets 0.1.0") && out.contains("enabled"),
@@ -642,7 +654,13 @@ fn plugins_find_the_planted_secret_and_misbehaving_ones_fail_alone() {
         d.ok(&["plugin", "install", s(&test_plugin(&work, name))]);
     }
     let listed: Vec<Value> = serde_json::from_str(&d.ok(&["plugin", "ls", "--format", "json"])).unwrap();
-    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    let builtin: Vec<&str> = listed
+        .iter()
+        .filter(|p| p["builtin"] == true)
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(builtin, ["config-risks", "file-permissions", "secrets"], "{listed:?}");
     let inspected: Value = serde_json::from_str(&d.ok(&["plugin", "inspect", "secrets"])).unwrap();
     assert_eq!(inspected["world"], "scanner-check");
 
@@ -705,8 +723,8 @@ fn plugins_travel_through_a_registry_as_oci_artifacts() {
     let d = Daemon::start_with_args(&["--insecure-listen", &listen]);
     d.load_busybox();
     let events = Events::start(&d, "busybox");
-    let dist = plugins_dir().join("dist");
-    d.ok(&["plugin", "install", s(&dist.join("file-permissions"))]);
+    // file-permissions is built in.
+    assert_eq!(builtin_checks(&d).len(), 3);
     let reference = format!("{listen}/plugins/file-permissions:0.1.0");
     let out = d.ok(&["plugin", "push", "file-permissions", &reference]);
     assert!(out.contains("digest: sha256:"), "{out}");
@@ -718,6 +736,310 @@ fn plugins_travel_through_a_registry_as_oci_artifacts() {
     // A plugin artifact pushed to the registry is not an image: no scan on push.
     assert_eq!(push_outcome(&events, "plugins/file-permissions:0.1.0"), "skipped");
     assert!(records(&d, "plugins/file-permissions:0.1.0").is_empty());
+}
+
+/// The built-in plugins a daemon lists: (name, enabled). Panics, saying
+/// how to build one that has them, when the binary embeds none.
+fn builtin_checks(d: &Daemon) -> Vec<(String, bool)> {
+    let listed: Vec<Value> = serde_json::from_str(&d.ok(&["plugin", "ls", "--format", "json"])).unwrap();
+    let builtin: Vec<(String, bool)> = listed
+        .iter()
+        .filter(|p| p["builtin"] == true)
+        .map(|p| (p["name"].as_str().unwrap().to_string(), p["enabled"] == true))
+        .collect();
+    if builtin.is_empty() {
+        let log = std::fs::read_to_string(d.dir.path().join("daemon.log")).unwrap();
+        assert!(
+            !log.contains("has no built-in checks"),
+            "{} embeds no plugins: build them first, then berth (`cargo xtask test` does; or `cargo xtask plugins` \
+             and `BERTH_EMBED_PLUGINS=<target>/plugins cargo build -p berth`)",
+            common::bin().display()
+        );
+    }
+    builtin
+}
+
+#[test]
+fn a_fresh_daemon_runs_the_built_in_checks_and_keeps_a_users_choice() {
+    let mut d = Daemon::start();
+    assert_eq!(
+        builtin_checks(&d),
+        [
+            ("config-risks".to_string(), true),
+            ("file-permissions".to_string(), true),
+            ("secrets".to_string(), true),
+        ]
+    );
+    let table = d.ok(&["plugin", "ls"]);
+    assert!(table.contains("BUILT-IN"), "{table}");
+
+    // A first scan, with no --checks, runs them.
+    load_app(&d);
+    let report = scan_json(&d, &["app:1"]);
+    let found: Vec<(&str, &str)> = report["check_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["check"].as_str().unwrap(), f["rule"].as_str().unwrap()))
+        .collect();
+    assert!(found.contains(&("secrets", "aws-access-key")), "{report}");
+    assert!(found.contains(&("config-risks", "runs-as-root")), "{report}");
+    assert!(report["check_failures"].as_array().unwrap().is_empty(), "{report}");
+
+    // Disabled and removed ones stay so across restarts.
+    d.ok(&["plugin", "disable", "secrets"]);
+    d.ok(&["plugin", "rm", "file-permissions"]);
+    d.stop();
+    d.spawn();
+    assert_eq!(
+        builtin_checks(&d),
+        [("config-risks".to_string(), true), ("secrets".to_string(), false)]
+    );
+    let report = scan_json(&d, &["app:1"]);
+    let checks: Vec<&str> = report["check_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert!(
+        checks.contains(&"config-risks") && !checks.contains(&"secrets"),
+        "{report}"
+    );
+    // Re-enabled by the user, it runs again.
+    d.ok(&["plugin", "enable", "secrets"]);
+    d.stop();
+    d.spawn();
+    assert!(builtin_checks(&d).contains(&("secrets".to_string(), true)));
+}
+
+/// A zip in osv.dev's export format: one `<id>.json` per record, deflated.
+fn osv_zip(records: &[Value]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for record in records {
+        zip.start_file(format!("{}.json", record["id"].as_str().unwrap()), options)
+            .unwrap();
+        zip.write_all(record.to_string().as_bytes()).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// What [`ExportServer`] answers: path → status and body.
+type Served = Arc<Mutex<HashMap<String, (u16, Vec<u8>)>>>;
+
+/// A loopback HTTP server of files (changed while it runs), standing in for
+/// osv.dev's bucket or a mirror.
+struct ExportServer {
+    base: String,
+    files: Served,
+}
+
+impl ExportServer {
+    fn start() -> ExportServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let files: Served = Arc::default();
+        let served = files.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let path = request.split(' ').nth(1).unwrap_or_default().to_string();
+                let (status, body) = served
+                    .lock()
+                    .unwrap()
+                    .get(&path)
+                    .cloned()
+                    .unwrap_or((404, b"no such file".to_vec()));
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/zip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        ExportServer { base, files }
+    }
+
+    fn serve(&self, path: &str, status: u16, body: Vec<u8>) {
+        self.files.lock().unwrap().insert(path.to_string(), (status, body));
+    }
+}
+
+#[test]
+fn vulndb_update_imports_osv_exports_and_a_failed_one_changes_nothing() {
+    let server = ExportServer::start();
+    let source = format!("{}/osv", server.base);
+    let debian_v1 = osv_zip(&[osv(
+        "DSA-9001-1",
+        "Debian:12",
+        "zlib",
+        "1:1.2.13.dfsg-2",
+        CRITICAL,
+        "2024-01-01T00:00:00Z",
+    )]);
+    server.serve("/osv/Debian/all.zip", 200, debian_v1);
+    server.serve(
+        "/osv/PyPI/all.zip",
+        200,
+        osv_zip(&[osv(
+            "GHSA-test-0001",
+            "PyPI",
+            "requests",
+            "2.31.0",
+            HIGH,
+            "2024-02-01T00:00:00Z",
+        )]),
+    );
+    let d = Daemon::start();
+    load_app(&d);
+    // Scanned before any data: the update alone makes it vulnerable.
+    assert!(ids(&scan_json(&d, &["app:1", "--checks", "none"])).is_empty());
+    let status = || -> Value { serde_json::from_str(&d.ok(&["vulndb", "status", "--format", "json"])).unwrap() };
+    assert_eq!(status()["version"], Value::Null);
+
+    let out = d.ok(&[
+        "vulndb",
+        "update",
+        "--source",
+        &source,
+        "--ecosystem",
+        "Debian",
+        "--ecosystem",
+        "PyPI",
+    ]);
+    assert!(
+        out.contains(&format!(
+            "Downloaded Debian (0.0 MB, 1 records) from {source}/Debian/all.zip"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Downloaded PyPI"), "{out}");
+    assert!(out.contains("Newly vulnerable: app:1 (2 new findings"), "{out}");
+    let before = status();
+    assert_eq!(before["advisories"], 2, "{before}");
+    assert_eq!(
+        (&before["ecosystems"]["Debian"], &before["ecosystems"]["PyPI"]),
+        (&json!(1), &json!(1))
+    );
+    let latest = &records(&d, "app:1")[0];
+    assert_eq!(latest["trigger"], "vulndb");
+    let report = scan_json(&d, &["app:1", "--checks", "none"]);
+    let mut found = ids(&report);
+    found.sort();
+    assert_eq!(found, ["DSA-9001-1", "GHSA-test-0001"]);
+    let newest = records(&d, "app:1")[0]["id"].clone();
+
+    // A newer Debian export is served, but the update also asks for one the
+    // source does not have: nothing is imported, the error names it.
+    server.serve(
+        "/osv/Debian/all.zip",
+        200,
+        osv_zip(&[osv(
+            "DSA-9004-1",
+            "Debian:12",
+            "zlib",
+            "1:1.2.13.dfsg-9",
+            HIGH,
+            "2024-03-01T00:00:00Z",
+        )]),
+    );
+    let (code, err) = d.fails(&[
+        "vulndb",
+        "update",
+        "--source",
+        &source,
+        "--ecosystem",
+        "Debian",
+        "--ecosystem",
+        "Alpine",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "ecosystem Alpine from {source}/Alpine/all.zip: the server answered 404"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("the vulnerability database is unchanged"), "{err}");
+    assert_eq!(status(), before);
+    // A corrupt archive (a truncated one) and one without OSV records: the same.
+    let whole = osv_zip(&[osv(
+        "GHSA-test-0002",
+        "PyPI",
+        "requests",
+        "2.32.0",
+        HIGH,
+        "2024-03-01T00:00:00Z",
+    )]);
+    server.serve("/osv/PyPI/all.zip", 200, whole[..whole.len() / 2].to_vec());
+    let (_, err) = d.fails(&[
+        "vulndb",
+        "update",
+        "--source",
+        &source,
+        "--ecosystem",
+        "Debian",
+        "--ecosystem",
+        "PyPI",
+    ]);
+    assert!(
+        err.contains(&format!(
+            "ecosystem PyPI from {source}/PyPI/all.zip: the download: unreadable zip archive"
+        )),
+        "{err}"
+    );
+    assert_eq!(status(), before);
+    server.serve("/osv/PyPI/all.zip", 200, osv_zip(&[json!({"id": "", "hello": 1})]));
+    let (_, err) = d.fails(&["vulndb", "update", "--source", &source, "--ecosystem", "PyPI"]);
+    assert!(
+        err.contains("ecosystem PyPI from") && err.contains("holds no OSV records"),
+        "{err}"
+    );
+    assert_eq!(status(), before);
+    let (_, err) = d.fails(&[
+        "vulndb",
+        "update",
+        "--source",
+        "ftp://mirror/osv",
+        "--ecosystem",
+        "PyPI",
+    ]);
+    assert!(err.contains("is not an http:// or https:// URL"), "{err}");
+    assert_eq!(
+        records(&d, "app:1")[0]["id"],
+        newest,
+        "no re-evaluation after a failed update"
+    );
+
+    // The newer Debian export alone imports.
+    let out = d.ok(&["vulndb", "update", "--source", &source, "--ecosystem", "Debian"]);
+    assert!(out.contains("Newly vulnerable: app:1 (1 new findings"), "{out}");
+    assert_eq!(status()["advisories"], 3);
+
+    // On a schedule: a daemon with no database updates from its source at once.
+    let scheduled = Daemon::start_with_args(&[
+        "--vulndb-update-interval",
+        "24h",
+        "--vulndb-source",
+        &source,
+        "--vulndb-ecosystem",
+        "Debian",
+    ]);
+    wait_for("the scheduled update", || {
+        let status: Value = serde_json::from_str(&scheduled.ok(&["vulndb", "status", "--format", "json"])).unwrap();
+        status["ecosystems"]["Debian"] == 1
+    });
 }
 
 #[test]

@@ -11,12 +11,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod builtin_plugins;
 mod containers;
 mod error;
 mod images;
 mod reconcile;
 pub mod scan;
 mod trust;
+pub mod vulndb_update;
 pub mod webhooks;
 
 use std::collections::HashMap;

@@ -12,10 +12,13 @@
 //!   matched again (components are stored, the image is not read): an image
 //!   with new findings gets a new record, an `image vulnerable` event and a
 //!   JSON POST to every `--scan-webhook`.
+//! - **`vulndb update`** downloads osv.dev's per-ecosystem exports (or a
+//!   mirror's) and imports them all as one import; see [`crate::vulndb_update`].
 //! - **Plugins** are installed under `<data-root>/plugins/` (compiled code in
 //!   `plugins/cache/`); enabled `scanner-check` plugins run in a scan, each
 //!   call with its memory and time limits: one that traps, loops or runs out
-//!   of memory is a failed check and the scan goes on.
+//!   of memory is a failed check and the scan goes on. The binary's built-in
+//!   plugins are offered once per data root ([`crate::builtin_plugins`]).
 //! - **Certification records** (`cluster/scan_records`, changed only through
 //!   `Store::apply`) hold the report as JSON text (`payload`) and an ECDSA
 //!   P-256 signature over exactly those bytes by the cluster key, so a copy
@@ -47,6 +50,8 @@ use berth_store::{Store, Table};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::builtin_plugins::BuiltinPlugin;
+use crate::vulndb_update::{self, Downloaded, VulnDbUpdateSpec};
 use crate::Engine;
 
 /// Certification records by id.
@@ -60,6 +65,8 @@ pub const SIGNATURE_ALGORITHM: &str = "ecdsa-p256-sha256";
 pub const MAX_TEST_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How much of a test's output is kept (its end).
 const TEST_OUTPUT_LIMIT: usize = 64 * 1024;
+/// `vulndb update` downloads into `<data-root>/tmp/<this>-<id>/`.
+const UPDATE_TEMP_PREFIX: &str = "vulndb-update";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
@@ -160,6 +167,15 @@ pub struct ScanConfig {
     pub scan_on_push: bool,
     /// Per-call limits of scanner-check plugins.
     pub plugin_limits: PluginLimits,
+    /// The plugins built into the binary, offered once per data root.
+    pub builtin_plugins: Vec<BuiltinPlugin>,
+    /// Base URL of OSV exports for `vulndb update` (`{source}/{ecosystem}/all.zip`).
+    pub vulndb_source: String,
+    /// Ecosystems `vulndb update` fetches when not told; empty: every one
+    /// the matcher uses.
+    pub vulndb_ecosystems: Vec<String>,
+    /// How often the daemon updates the database itself; zero: never.
+    pub vulndb_update_interval: Duration,
 }
 
 impl Default for ScanConfig {
@@ -169,6 +185,10 @@ impl Default for ScanConfig {
             webhook_retry_for: Duration::from_secs(3600),
             scan_on_push: true,
             plugin_limits: PluginLimits::default(),
+            builtin_plugins: Vec::new(),
+            vulndb_source: vulndb_update::DEFAULT_SOURCE.to_string(),
+            vulndb_ecosystems: Vec::new(),
+            vulndb_update_interval: Duration::ZERO,
         }
     }
 }
@@ -288,6 +308,9 @@ pub struct VulnDbImport {
     pub status: VulnDbStatus,
     /// Images whose latest record gained findings, by id of the new record.
     pub newly_vulnerable: Vec<NewlyVulnerable>,
+    /// The exports a `vulndb update` downloaded, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downloaded: Vec<Downloaded>,
 }
 
 /// An image that an import made vulnerable; also the webhook's body.
@@ -313,6 +336,10 @@ pub struct ScanService {
     config: ScanConfig,
     webhooks: crate::webhooks::Webhooks,
     import_lock: Mutex<()>,
+    /// One `vulndb update` at a time (downloads happen outside `import_lock`).
+    update_lock: Mutex<()>,
+    /// The built-in plugins' manifests and packages.
+    builtins: Vec<(berth_plugin::PluginManifest, BuiltinPlugin)>,
 }
 
 impl ScanService {
@@ -327,6 +354,12 @@ impl ScanService {
         // Creates the tables (the store only pre-creates its own).
         store.apply(|t| t.list::<serde::de::IgnoredAny>(SCAN_RECORDS).map(drop))?;
         store.write(|t| t.list::<serde::de::IgnoredAny>(SCAN_LAYER_CACHE).map(drop))?;
+        store.write(|t| {
+            t.list::<serde::de::IgnoredAny>(crate::builtin_plugins::BUILTIN_PLUGINS)
+                .map(drop)
+        })?;
+        vulndb_update::normalize_source(&config.vulndb_source).map_err(ScanError::Invalid)?;
+        vulndb_update::remove_leftovers(&engine.data_root().join("tmp"), UPDATE_TEMP_PREFIX);
         let dir = engine.data_root().join("vulndb");
         std::fs::create_dir_all(&dir).map_err(|e| ScanError::Failed(format!("creating {}: {e}", dir.display())))?;
         let db_path = dir.join("vulndb.bin");
@@ -352,7 +385,11 @@ impl ScanService {
                 tracing::error!(error = %e, "cannot start the plugin host: scans run no checks");
                 e.to_string()
             });
-        Ok(Arc::new(ScanService {
+        let builtins = crate::builtin_plugins::manifests(&config.builtin_plugins);
+        if let Ok(registry) = &plugins {
+            crate::builtin_plugins::seed(registry, &store, &builtins);
+        }
+        let service = Arc::new(ScanService {
             engine,
             store,
             db: RwLock::new(Arc::new(db)),
@@ -362,7 +399,13 @@ impl ScanService {
             webhooks,
             config,
             import_lock: Mutex::new(()),
-        }))
+            update_lock: Mutex::new(()),
+            builtins,
+        });
+        if !service.config.vulndb_update_interval.is_zero() {
+            service.spawn_vulndb_schedule();
+        }
+        Ok(service)
     }
 
     pub fn config(&self) -> &ScanConfig {
@@ -855,14 +898,26 @@ impl ScanService {
     /// re-evaluates every image's latest record and notifies about images
     /// that became vulnerable.
     pub fn import_vulndb(&self, path: &Path) -> Result<VulnDbImport, ScanError> {
+        self.import_with(&path.display().to_string(), |db| {
+            Ok(berth_scanner::vuln::import(path, db)?)
+        })
+    }
+
+    /// One import: `fill` adds records to a copy of the database, which
+    /// replaces it only when `fill` succeeds; then the re-evaluation.
+    fn import_with(
+        &self,
+        from: &str,
+        fill: impl FnOnce(&mut VulnDb) -> Result<berth_scanner::vuln::ImportStats, ScanError>,
+    ) -> Result<VulnDbImport, ScanError> {
         let _one_at_a_time = self.import_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let mut db = (*self.db()).clone();
-        let stats = berth_scanner::vuln::import(path, &mut db)?;
+        let stats = fill(&mut db)?;
         db.save(&self.db_path)?;
         let db = Arc::new(db);
         *self.db.write().unwrap_or_else(PoisonError::into_inner) = db.clone();
         tracing::info!(
-            path = %path.display(),
+            from,
             records = stats.records,
             changed = stats.changed,
             skipped = stats.skipped,
@@ -883,7 +938,146 @@ impl ScanService {
             errors: stats.errors,
             status: status_of(&db),
             newly_vulnerable,
+            downloaded: Vec::new(),
         })
+    }
+
+    /// The exports `spec` asks for, with the daemon's settings filling in
+    /// what it leaves out; a bad source or ecosystem name is refused here.
+    pub fn plan_vulndb_update(&self, spec: &VulnDbUpdateSpec) -> Result<Vec<vulndb_update::Export>, ScanError> {
+        vulndb_update::plan(spec, &self.config.vulndb_source, &self.config.vulndb_ecosystems)
+            .map_err(ScanError::Invalid)
+    }
+
+    /// `vulndb update`: downloads every export of the plan to
+    /// `<data-root>/tmp/`, then imports them all as one import (see
+    /// [`Self::import_vulndb`]). A failed download, an unreadable archive
+    /// or one without OSV records fails the update and leaves the database
+    /// as it was; the error names the ecosystem and the URL. `progress` gets
+    /// `download` and `import` steps (`id`: the ecosystem).
+    pub fn update_vulndb(
+        &self,
+        spec: &VulnDbUpdateSpec,
+        progress: &(dyn Fn(ScanProgress) + Sync),
+    ) -> Result<VulnDbImport, ScanError> {
+        let exports = self.plan_vulndb_update(spec)?;
+        let _one_at_a_time = self.update_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let temp = vulndb_update::TempDir::create(&self.engine.data_root().join("tmp"), UPDATE_TEMP_PREFIX)
+            .map_err(ScanError::Failed)?;
+        let agent = vulndb_update::agent();
+        let mut files = Vec::new();
+        for (n, export) in exports.iter().enumerate() {
+            let path = temp.0.join(format!("{n}.zip"));
+            let report = |written: u64, total: Option<u64>| {
+                progress(ScanProgress {
+                    status: "download".into(),
+                    current: Some(written as usize),
+                    total: total.map(|t| t as usize),
+                    id: Some(export.ecosystem.clone()),
+                    message: Some(export.url.clone()),
+                    ..ScanProgress::default()
+                })
+            };
+            let bytes = vulndb_update::download(&agent, export, &path, &report).map_err(ScanError::Failed)?;
+            tracing::info!(ecosystem = %export.ecosystem, url = %export.url, bytes, "downloaded vulnerability data");
+            files.push((export, path, bytes));
+        }
+        let from = exports.iter().map(|e| e.url.as_str()).collect::<Vec<_>>().join(", ");
+        let mut downloaded = Vec::new();
+        let mut result = self.import_with(&from, |db| {
+            let mut total = berth_scanner::vuln::ImportStats::default();
+            for (export, path, bytes) in &files {
+                progress(ScanProgress {
+                    status: "import".into(),
+                    id: Some(export.ecosystem.clone()),
+                    ..ScanProgress::default()
+                });
+                let stats = berth_scanner::vuln::import(path, db).map_err(|e| {
+                    ScanError::Failed(format!(
+                        "ecosystem {} from {}: {}",
+                        export.ecosystem,
+                        export.url,
+                        // The temporary file's name says nothing to the user.
+                        e.to_string().replace(&path.display().to_string(), "the download")
+                    ))
+                })?;
+                if stats.records == 0 {
+                    let why = stats
+                        .errors
+                        .first()
+                        .map(|e| format!(": {}", e.replace(&path.display().to_string(), "the download")))
+                        .unwrap_or_default();
+                    return Err(ScanError::Failed(format!(
+                        "ecosystem {} from {}: the archive holds no OSV records{why}",
+                        export.ecosystem, export.url
+                    )));
+                }
+                downloaded.push(Downloaded {
+                    ecosystem: export.ecosystem.clone(),
+                    url: export.url.clone(),
+                    bytes: *bytes,
+                    records: stats.records,
+                });
+                total.records += stats.records;
+                total.changed += stats.changed;
+                total.skipped += stats.skipped;
+                total.files += stats.files;
+                total.archives += stats.archives;
+                let room = 20usize.saturating_sub(total.errors.len());
+                total.errors.extend(stats.errors.into_iter().take(room));
+            }
+            Ok(total)
+        })?;
+        result.downloaded = downloaded;
+        Ok(result)
+    }
+
+    /// Updates the database every `--vulndb-update-interval`, on a thread of
+    /// its own (downloads block); see [`vulndb_update::next_update_in`].
+    fn spawn_vulndb_schedule(self: &Arc<Self>) {
+        let interval = self.config.vulndb_update_interval;
+        let service = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("vulndb-update".into())
+            .spawn(move || {
+                let mut last_failure = None;
+                loop {
+                    let wait = match service.upgrade() {
+                        Some(this) => vulndb_update::next_update_in(
+                            chrono::Utc::now(),
+                            this.db().imported_at(),
+                            last_failure,
+                            interval,
+                        ),
+                        None => return,
+                    };
+                    std::thread::sleep(wait);
+                    let Some(this) = service.upgrade() else { return };
+                    match this.update_vulndb(&VulnDbUpdateSpec::default(), &|_| {}) {
+                        Ok(done) => {
+                            last_failure = None;
+                            tracing::info!(
+                                records = done.records,
+                                changed = done.changed,
+                                newly_vulnerable = done.newly_vulnerable.len(),
+                                "scheduled vulnerability database update done"
+                            );
+                        }
+                        Err(e) => {
+                            last_failure = Some(chrono::Utc::now());
+                            tracing::error!(error = %e, "scheduled vulnerability database update failed; the database is unchanged");
+                        }
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => tracing::info!(
+                interval_secs = interval.as_secs(),
+                source = %self.config.vulndb_source,
+                "vulnerability database updates scheduled"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot start the vulnerability database schedule"),
+        }
     }
 
     /// Matches the latest record of each image digest against `db`.
@@ -962,6 +1156,11 @@ impl ScanService {
 
     pub fn list_plugins(&self) -> Result<Vec<PluginInfo>, ScanError> {
         Ok(self.plugins()?.list()?)
+    }
+
+    /// Whether `info` is one of the plugins built into this binary.
+    pub fn is_builtin_plugin(&self, info: &PluginInfo) -> bool {
+        crate::builtin_plugins::is_builtin(&self.builtins, &info.manifest)
     }
 
     pub fn inspect_plugin(&self, name: &str, version: Option<&str>) -> Result<PluginInfo, ScanError> {

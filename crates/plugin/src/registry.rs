@@ -101,16 +101,29 @@ impl PluginRegistry {
         };
         let manifest_json = fs::read(&manifest_path).map_err(PluginError::io("reading", &manifest_path))?;
         let wasm = fs::read(&wasm_path).map_err(PluginError::io("reading", &wasm_path))?;
-        self.install_parts(&manifest_json, &manifest_path.display().to_string(), &wasm)
+        self.install_parts(&manifest_json, &manifest_path.display().to_string(), &wasm, true)
     }
 
     /// Installs a plugin from its manifest JSON and component bytes (what an
     /// OCI pull yields).
     pub fn install_bytes(&self, manifest_json: &[u8], wasm: &[u8]) -> Result<PluginInfo, PluginError> {
-        self.install_parts(manifest_json, "(plugin manifest)", wasm)
+        self.install_parts(manifest_json, "(plugin manifest)", wasm, true)
     }
 
-    fn install_parts(&self, manifest_json: &[u8], source_name: &str, wasm: &[u8]) -> Result<PluginInfo, PluginError> {
+    /// Installs a plugin like [`install_bytes`](Self::install_bytes) but
+    /// disabled, whatever else is installed (the daemon offers a new built-in
+    /// version this way when the user had turned the plugin off).
+    pub fn install_bytes_disabled(&self, manifest_json: &[u8], wasm: &[u8]) -> Result<PluginInfo, PluginError> {
+        self.install_parts(manifest_json, "(plugin manifest)", wasm, false)
+    }
+
+    fn install_parts(
+        &self,
+        manifest_json: &[u8],
+        source_name: &str,
+        wasm: &[u8],
+        may_enable: bool,
+    ) -> Result<PluginInfo, PluginError> {
         let manifest = PluginManifest::from_json(manifest_json, source_name)?;
         manifest.verify_wasm(wasm)?;
         let target = self.version_dir(&manifest.name, &manifest.version);
@@ -141,7 +154,7 @@ impl PluginRegistry {
             });
         }
 
-        let enabled = !self.versions(&manifest.name)?.iter().any(|info| info.enabled);
+        let enabled = may_enable && !self.versions(&manifest.name)?.iter().any(|info| info.enabled);
         let staging = Staging::create(&self.root)?;
         write_file(&staging.path.join(WASM_FILE), wasm)?;
         write_file(&staging.path.join(MANIFEST_FILE), &manifest.to_json())?;

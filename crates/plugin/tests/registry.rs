@@ -131,6 +131,20 @@ fn enable_disable_and_remove() {
     assert_eq!(err.to_string(), "plugin secrets is not installed");
 }
 
+#[test]
+fn an_install_can_arrive_disabled_even_when_no_version_is_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(dir.path());
+    let wasm = wasm("secrets");
+    let manifest = manifest_for("secrets", &wasm);
+    let info = registry.install_bytes_disabled(&manifest.to_json(), &wasm).unwrap();
+    assert!(!info.enabled);
+    assert!(!registry.inspect("secrets", None).unwrap().enabled);
+    assert!(registry.enabled_scanner_checks().unwrap().is_empty());
+    let err = registry.install_bytes_disabled(&manifest.to_json(), &wasm).unwrap_err();
+    assert_eq!(err.to_string(), "plugin secrets 0.1.0 is already installed");
+}
+
 /// Installs `manifest` + `wasm` from a directory and expects a refusal that
 /// leaves the registry directory exactly as empty as it was.
 fn refused(manifest: &PluginManifest, wasm: &[u8]) -> PluginError {

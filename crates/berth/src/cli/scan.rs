@@ -1,6 +1,6 @@
 //! `berth scan` (run a scan, `ls`, `inspect`, `verify` records), `berth
-//! vulndb` (import, status) and `berth plugin` (install, ls, inspect,
-//! enable, disable, rm, push).
+//! vulndb` (import, update, status) and `berth plugin` (install, ls,
+//! inspect, enable, disable, rm, push).
 //!
 //! The daemon scans and returns the signed certification record; the report
 //! inside it is rendered here (table, JSON, SPDX, CycloneDX, SARIF), so every
@@ -477,8 +477,29 @@ enum VulndbCommand {
     /// Import OSV data: a directory of OSV JSON records, an all.zip export,
     /// or a directory of <Ecosystem>/all.zip exports
     Import(VulndbImportArgs),
+    /// Download OSV's per-ecosystem exports ({source}/{ecosystem}/all.zip)
+    /// and import them; a failed download leaves the database as it was
+    Update(VulndbUpdateArgs),
     /// Records per ecosystem, database version, import time
     Status(VulndbStatusArgs),
+}
+
+#[derive(clap::Args)]
+struct VulndbUpdateArgs {
+    /// An OSV ecosystem to fetch, as osv.dev spells it: Debian, Alpine,
+    /// PyPI, npm, crates.io, "Red Hat"... (repeatable) [default: the
+    /// daemon's --vulndb-ecosystem list, else every ecosystem berth matches]
+    #[arg(long = "ecosystem", value_name = "ECOSYSTEM")]
+    ecosystems: Vec<String>,
+    /// Base URL of the exports, e.g. a mirror [default: the daemon's --vulndb-source]
+    #[arg(long, value_name = "URL")]
+    source: Option<String>,
+    /// Output format: table or json
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// No progress display
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -499,6 +520,7 @@ struct VulndbStatusArgs {
 pub async fn vulndb(client: &Client, host: &str, a: VulndbArgs) -> Result<i32> {
     match a.command {
         VulndbCommand::Import(i) => vulndb_import(client, host, i).await,
+        VulndbCommand::Update(u) => vulndb_update(client, u).await,
         VulndbCommand::Status(s) => {
             let status: VulnDbStatus = client.get("/v1/vulndb").await?;
             match s.format.as_str() {
@@ -513,7 +535,7 @@ pub async fn vulndb(client: &Client, host: &str, a: VulndbArgs) -> Result<i32> {
 
 fn print_status(status: &VulnDbStatus) {
     match &status.version {
-        None => println!("No vulnerability data imported (berth vulndb import PATH)"),
+        None => println!("No vulnerability data imported (berth vulndb update, or berth vulndb import PATH)"),
         Some(version) => {
             println!("Version:     {version}");
             println!("Imported at: {}", status.imported_at.as_deref().unwrap_or("-"));
@@ -567,9 +589,79 @@ async fn vulndb_import(client: &Client, host: &str, a: VulndbImportArgs) -> Resu
     let bytes = http_body_util::BodyExt::collect(resp.into_body()).await?.to_bytes();
     let done: VulnDbImport =
         serde_json::from_slice(&bytes).context("daemon answered the import with unexpected JSON")?;
-    if a.format == "json" {
-        println!("{}", serde_json::to_string_pretty(&done)?);
+    print_import(&done, &a.format)
+}
+
+/// `berth vulndb update`: the daemon downloads and imports; its progress
+/// lines drive a spinner.
+async fn vulndb_update(client: &Client, a: VulndbUpdateArgs) -> Result<i32> {
+    if !matches!(a.format.as_str(), "table" | "json") {
+        bail!("unknown --format {:?} (use table or json)", a.format);
+    }
+    let spec = json!({"ecosystems": a.ecosystems, "source": a.source});
+    let resp = client
+        .call(Method::POST, "/v1/vulndb/update", json_body(&spec)?)
+        .await?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    if a.quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.enable_steady_tick(Duration::from_millis(120));
+    }
+    let mut done: Option<VulnDbImport> = None;
+    let mut error: Option<String> = None;
+    ndjson_lines(resp, |line| {
+        let v: Value = serde_json::from_slice(line).context("bad progress line")?;
+        match v["status"].as_str().unwrap_or_default() {
+            "done" => done = Some(serde_json::from_value(v["result"].clone()).context("bad update result")?),
+            "error" => {
+                error = Some(
+                    v["error"]["message"]
+                        .as_str()
+                        .unwrap_or("the update failed")
+                        .to_string(),
+                )
+            }
+            phase => {
+                let what = v["id"].as_str().unwrap_or_default();
+                let size = match (v["current"].as_u64(), v["total"].as_u64()) {
+                    (Some(c), Some(t)) => format!(" {}/{}", megabytes(c), megabytes(t)),
+                    (Some(c), None) => format!(" {}", megabytes(c)),
+                    _ => String::new(),
+                };
+                bar.set_message(format!("{phase} {what}{size}"));
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    bar.finish_and_clear();
+    if let Some(e) = error {
+        return Err(ExitError(1, format!("{e} (the vulnerability database is unchanged)")).into());
+    }
+    let done = done.context("the daemon ended the update without a result")?;
+    print_import(&done, &a.format)
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// What an import or update did, as a table or JSON.
+fn print_import(done: &VulnDbImport, format: &str) -> Result<i32> {
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(done)?);
         return Ok(0);
+    }
+    for d in &done.downloaded {
+        println!(
+            "Downloaded {} ({}, {} records) from {}",
+            d.ecosystem,
+            megabytes(d.bytes),
+            d.records,
+            d.url
+        );
     }
     println!(
         "Imported {} records ({} new or changed, {} skipped)",
@@ -604,7 +696,8 @@ enum PluginCommand {
     /// Install a plugin: a directory with plugin.json and plugin.wasm, one of
     /// those files, or a registry reference to a plugin artifact
     Install(PluginInstallArgs),
-    /// List installed plugins
+    /// List installed plugins (BUILT-IN: one of the checks shipped in this
+    /// berth, installed on first start; disable or remove it like any other)
     Ls(PluginLsArgs),
     /// Show a plugin
     Inspect(PluginNameArgs),
@@ -660,6 +753,7 @@ pub async fn plugin(client: &Client, a: PluginArgs) -> Result<i32> {
                         "VERSION".to_string(),
                         "WORLD".to_string(),
                         "ENABLED".to_string(),
+                        "BUILT-IN".to_string(),
                         "DIGEST".to_string(),
                         "DESCRIPTION".to_string(),
                     ]];
@@ -670,6 +764,7 @@ pub async fn plugin(client: &Client, a: PluginArgs) -> Result<i32> {
                             s("version"),
                             format!("{}@{}", s("world"), s("world_version")),
                             p["enabled"].as_bool().unwrap_or(false).to_string(),
+                            p["builtin"].as_bool().unwrap_or(false).to_string(),
                             short(&s("digest")).to_string(),
                             s("description"),
                         ]);

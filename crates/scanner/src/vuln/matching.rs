@@ -109,6 +109,27 @@ fn release_matches(release: &str, version: &str) -> bool {
     wanted.split('.').all(|part| have.next() == Some(part))
 }
 
+/// The OSV ecosystems whose records the matcher uses, as osv.dev names
+/// them (and its exports: `<ecosystem>/all.zip`).
+pub const SUPPORTED_ECOSYSTEMS: &[&str] = &[
+    "AlmaLinux",
+    "Alpine",
+    "Debian",
+    "Go",
+    "Mageia",
+    "Maven",
+    "PyPI",
+    "Red Hat",
+    "Rocky Linux",
+    "RubyGems",
+    "SUSE",
+    "Ubuntu",
+    "crates.io",
+    "npm",
+    "openEuler",
+    "openSUSE",
+];
+
 /// Which version order an OSV ecosystem's `ECOSYSTEM` ranges use.
 pub fn order_of(osv_ecosystem: &str) -> Option<Ecosystem> {
     Some(match osv_ecosystem {
@@ -355,6 +376,47 @@ pub fn match_components(db: &VulnDb, components: &[Component], distro: Option<&s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_supported_ecosystems_are_those_components_are_matched_in() {
+        for ecosystem in SUPPORTED_ECOSYSTEMS {
+            assert!(order_of(ecosystem).is_some(), "{ecosystem} has no version order");
+        }
+        let components = [
+            Ecosystem::Debian,
+            Ecosystem::Alpine,
+            Ecosystem::Rpm,
+            Ecosystem::Cargo,
+            Ecosystem::PyPI,
+            Ecosystem::Npm,
+            Ecosystem::Go,
+            Ecosystem::Maven,
+            Ecosystem::RubyGems,
+        ];
+        let distros = [
+            "debian",
+            "ubuntu",
+            "alpine",
+            "rhel",
+            "rocky",
+            "almalinux",
+            "opensuse-leap",
+            "sles",
+            "mageia",
+            "openeuler",
+        ];
+        let mut matched: Vec<&str> = Vec::new();
+        for component in components {
+            for distro in distros {
+                matched.extend(osv_ecosystems(component, Some(&Distro::parse(distro))));
+            }
+        }
+        matched.sort();
+        matched.dedup();
+        let mut supported = SUPPORTED_ECOSYSTEMS.to_vec();
+        supported.sort();
+        assert_eq!(matched, supported);
+    }
 
     #[test]
     fn distro_parsing_and_release_matching() {

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 pub use db::{Advisory, VulnDb};
 pub use ignore::{apply_ignores, failing, IgnoreOutcome, IgnoreRule, IgnoreRules};
 pub use import::{import, ImportStats};
-pub use matching::{cache_key, match_components, source_package, Distro};
+pub use matching::{cache_key, match_components, source_package, Distro, SUPPORTED_ECOSYSTEMS};
 pub use osv::OsvRecord;
 
 /// Errors of importing, storing and reading vulnerability data.
