@@ -19,11 +19,18 @@ use crate::image;
 use crate::plugins;
 use crate::util::{self, step};
 
-/// `cargo xtask test`.
+/// `cargo xtask test`; the time each step took is printed at the end,
+/// also when one fails.
 pub fn main(args: &[String]) -> Result<()> {
     if let Some(arg) = args.first() {
         bail!("`cargo xtask test` takes no arguments, got `{arg}`");
     }
+    let result = run_all();
+    util::print_step_times();
+    result
+}
+
+fn run_all() -> Result<()> {
     if !util::is_root() {
         eprintln!("warning: not root; tests that start containers will fail (CI runs as root)");
     }

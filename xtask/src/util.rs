@@ -76,6 +76,30 @@ pub fn cargo() -> Command {
 /// Prints a step heading, so a failure is easy to place in a long log.
 pub fn step(title: &str) {
     eprintln!("\n==> {title}");
+    STEPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((title.to_string(), std::time::Instant::now()));
+}
+
+/// Every step so far and when it began.
+static STEPS: std::sync::Mutex<Vec<(String, std::time::Instant)>> = std::sync::Mutex::new(Vec::new());
+
+/// How long each step took (until the next began, the last until now).
+pub fn print_step_times() {
+    let steps = STEPS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if steps.is_empty() {
+        return;
+    }
+    eprintln!("\ntime per step:");
+    let now = std::time::Instant::now();
+    for (i, (title, began)) in steps.iter().enumerate() {
+        let ended = steps.get(i + 1).map_or(now, |(_, next)| *next);
+        eprintln!("  {:>7.1} s  {title}", ended.duration_since(*began).as_secs_f64());
+    }
+    if let Some((_, first)) = steps.first() {
+        eprintln!("  {:>7.1} s  in all", now.duration_since(*first).as_secs_f64());
+    }
 }
 
 /// The command line as a person would type it.
