@@ -372,6 +372,7 @@ impl ScanService {
             &config.webhooks,
             &engine.data_root().join("scan/webhooks"),
             config.webhook_retry_for,
+            &store,
         )
         .map_err(ScanError::Failed)?;
         let plugins_root = engine.data_root().join("plugins");

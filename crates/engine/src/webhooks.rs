@@ -6,17 +6,31 @@
 //! The secret of a webhook is made on first use and kept in
 //! `DATA_ROOT/scan/webhooks/ID.secret` (mode 0600, 64 hex digits); the
 //! receiver checks `X-Berth-Signature-256: sha256=HMAC-SHA256(secret, body)`
-//! as GitHub's receivers check `X-Hub-Signature-256`. Deliveries waiting
-//! for a retry live in memory: a daemon restart drops them (logged).
+//! as GitHub's receivers check `X-Hub-Signature-256`. Every delivery is
+//! written to the store (`local/scan_webhook_deliveries`) before it is
+//! queued and removed when it is done, so a daemon restart resumes the
+//! ones still waiting (within their retry time).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_store::{Store, Table};
 use hmac::{Hmac, Mac};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// Deliveries not yet done, by `HOOK-ID/SEQUENCE` ([`Pending`]).
+pub const DELIVERIES: Table = Table("local/scan_webhook_deliveries");
+
+/// A delivery as stored until it is done.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    body: String,
+    /// Unix seconds when it was queued (its retry time counts from then).
+    queued: i64,
+}
 
 /// The header carrying the payload's signature.
 pub const SIGNATURE_HEADER: &str = "x-berth-signature-256";
@@ -52,6 +66,8 @@ pub struct WebhookState {
 }
 
 struct Delivery {
+    /// Its key in [`DELIVERIES`].
+    key: String,
     body: String,
     since: Instant,
 }
@@ -59,6 +75,7 @@ struct Delivery {
 struct Hook {
     url: String,
     secret: Vec<u8>,
+    store: Store,
     state: Mutex<(WebhookState, VecDeque<Delivery>)>,
     wake: Condvar,
 }
@@ -70,8 +87,27 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// Reads (or makes) each webhook's secret under `dir` and starts its
-    /// sender. `retry_for` bounds how long one delivery is retried.
-    pub fn start(urls: &[String], dir: &Path, retry_for: Duration) -> Result<Webhooks, String> {
+    /// sender, with the deliveries a previous run left in `store` queued
+    /// first. `retry_for` bounds how long one delivery is retried.
+    pub fn start(urls: &[String], dir: &Path, retry_for: Duration, store: &Store) -> Result<Webhooks, String> {
+        let left: Vec<(String, Pending)> = store
+            .write(|t| t.list(DELIVERIES))
+            .map_err(|e| format!("reading the webhook deliveries: {e}"))?;
+        let ids: Vec<String> = urls.iter().map(|u| hook_id(u)).collect();
+        let orphans: Vec<&String> = left
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| !ids.iter().any(|id| key.split('/').next() == Some(id.as_str())))
+            .collect();
+        if !orphans.is_empty() {
+            tracing::warn!(
+                deliveries = orphans.len(),
+                "dropping scan webhook deliveries to webhooks no longer configured"
+            );
+            store
+                .write(|t| orphans.iter().try_for_each(|key| t.delete(DELIVERIES, key).map(drop)))
+                .map_err(|e| format!("removing old webhook deliveries: {e}"))?;
+        }
         let mut hooks = Vec::new();
         for url in urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -80,21 +116,38 @@ impl Webhooks {
                     url_host(url)
                 ));
             }
-            let id = hex::encode(&Sha256::digest(url.as_bytes())[..6]);
+            let id = hook_id(url);
             let secret_file = dir.join(format!("{id}.secret"));
             let secret = read_or_make_secret(dir, &secret_file)?;
+            let now = chrono::Utc::now().timestamp();
+            let resumed: VecDeque<Delivery> = left
+                .iter()
+                .filter(|(key, _)| key.split('/').next() == Some(id.as_str()))
+                .map(|(key, p)| Delivery {
+                    key: key.clone(),
+                    body: p.body.clone(),
+                    since: Instant::now()
+                        .checked_sub(Duration::from_secs(now.saturating_sub(p.queued).max(0) as u64))
+                        .unwrap_or_else(Instant::now),
+                })
+                .collect();
+            if !resumed.is_empty() {
+                tracing::info!(webhook = %url_host(url), deliveries = resumed.len(), "resuming scan webhook deliveries");
+            }
             let hook = Arc::new(Hook {
                 url: url.clone(),
                 secret,
+                store: store.clone(),
                 state: Mutex::new((
                     WebhookState {
                         id,
                         target: url_host(url),
                         secret_file: secret_file.display().to_string(),
                         state: "idle".into(),
+                        pending: resumed.len(),
                         ..Default::default()
                     },
-                    VecDeque::new(),
+                    resumed,
                 )),
                 wake: Condvar::new(),
             });
@@ -112,7 +165,8 @@ impl Webhooks {
         self.hooks.is_empty()
     }
 
-    /// Queues `body` for every webhook; returns at once.
+    /// Stores and queues `body` for every webhook; returns without waiting
+    /// for any delivery.
     pub fn send(&self, body: &str) {
         for hook in &self.hooks {
             let mut guard = hook.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -122,7 +176,17 @@ impl Webhooks {
                 tracing::warn!(webhook = %state.target, "scan webhook queue full: a notification was dropped");
                 continue;
             }
+            let key = format!("{}/{:040}", state.id, next_sequence());
+            let pending = Pending {
+                body: body.to_string(),
+                queued: chrono::Utc::now().timestamp(),
+            };
+            if let Err(e) = hook.store.write(|t| t.put(DELIVERIES, &key, &pending)) {
+                // Sent all the same; only a restart before it is done loses it.
+                tracing::warn!(webhook = %state.target, error = %e, "cannot store a scan webhook delivery");
+            }
             queue.push_back(Delivery {
+                key,
                 body: body.to_string(),
                 since: Instant::now(),
             });
@@ -150,13 +214,13 @@ impl Hook {
             .build()
             .new_agent();
         loop {
-            let (body, since) = {
+            let (key, body, since) = {
                 let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 while guard.1.is_empty() {
                     guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
                 }
                 let front = guard.1.front().expect("not empty");
-                (front.body.clone(), front.since)
+                (front.key.clone(), front.body.clone(), front.since)
             };
             let mut wait = FIRST_RETRY;
             let mut attempts = 0;
@@ -182,6 +246,9 @@ impl Hook {
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(LONGEST_WAIT);
             };
+            if let Err(e) = self.store.write(|t| t.delete(DELIVERIES, &key)) {
+                tracing::warn!(error = %e, "cannot remove a finished scan webhook delivery");
+            }
             let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let (state, queue) = &mut *guard;
             queue.pop_front();
@@ -221,6 +288,22 @@ impl Hook {
             _ => Err((false, format!("answered {status}"))),
         }
     }
+}
+
+/// The first 12 hex digits of the URL's SHA-256.
+fn hook_id(url: &str) -> String {
+    hex::encode(&Sha256::digest(url.as_bytes())[..6])
+}
+
+/// Increasing across restarts: the clock in nanoseconds, never repeated.
+fn next_sequence() -> u128 {
+    static LAST: Mutex<u128> = Mutex::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    *last = now.max(*last + 1);
+    *last
 }
 
 /// `sha256=HEX` of the HMAC-SHA256 of `body` under `secret`.
@@ -269,6 +352,68 @@ pub fn url_host(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A delivery a previous run left in the store is sent at start, signed,
+    /// and removed once the receiver took it.
+    #[test]
+    fn deliveries_left_by_a_previous_run_are_sent_at_start() {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("store");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let key = format!("{}/{:040}", hook_id(&url), 1);
+        let pending = Pending {
+            body: r#"{"event":"image.vulnerable"}"#.into(),
+            queued: chrono::Utc::now().timestamp(),
+        };
+        store.write(|t| t.put(DELIVERIES, &key, &pending)).expect("put");
+        // And one to a webhook that is gone: dropped.
+        store
+            .write(|t| t.put(DELIVERIES, "000000000000/1", &pending))
+            .expect("put");
+
+        let hooks = Webhooks::start(
+            std::slice::from_ref(&url),
+            &dir.path().join("secrets"),
+            Duration::from_secs(60),
+            &store,
+        )
+        .expect("start");
+        let (mut stream, _) = listener.accept().expect("a delivery");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let (mut length, mut signature) = (0, String::new());
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header");
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().expect("length");
+            }
+            if let Some(v) = lower.strip_prefix("x-berth-signature-256:") {
+                signature = v.trim().to_string();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).expect("body");
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .expect("answer");
+        assert_eq!(body, pending.body.as_bytes());
+        let file = &hooks.list()[0].secret_file;
+        let secret = hex::decode(std::fs::read_to_string(file).expect("secret").trim()).expect("hex");
+        assert_eq!(signature, super::signature(&secret, &body));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while hooks.list()[0].delivered == 0 {
+            assert!(Instant::now() < deadline, "the delivery was not counted");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left: Vec<(String, Pending)> = store.write(|t| t.list(DELIVERIES)).expect("list");
+        assert!(left.is_empty(), "{left:?}");
+    }
 
     #[test]
     fn webhook_logs_name_the_host_only() {
