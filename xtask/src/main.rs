@@ -7,6 +7,7 @@ mod bench;
 mod image;
 mod plugins;
 mod test;
+mod tidy;
 mod up;
 mod util;
 
