@@ -1636,7 +1636,7 @@ struct OciClient {
 impl OciClient {
     fn new(registry: &str) -> OciClient {
         let host = berth_image::registry_key(registry);
-        let loopback = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+        let loopback = berth_image::is_loopback(&host);
         OciClient {
             agent: http_agent(),
             base: format!("{}://{host}", if loopback { "http" } else { "https" }),

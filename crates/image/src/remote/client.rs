@@ -83,8 +83,12 @@ fn speaks_tls(agent: &ureq::Agent, host: &str) -> String {
     }
 }
 
-/// Whether `host[:port]` names this machine: `localhost`, `127.0.0.0/8`, `::1`.
-pub(crate) fn is_loopback(registry: &str) -> bool {
+/// Whether `host[:port]` names this machine, by address: an IP literal in
+/// `127.0.0.0/8` or `::1`, or a name every address of which is one of those
+/// (`localhost`; never `localhost.example.com`, which resolves elsewhere or
+/// not at all). The one loopback rule of every registry client in berth.
+pub fn is_loopback(registry: &str) -> bool {
+    use std::net::ToSocketAddrs;
     let host = if let Some(rest) = registry.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
@@ -93,7 +97,19 @@ pub(crate) fn is_loopback(registry: &str) -> bool {
             _ => registry,
         }
     };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.is_loopback();
+    }
+    if host.is_empty() {
+        return false;
+    }
+    match (host, 0).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
 }
 
 /// What a request sends.
@@ -566,6 +582,10 @@ mod tests {
         assert!(is_loopback("[::1]:5000"));
         assert!(!is_loopback("example.com:5000"));
         assert!(!is_loopback("10.0.0.1:5000"));
+        // By address: a name that merely starts like one is not loopback.
+        assert!(!is_loopback("localhost.example.com:5000"));
+        assert!(!is_loopback("127.0.0.1.example.com"));
+        assert!(!is_loopback("[::ffff:127.0.0.1]:5000"));
         assert_eq!(registry_key("Index.Docker.io"), "docker.io");
         assert_eq!(registry_key("https://127.0.0.1:5000/"), "127.0.0.1:5000");
         assert_eq!(

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use berth_store::Table;
 
-pub use client::{registry_key, Credentials};
+pub use client::{is_loopback, registry_key, Credentials};
 
 use crate::error::{Error, Result};
 use crate::ImageStore;
