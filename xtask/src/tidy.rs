@@ -10,6 +10,9 @@
 //!   it is for.
 //! - A file longer than 1,000 lines is named in ARCHITECTURE.md's "Long
 //!   files" section with the reason it stays long.
+//! - Cluster state has one writer: only `crates/state` defines `cluster/*`
+//!   tables and calls `Store::write_cluster` (tests that tamper with a
+//!   store on purpose aside); every other crate proposes commands.
 
 #[cfg(test)]
 mod tests {
@@ -138,6 +141,34 @@ mod tests {
             missing.is_empty(),
             "files without a `//!` header saying what they are for:\n{}",
             missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn only_the_state_crate_writes_cluster_state() {
+        let mut wrong = Vec::new();
+        for file in berth_sources() {
+            let name = relative(&file);
+            let is_test = name.split('/').any(|part| part == "tests");
+            if name.starts_with("crates/state/") || name.starts_with("crates/store/") || name.starts_with("xtask/") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if text.contains("Table(\"cluster/") {
+                wrong.push(format!(
+                    "{name} defines a cluster table: cluster tables live in crates/state/src/tables.rs"
+                ));
+            }
+            if !is_test && text.contains("write_cluster(") {
+                wrong.push(format!(
+                    "{name} writes cluster state directly: propose a ClusterCommand instead"
+                ));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "cluster state has one writer (ARCHITECTURE.md):\n{}",
+            wrong.join("\n")
         );
     }
 

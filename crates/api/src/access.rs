@@ -30,15 +30,12 @@ pub(crate) fn access(s: &AppState) -> Result<Arc<Access>, ApiError> {
 }
 
 /// Runs a store or hashing operation off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(
+pub(crate) async fn with_access<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&Access) -> berth_auth::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
     let a = access(s)?;
-    let r = tokio::task::spawn_blocking(move || f(&a))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(r?)
+    Ok(crate::blocking::blocking(move || f(&a)).await??)
 }
 
 // --- users ---
@@ -61,7 +58,7 @@ pub struct UserListing {
 }
 
 pub async fn users(State(s): State<AppState>) -> ApiResult<Json<Vec<UserListing>>> {
-    let listed = blocking(&s, |a| {
+    let listed = with_access(&s, |a| {
         let mut accounts = a.directory_accounts()?;
         Ok(a.list_users()?
             .into_iter()
@@ -80,7 +77,7 @@ pub async fn users(State(s): State<AppState>) -> ApiResult<Json<Vec<UserListing>
 }
 
 pub async fn user_create(State(s): State<AppState>, Json(u): Json<NewUser>) -> ApiResult<(StatusCode, Json<UserView>)> {
-    let view = blocking(&s, move |a| a.create_user(&u.name, &u.password)).await?;
+    let view = with_access(&s, move |a| a.create_user(&u.name, &u.password)).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -88,7 +85,7 @@ pub async fn user_remove(State(s): State<AppState>, Path(name): Path<String>) ->
     if name == "admin" {
         return Err(ApiError::invalid("the bootstrap admin cannot be removed; change its password instead").into());
     }
-    blocking(&s, move |a| {
+    with_access(&s, move |a| {
         a.remove_user(&name)?;
         a.forget_directory_records(Some(&name), None)
     })
@@ -106,7 +103,7 @@ pub async fn user_password(
     Path(name): Path<String>,
     Json(p): Json<NewPassword>,
 ) -> ApiResult<StatusCode> {
-    blocking(&s, move |a| {
+    with_access(&s, move |a| {
         if let Some(directory) = a.directory_of(&name)? {
             return Err(berth_auth::Error::Invalid(format!(
                 "user {name} logs in through directory {directory}: change the password there"
@@ -177,7 +174,7 @@ pub async fn team_create(
         (None, None) => None,
         _ => return Err(ApiError::invalid("a synced team needs both a directory and a group").into()),
     };
-    let listing = blocking(&s, move |a| {
+    let listing = with_access(&s, move |a| {
         if let Some(m) = &mapping {
             a.get_directory(&m.directory)?;
         }
@@ -201,7 +198,7 @@ pub async fn team_create(
 }
 
 pub async fn team_remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    blocking(&s, move |a| {
+    with_access(&s, move |a| {
         a.remove_team(&name)?;
         a.forget_directory_records(None, Some(&name))
     })
@@ -215,12 +212,12 @@ pub async fn team_directory_set(
     Json(g): Json<DirectoryGroup>,
 ) -> ApiResult<Json<DirectoryGroup>> {
     let mapping = g.clone();
-    blocking(&s, move |a| a.set_team_group(&name, Some(mapping))).await?;
+    with_access(&s, move |a| a.set_team_group(&name, Some(mapping))).await?;
     Ok(Json(g))
 }
 
 pub async fn team_directory_unset(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    blocking(&s, move |a| a.set_team_group(&name, None)).await?;
+    with_access(&s, move |a| a.set_team_group(&name, None)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -474,11 +471,11 @@ pub async fn audit(
         user: q.user,
         limit: q.limit,
     };
-    Ok(Json(blocking(&s, move |a| a.audit_list(&query)).await?))
+    Ok(Json(with_access(&s, move |a| a.audit_list(&query)).await?))
 }
 
 pub async fn audit_verify(State(s): State<AppState>) -> ApiResult<Json<berth_auth::Verification>> {
-    Ok(Json(blocking(&s, |a| a.audit_verify()).await?))
+    Ok(Json(with_access(&s, |a| a.audit_verify()).await?))
 }
 
 // --- directories (LDAP / Active Directory) ---
@@ -512,7 +509,7 @@ pub async fn directory_put(
     }
     let directory: Directory = serde_json::from_value(body)
         .map_err(|e| ApiError::invalid(format!("invalid directory {name}: {}", describe_json_error(&e))))?;
-    let (view, created) = blocking(&s, move |a| a.put_directory(directory)).await?;
+    let (view, created) = with_access(&s, move |a| a.put_directory(directory)).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(view)))
 }
@@ -531,7 +528,7 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 }
 
 pub async fn directory_remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    blocking(&s, move |a| a.remove_directory(&name)).await?;
+    with_access(&s, move |a| a.remove_directory(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -541,7 +538,7 @@ pub async fn directories_sync(
 ) -> ApiResult<Json<Vec<SyncReport>>> {
     let actor = p.name();
     Ok(Json(
-        blocking(&s, move |a| a.sync_directories(None, &actor, "api")).await?,
+        with_access(&s, move |a| a.sync_directories(None, &actor, "api")).await?,
     ))
 }
 
@@ -552,7 +549,7 @@ pub async fn directory_sync(
 ) -> ApiResult<Json<Vec<SyncReport>>> {
     let actor = p.name();
     Ok(Json(
-        blocking(&s, move |a| a.sync_directories(Some(&name), &actor, "api")).await?,
+        with_access(&s, move |a| a.sync_directories(Some(&name), &actor, "api")).await?,
     ))
 }
 
@@ -572,7 +569,7 @@ pub async fn directory_test(
     Json(t): Json<DirectoryTest>,
 ) -> ApiResult<Json<Value>> {
     let authenticated = t.password.is_some();
-    let found = blocking(&s, move |a| a.test_directory(&name, &t.user, t.password.as_deref())).await?;
+    let found = with_access(&s, move |a| a.test_directory(&name, &t.user, t.password.as_deref())).await?;
     Ok(Json(json!({
         "directory": found.directory,
         "dn": found.dn,

@@ -10,7 +10,7 @@ use axum::Json;
 use berth_auth::{AuditEntry, AuditExport, AuditSink, ChainSigner};
 use serde::{Deserialize, Serialize};
 
-use crate::access::blocking;
+use crate::access::with_access;
 use crate::error::ApiResult;
 use crate::AppState;
 
@@ -134,7 +134,7 @@ pub struct LevelView {
 
 /// `GET /v1/audit/levels`.
 pub async fn levels(State(s): State<AppState>) -> ApiResult<Json<Vec<LevelView>>> {
-    let levels = blocking(&s, |a| Ok(a.audit_levels())).await?;
+    let levels = with_access(&s, |a| Ok(a.audit_levels())).await?;
     Ok(Json(
         levels
             .into_iter()
@@ -157,7 +157,7 @@ pub async fn set_level(
     Path(resource): Path<String>,
     Json(body): Json<SetLevel>,
 ) -> ApiResult<Json<LevelView>> {
-    let (resource, level) = blocking(&s, move |a| a.set_audit_level(&resource, &body.level)).await?;
+    let (resource, level) = with_access(&s, move |a| a.set_audit_level(&resource, &body.level)).await?;
     Ok(Json(LevelView {
         resource: resource.name().to_string(),
         level,
@@ -166,7 +166,7 @@ pub async fn set_level(
 
 /// `GET /v1/audit/export`: every entry and signature, for offline checks.
 pub async fn export(State(s): State<AppState>) -> ApiResult<Json<AuditExport>> {
-    Ok(Json(blocking(&s, |a| a.audit_export()).await?))
+    Ok(Json(with_access(&s, |a| a.audit_export()).await?))
 }
 
 #[cfg(test)]

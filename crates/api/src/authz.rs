@@ -340,14 +340,14 @@ fn audit_level(state: &AppState, resource: Resource) -> berth_auth::AuditLevel {
     }
 }
 
-/// Appends to the audit log (blocking work, see `run_blocking`); a failure
+/// Appends to the audit log (blocking work, see `crate::blocking`); a failure
 /// is logged (without the entry's content) and does not fail the request.
 /// Whether the entry was written (durably).
 async fn audit(state: &AppState, entry: NewAuditEntry) -> bool {
     let Some(access) = state.access.clone() else {
         return false;
     };
-    match crate::run_blocking(move || access.audit_append(entry)).await {
+    match crate::blocking::blocking(move || access.audit_append(entry)).await {
         Ok(Ok(_)) => true,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot append to the audit log");
@@ -396,12 +396,7 @@ fn object_collection(state: &AppState, req: &Request, resource: Resource) -> Opt
     let mut segments = req.uri().path().split('/').skip(2);
     let id = match (segments.next(), segments.next()) {
         (Some("containers"), Some(id)) if !id.is_empty() => id.to_string(),
-        (Some("exec"), Some(exec_id)) => state
-            .execs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(exec_id)
-            .map(|(container, _)| container.clone())?,
+        (Some("exec"), Some(exec_id)) => state.engine.exec_container(exec_id)?,
         _ => return None,
     };
     let container = state.engine.get(&id).ok()?;
@@ -455,7 +450,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                     .map(str::to_string);
                 let changing = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
                 Some(
-                    tokio::task::spawn_blocking(move || access.authenticate_session(&token, csrf.as_deref(), changing))
+                    crate::blocking::blocking(move || access.authenticate_session(&token, csrf.as_deref(), changing))
                         .await
                         .unwrap_or(Err(AuthFailure {
                             user: None,
@@ -464,10 +459,11 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                 )
             }
             (Credentials::Basic(user, password), Some(access)) => {
-                // argon2 takes tens of milliseconds: off the async workers.
+                // argon2 takes tens of milliseconds: never on an async worker
+                // that other tasks wait for.
                 let peer = peer.clone();
                 Some(
-                    tokio::task::spawn_blocking(move || access.authenticate_login(&user, &password, peer.as_deref()))
+                    crate::blocking::blocking(move || access.authenticate_login(&user, &password, peer.as_deref()))
                         .await
                         .unwrap_or(Err(AuthFailure {
                             user: None,
@@ -580,7 +576,7 @@ async fn run_audited(
     if recorded && mutating {
         if let Some(access) = state.access.clone() {
             let entry = facts.entry(name.clone(), "started", StatusCode::CONTINUE, String::new());
-            let begun = crate::run_blocking(move || access.audit_begin(entry)).await;
+            let begun = crate::blocking::blocking(move || access.audit_begin(entry)).await;
             if let Some(e) = match begun {
                 Ok(Ok(_)) => None,
                 Ok(Err(e)) => Some(e.to_string()),
@@ -620,7 +616,7 @@ async fn run_audited(
     }
     if unflushed {
         let engine = state.engine.clone();
-        let flushed = crate::run_blocking(move || engine.flush()).await;
+        let flushed = crate::blocking::blocking(move || engine.flush()).await;
         if let Some(e) = match flushed {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),

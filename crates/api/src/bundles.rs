@@ -19,10 +19,6 @@ use berth_auth::Where;
 
 /// The cluster CA under `<data-root>/pki`, created on first use.
 pub fn open_pki(engine: &berth_engine::Engine) -> Option<Arc<berth_cluster::Pki>> {
-    let store = engine.images().store();
-    if let Err(e) = berth_cluster::bundles::init(store) {
-        tracing::error!(error = %e, "cannot open the bundle records");
-    }
     match berth_cluster::Pki::open(&engine.data_root().join("pki")) {
         Ok(p) => Some(Arc::new(p)),
         Err(e) => {
@@ -124,7 +120,7 @@ pub async fn create(
         not_after: issued.not_after,
         revoked: None,
     };
-    berth_cluster::bundles::record(s.engine.images().store(), &bundle).map_err(cluster_error)?;
+    berth_cluster::bundles::record(s.engine.state(), &bundle).map_err(cluster_error)?;
     tracing::info!(bundle = %bundle.id, user = %bundle.user, by = %principal.name(), "issued a client bundle");
     Ok(Json(json!({
         "bundle": bundle,
@@ -138,7 +134,7 @@ pub async fn list(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
 ) -> ApiResult<Json<Vec<Bundle>>> {
-    let all = berth_cluster::bundles::list(s.engine.images().store()).map_err(cluster_error)?;
+    let all = berth_cluster::bundles::list(s.engine.state()).map_err(cluster_error)?;
     Ok(Json(all.into_iter().filter(|b| visible(&s, &principal, b)).collect()))
 }
 
@@ -147,13 +143,13 @@ pub async fn revoke(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Bundle>> {
-    let store = s.engine.images().store();
-    let all = berth_cluster::bundles::list(store).map_err(cluster_error)?;
+    let state = s.engine.state();
+    let all = berth_cluster::bundles::list(state).map_err(cluster_error)?;
     match all.iter().find(|b| b.id == id) {
         Some(b) if visible(&s, &principal, b) => {}
         _ => return Err(ApiError::not_found(format!("no such bundle: {id}")).into()),
     }
-    let b = berth_cluster::bundles::revoke(store, &id).map_err(cluster_error)?;
+    let b = berth_cluster::bundles::revoke(state, &id).map_err(cluster_error)?;
     tracing::info!(bundle = %b.id, user = %b.user, by = %principal.name(), "revoked a client bundle");
     Ok(Json(b))
 }

@@ -7,12 +7,12 @@ use axum::Json;
 use berth_auth::repos::RepositoryCollection;
 use serde::Deserialize;
 
-use crate::access::blocking;
+use crate::access::with_access;
 use crate::error::ApiResult;
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<RepositoryCollection>>> {
-    Ok(Json(blocking(&s, |a| a.list_repository_collections()).await?))
+    Ok(Json(with_access(&s, |a| a.list_repository_collections()).await?))
 }
 
 #[derive(Deserialize)]
@@ -26,11 +26,11 @@ pub async fn set(
     Json(body): Json<SetCollection>,
 ) -> ApiResult<Json<RepositoryCollection>> {
     Ok(Json(
-        blocking(&s, move |a| a.set_repository_collection(&prefix, &body.collection)).await?,
+        with_access(&s, move |a| a.set_repository_collection(&prefix, &body.collection)).await?,
     ))
 }
 
 pub async fn remove(State(s): State<AppState>, Path(prefix): Path<String>) -> ApiResult<axum::http::StatusCode> {
-    blocking(&s, move |a| a.remove_repository_collection(&prefix)).await?;
+    with_access(&s, move |a| a.remove_repository_collection(&prefix)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use berth_model::{ApiError, Container, ContainerCreate, ContainerStats, ExecCreate};
 
 use crate::authz::{self, Action, Principal, Resource};
-use crate::error::{ApiErrorResponse, ApiResult};
+use crate::error::ApiResult;
 use crate::AppState;
 use axum::Extension;
 use berth_auth::Where;
@@ -77,15 +77,14 @@ pub async fn create(
     create.collection = (collection != "/").then_some(collection);
     let engine = s.engine.clone();
     let start = q.start;
-    let c = crate::run_blocking(move || {
+    let c = crate::blocking::blocking(move || {
         if start {
             engine.create_to_start(create)
         } else {
             engine.create(create)
         }
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    .await??;
     if !q.start {
         return Ok((StatusCode::CREATED, Json(c)).into_response());
     }
@@ -360,18 +359,7 @@ pub async fn exec_create(
     Path(id): Path<String>,
     Json(req): Json<ExecCreate>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let c = s.engine.get(&id)?;
-    if c.status.state != berth_model::ContainerState::Running {
-        return Err(ApiError::conflict(format!("container {} is not running", c.name)).into());
-    }
-    if req.cmd.is_empty() {
-        return Err(ApiError::invalid("exec needs a command").into());
-    }
-    let exec_id = berth_model::new_id();
-    s.execs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(exec_id.clone(), (c.id, req));
+    let exec_id = s.engine.create_exec(&id, req)?;
     Ok((StatusCode::CREATED, Json(json!({"id": exec_id}))))
 }
 
@@ -379,14 +367,8 @@ pub async fn exec_start(State(s): State<AppState>, Path(exec_id): Path<String>, 
     if !is_upgrade(&req) {
         return Err(ApiError::invalid("exec start needs an upgraded connection (Upgrade: berth-stream)").into());
     }
-    let entry = s.execs.lock().unwrap_or_else(|e| e.into_inner()).remove(&exec_id);
-    let Some((container_id, spec)) = entry else {
-        return Err(ApiErrorResponse(ApiError::not_found(format!(
-            "no such exec: {exec_id}"
-        ))));
-    };
     // An exec that fails to start writes an ERROR frame, which reaches the client like output.
-    let (stream, child) = s.engine.exec(&container_id, spec).await?;
+    let (stream, child) = s.engine.start_exec(&exec_id).await?;
     splice(req, stream, Some(child));
     Ok(switching())
 }

@@ -75,6 +75,12 @@ impl From<berth_auth::Error> for ApiErrorResponse {
     }
 }
 
+impl From<berth_engine::scan::ScanError> for ApiErrorResponse {
+    fn from(e: berth_engine::scan::ScanError) -> Self {
+        Self(e.into())
+    }
+}
+
 impl From<ApiError> for ApiErrorResponse {
     fn from(e: ApiError) -> Self {
         Self(e)

@@ -43,10 +43,9 @@ pub async fn tag(State(s): State<AppState>, Query(q): Query<TagQuery>) -> ApiRes
 
 pub async fn remove(State(s): State<AppState>, Query(q): Query<RefQuery>) -> ApiResult<Json<Vec<String>>> {
     let engine = s.engine.clone();
-    let r = tokio::task::spawn_blocking(move || engine.remove_image(&q.reference, q.force))
-        .await
-        .map_err(|e| berth_model::ApiError::internal(e.to_string()))?;
-    Ok(Json(r?))
+    Ok(Json(
+        crate::blocking::blocking(move || engine.remove_image(&q.reference, q.force)).await??,
+    ))
 }
 
 /// The archive is spooled to a temp file under the data root (it must be
@@ -251,9 +250,7 @@ pub async fn login(State(s): State<AppState>, Json(req): Json<LoginRequest>) -> 
         username: req.username,
         password: req.password,
     };
-    let key = tokio::task::spawn_blocking(move || engine.registry_login(&registry, credentials))
-        .await
-        .map_err(|e| berth_model::ApiError::internal(e.to_string()))??;
+    let key = crate::blocking::blocking(move || engine.registry_login(&registry, credentials)).await??;
     Ok(Json(LoginAnswer {
         registry: key,
         status: "Login Succeeded".into(),

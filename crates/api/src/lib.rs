@@ -11,6 +11,7 @@
 mod access;
 mod audit;
 mod authz;
+mod blocking;
 mod bundles;
 mod collections;
 mod containers;
@@ -37,7 +38,6 @@ use berth_engine::Engine;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<metrics::Metrics>,
-    pub execs: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, berth_model::ExecCreate)>>>,
     /// The OCI registry at `/v2/`; `None` when it could not be opened.
     pub registry: Option<berth_registry::Registry>,
     /// The cluster CA (bundles, `/v1/ca.pem`); `None` when it could not be opened.
@@ -58,23 +58,6 @@ pub struct AppState {
 /// engine's store) or, when none is written, with `Engine::flush`.
 #[derive(Clone, Copy)]
 pub(crate) struct Unflushed;
-
-/// Runs blocking work (store writes, mounts) from a request without handing
-/// it to another thread where the runtime allows: with worker threads,
-/// `block_in_place` runs `f` here and moves this worker's other tasks
-/// elsewhere. `spawn_blocking` would wake an idle pool thread first, which
-/// costs 0.2–0.5 ms on a VM, twice per `berth run` (create, audit). On a
-/// one-thread runtime (tests) it falls back to `spawn_blocking`.
-pub(crate) async fn run_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-        Ok(tokio::task::block_in_place(f))
-    } else {
-        tokio::task::spawn_blocking(f).await
-    }
-}
 
 /// Daemon settings the API needs.
 #[derive(Debug, Clone, Default)]
@@ -113,7 +96,6 @@ pub fn router_with(engine: Arc<Engine>, options: Options) -> Result<axum::Router
     let state = AppState {
         engine: engine.clone(),
         metrics,
-        execs: Default::default(),
         registry: registry::open(&engine),
         pki,
         access,
@@ -153,7 +135,7 @@ fn open_scans(
 /// creates the `admin` user, whose password goes to a root-only file: the
 /// log names the file, never the password.
 fn open_access(engine: &Engine) -> Result<Arc<berth_auth::Access>, String> {
-    match berth_auth::Access::open(engine.images().store().clone(), engine.data_root()) {
+    match berth_auth::Access::open(engine.state().clone(), engine.data_root()) {
         Ok((access, written)) => {
             if let Some(path) = written {
                 tracing::info!(file = %path.display(), "created user admin; its one-time password is in the file");

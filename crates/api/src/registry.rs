@@ -19,6 +19,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::authz::{self, Action, Origin, Principal, Target};
+use crate::blocking::blocking;
 use crate::AppState;
 
 /// What a `/v2/` path names.
@@ -344,12 +345,6 @@ fn internal(message: impl Into<String>) -> Error {
     Error::new(Code::Internal, message)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| internal(format!("registry task failed: {e}")))?
-}
-
 /// A blocking reader over the request body, fed by an async pump.
 struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<io::Result<axum::body::Bytes>>,
@@ -612,7 +607,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
         Endpoint::Catalog if method == Method::GET => {
             let (n, last) = paging(&query)?;
             let l = last.clone();
-            let (repos, more) = blocking(move || reg.catalog(n, l.as_deref())).await?;
+            let (repos, more) = blocking(move || reg.catalog(n, l.as_deref())).await??;
             let mut r = axum::Json(serde_json::json!({"repositories": repos})).into_response();
             if more {
                 link_next(&mut r, "/v2/_catalog", n, repos.last());
@@ -622,7 +617,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
         Endpoint::Tags(repo) if method == Method::GET => {
             let (n, last) = paging(&query)?;
             let (r2, l) = (repo.clone(), last.clone());
-            let (tags, more) = blocking(move || reg.tags(&r2, n, l.as_deref())).await?;
+            let (tags, more) = blocking(move || reg.tags(&r2, n, l.as_deref())).await??;
             let mut r = axum::Json(serde_json::json!({"name": repo, "tags": tags})).into_response();
             if more {
                 link_next(&mut r, &format!("/v2/{repo}/tags/list"), n, tags.last());
@@ -636,7 +631,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
                     let m = reg.manifest(&repo, &reference)?;
                     negotiate(&reg, &repo, m, &accepted)
                 })
-                .await?;
+                .await??;
                 let len = m.bytes.len().to_string();
                 let body = if method == Method::HEAD {
                     Body::empty()
@@ -658,7 +653,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
                 let bytes = read_limited(body, reg.config().max_manifest_size).await?;
                 let content_type = header_str(&headers, "content-type").map(str::to_string);
                 let (r2, ref2) = (repo.clone(), reference.clone());
-                let put = blocking(move || reg.put_manifest(&r2, &ref2, content_type.as_deref(), &bytes)).await?;
+                let put = blocking(move || reg.put_manifest(&r2, &ref2, content_type.as_deref(), &bytes)).await??;
                 if let Some(scans) = &s.scans {
                     // Scans in the background: the push is not slowed.
                     scans.pushed(&repo, &reference, &put.digest);
@@ -674,7 +669,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
                 Ok(with_headers(StatusCode::CREATED, &h, Body::empty()))
             }
             Method::DELETE => {
-                blocking(move || reg.delete_manifest(&repo, &reference)).await?;
+                blocking(move || reg.delete_manifest(&repo, &reference)).await??;
                 Ok(StatusCode::ACCEPTED.into_response())
             }
             _ => unsupported(),
@@ -682,7 +677,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
         Endpoint::Blob(repo, digest) => match method {
             Method::GET | Method::HEAD => serve_blob(reg, repo, digest, &headers, method == Method::HEAD).await,
             Method::DELETE => {
-                blocking(move || reg.delete_blob(&repo, &digest)).await?;
+                blocking(move || reg.delete_blob(&repo, &digest)).await??;
                 Ok(StatusCode::ACCEPTED.into_response())
             }
             _ => unsupported(),
@@ -697,7 +692,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
                 let from = query_get(&query, "from").map(str::to_string);
                 let (r2, d2, reg2) = (repo.clone(), digest.clone(), reg.clone());
                 let mounted = match from {
-                    Some(from) => blocking(move || reg2.mount_blob(&r2, &from, &d2)).await?,
+                    Some(from) => blocking(move || reg2.mount_blob(&r2, &from, &d2)).await??,
                     None => false,
                 };
                 if mounted {
@@ -705,13 +700,13 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
                 }
             }
             let r2 = repo.clone();
-            let status = blocking(move || reg.start_upload(&r2)).await?;
+            let status = blocking(move || reg.start_upload(&r2)).await??;
             Ok(upload_response(StatusCode::ACCEPTED, &repo, &status))
         }
         Endpoint::Upload(repo, uuid) => match method {
             Method::GET => {
                 let r2 = repo.clone();
-                let status = blocking(move || reg.upload_status(&r2, &uuid)).await?;
+                let status = blocking(move || reg.upload_status(&r2, &uuid)).await??;
                 Ok(upload_response(StatusCode::NO_CONTENT, &repo, &status))
             }
             Method::PATCH => {
@@ -723,7 +718,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
                     Err(e) if e.code() == Code::RangeNotSatisfiable => {
                         let r2 = repo.clone();
                         let mut response = error_response(&e);
-                        if let Ok(status) = blocking(move || reg.upload_status(&r2, &uuid)).await {
+                        if let Ok(Ok(status)) = blocking(move || reg.upload_status(&r2, &uuid)).await {
                             let at = upload_response(StatusCode::ACCEPTED, &repo, &status);
                             for name in [header::LOCATION, header::RANGE] {
                                 if let Some(v) = at.headers().get(&name) {
@@ -746,7 +741,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
                 Ok(blob_created(&repo, &digest))
             }
             Method::DELETE => {
-                blocking(move || reg.cancel_upload(&repo, &uuid)).await?;
+                blocking(move || reg.cancel_upload(&repo, &uuid)).await??;
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
             _ => unsupported(),
@@ -754,7 +749,7 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
         Endpoint::Referrers(repo, digest) if method == Method::GET => {
             let filter = query_get(&query, "artifactType").map(str::to_string);
             let f2 = filter.clone();
-            let index = blocking(move || reg.referrers(&repo, &digest, f2.as_deref())).await?;
+            let index = blocking(move || reg.referrers(&repo, &digest, f2.as_deref())).await??;
             let mut h = vec![("content-type", "application/vnd.oci.image.index.v1+json".to_string())];
             if filter.is_some() {
                 h.push(("oci-filters-applied", "artifactType".into()));
@@ -826,7 +821,7 @@ async fn serve_blob(
     head: bool,
 ) -> Result<Response, Error> {
     let d2 = digest.clone();
-    let info = blocking(move || reg.blob(&repo, &d2)).await?;
+    let info = blocking(move || reg.blob(&repo, &d2)).await??;
     let range = match byte_range(headers, info.size) {
         Ok(r) => r,
         Err(e) => {
@@ -881,7 +876,7 @@ pub async fn gc(
     let to_api = |e: Error| berth_model::ApiError::internal(e.to_string());
     let reg = registry(&s).map_err(to_api)?;
     let grace = std::time::Duration::from_secs(q.grace.unwrap_or(3600));
-    let report = blocking(move || reg.gc(grace)).await.map_err(to_api)?;
+    let report = blocking(move || reg.gc(grace)).await?.map_err(to_api)?;
     Ok(axum::Json(report))
 }
 

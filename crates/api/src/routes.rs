@@ -24,12 +24,15 @@ pub struct Route {
     handler: fn() -> MethodRouter<AppState>,
 }
 
-macro_rules! r {
+/// One row of the route table: `route!([public] METHOD, axum-method-fn, PATH,
+/// RESOURCE, ACTION, handler, SUMMARY)`; `public` marks a route anonymous
+/// callers may use.
+macro_rules! route {
     ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal) => {
-        r!(@ $m, $f, $p, $res, $act, $h, $s, false)
+        route!(@ $m, $f, $p, $res, $act, $h, $s, false)
     };
     (public $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal) => {
-        r!(@ $m, $f, $p, $res, $act, $h, $s, true)
+        route!(@ $m, $f, $p, $res, $act, $h, $s, true)
     };
     (@ $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $public:literal) => {
         Route {
@@ -84,7 +87,7 @@ impl Route {
 }
 
 pub static TABLE: &[Route] = &[
-    r!(
+    route!(
         public GET,
         get,
         "/v1/version",
@@ -93,7 +96,7 @@ pub static TABLE: &[Route] = &[
         system::version,
         "Version of the daemon"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/info",
@@ -102,7 +105,7 @@ pub static TABLE: &[Route] = &[
         system::info,
         "Node information: data root, counts, id mapping, cgroup mode"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/openapi.json",
@@ -111,7 +114,7 @@ pub static TABLE: &[Route] = &[
         openapi::document,
         "This document"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/metrics",
@@ -120,7 +123,7 @@ pub static TABLE: &[Route] = &[
         metrics::render,
         "Prometheus metrics"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/events",
@@ -129,7 +132,7 @@ pub static TABLE: &[Route] = &[
         system::events,
         "Stream of events (NDJSON)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/whoami",
@@ -138,7 +141,7 @@ pub static TABLE: &[Route] = &[
         bundles::whoami,
         "Who the caller is: {name, kind}"
     ),
-    r!(
+    route!(
         public GET,
         get,
         "/v1/ca.pem",
@@ -147,7 +150,7 @@ pub static TABLE: &[Route] = &[
         bundles::ca_pem,
         "The cluster CA certificate (PEM)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/bundles",
@@ -156,7 +159,7 @@ pub static TABLE: &[Route] = &[
         bundles::create,
         "Issue a client bundle (?user=, default the caller): certificate, key (returned once) and CA"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/bundles",
@@ -165,7 +168,7 @@ pub static TABLE: &[Route] = &[
         bundles::list,
         "List client bundles (the caller's own; all for user administrators)"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/bundles/{id}",
@@ -174,7 +177,7 @@ pub static TABLE: &[Route] = &[
         bundles::revoke,
         "Revoke a client bundle: its certificate is refused from now on"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/users",
@@ -183,7 +186,7 @@ pub static TABLE: &[Route] = &[
         access::users,
         "List users (never their passwords)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/users",
@@ -192,7 +195,7 @@ pub static TABLE: &[Route] = &[
         access::user_create,
         "Create a local user ({name, password})"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/users/{name}",
@@ -201,7 +204,7 @@ pub static TABLE: &[Route] = &[
         access::user_remove,
         "Remove a user with its tokens, grants and memberships"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/users/{name}/password",
@@ -210,7 +213,7 @@ pub static TABLE: &[Route] = &[
         access::user_password,
         "Set a user's password ({password})"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/teams",
@@ -219,7 +222,7 @@ pub static TABLE: &[Route] = &[
         access::teams,
         "List teams and their members"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/teams",
@@ -228,7 +231,7 @@ pub static TABLE: &[Route] = &[
         access::team_create,
         "Create a team ({name})"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/teams/{name}",
@@ -237,7 +240,7 @@ pub static TABLE: &[Route] = &[
         access::team_remove,
         "Remove a team and its grants"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/teams/{name}/members",
@@ -246,7 +249,7 @@ pub static TABLE: &[Route] = &[
         access::team_add,
         "Add a user to a team ({user})"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/teams/{name}/members/{user}",
@@ -255,7 +258,7 @@ pub static TABLE: &[Route] = &[
         access::team_del,
         "Remove a user from a team"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/orgs",
@@ -264,7 +267,7 @@ pub static TABLE: &[Route] = &[
         access::orgs,
         "List organizations and their teams"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/orgs",
@@ -273,7 +276,7 @@ pub static TABLE: &[Route] = &[
         access::org_create,
         "Create an organization ({name})"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/orgs/{name}",
@@ -282,7 +285,7 @@ pub static TABLE: &[Route] = &[
         access::org_remove,
         "Remove an organization and its grants"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/orgs/{name}/teams",
@@ -291,7 +294,7 @@ pub static TABLE: &[Route] = &[
         access::org_add,
         "Add a team to an organization ({team})"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/orgs/{name}/teams/{team}",
@@ -300,7 +303,7 @@ pub static TABLE: &[Route] = &[
         access::org_del,
         "Remove a team from an organization"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/roles",
@@ -309,7 +312,7 @@ pub static TABLE: &[Route] = &[
         access::roles,
         "List roles: built-in and custom, as (resource, action) sets"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/roles",
@@ -318,7 +321,7 @@ pub static TABLE: &[Route] = &[
         access::role_create,
         "Create a custom role ({name, permissions: [\"resource:action\"]})"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/roles/{name}",
@@ -327,7 +330,7 @@ pub static TABLE: &[Route] = &[
         access::role_remove,
         "Remove a custom role no grant uses"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/grants",
@@ -336,7 +339,7 @@ pub static TABLE: &[Route] = &[
         access::grants,
         "List grants"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/grants",
@@ -345,7 +348,7 @@ pub static TABLE: &[Route] = &[
         access::grant_create,
         "Grant a role on a collection to a user, team or organization ({subject, role, collection}); no more than the caller holds there"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/grants/{id}",
@@ -354,7 +357,7 @@ pub static TABLE: &[Route] = &[
         access::grant_remove,
         "Remove a grant"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/tokens",
@@ -363,7 +366,7 @@ pub static TABLE: &[Route] = &[
         access::tokens,
         "List personal access tokens (the caller's; all for user administrators)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/tokens",
@@ -372,7 +375,7 @@ pub static TABLE: &[Route] = &[
         access::token_create,
         "Create a personal access token ({expires_in, scopes, description, user}); the secret is returned once"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/auth/token",
@@ -381,7 +384,7 @@ pub static TABLE: &[Route] = &[
         access::token_create,
         "Log in (HTTP Basic) and get a personal access token; the secret is returned once"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/auth/session",
@@ -390,7 +393,7 @@ pub static TABLE: &[Route] = &[
         sessions::create,
         "Start a web UI session from a password login: sets the session cookie, returns the CSRF token"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/auth/session",
@@ -399,7 +402,7 @@ pub static TABLE: &[Route] = &[
         sessions::remove,
         "End the cookie's session"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/tokens/{id}",
@@ -408,7 +411,7 @@ pub static TABLE: &[Route] = &[
         access::token_remove,
         "Revoke a personal access token"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/audit",
@@ -417,7 +420,7 @@ pub static TABLE: &[Route] = &[
         access::audit,
         "Audit log entries (?since=RFC3339&user=&limit=)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/audit/verify",
@@ -426,7 +429,7 @@ pub static TABLE: &[Route] = &[
         access::audit_verify,
         "Check the audit log's hash chain and signatures"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/directories",
@@ -435,7 +438,7 @@ pub static TABLE: &[Route] = &[
         access::directories,
         "List LDAP/AD directories (bind passwords shown as ***) with their last sync"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/directories/{name}",
@@ -444,7 +447,7 @@ pub static TABLE: &[Route] = &[
         access::directory,
         "Show one directory (bind password shown as ***)"
     ),
-    r!(
+    route!(
         PUT,
         put,
         "/v1/directories/{name}",
@@ -453,7 +456,7 @@ pub static TABLE: &[Route] = &[
         access::directory_put,
         "Create or replace a directory (an absent or *** bind_password keeps the stored one)"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/directories/{name}",
@@ -462,7 +465,7 @@ pub static TABLE: &[Route] = &[
         access::directory_remove,
         "Remove a directory and its team mappings (its users stay)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/directories/sync",
@@ -471,7 +474,7 @@ pub static TABLE: &[Route] = &[
         access::directories_sync,
         "Sync every directory's mapped teams now: users created, members added and removed"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/directories/{name}/sync",
@@ -480,7 +483,7 @@ pub static TABLE: &[Route] = &[
         access::directory_sync,
         "Sync one directory's mapped teams now"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/directories/{name}/test",
@@ -489,7 +492,7 @@ pub static TABLE: &[Route] = &[
         access::directory_test,
         "Check a directory: service bind and user search ({user}), and the user's bind with {password}"
     ),
-    r!(
+    route!(
         PUT,
         put,
         "/v1/teams/{name}/directory",
@@ -498,7 +501,7 @@ pub static TABLE: &[Route] = &[
         access::team_directory_set,
         "Sync a team from a directory group ({directory, group: DN, name or (filter)})"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/teams/{name}/directory",
@@ -507,7 +510,7 @@ pub static TABLE: &[Route] = &[
         access::team_directory_unset,
         "Stop syncing a team from a directory (its members stay)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/registry/collections",
@@ -516,7 +519,7 @@ pub static TABLE: &[Route] = &[
         collections::list,
         "Which collection registry repositories belong to, by name prefix"
     ),
-    r!(
+    route!(
         PUT,
         put,
         "/v1/registry/collections/{prefix}",
@@ -525,7 +528,7 @@ pub static TABLE: &[Route] = &[
         collections::set,
         "Put repositories named PREFIX or PREFIX/... in a collection"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/registry/collections/{prefix}",
@@ -534,7 +537,7 @@ pub static TABLE: &[Route] = &[
         collections::remove,
         "Return repositories under PREFIX to the collections above"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/audit/export",
@@ -543,7 +546,7 @@ pub static TABLE: &[Route] = &[
         audit::export,
         "Every audit entry and signature, for offline verification"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/audit/levels",
@@ -552,7 +555,7 @@ pub static TABLE: &[Route] = &[
         audit::levels,
         "The audit level of each resource"
     ),
-    r!(
+    route!(
         PUT,
         put,
         "/v1/audit/levels/{resource}",
@@ -561,8 +564,8 @@ pub static TABLE: &[Route] = &[
         audit::set_level,
         "Set a resource's audit level: none, metadata or request"
     ),
-    r!(GET, get, "/v1/images", Image, Read, images::list, "List images"),
-    r!(
+    route!(GET, get, "/v1/images", Image, Read, images::list, "List images"),
+    route!(
         GET,
         get,
         "/v1/images/inspect",
@@ -571,7 +574,7 @@ pub static TABLE: &[Route] = &[
         images::inspect,
         "Inspect an image (?ref=)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/images/load",
@@ -580,7 +583,7 @@ pub static TABLE: &[Route] = &[
         images::load,
         "Load an OCI layout or docker-save archive (body); NDJSON progress"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/images/pull",
@@ -589,7 +592,7 @@ pub static TABLE: &[Route] = &[
         images::pull,
         "Pull an image from a registry (?ref=&platform=os/arch&all_platforms=); NDJSON progress"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/images/push",
@@ -598,7 +601,7 @@ pub static TABLE: &[Route] = &[
         images::push,
         "Push an image to a registry (?ref=); NDJSON progress"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/auth/login",
@@ -607,7 +610,7 @@ pub static TABLE: &[Route] = &[
         images::login,
         "Check registry credentials ({registry, username, password}) and store them for pulls and pushes"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/auth/logout",
@@ -616,7 +619,7 @@ pub static TABLE: &[Route] = &[
         images::logout,
         "Forget a registry's credentials (?registry=)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/images/save",
@@ -625,7 +628,7 @@ pub static TABLE: &[Route] = &[
         images::save,
         "Save images as an OCI layout tarball (?ref=...)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/images/tag",
@@ -634,7 +637,7 @@ pub static TABLE: &[Route] = &[
         images::tag,
         "Tag an image (?source=&target=)"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/images",
@@ -643,7 +646,7 @@ pub static TABLE: &[Route] = &[
         images::remove,
         "Remove an image (?ref=&force=)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/containers",
@@ -652,7 +655,7 @@ pub static TABLE: &[Route] = &[
         containers::list,
         "List containers (?all=)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/containers",
@@ -661,7 +664,7 @@ pub static TABLE: &[Route] = &[
         containers::create,
         "Create a container; with ?start=true (upgraded connection) also start it attached, the 101 naming it in Berth-Container-Id"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/containers/{id}",
@@ -670,7 +673,7 @@ pub static TABLE: &[Route] = &[
         containers::inspect,
         "Inspect a container"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/containers/{id}",
@@ -679,7 +682,7 @@ pub static TABLE: &[Route] = &[
         containers::remove,
         "Remove a container (?force=)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/containers/{id}/start",
@@ -688,7 +691,7 @@ pub static TABLE: &[Route] = &[
         containers::start,
         "Start a container; with ?attach= the connection is upgraded to a framed stream"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/containers/{id}/attach",
@@ -697,7 +700,7 @@ pub static TABLE: &[Route] = &[
         containers::attach,
         "Attach to a running container (upgrade)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/containers/{id}/stop",
@@ -706,7 +709,7 @@ pub static TABLE: &[Route] = &[
         containers::stop,
         "Stop a container (?t=seconds)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/containers/{id}/kill",
@@ -715,7 +718,7 @@ pub static TABLE: &[Route] = &[
         containers::kill,
         "Send a signal (?signal=)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/containers/{id}/wait",
@@ -724,7 +727,7 @@ pub static TABLE: &[Route] = &[
         containers::wait,
         "Wait for the container to stop; its exit code"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/containers/{id}/resize",
@@ -733,7 +736,7 @@ pub static TABLE: &[Route] = &[
         containers::resize,
         "Resize the container's terminal (?cols=&rows=)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/containers/{id}/logs",
@@ -742,7 +745,7 @@ pub static TABLE: &[Route] = &[
         containers::logs,
         "Logs as NDJSON (?follow=&tail=)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/containers/{id}/stats",
@@ -751,7 +754,7 @@ pub static TABLE: &[Route] = &[
         containers::stats,
         "Resource use from the cgroup (?stream=)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/containers/{id}/exec",
@@ -760,7 +763,7 @@ pub static TABLE: &[Route] = &[
         containers::exec_create,
         "Create an exec; returns its id"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/exec/{id}/start",
@@ -769,7 +772,7 @@ pub static TABLE: &[Route] = &[
         containers::exec_start,
         "Start an exec (upgrade to a framed stream)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/registry/gc",
@@ -778,7 +781,7 @@ pub static TABLE: &[Route] = &[
         registry::gc,
         "Collect registry blobs no manifest references (?grace=seconds, default 3600)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/trust/policies",
@@ -787,7 +790,7 @@ pub static TABLE: &[Route] = &[
         trust_policy::list,
         "List trust policies: repository patterns and the signers their images need"
     ),
-    r!(
+    route!(
         PUT,
         put,
         "/v1/trust/policies/{pattern}",
@@ -796,7 +799,7 @@ pub static TABLE: &[Route] = &[
         trust_policy::put,
         "Set the trust policy of a repository pattern: {signers, threshold}"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/trust/policies/{pattern}",
@@ -805,7 +808,7 @@ pub static TABLE: &[Route] = &[
         trust_policy::remove,
         "Remove the trust policy of a repository pattern"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/scans",
@@ -814,7 +817,7 @@ pub static TABLE: &[Route] = &[
         scans::scan,
         "Scan a local image ({image, checks, deny_licenses, ignore, test, test_healthcheck, test_timeout_secs}); NDJSON progress, the signed record last"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/scans",
@@ -823,7 +826,7 @@ pub static TABLE: &[Route] = &[
         scans::list,
         "List certification records, newest first (?image=)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/scans/webhooks",
@@ -832,7 +835,7 @@ pub static TABLE: &[Route] = &[
         scans::webhooks,
         "The scan webhooks (host only) and their deliveries: state, pending, delivered, failed, last attempt and answer"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/scans/{id}",
@@ -841,7 +844,7 @@ pub static TABLE: &[Route] = &[
         scans::get,
         "A certification record: the report as signed JSON and its signature by the cluster key"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/vulndb",
@@ -850,7 +853,7 @@ pub static TABLE: &[Route] = &[
         scans::vulndb_status,
         "Vulnerability database: version, import time, advisories per ecosystem"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/vulndb/import",
@@ -859,7 +862,7 @@ pub static TABLE: &[Route] = &[
         scans::vulndb_import,
         "Import OSV data: ?path= on the daemon (unix socket only) or the body (?name=x.zip|x.json); re-evaluates scanned images"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/vulndb/update",
@@ -868,7 +871,7 @@ pub static TABLE: &[Route] = &[
         scans::vulndb_update,
         "Download OSV exports ({ecosystems, source}: {source}/{ecosystem}/all.zip) and import them as one import; NDJSON progress, the import's result last; a failed download changes nothing"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/plugins",
@@ -877,7 +880,7 @@ pub static TABLE: &[Route] = &[
         scans::plugins,
         "List installed plugins"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/plugins",
@@ -886,7 +889,7 @@ pub static TABLE: &[Route] = &[
         scans::install_plugin,
         "Install a plugin ({manifest, wasm: base64})"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/plugins/pull",
@@ -895,7 +898,7 @@ pub static TABLE: &[Route] = &[
         scans::pull_plugin,
         "Install a plugin from a registry's OCI artifact (?ref=&digest=)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v1/plugins/{name}",
@@ -904,7 +907,7 @@ pub static TABLE: &[Route] = &[
         scans::plugin,
         "Inspect a plugin (?version=)"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v1/plugins/{name}",
@@ -913,7 +916,7 @@ pub static TABLE: &[Route] = &[
         scans::remove_plugin,
         "Remove a plugin (?version=)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/plugins/{name}/enable",
@@ -922,7 +925,7 @@ pub static TABLE: &[Route] = &[
         scans::enable_plugin,
         "Enable a plugin version (?version=)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/plugins/{name}/disable",
@@ -931,7 +934,7 @@ pub static TABLE: &[Route] = &[
         scans::disable_plugin,
         "Disable a plugin (?version=)"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v1/plugins/{name}/push",
@@ -940,7 +943,7 @@ pub static TABLE: &[Route] = &[
         scans::push_plugin,
         "Push a plugin to a registry as an OCI artifact (?ref=&version=)"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v2/",
@@ -949,7 +952,7 @@ pub static TABLE: &[Route] = &[
         registry::ping,
         "OCI Distribution: API version check"
     ),
-    r!(
+    route!(
         GET,
         get,
         "/v2/{*path}",
@@ -958,7 +961,7 @@ pub static TABLE: &[Route] = &[
         registry::dispatch,
         "OCI Distribution: pull (blobs, manifests, tags, catalog, referrers, upload status)"
     ),
-    r!(
+    route!(
         HEAD,
         head,
         "/v2/{*path}",
@@ -967,7 +970,7 @@ pub static TABLE: &[Route] = &[
         registry::dispatch,
         "OCI Distribution: blob and manifest existence"
     ),
-    r!(
+    route!(
         POST,
         post,
         "/v2/{*path}",
@@ -976,7 +979,7 @@ pub static TABLE: &[Route] = &[
         registry::dispatch,
         "OCI Distribution: start an upload, monolithic upload, cross-repository mount"
     ),
-    r!(
+    route!(
         PATCH,
         patch,
         "/v2/{*path}",
@@ -985,7 +988,7 @@ pub static TABLE: &[Route] = &[
         registry::dispatch,
         "OCI Distribution: upload a chunk"
     ),
-    r!(
+    route!(
         PUT,
         put,
         "/v2/{*path}",
@@ -994,7 +997,7 @@ pub static TABLE: &[Route] = &[
         registry::dispatch,
         "OCI Distribution: finish an upload, push a manifest"
     ),
-    r!(
+    route!(
         DELETE,
         delete,
         "/v2/{*path}",

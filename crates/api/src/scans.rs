@@ -17,12 +17,13 @@ use base64::Engine as _;
 use berth_engine::scan::{
     ScanProgress, ScanRecordSummary, ScanService, ScanSpec, SignedScanRecord, VulnDbImport, VulnDbStatus,
 };
-use berth_model::ApiError;
+use berth_model::{ApiError, PluginView};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::authz::Principal;
+use crate::blocking::blocking;
 use crate::error::ApiResult;
 use crate::AppState;
 
@@ -34,15 +35,6 @@ fn service(s: &AppState) -> Result<Arc<ScanService>, ApiError> {
     s.scans
         .clone()
         .ok_or_else(|| ApiError::internal("the scan service is not available on this node (see the daemon's log)"))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, berth_engine::scan::ScanError> + Send + 'static,
-) -> ApiResult<T> {
-    let r = tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("task failed: {e}")))?;
-    Ok(r.map_err(ApiError::from)?)
 }
 
 /// The cluster key as the records' signer.
@@ -114,13 +106,13 @@ pub struct ListQuery {
 pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<ScanRecordSummary>>> {
     let scans = service(&s)?;
     Ok(Json(
-        blocking(move || scans.list_records(q.image.as_deref().filter(|i| !i.is_empty()))).await?,
+        blocking(move || scans.list_records(q.image.as_deref().filter(|i| !i.is_empty()))).await??,
     ))
 }
 
 pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<SignedScanRecord>> {
     let scans = service(&s)?;
-    Ok(Json(blocking(move || scans.get_record(&id)).await?))
+    Ok(Json(blocking(move || scans.get_record(&id)).await??))
 }
 
 pub async fn webhooks(State(s): State<AppState>) -> ApiResult<Json<Vec<berth_engine::webhooks::WebhookState>>> {
@@ -161,7 +153,7 @@ pub async fn vulndb_import(
         if !path.is_absolute() {
             return Err(ApiError::invalid(format!("{}: the path must be absolute", path.display())).into());
         }
-        return Ok(Json(blocking(move || scans.import_vulndb(&path)).await?));
+        return Ok(Json(blocking(move || scans.import_vulndb(&path)).await??));
     }
     let extension = match q.name.as_deref().unwrap_or("upload.zip") {
         n if n.to_ascii_lowercase().ends_with(".json") => "json",
@@ -180,7 +172,7 @@ pub async fn vulndb_import(
     let p = path.clone();
     let result = blocking(move || scans.import_vulndb(&p)).await;
     let _ = tokio::fs::remove_file(&path).await;
-    Ok(Json(result?))
+    Ok(Json(result??))
 }
 
 /// Downloads OSV exports and imports them as one import: NDJSON progress
@@ -246,15 +238,11 @@ async fn spool(body: Body, path: &std::path::Path) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn plugins(State(s): State<AppState>) -> ApiResult<Json<Vec<berth_plugin_view::PluginView>>> {
+pub async fn plugins(State(s): State<AppState>) -> ApiResult<Json<Vec<PluginView>>> {
     let scans = service(&s)?;
     let listed = scans.clone();
-    let list = blocking(move || listed.list_plugins()).await?;
-    Ok(Json(
-        list.into_iter()
-            .map(|info| berth_plugin_view::PluginView::new(info, &scans))
-            .collect(),
-    ))
+    let list = blocking(move || listed.list_plugins()).await??;
+    Ok(Json(list.into_iter().map(|info| plugin_view(info, &scans)).collect()))
 }
 
 #[derive(Deserialize)]
@@ -267,11 +255,11 @@ pub async fn plugin(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
-) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+) -> ApiResult<Json<PluginView>> {
     let scans = service(&s)?;
     let inspected = scans.clone();
-    let info = blocking(move || inspected.inspect_plugin(&name, q.version.as_deref())).await?;
-    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
+    let info = blocking(move || inspected.inspect_plugin(&name, q.version.as_deref())).await??;
+    Ok(Json(plugin_view(info, &scans)))
 }
 
 /// `{"manifest": <plugin.json as an object>, "wasm": "<base64>"}`.
@@ -281,10 +269,7 @@ pub struct InstallBody {
     wasm: String,
 }
 
-pub async fn install_plugin(
-    State(s): State<AppState>,
-    Json(body): Json<InstallBody>,
-) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+pub async fn install_plugin(State(s): State<AppState>, Json(body): Json<InstallBody>) -> ApiResult<Json<PluginView>> {
     let scans = service(&s)?;
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(body.wasm.as_bytes())
@@ -292,8 +277,8 @@ pub async fn install_plugin(
     let manifest =
         serde_json::to_vec(&body.manifest).map_err(|e| ApiError::invalid(format!("the plugin manifest: {e}")))?;
     let installing = scans.clone();
-    let info = blocking(move || installing.install_plugin(&manifest, &wasm)).await?;
-    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
+    let info = blocking(move || installing.install_plugin(&manifest, &wasm)).await??;
+    Ok(Json(plugin_view(info, &scans)))
 }
 
 #[derive(Deserialize)]
@@ -305,14 +290,11 @@ pub struct PullQuery {
     digest: Option<String>,
 }
 
-pub async fn pull_plugin(
-    State(s): State<AppState>,
-    Query(q): Query<PullQuery>,
-) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+pub async fn pull_plugin(State(s): State<AppState>, Query(q): Query<PullQuery>) -> ApiResult<Json<PluginView>> {
     let scans = service(&s)?;
     let pulling = scans.clone();
-    let info = blocking(move || pulling.pull_plugin(&q.reference, q.digest.as_deref())).await?;
-    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
+    let info = blocking(move || pulling.pull_plugin(&q.reference, q.digest.as_deref())).await??;
+    Ok(Json(plugin_view(info, &scans)))
 }
 
 #[derive(Deserialize)]
@@ -329,7 +311,7 @@ pub async fn push_plugin(
     Query(q): Query<PushQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let scans = service(&s)?;
-    let digest = blocking(move || scans.push_plugin(&name, q.version.as_deref(), &q.reference)).await?;
+    let digest = blocking(move || scans.push_plugin(&name, q.version.as_deref(), &q.reference)).await??;
     Ok(Json(serde_json::json!({ "digest": digest })))
 }
 
@@ -337,67 +319,46 @@ pub async fn enable_plugin(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
-) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+) -> ApiResult<Json<PluginView>> {
     let scans = service(&s)?;
     let changing = scans.clone();
-    let info = blocking(move || changing.enable_plugin(&name, q.version.as_deref())).await?;
-    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
+    let info = blocking(move || changing.enable_plugin(&name, q.version.as_deref())).await??;
+    Ok(Json(plugin_view(info, &scans)))
 }
 
 pub async fn disable_plugin(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
-) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+) -> ApiResult<Json<PluginView>> {
     let scans = service(&s)?;
     let changing = scans.clone();
-    let info = blocking(move || changing.disable_plugin(&name, q.version.as_deref())).await?;
-    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
+    let info = blocking(move || changing.disable_plugin(&name, q.version.as_deref())).await??;
+    Ok(Json(plugin_view(info, &scans)))
 }
 
 pub async fn remove_plugin(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<VersionQuery>,
-) -> ApiResult<Json<berth_plugin_view::PluginView>> {
+) -> ApiResult<Json<PluginView>> {
     let scans = service(&s)?;
     let changing = scans.clone();
-    let info = blocking(move || changing.remove_plugin(&name, q.version.as_deref())).await?;
-    Ok(Json(berth_plugin_view::PluginView::new(info, &scans)))
+    let info = blocking(move || changing.remove_plugin(&name, q.version.as_deref())).await??;
+    Ok(Json(plugin_view(info, &scans)))
 }
 
-/// Plugins as the API shows them (no host paths).
-mod berth_plugin_view {
-    use serde::Serialize;
-
-    #[derive(Serialize)]
-    pub struct PluginView {
-        pub name: String,
-        pub version: String,
-        pub world: String,
-        pub world_version: String,
-        pub digest: String,
-        pub description: String,
-        pub enabled: bool,
-        /// One of the plugins built into this berth binary.
-        pub builtin: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub check: Option<serde_json::Value>,
-    }
-
-    impl PluginView {
-        pub fn new(info: berth_engine::scan::PluginInfo, scans: &berth_engine::ScanService) -> Self {
-            PluginView {
-                builtin: scans.is_builtin_plugin(&info),
-                name: info.manifest.name,
-                version: info.manifest.version,
-                world: info.manifest.world,
-                world_version: info.manifest.world_version,
-                digest: info.manifest.digest,
-                description: info.manifest.description,
-                enabled: info.enabled,
-                check: info.check.and_then(|c| serde_json::to_value(c).ok()),
-            }
-        }
+/// A plugin as the API shows it (no host paths).
+fn plugin_view(info: berth_engine::scan::PluginInfo, scans: &ScanService) -> PluginView {
+    PluginView {
+        builtin: scans.is_builtin_plugin(&info),
+        name: info.manifest.name,
+        version: info.manifest.version,
+        world: info.manifest.world,
+        world_version: info.manifest.world_version,
+        digest: info.manifest.digest,
+        description: info.manifest.description,
+        enabled: info.enabled,
+        check: info.check.and_then(|c| serde_json::to_value(c).ok()),
     }
 }

@@ -11,7 +11,7 @@ use berth_auth::session::{SESSION_COOKIE, SESSION_LIFETIME};
 use berth_model::{ApiError, ErrorCode};
 use serde_json::json;
 
-use crate::access::blocking;
+use crate::access::with_access;
 use crate::authz::Principal;
 use crate::error::ApiResult;
 use crate::AppState;
@@ -31,7 +31,7 @@ pub async fn create(State(s): State<AppState>, Extension(p): Extension<Principal
         _ => return Err(ApiError::new(ErrorCode::Unauthorized, "log in with a user name and password").into()),
     };
     let u = user.clone();
-    let session = blocking(&s, move |a| a.create_session(&u, None)).await?;
+    let session = with_access(&s, move |a| a.create_session(&u, None)).await?;
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; Max-Age={SESSION_LIFETIME}; HttpOnly; Secure; SameSite=Strict",
         session.token
@@ -57,7 +57,7 @@ pub async fn remove(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<
     let Some(token) = crate::authz::session_cookie(&headers) else {
         return Err(ApiError::new(ErrorCode::NotFound, "no session cookie in the request").into());
     };
-    let ended = blocking(&s, move |a| a.end_session(&token)).await?;
+    let ended = with_access(&s, move |a| a.end_session(&token)).await?;
     if !ended {
         return Err(ApiError::new(ErrorCode::NotFound, "the session had already ended").into());
     }

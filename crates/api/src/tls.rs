@@ -22,12 +22,12 @@ use crate::{Origin, Principal, RegistryAuth};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server side: `identity` is presented; client certificates are
-/// optional, must chain to `ca` and belong to a bundle on record in `store`
+/// optional, must chain to `ca` and belong to a bundle on record in `state`
 /// that is not revoked.
 pub fn server_config(
     ca: &CertificateDer<'static>,
     identity: berth_cluster::ServerIdentity,
-    store: berth_store::Store,
+    state: berth_state::State,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -36,7 +36,7 @@ pub fn server_config(
         .allow_unauthenticated()
         .build()
         .map_err(|e| rustls::Error::General(format!("client verifier: {e}")))?;
-    let verifier = Arc::new(BundleVerifier { inner, store });
+    let verifier = Arc::new(BundleVerifier { inner, state });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
@@ -118,7 +118,7 @@ fn principal_of(certs: Option<&[CertificateDer<'static>]>) -> Principal {
 /// was revoked, is refused in the handshake.
 struct BundleVerifier {
     inner: Arc<dyn ClientCertVerifier>,
-    store: berth_store::Store,
+    state: berth_state::State,
 }
 
 impl std::fmt::Debug for BundleVerifier {
@@ -148,7 +148,7 @@ impl ClientCertVerifier for BundleVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
         let fingerprint = berth_cluster::fingerprint(end_entity);
-        let bundles = berth_cluster::bundles::list(&self.store).map_err(|e| {
+        let bundles = berth_cluster::bundles::list(&self.state).map_err(|e| {
             tracing::error!(error = %e, "reading bundles to check a client certificate");
             rustls::Error::General("cannot check the client certificate".into())
         })?;

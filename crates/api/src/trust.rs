@@ -17,6 +17,7 @@ use berth_notary::server::ServerError;
 use berth_notary::service::TrustService;
 use berth_notary::storage::TrustStore;
 
+use crate::blocking::{blocking, Panicked};
 use crate::AppState;
 
 /// An update's total size cap (every role's metadata together).
@@ -32,7 +33,7 @@ pub fn open(engine: &berth_engine::Engine) -> Option<Arc<TrustService>> {
             return None;
         }
     };
-    match TrustStore::open(engine.images().store().clone()) {
+    match TrustStore::open(engine.state().clone()) {
         Ok(store) => Some(Arc::new(TrustService::new(store, seal))),
         Err(e) => {
             tracing::error!(error = %e, "cannot open the trust tables: content trust is unavailable");
@@ -108,13 +109,12 @@ fn service(s: &AppState) -> Result<Arc<TrustService>, Response> {
     })
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ServerError> + Send + 'static,
-) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(f).await {
+/// The outcome of trust work run through [`blocking`], as Notary answers it.
+fn answered<T>(done: Result<Result<T, ServerError>, Panicked>) -> Result<T, Response> {
+    match done {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(error(&e)),
-        Err(e) => Err(error(&ServerError::Keys(format!("trust task failed: {e}")))),
+        Err(p) => Err(error(&ServerError::Keys(p.to_string()))),
     }
 }
 
@@ -146,11 +146,11 @@ async fn serve(
         return match *method {
             Method::POST => {
                 let files = multipart_files(headers, body).await?;
-                blocking(move || trust.update(&gun, files, now)).await?;
+                answered(blocking(move || trust.update(&gun, files, now)).await)?;
                 Ok(StatusCode::OK.into_response())
             }
             Method::DELETE => {
-                blocking(move || trust.delete(&gun)).await?;
+                answered(blocking(move || trust.delete(&gun)).await)?;
                 Ok(StatusCode::OK.into_response())
             }
             _ => Err(not_found()),
@@ -159,8 +159,8 @@ async fn serve(
     if let Some(role) = rest.strip_suffix(".key") {
         let role = role.to_string();
         let key = match *method {
-            Method::GET => blocking(move || trust.get_key(&gun, &role)).await?,
-            Method::POST => blocking(move || trust.rotate_key(&gun, &role)).await?,
+            Method::GET => answered(blocking(move || trust.get_key(&gun, &role)).await)?,
+            Method::POST => answered(blocking(move || trust.rotate_key(&gun, &role)).await)?,
             _ => return Err(not_found()),
         };
         return Ok(json_response(StatusCode::OK, key.to_json().to_string().into_bytes()));
@@ -172,7 +172,7 @@ async fn serve(
         return Err(not_found());
     }
     let name = name.to_string();
-    let data = blocking(move || trust.get(&gun, &name, now)).await?;
+    let data = answered(blocking(move || trust.get(&gun, &name, now)).await)?;
     let mut response = (
         StatusCode::OK,
         [("content-type", "application/json")],
@@ -257,7 +257,7 @@ pub async fn changefeed(s: &AppState, gun: Option<String>, query: &[(String, Str
             Err(_) => return invalid(&format!("invalid records parameter: {v:?}")),
         },
     };
-    match blocking(move || trust.changes(gun.as_deref(), change_id, records)).await {
+    match answered(blocking(move || trust.changes(gun.as_deref(), change_id, records)).await) {
         Ok(changes) => {
             let body = serde_json::json!({"count": changes.len(), "records": changes});
             json_response(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default())

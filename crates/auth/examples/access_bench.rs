@@ -85,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let result = (|| -> Result<f64, Box<dyn std::error::Error>> {
         let store = berth_store::Store::open(&dir.join("db"))?;
-        let (access, _) = Access::open(store, &dir)?;
+        let (access, _) = Access::open(berth_state::State::open(store)?, &dir)?;
         access.create_user("bench", "bench-password")?;
         let (_, token) = access.create_token("bench", None, &[], "")?;
         let mut auth = Vec::with_capacity(100_000);

@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use berth_state::records::RepositoryCollection;
+use berth_state::tables::REPOSITORY_COLLECTIONS;
+use berth_state::{ClusterCommand, Outcome, State};
 use berth_store::Store;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
@@ -18,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::policy::{builtin_role, collection_path, PermSet, BUILTIN_ROLES};
 use crate::records::{Grant, Org, Role, Team, TokenRecord, TokenView, User, UserView};
-use crate::{Error, Identity, Index, Permission, Result, ALL_TABLES, GRANTS, ORGS, ROLES, TEAMS, TOKENS, USERS};
+use crate::{Error, Identity, Index, Permission, Result, GRANTS, ORGS, ROLES, TEAMS, TOKENS, USERS};
 
 /// The time source; tests pass a fixed or stepping one.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -44,8 +47,12 @@ pub struct AuthFailure {
 }
 
 pub struct Access {
+    /// Cluster state: changed only through commands.
+    pub(crate) state: State,
+    /// `state`'s store, for reads.
     pub(crate) store: Store,
-    index: RwLock<Arc<Index>>,
+    /// Follows cluster state (see [`Access::open`]).
+    index: Arc<RwLock<Arc<Index>>>,
     limiter: Mutex<Limiter>,
     pub(crate) audit_key: [u8; 32],
     pub(crate) audit_extras: crate::audit::AuditExtras,
@@ -55,29 +62,44 @@ pub struct Access {
 }
 
 impl Access {
-    /// Opens the access tables in `store`, creating them, the audit key
+    /// Opens access control on cluster state, with the audit key
     /// (`<data_root>/auth/audit.key`, 0600) and, on a fresh cluster, the
     /// `admin` user whose one-time password goes to
     /// `<data_root>/admin-password` (0600). Returns that file's path when
     /// it was written now.
-    pub fn open(store: Store, data_root: &Path) -> Result<(Self, Option<PathBuf>)> {
-        Self::open_with_clock(store, data_root, Arc::new(Utc::now))
+    ///
+    /// The access index and the audit levels follow `state`: they are
+    /// rebuilt after every command that changes them, whoever proposed it.
+    pub fn open(state: State, data_root: &Path) -> Result<(Self, Option<PathBuf>)> {
+        Self::open_with_clock(state, data_root, Arc::new(Utc::now))
     }
 
-    pub fn open_with_clock(store: Store, data_root: &Path, clock: Clock) -> Result<(Self, Option<PathBuf>)> {
-        store.apply(|t| {
-            for table in ALL_TABLES {
-                t.list::<serde::de::IgnoredAny>(table)?;
-            }
-            Ok(())
-        })?;
+    pub fn open_with_clock(state: State, data_root: &Path, clock: Clock) -> Result<(Self, Option<PathBuf>)> {
         let audit_key = load_or_create_key(&data_root.join("auth").join("audit.key"))?;
+        let store = state.store().clone();
+        let index = Arc::new(RwLock::new(Arc::new(Index::default())));
+        let audit_extras = crate::audit::AuditExtras::default();
+        {
+            let (store, index, levels) = (store.clone(), index.clone(), audit_extras.levels.clone());
+            state.subscribe(move |command| {
+                if command.changes_access() {
+                    let built =
+                        build_index(&store).map_err(|e| format!("the access index could not be rebuilt: {e}"))?;
+                    set_index(&index, built);
+                }
+                if let ClusterCommand::SetAuditLevel { resource, level } = command {
+                    crate::audit::follow_level(&levels, resource, *level);
+                }
+                Ok(())
+            });
+        }
         let access = Self {
+            state,
             store,
-            index: RwLock::new(Arc::new(Index::default())),
+            index,
             limiter: Mutex::new(Limiter::default()),
             audit_key,
-            audit_extras: Default::default(),
+            audit_extras,
             audit_lock: Mutex::new(()),
             checkpoint_every: 64,
             clock,
@@ -122,38 +144,51 @@ impl Access {
 
     /// Rebuilds the index from the store.
     pub fn reload(&self) -> Result<()> {
-        let users: Vec<String> = self.store.list::<User>(USERS)?.into_iter().map(|(k, _)| k).collect();
-        let teams: Vec<Team> = self.store.list(TEAMS)?.into_iter().map(|(_, v)| v).collect();
-        let orgs: Vec<Org> = self.store.list(ORGS)?.into_iter().map(|(_, v)| v).collect();
-        let roles: Vec<Role> = self.store.list(ROLES)?.into_iter().map(|(_, v)| v).collect();
-        let grants: Vec<Grant> = self.store.list(GRANTS)?.into_iter().map(|(_, v)| v).collect();
-        let tokens: Vec<TokenRecord> = self.store.list(TOKENS)?.into_iter().map(|(_, v)| v).collect();
-        let mut index = Index::build(&users, &teams, &orgs, &roles, &grants, &tokens);
-        let repos = self
-            .store
-            .list::<crate::repos::RepositoryCollection>(crate::repos::REPOSITORY_COLLECTIONS)?;
-        index.set_repository_collections(repos.into_iter().map(|(_, r)| (r.prefix, r.collection)).collect());
-        index.set_disabled(
-            self.store
-                .list::<crate::directory::DirectoryAccount>(crate::directory::DIRECTORY_ACCOUNTS)?
-                .into_iter()
-                .filter_map(|(name, a)| Some((name, a.disabled?)))
-                .collect(),
-        );
-        let index = Arc::new(index);
-        match self.index.write() {
-            Ok(mut i) => *i = index,
-            Err(poisoned) => *poisoned.into_inner() = index,
-        }
+        set_index(&self.index, build_index(&self.store)?);
         Ok(())
     }
 
-    fn changed<R>(&self, r: Result<R>) -> Result<R> {
-        let r = r?;
-        self.reload()?;
-        Ok(r)
+    /// Cluster state, as this service changes it.
+    pub fn state(&self) -> &State {
+        &self.state
     }
+}
 
+/// The access index as cluster state has it now.
+fn build_index(store: &Store) -> Result<Index> {
+    let users: Vec<String> = store.list::<User>(USERS)?.into_iter().map(|(k, _)| k).collect();
+    let teams: Vec<Team> = store.list(TEAMS)?.into_iter().map(|(_, v)| v).collect();
+    let orgs: Vec<Org> = store.list(ORGS)?.into_iter().map(|(_, v)| v).collect();
+    let roles: Vec<Role> = store.list(ROLES)?.into_iter().map(|(_, v)| v).collect();
+    let grants: Vec<Grant> = store.list(GRANTS)?.into_iter().map(|(_, v)| v).collect();
+    let tokens: Vec<TokenRecord> = store.list(TOKENS)?.into_iter().map(|(_, v)| v).collect();
+    let mut index = Index::build(&users, &teams, &orgs, &roles, &grants, &tokens);
+    let repos = store.list::<RepositoryCollection>(REPOSITORY_COLLECTIONS)?;
+    index.set_repository_collections(repos.into_iter().map(|(_, r)| (r.prefix, r.collection)).collect());
+    index.set_disabled(
+        store
+            .list::<crate::directory::DirectoryAccount>(crate::directory::DIRECTORY_ACCOUNTS)?
+            .into_iter()
+            .filter_map(|(name, a)| Some((name, a.disabled?)))
+            .collect(),
+    );
+    Ok(index)
+}
+
+fn set_index(cell: &RwLock<Arc<Index>>, index: Index) {
+    let index = Arc::new(index);
+    match cell.write() {
+        Ok(mut i) => *i = index,
+        Err(poisoned) => *poisoned.into_inner() = index,
+    }
+}
+
+/// An outcome a command cannot have answered: a bug, reported as one.
+pub(crate) fn unexpected(outcome: Outcome) -> Error {
+    Error::Invalid(format!("internal error: unexpected outcome {outcome:?}"))
+}
+
+impl Access {
     // --- users ---
 
     pub fn create_user(&self, name: &str, password: &str) -> Result<UserView> {
@@ -164,13 +199,7 @@ impl Access {
             password_hash: hash_password(password)?,
             created: self.now_text(),
         };
-        self.changed(self.store.apply(|t| {
-            if t.get::<User>(USERS, name)?.is_some() {
-                return Ok(Err(Error::Conflict(format!("user {name} already exists"))));
-            }
-            t.put(USERS, name, &user)?;
-            Ok(Ok(()))
-        })?)?;
+        self.state.propose(ClusterCommand::CreateUser { user: user.clone() })?;
         Ok(UserView {
             name: user.name,
             created: user.created,
@@ -198,41 +227,19 @@ impl Access {
 
     /// Removes a user with its tokens, grants and team memberships.
     pub fn remove_user(&self, name: &str) -> Result<()> {
-        self.changed(self.store.apply(|t| {
-            if !t.delete(USERS, name)? {
-                return Ok(Err(Error::NotFound(format!("no such user: {name}"))));
-            }
-            for (k, tok) in t.list::<TokenRecord>(TOKENS)? {
-                if tok.user == name {
-                    t.delete(TOKENS, &k)?;
-                }
-            }
-            let subject = format!("user:{name}");
-            for (k, g) in t.list::<Grant>(GRANTS)? {
-                if g.subject == subject {
-                    t.delete(GRANTS, &k)?;
-                }
-            }
-            for (k, mut team) in t.list::<Team>(TEAMS)? {
-                if team.members.remove(name) {
-                    t.put(TEAMS, &k, &team)?;
-                }
-            }
-            Ok(Ok(()))
-        })?)
+        self.state
+            .propose(ClusterCommand::RemoveUser { name: name.to_string() })?;
+        Ok(())
     }
 
     pub fn set_password(&self, name: &str, password: &str) -> Result<()> {
         check_password(password)?;
         let hash = hash_password(password)?;
-        self.changed(self.store.apply(|t| {
-            let Some(mut user) = t.get::<User>(USERS, name)? else {
-                return Ok(Err(Error::NotFound(format!("no such user: {name}"))));
-            };
-            user.password_hash = hash;
-            t.put(USERS, name, &user)?;
-            Ok(Ok(()))
-        })?)
+        self.state.propose(ClusterCommand::SetPassword {
+            name: name.to_string(),
+            password_hash: hash,
+        })?;
+        Ok(())
     }
 
     // --- teams and organizations ---
@@ -244,13 +251,7 @@ impl Access {
             members: BTreeSet::new(),
             created: self.now_text(),
         };
-        self.changed(self.store.apply(|t| {
-            if t.get::<Team>(TEAMS, name)?.is_some() {
-                return Ok(Err(Error::Conflict(format!("team {name} already exists"))));
-            }
-            t.put(TEAMS, name, &team)?;
-            Ok(Ok(()))
-        })?)?;
+        self.state.propose(ClusterCommand::CreateTeam { team: team.clone() })?;
         Ok(team)
     }
 
@@ -259,45 +260,21 @@ impl Access {
     }
 
     pub fn remove_team(&self, name: &str) -> Result<()> {
-        self.changed(self.store.apply(|t| {
-            if !t.delete(TEAMS, name)? {
-                return Ok(Err(Error::NotFound(format!("no such team: {name}"))));
-            }
-            let subject = format!("team:{name}");
-            for (k, g) in t.list::<Grant>(GRANTS)? {
-                if g.subject == subject {
-                    t.delete(GRANTS, &k)?;
-                }
-            }
-            for (k, mut org) in t.list::<Org>(ORGS)? {
-                if org.teams.remove(name) {
-                    t.put(ORGS, &k, &org)?;
-                }
-            }
-            Ok(Ok(()))
-        })?)
+        self.state
+            .propose(ClusterCommand::RemoveTeam { name: name.to_string() })?;
+        Ok(())
     }
 
     /// Adds (`add`) or removes a user from a team.
     pub fn set_member(&self, team: &str, user: &str, add: bool) -> Result<Team> {
-        self.changed(self.store.apply(|t| {
-            let Some(mut record) = t.get::<Team>(TEAMS, team)? else {
-                return Ok(Err(Error::NotFound(format!("no such team: {team}"))));
-            };
-            if add && t.get::<User>(USERS, user)?.is_none() {
-                return Ok(Err(Error::NotFound(format!("no such user: {user}"))));
-            }
-            let changed = if add {
-                record.members.insert(user.to_string())
-            } else {
-                record.members.remove(user)
-            };
-            if !changed && !add {
-                return Ok(Err(Error::NotFound(format!("{user} is not a member of team {team}"))));
-            }
-            t.put(TEAMS, team, &record)?;
-            Ok(Ok(record))
-        })?)
+        match self.state.propose(ClusterCommand::SetTeamMember {
+            team: team.to_string(),
+            user: user.to_string(),
+            add,
+        })? {
+            Outcome::Team(team) => Ok(team),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub fn create_org(&self, name: &str) -> Result<Org> {
@@ -307,13 +284,7 @@ impl Access {
             teams: BTreeSet::new(),
             created: self.now_text(),
         };
-        self.changed(self.store.apply(|t| {
-            if t.get::<Org>(ORGS, name)?.is_some() {
-                return Ok(Err(Error::Conflict(format!("organization {name} already exists"))));
-            }
-            t.put(ORGS, name, &org)?;
-            Ok(Ok(()))
-        })?)?;
+        self.state.propose(ClusterCommand::CreateOrg { org: org.clone() })?;
         Ok(org)
     }
 
@@ -322,39 +293,21 @@ impl Access {
     }
 
     pub fn remove_org(&self, name: &str) -> Result<()> {
-        self.changed(self.store.apply(|t| {
-            if !t.delete(ORGS, name)? {
-                return Ok(Err(Error::NotFound(format!("no such organization: {name}"))));
-            }
-            let subject = format!("org:{name}");
-            for (k, g) in t.list::<Grant>(GRANTS)? {
-                if g.subject == subject {
-                    t.delete(GRANTS, &k)?;
-                }
-            }
-            Ok(Ok(()))
-        })?)
+        self.state
+            .propose(ClusterCommand::RemoveOrg { name: name.to_string() })?;
+        Ok(())
     }
 
     /// Adds (`add`) or removes a team from an organization.
     pub fn set_org_team(&self, org: &str, team: &str, add: bool) -> Result<Org> {
-        self.changed(self.store.apply(|t| {
-            let Some(mut record) = t.get::<Org>(ORGS, org)? else {
-                return Ok(Err(Error::NotFound(format!("no such organization: {org}"))));
-            };
-            if add && t.get::<Team>(TEAMS, team)?.is_none() {
-                return Ok(Err(Error::NotFound(format!("no such team: {team}"))));
-            }
-            if add {
-                record.teams.insert(team.to_string());
-            } else if !record.teams.remove(team) {
-                return Ok(Err(Error::NotFound(format!(
-                    "team {team} is not in organization {org}"
-                ))));
-            }
-            t.put(ORGS, org, &record)?;
-            Ok(Ok(record))
-        })?)
+        match self.state.propose(ClusterCommand::SetOrgTeam {
+            org: org.to_string(),
+            team: team.to_string(),
+            add,
+        })? {
+            Outcome::Org(org) => Ok(org),
+            other => Err(unexpected(other)),
+        }
     }
 
     // --- roles and grants ---
@@ -386,13 +339,7 @@ impl Access {
             permissions,
             builtin: false,
         };
-        self.changed(self.store.apply(|t| {
-            if t.get::<Role>(ROLES, name)?.is_some() {
-                return Ok(Err(Error::Conflict(format!("role {name} already exists"))));
-            }
-            t.put(ROLES, name, &role)?;
-            Ok(Ok(()))
-        })?)?;
+        self.state.propose(ClusterCommand::CreateRole { role: role.clone() })?;
         Ok(role)
     }
 
@@ -400,15 +347,9 @@ impl Access {
         if builtin_role(name).is_some() {
             return Err(Error::Invalid(format!("{name} is a built-in role")));
         }
-        self.changed(self.store.apply(|t| {
-            if let Some((_, g)) = t.list::<Grant>(GRANTS)?.into_iter().find(|(_, g)| g.role == name) {
-                return Ok(Err(Error::Conflict(format!("role {name} is used by grant {}", g.id))));
-            }
-            if !t.delete(ROLES, name)? {
-                return Ok(Err(Error::NotFound(format!("no such role: {name}"))));
-            }
-            Ok(Ok(()))
-        })?)
+        self.state
+            .propose(ClusterCommand::RemoveRole { name: name.to_string() })?;
+        Ok(())
     }
 
     /// The permissions of a role (built-in or custom).
@@ -419,7 +360,7 @@ impl Access {
     pub fn create_grant(&self, subject: &str, role: &str, collection: &str) -> Result<Grant> {
         let collection = collection_path(collection)
             .ok_or_else(|| Error::Invalid(format!("invalid collection {collection:?}: use /name/name")))?;
-        let (kind, name) = subject.split_once(':').ok_or_else(|| {
+        let (kind, _) = subject.split_once(':').ok_or_else(|| {
             Error::Invalid(format!(
                 "invalid subject {subject:?}: use user:NAME, team:NAME or org:NAME"
             ))
@@ -431,27 +372,15 @@ impl Access {
             collection,
             created: self.now_text(),
         };
-        let builtin = builtin_role(role).is_some();
-        self.changed(self.store.apply(|t| {
-            let exists = match kind {
-                "user" => t.get::<User>(USERS, name)?.is_some(),
-                "team" => t.get::<Team>(TEAMS, name)?.is_some(),
-                "org" => t.get::<Org>(ORGS, name)?.is_some(),
-                _ => {
-                    return Ok(Err(Error::Invalid(format!(
-                        "invalid subject kind {kind:?}: use user, team or org"
-                    ))))
-                }
-            };
-            if !exists {
-                return Ok(Err(Error::NotFound(format!("no such {kind}: {name}"))));
-            }
-            if !builtin && t.get::<Role>(ROLES, role)?.is_none() {
-                return Ok(Err(Error::NotFound(format!("no such role: {role}"))));
-            }
-            t.put(GRANTS, &grant.id, &grant)?;
-            Ok(Ok(()))
-        })?)?;
+        if !matches!(kind, "user" | "team" | "org") {
+            return Err(Error::Invalid(format!(
+                "invalid subject kind {kind:?}: use user, team or org"
+            )));
+        }
+        self.state.propose(ClusterCommand::CreateGrant {
+            grant: grant.clone(),
+            builtin_role: builtin_role(role).is_some(),
+        })?;
         Ok(grant)
     }
 
@@ -460,12 +389,8 @@ impl Access {
     }
 
     pub fn remove_grant(&self, id: &str) -> Result<()> {
-        self.changed(self.store.apply(|t| {
-            if !t.delete(GRANTS, id)? {
-                return Ok(Err(Error::NotFound(format!("no such grant: {id}"))));
-            }
-            Ok(Ok(()))
-        })?)
+        self.state.propose(ClusterCommand::RemoveGrant { id: id.to_string() })?;
+        Ok(())
     }
 
     // --- tokens ---
@@ -516,13 +441,8 @@ impl Access {
             expires,
             description: description.to_string(),
         };
-        self.changed(self.store.apply(|t| {
-            if t.get::<User>(USERS, user)?.is_none() {
-                return Ok(Err(Error::NotFound(format!("no such user: {user}"))));
-            }
-            t.put(TOKENS, &id, &record)?;
-            Ok(Ok(()))
-        })?)?;
+        self.state
+            .propose(ClusterCommand::CreateToken { token: record.clone() })?;
         Ok((TokenView::from(&record), secret))
     }
 
@@ -539,13 +459,11 @@ impl Access {
 
     /// Revokes a token; with `owner`, only that user's.
     pub fn remove_token(&self, id: &str, owner: Option<&str>) -> Result<()> {
-        self.changed(self.store.apply(|t| match t.get::<TokenRecord>(TOKENS, id)? {
-            Some(tok) if owner.is_none_or(|o| o == tok.user) => {
-                t.delete(TOKENS, id)?;
-                Ok(Ok(()))
-            }
-            _ => Ok(Err(Error::NotFound(format!("no such token: {id}")))),
-        })?)
+        self.state.propose(ClusterCommand::RemoveToken {
+            id: id.to_string(),
+            owner: owner.map(str::to_string),
+        })?;
+        Ok(())
     }
 
     /// Checks a personal access token. `source` is the peer address, if
@@ -732,11 +650,7 @@ impl Limiter {
 }
 
 pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
-        && name.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
+    if berth_state::records::valid_name(name) {
         Ok(())
     } else {
         Err(Error::Invalid(format!(

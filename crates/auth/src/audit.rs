@@ -16,12 +16,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use berth_store::Table;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-
-use crate::access::sha256_hex;
 
 /// Makes every audit append fail, for tests of the fail-closed path (the
 /// API refuses changes it cannot record). Nothing but a test sets it.
@@ -31,40 +28,11 @@ use crate::{Access, Error, Resource, Result, AUDIT, AUDIT_SIGNATURES, RESOURCES}
 
 /// Audit levels set per resource (key: resource name); resources without a
 /// record are at [`AuditLevel::Metadata`].
-pub const AUDIT_LEVELS: Table = Table("cluster/audit_levels");
+pub use berth_state::tables::AUDIT_LEVELS;
 
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use berth_state::records::AuditLevel;
 
-/// How much the log records for a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuditLevel {
-    /// Nothing but denials and logins.
-    None,
-    /// Who, action, object, result of every mutating request.
-    Metadata,
-    /// Every request, reads too, with its query.
-    Request,
-}
-
-impl AuditLevel {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "none" => Some(Self::None),
-            "metadata" => Some(Self::Metadata),
-            "request" => Some(Self::Request),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Metadata => "metadata",
-            Self::Request => "request",
-        }
-    }
-}
+use berth_state::records::AUDIT_GENESIS as GENESIS;
 
 /// The default level of a resource without a setting.
 pub fn level(resource: Resource) -> AuditLevel {
@@ -88,9 +56,19 @@ pub type AuditSink = Arc<dyn Fn(&AuditEntry) + Send + Sync>;
 /// Audit settings that change at run time.
 #[derive(Default)]
 pub(crate) struct AuditExtras {
-    levels: RwLock<HashMap<Resource, AuditLevel>>,
+    /// Follows cluster state ([`follow_level`]).
+    pub(crate) levels: Arc<RwLock<HashMap<Resource, AuditLevel>>>,
     signer: RwLock<Option<Arc<dyn ChainSigner>>>,
     sink: RwLock<Option<AuditSink>>,
+}
+
+/// Keeps `levels` as cluster state has them after a `SetAuditLevel`.
+pub(crate) fn follow_level(levels: &RwLock<HashMap<Resource, AuditLevel>>, resource: &str, level: AuditLevel) {
+    if let Some(r) = Resource::parse(resource) {
+        let mut next = read(levels);
+        next.insert(r, level);
+        write(levels, next);
+    }
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {
@@ -240,76 +218,7 @@ fn verify_chain(
     }
 }
 
-/// What a caller records; the log adds sequence, time and hashes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NewAuditEntry {
-    /// `admin` (the socket), a user name, or `anonymous`.
-    pub user: String,
-    /// The peer address, `local` for the socket.
-    pub source: String,
-    /// `METHOD /route/pattern`, `login`.
-    pub action: String,
-    pub resource: String,
-    /// The request path (and query at the request level).
-    pub object: String,
-    /// `allowed`, `denied`, `failed`.
-    pub result: String,
-    pub status: u16,
-    /// Why it was denied or failed; never a secret.
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub seq: u64,
-    pub time: String,
-    #[serde(flatten)]
-    pub entry: NewAuditEntry,
-    /// The previous entry's hash (zeros for the first).
-    pub prev: String,
-    pub hash: String,
-}
-
-impl AuditEntry {
-    /// sha256(prev || canonical JSON of everything but the hash).
-    pub fn compute_hash(&self) -> String {
-        #[derive(Serialize)]
-        struct Canonical<'a> {
-            seq: u64,
-            time: &'a str,
-            entry: &'a NewAuditEntry,
-            prev: &'a str,
-        }
-        let body = serde_json::to_vec(&Canonical {
-            seq: self.seq,
-            time: &self.time,
-            entry: &self.entry,
-            prev: &self.prev,
-        })
-        .unwrap_or_default();
-        let mut data = self.prev.as_bytes().to_vec();
-        data.extend_from_slice(&body);
-        sha256_hex(&data)
-    }
-}
-
-/// A signature over the chain at `seq`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Signature {
-    pub seq: u64,
-    pub hash: String,
-    /// `head` or `checkpoint` (empty: made before signatures were typed).
-    #[serde(default)]
-    pub kind: String,
-    /// HMAC-SHA256 under the node's audit key, hex.
-    pub mac: String,
-    /// ECDSA signature by the cluster key, hex (DER), once one is set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sig: Option<String>,
-    /// Which cluster key made `sig`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signer: Option<String>,
-}
+pub use berth_state::records::{AuditEntry, AuditSignature as Signature, NewAuditEntry};
 
 /// Filters for [`Access::audit_list`].
 #[derive(Debug, Clone, Default)]
@@ -330,11 +239,8 @@ pub struct Verification {
     pub problems: Vec<String>,
 }
 
-pub fn key_of(seq: u64) -> String {
-    format!("{seq:020}")
-}
-
-const HEAD: &str = "head";
+pub use berth_state::records::audit_key as key_of;
+use berth_state::records::AUDIT_HEAD as HEAD;
 
 impl Access {
     fn mac_of(&self, message: &[u8]) -> String {
@@ -373,28 +279,27 @@ impl Access {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        self.store.apply(|t| {
-            let signatures = t.list::<Signature>(AUDIT_SIGNATURES)?;
-            if !signatures.iter().any(|(key, _)| key == HEAD) {
-                if t.list::<AuditEntry>(AUDIT)?.is_empty() {
-                    t.put(AUDIT_SIGNATURES, HEAD, &self.signature(Signed::Head, 0, GENESIS))?;
-                } else {
-                    tracing::error!("the audit log has entries but no signed head: `berth audit verify` will fail");
-                }
+        let existing = self.store.list::<Signature>(AUDIT_SIGNATURES)?;
+        let mut signatures = Vec::new();
+        if !existing.iter().any(|(key, _)| key == HEAD) {
+            if self.store.list::<AuditEntry>(AUDIT)?.is_empty() {
+                signatures.push((HEAD.to_string(), self.signature(Signed::Head, 0, GENESIS)));
+            } else {
+                tracing::error!("the audit log has entries but no signed head: `berth audit verify` will fail");
             }
-            for (key, sig) in signatures.into_iter().filter(|(_, sig)| sig.kind.is_empty()) {
-                if self.mac_of(&legacy_message(sig.seq, &sig.hash)) != sig.mac {
-                    tracing::error!(key = %key, "an audit signature does not verify; left as it is");
-                    continue;
-                }
-                t.put(
-                    AUDIT_SIGNATURES,
-                    &key,
-                    &self.signature(Signed::of_key(&key), sig.seq, &sig.hash),
-                )?;
+        }
+        for (key, sig) in existing.into_iter().filter(|(_, sig)| sig.kind.is_empty()) {
+            if self.mac_of(&legacy_message(sig.seq, &sig.hash)) != sig.mac {
+                tracing::error!(key = %key, "an audit signature does not verify; left as it is");
+                continue;
             }
-            Ok(())
-        })?;
+            let resigned = self.signature(Signed::of_key(&key), sig.seq, &sig.hash);
+            signatures.push((key, resigned));
+        }
+        if !signatures.is_empty() {
+            self.state
+                .propose(berth_state::ClusterCommand::PutAuditSignatures { signatures })?;
+        }
         Ok(())
     }
 
@@ -410,9 +315,9 @@ impl Access {
         write(&self.audit_extras.sink, Some(sink));
     }
 
-    /// Loads the per-resource levels (creating their table).
+    /// Loads the per-resource levels.
     pub fn load_audit_levels(&self) -> Result<()> {
-        let stored = self.store.apply(|t| t.list::<AuditLevel>(AUDIT_LEVELS))?;
+        let stored = self.store.list::<AuditLevel>(AUDIT_LEVELS)?;
         let levels = stored
             .into_iter()
             .filter_map(|(k, v)| Resource::parse(&k).map(|r| (r, v)))
@@ -446,10 +351,10 @@ impl Access {
                 "unknown audit level {level:?}; one of: none, metadata, request"
             ))
         })?;
-        self.store.apply(|t| t.put(AUDIT_LEVELS, r.name(), &l))?;
-        let mut levels = read(&self.audit_extras.levels);
-        levels.insert(r, l);
-        write(&self.audit_extras.levels, levels);
+        self.state.propose(berth_state::ClusterCommand::SetAuditLevel {
+            resource: r.name().to_string(),
+            level: l,
+        })?;
         Ok((r, l))
     }
 
@@ -490,33 +395,28 @@ impl Access {
             Err(p) => p.into_inner(),
         };
         let time = self.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let every = self.checkpoint_every;
-        let write = |t: &mut berth_store::Txn| {
-            let head = t.get::<Signature>(AUDIT_SIGNATURES, HEAD)?;
-            let (seq, prev) = head.map_or((1, GENESIS.to_string()), |h| (h.seq + 1, h.hash));
-            let mut e = AuditEntry {
-                seq,
-                time,
-                entry,
-                prev,
-                hash: String::new(),
-            };
-            e.hash = e.compute_hash();
-            t.put(AUDIT, &key_of(seq), &e)?;
-            t.put(AUDIT_SIGNATURES, HEAD, &self.signature(Signed::Head, seq, &e.hash))?;
-            if seq % every == 0 {
-                t.put(
-                    AUDIT_SIGNATURES,
-                    &key_of(seq),
-                    &self.signature(Signed::Checkpoint, seq, &e.hash),
-                )?;
-            }
-            Ok(e)
+        // The entry follows the head; `audit_lock` keeps this node's
+        // appends in order, and the command is refused if the head moved.
+        let head = self.store.get::<Signature>(AUDIT_SIGNATURES, HEAD)?;
+        let (seq, prev) = head.map_or((1, GENESIS.to_string()), |h| (h.seq + 1, h.hash));
+        let mut e = AuditEntry {
+            seq,
+            time,
+            entry,
+            prev,
+            hash: String::new(),
         };
-        let appended = match durable {
-            true => self.store.apply(write)?,
-            false => self.store.apply_deferred(write)?,
+        e.hash = e.compute_hash();
+        let command = berth_state::ClusterCommand::AppendAudit {
+            head: self.signature(Signed::Head, seq, &e.hash),
+            checkpoint: (seq % self.checkpoint_every == 0).then(|| self.signature(Signed::Checkpoint, seq, &e.hash)),
+            entry: e.clone(),
         };
+        match durable {
+            true => self.state.propose(command)?,
+            false => self.state.propose_unflushed(command)?,
+        };
+        let appended = e;
         if let Some(sink) = read(&self.audit_extras.sink) {
             sink(&appended);
         }

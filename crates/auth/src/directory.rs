@@ -29,23 +29,19 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use berth_store::{Table, Txn};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::access::check_name;
+use crate::access::{check_name, unexpected};
 use crate::ldap::{self, DirectoryConfig, DirectoryMember, DirectoryUser, LdapError};
-use crate::records::{Team, User};
-use crate::{Access, AuthFailure, Error, Identity, NewAuditEntry, Result, TEAMS, USERS};
+use crate::records::User;
+use crate::{Access, AuthFailure, Error, Identity, NewAuditEntry, Result, USERS};
 
-/// Directories by name ([`Directory`]).
-pub const DIRECTORIES: Table = Table("cluster/directories");
-/// Directory users by berth user name ([`DirectoryAccount`]).
-pub const DIRECTORY_ACCOUNTS: Table = Table("cluster/directory_accounts");
-/// Team → directory group mappings by team name ([`DirectoryGroup`]).
-pub const TEAM_GROUPS: Table = Table("cluster/team_directory_groups");
-/// The last sync of each directory by name ([`SyncState`]).
-pub const DIRECTORY_SYNC: Table = Table("cluster/directory_sync");
+/// Directories by name ([`Directory`]); directory users by berth user name
+/// ([`DirectoryAccount`]); team → directory group mappings by team name
+/// ([`DirectoryGroup`]); the last sync of each directory by name
+/// ([`SyncState`]).
+pub use berth_state::tables::{DIRECTORIES, DIRECTORY_ACCOUNTS, DIRECTORY_SYNC, TEAM_GROUPS};
 
 /// What views show instead of a bind password.
 pub const REDACTED: &str = "***";
@@ -56,17 +52,12 @@ const RESERVED_NAMES: [&str; 1] = ["sync"];
 /// Sync runs one at a time in a process (scheduled and on demand).
 static SYNC_LOCK: Mutex<()> = Mutex::new(());
 
-/// A configured directory as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Directory {
-    #[serde(flatten)]
-    pub config: DirectoryConfig,
-    /// Minutes between scheduled syncs; none: the daemon's default.
-    #[serde(default)]
-    pub sync_interval_minutes: Option<u64>,
-    #[serde(default)]
-    pub created: String,
-}
+use berth_state::directory::{managed_by, GroupRead};
+pub use berth_state::directory::{
+    AccountState, Directory, DirectoryAccount, DirectoryGroup, DisabledUser, MembershipChange, SkippedMember,
+    SyncState, TeamSyncReport,
+};
+use berth_state::{ClusterCommand, Outcome};
 
 /// A directory as the API shows it: the bind password is `***` (or empty
 /// when none is set).
@@ -77,44 +68,6 @@ pub struct DirectoryView {
     pub sync_interval_minutes: Option<u64>,
     pub created: String,
     pub last_sync: Option<SyncState>,
-}
-
-/// How the last sync of a directory went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SyncState {
-    pub time: String,
-    /// Every mapped group was read.
-    pub ok: bool,
-    pub errors: Vec<String>,
-    pub added: usize,
-    pub removed: usize,
-    pub created_users: usize,
-}
-
-/// A berth user that a directory authenticates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DirectoryAccount {
-    pub user: String,
-    pub directory: String,
-    pub dn: String,
-    pub email: Option<String>,
-    pub full_name: Option<String>,
-    /// When the user was created (by a login or a sync).
-    pub provisioned: String,
-    pub last_login: Option<String>,
-    /// Why the user lost access (gone from or disabled in the directory, as
-    /// a sync found); cleared when the directory has them again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled: Option<String>,
-}
-
-/// The directory group a team is synced from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectoryGroup {
-    pub directory: String,
-    /// A group DN, a group name (its `cn`), or a filter `(...)` selecting
-    /// users (team sync by search).
-    pub group: String,
 }
 
 /// What one sync of one directory did.
@@ -137,67 +90,24 @@ pub struct SyncReport {
     pub account_check_error: Option<String>,
 }
 
-/// A directory user a sync cut off, and what was revoked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DisabledUser {
-    pub user: String,
-    pub reason: String,
-    pub tokens: usize,
-    pub sessions: usize,
-    pub bundles: usize,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TeamSyncReport {
-    pub team: String,
-    pub group: String,
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    /// Group members that could not be made team members, and why.
-    pub skipped: Vec<SkippedMember>,
-    /// Why the group could not be read completely (the team was left as
-    /// it was).
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SkippedMember {
-    pub username: String,
-    pub reason: String,
-}
-
-/// One membership a login or a sync changed, for the audit log.
-struct MembershipChange {
-    team: String,
-    group: String,
-    user: String,
-    added: bool,
-}
-
 /// Who caused a change, for the audit log.
 struct Actor<'a> {
     user: &'a str,
     source: &'a str,
 }
 
-impl Directory {
-    fn view(&self, last_sync: Option<SyncState>) -> DirectoryView {
-        let mut config = self.config.clone();
-        if !config.bind_password.is_empty() {
-            config.bind_password = REDACTED.to_owned();
-        }
-        DirectoryView {
-            config,
-            sync_interval_minutes: self.sync_interval_minutes,
-            created: self.created.clone(),
-            last_sync,
-        }
+/// A directory as the API shows it.
+fn view(directory: &Directory, last_sync: Option<SyncState>) -> DirectoryView {
+    let mut config = directory.config.clone();
+    if !config.bind_password.is_empty() {
+        config.bind_password = REDACTED.to_owned();
     }
-}
-
-/// A berth user managed by `directory` (an account, and no local password).
-fn managed_by(user: Option<&User>, account: Option<&DirectoryAccount>, directory: &str) -> bool {
-    matches!((user, account), (Some(u), Some(a)) if u.password_hash.is_empty() && a.directory == directory)
+    DirectoryView {
+        config,
+        sync_interval_minutes: directory.sync_interval_minutes,
+        created: directory.created.clone(),
+        last_sync,
+    }
 }
 
 impl Access {
@@ -228,45 +138,12 @@ impl Access {
         if directory.config.bind_password == REDACTED {
             directory.config.bind_password.clear();
         }
-        let now = self.now_secs_text();
-        let stored = self.store.apply(|t| {
-            let existing = t.get::<Directory>(DIRECTORIES, &name)?;
-            if directory.config.bind_password.is_empty() {
-                if let Some(old) = &existing {
-                    directory.config.bind_password = old.config.bind_password.clone();
-                }
-            }
-            if !directory.config.bind_dn.is_empty() && directory.config.bind_password.is_empty() {
-                return Ok(Err(Error::Invalid(format!(
-                    "directory {name}: bind DN {:?} without a bind password",
-                    directory.config.bind_dn
-                ))));
-            }
-            for (other, d) in t.list::<Directory>(DIRECTORIES)? {
-                if other == name {
-                    continue;
-                }
-                if d.config.domains.is_empty() && directory.config.domains.is_empty() {
-                    return Ok(Err(Error::Conflict(format!(
-                        "directory {other} already serves logins without a listed domain: give {name} --domain"
-                    ))));
-                }
-                let shared = directory
-                    .config
-                    .domains
-                    .iter()
-                    .find(|mine| d.config.domains.iter().any(|theirs| theirs.eq_ignore_ascii_case(mine)));
-                if let Some(domain) = shared {
-                    return Ok(Err(Error::Conflict(format!(
-                        "directory {other} already serves the domain {domain}"
-                    ))));
-                }
-            }
-            directory.created = existing.as_ref().map_or(now, |old| old.created.clone());
-            t.put(DIRECTORIES, &name, &directory)?;
-            let last = t.get::<SyncState>(DIRECTORY_SYNC, &name)?;
-            Ok(Ok((directory.view(last), existing.is_none())))
-        })??;
+        directory.created = self.now_secs_text();
+        let created = match self.state.propose(ClusterCommand::PutDirectory { directory })? {
+            Outcome::Created(created) => created,
+            other => return Err(unexpected(other)),
+        };
+        let stored = (self.get_directory(&name)?, created);
         tracing::info!(directory = %name, url = %stored.0.config.url, "directory configured");
         Ok(stored)
     }
@@ -277,13 +154,13 @@ impl Access {
             .store
             .list::<Directory>(DIRECTORIES)?
             .into_iter()
-            .map(|(name, d)| d.view(states.get(&name).cloned()))
+            .map(|(name, d)| view(&d, states.get(&name).cloned()))
             .collect())
     }
 
     pub fn get_directory(&self, name: &str) -> Result<DirectoryView> {
         let directory = self.stored_directory(name)?;
-        Ok(directory.view(self.store.get(DIRECTORY_SYNC, name)?))
+        Ok(view(&directory, self.store.get(DIRECTORY_SYNC, name)?))
     }
 
     fn stored_directory(&self, name: &str) -> Result<Directory> {
@@ -295,18 +172,8 @@ impl Access {
     /// Removes a directory and the team mappings to it. Its users stay (with
     /// their memberships); they cannot log in until it is configured again.
     pub fn remove_directory(&self, name: &str) -> Result<()> {
-        self.store.apply(|t| {
-            if !t.delete(DIRECTORIES, name)? {
-                return Ok(Err(Error::NotFound(format!("no such directory: {name}"))));
-            }
-            t.delete(DIRECTORY_SYNC, name)?;
-            for (team, mapping) in t.list::<DirectoryGroup>(TEAM_GROUPS)? {
-                if mapping.directory == name {
-                    t.delete(TEAM_GROUPS, &team)?;
-                }
-            }
-            Ok(Ok(()))
-        })??;
+        self.state
+            .propose(ClusterCommand::RemoveDirectory { name: name.to_owned() })?;
         tracing::info!(directory = %name, "directory removed");
         Ok(())
     }
@@ -349,27 +216,11 @@ impl Access {
                 "team {team}: empty directory group; give a group DN, name or (filter)"
             )));
         }
-        self.store.apply(|t| {
-            if t.get::<Team>(TEAMS, team)?.is_none() {
-                return Ok(Err(Error::NotFound(format!("no such team: {team}"))));
-            }
-            match &group {
-                Some(g) => {
-                    if t.get::<Directory>(DIRECTORIES, &g.directory)?.is_none() {
-                        return Ok(Err(Error::NotFound(format!("no such directory: {}", g.directory))));
-                    }
-                    t.put(TEAM_GROUPS, team, g)?;
-                }
-                None => {
-                    if !t.delete(TEAM_GROUPS, team)? {
-                        return Ok(Err(Error::NotFound(format!(
-                            "team {team} is not synced from a directory"
-                        ))));
-                    }
-                }
-            }
-            Ok(Ok(()))
-        })?
+        self.state.propose(ClusterCommand::SetTeamGroup {
+            team: team.to_owned(),
+            group,
+        })?;
+        Ok(())
     }
 
     /// Team → directory group, for every synced team.
@@ -399,14 +250,9 @@ impl Access {
 
     /// Drops what this module keeps about a removed user or team.
     pub fn forget_directory_records(&self, user: Option<&str>, team: Option<&str>) -> Result<()> {
-        self.store.apply(|t| {
-            if let Some(user) = user {
-                t.delete(DIRECTORY_ACCOUNTS, user)?;
-            }
-            if let Some(team) = team {
-                t.delete(TEAM_GROUPS, team)?;
-            }
-            Ok(())
+        self.state.propose(ClusterCommand::ForgetDirectoryRecords {
+            user: user.map(str::to_owned),
+            team: team.map(str::to_owned),
         })?;
         Ok(())
     }
@@ -551,38 +397,42 @@ impl Access {
         if check_name("user", &name).is_err() {
             return Err(refuse("the directory username is not a valid berth user name"));
         }
-        let now = self.now_secs_text();
-        let applied = self.store.apply(|t| {
-            let user = t.get::<User>(USERS, &name)?;
-            let account = t.get::<DirectoryAccount>(DIRECTORY_ACCOUNTS, &name)?;
-            let created = match &user {
-                None => true,
-                Some(_) if managed_by(user.as_ref(), account.as_ref(), &found.directory) => false,
-                Some(_) => return Ok(None),
-            };
-            if created {
-                put_directory_user(t, &name, &now)?;
+        // Each team synced from this directory: is the user in its group?
+        // (A filter the login could not decide waits for the next sync.)
+        let mappings = match self.store.list::<DirectoryGroup>(TEAM_GROUPS) {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::error!(error = %err, user = %name, "reading team mappings at login");
+                return Err(refuse("provisioning the directory user failed"));
             }
-            let restored = account.as_ref().is_some_and(|a| a.disabled.is_some());
-            let record = DirectoryAccount {
-                user: name.clone(),
-                directory: found.directory.clone(),
-                dn: found.dn.clone(),
-                email: found.email.clone(),
-                full_name: found.full_name.clone(),
-                provisioned: account
-                    .filter(|_| !created)
-                    .map_or_else(|| now.clone(), |a| a.provisioned),
-                last_login: Some(now.clone()),
-                disabled: None,
-            };
-            t.put(DIRECTORY_ACCOUNTS, &name, &record)?;
-            let changes = login_memberships(t, &name, &found.directory, &found.groups, by_search)?;
-            Ok(Some((created, restored, changes)))
+        };
+        let decisions: BTreeMap<String, bool> = mappings
+            .into_iter()
+            .filter(|(_, m)| m.directory == found.directory)
+            .filter_map(|(team, m)| {
+                let decided = ldap::in_group(&found.groups, &m.group).or_else(|| by_search.get(&m.group).copied());
+                decided.map(|member| (team, member))
+            })
+            .collect();
+        let member = ldap::DirectoryMember {
+            dn: found.dn.clone(),
+            username: name.clone(),
+            email: found.email.clone(),
+            full_name: found.full_name.clone(),
+        };
+        let applied = self.state.propose(ClusterCommand::DirectoryLogin {
+            directory: found.directory.clone(),
+            member,
+            decisions,
+            now: self.now_secs_text(),
         });
-        let (created, restored, changes) = match applied {
-            Ok(Some(done)) => done,
-            Ok(None) => {
+        let (created, changes) = match applied {
+            Ok(Outcome::Login(done)) => (done.created, done.changes),
+            Ok(other) => {
+                tracing::error!(outcome = ?other, user = %name, "provisioning a directory user");
+                return Err(refuse("provisioning the directory user failed"));
+            }
+            Err(berth_state::Error::Rejected(berth_state::Rejected::Conflict(_))) => {
                 tracing::warn!(user = %name, directory = %found.directory, "directory login refused: the name belongs to a local user or another directory");
                 return Err(refuse("the name belongs to a local user or another directory"));
             }
@@ -591,11 +441,6 @@ impl Access {
                 return Err(refuse("provisioning the directory user failed"));
             }
         };
-        if created || restored || !changes.is_empty() {
-            if let Err(err) = self.reload() {
-                tracing::error!(error = %err, "reloading the access index");
-            }
-        }
         let actor = Actor {
             user: &name,
             source: source.unwrap_or("unknown"),
@@ -676,99 +521,31 @@ impl Access {
         };
 
         let now = self.now_secs_text();
-        let (created_users, teams, changes, disabled_users, restored_users) = self.store.apply(|t| {
-            let (disabled_users, restored_users) = match &states {
-                Ok(states) => apply_account_states(t, cfg, &accounts, states, &now)?,
-                Err(_) => (Vec::new(), Vec::new()),
-            };
-            let mut created_users = Vec::new();
-            let mut teams = Vec::new();
-            let mut changes = Vec::new();
-            for (team_name, group, read) in &reads {
-                let mut report = TeamSyncReport {
-                    team: team_name.clone(),
-                    group: group.group.clone(),
-                    ..TeamSyncReport::default()
-                };
-                let members = match read {
-                    Ok(members) => members,
-                    Err(err) => {
-                        report.error = Some(err.clone());
-                        teams.push(report);
-                        continue;
-                    }
-                };
-                let Some(mut team) = t.get::<Team>(TEAMS, team_name)? else {
-                    // The team went away behind the mapping's back.
-                    t.delete(TEAM_GROUPS, team_name)?;
-                    continue;
-                };
-                let mut current = Vec::new();
-                for member in &team.members {
-                    let user = t.get::<User>(USERS, member)?;
-                    let account = t.get::<DirectoryAccount>(DIRECTORY_ACCOUNTS, member)?;
-                    if managed_by(user.as_ref(), account.as_ref(), &cfg.name) {
-                        current.push(member.clone());
-                    }
-                }
-                let wanted: Vec<String> = members.iter().map(|m| m.username.clone()).collect();
-                let (add, remove) = ldap::sync_plan(&current, &wanted);
-                for username in add {
-                    let Some(member) = members.iter().find(|m| m.username == username) else {
-                        continue;
-                    };
-                    match ensure_directory_user(t, member, &cfg.name, &now)? {
-                        Ensured::Created => created_users.push(username.clone()),
-                        Ensured::Existing => {}
-                        Ensured::Refused(reason) => {
-                            report.skipped.push(SkippedMember {
-                                username,
-                                reason: reason.to_owned(),
-                            });
-                            continue;
-                        }
-                    }
-                    team.members.insert(username.clone());
-                    report.added.push(username);
-                }
-                for username in remove {
-                    team.members.remove(&username);
-                    report.removed.push(username);
-                }
-                if !report.added.is_empty() || !report.removed.is_empty() {
-                    t.put(TEAMS, team_name, &team)?;
-                }
-                for (list, added) in [(&report.added, true), (&report.removed, false)] {
-                    changes.extend(list.iter().map(|user| MembershipChange {
-                        team: team_name.clone(),
-                        group: group.group.clone(),
-                        user: user.clone(),
-                        added,
-                    }));
-                }
-                teams.push(report);
-            }
-            created_users.sort();
-            created_users.dedup();
-            let errors: Vec<String> = teams
+        let command = ClusterCommand::DirectorySync {
+            directory: cfg.name.clone(),
+            reads: reads
                 .iter()
-                .filter_map(|r: &TeamSyncReport| r.error.as_ref().map(|e| format!("team {}: {e}", r.team)))
-                .collect();
-            let state = SyncState {
-                time: now.clone(),
-                ok: errors.is_empty(),
-                errors,
-                added: changes.iter().filter(|c| c.added).count(),
-                removed: changes.iter().filter(|c| !c.added).count(),
-                created_users: created_users.len(),
-            };
-            t.put(DIRECTORY_SYNC, &cfg.name, &state)?;
-            Ok((created_users, teams, changes, disabled_users, restored_users))
-        })?;
-        if !created_users.is_empty() || !changes.is_empty() || !disabled_users.is_empty() || !restored_users.is_empty()
-        {
-            self.reload()?;
-        }
+                .map(|(team, group, read)| GroupRead {
+                    team: team.clone(),
+                    group: group.clone(),
+                    members: read.clone(),
+                })
+                .collect(),
+            accounts: accounts.clone(),
+            states: states.clone(),
+            now: now.clone(),
+        };
+        let applied = match self.state.propose(command)? {
+            Outcome::Sync(applied) => applied,
+            other => return Err(unexpected(other)),
+        };
+        let (created_users, teams, changes, disabled_users, restored_users) = (
+            applied.created_users,
+            applied.teams,
+            applied.changes,
+            applied.disabled_users,
+            applied.restored_users,
+        );
         for cut in &disabled_users {
             tracing::warn!(user = %cut.user, reason = %cut.reason, "directory user disabled");
             self.audit_entry(NewAuditEntry {
@@ -922,170 +699,6 @@ impl Access {
     }
 }
 
-/// Cuts off the accounts the directory no longer has (or has disabled):
-/// their tokens and sessions are deleted and their client bundles revoked,
-/// in the sync's transaction; accounts it has again are restored.
-fn apply_account_states(
-    t: &mut Txn,
-    cfg: &DirectoryConfig,
-    accounts: &[String],
-    states: &[ldap::AccountState],
-    now: &str,
-) -> berth_store::Result<(Vec<DisabledUser>, Vec<String>)> {
-    let mut disabled = Vec::new();
-    let mut restored = Vec::new();
-    for (user, state) in accounts.iter().zip(states) {
-        let Some(mut account) = t.get::<DirectoryAccount>(DIRECTORY_ACCOUNTS, user)? else {
-            continue;
-        };
-        if account.directory != cfg.name {
-            continue;
-        }
-        let reason = match state {
-            ldap::AccountState::Active => {
-                if account.disabled.take().is_some() {
-                    t.put(DIRECTORY_ACCOUNTS, user, &account)?;
-                    restored.push(user.clone());
-                }
-                continue;
-            }
-            ldap::AccountState::Gone => format!("no longer in directory {}", cfg.name),
-            ldap::AccountState::Disabled => format!("disabled in directory {}", cfg.name),
-        };
-        let (tokens, sessions, bundles) = revoke_credentials(t, user, now)?;
-        if account.disabled.is_none() || tokens + sessions + bundles > 0 {
-            account.disabled = Some(reason.clone());
-            t.put(DIRECTORY_ACCOUNTS, user, &account)?;
-            disabled.push(DisabledUser {
-                user: user.clone(),
-                reason,
-                tokens,
-                sessions,
-                bundles,
-            });
-        }
-    }
-    Ok((disabled, restored))
-}
-
-/// Deletes `user`'s tokens and sessions and revokes their client bundles;
-/// how many of each.
-fn revoke_credentials(t: &mut Txn, user: &str, now: &str) -> berth_store::Result<(usize, usize, usize)> {
-    let mut tokens = 0;
-    for (key, token) in t.list::<crate::records::TokenRecord>(crate::TOKENS)? {
-        if token.user == user {
-            t.delete(crate::TOKENS, &key)?;
-            tokens += 1;
-        }
-    }
-    let sessions = crate::session::delete_user_sessions(t, user)?;
-    let mut bundles = 0;
-    for (key, mut bundle) in t.list::<berth_cluster::Bundle>(berth_cluster::BUNDLES)? {
-        if bundle.user == user && bundle.revoked.is_none() {
-            bundle.revoked = Some(now.to_owned());
-            t.put(berth_cluster::BUNDLES, &key, &bundle)?;
-            bundles += 1;
-        }
-    }
-    Ok((tokens, sessions, bundles))
-}
-
-/// A berth user without a local password.
-fn put_directory_user(t: &mut Txn, name: &str, now: &str) -> berth_store::Result<()> {
-    t.put(
-        USERS,
-        name,
-        &User {
-            name: name.to_owned(),
-            password_hash: String::new(),
-            created: now.to_owned(),
-        },
-    )
-}
-
-enum Ensured {
-    Created,
-    Existing,
-    Refused(&'static str),
-}
-
-/// Makes sure the group member `member` is a berth user of `directory`.
-fn ensure_directory_user(
-    t: &mut Txn,
-    member: &DirectoryMember,
-    directory: &str,
-    now: &str,
-) -> berth_store::Result<Ensured> {
-    let user = t.get::<User>(USERS, &member.username)?;
-    let account = t.get::<DirectoryAccount>(DIRECTORY_ACCOUNTS, &member.username)?;
-    if user.is_some() {
-        return Ok(if managed_by(user.as_ref(), account.as_ref(), directory) {
-            Ensured::Existing
-        } else {
-            Ensured::Refused("the name belongs to a local user or another directory")
-        });
-    }
-    if check_name("user", &member.username).is_err() {
-        return Ok(Ensured::Refused("not a valid berth user name"));
-    }
-    put_directory_user(t, &member.username, now)?;
-    t.put(
-        DIRECTORY_ACCOUNTS,
-        &member.username,
-        &DirectoryAccount {
-            user: member.username.clone(),
-            directory: directory.to_owned(),
-            dn: member.dn.clone(),
-            email: member.email.clone(),
-            full_name: member.full_name.clone(),
-            provisioned: now.to_owned(),
-            last_login: None,
-            disabled: None,
-        },
-    )?;
-    Ok(Ensured::Created)
-}
-
-/// At login: `user` joins or leaves each team synced from `directory`, as
-/// its `groups` say, or for teams synced by search, as `by_search` says
-/// (a filter missing there waits for the next sync).
-fn login_memberships(
-    t: &mut Txn,
-    user: &str,
-    directory: &str,
-    groups: &[String],
-    by_search: &BTreeMap<String, bool>,
-) -> berth_store::Result<Vec<MembershipChange>> {
-    let mut changes = Vec::new();
-    for (team_name, mapping) in t.list::<DirectoryGroup>(TEAM_GROUPS)? {
-        if mapping.directory != directory {
-            continue;
-        }
-        let decided = ldap::in_group(groups, &mapping.group).or_else(|| by_search.get(&mapping.group).copied());
-        let Some(member) = decided else {
-            continue;
-        };
-        let Some(mut team) = t.get::<Team>(TEAMS, &team_name)? else {
-            continue;
-        };
-        let changed = if member {
-            team.members.insert(user.to_owned())
-        } else {
-            team.members.remove(user)
-        };
-        if changed {
-            t.put(TEAMS, &team_name, &team)?;
-            changes.push(MembershipChange {
-                team: team_name,
-                group: mapping.group,
-                user: user.to_owned(),
-                added: member,
-            });
-        }
-    }
-    Ok(changes)
-}
-
 /// A directory as the scheduler sees it.
 #[derive(Debug)]
 struct ScheduleEntry {
@@ -1201,7 +814,7 @@ mod tests {
             sync_interval_minutes: None,
             created: String::new(),
         };
-        let view = serde_json::to_string(&directory.view(None)).expect("json");
+        let view = serde_json::to_string(&view(&directory, None)).expect("json");
         assert!(!view.contains("bind-Secret-42"), "{view}");
         assert!(view.contains(r#""bind_password":"***""#), "{view}");
         assert!(!format!("{directory:?}").contains("bind-Secret-42"));

@@ -39,7 +39,6 @@
 //! for a loopback host, so passwords cross the network only inside TLS.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,78 +84,10 @@ const RC_INVALID_CREDENTIALS: u32 = 49;
 /// LDAP result code `insufficientAccessRights`.
 const RC_INSUFFICIENT_ACCESS: u32 = 50;
 
-/// One directory server and how users and groups are found in it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectoryConfig {
-    /// A name for logs and errors, e.g. `corp-ad`.
-    pub name: String,
-    /// `ldap://host[:port]` or `ldaps://host[:port]`.
-    pub url: String,
-    /// Upgrade an `ldap://` connection with StartTLS before binding.
-    #[serde(default)]
-    pub start_tls: bool,
-    /// PEM certificates trusted for LDAPS and StartTLS; the system roots when
-    /// absent.
-    #[serde(default)]
-    pub ca_pem: Option<String>,
-    /// The service account; empty for an anonymous search.
-    #[serde(default)]
-    pub bind_dn: String,
-    #[serde(default)]
-    pub bind_password: String,
-    pub user_base_dn: String,
-    /// A filter containing `{username}`, e.g. `(&(objectClass=person)(uid={username}))`
-    /// or `(sAMAccountName={username})`.
-    pub user_filter: String,
-    pub username_attr: String,
-    pub email_attr: String,
-    pub full_name_attr: String,
-    pub team_sync: TeamSync,
-    /// The login domains this server serves (`user@domain`, `DOMAIN\user`),
-    /// compared without regard to case. A server with none serves logins
-    /// that name no domain served by another.
-    #[serde(default)]
-    pub domains: Vec<String>,
-}
-
-/// Where group membership is recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum TeamSync {
-    /// Groups under `group_base_dn` matching `group_filter` list members in
-    /// `member_attr`: `member` or `uniqueMember` hold user DNs, `memberUid`
-    /// holds usernames.
-    MemberAttr {
-        group_base_dn: String,
-        group_filter: String,
-        member_attr: String,
-    },
-    /// The user entry lists its groups' DNs in `attr` (AD's `memberOf`).
-    UserMemberOf { attr: String },
-    /// Teams are synced by search only: a team's group is a `(filter)`
-    /// over the users under `user_base_dn`; group DNs and names are refused.
-    Search,
-}
-
-impl fmt::Debug for DirectoryConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DirectoryConfig")
-            .field("name", &self.name)
-            .field("url", &self.url)
-            .field("start_tls", &self.start_tls)
-            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pem>"))
-            .field("bind_dn", &self.bind_dn)
-            .field("bind_password", &"<redacted>")
-            .field("user_base_dn", &self.user_base_dn)
-            .field("user_filter", &self.user_filter)
-            .field("username_attr", &self.username_attr)
-            .field("email_attr", &self.email_attr)
-            .field("full_name_attr", &self.full_name_attr)
-            .field("team_sync", &self.team_sync)
-            .field("domains", &self.domains)
-            .finish()
-    }
-}
+/// One directory server and how users and groups are found in it; where
+/// group membership is recorded; a user entry team sync found in a group;
+/// whether a provisioned directory user still counts.
+pub use berth_state::directory::{AccountState, DirectoryConfig, DirectoryMember, TeamSync};
 
 /// A user the directory authenticated, with what just-in-time provisioning
 /// and team sync need.
@@ -383,18 +314,6 @@ fn find_user_and_groups(
     })
 }
 
-/// Whether a provisioned directory user still counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountState {
-    Active,
-    /// No entry matches the user filter any more: deleted, moved out of the
-    /// user base, or excluded by the filter (the usual way to leave out
-    /// disabled accounts, as `(!(userAccountControl:1.2.840.113556.1.4.803:=2))`).
-    Gone,
-    /// Active Directory's ACCOUNTDISABLE flag (`userAccountControl` bit 2).
-    Disabled,
-}
-
 /// The state of each of `usernames` in `cfg`, read over one connection as
 /// the service account. Any failure of the server fails the whole check, so
 /// that an unreachable directory never disables anyone.
@@ -432,16 +351,6 @@ fn account_disabled(entry: &SearchEntry) -> bool {
 pub fn group_members(cfg: &DirectoryConfig, group: &str) -> Result<Vec<String>, LdapError> {
     let members = group_member_entries(cfg, group)?;
     Ok(sorted_unique(members.into_iter().map(|m| m.username).collect()))
-}
-
-/// A user entry that team sync found in a group.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectoryMember {
-    pub dn: String,
-    /// The entry's `username_attr` value.
-    pub username: String,
-    pub email: Option<String>,
-    pub full_name: Option<String>,
 }
 
 /// The user entries a team synced from `group` should have, sorted by
@@ -748,20 +657,7 @@ fn collect_ranges<E>(
 /// the team) and to remove (in the team, no longer in the directory).
 /// Usernames compare without regard to ASCII case, as directories match
 /// them; both lists come back sorted and without duplicates.
-pub fn sync_plan(current_members: &[String], directory_members: &[String]) -> (Vec<String>, Vec<String>) {
-    let contains = |list: &[String], name: &str| list.iter().any(|n| n.eq_ignore_ascii_case(name));
-    let add = directory_members
-        .iter()
-        .filter(|name| !contains(current_members, name))
-        .cloned()
-        .collect();
-    let remove = current_members
-        .iter()
-        .filter(|name| !contains(directory_members, name))
-        .cloned()
-        .collect();
-    (sorted_unique(add), sorted_unique(remove))
-}
+pub use berth_state::directory::sync_plan;
 
 /// `user_filter` with its placeholder replaced by `username`, escaped per
 /// RFC 4515 so that `*`, `(`, `)`, `\` and NUL match only themselves.

@@ -1,7 +1,8 @@
 //! Identities and access: users, teams and organizations, passwords and
 //! tokens, roles, grants on collections, the authorization decision, LDAP/AD
 //! directories and the hash-chained audit log. Cluster-wide state lives in
-//! the store's `cluster/*` keyspace and changes only through `Store::apply`.
+//! `berth_state`'s tables; this crate changes it by proposing commands
+//! (the audit log and directory sync still write their tables directly).
 //!
 //! **Invariant:** this crate does not know HTTP; `api` asks it for decisions.
 #![forbid(unsafe_code)]
@@ -26,36 +27,7 @@ pub use policy::{
 };
 pub use records::*;
 
-use berth_store::Table;
-
-pub const USERS: Table = Table("cluster/users");
-pub const TEAMS: Table = Table("cluster/teams");
-pub const ORGS: Table = Table("cluster/orgs");
-pub const ROLES: Table = Table("cluster/roles");
-pub const GRANTS: Table = Table("cluster/grants");
-pub const TOKENS: Table = Table("cluster/tokens");
-/// Audit entries by zero-padded sequence number.
-pub const AUDIT: Table = Table("cluster/audit");
-/// The signed head of the audit chain (key `head`) and the signed
-/// checkpoints (key: zero-padded sequence number).
-pub const AUDIT_SIGNATURES: Table = Table("cluster/audit_signatures");
-
-pub const ALL_TABLES: [Table; 14] = [
-    USERS,
-    TEAMS,
-    ORGS,
-    ROLES,
-    GRANTS,
-    TOKENS,
-    AUDIT,
-    AUDIT_SIGNATURES,
-    directory::DIRECTORIES,
-    directory::DIRECTORY_ACCOUNTS,
-    directory::TEAM_GROUPS,
-    directory::DIRECTORY_SYNC,
-    session::SESSIONS,
-    repos::REPOSITORY_COLLECTIONS,
-];
+pub use berth_state::tables::{AUDIT, AUDIT_SIGNATURES, GRANTS, ORGS, ROLES, TEAMS, TOKENS, USERS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -77,6 +49,22 @@ pub enum Error {
     Hash(String),
     #[error(transparent)]
     Directory(#[from] ldap::LdapError),
+    /// Cluster state could not take a change (other than a refusal).
+    #[error(transparent)]
+    State(berth_state::Error),
+}
+
+impl From<berth_state::Error> for Error {
+    fn from(e: berth_state::Error) -> Self {
+        use berth_state::Rejected;
+        match e {
+            berth_state::Error::Rejected(Rejected::NotFound(m)) => Error::NotFound(m),
+            berth_state::Error::Rejected(Rejected::Conflict(m)) => Error::Conflict(m),
+            berth_state::Error::Rejected(Rejected::Invalid(m)) => Error::Invalid(m),
+            berth_state::Error::Store(e) => Error::Store(e),
+            other => Error::State(other),
+        }
+    }
 }
 
 impl Error {
@@ -86,7 +74,7 @@ impl Error {
             Error::Invalid(_) => ErrorCode::InvalidArgument,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::Conflict(_) => ErrorCode::Conflict,
-            Error::Store(_) | Error::Io { .. } | Error::Hash(_) => ErrorCode::Internal,
+            Error::Store(_) | Error::Io { .. } | Error::Hash(_) | Error::State(_) => ErrorCode::Internal,
             Error::Directory(e) => e.code(),
         }
     }

@@ -4,20 +4,14 @@
 //! repositories under no prefix are in `/`. Grants on a collection then
 //! decide pushes and pulls of its repositories.
 
-use berth_store::Table;
-use serde::{Deserialize, Serialize};
+use berth_state::ClusterCommand;
 
 use crate::policy::collection_path;
 use crate::{Access, Error, Index, Result};
 
+pub use berth_state::records::RepositoryCollection;
 /// Repository-name prefix → collection.
-pub const REPOSITORY_COLLECTIONS: Table = Table("cluster/repository_collections");
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RepositoryCollection {
-    pub prefix: String,
-    pub collection: String,
-}
+pub use berth_state::tables::REPOSITORY_COLLECTIONS;
 
 fn valid_prefix(prefix: &str) -> bool {
     !prefix.is_empty()
@@ -67,20 +61,16 @@ impl Access {
             prefix: prefix.to_string(),
             collection,
         };
-        self.store.apply(|t| t.put(REPOSITORY_COLLECTIONS, prefix, &record))?;
-        self.reload()?;
+        self.state
+            .propose(ClusterCommand::SetRepositoryCollection { record: record.clone() })?;
         Ok(record)
     }
 
     pub fn remove_repository_collection(&self, prefix: &str) -> Result<()> {
         let prefix = prefix.trim_matches('/').to_string();
-        let removed = self.store.apply(|t| t.delete(REPOSITORY_COLLECTIONS, &prefix))?;
-        if !removed {
-            return Err(Error::NotFound(format!(
-                "no collection is set for repositories under {prefix:?}"
-            )));
-        }
-        self.reload()
+        self.state
+            .propose(ClusterCommand::RemoveRepositoryCollection { prefix })?;
+        Ok(())
     }
 
     pub fn list_repository_collections(&self) -> Result<Vec<RepositoryCollection>> {

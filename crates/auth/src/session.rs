@@ -9,15 +9,13 @@
 //! browser. A session ends at its expiry, at logout, or when its user is
 //! removed.
 
-use berth_store::Table;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::access::{constant_time_eq, random_secret, sha256_hex};
 use crate::{Access, AuthFailure, Identity, Result};
 
 /// Sessions by id.
-pub const SESSIONS: Table = Table("cluster/sessions");
+pub use berth_state::tables::SESSIONS;
 /// The cookie that carries the session token.
 pub const SESSION_COOKIE: &str = "berth_session";
 /// The header that must carry the CSRF token on changing requests.
@@ -27,30 +25,7 @@ pub const SESSION_PREFIX: &str = "berth_ses_";
 /// How long a session lasts, in seconds.
 pub const SESSION_LIFETIME: i64 = 12 * 3600;
 
-/// Deletes every session of `user`; how many there were.
-pub(crate) fn delete_user_sessions(t: &mut berth_store::Txn, user: &str) -> berth_store::Result<usize> {
-    let mut n = 0;
-    for (key, record) in t.list::<SessionRecord>(SESSIONS)? {
-        if record.user == user {
-            t.delete(SESSIONS, &key)?;
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SessionRecord {
-    id: String,
-    user: String,
-    /// SHA-256 of the session token, hex.
-    hash: String,
-    /// SHA-256 of the CSRF token, hex.
-    csrf_hash: String,
-    created: i64,
-    expires: i64,
-    source: String,
-}
+use berth_state::records::SessionRecord;
 
 /// A session just created: the only place its tokens exist server-side.
 pub struct NewSession {
@@ -90,14 +65,10 @@ impl Access {
             expires: now + SESSION_LIFETIME,
             source: source.unwrap_or("local").to_string(),
         };
-        self.store.apply(|t| {
-            // Drop this user's expired sessions while here.
-            for (key, old) in t.list::<SessionRecord>(SESSIONS)? {
-                if old.expires <= now {
-                    t.delete(SESSIONS, &key)?;
-                }
-            }
-            t.put(SESSIONS, &id, &record)
+        // Expired sessions (anyone's) are dropped while here.
+        self.state.propose(berth_state::ClusterCommand::CreateSession {
+            session: record.clone(),
+            now,
         })?;
         Ok(NewSession {
             token,
@@ -157,6 +128,7 @@ impl Access {
     pub fn end_session(&self, token: &str) -> Result<bool> {
         let Some(id) = session_id(token) else { return Ok(false) };
         let id = id.to_string();
-        Ok(self.store.apply(|t| t.delete(SESSIONS, &id))?)
+        let ended = self.state.propose(berth_state::ClusterCommand::EndSession { id })?;
+        Ok(ended == berth_state::Outcome::Removed(true))
     }
 }

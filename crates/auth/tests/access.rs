@@ -23,7 +23,12 @@ fn fixture() -> Fixture {
     let clock_now = now.clone();
     let clock: berth_auth::Clock =
         Arc::new(move || chrono::DateTime::from_timestamp(clock_now.load(Ordering::SeqCst), 0).expect("time"));
-    let (mut access, written) = Access::open_with_clock(store.clone(), dir.path(), clock).expect("open");
+    let (mut access, written) = Access::open_with_clock(
+        berth_state::State::open(store.clone()).expect("state"),
+        dir.path(),
+        clock,
+    )
+    .expect("open");
     access.set_checkpoint_interval(4);
     let file = written.expect("bootstrap writes the admin password");
     let meta = std::fs::metadata(&file).expect("password file");
@@ -41,7 +46,8 @@ fn fixture() -> Fixture {
 fn bootstrap_admin_logs_in_with_the_one_time_password_once_created() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("db")).expect("store");
-    let (access, written) = Access::open(store.clone(), dir.path()).expect("open");
+    let (access, written) =
+        Access::open(berth_state::State::open(store.clone()).expect("state"), dir.path()).expect("open");
     let password = std::fs::read_to_string(written.expect("written")).expect("read");
     let admin = access
         .authenticate_password("admin", password.trim(), None)
@@ -58,7 +64,7 @@ fn bootstrap_admin_logs_in_with_the_one_time_password_once_created() {
     assert!(users.contains("admin") && !users.contains("argon2"), "{users}");
     // A second open is not a bootstrap: no new password.
     drop(access);
-    let (_, again) = Access::open(store, dir.path()).expect("reopen");
+    let (_, again) = Access::open(berth_state::State::open(store).expect("state"), dir.path()).expect("reopen");
     assert!(again.is_none());
 }
 
@@ -204,7 +210,9 @@ fn audit_verify_detects_an_edited_entry() {
     append(&f.access, 10);
     let mut e = entry(&f.store, 5);
     e.entry.user = "someone-else".into();
-    f.store.apply(|t| t.put(AUDIT, &key_of(5), &e)).expect("edit");
+    f.store
+        .write_cluster(true, |t| t.put(AUDIT, &key_of(5), &e))
+        .expect("edit");
     verify_fails(&f.access, "an edit");
 }
 
@@ -223,7 +231,9 @@ fn audit_verify_detects_a_rehashed_edit() {
         e.prev = prev.clone();
         e.hash = e.compute_hash();
         prev = e.hash.clone();
-        f.store.apply(|t| t.put(AUDIT, &key_of(seq), &e)).expect("rewrite");
+        f.store
+            .write_cluster(true, |t| t.put(AUDIT, &key_of(seq), &e))
+            .expect("rewrite");
     }
     verify_fails(&f.access, "a rehashed edit");
 }
@@ -232,12 +242,16 @@ fn audit_verify_detects_a_rehashed_edit() {
 fn audit_verify_detects_removed_entries() {
     let f = fixture();
     append(&f.access, 10);
-    f.store.apply(|t| t.delete(AUDIT, &key_of(3))).expect("delete");
+    f.store
+        .write_cluster(true, |t| t.delete(AUDIT, &key_of(3)))
+        .expect("delete");
     verify_fails(&f.access, "a removal in the middle");
 
     let g = fixture();
     append(&g.access, 10);
-    g.store.apply(|t| t.delete(AUDIT, &key_of(10))).expect("delete");
+    g.store
+        .write_cluster(true, |t| t.delete(AUDIT, &key_of(10)))
+        .expect("delete");
     verify_fails(&g.access, "a removal at the end");
 }
 
@@ -256,7 +270,7 @@ fn audit_verify_detects_a_log_cut_at_a_checkpoint() {
         .expect("read")
         .expect("checkpoint 8");
     f.store
-        .apply(|t| {
+        .write_cluster(true, |t| {
             t.delete(AUDIT, &key_of(9))?;
             t.delete(AUDIT, &key_of(10))?;
             t.put(AUDIT_SIGNATURES, "head", &checkpoint)
@@ -287,7 +301,7 @@ fn audit_verify_needs_a_signed_head() {
     f.access.set_chain_signer(Arc::new(TestSigner("cluster-a")));
     append(&f.access, 10);
     f.store
-        .apply(|t| {
+        .write_cluster(true, |t| {
             t.delete(AUDIT, &key_of(10))?;
             t.delete(AUDIT_SIGNATURES, "head")
         })
@@ -327,7 +341,7 @@ fn audit_verify_detects_reordered_entries() {
     append(&f.access, 10);
     let (a, b) = (entry(&f.store, 6), entry(&f.store, 7));
     f.store
-        .apply(|t| {
+        .write_cluster(true, |t| {
             t.put(AUDIT, &key_of(6), &b)?;
             t.put(AUDIT, &key_of(7), &a)
         })
@@ -405,7 +419,8 @@ fn audit_levels_are_set_per_resource_and_survive_a_reload() {
     assert!(err.to_string().contains("unknown audit level \"loud\""), "{err}");
     assert_eq!(f.access.audit_level(Resource::Image), berth_auth::AuditLevel::Request);
 
-    let (again, _) = Access::open(f.store.clone(), f._dir.path()).expect("reopen");
+    let (again, _) =
+        Access::open(berth_state::State::open(f.store.clone()).expect("state"), f._dir.path()).expect("reopen");
     again.load_audit_levels().expect("load");
     assert_eq!(again.audit_level(Resource::Image), berth_auth::AuditLevel::Request);
     assert_eq!(again.audit_level(Resource::Container), berth_auth::AuditLevel::None);

@@ -732,7 +732,7 @@ struct AccessFixture {
 fn access() -> AccessFixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = berth_store::Store::open(&dir.path().join("db")).expect("store");
-    let (access, _) = Access::open(store, dir.path()).expect("open access");
+    let (access, _) = Access::open(berth_state::State::open(store).expect("state"), dir.path()).expect("open access");
     AccessFixture { _dir: dir, access }
 }
 

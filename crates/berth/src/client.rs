@@ -336,6 +336,7 @@ pub async fn ndjson_lines(resp: Response<Incoming>, mut f: impl FnMut(&[u8]) -> 
     Ok(())
 }
 
-pub fn enc(s: &str) -> String {
+/// `s` encoded for a URL query value (`application/x-www-form-urlencoded`).
+pub fn query_value(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

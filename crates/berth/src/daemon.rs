@@ -218,8 +218,8 @@ async fn serve_tls(
             pki.server(&names).context("issuing the server certificate")?
         }
     };
-    let config = berth_api::tls::server_config(pki.ca_der(), identity, engine.images().store().clone())
-        .context("configuring TLS")?;
+    let config =
+        berth_api::tls::server_config(pki.ca_der(), identity, engine.state().clone()).context("configuring TLS")?;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) if a.listen.is_none() && e.kind() == std::io::ErrorKind::AddrInUse => {

@@ -2,65 +2,43 @@
 //! and which were revoked. A client certificate is accepted only while its
 //! fingerprint is on record here and not revoked.
 
-use berth_store::{Store, Table};
-use serde::{Deserialize, Serialize};
+use berth_state::{ClusterCommand, Outcome, State};
 
 use crate::{Error, Result};
 
+pub use berth_state::records::Bundle;
 /// Bundles by id.
-pub const BUNDLES: Table = Table("cluster/bundles");
+pub use berth_state::tables::BUNDLES;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Bundle {
-    pub id: String,
-    pub user: String,
-    /// Hex of the certificate's serial number.
-    pub serial: String,
-    /// SHA-256 of the certificate's DER, hex.
-    pub fingerprint: String,
-    /// RFC 3339.
-    pub created: String,
-    pub not_after: String,
-    /// RFC 3339; set once revoked.
-    #[serde(default)]
-    pub revoked: Option<String>,
-}
-
-/// Makes sure the table exists so that reads never fail on a fresh store.
-pub fn init(store: &Store) -> Result<()> {
-    store.apply(|t| t.list::<Bundle>(BUNDLES).map(|_| ()))?;
+pub fn record(state: &State, bundle: &Bundle) -> Result<()> {
+    state.propose(ClusterCommand::RecordBundle { bundle: bundle.clone() })?;
     Ok(())
 }
 
-pub fn record(store: &Store, bundle: &Bundle) -> Result<()> {
-    store.apply(|t| t.put(BUNDLES, &bundle.id, bundle))?;
-    Ok(())
-}
-
-pub fn list(store: &Store) -> Result<Vec<Bundle>> {
-    Ok(store.list::<Bundle>(BUNDLES)?.into_iter().map(|(_, b)| b).collect())
+pub fn list(state: &State) -> Result<Vec<Bundle>> {
+    Ok(state
+        .store()
+        .list::<Bundle>(BUNDLES)?
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect())
 }
 
 /// Marks a bundle revoked (idempotent); its certificate stops working.
-pub fn revoke(store: &Store, id: &str) -> Result<Bundle> {
-    let now = chrono::Utc::now().to_rfc3339();
-    let found = store.apply(|t| {
-        let Some(mut b) = t.get::<Bundle>(BUNDLES, id)? else {
-            return Ok(None);
-        };
-        if b.revoked.is_none() {
-            b.revoked = Some(now);
-            t.put(BUNDLES, id, &b)?;
-        }
-        Ok(Some(b))
-    })?;
-    found.ok_or_else(|| Error::NotFound(id.to_string()))
+pub fn revoke(state: &State, id: &str) -> Result<Bundle> {
+    let at = chrono::Utc::now().to_rfc3339();
+    match state.propose(ClusterCommand::RevokeBundle { id: id.to_string(), at }) {
+        Ok(Outcome::Bundle(b)) => Ok(b),
+        Ok(other) => Err(Error::Invalid(format!("internal error: unexpected outcome {other:?}"))),
+        Err(berth_state::Error::Rejected(berth_state::Rejected::NotFound(_))) => Err(Error::NotFound(id.to_string())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The user a certificate with this fingerprint stands for, if its bundle
 /// is on record and not revoked.
-pub fn active_user(store: &Store, fingerprint: &str) -> Result<Option<String>> {
-    Ok(list(store)?
+pub fn active_user(state: &State, fingerprint: &str) -> Result<Option<String>> {
+    Ok(list(state)?
         .into_iter()
         .find(|b| b.fingerprint == fingerprint && b.revoked.is_none())
         .map(|b| b.user))
@@ -73,8 +51,8 @@ mod tests {
     #[test]
     fn revoked_bundles_stop_counting() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
-        init(&store).unwrap();
+        let store = berth_store::Store::open(&dir.path().join("db")).unwrap();
+        let store = State::open(store).unwrap();
         assert!(list(&store).unwrap().is_empty());
         let b = Bundle {
             id: "b1".into(),

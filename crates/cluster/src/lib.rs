@@ -31,6 +31,8 @@ pub enum Error {
     Invalid(String),
     #[error("no such bundle: {0}")]
     NotFound(String),
+    #[error(transparent)]
+    State(#[from] berth_state::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

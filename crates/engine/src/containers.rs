@@ -21,6 +21,17 @@ fn valid_name(n: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '.' | '-'))
 }
 
+/// How long an exec session waits for its start (as a client creates one
+/// and starts it at once); older ones are dropped.
+pub const EXEC_START_WITHIN: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// An exec session created and not started yet.
+pub(crate) struct PendingExec {
+    container: String,
+    spec: ExecCreate,
+    created: std::time::Instant,
+}
+
 const ADJECTIVES: [&str; 12] = [
     "brave", "calm", "eager", "fond", "keen", "lucid", "merry", "noble", "quiet", "swift", "tidy", "vivid",
 ];
@@ -703,6 +714,55 @@ impl Engine {
     pub async fn resize(&self, name_or_id: &str, cols: u16, rows: u16) -> Result<(), Error> {
         let id = self.resolve(name_or_id)?;
         Ok(self.runtime.resize(&id, cols, rows).await?)
+    }
+
+    /// Creates an exec session: `spec` to run in the running container
+    /// `name_or_id` once [`Engine::start_exec`] is called. Returns its id.
+    /// Sessions not started within [`EXEC_START_WITHIN`] are dropped.
+    pub fn create_exec(&self, name_or_id: &str, spec: ExecCreate) -> Result<String, Error> {
+        let c = self.get(name_or_id)?;
+        if c.status.state != ContainerState::Running {
+            return Err(Error::Conflict(format!("container {} is not running", c.name)));
+        }
+        if spec.cmd.is_empty() {
+            return Err(Error::Invalid("exec needs a command".into()));
+        }
+        let id = berth_model::new_id();
+        let mut execs = self.execs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        execs.retain(|_, e| e.created.elapsed() < EXEC_START_WITHIN);
+        execs.insert(
+            id.clone(),
+            PendingExec {
+                container: c.id,
+                spec,
+                created: std::time::Instant::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// The container of a pending exec session, if there is one.
+    pub fn exec_container(&self, exec_id: &str) -> Option<String> {
+        self.execs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(exec_id)
+            .map(|e| e.container.clone())
+    }
+
+    /// Starts (and ends the session of) the exec `exec_id`: the framed
+    /// stream and the exec shim, as [`Engine::exec`].
+    pub async fn start_exec(&self, exec_id: &str) -> Result<(BufReader<UnixStream>, tokio::process::Child), Error> {
+        let pending = self
+            .execs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(exec_id)
+            .filter(|e| e.created.elapsed() < EXEC_START_WITHIN);
+        let Some(pending) = pending else {
+            return Err(Error::NoSuchExec(exec_id.to_string()));
+        };
+        self.exec(&pending.container, pending.spec).await
     }
 
     /// Runs a process in a running container: the framed stream and the exec shim.

@@ -7,6 +7,8 @@ use berth_model::{ApiError, ErrorCode};
 pub enum Error {
     #[error("no such container: {0}")]
     NoSuchContainer(String),
+    #[error("no such exec: {0}")]
+    NoSuchExec(String),
     #[error("container id prefix {0:?} is ambiguous")]
     Ambiguous(String),
     #[error("{0}")]
@@ -22,6 +24,8 @@ pub enum Error {
     Runtime(#[from] berth_runtime::Error),
     #[error(transparent)]
     Store(#[from] berth_store::Error),
+    #[error(transparent)]
+    State(#[from] berth_state::Error),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -36,7 +40,7 @@ impl Error {
 
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::NoSuchContainer(_) => ErrorCode::NotFound,
+            Error::NoSuchContainer(_) | Error::NoSuchExec(_) => ErrorCode::NotFound,
             Error::Ambiguous(_) | Error::Invalid(_) => ErrorCode::InvalidArgument,
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::Forbidden(_) => ErrorCode::Forbidden,
@@ -47,7 +51,7 @@ impl Error {
                 | berth_runtime::Error::Invalid(_),
             ) => ErrorCode::InvalidArgument,
             Error::Runtime(berth_runtime::Error::NotRunning(_)) => ErrorCode::Conflict,
-            Error::Runtime(_) | Error::Store(_) | Error::Io { .. } => ErrorCode::Internal,
+            Error::Runtime(_) | Error::Store(_) | Error::State(_) | Error::Io { .. } => ErrorCode::Internal,
         }
     }
 }

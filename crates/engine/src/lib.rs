@@ -48,6 +48,8 @@ pub struct Engine {
     reclaiming: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     data_root: PathBuf,
     trust: trust::NodeTrust,
+    /// Exec sessions created and not started yet (see `containers::execs`).
+    execs: Mutex<HashMap<String, containers::PendingExec>>,
 }
 
 impl Engine {
@@ -56,7 +58,8 @@ impl Engine {
     pub async fn open(config: Config) -> Result<Arc<Self>, Error> {
         std::fs::create_dir_all(&config.data_root).map_err(|e| Error::io(&config.data_root, e))?;
         let store = berth_store::Store::open(&config.data_root.join("berth.redb"))?;
-        let images = berth_image::ImageStore::open(&config.data_root, store.clone())?;
+        let state = berth_state::State::open(store.clone())?;
+        let images = berth_image::ImageStore::open(&config.data_root, state)?;
         let runtime = berth_runtime::Runtime::new(&config.data_root, config.exe, berth_runtime::IdMap::from_system())?;
         let (events, _) = broadcast::channel(1024);
         let engine = Arc::new(Self {
@@ -68,6 +71,7 @@ impl Engine {
             reclaiming: Mutex::new(Vec::new()),
             data_root: config.data_root,
             trust: Default::default(),
+            execs: Mutex::new(HashMap::new()),
         });
         engine.reconcile().await?;
         Ok(engine)
@@ -90,6 +94,12 @@ impl Engine {
 
     pub fn data_root(&self) -> &std::path::Path {
         &self.data_root
+    }
+
+    /// Cluster state as this node opened it: the one handle every service
+    /// reads it through and proposes its changes to.
+    pub fn state(&self) -> &berth_state::State {
+        self.images.state()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -20,7 +20,7 @@
 //!   of memory is a failed check and the scan goes on. The binary's built-in
 //!   plugins are offered once per data root ([`crate::builtin_plugins`]).
 //! - **Certification records** (`cluster/scan_records`, changed only through
-//!   `Store::apply`) hold the report as JSON text (`payload`) and an ECDSA
+//!   a cluster command) hold the report as JSON text (`payload`) and an ECDSA
 //!   P-256 signature over exactly those bytes by the cluster key, so a copy
 //!   can be checked offline against the cluster CA certificate.
 //! - **Scans on push**: after a manifest PUT to this node's registry, the
@@ -55,7 +55,7 @@ use crate::vulndb_update::{self, Downloaded, VulnDbUpdateSpec};
 use crate::Engine;
 
 /// Certification records by id.
-pub const SCAN_RECORDS: Table = Table("cluster/scan_records");
+pub use berth_state::tables::SCAN_RECORDS;
 /// This node's scan cache (layer inventories, findings, optimization).
 pub const SCAN_LAYER_CACHE: Table = Table("local/scan_layer_cache");
 
@@ -193,20 +193,16 @@ impl Default for ScanConfig {
     }
 }
 
-/// The signed record as stored and served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedScanRecord {
-    pub id: String,
-    /// The [`ScanRecord`] as JSON: exactly the bytes signed.
-    pub payload: String,
-    /// Hex of the DER signature; empty when the node had no cluster key.
-    pub signature: String,
-    pub key_id: String,
-    pub algorithm: String,
+/// The signed record as stored and served; its payload is a [`ScanRecord`].
+pub use berth_state::records::SignedScanRecord;
+
+/// The [`ScanRecord`] a signed record carries.
+pub trait SignedPayload {
+    fn record(&self) -> Result<ScanRecord, String>;
 }
 
-impl SignedScanRecord {
-    pub fn record(&self) -> Result<ScanRecord, String> {
+impl SignedPayload for SignedScanRecord {
+    fn record(&self) -> Result<ScanRecord, String> {
         serde_json::from_str(&self.payload).map_err(|e| format!("scan record {}: unreadable payload: {e}", self.id))
     }
 }
@@ -351,8 +347,7 @@ impl ScanService {
         config: ScanConfig,
     ) -> Result<Arc<ScanService>, ScanError> {
         let store = engine.images().store().clone();
-        // Creates the tables (the store only pre-creates its own).
-        store.apply(|t| t.list::<serde::de::IgnoredAny>(SCAN_RECORDS).map(drop))?;
+        // Creates the node's tables (cluster state has its own).
         store.write(|t| t.list::<serde::de::IgnoredAny>(SCAN_LAYER_CACHE).map(drop))?;
         store.write(|t| {
             t.list::<serde::de::IgnoredAny>(crate::builtin_plugins::BUILTIN_PLUGINS)
@@ -639,7 +634,10 @@ impl ScanService {
         let payload =
             serde_json::to_string(&record).map_err(|e| ScanError::Failed(format!("encoding scan record {id}: {e}")))?;
         let signed = sign_record(self.signer.as_deref(), &id, payload)?;
-        self.store.apply(|t| t.put(SCAN_RECORDS, &id, &signed))?;
+        self.engine
+            .state()
+            .propose(berth_state::ClusterCommand::RecordScan { record: signed.clone() })
+            .map_err(|e| ScanError::Failed(format!("storing scan record {id}: {e}")))?;
         Ok(signed)
     }
 

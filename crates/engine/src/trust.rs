@@ -28,31 +28,28 @@ use berth_notary::metadata::{FileMeta, Metadata as _, RoleName};
 use berth_notary::repo::TrustPinning;
 use berth_notary::server::ServerError;
 use berth_notary::service::TrustService;
-use berth_store::{Store, Table};
+use berth_state::{ClusterCommand, Outcome, State};
+use berth_store::Store;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::{Engine, Error};
 
 /// Trust policies by pattern.
-pub const TRUST_POLICIES: Table = Table("cluster/trust_policies");
+pub use berth_state::tables::TRUST_POLICIES;
 
 /// "Images of repositories matching `pattern` must be signed by `threshold`
 /// of `signers`."
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrustPolicy {
-    pub pattern: String,
-    /// Signer names: the delegations `targets/<name>`.
-    pub signers: Vec<String>,
-    pub threshold: usize,
-    /// RFC 3339.
-    #[serde(default)]
-    pub created: String,
+pub use berth_state::records::TrustPolicy;
+
+/// What a policy means: its checks and the signers it requires.
+pub trait PolicyRules {
+    /// Checks the pattern, the signer names and the threshold.
+    fn validate(&self) -> Result<(), String>;
+    fn requirement(&self) -> SignerRequirement;
 }
 
-impl TrustPolicy {
-    /// Checks the pattern, the signer names and the threshold.
-    pub fn validate(&self) -> Result<(), String> {
+impl PolicyRules for TrustPolicy {
+    fn validate(&self) -> Result<(), String> {
         validate_pattern(&self.pattern)?;
         if self.signers.is_empty() {
             return Err(format!("trust policy {:?} names no signer", self.pattern));
@@ -151,15 +148,18 @@ pub fn list_policies(store: &Store) -> Result<Vec<TrustPolicy>, Error> {
 }
 
 /// Adds or replaces the policy for its pattern.
-pub fn put_policy(store: &Store, policy: &TrustPolicy) -> Result<(), Error> {
+pub fn put_policy(state: &State, policy: &TrustPolicy) -> Result<(), Error> {
     policy.validate().map_err(Error::Invalid)?;
-    store.apply(|t| t.put(TRUST_POLICIES, &policy.pattern, policy))?;
+    state.propose(ClusterCommand::PutTrustPolicy { policy: policy.clone() })?;
     Ok(())
 }
 
 /// Removes the policy for `pattern`; whether there was one.
-pub fn remove_policy(store: &Store, pattern: &str) -> Result<bool, Error> {
-    Ok(store.apply(|t| t.delete(TRUST_POLICIES, pattern))?)
+pub fn remove_policy(state: &State, pattern: &str) -> Result<bool, Error> {
+    let removed = state.propose(ClusterCommand::RemoveTrustPolicy {
+        pattern: pattern.to_string(),
+    })?;
+    Ok(removed == Outcome::Removed(true))
 }
 
 /// What the node knows about trust: the daemon's trust service (set once
@@ -399,11 +399,11 @@ impl Engine {
     }
 
     pub fn set_trust_policy(&self, policy: &TrustPolicy) -> Result<(), Error> {
-        put_policy(&self.store, policy)
+        put_policy(self.state(), policy)
     }
 
     pub fn remove_trust_policy(&self, pattern: &str) -> Result<bool, Error> {
-        remove_policy(&self.store, pattern)
+        remove_policy(self.state(), pattern)
     }
 
     fn pinned_dir(&self) -> PathBuf {
@@ -599,7 +599,8 @@ mod tests {
     #[test]
     fn policy_store_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let state = State::open(Store::open(&dir.path().join("s.redb")).unwrap()).unwrap();
+        let store = state.store().clone();
         assert!(list_policies(&store).unwrap().is_empty());
         let a = TrustPolicy {
             pattern: "prod/*".into(),
@@ -613,24 +614,24 @@ mod tests {
             threshold: 2,
             created: "t".into(),
         };
-        put_policy(&store, &a).unwrap();
-        put_policy(&store, &b).unwrap();
+        put_policy(&state, &a).unwrap();
+        put_policy(&state, &b).unwrap();
         assert_eq!(list_policies(&store).unwrap(), vec![b.clone(), a.clone()]);
         // Replacing keeps one policy per pattern.
         let a2 = TrustPolicy {
             signers: vec!["carol".into()],
             ..a.clone()
         };
-        put_policy(&store, &a2).unwrap();
+        put_policy(&state, &a2).unwrap();
         assert_eq!(list_policies(&store).unwrap(), vec![b.clone(), a2]);
         // An invalid policy is not stored.
         let bad = TrustPolicy {
             threshold: 3,
             ..b.clone()
         };
-        assert!(matches!(put_policy(&store, &bad), Err(Error::Invalid(_))));
-        assert!(remove_policy(&store, "prod/*").unwrap());
-        assert!(!remove_policy(&store, "prod/*").unwrap());
+        assert!(matches!(put_policy(&state, &bad), Err(Error::Invalid(_))));
+        assert!(remove_policy(&state, "prod/*").unwrap());
+        assert!(!remove_policy(&state, "prod/*").unwrap());
         assert_eq!(list_policies(&store).unwrap(), vec![b]);
     }
 
@@ -644,7 +645,7 @@ mod tests {
         use berth_notary::storage::TrustStore;
         let store = Store::open(&dir.join("s.redb")).unwrap();
         let service = TrustService::new(
-            TrustStore::open(store).unwrap(),
+            TrustStore::open(State::open(store).unwrap()).unwrap(),
             zeroize::Zeroizing::new("ab".repeat(32)),
         );
         let now = Utc::now();

@@ -18,6 +18,10 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] berth_store::Error),
 
+    /// Cluster state refused or could not take a change.
+    #[error(transparent)]
+    State(#[from] berth_state::Error),
+
     #[error("no such image: {0}")]
     NotFound(String),
 
@@ -113,7 +117,7 @@ impl Error {
             | Error::DiffIdMismatch { .. }
             | Error::Unpack { .. } => ErrorCode::InvalidArgument,
             Error::InUse { .. } | Error::MultipleTags { .. } => ErrorCode::Conflict,
-            Error::Io { .. } | Error::Store(_) | Error::Corrupt { .. } => ErrorCode::Internal,
+            Error::Io { .. } | Error::Store(_) | Error::State(_) | Error::Corrupt { .. } => ErrorCode::Internal,
         }
     }
 }

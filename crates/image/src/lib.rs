@@ -69,6 +69,9 @@ pub struct ImageStore {
 struct Inner {
     blobs: content::Blobs,
     snapshots: PathBuf,
+    /// Cluster state (registry credentials); its store holds this node's
+    /// image, tag and snapshot records too.
+    state: berth_state::State,
     store: Store,
     /// Held while blobs are committed or collected and while image or tag
     /// records change, so that a load never sees "blob already there" for a
@@ -95,7 +98,8 @@ impl ImageStore {
     /// cleans what a crash can leave: temp blobs, temp snapshot dirs, snapshot
     /// dirs without a record (and records without a dir), and blobs and
     /// snapshots that no image references.
-    pub fn open(data_root: &Path, store: Store) -> Result<Self> {
+    pub fn open(data_root: &Path, state: berth_state::State) -> Result<Self> {
+        let store = state.store().clone();
         let root = data_root.join("image");
         let blobs = content::Blobs::open(root.join("blobs"))?;
         let snapshots = root.join("snapshots");
@@ -104,6 +108,7 @@ impl ImageStore {
             inner: Arc::new(Inner {
                 blobs,
                 snapshots,
+                state,
                 store,
                 content_lock: Mutex::new(()),
                 snapshot_locks: Mutex::new(HashMap::new()),
@@ -116,10 +121,6 @@ impl ImageStore {
             .inner
             .store
             .write(|t| t.list::<serde::de::IgnoredAny>(BLOB_HOLDS).map(drop))?;
-        image_store
-            .inner
-            .store
-            .apply(|t| t.list::<serde::de::IgnoredAny>(REGISTRY_CREDENTIALS).map(drop))?;
         {
             let _content = image_store.lock_content();
             image_store.collect_garbage()?;
@@ -214,6 +215,11 @@ impl ImageStore {
     /// The embedded store this image store keeps its records in.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Cluster state, as the node opened it.
+    pub fn state(&self) -> &berth_state::State {
+        &self.inner.state
     }
 
     /// Moves `file` into the content store as the blob `digest` and then, in

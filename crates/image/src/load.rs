@@ -332,7 +332,7 @@ impl<'a> ArchiveFiles<'a> {
         Ok(out)
     }
 
-    fn bad(&self, message: impl Into<String>) -> Error {
+    fn archive_error(&self, message: impl Into<String>) -> Error {
         archive_error(self.archive, message)
     }
 
@@ -358,7 +358,7 @@ impl<'a> ArchiveFiles<'a> {
         let staged = self
             .resolve(path)
             .and_then(|p| self.files.get(&p))
-            .ok_or_else(|| self.bad(format!("{path} is missing")))?;
+            .ok_or_else(|| self.archive_error(format!("{path} is missing")))?;
         if let Some(expected) = digest_named_by(path) {
             if staged.digest != expected {
                 return Err(Error::DigestMismatch {
@@ -375,26 +375,26 @@ impl<'a> ArchiveFiles<'a> {
     fn take(&mut self, path: &str) -> Result<Staged> {
         let resolved = self
             .resolve(path)
-            .ok_or_else(|| self.bad(format!("{path} is missing")))?;
+            .ok_or_else(|| self.archive_error(format!("{path} is missing")))?;
         self.files
             .remove(&resolved)
-            .ok_or_else(|| self.bad(format!("{path} is missing")))
+            .ok_or_else(|| self.archive_error(format!("{path} is missing")))
     }
 
     fn json<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T> {
         let staged = self.require(path)?;
         let bytes = read_small(&mut staged.open()?, Path::new(path))?;
-        serde_json::from_slice(&bytes).map_err(|e| self.bad(format!("{path}: not a valid {what}: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| self.archive_error(format!("{path}: not a valid {what}: {e}")))
     }
 
     /// The blob a descriptor points at, checked against its digest and size.
     fn blob(&self, descriptor: &Descriptor) -> Result<(&Staged, String)> {
         let digest = descriptor.digest().to_string();
-        berth_model::validate_digest(&digest).map_err(|e| self.bad(e))?;
+        berth_model::validate_digest(&digest).map_err(|e| self.archive_error(e))?;
         let entry = blob_entry(&digest);
         let staged = self.require(&entry)?;
         if staged.size != descriptor.size() {
-            return Err(self.bad(format!(
+            return Err(self.archive_error(format!(
                 "blob {digest} has {} bytes but its descriptor says {}",
                 staged.size,
                 descriptor.size()
@@ -412,7 +412,8 @@ impl<'a> ArchiveFiles<'a> {
     /// returns the compression its magic bytes show.
     fn verify_layer(&self, layer: &PlannedLayer, diff_id: &str) -> Result<Compression> {
         let staged = self.require(&layer.entry)?;
-        let read_error = |e: std::io::Error| self.bad(format!("reading layer {} ({}): {e}", layer.digest, layer.entry));
+        let read_error =
+            |e: std::io::Error| self.archive_error(format!("reading layer {} ({}): {e}", layer.digest, layer.entry));
         let (compression, stream) = decompress(staged.open()?).map_err(read_error)?;
         if layer.declared.is_some_and(|declared| declared != compression) {
             tracing::warn!(layer = %layer.digest, declared = ?layer.declared, found = ?compression,
@@ -483,7 +484,7 @@ struct OciLayout {
 fn plan_oci(files: &ArchiveFiles<'_>) -> Result<Vec<Plan>> {
     let layout: OciLayout = files.json("oci-layout", "oci-layout file")?;
     if !layout.version.starts_with("1.") {
-        return Err(files.bad(format!("unsupported oci image layout version {:?}", layout.version)));
+        return Err(files.archive_error(format!("unsupported oci image layout version {:?}", layout.version)));
     }
     let index: ImageIndex = files.json("index.json", "image index")?;
     let mut plans: Vec<Plan> = Vec::new();
@@ -557,7 +558,7 @@ fn select_manifest(files: &ArchiveFiles<'_>, descriptor: &Descriptor, depth: usi
     }
     let digest = descriptor.digest().to_string();
     if depth >= MAX_INDEX_DEPTH {
-        return Err(files.bad(format!(
+        return Err(files.archive_error(format!(
             "image index {digest} nests deeper than {MAX_INDEX_DEPTH} levels"
         )));
     }
@@ -583,7 +584,7 @@ fn select_manifest(files: &ArchiveFiles<'_>, descriptor: &Descriptor, depth: usi
                         .unwrap_or_else(|| "unknown".into())
                 })
                 .collect();
-            return Err(files.bad(format!(
+            return Err(files.archive_error(format!(
                 "image index {digest} has no linux/amd64 image (it has: {})",
                 if platforms.is_empty() {
                     "none".to_string()
@@ -612,7 +613,7 @@ fn plan_oci_manifest(files: &ArchiveFiles<'_>, descriptor: &Descriptor, names: V
     for layer in manifest.layers() {
         let digest = layer.digest().to_string();
         let declared = Compression::from_media_type(layer.media_type().as_ref())
-            .map_err(|e| files.bad(format!("layer {digest}: {e}")))?;
+            .map_err(|e| files.archive_error(format!("layer {digest}: {e}")))?;
         let (staged, entry) = files.blob(layer)?;
         layers.push(PlannedLayer {
             digest,
@@ -655,7 +656,9 @@ fn plan_docker(files: &ArchiveFiles<'_>) -> Result<Vec<Plan>> {
     for entry in entries {
         let mut names = Vec::new();
         for tag in entry.repo_tags.unwrap_or_default() {
-            names.push(tag_name(&tag).map_err(|e| files.bad(format!("manifest.json: repo tag {tag:?}: {e}")))?);
+            names.push(
+                tag_name(&tag).map_err(|e| files.archive_error(format!("manifest.json: repo tag {tag:?}: {e}")))?,
+            );
         }
         let config_staged = files.require(&entry.config)?;
         let config_digest = config_staged.digest.clone();
@@ -697,13 +700,14 @@ fn check_diff_ids(
 ) -> Result<()> {
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != layers {
-        return Err(files.bad(format!(
+        return Err(files.archive_error(format!(
             "image {config_digest}: the manifest lists {layers} layers but the config lists {} diff ids",
             diff_ids.len()
         )));
     }
     for diff_id in diff_ids {
-        berth_model::validate_digest(diff_id).map_err(|e| files.bad(format!("image {config_digest}: diff id: {e}")))?;
+        berth_model::validate_digest(diff_id)
+            .map_err(|e| files.archive_error(format!("image {config_digest}: diff id: {e}")))?;
     }
     Ok(())
 }

@@ -2,10 +2,12 @@
 //! specs, statuses, ids and wire errors. This crate does no IO.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod container;
 pub mod error;
 pub mod event;
 pub mod image;
+pub mod plugin;
 pub mod reference;
 pub mod units;
 
@@ -13,6 +15,7 @@ pub use container::*;
 pub use error::*;
 pub use event::*;
 pub use image::*;
+pub use plugin::*;
 pub use reference::*;
 
 /// A new random resource id: 64 lower-case hex digits, like Docker's.

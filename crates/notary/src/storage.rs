@@ -11,21 +11,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use berth_store::{Store, Table};
-use serde::{Deserialize, Serialize};
+use berth_state::records::{trust_entry_key as key3, trust_role_key as key2, trust_version_key as version_key};
+use berth_state::records::{TrustCurrent as Current, TrustMetaUpdate};
+use berth_state::{ClusterCommand, Outcome, State};
+use berth_store::Store;
 
-/// Every stored version: key `gun \n role \n version (20 digits)`.
-pub const TRUST_META: Table = Table("cluster/trust_meta");
-/// The current version of each role: key `gun \n role`.
-pub const TRUST_CURRENT: Table = Table("cluster/trust_current");
-/// Versions by checksum: key `gun \n role \n sha256-hex` → version.
-pub const TRUST_CHECKSUMS: Table = Table("cluster/trust_checksums");
-/// Server-managed keys (timestamp, snapshot): key `gun \n role \n key id`.
-pub const TRUST_KEYS: Table = Table("cluster/trust_keys");
-/// The changefeed: key = the change id, 20 digits.
-pub const TRUST_CHANGES: Table = Table("cluster/trust_changes");
-
-const TABLES: [Table; 5] = [TRUST_META, TRUST_CURRENT, TRUST_CHECKSUMS, TRUST_KEYS, TRUST_CHANGES];
+/// Every stored version: key `gun \n role \n version (20 digits)`; the
+/// current version of each role: key `gun \n role`; versions by checksum:
+/// key `gun \n role \n sha256-hex` → version; server-managed keys
+/// (timestamp, snapshot): key `gun \n role \n key id`; the changefeed: key
+/// = the change id, 20 digits.
+pub use berth_state::tables::{TRUST_CHANGES, TRUST_CHECKSUMS, TRUST_CURRENT, TRUST_KEYS, TRUST_META};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -33,65 +29,31 @@ pub enum StorageError {
     Store(#[from] berth_store::Error),
     #[error("{role} version {version} is not newer than the stored version {current}")]
     OldVersion { role: String, version: u64, current: u64 },
+    #[error(transparent)]
+    State(berth_state::Error),
+}
+
+impl From<berth_state::Error> for StorageError {
+    fn from(e: berth_state::Error) -> Self {
+        match e {
+            berth_state::Error::Rejected(berth_state::Rejected::OldVersion { role, version, current }) => {
+                StorageError::OldVersion { role, version, current }
+            }
+            berth_state::Error::Store(e) => StorageError::Store(e),
+            other => StorageError::State(other),
+        }
+    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 /// One stored version of a role's metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredMeta {
-    pub version: u64,
-    /// Hex SHA-256 of `data`.
-    pub sha256: String,
-    /// The metadata exactly as stored (JSON text).
-    pub data: String,
-    /// RFC 3339.
-    pub created: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Current {
-    version: u64,
-    sha256: String,
-}
-
+pub use berth_state::records::StoredMeta;
+/// One changefeed record, in notary-server's JSON field names.
+pub use berth_state::records::TrustChange as Change;
 /// A server-managed key. `private` is the sealed private key as the
 /// daemon encrypted it; this module never looks inside.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    /// The TUF key object's JSON (`{"keytype":..,"keyval":{..}}`).
-    pub public: String,
-    pub key_id: String,
-    pub private: String,
-    pub created: String,
-}
-
-impl std::fmt::Debug for KeyRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRecord")
-            .field("key_id", &self.key_id)
-            .field("created", &self.created)
-            .finish_non_exhaustive()
-    }
-}
-
-/// One changefeed record, in notary-server's JSON field names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Change {
-    #[serde(rename = "ID")]
-    pub id: String,
-    #[serde(rename = "CreatedAt")]
-    pub created_at: String,
-    #[serde(rename = "GUN")]
-    pub gun: String,
-    #[serde(rename = "Version")]
-    pub version: u64,
-    #[serde(rename = "SHA256")]
-    pub sha256: String,
-    /// `update` or `deletion`.
-    #[serde(rename = "Category")]
-    pub category: String,
-}
+pub use berth_state::records::TrustKeyRecord as KeyRecord;
 
 /// One role's new metadata in an update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,38 +63,40 @@ pub struct Update {
     pub data: Vec<u8>,
 }
 
-fn key2(gun: &str, role: &str) -> String {
-    format!("{gun}\n{role}")
-}
-
-fn key3(gun: &str, role: &str, last: &str) -> String {
-    format!("{gun}\n{role}\n{last}")
-}
-
-fn version_key(v: u64) -> String {
-    format!("{v:020}")
-}
-
 /// The trust tables plus a read cache of current metadata, the hot path
 /// (`GET .../timestamp.json`).
 #[derive(Clone)]
 pub struct TrustStore {
+    state: State,
     store: Store,
+    /// Follows cluster state: a role's entry goes when a command changes
+    /// its GUN, whoever proposed it.
     cache: Arc<RwLock<HashMap<String, Arc<StoredMeta>>>>,
 }
 
 impl TrustStore {
-    /// Opens the tables in `store`, creating them.
-    pub fn open(store: Store) -> Result<Self> {
-        store.apply(|t| {
-            for table in TABLES {
-                t.list::<serde::de::IgnoredAny>(table)?;
-            }
+    /// The trust tables of cluster state.
+    pub fn open(state: State) -> Result<Self> {
+        let cache: Arc<RwLock<HashMap<String, Arc<StoredMeta>>>> = Default::default();
+        let follower = cache.clone();
+        state.subscribe(move |command| {
+            let gun = match command {
+                ClusterCommand::CommitTrustMetadata { gun, .. } | ClusterCommand::DeleteTrustMetadata { gun, .. } => {
+                    gun
+                }
+                _ => return Ok(()),
+            };
+            let prefix = format!("{gun}\n");
+            follower
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|k, _| !k.starts_with(&prefix));
             Ok(())
-        })?;
+        });
         Ok(Self {
-            store,
-            cache: Default::default(),
+            store: state.store().clone(),
+            state,
+            cache,
         })
     }
 
@@ -200,105 +164,34 @@ impl TrustStore {
     /// the update is recorded in the changefeed.
     pub fn commit(&self, gun: &str, updates: &[Update]) -> Result<()> {
         let created = Self::now();
-        self.store.apply(|t| {
-            for u in updates {
-                if let Some(cur) = t.get::<Current>(TRUST_CURRENT, &key2(gun, &u.role))? {
-                    if u.version <= cur.version {
-                        return Ok(Err(StorageError::OldVersion {
-                            role: u.role.clone(),
-                            version: u.version,
-                            current: cur.version,
-                        }));
-                    }
-                }
-            }
-            for u in updates {
-                let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&u.data));
-                let data = String::from_utf8_lossy(&u.data).into_owned();
-                let meta = StoredMeta {
+        let updates = updates
+            .iter()
+            .map(|u| TrustMetaUpdate {
+                role: u.role.clone(),
+                meta: StoredMeta {
                     version: u.version,
-                    sha256: sha256.clone(),
-                    data,
+                    sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&u.data)),
+                    data: String::from_utf8_lossy(&u.data).into_owned(),
                     created: created.clone(),
-                };
-                t.put(TRUST_META, &key3(gun, &u.role, &version_key(u.version)), &meta)?;
-                t.put(TRUST_CHECKSUMS, &key3(gun, &u.role, &sha256), &u.version)?;
-                t.put(
-                    TRUST_CURRENT,
-                    &key2(gun, &u.role),
-                    &Current {
-                        version: u.version,
-                        sha256: sha256.clone(),
-                    },
-                )?;
-                if u.role == "timestamp" {
-                    self.append_change(t, gun, u.version, &sha256, "update", &created)?;
-                }
-            }
-            Ok(Ok(()))
-        })??;
-        let mut cache = self.write_cache();
-        for u in updates {
-            cache.remove(&key2(gun, &u.role));
-        }
+                },
+            })
+            .collect();
+        self.state.propose(ClusterCommand::CommitTrustMetadata {
+            gun: gun.to_string(),
+            updates,
+            at: created,
+        })?;
         Ok(())
-    }
-
-    fn append_change(
-        &self,
-        t: &mut berth_store::Txn,
-        gun: &str,
-        version: u64,
-        sha256: &str,
-        category: &str,
-        created: &str,
-    ) -> Result<(), berth_store::Error> {
-        let last = t
-            .list::<Change>(TRUST_CHANGES)?
-            .last()
-            .and_then(|(k, _)| k.parse::<u64>().ok())
-            .unwrap_or(0);
-        let id = last + 1;
-        t.put(
-            TRUST_CHANGES,
-            &version_key(id),
-            &Change {
-                id: id.to_string(),
-                created_at: created.to_string(),
-                gun: gun.to_string(),
-                version,
-                sha256: sha256.to_string(),
-                category: category.to_string(),
-            },
-        )
     }
 
     /// Removes all of `gun`'s metadata (not its server keys, as
     /// notary-server keeps them) and records a deletion. Whether it existed.
     pub fn delete(&self, gun: &str) -> Result<bool> {
-        let prefix = format!("{gun}\n");
-        let created = Self::now();
-        let existed = self.store.apply(|t| {
-            let mut existed = false;
-            for table in [TRUST_META, TRUST_CURRENT, TRUST_CHECKSUMS] {
-                let keys: Vec<String> = t
-                    .list::<serde::de::IgnoredAny>(table)?
-                    .into_iter()
-                    .map(|(k, _)| k)
-                    .filter(|k| k.starts_with(&prefix))
-                    .collect();
-                existed |= !keys.is_empty();
-                for k in keys {
-                    t.delete(table, &k)?;
-                }
-            }
-            if existed {
-                self.append_change(t, gun, 0, "", "deletion", &created)?;
-            }
-            Ok(existed)
+        let removed = self.state.propose(ClusterCommand::DeleteTrustMetadata {
+            gun: gun.to_string(),
+            at: Self::now(),
         })?;
-        self.write_cache().retain(|k, _| !k.starts_with(&prefix));
-        Ok(existed)
+        Ok(removed == Outcome::Removed(true))
     }
 
     /// notary-server's changefeed query: changes after `change_id` (0 or
@@ -370,9 +263,12 @@ impl TrustStore {
     }
 
     pub fn put_server_key(&self, gun: &str, role: &str, key: &KeyRecord) -> Result<()> {
-        Ok(self
-            .store
-            .apply(|t| t.put(TRUST_KEYS, &key3(gun, role, &key.key_id), key))?)
+        self.state.propose(ClusterCommand::PutTrustKey {
+            gun: gun.to_string(),
+            role: role.to_string(),
+            key: key.clone(),
+        })?;
+        Ok(())
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<StoredMeta>>> {
@@ -391,7 +287,7 @@ mod tests {
     fn open() -> (tempfile::TempDir, TrustStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
-        (dir, TrustStore::open(store).unwrap())
+        (dir, TrustStore::open(State::open(store).unwrap()).unwrap())
     }
 
     fn up(role: &str, version: u64, data: &str) -> Update {

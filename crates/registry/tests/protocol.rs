@@ -27,7 +27,8 @@ fn config(now: &Arc<AtomicU64>) -> Config {
 
 fn open_in(dir: tempfile::TempDir, now: Arc<AtomicU64>) -> Fixture {
     let store = berth_store::Store::open(&dir.path().join("berth.redb")).expect("store");
-    let images = berth_image::ImageStore::open(dir.path(), store).expect("images");
+    let images =
+        berth_image::ImageStore::open(dir.path(), berth_state::State::open(store).expect("state")).expect("images");
     let registry = Registry::open(images.clone(), dir.path(), config(&now)).expect("registry");
     Fixture {
         dir,

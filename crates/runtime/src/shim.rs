@@ -257,7 +257,7 @@ pub fn run_container_shim(args: ShimArgs) -> ! {
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(format!("runtime: {e}")));
-    let code = rt.block_on(serve(Serve {
+    let code = rt.block_on(serve(ShimSetup {
         socket: Some(args.socket),
         state: Some(args.state),
         container: Some(container),
@@ -370,8 +370,8 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// Shared state of the shim's event loop (single-threaded).
-struct Shared {
+/// LoopState state of the shim's event loop (single-threaded).
+struct LoopState {
     clients: HashMap<u64, mpsc::UnboundedSender<(u8, Vec<u8>)>>,
     next_client: u64,
     exit: Option<i32>,
@@ -383,7 +383,7 @@ struct Shared {
 }
 
 /// The event loop shared by container and exec shims.
-struct Serve {
+struct ShimSetup {
     socket: Option<PathBuf>,
     /// The container's state dir (log, exit record, socket); `None` for exec.
     state: Option<PathBuf>,
@@ -397,8 +397,8 @@ struct Serve {
     refused: Option<String>,
 }
 
-async fn serve(opts: Serve) -> i32 {
-    let Serve {
+async fn serve(opts: ShimSetup) -> i32 {
+    let ShimSetup {
         socket,
         state,
         container,
@@ -416,7 +416,7 @@ async fn serve(opts: Serve) -> i32 {
             .ok()
     })));
     let input = stdio.input.and_then(|fd| nonblocking(fd).ok()).map(Rc::new);
-    let shared = Rc::new(RefCell::new(Shared {
+    let shared = Rc::new(RefCell::new(LoopState {
         clients: HashMap::new(),
         next_client: 0,
         exit: None,
@@ -534,7 +534,7 @@ async fn write_fd(fd: &AsyncFd<OwnedFd>, mut buf: &[u8]) -> std::io::Result<()> 
     Ok(())
 }
 
-async fn pump_output(fd: OwnedFd, kind: u8, shared: Rc<RefCell<Shared>>, log: Rc<RefCell<Option<std::fs::File>>>) {
+async fn pump_output(fd: OwnedFd, kind: u8, shared: Rc<RefCell<LoopState>>, log: Rc<RefCell<Option<std::fs::File>>>) {
     let Ok(fd) = nonblocking(fd) else { return };
     let stream = if kind == frame::STDOUT { "stdout" } else { "stderr" };
     let mut buf = vec![0u8; 32 * 1024];
@@ -583,7 +583,7 @@ async fn reap_until_exit(pid: i32) -> i32 {
     }
 }
 
-async fn accept_loop(l: UnixListener, shared: Rc<RefCell<Shared>>, container: Rc<RefCell<Container>>, pid: i32) {
+async fn accept_loop(l: UnixListener, shared: Rc<RefCell<LoopState>>, container: Rc<RefCell<Container>>, pid: i32) {
     while let Ok((conn, _)) = l.accept().await {
         tokio::task::spawn_local(handle(conn, shared.clone(), container.clone(), pid));
     }
@@ -595,7 +595,7 @@ async fn reply(w: &mut (impl tokio::io::AsyncWrite + Unpin), r: &Reply) -> std::
     w.write_all(&bytes).await
 }
 
-async fn handle(conn: UnixStream, shared: Rc<RefCell<Shared>>, container: Rc<RefCell<Container>>, pid: i32) {
+async fn handle(conn: UnixStream, shared: Rc<RefCell<LoopState>>, container: Rc<RefCell<Container>>, pid: i32) {
     let (r, mut w) = conn.into_split();
     let mut r = BufReader::new(r);
     let mut line = String::new();
@@ -682,7 +682,7 @@ async fn handle(conn: UnixStream, shared: Rc<RefCell<Shared>>, container: Rc<Ref
 }
 
 /// Starts the container unless it already was; the reply to send.
-fn start_once(shared: &Rc<RefCell<Shared>>, container: &Rc<RefCell<Container>>, pid: i32) -> Reply {
+fn start_once(shared: &Rc<RefCell<LoopState>>, container: &Rc<RefCell<Container>>, pid: i32) -> Reply {
     if let Some(why) = shared.borrow().refused.clone() {
         return Reply {
             error: Some(why),
@@ -713,7 +713,7 @@ fn start_once(shared: &Rc<RefCell<Shared>>, container: &Rc<RefCell<Container>>, 
 async fn attach_client(
     r: BufReader<tokio::net::unix::OwnedReadHalf>,
     mut w: tokio::net::unix::OwnedWriteHalf,
-    shared: Rc<RefCell<Shared>>,
+    shared: Rc<RefCell<LoopState>>,
     stdin: bool,
     start: Option<(Rc<RefCell<Container>>, i32)>,
 ) {
@@ -754,7 +754,7 @@ async fn attach_client(
     }
 }
 
-async fn client_input(mut r: BufReader<tokio::net::unix::OwnedReadHalf>, shared: Rc<RefCell<Shared>>) {
+async fn client_input(mut r: BufReader<tokio::net::unix::OwnedReadHalf>, shared: Rc<RefCell<LoopState>>) {
     while let Ok(Some((kind, data))) = frame::read_frame(&mut r).await {
         match kind {
             frame::STDIN if data.is_empty() => {
@@ -885,7 +885,7 @@ pub fn run_exec_shim(args: ExecShimArgs) -> ! {
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(format!("runtime: {e}")));
-    let code = rt.block_on(serve(Serve {
+    let code = rt.block_on(serve(ShimSetup {
         socket: None,
         state: None,
         container: None,

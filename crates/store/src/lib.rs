@@ -1,7 +1,8 @@
 //! The embedded store: one redb database under the data root, with typed
 //! JSON-valued tables. Two keyspaces share the file: `local/*` belongs to this
-//! node and is written directly; `cluster/*` (later replicated by Raft) must
-//! only change through [`Store::apply`], so that a log can slot in underneath.
+//! node and is written directly; `cluster/*` (replicated by Raft) changes
+//! only through [`Store::write_cluster`], which only `berth_state` calls: it
+//! applies typed cluster commands, so that a log can slot in underneath.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ pub enum Error {
         key: String,
         source: serde_json::Error,
     },
-    #[error("table {0} is in the cluster keyspace: change it through Store::apply")]
+    #[error("table {0} is in the cluster keyspace: change it with a cluster command (berth_state)")]
     ClusterTable(&'static str),
 }
 
@@ -111,16 +112,44 @@ impl Store {
         self.write_inner(false, f)
     }
 
-    /// The one way to change `cluster/*` tables. Today it applies directly;
-    /// with Raft it will append to the log and apply on every manager.
-    pub fn apply<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
-        self.write_inner(true, f)
+    /// The one way to change `cluster/*` tables, for `berth_state` alone
+    /// (a tidy test holds every other crate to it; tests that tamper with
+    /// a store on purpose may use it too). The transaction commits when `f`
+    /// returns `Ok` and is dropped otherwise; when not `durable`, the
+    /// commit is not flushed to disk (see [`Store::write_deferred`]).
+    pub fn write_cluster<R, E: From<Error>>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut Txn) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let durability = if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        };
+        let mut inner = self.db.begin_write().map_err(|e| storage(Table("*"), e))?;
+        inner.set_durability(durability).map_err(|e| storage(Table("*"), e))?;
+        let mut txn = Txn { inner, cluster: true };
+        let r = f(&mut txn)?;
+        txn.inner.commit().map_err(|e| storage(Table("*"), e))?;
+        Ok(r)
     }
 
-    /// [`Store::apply`] whose commit is not flushed to disk: visible at once,
-    /// durable with the next durable write (see [`Store::write_deferred`]).
-    pub fn apply_deferred<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
-        self.write_with(true, redb::Durability::None, f)
+    /// Every record of a table as stored, in key order: for comparing two
+    /// stores byte for byte. A table never written is empty.
+    pub fn raw_list(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>> {
+        let txn = self.db.begin_read().map_err(|e| storage(table, e))?;
+        let t = match txn.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(table, e)),
+        };
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| storage(table, e))? {
+            let (k, v) = entry.map_err(|e| storage(table, e))?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Like [`Store::write`], but the commit is not flushed to disk: it is
@@ -327,13 +356,13 @@ mod tests {
     }
 
     #[test]
-    fn cluster_tables_only_change_through_apply() {
+    fn cluster_tables_only_change_through_write_cluster() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let users = Table("cluster/users");
         let err = store.write(|t| t.put(users, "u", &1)).unwrap_err();
-        assert!(err.to_string().contains("Store::apply"), "{err}");
-        store.apply(|t| t.put(users, "u", &1)).unwrap();
+        assert!(err.to_string().contains("cluster command"), "{err}");
+        store.write_cluster(true, |t| t.put(users, "u", &1)).unwrap();
         assert_eq!(store.get::<i32>(users, "u").unwrap(), Some(1));
     }
 

@@ -9,7 +9,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use crate::cli::table;
-use crate::client::{empty, enc, json_body, Client};
+use crate::client::{empty, json_body, query_value, Client};
 
 #[derive(clap::Args)]
 pub struct FormatArg {
@@ -42,7 +42,8 @@ fn joined(v: &Value, sep: &str) -> String {
         .unwrap_or_default()
 }
 
-fn s(v: &Value) -> String {
+/// A JSON string field as text; empty when absent or not a string.
+fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
 
@@ -133,9 +134,9 @@ pub async fn user(client: &Client, a: UserArgs) -> Result<i32> {
             let mut rows = vec![vec!["NAME".into(), "TEAMS".into(), "CREATED".into()]];
             for u in users.as_array().into_iter().flatten() {
                 rows.push(vec![
-                    s(&u["name"]),
+                    text(&u["name"]),
                     strings(&u["teams"]),
-                    crate::cli::ago(&s(&u["created"])),
+                    crate::cli::ago(&text(&u["created"])),
                 ]);
             }
             table(&rows);
@@ -143,7 +144,7 @@ pub async fn user(client: &Client, a: UserArgs) -> Result<i32> {
         UserCommand::Rm { names } => {
             for n in names {
                 client
-                    .call(Method::DELETE, &format!("/v1/users/{}", enc(&n)), empty())
+                    .call(Method::DELETE, &format!("/v1/users/{}", query_value(&n)), empty())
                     .await?;
                 println!("{n}");
             }
@@ -153,7 +154,7 @@ pub async fn user(client: &Client, a: UserArgs) -> Result<i32> {
             client
                 .call(
                     Method::POST,
-                    &format!("/v1/users/{}/password", enc(&name)),
+                    &format!("/v1/users/{}/password", query_value(&name)),
                     json_body(&json!({"password": pw}))?,
                 )
                 .await?;
@@ -250,7 +251,7 @@ pub async fn team(client: &Client, a: TeamArgs) -> Result<i32> {
             sync,
             no_directory,
         } => {
-            let path = format!("/v1/teams/{}/directory", enc(&name));
+            let path = format!("/v1/teams/{}/directory", query_value(&name));
             match (sync.directory, sync.group) {
                 (Some(directory), Some(group)) => {
                     client
@@ -300,14 +301,14 @@ async fn group(client: &Client, c: GroupCommand, kind: &str, member: &str, membe
             }
             for g in list.as_array().into_iter().flatten() {
                 let mut row = vec![
-                    s(&g["name"]),
+                    text(&g["name"]),
                     strings(&g[members_path]),
-                    crate::cli::ago(&s(&g["created"])),
+                    crate::cli::ago(&text(&g["created"])),
                 ];
                 if kind == "teams" {
                     let synced = &g["directory_group"];
                     row.push(if synced.is_object() {
-                        format!("{}: {}", s(&synced["directory"]), s(&synced["group"]))
+                        format!("{}: {}", text(&synced["directory"]), text(&synced["group"]))
                     } else {
                         String::new()
                     });
@@ -319,7 +320,7 @@ async fn group(client: &Client, c: GroupCommand, kind: &str, member: &str, membe
         GroupCommand::Rm { names } => {
             for n in names {
                 client
-                    .call(Method::DELETE, &format!("/v1/{kind}/{}", enc(&n)), empty())
+                    .call(Method::DELETE, &format!("/v1/{kind}/{}", query_value(&n)), empty())
                     .await?;
                 println!("{n}");
             }
@@ -329,7 +330,7 @@ async fn group(client: &Client, c: GroupCommand, kind: &str, member: &str, membe
                 client
                     .call(
                         Method::POST,
-                        &format!("/v1/{kind}/{}/{members_path}", enc(&name)),
+                        &format!("/v1/{kind}/{}/{members_path}", query_value(&name)),
                         json_body(&json!({ member: m }))?,
                     )
                     .await?;
@@ -340,7 +341,7 @@ async fn group(client: &Client, c: GroupCommand, kind: &str, member: &str, membe
                 client
                     .call(
                         Method::DELETE,
-                        &format!("/v1/{kind}/{}/{members_path}/{}", enc(&name), enc(&m)),
+                        &format!("/v1/{kind}/{}/{members_path}/{}", query_value(&name), query_value(&m)),
                         empty(),
                     )
                     .await?;
@@ -392,10 +393,10 @@ pub async fn role(client: &Client, a: RoleArgs) -> Result<i32> {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|p| format!("{}:{}", s(&p["resource"]), s(&p["action"])))
+                    .map(|p| format!("{}:{}", text(&p["resource"]), text(&p["action"])))
                     .collect();
                 rows.push(vec![
-                    s(&r["name"]),
+                    text(&r["name"]),
                     r["builtin"].as_bool().unwrap_or(false).to_string(),
                     perms.join(" "),
                 ]);
@@ -405,7 +406,7 @@ pub async fn role(client: &Client, a: RoleArgs) -> Result<i32> {
         RoleCommand::Rm { names } => {
             for n in names {
                 client
-                    .call(Method::DELETE, &format!("/v1/roles/{}", enc(&n)), empty())
+                    .call(Method::DELETE, &format!("/v1/roles/{}", query_value(&n)), empty())
                     .await?;
                 println!("{n}");
             }
@@ -451,7 +452,7 @@ pub async fn grant(client: &Client, a: GrantArgs) -> Result<i32> {
                     json_body(&json!({"subject": subject, "role": role, "collection": collection}))?,
                 )
                 .await?;
-            println!("{}", s(&g["id"]));
+            println!("{}", text(&g["id"]));
         }
         GrantCommand::Ls(f) => {
             let list: Value = client.get("/v1/grants").await?;
@@ -460,14 +461,19 @@ pub async fn grant(client: &Client, a: GrantArgs) -> Result<i32> {
             }
             let mut rows = vec![vec!["ID".into(), "SUBJECT".into(), "ROLE".into(), "COLLECTION".into()]];
             for g in list.as_array().into_iter().flatten() {
-                rows.push(vec![s(&g["id"]), s(&g["subject"]), s(&g["role"]), s(&g["collection"])]);
+                rows.push(vec![
+                    text(&g["id"]),
+                    text(&g["subject"]),
+                    text(&g["role"]),
+                    text(&g["collection"]),
+                ]);
             }
             table(&rows);
         }
         GrantCommand::Rm { ids } => {
             for id in ids {
                 client
-                    .call(Method::DELETE, &format!("/v1/grants/{}", enc(&id)), empty())
+                    .call(Method::DELETE, &format!("/v1/grants/{}", query_value(&id)), empty())
                     .await?;
                 println!("{id}");
             }
@@ -553,7 +559,7 @@ pub async fn token(client: &Client, a: TokenArgs) -> Result<i32> {
             if format.as_deref() == Some("json") {
                 print_json(&t)?;
             } else {
-                println!("{}", s(&t["token"]));
+                println!("{}", text(&t["token"]));
             }
         }
         TokenCommand::Ls(f) => {
@@ -571,12 +577,12 @@ pub async fn token(client: &Client, a: TokenArgs) -> Result<i32> {
             ]];
             for t in list.as_array().into_iter().flatten() {
                 rows.push(vec![
-                    s(&t["id"]),
-                    s(&t["user"]),
+                    text(&t["id"]),
+                    text(&t["user"]),
                     strings(&t["scopes"]),
-                    crate::cli::ago(&s(&t["created"])),
+                    crate::cli::ago(&text(&t["created"])),
                     t["expires"].as_str().unwrap_or("never").to_string(),
-                    s(&t["description"]),
+                    text(&t["description"]),
                 ]);
             }
             table(&rows);
@@ -584,7 +590,7 @@ pub async fn token(client: &Client, a: TokenArgs) -> Result<i32> {
         TokenCommand::Rm { ids } => {
             for id in ids {
                 client
-                    .call(Method::DELETE, &format!("/v1/tokens/{}", enc(&id)), empty())
+                    .call(Method::DELETE, &format!("/v1/tokens/{}", query_value(&id)), empty())
                     .await?;
                 println!("{id}");
             }
@@ -798,8 +804,8 @@ fn directory_body(d: &DirectoryAdd) -> Result<Value> {
 
 fn team_sync_text(v: &Value) -> String {
     match v["kind"].as_str() {
-        Some("member_attr") => format!("{} of {}", s(&v["member_attr"]), s(&v["group_base_dn"])),
-        Some("user_member_of") => s(&v["attr"]),
+        Some("member_attr") => format!("{} of {}", text(&v["member_attr"]), text(&v["group_base_dn"])),
+        Some("user_member_of") => text(&v["attr"]),
         Some("search") => "search filters".into(),
         _ => String::new(),
     }
@@ -809,7 +815,7 @@ fn team_sync_text(v: &Value) -> String {
 fn print_sync_reports(reports: &Value) -> bool {
     let mut ok = true;
     for report in reports.as_array().into_iter().flatten() {
-        let directory = s(&report["directory"]);
+        let directory = text(&report["directory"]);
         let created = joined(&report["created_users"], ", ");
         if !created.is_empty() {
             println!("{directory}: created users {created}");
@@ -817,8 +823,8 @@ fn print_sync_reports(reports: &Value) -> bool {
         for cut in report["disabled_users"].as_array().into_iter().flatten() {
             println!(
                 "{directory}: disabled user {} ({}): {} token(s), {} session(s) and {} client bundle(s) revoked",
-                s(&cut["user"]),
-                s(&cut["reason"]),
+                text(&cut["user"]),
+                text(&cut["reason"]),
                 cut["tokens"],
                 cut["sessions"],
                 cut["bundles"]
@@ -837,7 +843,7 @@ fn print_sync_reports(reports: &Value) -> bool {
             println!("{directory}: no team is synced from this directory");
         }
         for team in teams {
-            let name = s(&team["team"]);
+            let name = text(&team["team"]);
             if let Some(error) = team["error"].as_str() {
                 ok = false;
                 println!("{directory}/{name}: not synced: {error}");
@@ -859,8 +865,8 @@ fn print_sync_reports(reports: &Value) -> bool {
             for skipped in team["skipped"].as_array().into_iter().flatten() {
                 println!(
                     "{directory}/{name}: skipped {} ({})",
-                    s(&skipped["username"]),
-                    s(&skipped["reason"])
+                    text(&skipped["username"]),
+                    text(&skipped["reason"])
                 );
             }
         }
@@ -875,7 +881,7 @@ pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
             client
                 .call(
                     Method::PUT,
-                    &format!("/v1/directories/{}", enc(&d.name)),
+                    &format!("/v1/directories/{}", query_value(&d.name)),
                     json_body(&body)?,
                 )
                 .await?;
@@ -896,7 +902,7 @@ pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
             for d in list.as_array().into_iter().flatten() {
                 let last = &d["last_sync"];
                 let last = if last.is_object() {
-                    let when = crate::cli::ago(&s(&last["time"]));
+                    let when = crate::cli::ago(&text(&last["time"]));
                     if last["ok"].as_bool() == Some(true) {
                         when
                     } else {
@@ -907,8 +913,8 @@ pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
                 };
                 let domains = strings(&d["domains"]);
                 rows.push(vec![
-                    s(&d["name"]),
-                    s(&d["url"]),
+                    text(&d["name"]),
+                    text(&d["url"]),
                     if domains.is_empty() {
                         "(default)".into()
                     } else {
@@ -923,14 +929,14 @@ pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
         DirectoryCommand::Rm { names } => {
             for n in names {
                 client
-                    .call(Method::DELETE, &format!("/v1/directories/{}", enc(&n)), empty())
+                    .call(Method::DELETE, &format!("/v1/directories/{}", query_value(&n)), empty())
                     .await?;
                 println!("{n}");
             }
         }
         DirectoryCommand::Sync { name, format } => {
             let path = match &name {
-                Some(n) => format!("/v1/directories/{}/sync", enc(n)),
+                Some(n) => format!("/v1/directories/{}/sync", query_value(n)),
                 None => "/v1/directories/sync".into(),
             };
             let reports: Value = client.json(Method::POST, &path, empty()).await?;
@@ -957,12 +963,12 @@ pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
             let found: Value = client
                 .json(
                     Method::POST,
-                    &format!("/v1/directories/{}/test", enc(&name)),
+                    &format!("/v1/directories/{}/test", query_value(&name)),
                     json_body(&json!({"user": user, "password": password}))?,
                 )
                 .await?;
-            println!("user:      {}", s(&found["username"]));
-            println!("dn:        {}", s(&found["dn"]));
+            println!("user:      {}", text(&found["username"]));
+            println!("dn:        {}", text(&found["dn"]));
             if let Some(email) = found["email"].as_str() {
                 println!("email:     {email}");
             }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::cli::table;
-use crate::client::{enc, json_body, Client};
+use crate::client::{json_body, query_value, Client};
 
 #[derive(clap::Args)]
 pub struct AuditArgs {
@@ -118,10 +118,10 @@ pub async fn audit(client: &Client, a: AuditArgs) -> Result<i32> {
         } => {
             let mut q = Vec::new();
             if let Some(s) = s {
-                q.push(format!("since={}", enc(&since(&s)?)));
+                q.push(format!("since={}", query_value(&since(&s)?)));
             }
             if let Some(u) = user {
-                q.push(format!("user={}", enc(&u)));
+                q.push(format!("user={}", query_value(&u)));
             }
             if let Some(n) = tail {
                 q.push(format!("limit={n}"));
@@ -195,7 +195,7 @@ pub async fn audit(client: &Client, a: AuditArgs) -> Result<i32> {
             let set: Value = client
                 .json(
                     hyper::Method::PUT,
-                    &format!("/v1/audit/levels/{}", enc(&resource)),
+                    &format!("/v1/audit/levels/{}", query_value(&resource)),
                     body,
                 )
                 .await?;

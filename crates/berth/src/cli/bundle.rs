@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use hyper::Method;
 use serde::Deserialize;
 
-use crate::client::{empty, enc, Client};
+use crate::client::{empty, query_value, Client};
 
 #[derive(clap::Args)]
 pub struct BundleArgs {
@@ -82,7 +82,7 @@ pub async fn bundle(client: &Client, host: &str, a: BundleArgs) -> Result<i32> {
         BundleCommand::Rm(r) => {
             for id in r.ids {
                 client
-                    .call(Method::DELETE, &format!("/v1/bundles/{}", enc(&id)), empty())
+                    .call(Method::DELETE, &format!("/v1/bundles/{}", query_value(&id)), empty())
                     .await?;
                 println!("{id}");
             }
@@ -93,7 +93,7 @@ pub async fn bundle(client: &Client, host: &str, a: BundleArgs) -> Result<i32> {
 
 async fn create(client: &Client, host: &str, c: CreateArgs) -> Result<i32> {
     let path = match &c.user {
-        Some(u) => format!("/v1/bundles?user={}", enc(u)),
+        Some(u) => format!("/v1/bundles?user={}", query_value(u)),
         None => "/v1/bundles".into(),
     };
     let issued: Issued = client.json(Method::POST, &path, empty()).await?;

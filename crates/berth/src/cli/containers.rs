@@ -10,7 +10,7 @@ use berth_model::{
 };
 
 use crate::cli::{ago, duration, stream, table};
-use crate::client::{empty, enc, json_body, ndjson_lines, Client, ExitError};
+use crate::client::{empty, json_body, ndjson_lines, query_value, Client, ExitError};
 
 #[derive(clap::Args)]
 #[command(trailing_var_arg = true)]
@@ -77,14 +77,16 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-fn bad(msg: String) -> anyhow::Error {
+/// A refusal of what the user asked before anything was sent: exit status
+/// 125, as `docker run` answers its own errors.
+fn usage_error(msg: String) -> anyhow::Error {
     ExitError(125, msg).into()
 }
 
 fn build_create(a: &RunArgs) -> Result<ContainerCreate> {
     let mut env = Vec::new();
     for f in &a.env_file {
-        let text = std::fs::read_to_string(f).map_err(|e| bad(format!("reading env file {f}: {e}")))?;
+        let text = std::fs::read_to_string(f).map_err(|e| usage_error(format!("reading env file {f}: {e}")))?;
         for line in text.lines() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -94,25 +96,35 @@ fn build_create(a: &RunArgs) -> Result<ContainerCreate> {
         }
     }
     env.extend(a.env.iter().map(|e| expand_env(e)));
-    let memory_bytes = a.memory.as_deref().map(units::parse_memory).transpose().map_err(bad)?;
-    let nano_cpus = a.cpus.as_deref().map(units::parse_cpus).transpose().map_err(bad)?;
+    let memory_bytes = a
+        .memory
+        .as_deref()
+        .map(units::parse_memory)
+        .transpose()
+        .map_err(usage_error)?;
+    let nano_cpus = a
+        .cpus
+        .as_deref()
+        .map(units::parse_cpus)
+        .transpose()
+        .map_err(usage_error)?;
     if let Some(p) = a.pids_limit {
         if p == 0 || p < -1 {
-            return Err(bad(format!(
+            return Err(usage_error(format!(
                 "invalid --pids-limit {p}: use a positive number or -1 for unlimited"
             )));
         }
     }
-    let restart = RestartPolicy::parse(&a.restart).map_err(bad)?;
+    let restart = RestartPolicy::parse(&a.restart).map_err(usage_error)?;
     if a.rm && restart != RestartPolicy::No {
-        return Err(bad("conflicting options: --restart and --rm".into()));
+        return Err(usage_error("conflicting options: --restart and --rm".into()));
     }
     let binds = a
         .volume
         .iter()
         .map(|v| Bind::parse(v))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
+        .map_err(usage_error)?;
     Ok(ContainerCreate {
         image: a.image.clone(),
         name: a.name.clone(),
@@ -242,7 +254,7 @@ pub async fn start(client: &Client, a: StartArgs) -> Result<i32> {
         let [id] = a.containers.as_slice() else {
             bail!("you cannot attach to more than one container")
         };
-        let c: Container = client.get(&format!("/v1/containers/{}", enc(id))).await?;
+        let c: Container = client.get(&format!("/v1/containers/{}", query_value(id))).await?;
         let conn = client
             .upgrade(
                 Method::POST,
@@ -257,7 +269,11 @@ pub async fn start(client: &Client, a: StartArgs) -> Result<i32> {
     }
     each(&a.containers, |id| async move {
         client
-            .call(Method::POST, &format!("/v1/containers/{}/start", enc(&id)), empty())
+            .call(
+                Method::POST,
+                &format!("/v1/containers/{}/start", query_value(&id)),
+                empty(),
+            )
             .await?;
         Ok(())
     })
@@ -377,10 +393,10 @@ pub async fn logs(client: &Client, a: LogsArgs) -> Result<i32> {
         None | Some("all") => None,
         Some(n) => Some(
             n.parse::<usize>()
-                .map_err(|_| bad(format!("invalid --tail {n:?}: use a number or all")))?,
+                .map_err(|_| usage_error(format!("invalid --tail {n:?}: use a number or all")))?,
         ),
     };
-    let mut path = format!("/v1/containers/{}/logs?follow={}", enc(&a.container), a.follow);
+    let mut path = format!("/v1/containers/{}/logs?follow={}", query_value(&a.container), a.follow);
     if let Some(n) = tail {
         path.push_str(&format!("&tail={n}"));
     }
@@ -421,7 +437,11 @@ pub async fn stop(client: &Client, a: StopArgs) -> Result<i32> {
         let t = t.clone();
         async move {
             client
-                .call(Method::POST, &format!("/v1/containers/{}/stop{t}", enc(&id)), empty())
+                .call(
+                    Method::POST,
+                    &format!("/v1/containers/{}/stop{t}", query_value(&id)),
+                    empty(),
+                )
                 .await?;
             Ok(())
         }
@@ -438,14 +458,14 @@ pub struct KillArgs {
 }
 
 pub async fn kill(client: &Client, a: KillArgs) -> Result<i32> {
-    let sig = enc(&a.signal);
+    let sig = query_value(&a.signal);
     each(&a.containers, |id| {
         let sig = sig.clone();
         async move {
             client
                 .call(
                     Method::POST,
-                    &format!("/v1/containers/{}/kill?signal={sig}", enc(&id)),
+                    &format!("/v1/containers/{}/kill?signal={sig}", query_value(&id)),
                     empty(),
                 )
                 .await?;
@@ -469,7 +489,7 @@ pub async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
         client
             .call(
                 Method::DELETE,
-                &format!("/v1/containers/{}?force={}", enc(&id), a.force),
+                &format!("/v1/containers/{}?force={}", query_value(&id), a.force),
                 empty(),
             )
             .await?;
@@ -509,7 +529,7 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
     let v: Value = client
         .json(
             Method::POST,
-            &format!("/v1/containers/{}/exec", enc(&a.container)),
+            &format!("/v1/containers/{}/exec", query_value(&a.container)),
             json_body(&req)?,
         )
         .await?;
@@ -531,9 +551,12 @@ pub async fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
     let mut out = Vec::new();
     let mut failed = false;
     for n in &a.names {
-        match client.get::<Value>(&format!("/v1/containers/{}", enc(n))).await {
+        match client.get::<Value>(&format!("/v1/containers/{}", query_value(n))).await {
             Ok(v) => out.push(v),
-            Err(_) => match client.get::<Value>(&format!("/v1/images/inspect?ref={}", enc(n))).await {
+            Err(_) => match client
+                .get::<Value>(&format!("/v1/images/inspect?ref={}", query_value(n)))
+                .await
+            {
                 Ok(v) => out.push(v),
                 Err(_) => {
                     eprintln!("berth: no such object: {n}");
@@ -556,7 +579,11 @@ pub async fn wait(client: &Client, a: WaitArgs) -> Result<i32> {
     let mut failed = false;
     for n in &a.containers {
         match client
-            .json::<Value>(Method::POST, &format!("/v1/containers/{}/wait", enc(n)), empty())
+            .json::<Value>(
+                Method::POST,
+                &format!("/v1/containers/{}/wait", query_value(n)),
+                empty(),
+            )
             .await
         {
             Ok(v) => println!("{}", v["exit_code"]),
@@ -611,7 +638,7 @@ pub async fn stats(client: &Client, a: StatsArgs) -> Result<i32> {
         for n in &names {
             samples.push(
                 client
-                    .get::<ContainerStats>(&format!("/v1/containers/{}/stats", enc(n)))
+                    .get::<ContainerStats>(&format!("/v1/containers/{}/stats", query_value(n)))
                     .await?,
             );
         }

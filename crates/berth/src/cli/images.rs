@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use berth_model::{units, Image, Progress};
 
 use crate::cli::{ago, table};
-use crate::client::{empty, enc, file_body, ndjson_lines, Client, ExitError};
+use crate::client::{empty, file_body, ndjson_lines, query_value, Client, ExitError};
 
 #[derive(clap::Args)]
 pub struct ImageArgs {
@@ -90,7 +90,7 @@ pub async fn image(client: &Client, a: ImageArgs) -> Result<i32> {
             for i in &a.images {
                 out.push(
                     client
-                        .get::<serde_json::Value>(&format!("/v1/images/inspect?ref={}", enc(i)))
+                        .get::<serde_json::Value>(&format!("/v1/images/inspect?ref={}", query_value(i)))
                         .await?,
                 );
             }
@@ -111,7 +111,7 @@ async fn load(client: &Client, a: LoadArgs) -> Result<i32> {
     let resp = client
         .call(
             Method::POST,
-            &format!("/v1/images/load?name={}", enc(&a.input)),
+            &format!("/v1/images/load?name={}", query_value(&a.input)),
             file_body(file),
         )
         .await?;
@@ -133,7 +133,7 @@ async fn load(client: &Client, a: LoadArgs) -> Result<i32> {
 }
 
 async fn save(client: &Client, a: SaveArgs) -> Result<i32> {
-    let query: Vec<String> = a.images.iter().map(|i| format!("ref={}", enc(i))).collect();
+    let query: Vec<String> = a.images.iter().map(|i| format!("ref={}", query_value(i))).collect();
     let resp = client
         .call(Method::GET, &format!("/v1/images/save?{}", query.join("&")), empty())
         .await?;
@@ -170,7 +170,7 @@ async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
         match client
             .json::<Vec<String>>(
                 Method::DELETE,
-                &format!("/v1/images?ref={}&force={}", enc(i), a.force),
+                &format!("/v1/images?ref={}&force={}", query_value(i), a.force),
                 empty(),
             )
             .await
@@ -235,7 +235,11 @@ pub async fn tag(client: &Client, a: TagArgs) -> Result<i32> {
     client
         .call(
             Method::POST,
-            &format!("/v1/images/tag?source={}&target={}", enc(&a.source), enc(&a.target)),
+            &format!(
+                "/v1/images/tag?source={}&target={}",
+                query_value(&a.source),
+                query_value(&a.target)
+            ),
             empty(),
         )
         .await?;
@@ -364,9 +368,9 @@ pub async fn pull(client: &Client, mut a: PullArgs) -> Result<i32> {
         }
         false => None,
     };
-    let mut path = format!("/v1/images/pull?ref={}", enc(&a.image));
+    let mut path = format!("/v1/images/pull?ref={}", query_value(&a.image));
     if let Some(p) = &a.platform {
-        path.push_str(&format!("&platform={}", enc(p)));
+        path.push_str(&format!("&platform={}", query_value(p)));
     }
     if a.all_platforms {
         path.push_str("&all_platforms=true");
@@ -380,7 +384,9 @@ pub async fn pull(client: &Client, mut a: PullArgs) -> Result<i32> {
         println!("Tagging {} as {tag}", a.image);
     }
     if a.quiet {
-        let image: Image = client.get(&format!("/v1/images/inspect?ref={}", enc(&a.image))).await?;
+        let image: Image = client
+            .get(&format!("/v1/images/inspect?ref={}", query_value(&a.image)))
+            .await?;
         println!("{}", image.id);
     }
     Ok(0)
@@ -388,7 +394,11 @@ pub async fn pull(client: &Client, mut a: PullArgs) -> Result<i32> {
 
 pub async fn push(client: &Client, a: PushArgs) -> Result<i32> {
     let resp = client
-        .call(Method::POST, &format!("/v1/images/push?ref={}", enc(&a.image)), empty())
+        .call(
+            Method::POST,
+            &format!("/v1/images/push?ref={}", query_value(&a.image)),
+            empty(),
+        )
         .await?;
     match show_progress(resp, a.quiet).await? {
         Some(e) => Err(ExitError(1, e).into()),
@@ -469,7 +479,7 @@ pub async fn logout(client: &Client, a: LogoutArgs) -> Result<i32> {
     let answer: serde_json::Value = client
         .json(
             Method::POST,
-            &format!("/v1/auth/logout?registry={}", enc(&registry)),
+            &format!("/v1/auth/logout?registry={}", query_value(&registry)),
             empty(),
         )
         .await?;

@@ -4,7 +4,7 @@ use anyhow::Result;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::client::{empty, enc, json_body, Client};
+use crate::client::{empty, json_body, query_value, Client};
 
 #[derive(clap::Args)]
 pub struct RegistryArgs {
@@ -77,7 +77,11 @@ async fn collection(client: &Client, command: CollectionCommand) -> Result<i32> 
         CollectionCommand::Set { prefix, collection } => {
             let body = json_body(&serde_json::json!({ "collection": collection }))?;
             let set: Value = client
-                .json(Method::PUT, &format!("/v1/registry/collections/{}", enc(&prefix)), body)
+                .json(
+                    Method::PUT,
+                    &format!("/v1/registry/collections/{}", query_value(&prefix)),
+                    body,
+                )
                 .await?;
             println!(
                 "{}\t{}",
@@ -104,7 +108,7 @@ async fn collection(client: &Client, command: CollectionCommand) -> Result<i32> 
             client
                 .call(
                     Method::DELETE,
-                    &format!("/v1/registry/collections/{}", enc(&prefix)),
+                    &format!("/v1/registry/collections/{}", query_value(&prefix)),
                     empty(),
                 )
                 .await?;

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
-use berth_engine::scan::{ScanRecord, ScanRecordSummary, SignedScanRecord, VulnDbImport, VulnDbStatus};
+use berth_engine::scan::{ScanRecord, ScanRecordSummary, SignedPayload, SignedScanRecord, VulnDbImport, VulnDbStatus};
 use berth_scanner::report::{self, ScanReport, SeverityFilter};
 use berth_scanner::Severity;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use crate::client::{empty, enc, file_body, json_body, ndjson_lines, Client, ExitError};
+use crate::client::{empty, file_body, json_body, ndjson_lines, query_value, Client, ExitError};
 
 /// Parses `30s`, `500ms`, `2m`, `1h`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -377,7 +377,7 @@ async fn webhooks_ls(client: &Client, format: &str) -> Result<i32> {
 
 async fn scan_ls(client: &Client, a: ScanLsArgs) -> Result<i32> {
     let path = match &a.image {
-        Some(image) => format!("/v1/scans?image={}", enc(image)),
+        Some(image) => format!("/v1/scans?image={}", query_value(image)),
         None => "/v1/scans".to_string(),
     };
     let records: Vec<ScanRecordSummary> = client.get(&path).await?;
@@ -423,7 +423,7 @@ fn record_document(signed: &SignedScanRecord) -> Result<Value> {
 }
 
 async fn scan_inspect(client: &Client, a: ScanInspectArgs) -> Result<i32> {
-    let signed: SignedScanRecord = client.get(&format!("/v1/scans/{}", enc(&a.id))).await?;
+    let signed: SignedScanRecord = client.get(&format!("/v1/scans/{}", query_value(&a.id))).await?;
     println!("{}", serde_json::to_string_pretty(&record_document(&signed)?)?);
     Ok(0)
 }
@@ -435,7 +435,7 @@ async fn scan_verify(client: &Client, a: ScanVerifyArgs) -> Result<i32> {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
             serde_json::from_str(&text).with_context(|| format!("{} is not a scan record", file.display()))?
         }
-        (Some(id), None) => client.get(&format!("/v1/scans/{}", enc(id))).await?,
+        (Some(id), None) => client.get(&format!("/v1/scans/{}", query_value(id))).await?,
         (None, None) => bail!("verify needs a record id or --file"),
     };
     let mut ca_error = None;
@@ -560,7 +560,7 @@ async fn vulndb_import(client: &Client, host: &str, a: VulndbImportArgs) -> Resu
         client
             .call(
                 Method::POST,
-                &format!("/v1/vulndb/import?path={}", enc(&path.to_string_lossy())),
+                &format!("/v1/vulndb/import?path={}", query_value(&path.to_string_lossy())),
                 empty(),
             )
             .await?
@@ -581,7 +581,7 @@ async fn vulndb_import(client: &Client, host: &str, a: VulndbImportArgs) -> Resu
         client
             .call(
                 Method::POST,
-                &format!("/v1/vulndb/import?name={}", enc(&name)),
+                &format!("/v1/vulndb/import?name={}", query_value(&name)),
                 file_body(file),
             )
             .await?
@@ -784,9 +784,13 @@ pub async fn plugin(client: &Client, a: PluginArgs) -> Result<i32> {
         PluginCommand::Disable(n) => plugin_change(client, Method::POST, &n, "/disable", "Disabled").await,
         PluginCommand::Rm(n) => plugin_change(client, Method::DELETE, &n, "", "Removed").await,
         PluginCommand::Push(p) => {
-            let mut path = format!("/v1/plugins/{}/push?ref={}", enc(&p.name), enc(&p.reference));
+            let mut path = format!(
+                "/v1/plugins/{}/push?ref={}",
+                query_value(&p.name),
+                query_value(&p.reference)
+            );
             if let Some(v) = &p.version {
-                path.push_str(&format!("&version={}", enc(v)));
+                path.push_str(&format!("&version={}", query_value(v)));
             }
             let pushed: Value = client.json(Method::POST, &path, empty()).await?;
             println!(
@@ -800,9 +804,9 @@ pub async fn plugin(client: &Client, a: PluginArgs) -> Result<i32> {
 }
 
 fn plugin_path(name: &str, action: &str, version: Option<&str>) -> String {
-    let mut path = format!("/v1/plugins/{}{action}", enc(name));
+    let mut path = format!("/v1/plugins/{}{action}", query_value(name));
     if let Some(v) = version {
-        path.push_str(&format!("?version={}", enc(v)));
+        path.push_str(&format!("?version={}", query_value(v)));
     }
     path
 }
@@ -871,12 +875,16 @@ async fn plugin_install(client: &Client, a: PluginInstallArgs) -> Result<i32> {
                 .rsplit_once('@')
                 .map(|(_, d)| d.to_string())
                 .unwrap_or_default();
-            format!("/v1/plugins/pull?ref={}&digest={}", enc(&by_digest), enc(&digest))
+            format!(
+                "/v1/plugins/pull?ref={}&digest={}",
+                query_value(&by_digest),
+                query_value(&digest)
+            )
         } else {
             if berth_model::Reference::parse(&a.source).is_err() {
                 bail!("{}: no such file or directory, and not a registry reference", a.source);
             }
-            format!("/v1/plugins/pull?ref={}", enc(&a.source))
+            format!("/v1/plugins/pull?ref={}", query_value(&a.source))
         };
         client.json(Method::POST, &path, empty()).await?
     };

@@ -49,7 +49,7 @@ pub async fn events(client: &Client, a: EventsArgs) -> Result<i32> {
     let query: Vec<String> = a
         .filter
         .iter()
-        .map(|f| format!("filter={}", crate::client::enc(f)))
+        .map(|f| format!("filter={}", crate::client::query_value(f)))
         .collect();
     let resp = client
         .call(Method::GET, &format!("/v1/events?{}", query.join("&")), empty())

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::cli::table;
-use crate::client::{empty, enc, json_body, ndjson_lines, Client, ExitError, TlsFiles};
+use crate::client::{empty, json_body, ndjson_lines, query_value, Client, ExitError, TlsFiles};
 
 /// Artifact type of the signed trust metadata attached to an image.
 pub const TRUST_ARTIFACT: &str = "application/vnd.berth.trust.v1+json";
@@ -308,7 +308,7 @@ struct PolicyRmArgs {
 }
 
 pub async fn trust(client: &Client, tls: &TlsFiles, a: TrustArgs) -> Result<i32> {
-    let ctx = Ctx::open(client, tls)?;
+    let ctx = TrustSession::open(client, tls)?;
     let result = ctx.run(a).await;
     if result.is_err() {
         ctx.discard_generated();
@@ -316,7 +316,7 @@ pub async fn trust(client: &Client, tls: &TlsFiles, a: TrustArgs) -> Result<i32>
     result
 }
 
-impl Ctx<'_> {
+impl TrustSession<'_> {
     async fn run(&self, a: TrustArgs) -> Result<i32> {
         let ctx = self;
         let client = self.daemon;
@@ -363,7 +363,7 @@ pub async fn trusted_reference(client: &Client, image: &str) -> Result<(String, 
         return Ok((image.to_string(), None));
     }
     let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
-    let ctx = Ctx::open(client, &tls_from_env())?;
+    let ctx = TrustSession::open(client, &tls_from_env())?;
     let target = ctx.gun_target(&r)?;
     let view = match ctx.load_trusted(&target).await? {
         Some(repo) => View::from_trusted(&repo),
@@ -394,11 +394,16 @@ pub async fn trusted_reference(client: &Client, image: &str) -> Result<(String, 
 pub async fn trusted_local_image(client: &Client, image: &str) -> Result<String> {
     let (by_digest, tagged) = trusted_reference(client, image).await?;
     let present = client
-        .get::<Image>(&format!("/v1/images/inspect?ref={}", enc(&by_digest)))
+        .get::<Image>(&format!("/v1/images/inspect?ref={}", query_value(&by_digest)))
         .await
         .is_ok();
     if !present {
-        daemon_stream(client, &format!("/v1/images/pull?ref={}", enc(&by_digest)), "pulling").await?;
+        daemon_stream(
+            client,
+            &format!("/v1/images/pull?ref={}", query_value(&by_digest)),
+            "pulling",
+        )
+        .await?;
     }
     if let Some(tagged) = tagged {
         tag_locally(client, &by_digest, &tagged).await?;
@@ -411,7 +416,11 @@ pub async fn tag_locally(client: &Client, source: &str, target: &str) -> Result<
     client
         .call(
             Method::POST,
-            &format!("/v1/images/tag?source={}&target={}", enc(source), enc(target)),
+            &format!(
+                "/v1/images/tag?source={}&target={}",
+                query_value(source),
+                query_value(target)
+            ),
             empty(),
         )
         .await?;
@@ -557,7 +566,7 @@ impl Registry {
                     Some(repository) => {
                         let scope = format!("repository:{repository}:pull,push,delete");
                         daemon
-                            .get::<Value>(&format!("/v2/token?service=berth&scope={}", enc(&scope)))
+                            .get::<Value>(&format!("/v2/token?service=berth&scope={}", query_value(&scope)))
                             .await
                             .ok()
                             .and_then(|t| t["token"].as_str().map(|t| format!("Bearer {t}")))
@@ -772,7 +781,7 @@ impl Registry {
             if let Some(daemon) = &self.daemon {
                 let scope = format!("repository:{repository}:delete");
                 let token: Value = daemon
-                    .get(&format!("/v2/token?service=berth&scope={}", enc(&scope)))
+                    .get(&format!("/v2/token?service=berth&scope={}", query_value(&scope)))
                     .await
                     .context("asking the daemon for a registry token")?;
                 let token = token["token"].as_str().unwrap_or_default();
@@ -793,7 +802,7 @@ impl Registry {
     async fn referrers(&self, repository: &str, digest: &str, artifact_type: &str) -> Result<Vec<Value>> {
         let path = format!(
             "/v2/{repository}/referrers/{digest}?artifactType={}",
-            enc(artifact_type)
+            query_value(artifact_type)
         );
         let resp = self.get(&path, "application/vnd.oci.image.index.v1+json").await?;
         if resp.status() == StatusCode::NOT_FOUND {
@@ -1051,7 +1060,7 @@ fn prompt_secret(prompt: &str) -> Result<String> {
 }
 
 /// Everything a trust command works with.
-struct Ctx<'a> {
+struct TrustSession<'a> {
     daemon: &'a Client,
     tls: TlsFiles,
     dir: PathBuf,
@@ -1072,8 +1081,8 @@ struct GunTarget {
     repository: String,
 }
 
-impl<'a> Ctx<'a> {
-    fn open(daemon: &'a Client, tls: &TlsFiles) -> Result<Ctx<'a>> {
+impl<'a> TrustSession<'a> {
+    fn open(daemon: &'a Client, tls: &TlsFiles) -> Result<TrustSession<'a>> {
         let dir = match std::env::var_os("BERTH_TRUST_DIR").filter(|d| !d.is_empty()) {
             Some(d) => PathBuf::from(d),
             None => {
@@ -1083,7 +1092,7 @@ impl<'a> Ctx<'a> {
         };
         let store = KeyStore::open(&dir.join("private"))
             .with_context(|| format!("opening the key store in {}", dir.display()))?;
-        Ok(Ctx {
+        Ok(TrustSession {
             daemon,
             tls: tls.clone(),
             dir,
@@ -2164,7 +2173,7 @@ impl<'a> Ctx<'a> {
     async fn ensure_pushed(&self, r: &Reference, image: &str, target: &GunTarget, tag: &str) -> Result<Manifest> {
         let local = self
             .daemon
-            .get::<Image>(&format!("/v1/images/inspect?ref={}", enc(image)))
+            .get::<Image>(&format!("/v1/images/inspect?ref={}", query_value(image)))
             .await
             .ok();
         let remote = target.registry.manifest(&r.repository, tag).await?;
@@ -2172,7 +2181,12 @@ impl<'a> Ctx<'a> {
             (Some(l), Some(m)) if l.manifest_digest == m.digest => {}
             (Some(_), _) => {
                 eprintln!("Pushing {image}");
-                daemon_stream(self.daemon, &format!("/v1/images/push?ref={}", enc(image)), "pushing").await?;
+                daemon_stream(
+                    self.daemon,
+                    &format!("/v1/images/push?ref={}", query_value(image)),
+                    "pushing",
+                )
+                .await?;
             }
             (None, Some(_)) => {}
             (None, None) => bail!(
@@ -2271,7 +2285,7 @@ impl<'a> Ctx<'a> {
         match role.parent() {
             None => repo::root_role_keys(repo.root().signed(), role).map_err(|e| anyhow!("{e}")),
             Some(parent) => {
-                let parent_keys = Ctx::role_keys(repo, &parent)?;
+                let parent_keys = TrustSession::role_keys(repo, &parent)?;
                 let parent_meta = repo
                     .targets(&parent)
                     .ok_or_else(|| anyhow!("{parent} of {} is not trusted", repo.gun()))?;
@@ -2303,7 +2317,7 @@ impl<'a> Ctx<'a> {
         let mut partial: Vec<(RoleName, Vec<u8>, usize, i64)> = Vec::new();
         let mut adopted: Vec<String> = Vec::new();
         for role in roles {
-            let keys = Ctx::role_keys(repo, role)?;
+            let keys = TrustSession::role_keys(repo, role)?;
             if let Change::Add(name, _) = change {
                 if !keys.allows_target(name) {
                     bail!("{role} may not sign {name:?} (outside its paths)");
@@ -2486,7 +2500,7 @@ impl<'a> Ctx<'a> {
         };
         let mut roles = Vec::new();
         for (role, _) in &listing {
-            let keys = Ctx::role_keys(&repo, role)?;
+            let keys = TrustSession::role_keys(&repo, role)?;
             if keys.keys.values().any(|k| self.holds(k)) {
                 roles.push(role.clone());
             }
@@ -3154,7 +3168,7 @@ async fn policy_set(client: &Client, a: PolicySetArgs) -> Result<i32> {
     let policy: Value = client
         .json(
             Method::PUT,
-            &format!("/v1/trust/policies/{}", enc(&a.pattern)),
+            &format!("/v1/trust/policies/{}", query_value(&a.pattern)),
             json_body(&body)?,
         )
         .await?;
@@ -3201,7 +3215,7 @@ async fn policy_rm(client: &Client, a: PolicyRmArgs) -> Result<i32> {
     client
         .call(
             Method::DELETE,
-            &format!("/v1/trust/policies/{}", enc(&a.pattern)),
+            &format!("/v1/trust/policies/{}", query_value(&a.pattern)),
             empty(),
         )
         .await?;

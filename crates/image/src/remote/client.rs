@@ -8,7 +8,6 @@
 //! Credentials and tokens go only into `Authorization` headers: never into an
 //! error message or a log line.
 
-use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::IpAddr;
@@ -17,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use ureq::http::{self, Response};
 
 use crate::error::{Error, Result};
@@ -33,27 +32,12 @@ pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+
      application/vnd.docker.distribution.manifest.v2+json, \
      application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// A user name and password for one registry, as `berth login` stored them.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
+pub use berth_state::records::Credentials;
 
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-impl Credentials {
-    fn basic(&self) -> String {
-        let raw = format!("{}:{}", self.username, self.password);
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
-    }
+/// The `Authorization` header value of `credentials` (HTTP Basic).
+fn basic(credentials: &Credentials) -> String {
+    let raw = format!("{}:{}", credentials.username, credentials.password);
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
 }
 
 /// The key credentials are stored under: `docker.io` for Docker Hub under
@@ -254,7 +238,7 @@ impl Client {
         let authorization = match scheme.to_ascii_lowercase().as_str() {
             "bearer" => self.token(&params)?,
             "basic" => match &self.credentials {
-                Some(c) => c.basic(),
+                Some(c) => basic(c),
                 None => return Err(self.unauthorized()),
             },
             _ => return Err(self.unauthorized()),
@@ -304,7 +288,7 @@ impl Client {
         } else {
             format!("{realm}?{query}")
         };
-        let basic = self.credentials.as_ref().map(Credentials::basic);
+        let basic = self.credentials.as_ref().map(basic);
         let mut response = self.execute("GET", &url, &[], &Body::Empty, basic.as_deref())?;
         let status = response.status();
         if status == http::StatusCode::UNAUTHORIZED || status == http::StatusCode::FORBIDDEN {

@@ -9,7 +9,7 @@
 //! one transaction. Layers already in the content store are not transferred.
 //!
 //! Credentials live in the cluster table [`REGISTRY_CREDENTIALS`] (changed
-//! only through `Store::apply`) and leave it only in `Authorization` headers.
+//! only by cluster commands) and leave it only in `Authorization` headers.
 
 mod client;
 mod pull;
@@ -18,15 +18,13 @@ mod push;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use berth_store::Table;
-
 pub use client::{is_loopback, registry_key, Credentials};
 
 use crate::error::{Error, Result};
 use crate::ImageStore;
 
 /// Stored registry credentials by [`registry_key`].
-pub const REGISTRY_CREDENTIALS: Table = Table("cluster/registry_credentials");
+pub use berth_state::tables::REGISTRY_CREDENTIALS;
 
 /// Blobs moved at the same time by one pull or push.
 const CONCURRENT_TRANSFERS: usize = 3;
@@ -116,8 +114,11 @@ impl ImageStore {
             let described = client::describe_error(&mut response);
             return Err(client.error(format!("GET /v2/ answered {described}")));
         }
-        self.store()
-            .apply(|txn| txn.put(REGISTRY_CREDENTIALS, &key, &credentials))?;
+        self.state()
+            .propose(berth_state::ClusterCommand::PutRegistryCredentials {
+                registry: key.clone(),
+                credentials: credentials.clone(),
+            })?;
         tracing::info!(registry = %key, username = %credentials.username, "stored registry credentials");
         Ok(key)
     }
@@ -125,8 +126,10 @@ impl ImageStore {
     /// Forgets the credentials of `registry`; whether there were any.
     pub fn logout(&self, registry: &str) -> Result<bool> {
         let key = registry_key(registry);
-        let removed = self.store().apply(|txn| txn.delete(REGISTRY_CREDENTIALS, &key))?;
-        Ok(removed)
+        let removed = self
+            .state()
+            .propose(berth_state::ClusterCommand::RemoveRegistryCredentials { registry: key })?;
+        Ok(removed == berth_state::Outcome::Removed(true))
     }
 
     /// Registries (`host[:port]`) to speak to without verifying their

@@ -27,7 +27,7 @@ pub fn new_store() -> (tempfile::TempDir, ImageStore) {
 
 pub fn open_store(data_root: &Path) -> ImageStore {
     let db = berth_store::Store::open(&data_root.join("berth.redb")).unwrap();
-    ImageStore::open(data_root, db).unwrap()
+    ImageStore::open(data_root, berth_state::State::open(db).unwrap()).unwrap()
 }
 
 /// Every file under `dir` (recursively), as paths relative to it.

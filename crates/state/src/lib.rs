@@ -1,0 +1,194 @@
+//! Cluster state: every `cluster/*` table ([`tables`]), the records the
+//! commands write ([`records`]), and [`ClusterCommand`], the typed,
+//! deterministic change that Raft will replicate. [`State`] is the one
+//! handle a node has on it: services read through it and change it only
+//! by [`State::propose`]; derived in-memory indexes (the access index, the
+//! audit levels) follow it through [`State::subscribe`], so a follower that
+//! only applies the log keeps them right.
+//!
+//! Today `propose` applies the command on this node at once; with Raft it
+//! will append to the log and every manager will apply it in log order.
+#![forbid(unsafe_code)]
+
+mod command;
+pub mod directory;
+pub mod records;
+pub mod tables;
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use berth_store::Store;
+
+pub use command::{ApplyError, ClusterCommand, Envelope, Outcome, Rejected, COMMAND_VERSION};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command was refused on the state it met; nothing changed.
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    #[error(transparent)]
+    Store(#[from] berth_store::Error),
+    /// A logged command that cannot be read (corrupt, or from a newer berth).
+    #[error("cluster command: {0}")]
+    Decode(String),
+    /// The command was applied, but an index that follows the state could
+    /// not be brought up to date.
+    #[error("{command} was applied, but {message}")]
+    Follower { command: String, message: String },
+}
+
+impl From<ApplyError> for Error {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Rejected(r) => Error::Rejected(r),
+            ApplyError::Store(s) => Error::Store(s),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A table's name and its records as stored (key, bytes), in key order.
+pub type TableDump = (&'static str, Vec<(String, Vec<u8>)>);
+
+/// Called with every applied command, in order; an error is reported to
+/// the proposer (the command stays applied).
+type Subscriber = Box<dyn Fn(&ClusterCommand) -> std::result::Result<(), String> + Send + Sync>;
+
+/// A node's handle on cluster state; cheap to clone (all clones share the
+/// subscribers and the order of application).
+#[derive(Clone)]
+pub struct State {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    /// Held while a command is applied and its subscribers told: commands
+    /// are applied, and seen, one at a time, in one order.
+    order: Mutex<()>,
+    subscribers: RwLock<Vec<Subscriber>>,
+    /// Every applied command, when recording (tests replay it).
+    recorded: Mutex<Option<Vec<Envelope>>>,
+}
+
+impl State {
+    /// Opens cluster state in `store`, creating every cluster table, so
+    /// that reads on a fresh store find them empty.
+    pub fn open(store: Store) -> Result<Self> {
+        store.write_cluster(true, |t| -> berth_store::Result<()> {
+            for table in tables::ALL {
+                t.list::<serde::de::IgnoredAny>(table)?;
+            }
+            Ok(())
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                order: Mutex::new(()),
+                subscribers: RwLock::new(Vec::new()),
+                recorded: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The store, for reads of cluster tables and for the node's own
+    /// `local/*` tables.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Changes cluster state: applies `command` (today on this node; with
+    /// Raft, through the log on every manager) and tells the subscribers.
+    pub fn propose(&self, command: ClusterCommand) -> Result<Outcome> {
+        self.apply(Envelope::new(command))
+    }
+
+    /// [`State::propose`] whose commit on this node is not flushed to disk:
+    /// visible at once, durable with the next durable write to the node's
+    /// store. Only for a record that a durable command of the same request
+    /// follows (the audit log's `started` entry, made durable by the entry
+    /// that records the outcome).
+    pub fn propose_unflushed(&self, command: ClusterCommand) -> Result<Outcome> {
+        self.apply_with(Envelope::new(command), false)
+    }
+
+    /// Applies one logged command: what a follower does with each entry.
+    pub fn apply(&self, envelope: Envelope) -> Result<Outcome> {
+        self.apply_with(envelope, true)
+    }
+
+    fn apply_with(&self, envelope: Envelope, durable: bool) -> Result<Outcome> {
+        let _order = self
+            .inner
+            .order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let command = &envelope.command;
+        let outcome = self.inner.store.write_cluster(durable, |t| command.apply(t))?;
+        if let Some(log) = self
+            .inner
+            .recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            log.push(envelope.clone());
+        }
+        let subscribers = self
+            .inner
+            .subscribers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut failed = Vec::new();
+        for subscriber in subscribers.iter() {
+            if let Err(e) = subscriber(command) {
+                failed.push(e);
+            }
+        }
+        if !failed.is_empty() {
+            tracing::error!(command = %command.name(), errors = ?failed, "an index could not follow cluster state");
+            return Err(Error::Follower {
+                command: command.name(),
+                message: failed.join("; "),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Calls `f` after every command applied from now on, in order.
+    pub fn subscribe(&self, f: impl Fn(&ClusterCommand) -> std::result::Result<(), String> + Send + Sync + 'static) {
+        self.inner
+            .subscribers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Box::new(f));
+    }
+
+    /// Keeps every command applied from now on, for [`State::recorded`].
+    pub fn record(&self) {
+        *self
+            .inner
+            .recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Vec::new());
+    }
+
+    /// The commands applied since [`State::record`], in order.
+    pub fn recorded(&self) -> Vec<Envelope> {
+        self.inner
+            .recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Every cluster table as stored, for comparing two nodes' state.
+    pub fn dump(&self) -> Result<Vec<TableDump>> {
+        tables::ALL
+            .iter()
+            .map(|t| Ok((t.0, self.inner.store.raw_list(*t)?)))
+            .collect()
+    }
+}
