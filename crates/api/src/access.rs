@@ -7,7 +7,6 @@
 //! [`Access::authenticate_login`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -579,51 +578,4 @@ pub async fn directory_test(
         "groups": found.groups,
         "authenticated": authenticated,
     })))
-}
-
-/// How often directories sync when neither they nor the daemon say.
-pub const DEFAULT_DIRECTORY_SYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
-
-/// The shortest and longest pause between looks at the sync schedule.
-const SYNC_TICK_MIN: Duration = Duration::from_secs(1);
-const SYNC_TICK_MAX: Duration = Duration::from_secs(60);
-
-/// Scheduled team sync: every directory is synced once per its interval
-/// (`default_interval` for those without one; zero turns those off). Runs
-/// until the runtime stops.
-pub fn spawn_directory_sync(access: Arc<Access>, default_interval: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let a = access.clone();
-            let next = tokio::task::spawn_blocking(move || -> berth_auth::Result<Option<Duration>> {
-                let (due, _) = a.sync_schedule(default_interval)?;
-                for name in due {
-                    if let Err(e) = a.sync_directories(Some(&name), "directory-sync", "scheduler") {
-                        tracing::error!(directory = %name, error = %e, "scheduled directory sync failed");
-                    }
-                }
-                Ok(a.sync_schedule(default_interval)?.1)
-            })
-            .await;
-            let next = match next {
-                Ok(Ok(next)) => next,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "reading the directory sync schedule");
-                    None
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "directory sync task failed");
-                    None
-                }
-            };
-            // Nothing scheduled yet: look again soon enough to notice a new
-            // directory within one default interval.
-            let idle = if default_interval.is_zero() {
-                SYNC_TICK_MAX
-            } else {
-                default_interval
-            };
-            tokio::time::sleep(next.unwrap_or(idle).clamp(SYNC_TICK_MIN, SYNC_TICK_MAX)).await;
-        }
-    })
 }

@@ -2,8 +2,6 @@
 //! cluster CA (the key is made here, returned once and never stored), their
 //! records, revocation; the CA certificate itself; and `whoami`.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -16,17 +14,6 @@ use serde_json::{json, Value};
 use crate::error::ApiResult;
 use crate::{Action, AppState, Principal, Resource};
 use berth_auth::Where;
-
-/// The cluster CA under `<data-root>/pki`, created on first use.
-pub fn open_pki(engine: &berth_engine::Engine) -> Option<Arc<berth_cluster::Pki>> {
-    match berth_cluster::Pki::open(&engine.data_root().join("pki")) {
-        Ok(p) => Some(Arc::new(p)),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the cluster CA: TLS and bundles are unavailable");
-            None
-        }
-    }
-}
 
 fn pki(s: &AppState) -> ApiResult<&berth_cluster::Pki> {
     s.pki

@@ -22,7 +22,17 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<(String, String), Histogram>>,
     /// Audit messages that did not reach `--audit-syslog`.
-    pub syslog_drops: std::sync::Arc<crate::audit::SyslogDrops>,
+    pub syslog_drops: std::sync::Arc<berth_auth::syslog::SyslogDrops>,
+}
+
+impl Metrics {
+    pub fn new(syslog_drops: std::sync::Arc<berth_auth::syslog::SyslogDrops>) -> Self {
+        Self {
+            requests: Default::default(),
+            latency: Default::default(),
+            syslog_drops,
+        }
+    }
 }
 
 pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -654,10 +654,9 @@ async fn handle(s: AppState, req: Request) -> Result<Response, Error> {
                 let content_type = header_str(&headers, "content-type").map(str::to_string);
                 let (r2, ref2) = (repo.clone(), reference.clone());
                 let put = blocking(move || reg.put_manifest(&r2, &ref2, content_type.as_deref(), &bytes)).await??;
-                if let Some(scans) = &s.scans {
-                    // Scans in the background: the push is not slowed.
-                    scans.pushed(&repo, &reference, &put.digest);
-                }
+                // The scan service follows this event (scans run in the
+                // background: the push is not slowed).
+                s.engine.image_pushed(&repo, &reference, &put.digest);
                 let mut h = vec![
                     ("location", format!("/v2/{repo}/manifests/{}", put.digest)),
                     ("docker-content-digest", put.digest.clone()),
@@ -878,33 +877,6 @@ pub async fn gc(
     let grace = std::time::Duration::from_secs(q.grace.unwrap_or(3600));
     let report = blocking(move || reg.gc(grace)).await?.map_err(to_api)?;
     Ok(axum::Json(report))
-}
-
-/// Opens the registry on the engine's image store, and expires abandoned
-/// uploads every hour while the daemon runs.
-pub fn open(engine: &berth_engine::Engine) -> Option<Registry> {
-    let registry = match Registry::open(engine.images().clone(), engine.data_root(), Default::default()) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the registry: /v2/ answers with errors");
-            return None;
-        }
-    };
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        let r = registry.clone();
-        rt.spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let r = r.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.expire_uploads()).await {
-                    tracing::warn!(error = %e, "expiring uploads");
-                }
-            }
-        });
-    }
-    Some(registry)
 }
 
 #[cfg(test)]

@@ -37,18 +37,6 @@ fn service(s: &AppState) -> Result<Arc<ScanService>, ApiError> {
         .ok_or_else(|| ApiError::internal("the scan service is not available on this node (see the daemon's log)"))
 }
 
-/// The cluster key as the records' signer.
-pub struct ClusterSigner(pub Arc<berth_cluster::Pki>);
-
-impl berth_engine::scan::RecordSigner for ClusterSigner {
-    fn key_id(&self) -> String {
-        format!("sha256:{}", self.0.ca_fingerprint())
-    }
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        self.0.sign(message).map_err(|e| e.to_string())
-    }
-}
-
 /// Runs a scan; NDJSON progress, then `{"status":"done","record":...}`
 /// (or an `error` line).
 pub async fn scan(

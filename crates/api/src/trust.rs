@@ -15,62 +15,12 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_notary::server::ServerError;
 use berth_notary::service::TrustService;
-use berth_notary::storage::TrustStore;
 
 use crate::blocking::{blocking, Panicked};
 use crate::AppState;
 
 /// An update's total size cap (every role's metadata together).
 const MAX_UPDATE: usize = 16 << 20;
-
-/// Opens the trust service on the engine's store, with the seal secret for
-/// server-held keys in `<data-root>/trust/seal.key` (0600).
-pub fn open(engine: &berth_engine::Engine) -> Option<Arc<TrustService>> {
-    let seal = match seal_secret(&engine.data_root().join("trust")) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the trust service's key seal: content trust is unavailable");
-            return None;
-        }
-    };
-    match TrustStore::open(engine.state().clone()) {
-        Ok(store) => Some(Arc::new(TrustService::new(store, seal))),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the trust tables: content trust is unavailable");
-            None
-        }
-    }
-}
-
-fn seal_secret(dir: &std::path::Path) -> std::io::Result<zeroize::Zeroizing<String>> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let path = dir.join("seal.key");
-    match std::fs::read_to_string(&path) {
-        Ok(s) if s.trim().len() == 64 => return Ok(zeroize::Zeroizing::new(s.trim().to_string())),
-        Ok(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} is not a 64-digit hex secret", path.display()),
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let secret = zeroize::Zeroizing::new(hex::encode(rand::random::<[u8; 32]>()));
-    let tmp = dir.join("seal.key.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(secret.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(secret)
-}
 
 /// The registry repository a GUN names, for authorization: the GUN without
 /// its registry host (`host:7443/team/app` → `team/app`).

@@ -15,6 +15,7 @@ pub mod policy;
 mod records;
 pub mod repos;
 pub mod session;
+pub mod syslog;
 
 pub use access::{Access, AuthFailure, Clock};
 pub use audit::{

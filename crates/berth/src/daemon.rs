@@ -126,7 +126,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     prepare_data_root(&data_root)?;
     let engine = open_engine(data_root.clone(), exe).await?;
     engine.images().set_insecure_registries(a.insecure_registries.clone());
-    let options = berth_api::Options {
+    let options = berth_node::Options {
         audit_syslog: a.audit_syslog.clone(),
         directory_sync_interval: Some(a.directory_sync_interval),
         scan: berth_engine::ScanConfig {
@@ -150,7 +150,8 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         ),
         names => tracing::info!(plugins = %names.join(","), "built-in checks"),
     }
-    let router = berth_api::router_with(engine.clone(), options).map_err(anyhow::Error::msg)?;
+    let services = berth_node::open(engine.clone(), options).map_err(anyhow::Error::msg)?;
+    let router = berth_api::router(services);
 
     let socket = a.socket.clone();
     if let Some(dir) = socket.parent() {

@@ -106,6 +106,23 @@ impl Engine {
         self.events.subscribe()
     }
 
+    /// Announces a manifest pushed to this node's registry: an `image push`
+    /// event (id: the manifest digest; attributes `name`, `repository`,
+    /// `reference`), which the scan service follows to scan on push.
+    pub fn image_pushed(&self, repository: &str, reference: &str, digest: &str) {
+        let name = if berth_model::validate_digest(reference).is_ok() {
+            format!("{repository}@{reference}")
+        } else {
+            format!("{repository}:{reference}")
+        };
+        self.emit(
+            "image",
+            "push",
+            digest,
+            &[("name", &name), ("repository", repository), ("reference", reference)],
+        );
+    }
+
     fn emit(&self, kind: &str, action: &str, id: &str, attributes: &[(&str, &str)]) {
         let event = Event {
             kind: kind.into(),

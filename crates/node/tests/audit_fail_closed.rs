@@ -44,7 +44,7 @@ async fn a_change_the_audit_log_cannot_record_is_not_made() {
     })
     .await
     .expect("engine");
-    let router = berth_api::router_with(engine, berth_api::Options::default()).expect("router");
+    let router = berth_api::router(berth_node::open(engine, berth_node::Options::default()).expect("services"));
     let create = r#"{"name":"ada","password":"a long enough password"}"#;
 
     berth_auth::audit::INJECTED_APPEND_FAILURE.store(true, Ordering::Relaxed);

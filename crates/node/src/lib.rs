@@ -1,0 +1,277 @@
+//! The composition root of a berth node: every service is opened here,
+//! once, in order, and handed to the API as [`berth_api::Services`]. The
+//! API opens nothing; services reach each other through handles given
+//! here (the trust service to the engine, the cluster key to the audit
+//! log and the scan records) and through the engine's event bus (an image
+//! pushed to the registry is scanned because the scan service subscribes
+//! to the push event).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::Services;
+use berth_auth::syslog::SyslogDrops;
+use berth_auth::Access;
+use berth_engine::Engine;
+use berth_notary::service::TrustService;
+use berth_notary::storage::TrustStore;
+use berth_registry::Registry;
+
+mod signers;
+
+pub use signers::{ClusterKey, ClusterSigner};
+
+/// A node's settings beyond the engine's.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Forward every audit entry to syslog: `udp://HOST:PORT` or `unix:///dev/log`.
+    pub audit_syslog: Option<String>,
+    /// How often directories without their own interval sync their teams;
+    /// `None`: every 60 minutes; zero: only on demand.
+    pub directory_sync_interval: Option<Duration>,
+    /// The scan service's settings (webhooks, scans on push, plugin limits,
+    /// built-in plugins, vulnerability database updates).
+    pub scan: berth_engine::ScanConfig,
+}
+
+/// How often directories sync when neither they nor the daemon say.
+pub const DEFAULT_DIRECTORY_SYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// The shortest and longest pause between looks at the sync schedule.
+const SYNC_TICK_MIN: Duration = Duration::from_secs(1);
+const SYNC_TICK_MAX: Duration = Duration::from_secs(60);
+
+/// Opens every service of the node on `engine`, and starts their
+/// schedules (directory sync, upload expiry) when called on a runtime. An
+/// invalid option is an error naming it, and so is access control that
+/// cannot open: the daemon never serves without its audit log. Other
+/// services that cannot open are logged and left out (their routes answer
+/// that they are unavailable).
+pub fn open(engine: Arc<Engine>, options: Options) -> Result<Services, String> {
+    let pki = open_pki(&engine);
+    let access = open_access(&engine)?;
+    if let Err(e) = access.load_audit_levels() {
+        tracing::error!(error = %e, "cannot load the audit levels; every resource is at metadata");
+    }
+    if let Some(p) = &pki {
+        access.set_chain_signer(Arc::new(ClusterKey(p.clone())));
+    }
+    access
+        .prepare_audit_log()
+        .map_err(|e| format!("cannot prepare the audit log, so the daemon will not serve: {e}"))?;
+    let syslog_drops = Arc::new(SyslogDrops::default());
+    if let Some(target) = &options.audit_syslog {
+        access.set_audit_sink(berth_auth::syslog::syslog_sink(target, syslog_drops.clone())?);
+    }
+    let scans = open_scans(&engine, pki.clone(), options.scan.clone());
+    if let (Some(scans), Ok(rt)) = (&scans, tokio::runtime::Handle::try_current()) {
+        rt.spawn(scan_on_push(engine.subscribe(), scans.clone()));
+    }
+    let trust = open_trust(&engine);
+    if let Some(t) = &trust {
+        engine.set_trust_service(t.clone());
+    }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        let interval = options
+            .directory_sync_interval
+            .unwrap_or(DEFAULT_DIRECTORY_SYNC_INTERVAL);
+        spawn_directory_sync(access.clone(), interval);
+    }
+    Ok(Services {
+        registry: open_registry(&engine),
+        engine,
+        pki,
+        access: Some(access),
+        trust,
+        scans,
+        syslog_drops,
+    })
+}
+
+/// The cluster CA under `<data-root>/pki`, created on first use.
+fn open_pki(engine: &Engine) -> Option<Arc<berth_cluster::Pki>> {
+    match berth_cluster::Pki::open(&engine.data_root().join("pki")) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the cluster CA: TLS and bundles are unavailable");
+            None
+        }
+    }
+}
+
+/// Opens the access service on cluster state; on a fresh cluster this
+/// creates the `admin` user, whose password goes to a root-only file: the
+/// log names the file, never the password.
+fn open_access(engine: &Engine) -> Result<Arc<berth_auth::Access>, String> {
+    match berth_auth::Access::open(engine.state().clone(), engine.data_root()) {
+        Ok((access, written)) => {
+            if let Some(path) = written {
+                tracing::info!(file = %path.display(), "created user admin; its one-time password is in the file");
+            }
+            Ok(Arc::new(access))
+        }
+        Err(e) => Err(format!(
+            "cannot open access control (users, grants and the audit log), so the daemon will not serve: {e}"
+        )),
+    }
+}
+
+/// Hands every `image push` event to the scan service, which scans the
+/// image when the daemon scans on push (and says what it did with an
+/// `image scan` event). Subscribed before the API serves, so no push is
+/// missed; should the bus outrun it, the missed pushes are logged.
+async fn scan_on_push(
+    mut events: tokio::sync::broadcast::Receiver<berth_model::Event>,
+    scans: Arc<berth_engine::ScanService>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(e) if e.kind == "image" && e.action == "push" => {
+                let attribute = |k: &str| e.attributes.get(k).map(String::as_str).unwrap_or_default();
+                scans.pushed(attribute("repository"), attribute("reference"), &e.id);
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "the scan service fell behind the event bus: some pushed images were not scanned on push"
+                );
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Opens the scan service; records are signed with the cluster key when
+/// the CA could be opened.
+fn open_scans(
+    engine: &Arc<Engine>,
+    pki: Option<Arc<berth_cluster::Pki>>,
+    config: berth_engine::ScanConfig,
+) -> Option<Arc<berth_engine::ScanService>> {
+    let signer = pki.map(|p| Arc::new(ClusterSigner(p)) as Arc<dyn berth_engine::scan::RecordSigner>);
+    match berth_engine::ScanService::open(engine.clone(), signer, config) {
+        Ok(service) => Some(service),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the scan service: scans are not available");
+            None
+        }
+    }
+}
+
+/// Opens the registry on the engine's image store, and expires abandoned
+/// uploads every hour while the daemon runs.
+fn open_registry(engine: &Engine) -> Option<Registry> {
+    let registry = match Registry::open(engine.images().clone(), engine.data_root(), Default::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the registry: /v2/ answers with errors");
+            return None;
+        }
+    };
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let r = registry.clone();
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let r = r.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.expire_uploads()).await {
+                    tracing::warn!(error = %e, "expiring uploads");
+                }
+            }
+        });
+    }
+    Some(registry)
+}
+
+/// Opens the trust service on the engine's store, with the seal secret for
+/// server-held keys in `<data-root>/trust/seal.key` (0600).
+fn open_trust(engine: &Engine) -> Option<Arc<TrustService>> {
+    let seal = match seal_secret(&engine.data_root().join("trust")) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the trust service's key seal: content trust is unavailable");
+            return None;
+        }
+    };
+    match TrustStore::open(engine.state().clone()) {
+        Ok(store) => Some(Arc::new(TrustService::new(store, seal))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the trust tables: content trust is unavailable");
+            None
+        }
+    }
+}
+
+fn seal_secret(dir: &std::path::Path) -> std::io::Result<zeroize::Zeroizing<String>> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let path = dir.join("seal.key");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() == 64 => return Ok(zeroize::Zeroizing::new(s.trim().to_string())),
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is not a 64-digit hex secret", path.display()),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let secret = zeroize::Zeroizing::new(hex::encode(rand::random::<[u8; 32]>()));
+    let tmp = dir.join("seal.key.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(secret.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(secret)
+}
+
+/// Scheduled team sync: every directory is synced once per its interval
+/// (`default_interval` for those without one; zero turns those off). Runs
+/// until the runtime stops.
+pub fn spawn_directory_sync(access: Arc<Access>, default_interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let a = access.clone();
+            let next = tokio::task::spawn_blocking(move || -> berth_auth::Result<Option<Duration>> {
+                let (due, _) = a.sync_schedule(default_interval)?;
+                for name in due {
+                    if let Err(e) = a.sync_directories(Some(&name), "directory-sync", "scheduler") {
+                        tracing::error!(directory = %name, error = %e, "scheduled directory sync failed");
+                    }
+                }
+                Ok(a.sync_schedule(default_interval)?.1)
+            })
+            .await;
+            let next = match next {
+                Ok(Ok(next)) => next,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reading the directory sync schedule");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "directory sync task failed");
+                    None
+                }
+            };
+            // Nothing scheduled yet: look again soon enough to notice a new
+            // directory within one default interval.
+            let idle = if default_interval.is_zero() {
+                SYNC_TICK_MAX
+            } else {
+                default_interval
+            };
+            tokio::time::sleep(next.unwrap_or(idle).clamp(SYNC_TICK_MIN, SYNC_TICK_MAX)).await;
+        }
+    })
+}
