@@ -593,7 +593,7 @@ async fn run_audited(
     }
     req.extensions_mut().insert(principal);
     let mut response = next.run(req).await;
-    let unflushed = response.extensions_mut().remove::<crate::Unflushed>().is_some();
+    let unflushed = response.extensions_mut().remove::<crate::Unflushed>();
     let status = response.status();
     let denied = status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED;
     if denied || recorded {
@@ -609,14 +609,11 @@ async fn run_audited(
         } else {
             "failed"
         };
-        if audit(state, facts.entry(name, result, status, detail)).await {
-            // The entry's durable write covered the handler's (Unflushed).
-            return response;
-        }
+        audit(state, facts.entry(name, result, status, detail)).await;
     }
-    if unflushed {
+    if let Some(crate::Unflushed(commit)) = unflushed {
         let engine = state.engine.clone();
-        let flushed = crate::blocking::blocking(move || engine.flush()).await;
+        let flushed = crate::blocking::blocking(move || engine.make_durable(commit)).await;
         if let Some(e) = match flushed {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),

@@ -99,7 +99,9 @@ pub async fn create(
     if let Ok(id) = c.id.parse() {
         response.headers_mut().insert(berth_model::CONTAINER_ID_HEADER, id);
     }
-    response.extensions_mut().insert(crate::Unflushed);
+    response
+        .extensions_mut()
+        .insert(crate::Unflushed(s.engine.last_commit()));
     Ok(response)
 }
 

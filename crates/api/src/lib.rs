@@ -52,12 +52,13 @@ pub struct AppState {
 }
 
 /// Marks a response whose handler left store writes unflushed
-/// (`Engine::start_unflushed`): the authorization layer makes them durable
-/// before the response leaves, with the request's audit entry (a durable
-/// write to the same store: the access service proposes to the engine's
-/// cluster state) or, when none is written, with `Engine::flush`.
+/// (`Engine::start_unflushed`), up to the node's commit number it holds:
+/// the authorization layer makes them durable before the response leaves,
+/// after the request's audit entry, with `Engine::make_durable` (the
+/// node's group commit: free when the audit entry's durable commit, or
+/// anyone's, already covered them).
 #[derive(Clone, Copy)]
-pub(crate) struct Unflushed;
+pub(crate) struct Unflushed(pub u64);
 
 /// The services a node opened (see `berth_node::open`): the API serves
 /// them and opens nothing itself.

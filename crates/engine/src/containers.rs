@@ -133,6 +133,17 @@ impl Engine {
         Ok(self.store.flush()?)
     }
 
+    /// The number of the node's last store commit (see [`Engine::make_durable`]).
+    pub fn last_commit(&self) -> u64 {
+        self.store.last_commit()
+    }
+
+    /// Makes the node's commits up to `commit` durable: the node's group
+    /// commit, free when a durable commit since covered them.
+    pub fn make_durable(&self, commit: u64) -> Result<(), Error> {
+        Ok(self.store.make_durable(commit)?)
+    }
+
     /// Validates the request and records a new container (state `created`).
     /// Nothing is left behind when it fails.
     pub fn create(&self, req: ContainerCreate) -> Result<Container, Error> {

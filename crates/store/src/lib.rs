@@ -66,6 +66,23 @@ const ALL_TABLES: [Table; 6] = [CONTAINERS, CONTAINER_NAMES, IMAGES, TAGS, SNAPS
 #[derive(Clone)]
 pub struct Store {
     db: std::sync::Arc<redb::Database>,
+    commits: std::sync::Arc<Commits>,
+}
+
+/// The node's group commit: which commits are on disk. Commits are
+/// numbered in the order redb makes them (the number is taken inside the
+/// write transaction, which redb runs one at a time); a durable commit puts
+/// every earlier one on disk with it.
+#[derive(Default)]
+struct Commits {
+    /// The number of the last commit.
+    last: std::sync::atomic::AtomicU64,
+    /// The number of the last commit known to be on disk.
+    durable: std::sync::atomic::AtomicU64,
+    /// Held while an empty durable commit is made for callers of
+    /// [`Store::make_durable`]: callers that arrive meanwhile find their
+    /// commits covered by it and return without a commit of their own.
+    syncing: std::sync::Mutex<()>,
 }
 
 impl Store {
@@ -77,6 +94,7 @@ impl Store {
         })?;
         let store = Self {
             db: std::sync::Arc::new(db),
+            commits: Default::default(),
         };
         store.write_any(|txn| {
             for t in ALL_TABLES {
@@ -131,8 +149,48 @@ impl Store {
         inner.set_durability(durability).map_err(|e| storage(Table("*"), e))?;
         let mut txn = Txn { inner, cluster: true };
         let r = f(&mut txn)?;
-        txn.inner.commit().map_err(|e| storage(Table("*"), e))?;
+        self.commit(txn, durable)?;
         Ok(r)
+    }
+
+    /// The number of the last commit: a caller that left writes unflushed
+    /// passes it to [`Store::make_durable`].
+    pub fn last_commit(&self) -> u64 {
+        self.commits.last.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Makes every commit up to `commit` durable: at once when a durable
+    /// commit since has done so (the usual case: the request's audit entry),
+    /// else with one empty durable commit shared by every caller waiting at
+    /// the time (a group commit).
+    pub fn make_durable(&self, commit: u64) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.commits.durable.load(Ordering::SeqCst) >= commit {
+            return Ok(());
+        }
+        let _syncing = self
+            .commits
+            .syncing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.commits.durable.load(Ordering::SeqCst) >= commit {
+            return Ok(());
+        }
+        self.write_with(false, redb::Durability::Immediate, |_| Ok(()))
+    }
+
+    /// Commits `txn`, numbering the commit and noting when it is durable.
+    fn commit(&self, txn: Txn, durable: bool) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        // Taken inside the write transaction, which redb runs one at a
+        // time: numbers follow the commit order. A failed commit leaves a
+        // number unused, which only makes a later `make_durable` flush.
+        let number = self.commits.last.fetch_add(1, Ordering::SeqCst) + 1;
+        txn.inner.commit().map_err(|e| storage(Table("*"), e))?;
+        if durable {
+            self.commits.durable.fetch_max(number, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// Every record of a table as stored, in key order: for comparing two
@@ -173,9 +231,9 @@ impl Store {
         self.write_with(false, durability, f)
     }
 
-    /// Makes every earlier deferred write durable (an empty durable commit).
+    /// Makes every earlier deferred write durable (see [`Store::make_durable`]).
     pub fn flush(&self) -> Result<()> {
-        self.write_with(false, redb::Durability::Immediate, |_| Ok(()))
+        self.make_durable(self.last_commit())
     }
 
     fn write_any<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
@@ -192,11 +250,12 @@ impl Store {
         durability: redb::Durability,
         f: impl FnOnce(&mut Txn) -> Result<R>,
     ) -> Result<R> {
+        let durable = matches!(durability, redb::Durability::Immediate);
         let mut inner = self.db.begin_write().map_err(|e| storage(Table("*"), e))?;
         inner.set_durability(durability).map_err(|e| storage(Table("*"), e))?;
         let mut txn = Txn { inner, cluster };
         let r = f(&mut txn)?;
-        txn.inner.commit().map_err(|e| storage(Table("*"), e))?;
+        self.commit(txn, durable)?;
         Ok(r)
     }
 }
@@ -341,6 +400,28 @@ mod tests {
                 "flushed: {flush}"
             );
         }
+    }
+
+    #[test]
+    fn make_durable_flushes_only_what_no_durable_commit_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        store.write_deferred(|t| t.put(IMAGES, "a", &1u32)).unwrap();
+        let deferred = store.last_commit();
+        assert!(store.commits.durable.load(std::sync::atomic::Ordering::SeqCst) < deferred);
+        // A durable commit after it covers it: nothing more to do.
+        store.write(|t| t.put(IMAGES, "b", &2u32)).unwrap();
+        let covered = store.last_commit();
+        store.make_durable(deferred).unwrap();
+        assert_eq!(store.last_commit(), covered, "no extra commit");
+        // Without one, make_durable commits once.
+        store.write_deferred(|t| t.put(IMAGES, "c", &3u32)).unwrap();
+        let pending = store.last_commit();
+        store.make_durable(pending).unwrap();
+        assert_eq!(store.last_commit(), pending + 1);
+        assert!(store.commits.durable.load(std::sync::atomic::Ordering::SeqCst) > pending);
+        store.make_durable(pending).unwrap();
+        assert_eq!(store.last_commit(), pending + 1, "already durable");
     }
 
     #[test]
