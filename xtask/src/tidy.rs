@@ -106,6 +106,25 @@ mod tests {
             if deps.iter().any(|d| d == "axum") && !["api", "berth"].contains(&name.as_str()) {
                 wrong.push(format!("{name} depends on axum: only api serves HTTP"));
             }
+            if name == "state" {
+                // `apply` is deterministic: no clock, randomness, files or
+                // environment (the proposer computes those).
+                for nondeterministic in ["chrono", "rand", "getrandom", "uuid", "tokio"] {
+                    if deps.iter().any(|d| d == nondeterministic) {
+                        wrong.push(format!("state depends on {nondeterministic}: its commands must be deterministic"));
+                    }
+                }
+                let mut files = Vec::new();
+                rust_files(&dir.join("src"), &mut files);
+                for file in files {
+                    let text = std::fs::read_to_string(&file).unwrap_or_default();
+                    for source in ["std::fs", "std::env", "SystemTime", "Instant", "std::net", "std::process"] {
+                        if text.contains(source) {
+                            wrong.push(format!("{} uses {source}: cluster commands must be deterministic", relative(&file)));
+                        }
+                    }
+                }
+            }
             if ["model", "scheduler"].contains(&name.as_str()) {
                 for io in ["tokio", "redb", "hyper", "ureq", "axum", "rustix", "nix", "libc"] {
                     if deps.iter().any(|d| d == io) {

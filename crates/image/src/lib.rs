@@ -44,7 +44,7 @@ use berth_store::{Store, Table, Txn, IMAGES};
 use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
-pub use remote::{is_loopback, registry_key, Credentials, PullOptions, REGISTRY_CREDENTIALS};
+pub use remote::{is_loopback, registry_key, Artifacts, Credentials, PullOptions, REGISTRY_CREDENTIALS};
 
 /// Blobs other components (the registry) keep in this content store, so that
 /// garbage collection leaves them alone. Key: `"<digest> <holder>"`, value `()`.

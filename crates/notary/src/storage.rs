@@ -317,6 +317,39 @@ mod tests {
         assert_eq!(s.all_current("g").unwrap().len(), 2);
     }
 
+    /// A node that only applies the log (a follower) serves what the log
+    /// says, not what it had cached.
+    #[test]
+    fn the_cache_follows_commands_applied_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(Store::open(&dir.path().join("db")).unwrap()).unwrap();
+        let s = TrustStore::open(state.clone()).unwrap();
+        s.commit("g", &[up("timestamp", 1, "t1")]).unwrap();
+        assert_eq!(s.current("g", "timestamp").unwrap().unwrap().data, "t1");
+        let meta = StoredMeta {
+            version: 2,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"t2")),
+            data: "t2".into(),
+            created: "2026-12-05T00:00:00Z".into(),
+        };
+        let logged = berth_state::Envelope::new(ClusterCommand::CommitTrustMetadata {
+            gun: "g".into(),
+            updates: vec![TrustMetaUpdate {
+                role: "timestamp".into(),
+                meta,
+            }],
+            at: "2026-12-05T00:00:00Z".into(),
+        });
+        state.apply(logged).unwrap();
+        assert_eq!(s.current("g", "timestamp").unwrap().unwrap().data, "t2");
+        let deleted = berth_state::Envelope::new(ClusterCommand::DeleteTrustMetadata {
+            gun: "g".into(),
+            at: "2026-12-05T00:00:01Z".into(),
+        });
+        state.apply(deleted).unwrap();
+        assert!(s.current("g", "timestamp").unwrap().is_none());
+    }
+
     #[test]
     fn an_old_version_changes_nothing() {
         let (_d, s) = open();

@@ -156,7 +156,9 @@ impl State {
         Ok(outcome)
     }
 
-    /// Calls `f` after every command applied from now on, in order.
+    /// Calls `f` after every command applied from now on, in order. `f`
+    /// runs while commands wait for it: it must be quick and must not
+    /// propose (that would wait on itself).
     pub fn subscribe(&self, f: impl Fn(&ClusterCommand) -> std::result::Result<(), String> + Send + Sync + 'static) {
         self.inner
             .subscribers

@@ -11,6 +11,7 @@
 //! Credentials live in the cluster table [`REGISTRY_CREDENTIALS`] (changed
 //! only by cluster commands) and leave it only in `Authorization` headers.
 
+mod artifact;
 mod client;
 mod pull;
 mod push;
@@ -18,6 +19,7 @@ mod push;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+pub use artifact::Artifacts;
 pub use client::{is_loopback, registry_key, Credentials};
 
 use crate::error::{Error, Result};
