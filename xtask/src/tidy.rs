@@ -111,16 +111,28 @@ mod tests {
                 // environment (the proposer computes those).
                 for nondeterministic in ["chrono", "rand", "getrandom", "uuid", "tokio"] {
                     if deps.iter().any(|d| d == nondeterministic) {
-                        wrong.push(format!("state depends on {nondeterministic}: its commands must be deterministic"));
+                        wrong.push(format!(
+                            "state depends on {nondeterministic}: its commands must be deterministic"
+                        ));
                     }
                 }
                 let mut files = Vec::new();
                 rust_files(&dir.join("src"), &mut files);
                 for file in files {
                     let text = std::fs::read_to_string(&file).unwrap_or_default();
-                    for source in ["std::fs", "std::env", "SystemTime", "Instant", "std::net", "std::process"] {
+                    for source in [
+                        "std::fs",
+                        "std::env",
+                        "SystemTime",
+                        "Instant",
+                        "std::net",
+                        "std::process",
+                    ] {
                         if text.contains(source) {
-                            wrong.push(format!("{} uses {source}: cluster commands must be deterministic", relative(&file)));
+                            wrong.push(format!(
+                                "{} uses {source}: cluster commands must be deterministic",
+                                relative(&file)
+                            ));
                         }
                     }
                 }

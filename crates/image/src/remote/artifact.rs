@@ -41,7 +41,9 @@ impl Artifacts {
     fn get(&self, tail: &str, accept: Option<&str>, limit: u64) -> Result<Vec<u8>> {
         let path = format!("/v2/{}/{tail}", self.repository);
         let headers: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
-        let mut response = self.client.send("GET", &self.client.url(&path), &headers, &Body::Empty)?;
+        let mut response = self
+            .client
+            .send("GET", &self.client.url(&path), &headers, &Body::Empty)?;
         if !response.status().is_success() {
             let described = describe_error(&mut response);
             return Err(self.client.error(format!("GET {path} answered {described}")));
@@ -52,7 +54,12 @@ impl Artifacts {
     /// Uploads `data` as the blob `digest` unless the registry has it.
     pub fn push_blob(&self, digest: &str, data: &[u8]) -> Result<()> {
         let blob = self.client.url(&format!("/v2/{}/blobs/{digest}", self.repository));
-        if self.client.send("HEAD", &blob, &[], &Body::Empty)?.status().is_success() {
+        if self
+            .client
+            .send("HEAD", &blob, &[], &Body::Empty)?
+            .status()
+            .is_success()
+        {
             return Ok(());
         }
         let uploads = self.client.url(&format!("/v2/{}/blobs/uploads/", self.repository));
@@ -63,8 +70,10 @@ impl Artifacts {
                 .client
                 .error(format!("starting the upload of blob {digest} answered {described}")));
         }
-        let location = super::client::header(&response, "location")
-            .ok_or_else(|| self.client.error(format!("the upload of blob {digest} has no Location")))?;
+        let location = super::client::header(&response, "location").ok_or_else(|| {
+            self.client
+                .error(format!("the upload of blob {digest} has no Location"))
+        })?;
         let sep = if location.contains('?') { '&' } else { '?' };
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("digest", digest)
