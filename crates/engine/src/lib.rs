@@ -59,6 +59,7 @@ impl Engine {
         std::fs::create_dir_all(&config.data_root).map_err(|e| Error::io(&config.data_root, e))?;
         let store = berth_store::Store::open(&config.data_root.join("berth.redb"))?;
         let state = berth_state::State::open(store.clone())?;
+        let trust = trust::open_service(&config.data_root, &state);
         let images = berth_image::ImageStore::open(&config.data_root, state)?;
         let runtime = berth_runtime::Runtime::new(&config.data_root, config.exe, berth_runtime::IdMap::from_system())?;
         let (events, _) = broadcast::channel(1024);
@@ -70,7 +71,7 @@ impl Engine {
             locks: Mutex::new(HashMap::new()),
             reclaiming: Mutex::new(Vec::new()),
             data_root: config.data_root,
-            trust: Default::default(),
+            trust: trust::NodeTrust::new(trust),
             execs: Mutex::new(HashMap::new()),
         });
         engine.reconcile().await?;

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use berth_model::{Image, Reference};
 use berth_notary::client::{self, ClientError, FetchError, SignerRequirement, TrustedRepo};
@@ -162,12 +162,71 @@ pub fn remove_policy(state: &State, pattern: &str) -> Result<bool, Error> {
     Ok(removed == Outcome::Removed(true))
 }
 
-/// What the node knows about trust: the daemon's trust service (set once
-/// the API opened it) and the verified metadata per GUN.
+/// What the node knows about trust: the node's trust service (opened with
+/// the engine) and the verified metadata per GUN.
 #[derive(Default)]
 pub(crate) struct NodeTrust {
-    service: OnceLock<Arc<TrustService>>,
+    service: Option<Arc<TrustService>>,
     verified: Mutex<HashMap<String, Verified>>,
+}
+
+impl NodeTrust {
+    pub(crate) fn new(service: Option<Arc<TrustService>>) -> Self {
+        Self {
+            service,
+            verified: Mutex::default(),
+        }
+    }
+}
+
+/// Opens the node's trust service on cluster state, with the seal secret
+/// for server-held keys in `<data-root>/trust/seal.key` (0600); `None`,
+/// logged, when it cannot open (trust policies then refuse what they cover).
+pub(crate) fn open_service(data_root: &Path, state: &berth_state::State) -> Option<Arc<TrustService>> {
+    let seal = match seal_secret(&data_root.join("trust")) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the trust service's key seal: content trust is unavailable");
+            return None;
+        }
+    };
+    match berth_notary::storage::TrustStore::open(state.clone()) {
+        Ok(store) => Some(Arc::new(TrustService::new(store, seal))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the trust tables: content trust is unavailable");
+            None
+        }
+    }
+}
+
+fn seal_secret(dir: &std::path::Path) -> std::io::Result<zeroize::Zeroizing<String>> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let path = dir.join("seal.key");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() == 64 => return Ok(zeroize::Zeroizing::new(s.trim().to_string())),
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is not a 64-digit hex secret", path.display()),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let secret = zeroize::Zeroizing::new(hex::encode(rand::random::<[u8; 32]>()));
+    let tmp = dir.join("seal.key.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(secret.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(secret)
 }
 
 /// A GUN's verified metadata, valid while the service serves `timestamp`
@@ -389,9 +448,10 @@ fn join_roles(roles: &[RoleName]) -> String {
 }
 
 impl Engine {
-    /// Hands the engine the daemon's trust service (the API opens it).
-    pub fn set_trust_service(&self, service: Arc<TrustService>) {
-        let _ = self.trust.service.set(service);
+    /// The node's trust service (the Notary-compatible server the API
+    /// serves), when it could be opened.
+    pub fn trust_service(&self) -> Option<Arc<TrustService>> {
+        self.trust.service.clone()
     }
 
     pub fn trust_policies(&self) -> Result<Vec<TrustPolicy>, Error> {
@@ -437,7 +497,7 @@ impl Engine {
                         policy.pattern, candidate.shown
                     ))
                 };
-                let Some(service) = self.trust.service.get() else {
+                let Some(service) = self.trust.service.as_deref() else {
                     return Err(refuse("content trust is not available on this node".into()));
                 };
                 let length = self

@@ -1,8 +1,9 @@
 //! The composition root of a berth node: every service is opened here,
 //! once, in order, and handed to the API as [`berth_api::Services`]. The
 //! API opens nothing; services reach each other through handles given
-//! here (the trust service to the engine, the cluster key to the audit
-//! log and the scan records) and through the engine's event bus (an image
+//! here (the cluster key to the audit log and the scan records; the
+//! engine's trust service, which it opens with cluster state, to the API)
+//! and through the engine's event bus (an image
 //! pushed to the registry is scanned because the scan service subscribes
 //! to the push event).
 
@@ -13,8 +14,6 @@ use berth_api::Services;
 use berth_auth::syslog::SyslogDrops;
 use berth_auth::Access;
 use berth_engine::Engine;
-use berth_notary::service::TrustService;
-use berth_notary::storage::TrustStore;
 use berth_registry::Registry;
 
 mod signers;
@@ -67,10 +66,7 @@ pub fn open(engine: Arc<Engine>, options: Options) -> Result<Services, String> {
     if let (Some(scans), Ok(rt)) = (&scans, tokio::runtime::Handle::try_current()) {
         rt.spawn(scan_on_push(engine.subscribe(), scans.clone()));
     }
-    let trust = open_trust(&engine);
-    if let Some(t) = &trust {
-        engine.set_trust_service(t.clone());
-    }
+    let trust = engine.trust_service();
     if tokio::runtime::Handle::try_current().is_ok() {
         let interval = options
             .directory_sync_interval
@@ -185,55 +181,6 @@ fn open_registry(engine: &Engine) -> Option<Registry> {
         });
     }
     Some(registry)
-}
-
-/// Opens the trust service on the engine's store, with the seal secret for
-/// server-held keys in `<data-root>/trust/seal.key` (0600).
-fn open_trust(engine: &Engine) -> Option<Arc<TrustService>> {
-    let seal = match seal_secret(&engine.data_root().join("trust")) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the trust service's key seal: content trust is unavailable");
-            return None;
-        }
-    };
-    match TrustStore::open(engine.state().clone()) {
-        Ok(store) => Some(Arc::new(TrustService::new(store, seal))),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the trust tables: content trust is unavailable");
-            None
-        }
-    }
-}
-
-fn seal_secret(dir: &std::path::Path) -> std::io::Result<zeroize::Zeroizing<String>> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let path = dir.join("seal.key");
-    match std::fs::read_to_string(&path) {
-        Ok(s) if s.trim().len() == 64 => return Ok(zeroize::Zeroizing::new(s.trim().to_string())),
-        Ok(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} is not a 64-digit hex secret", path.display()),
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let secret = zeroize::Zeroizing::new(hex::encode(rand::random::<[u8; 32]>()));
-    let tmp = dir.join("seal.key.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(secret.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(secret)
 }
 
 /// Scheduled team sync: every directory is synced once per its interval
