@@ -40,6 +40,12 @@
 //! - [`pkcs11`]: `Pkcs11Module`, `Pkcs11Token` (user or security officer
 //!   login), `Pkcs11Signer`, `piv_slot_cka_id`/`piv_slot_name` (YubiKey PIV
 //!   slots as `libykcs11` numbers them).
+//! - [`workflow`]: the signing workflow of `berth trust` — which roles and
+//!   keys sign what (`roles_to_sign`, `role_keys`, `publish_keys`), signer
+//!   delegations (`add_signer`, `remove_signer`), the next targets and
+//!   snapshot (`Change`, `next_targets`, `next_snapshot`), pending threshold
+//!   signatures, key descriptions, and `verify_attached` (trust data attached
+//!   to an image) into a `View`; errors are a `WorkflowError` message.
 //!
 //! **Architecture Invariant:** nothing here reads the clock or the network;
 //! times and fetches are parameters. Only `keystore` and the client's cache
@@ -60,3 +66,4 @@ pub mod server;
 /// The daemon's trust service over the store (the lead's; see storage.rs).
 pub mod service;
 pub mod storage;
+pub mod workflow;

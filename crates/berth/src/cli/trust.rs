@@ -32,6 +32,10 @@
 //! reference names or a prompt; they are never echoed, printed or logged.
 //! Keys a command generated are removed again when it fails before
 //! publishing, so a failed command leaves no key behind.
+//!
+//! The pure parts of the signing workflow (which roles and keys sign, the
+//! next targets and snapshot, signer delegations, pending signatures, checks
+//! on attached trust data) are in [`berth_notary::workflow`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -45,11 +49,16 @@ use berth_notary::client::{self as tuf, ClientError, FetchError, TrustedRepo};
 use berth_notary::crypto::{self, SoftwareSigner};
 use berth_notary::keys::{KeyType, PublicKey, SigMethod, SignError, Signer};
 use berth_notary::keystore::{KeyInfo, KeyStore, KeyStoreError, Passphrase, TokenKeyRef};
-use berth_notary::metadata::{FileMeta, RoleName, Root, Signed, Snapshot, Targets};
+use berth_notary::metadata::{FileMeta, RoleName, Signed, Targets};
 use berth_notary::pkcs11::{
     self as pkcs11, KeySelector, Pkcs11Module, Pkcs11Signer, Pkcs11Token, TokenKey, TokenPin, TokenSelector,
 };
-use berth_notary::repo::{self, RoleKeys, TrustPinning};
+use berth_notary::repo::{self, TrustPinning};
+use berth_notary::workflow::{
+    add_signer, describe_cka_id, describe_location, next_snapshot, next_targets, normalize_gun, passphrase_class,
+    pending_file, preferred_key, public_key_from_pem, public_key_pem, publish_keys, remove_signer, role_keys,
+    roles_to_sign, signer_role, slot_cka_id, token_selector, valid_signatures, verify_attached, Change, View,
+};
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -972,73 +981,8 @@ fn write_backup<S: std::ops::Deref<Target = String>>(
     result
 }
 
-/// The passphrase class of a key store role.
-fn passphrase_class(role: &str) -> &'static str {
-    match role {
-        "root" => "ROOT",
-        "targets" => "TARGETS",
-        "snapshot" => "SNAPSHOT",
-        _ => "DELEGATION",
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The token a recorded or given label names; no label is the module's only token.
-fn token_selector(label: Option<&str>) -> TokenSelector {
-    match label {
-        Some(label) if !label.is_empty() => TokenSelector::Label(label.to_string()),
-        _ => TokenSelector::Only,
-    }
-}
-
-/// `--slot`: a YubiKey PIV slot (`9a`, ...) or `id:HEX`, as a `CKA_ID`.
-fn slot_cka_id(slot: &str) -> Result<Vec<u8>> {
-    if let Some(hex) = slot.strip_prefix("id:") {
-        return pkcs11::decode_hex(hex)
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| anyhow!("--slot {slot}: id: takes the CKA_ID in hex, e.g. id:01"));
-    }
-    pkcs11::piv_slot_cka_id(slot).map(|id| vec![id]).ok_or_else(|| {
-        anyhow!("--slot {slot}: not a PIV slot (9a, 9c, 9d, 9e, 82..95); give any other CKA_ID as id:HEX")
-    })
-}
-
-/// How a `CKA_ID` reads to a user: the PIV slot when it is one.
-fn describe_cka_id(cka_id_hex: &str) -> String {
-    match pkcs11::decode_hex(cka_id_hex).and_then(|id| pkcs11::piv_slot_name(&id)) {
-        Some(slot) => format!("slot {slot}"),
-        None => format!("id {cka_id_hex}"),
-    }
-}
-
-/// Where a key is, for `key list`, backups and messages.
-fn describe_location(store: &KeyStore, info: &KeyInfo) -> String {
-    match &info.token {
-        None => format!("file {}", store.dir().display()),
-        Some(t) => format!(
-            "pkcs11 {} token {} {}",
-            t.module.display(),
-            t.token_label,
-            describe_cka_id(&t.cka_id)
-        ),
-    }
-}
-
-/// A repository name as berth writes GUNs: `registry/repository`.
-fn normalize_gun(text: &str) -> Result<String> {
-    let r = Reference::parse(text).map_err(|e| anyhow!("{text:?} is not a repository name: {e}"))?;
-    Ok(format!("{}/{}", r.registry, r.repository))
-}
-
-/// The key of `role` a new repository uses: one on a token first (the
-/// user put it there for a reason), else the first.
-fn preferred_key<'k>(keys: &'k [KeyInfo], role: &str, gun: &str) -> Option<&'k KeyInfo> {
-    let mut matching = keys.iter().filter(|k| k.role == role && k.gun == gun);
-    let first = matching.clone().next();
-    matching.find(|k| k.token.is_some()).or(first)
 }
 
 fn prompt_secret(prompt: &str) -> Result<String> {
@@ -1584,18 +1528,7 @@ impl<'a> TrustSession<'a> {
             .iter()
             .map(|s| s.public_key().canonical_id().unwrap_or_default())
             .collect();
-        let mut wanted: Vec<PublicKey> = Vec::new();
-        for role in ["targets", "snapshot"] {
-            if let Some(entry) = editor.root().roles.get(role) {
-                wanted.extend(entry.keyids.iter().filter_map(|id| editor.root().keys.get(id)).cloned());
-            }
-        }
-        if editor.dirty_roles().any(|r| *r == RoleName::Root) {
-            if let Some(entry) = editor.root().roles.get("root") {
-                wanted.extend(entry.keyids.iter().filter_map(|id| editor.root().keys.get(id)).cloned());
-            }
-        }
-        wanted.retain(|k| !held.contains(&k.canonical_id().unwrap_or_default()));
+        let wanted = publish_keys(editor, &held);
         signers.extend(self.signers_for(wanted.iter())?);
         Ok(signers)
     }
@@ -2152,7 +2085,7 @@ impl<'a> TrustSession<'a> {
                 self.publish_editor(&target, &mut editor, &signers).await?;
             }
             Some(repo) => {
-                let roles = self.roles_to_sign(&repo, a.signer.as_deref())?;
+                let roles = roles_to_sign(&repo, a.signer.as_deref(), |k| self.holds(k))?;
                 let change = Change::Add(tag.clone(), meta);
                 let done = self
                     .update_targets(&target, &repo, &roles, &change, &manifest, &tag)
@@ -2217,83 +2150,6 @@ impl<'a> TrustSession<'a> {
         Ok(manifest)
     }
 
-    /// The roles `sign` writes to: `targets/<signer>` (and `targets/releases`
-    /// when this client holds one of its keys), or `targets` itself.
-    fn roles_to_sign(&self, repo: &TrustedRepo, signer: Option<&str>) -> Result<Vec<RoleName>> {
-        let top = repo
-            .targets(&RoleName::Targets)
-            .ok_or_else(|| anyhow!("{} has no targets", repo.gun()))?;
-        let delegations = &top.signed().delegations;
-        let delegation_keys = |name: &str| -> Vec<PublicKey> {
-            delegations
-                .roles
-                .iter()
-                .find(|r| r.name == name)
-                .map(|r| {
-                    r.keyids
-                        .iter()
-                        .filter_map(|id| delegations.keys.get(id))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let releases = "targets/releases";
-        match signer {
-            Some(name) => {
-                let role = format!("targets/{name}");
-                if !delegations.roles.iter().any(|r| r.name == role) {
-                    bail!(
-                        "{name} is not a signer of {}: add it with `berth trust signer add {name} {} --key {name}.pub`",
-                        repo.gun(),
-                        repo.gun()
-                    );
-                }
-                let mine = delegation_keys(&role);
-                if !mine.iter().any(|k| self.holds(k)) {
-                    bail!("this client holds no key of signer {name} (see `berth trust key list`)");
-                }
-                let mut roles = vec![RoleName::Delegation(role.clone())];
-                if role != releases && delegation_keys(releases).iter().any(|k| self.holds(k)) {
-                    roles.push(RoleName::Delegation(releases.into()));
-                }
-                Ok(roles)
-            }
-            None => {
-                let keys =
-                    repo::root_role_keys(repo.root().signed(), &RoleName::Targets).map_err(|e| anyhow!("{e}"))?;
-                if keys.keys.values().any(|k| self.holds(k)) {
-                    return Ok(vec![RoleName::Targets]);
-                }
-                if delegation_keys(releases).iter().any(|k| self.holds(k)) {
-                    return Ok(vec![RoleName::Delegation(releases.into())]);
-                }
-                bail!(
-                    "this client holds neither the targets key of {} nor a signer key: pass --signer",
-                    repo.gun()
-                )
-            }
-        }
-    }
-
-    /// Keys of a targets role: from root, a verified delegation, or the
-    /// parent's delegation entry for a role without metadata yet.
-    fn role_keys(repo: &TrustedRepo, role: &RoleName) -> Result<RoleKeys> {
-        if let Some((_, keys)) = repo.roles().find(|(r, _)| *r == role) {
-            return Ok(keys.clone());
-        }
-        match role.parent() {
-            None => repo::root_role_keys(repo.root().signed(), role).map_err(|e| anyhow!("{e}")),
-            Some(parent) => {
-                let parent_keys = TrustSession::role_keys(repo, &parent)?;
-                let parent_meta = repo
-                    .targets(&parent)
-                    .ok_or_else(|| anyhow!("{parent} of {} is not trusted", repo.gun()))?;
-                repo::delegation_role_keys(parent_meta.signed(), &parent_keys, role).map_err(|e| anyhow!("{e}"))
-            }
-        }
-    }
-
     /// Applies `change` to each of `roles` and publishes the roles whose
     /// threshold is met; a role short of signatures is attached to the image
     /// as pending for the next key holder. `true` when everything was
@@ -2317,18 +2173,14 @@ impl<'a> TrustSession<'a> {
         let mut partial: Vec<(RoleName, Vec<u8>, usize, i64)> = Vec::new();
         let mut adopted: Vec<String> = Vec::new();
         for role in roles {
-            let keys = TrustSession::role_keys(repo, role)?;
+            let keys = role_keys(repo, role)?;
             if let Change::Add(name, _) = change {
                 if !keys.allows_target(name) {
                     bail!("{role} may not sign {name:?} (outside its paths)");
                 }
             }
-            let current = repo.targets(role).map(|s| s.signed().clone());
-            let next_version = current.as_ref().map(|t| t.version).unwrap_or(0) + 1;
-            let mut content = current.unwrap_or_else(|| Targets::new(now));
-            change.apply(&mut content);
-            content.version = next_version;
-            content.expires = builder::default_expires(role, now);
+            let content = next_targets(repo, role, change, now);
+            let next_version = content.version;
             // A pending signature of the same change, made by another key holder.
             let mut signed: Option<Signed<Targets>> = None;
             for (digest, annotations, doc) in &pending_docs {
@@ -2418,14 +2270,8 @@ impl<'a> TrustSession<'a> {
         }
         let signers = self.signers_for(keys.keys.values())?;
         let refs: Vec<&dyn Signer> = signers.iter().map(|s| s.as_ref()).collect();
-        let mut snapshot: Snapshot = repo.snapshot().signed().clone();
-        for (role, bytes) in changed {
-            snapshot.meta.insert(role.to_string(), FileMeta::from_bytes(bytes));
-        }
-        snapshot.version += 1;
-        snapshot.expires = builder::default_expires(&RoleName::Snapshot, now);
-        let signed = builder::sign_metadata(snapshot, &keys, &refs).map_err(|e| anyhow!("{e}"))?;
-        Ok(Some(signed.to_bytes()))
+        let snapshot = next_snapshot(repo, &keys, changed, &refs, now).map_err(|e| anyhow!("{e}"))?;
+        Ok(Some(snapshot))
     }
 
     /// Attaches the signed metadata that vouches for `tag` to the image, and
@@ -2500,7 +2346,7 @@ impl<'a> TrustSession<'a> {
         };
         let mut roles = Vec::new();
         for (role, _) in &listing {
-            let keys = TrustSession::role_keys(&repo, role)?;
+            let keys = role_keys(&repo, role)?;
             if keys.keys.values().any(|k| self.holds(k)) {
                 roles.push(role.clone());
             }
@@ -2566,19 +2412,7 @@ impl<'a> TrustSession<'a> {
             Some(repo) => (self.editor_from(&repo)?, Vec::new()),
             None => self.new_repo(&target, now).await?,
         };
-        editor
-            .add_delegation(&role, &keys, a.threshold, &["".to_string()], now)
-            .map_err(|e| anyhow!("{e}"))?;
-        let releases = RoleName::Delegation("targets/releases".into());
-        let has_releases = editor
-            .targets(&RoleName::Targets)
-            .is_some_and(|t| t.delegations.roles.iter().any(|d| d.name == releases.as_str()));
-        if !has_releases {
-            // Docker's convention: the first signer also signs targets/releases.
-            editor
-                .add_delegation(&releases, &keys, a.threshold, &["".to_string()], now)
-                .map_err(|e| anyhow!("{e}"))?;
-        }
+        let has_releases = add_signer(&mut editor, &role, &keys, a.threshold, now).map_err(|e| anyhow!("{e}"))?;
         let signers = self.publish_signers(&editor, extra)?;
         self.publish_editor(&target, &mut editor, &signers).await?;
         println!(
@@ -2605,35 +2439,7 @@ impl<'a> TrustSession<'a> {
             .await?
             .ok_or_else(|| anyhow!("no trust data for {}", target.gun))?;
         let mut editor = self.editor_from(&repo)?;
-        let top = editor
-            .targets(&RoleName::Targets)
-            .cloned()
-            .ok_or_else(|| anyhow!("{} has no targets", target.gun))?;
-        let Some(entry) = top.delegations.roles.iter().find(|d| d.name == role.as_str()).cloned() else {
-            bail!("{} is not a signer of {}", a.name, target.gun);
-        };
-        editor.remove_delegation(&role).map_err(|e| anyhow!("{e}"))?;
-        // Its keys no longer sign targets/releases either.
-        if let Some(releases) = top.delegations.roles.iter().find(|d| d.name == "targets/releases") {
-            let releases_role = RoleName::Delegation(releases.name.clone());
-            let remaining: Vec<PublicKey> = releases
-                .keyids
-                .iter()
-                .filter(|id| !entry.keyids.contains(id))
-                .filter_map(|id| top.delegations.keys.get(id))
-                .cloned()
-                .collect();
-            if remaining.len() != releases.keyids.len() {
-                if remaining.is_empty() {
-                    editor.remove_delegation(&releases_role).map_err(|e| anyhow!("{e}"))?;
-                } else {
-                    let threshold = releases.threshold.min(remaining.len() as i64);
-                    editor
-                        .add_delegation(&releases_role, &remaining, threshold, &releases.paths, Utc::now())
-                        .map_err(|e| anyhow!("{e}"))?;
-                }
-            }
-        }
+        remove_signer(&mut editor, &role, &a.name, &target.gun, Utc::now())?;
         let signers = self.publish_signers(&editor, Vec::new())?;
         self.publish_editor(&target, &mut editor, &signers).await?;
         println!("Removed signer {} from {}", a.name, target.gun);
@@ -2671,7 +2477,7 @@ impl<'a> TrustSession<'a> {
                 }
             }
         };
-        let described = view.describe(tag_filter.as_deref());
+        let described = describe_view(&view, tag_filter.as_deref());
         if let Some(tag) = &tag_filter {
             if described["SignedTags"].as_array().is_none_or(|t| t.is_empty()) {
                 bail!("no signed tag {tag:?} in {}{}", view.gun, view.invalid_note());
@@ -2734,173 +2540,18 @@ impl<'a> TrustSession<'a> {
         Ok(view)
     }
 
+    /// Verifies the trust document `doc` attached to `manifest` against
+    /// `pins`, else the root this client pinned for the document's GUN.
     fn verify_referrer(&self, doc: &[u8], manifest: &Manifest, pins: &[String]) -> Result<View> {
-        #[derive(Deserialize)]
-        struct Doc {
-            gun: String,
-            files: BTreeMap<String, String>,
-        }
-        let doc: Doc = serde_json::from_slice(doc).context("the attached trust document is malformed")?;
-        let decode = |role: &str| -> Result<Vec<u8>> {
-            let text = doc
-                .files
-                .get(role)
-                .ok_or_else(|| anyhow!("the attached trust document has no {role}"))?;
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|e| anyhow!("{role} is not base64: {e}"))
-        };
-        let now = Utc::now();
-        let mut pinned: Vec<String> = pins.to_vec();
-        if pinned.is_empty() {
-            // The root this client trusted for the original GUN.
-            let cached = self.cache_dir(&doc.gun).join("root.json");
-            if let Ok(bytes) = std::fs::read(&cached) {
-                if let Ok(root) = Signed::<Root>::from_bytes(&RoleName::Root, &bytes) {
-                    pinned = root
-                        .signed()
-                        .roles
-                        .get("root")
-                        .map(|r| r.keyids.clone())
-                        .unwrap_or_default();
-                }
-            }
-        }
-        if pinned.is_empty() {
-            bail!(
-                "no root key is pinned for {}: pass --root-key ID (or BERTH_TRUST_ROOT_KEY) with a root key id `berth trust inspect` shows for it",
-                doc.gun
-            );
-        }
-        let root_bytes = decode("root")?;
-        let root = Signed::<Root>::from_bytes(&RoleName::Root, &root_bytes).map_err(|e| anyhow!("{e}"))?;
-        // A pin may name a root certificate key or the bare key inside it.
-        for (id, key) in &root.signed().keys {
-            if key.canonical_id().is_ok_and(|c| pinned.contains(&c)) && !pinned.contains(id) {
-                pinned.push(id.clone());
-            }
-        }
-        let pinning = TrustPinning {
-            key_ids: pinned,
-            ca_pem: None,
-            disable_tofu: true,
-        };
-        repo::validate_root(None, &root, &doc.gun, Some(now), &pinning).map_err(|e| anyhow!("{e}"))?;
-        repo::check_expiry(&RoleName::Root, root.signed(), now).map_err(|e| anyhow!("{e}"))?;
-        let mut view = View {
-            gun: doc.gun.clone(),
-            source: "referrer",
-            root: root.signed().clone(),
-            roles: Vec::new(),
-            invalid: Vec::new(),
-        };
-        let mut roles: Vec<RoleName> = doc
-            .files
-            .keys()
-            .filter_map(|r| RoleName::parse(r).ok())
-            .filter(|r| r.is_targets_like())
-            .collect();
-        roles.sort_by(|a, b| a.depth().cmp(&b.depth()).then_with(|| a.cmp(b)));
-        let mut verified: BTreeMap<RoleName, (Targets, RoleKeys)> = BTreeMap::new();
-        for role in roles {
-            let bytes = decode(role.as_str())?;
-            let checked = (|| -> Result<(Targets, RoleKeys)> {
-                let keys = match role.parent() {
-                    None => repo::root_role_keys(root.signed(), &role).map_err(|e| anyhow!("{e}"))?,
-                    Some(parent) => {
-                        let (parent_meta, parent_keys) = verified
-                            .get(&parent)
-                            .ok_or_else(|| anyhow!("{parent} is not trusted"))?;
-                        repo::delegation_role_keys(parent_meta, parent_keys, &role).map_err(|e| anyhow!("{e}"))?
-                    }
-                };
-                let signed = Signed::<Targets>::from_bytes(&role, &bytes).map_err(|e| anyhow!("{e}"))?;
-                repo::check_targets_structure(&role, signed.signed()).map_err(|e| anyhow!("{e}"))?;
-                repo::verify_signatures(&signed, &keys).map_err(|e| anyhow!("{e}"))?;
-                repo::check_expiry(&role, signed.signed(), now).map_err(|e| anyhow!("{e}"))?;
-                Ok((signed.into_signed(), keys))
-            })();
-            match checked {
-                Ok(v) => {
-                    verified.insert(role, v);
-                }
-                Err(e) if role == RoleName::Targets => return Err(e),
-                Err(e) => view.invalid.push((role, format!("{e:#}"))),
-            }
-        }
-        for (role, (targets, keys)) in verified {
-            view.roles.push((role, keys, targets));
-        }
-        // Only what vouches for this manifest counts.
-        let hex = manifest.digest.trim_start_matches("sha256:").to_string();
-        let length = manifest.bytes.len() as i64;
-        for (_, _, targets) in &mut view.roles {
-            targets
-                .targets
-                .retain(|_, meta| meta.sha256_hex().as_deref() == Some(hex.as_str()) && meta.length == length);
-        }
-        Ok(view)
+        Ok(verify_attached(
+            doc,
+            &manifest.digest,
+            manifest.bytes.len(),
+            pins,
+            |gun| std::fs::read(self.cache_dir(gun).join("root.json")).ok(),
+            Utc::now(),
+        )?)
     }
-}
-
-/// What `sign` or `revoke` does to a targets role.
-enum Change {
-    Add(String, FileMeta),
-    Remove(String),
-}
-
-impl Change {
-    fn apply(&self, targets: &mut Targets) {
-        match self {
-            Change::Add(name, meta) => {
-                targets.targets.insert(name.clone(), meta.clone());
-            }
-            Change::Remove(name) => {
-                targets.targets.remove(name);
-            }
-        }
-    }
-}
-
-/// A pending signature document's metadata file for `role` of `gun`.
-fn pending_file(annotations: &Value, doc: &[u8], gun: &str, role: &RoleName) -> Option<Signed<Targets>> {
-    if annotations.get("vnd.berth.trust.gun").and_then(Value::as_str) != Some(gun)
-        || annotations.get("vnd.berth.trust.role").and_then(Value::as_str) != Some(role.as_str())
-    {
-        return None;
-    }
-    let doc: Value = serde_json::from_slice(doc).ok()?;
-    let file = base64::engine::general_purpose::STANDARD
-        .decode(doc.get("file")?.as_str()?)
-        .ok()?;
-    Signed::<Targets>::from_bytes(role, &file).ok()
-}
-
-/// Distinct keys of the role with a valid signature.
-fn valid_signatures(signed: &Signed<Targets>, keys: &RoleKeys) -> usize {
-    signed
-        .signatures()
-        .iter()
-        .filter(|sig| {
-            let Some(key) = keys.keys.get(&sig.keyid) else {
-                return false;
-            };
-            let Some(method) = SigMethod::from_wire(&sig.method) else {
-                return false;
-            };
-            crypto::verify_signature(key, method, signed.canonical_bytes(), &sig.sig).is_ok()
-        })
-        .map(|sig| sig.keyid.clone())
-        .collect::<BTreeSet<_>>()
-        .len()
-}
-
-fn signer_role(name: &str) -> Result<RoleName> {
-    if name == "releases" {
-        bail!("releases is managed by berth: name the signer after a person or team");
-    }
-    RoleName::parse(&format!("targets/{name}"))
-        .map_err(|_| anyhow!("invalid signer name {name:?}: use a-z, 0-9, - and _"))
 }
 
 fn has_explicit_tag(image: &str) -> bool {
@@ -2912,186 +2563,73 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-/// `NAME.pub`: the public key as PEM (`PUBLIC KEY`, SubjectPublicKeyInfo),
-/// or the certificate for `-x509` keys.
-fn public_key_pem(key: &PublicKey, name: &str) -> String {
-    if key.keytype.is_x509() {
-        return String::from_utf8_lossy(&key.public).into_owned();
-    }
-    let mut block = pem::Pem::new("PUBLIC KEY", key.public.clone());
-    let _ = block.headers_mut().add("role", name);
-    pem::encode_config(&block, pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
-}
-
 /// A signer's public key from a PEM file: `PUBLIC KEY` (ECDSA P-256) or
 /// `CERTIFICATE` (`ecdsa-x509`).
 fn read_public_key(path: &Path) -> Result<PublicKey> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let block = pem::parse(&bytes).map_err(|e| anyhow!("{}: not PEM: {e}", path.display()))?;
-    let key = match block.tag() {
-        "PUBLIC KEY" => PublicKey::new(KeyType::Ecdsa, block.contents().to_vec()),
-        "CERTIFICATE" => {
-            let text = pem::encode_config(
-                &pem::Pem::new("CERTIFICATE", block.contents().to_vec()),
-                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-            );
-            PublicKey::new(KeyType::EcdsaX509, text.into_bytes())
-        }
-        other => bail!(
-            "{}: a {other:?} block is not a public key or certificate",
-            path.display()
-        ),
-    };
-    // A key that cannot verify anything is refused now, not when it signs.
-    match key.keytype {
-        KeyType::Ecdsa => {
-            // Parsing is the first thing verification does: a malformed key says so.
-            if let Err(e @ crypto::CryptoError::MalformedKey { .. }) =
-                crypto::verify_signature(&key, SigMethod::Ecdsa, b"", &[0u8; 64])
-            {
-                bail!("{}: not an ECDSA P-256 public key: {e}", path.display());
-            }
-        }
-        _ => {
-            crypto::key_certificate(&key).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        }
-    }
-    Ok(key)
+    Ok(public_key_from_pem(&bytes, &path.display().to_string())?)
 }
 
 // ---------------------------------------------------------------------------
 // Showing trust data
 
-/// Verified trust data of one GUN, from its trust server or a referrer.
-struct View {
-    gun: String,
-    source: &'static str,
-    root: Root,
-    roles: Vec<(RoleName, RoleKeys, Targets)>,
-    invalid: Vec<(RoleName, String)>,
-}
-
-impl View {
-    fn from_trusted(repo: &TrustedRepo) -> View {
-        let roles = repo
-            .roles()
-            .filter_map(|(role, keys)| {
-                repo.targets(role)
-                    .map(|t| (role.clone(), keys.clone(), t.signed().clone()))
-            })
-            .collect();
-        View {
-            gun: repo.gun().to_string(),
-            source: "trust server",
-            root: repo.root().signed().clone(),
-            roles,
-            invalid: repo
-                .invalid_roles()
-                .iter()
-                .map(|(r, e)| (r.clone(), e.to_string()))
-                .collect(),
-        }
-    }
-
-    fn merge(&mut self, other: View) {
-        for (role, keys, targets) in other.roles {
-            match self.roles.iter_mut().find(|(r, _, _)| *r == role) {
-                Some((_, _, mine)) => mine.targets.extend(targets.targets),
-                None => self.roles.push((role, keys, targets)),
+/// Docker's `trust inspect` shape of `view`, plus thresholds and untrusted roles.
+fn describe_view(view: &View, tag: Option<&str>) -> Value {
+    let signer_name = |role: &RoleName| match role {
+        RoleName::Targets => "Repo Admin".to_string(),
+        other => other.as_str().trim_start_matches("targets/").to_string(),
+    };
+    let mut tags: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for (role, keys, targets) in &view.roles {
+        for (name, meta) in &targets.targets {
+            if tag.is_some_and(|t| t != name) || !keys.allows_target(name) {
+                continue;
+            }
+            let entry = tags
+                .entry((name.clone(), meta.sha256_hex().unwrap_or_default()))
+                .or_default();
+            if role.as_str() != "targets/releases" {
+                entry.insert(signer_name(role));
             }
         }
-        self.invalid.extend(other.invalid);
     }
-
-    /// `tag` as content trust resolves it: `targets/releases` first, then
-    /// `targets`, then other signers.
-    fn resolve(&self, tag: &str) -> Option<(FileMeta, RoleName)> {
-        let rank = |r: &RoleName| match r.as_str() {
-            "targets/releases" => 0,
-            "targets" => 1,
-            _ => 2,
-        };
-        let mut roles: Vec<&(RoleName, RoleKeys, Targets)> = self.roles.iter().collect();
-        roles.sort_by_key(|(r, _, _)| (rank(r), r.depth()));
-        roles.into_iter().find_map(|(role, keys, targets)| {
-            targets
-                .targets
-                .get(tag)
-                .filter(|_| keys.allows_target(tag))
-                .map(|m| (m.clone(), role.clone()))
-        })
-    }
-
-    fn invalid_note(&self) -> String {
-        if self.invalid.is_empty() {
-            return String::new();
-        }
-        let parts: Vec<String> = self
-            .invalid
-            .iter()
-            .map(|(r, e)| format!("{r} is not trusted: {e}"))
-            .collect();
-        format!(" ({})", parts.join("; "))
-    }
-
-    /// Docker's `trust inspect` shape, plus thresholds and untrusted roles.
-    fn describe(&self, tag: Option<&str>) -> Value {
-        let signer_name = |role: &RoleName| match role {
-            RoleName::Targets => "Repo Admin".to_string(),
-            other => other.as_str().trim_start_matches("targets/").to_string(),
-        };
-        let mut tags: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-        for (role, keys, targets) in &self.roles {
-            for (name, meta) in &targets.targets {
-                if tag.is_some_and(|t| t != name) || !keys.allows_target(name) {
-                    continue;
-                }
-                let entry = tags
-                    .entry((name.clone(), meta.sha256_hex().unwrap_or_default()))
-                    .or_default();
-                if role.as_str() != "targets/releases" {
-                    entry.insert(signer_name(role));
-                }
+    let signed_tags: Vec<Value> = tags
+        .into_iter()
+        .map(|((name, digest), signers)| json!({"SignedTag": name, "Digest": digest, "Signers": signers}))
+        .collect();
+    let mut signers = Vec::new();
+    if let Some((_, _, top)) = view.roles.iter().find(|(r, _, _)| *r == RoleName::Targets) {
+        for d in &top.delegations.roles {
+            if d.name == "targets/releases" {
+                continue;
             }
+            signers.push(json!({
+                "Name": d.name.trim_start_matches("targets/"),
+                "Keys": d.keyids.iter().map(|id| json!({"ID": id})).collect::<Vec<_>>(),
+                "Threshold": d.threshold,
+            }));
         }
-        let signed_tags: Vec<Value> = tags
-            .into_iter()
-            .map(|((name, digest), signers)| json!({"SignedTag": name, "Digest": digest, "Signers": signers}))
-            .collect();
-        let mut signers = Vec::new();
-        if let Some((_, _, top)) = self.roles.iter().find(|(r, _, _)| *r == RoleName::Targets) {
-            for d in &top.delegations.roles {
-                if d.name == "targets/releases" {
-                    continue;
-                }
-                signers.push(json!({
-                    "Name": d.name.trim_start_matches("targets/"),
-                    "Keys": d.keyids.iter().map(|id| json!({"ID": id})).collect::<Vec<_>>(),
-                    "Threshold": d.threshold,
-                }));
-            }
-        }
-        let role_keys = |role: &str| -> Vec<Value> {
-            self.root
-                .roles
-                .get(role)
-                .map(|r| r.keyids.iter().map(|id| json!({"ID": id})).collect())
-                .unwrap_or_default()
-        };
-        json!({
-            "Name": self.gun,
-            "VerifiedFrom": self.source,
-            "SignedTags": signed_tags,
-            "Signers": signers,
-            "AdministrativeKeys": [
-                {"Name": "Root", "Keys": role_keys("root")},
-                {"Name": "Repository", "Keys": role_keys("targets")},
-                {"Name": "Snapshot", "Keys": role_keys("snapshot")},
-                {"Name": "Timestamp", "Keys": role_keys("timestamp")},
-            ],
-            "UntrustedRoles": self.invalid.iter().map(|(r, e)| json!({"Role": r.as_str(), "Reason": e})).collect::<Vec<_>>(),
-        })
     }
+    let admin_keys = |role: &str| -> Vec<Value> {
+        view.root
+            .roles
+            .get(role)
+            .map(|r| r.keyids.iter().map(|id| json!({"ID": id})).collect())
+            .unwrap_or_default()
+    };
+    json!({
+        "Name": view.gun,
+        "VerifiedFrom": view.source,
+        "SignedTags": signed_tags,
+        "Signers": signers,
+        "AdministrativeKeys": [
+            {"Name": "Root", "Keys": admin_keys("root")},
+            {"Name": "Repository", "Keys": admin_keys("targets")},
+            {"Name": "Snapshot", "Keys": admin_keys("snapshot")},
+            {"Name": "Timestamp", "Keys": admin_keys("timestamp")},
+        ],
+        "UntrustedRoles": view.invalid.iter().map(|(r, e)| json!({"Role": r.as_str(), "Reason": e})).collect::<Vec<_>>(),
+    })
 }
 
 fn print_view(v: &Value) {
