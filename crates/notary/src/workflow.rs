@@ -83,7 +83,9 @@ pub fn slot_cka_id(slot: &str) -> Result<Vec<u8>, WorkflowError> {
             .ok_or_else(|| fail(format!("--slot {slot}: id: takes the CKA_ID in hex, e.g. id:01")));
     }
     pkcs11::piv_slot_cka_id(slot).map(|id| vec![id]).ok_or_else(|| {
-        fail(format!("--slot {slot}: not a PIV slot (9a, 9c, 9d, 9e, 82..95); give any other CKA_ID as id:HEX"))
+        fail(format!(
+            "--slot {slot}: not a PIV slot (9a, 9c, 9d, 9e, 82..95); give any other CKA_ID as id:HEX"
+        ))
     })
 }
 
@@ -140,7 +142,11 @@ pub fn public_key_from_pem(bytes: &[u8], shown: &str) -> Result<PublicKey, Workf
             );
             PublicKey::new(KeyType::EcdsaX509, text.into_bytes())
         }
-        other => return Err(fail(format!("{shown}: a {other:?} block is not a public key or certificate"))),
+        other => {
+            return Err(fail(format!(
+                "{shown}: a {other:?} block is not a public key or certificate"
+            )))
+        }
     };
     // A key that cannot verify anything is refused now, not when it signs.
     match key.keytype {
@@ -164,15 +170,16 @@ pub fn public_key_from_pem(bytes: &[u8], shown: &str) -> Result<PublicKey, Workf
 
 /// A repository name as berth writes GUNs: `registry/repository`.
 pub fn normalize_gun(text: &str) -> Result<String, WorkflowError> {
-    let r = berth_model::Reference::parse(text)
-        .map_err(|e| fail(format!("{text:?} is not a repository name: {e}")))?;
+    let r = berth_model::Reference::parse(text).map_err(|e| fail(format!("{text:?} is not a repository name: {e}")))?;
     Ok(format!("{}/{}", r.registry, r.repository))
 }
 
 /// The delegation role of signer `name`: `targets/<name>`.
 pub fn signer_role(name: &str) -> Result<RoleName, WorkflowError> {
     if name == "releases" {
-        return Err(fail("releases is managed by berth: name the signer after a person or team".to_string()));
+        return Err(fail(
+            "releases is managed by berth: name the signer after a person or team".to_string(),
+        ));
     }
     RoleName::parse(&format!("targets/{name}"))
         .map_err(|_| fail(format!("invalid signer name {name:?}: use a-z, 0-9, - and _")))
@@ -234,21 +241,23 @@ pub fn roles_to_sign(
                 )));
             }
             let mine = delegation_keys(&role);
-            if !mine.iter().any(|k| holds(k)) {
-                return Err(fail(format!("this client holds no key of signer {name} (see `berth trust key list`)")));
+            if !mine.iter().any(&holds) {
+                return Err(fail(format!(
+                    "this client holds no key of signer {name} (see `berth trust key list`)"
+                )));
             }
             let mut roles = vec![RoleName::Delegation(role.clone())];
-            if role != releases && delegation_keys(releases).iter().any(|k| holds(k)) {
+            if role != releases && delegation_keys(releases).iter().any(&holds) {
                 roles.push(RoleName::Delegation(releases.into()));
             }
             Ok(roles)
         }
         None => {
             let keys = repo::root_role_keys(repo.root().signed(), &RoleName::Targets)?;
-            if keys.keys.values().any(|k| holds(k)) {
+            if keys.keys.values().any(&holds) {
                 return Ok(vec![RoleName::Targets]);
             }
-            if delegation_keys(releases).iter().any(|k| holds(k)) {
+            if delegation_keys(releases).iter().any(&holds) {
                 return Ok(vec![RoleName::Delegation(releases.into())]);
             }
             Err(fail(format!(
@@ -520,8 +529,8 @@ pub fn verify_attached(
         gun: String,
         files: BTreeMap<String, String>,
     }
-    let doc: Doc = serde_json::from_slice(doc)
-        .map_err(|e| fail(format!("the attached trust document is malformed: {e}")))?;
+    let doc: Doc =
+        serde_json::from_slice(doc).map_err(|e| fail(format!("the attached trust document is malformed: {e}")))?;
     let decode = |role: &str| -> Result<Vec<u8>, WorkflowError> {
         let text = doc
             .files
@@ -657,7 +666,10 @@ mod tests {
             Ok("registry.example:5000/team/app")
         );
         assert!(normalize_gun("").is_err());
-        assert_eq!(signer_role("alice").map(|r| r.as_str().to_string()).as_deref(), Ok("targets/alice"));
+        assert_eq!(
+            signer_role("alice").map(|r| r.as_str().to_string()).as_deref(),
+            Ok("targets/alice")
+        );
         assert!(signer_role("releases").is_err());
         assert!(signer_role("Alice").is_err());
     }
