@@ -32,6 +32,11 @@ mod trust_policy;
 use std::sync::Arc;
 
 pub use authz::{Action, Origin, Principal, RegistryAuth, Resource};
+
+/// The OpenAPI document of every route (what `GET /v1/openapi.json` serves).
+pub fn openapi_document() -> serde_json::Value {
+    openapi::build()
+}
 use berth_engine::Engine;
 
 #[derive(Clone)]

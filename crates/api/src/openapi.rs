@@ -2,19 +2,30 @@
 
 use axum::Json;
 use serde_json::{json, Value};
-use utoipa::PartialSchema;
+use utoipa::ToSchema;
 
 use crate::routes;
 
-fn schema<T: PartialSchema>() -> Value {
-    serde_json::to_value(T::schema()).unwrap_or(Value::Null)
+/// Adds `T`'s schema and every schema it refers to, by name.
+fn add<T: ToSchema>(components: &mut serde_json::Map<String, Value>) {
+    let mut all = vec![(T::name().to_string(), T::schema())];
+    T::schemas(&mut all);
+    for (name, schema) in all {
+        components.insert(name, serde_json::to_value(schema).unwrap_or(Value::Null));
+    }
+}
+
+/// A route's path as OpenAPI writes it: axum's catch-all `{*rest}` is the
+/// parameter `{rest}`.
+pub(crate) fn openapi_path(path: &str) -> String {
+    path.replace("{*", "{")
 }
 
 pub fn build() -> Value {
     let mut paths = serde_json::Map::new();
     for r in routes::TABLE {
-        let params: Vec<Value> = r
-            .path
+        let path = openapi_path(r.path);
+        let params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
             .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
@@ -29,23 +40,24 @@ pub fn build() -> Value {
                 "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}},
             },
         });
-        let item = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        let item = paths.entry(path).or_insert_with(|| json!({}));
         item[r.method.as_str().to_lowercase()] = op;
     }
+    let mut schemas = serde_json::Map::new();
+    add::<berth_model::ApiError>(&mut schemas);
+    add::<berth_model::ContainerCreate>(&mut schemas);
+    add::<berth_model::Container>(&mut schemas);
+    add::<berth_model::ContainerStats>(&mut schemas);
+    add::<berth_model::ExecCreate>(&mut schemas);
+    add::<berth_model::Image>(&mut schemas);
+    add::<berth_model::Event>(&mut schemas);
+    add::<berth_model::Progress>(&mut schemas);
+    add::<berth_model::PluginView>(&mut schemas);
     json!({
         "openapi": "3.1.0",
         "info": {"title": "berth API", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
-        "components": {"schemas": {
-            "ApiError": schema::<berth_model::ApiError>(),
-            "ContainerCreate": schema::<berth_model::ContainerCreate>(),
-            "Container": schema::<berth_model::Container>(),
-            "ContainerStats": schema::<berth_model::ContainerStats>(),
-            "ExecCreate": schema::<berth_model::ExecCreate>(),
-            "Image": schema::<berth_model::Image>(),
-            "Event": schema::<berth_model::Event>(),
-            "Progress": schema::<berth_model::Progress>(),
-        }},
+        "components": {"schemas": schemas},
     })
 }
 

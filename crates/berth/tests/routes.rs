@@ -109,7 +109,7 @@ fn call(listener: &Listener, method: &str, path: &str, headers: &[String], body:
 fn concrete(path: &str, container: &str) -> String {
     let filled = path
         .replace("/v1/containers/{id}", &format!("/v1/containers/{container}"))
-        .replace("{*path}", "library/nosuch/manifests/latest")
+        .replace("{path}", "library/nosuch/manifests/latest")
         .replace("{pattern}", "nosuch")
         .replace("{resource}", "nosuch")
         .replace("{prefix}", "nosuch")
