@@ -10,7 +10,8 @@ use crate::access::with_access;
 use crate::error::ApiResult;
 use crate::AppState;
 
-#[derive(Serialize, Deserialize)]
+/// A resource's audit level.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LevelView {
     pub resource: String,
     pub level: berth_auth::AuditLevel,

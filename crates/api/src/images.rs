@@ -228,7 +228,8 @@ pub struct LoginRequest {
     password: String,
 }
 
-#[derive(serde::Serialize)]
+/// What `berth login` and `logout` answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct LoginAnswer {
     registry: String,
     status: String,

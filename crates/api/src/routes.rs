@@ -21,20 +21,54 @@ pub struct Route {
     /// Anyone may call it, without credentials: only what a client needs
     /// before it logs in (the version, the CA certificate).
     pub public: bool,
+    /// What it answers on success, for the OpenAPI document.
+    pub answer: Answer,
     handler: fn() -> MethodRouter<AppState>,
 }
 
+/// Registers a schema (and those it refers to) in the document's
+/// components; returns its name.
+pub type SchemaFn = fn(&mut serde_json::Map<String, serde_json::Value>) -> String;
+
+/// The schema function of `T`.
+pub fn schema_of<T: utoipa::ToSchema>(components: &mut serde_json::Map<String, serde_json::Value>) -> String {
+    crate::openapi::add::<T>(components)
+}
+
+/// What a route answers on success.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    /// Not declared in the table yet (the document says only "success").
+    Undeclared,
+    /// No body (204, or an empty 200).
+    Empty,
+    /// One JSON value of a named schema.
+    Json(SchemaFn),
+    /// `201 Created` with one JSON value of a named schema.
+    Created(SchemaFn),
+    /// A JSON list of a named schema.
+    List(SchemaFn),
+    /// Another media type or a stream: (media type, what it carries).
+    Other(&'static str, &'static str),
+}
+
 /// One row of the route table: `route!([public] METHOD, axum-method-fn, PATH,
-/// RESOURCE, ACTION, handler, SUMMARY)`; `public` marks a route anonymous
-/// callers may use.
+/// RESOURCE, ACTION, handler, SUMMARY[, ANSWER])`; `public` marks a route
+/// anonymous callers may use, ANSWER says what it answers ([`Answer`]).
 macro_rules! route {
-    ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal) => {
-        route!(@ $m, $f, $p, $res, $act, $h, $s, false)
+    ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal $(,)?) => {
+        route!(@ $m, $f, $p, $res, $act, $h, $s, false, Answer::Undeclared)
     };
-    (public $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal) => {
-        route!(@ $m, $f, $p, $res, $act, $h, $s, true)
+    ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $a:expr $(,)?) => {
+        route!(@ $m, $f, $p, $res, $act, $h, $s, false, $a)
     };
-    (@ $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $public:literal) => {
+    (public $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal $(,)?) => {
+        route!(@ $m, $f, $p, $res, $act, $h, $s, true, Answer::Undeclared)
+    };
+    (public $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $a:expr $(,)?) => {
+        route!(@ $m, $f, $p, $res, $act, $h, $s, true, $a)
+    };
+    (@ $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $public:literal, $a:expr) => {
         Route {
             method: Method::$m,
             path: $p,
@@ -42,6 +76,7 @@ macro_rules! route {
             action: Action::$act,
             summary: $s,
             public: $public,
+            answer: $a,
             handler: || $f($h),
         }
     };
@@ -121,7 +156,8 @@ pub static TABLE: &[Route] = &[
         System,
         Read,
         metrics::render,
-        "Prometheus metrics"
+        "Prometheus metrics",
+        Answer::Other("text/plain", "Prometheus text exposition")
     ),
     route!(
         GET,
@@ -130,7 +166,8 @@ pub static TABLE: &[Route] = &[
         System,
         Read,
         system::events,
-        "Stream of events (NDJSON)"
+        "Stream of events (NDJSON)",
+        Answer::Other("application/x-ndjson", "NDJSON stream of Event, filtered by the caller's grants")
     ),
     route!(
         GET,
@@ -148,7 +185,8 @@ pub static TABLE: &[Route] = &[
         System,
         Read,
         bundles::ca_pem,
-        "The cluster CA certificate (PEM)"
+        "The cluster CA certificate (PEM)",
+        Answer::Other("application/x-pem-file", "the cluster CA certificate")
     ),
     route!(
         POST,
@@ -166,7 +204,8 @@ pub static TABLE: &[Route] = &[
         Profile,
         Read,
         bundles::list,
-        "List client bundles (the caller's own; all for user administrators)"
+        "List client bundles (the caller's own; all for user administrators)",
+        Answer::List(schema_of::<berth_state::records::Bundle>)
     ),
     route!(
         DELETE,
@@ -175,7 +214,8 @@ pub static TABLE: &[Route] = &[
         Profile,
         Write,
         bundles::revoke,
-        "Revoke a client bundle: its certificate is refused from now on"
+        "Revoke a client bundle: its certificate is refused from now on",
+        Answer::Json(schema_of::<berth_state::records::Bundle>)
     ),
     route!(
         GET,
@@ -202,7 +242,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::user_remove,
-        "Remove a user with its tokens, grants and memberships"
+        "Remove a user with its tokens, grants and memberships",
+        Answer::Empty
     ),
     route!(
         POST,
@@ -211,7 +252,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::user_password,
-        "Set a user's password ({password})"
+        "Set a user's password ({password})",
+        Answer::Empty
     ),
     route!(
         GET,
@@ -238,7 +280,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::team_remove,
-        "Remove a team and its grants"
+        "Remove a team and its grants",
+        Answer::Empty
     ),
     route!(
         POST,
@@ -247,7 +290,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::team_add,
-        "Add a user to a team ({user})"
+        "Add a user to a team ({user})",
+        Answer::Json(schema_of::<berth_state::records::Team>)
     ),
     route!(
         DELETE,
@@ -256,7 +300,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::team_del,
-        "Remove a user from a team"
+        "Remove a user from a team",
+        Answer::Json(schema_of::<berth_state::records::Team>)
     ),
     route!(
         GET,
@@ -265,7 +310,8 @@ pub static TABLE: &[Route] = &[
         User,
         Read,
         access::orgs,
-        "List organizations and their teams"
+        "List organizations and their teams",
+        Answer::List(schema_of::<berth_state::records::Org>)
     ),
     route!(
         POST,
@@ -274,7 +320,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::org_create,
-        "Create an organization ({name})"
+        "Create an organization ({name})",
+        Answer::Created(schema_of::<berth_state::records::Org>)
     ),
     route!(
         DELETE,
@@ -283,7 +330,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::org_remove,
-        "Remove an organization and its grants"
+        "Remove an organization and its grants",
+        Answer::Empty
     ),
     route!(
         POST,
@@ -292,7 +340,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::org_add,
-        "Add a team to an organization ({team})"
+        "Add a team to an organization ({team})",
+        Answer::Json(schema_of::<berth_state::records::Org>)
     ),
     route!(
         DELETE,
@@ -301,7 +350,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::org_del,
-        "Remove a team from an organization"
+        "Remove a team from an organization",
+        Answer::Json(schema_of::<berth_state::records::Org>)
     ),
     route!(
         GET,
@@ -310,7 +360,8 @@ pub static TABLE: &[Route] = &[
         Grant,
         Read,
         access::roles,
-        "List roles: built-in and custom, as (resource, action) sets"
+        "List roles: built-in and custom, as (resource, action) sets",
+        Answer::List(schema_of::<berth_state::records::Role>)
     ),
     route!(
         POST,
@@ -319,7 +370,8 @@ pub static TABLE: &[Route] = &[
         Grant,
         Write,
         access::role_create,
-        "Create a custom role ({name, permissions: [\"resource:action\"]})"
+        "Create a custom role ({name, permissions: [\"resource:action\"]})",
+        Answer::Created(schema_of::<berth_state::records::Role>)
     ),
     route!(
         DELETE,
@@ -328,7 +380,8 @@ pub static TABLE: &[Route] = &[
         Grant,
         Write,
         access::role_remove,
-        "Remove a custom role no grant uses"
+        "Remove a custom role no grant uses",
+        Answer::Empty
     ),
     route!(
         GET,
@@ -337,7 +390,8 @@ pub static TABLE: &[Route] = &[
         Grant,
         Read,
         access::grants,
-        "List grants"
+        "List grants",
+        Answer::List(schema_of::<berth_state::records::Grant>)
     ),
     route!(
         POST,
@@ -346,7 +400,8 @@ pub static TABLE: &[Route] = &[
         Grant,
         Write,
         access::grant_create,
-        "Grant a role on a collection to a user, team or organization ({subject, role, collection}); no more than the caller holds there"
+        "Grant a role on a collection to a user, team or organization ({subject, role, collection}); no more than the caller holds there",
+        Answer::Created(schema_of::<berth_state::records::Grant>)
     ),
     route!(
         DELETE,
@@ -355,7 +410,8 @@ pub static TABLE: &[Route] = &[
         Grant,
         Write,
         access::grant_remove,
-        "Remove a grant"
+        "Remove a grant",
+        Answer::Empty
     ),
     route!(
         GET,
@@ -409,7 +465,8 @@ pub static TABLE: &[Route] = &[
         Profile,
         Write,
         access::token_remove,
-        "Revoke a personal access token"
+        "Revoke a personal access token",
+        Answer::Empty
     ),
     route!(
         GET,
@@ -463,7 +520,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::directory_remove,
-        "Remove a directory and its team mappings (its users stay)"
+        "Remove a directory and its team mappings (its users stay)",
+        Answer::Empty
     ),
     route!(
         POST,
@@ -499,7 +557,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::team_directory_set,
-        "Sync a team from a directory group ({directory, group: DN, name or (filter)})"
+        "Sync a team from a directory group ({directory, group: DN, name or (filter)})",
+        Answer::Json(schema_of::<berth_state::directory::DirectoryGroup>)
     ),
     route!(
         DELETE,
@@ -508,7 +567,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::team_directory_unset,
-        "Stop syncing a team from a directory (its members stay)"
+        "Stop syncing a team from a directory (its members stay)",
+        Answer::Empty
     ),
     route!(
         GET,
@@ -517,7 +577,8 @@ pub static TABLE: &[Route] = &[
         Grant,
         Read,
         collections::list,
-        "Which collection registry repositories belong to, by name prefix"
+        "Which collection registry repositories belong to, by name prefix",
+        Answer::List(schema_of::<berth_state::records::RepositoryCollection>)
     ),
     route!(
         PUT,
@@ -526,7 +587,8 @@ pub static TABLE: &[Route] = &[
         Grant,
         Write,
         collections::set,
-        "Put repositories named PREFIX or PREFIX/... in a collection"
+        "Put repositories named PREFIX or PREFIX/... in a collection",
+        Answer::Json(schema_of::<berth_state::records::RepositoryCollection>)
     ),
     route!(
         DELETE,
@@ -535,7 +597,8 @@ pub static TABLE: &[Route] = &[
         Grant,
         Write,
         collections::remove,
-        "Return repositories under PREFIX to the collections above"
+        "Return repositories under PREFIX to the collections above",
+        Answer::Empty
     ),
     route!(
         GET,
@@ -553,7 +616,8 @@ pub static TABLE: &[Route] = &[
         Audit,
         Read,
         audit::levels,
-        "The audit level of each resource"
+        "The audit level of each resource",
+        Answer::List(schema_of::<crate::audit::LevelView>)
     ),
     route!(
         PUT,
@@ -562,9 +626,12 @@ pub static TABLE: &[Route] = &[
         Audit,
         Write,
         audit::set_level,
-        "Set a resource's audit level: none, metadata or request"
+        "Set a resource's audit level: none, metadata or request",
+        Answer::Json(schema_of::<crate::audit::LevelView>)
     ),
-    route!(GET, get, "/v1/images", Image, Read, images::list, "List images"),
+    route!(GET, get, "/v1/images", Image, Read, images::list, "List images",
+        Answer::List(schema_of::<berth_model::Image>)
+    ),
     route!(
         GET,
         get,
@@ -572,7 +639,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Read,
         images::inspect,
-        "Inspect an image (?ref=)"
+        "Inspect an image (?ref=)",
+        Answer::Json(schema_of::<berth_model::Image>)
     ),
     route!(
         POST,
@@ -581,7 +649,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Write,
         images::load,
-        "Load an OCI layout or docker-save archive (body); NDJSON progress"
+        "Load an OCI layout or docker-save archive (body); NDJSON progress",
+        Answer::Other("application/x-ndjson", "NDJSON progress lines (Progress), the result last")
     ),
     route!(
         POST,
@@ -590,7 +659,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Write,
         images::pull,
-        "Pull an image from a registry (?ref=&platform=os/arch&all_platforms=); NDJSON progress"
+        "Pull an image from a registry (?ref=&platform=os/arch&all_platforms=); NDJSON progress",
+        Answer::Other("application/x-ndjson", "NDJSON progress lines (Progress), the result last")
     ),
     route!(
         POST,
@@ -599,7 +669,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Write,
         images::push,
-        "Push an image to a registry (?ref=); NDJSON progress"
+        "Push an image to a registry (?ref=); NDJSON progress",
+        Answer::Other("application/x-ndjson", "NDJSON progress lines (Progress), the result last")
     ),
     route!(
         POST,
@@ -608,7 +679,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Write,
         images::login,
-        "Check registry credentials ({registry, username, password}) and store them for pulls and pushes"
+        "Check registry credentials ({registry, username, password}) and store them for pulls and pushes",
+        Answer::Json(schema_of::<crate::images::LoginAnswer>)
     ),
     route!(
         POST,
@@ -617,7 +689,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Write,
         images::logout,
-        "Forget a registry's credentials (?registry=)"
+        "Forget a registry's credentials (?registry=)",
+        Answer::Json(schema_of::<crate::images::LoginAnswer>)
     ),
     route!(
         GET,
@@ -626,7 +699,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Read,
         images::save,
-        "Save images as an OCI layout tarball (?ref=...)"
+        "Save images as an OCI layout tarball (?ref=...)",
+        Answer::Other("application/x-tar", "the images as a docker-save archive")
     ),
     route!(
         POST,
@@ -635,7 +709,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Write,
         images::tag,
-        "Tag an image (?source=&target=)"
+        "Tag an image (?source=&target=)",
+        Answer::Json(schema_of::<berth_model::Image>)
     ),
     route!(
         DELETE,
@@ -653,7 +728,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Read,
         containers::list,
-        "List containers (?all=)"
+        "List containers (?all=)",
+        Answer::List(schema_of::<berth_model::Container>)
     ),
     route!(
         POST,
@@ -662,7 +738,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Write,
         containers::create,
-        "Create a container; with ?start=true (upgraded connection) also start it attached, the 101 naming it in Berth-Container-Id"
+        "Create a container; with ?start=true (upgraded connection) also start it attached, the 101 naming it in Berth-Container-Id",
+        Answer::Other("application/json", "201 with the Container; with ?start=true, 101 and berth's framed stream")
     ),
     route!(
         GET,
@@ -671,7 +748,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Read,
         containers::inspect,
-        "Inspect a container"
+        "Inspect a container",
+        Answer::Json(schema_of::<berth_model::Container>)
     ),
     route!(
         DELETE,
@@ -680,7 +758,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Write,
         containers::remove,
-        "Remove a container (?force=)"
+        "Remove a container (?force=)",
+        Answer::Empty
     ),
     route!(
         POST,
@@ -689,7 +768,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Write,
         containers::start,
-        "Start a container; with ?attach= the connection is upgraded to a framed stream"
+        "Start a container; with ?attach= the connection is upgraded to a framed stream",
+        Answer::Other("application/vnd.berth.stream", "204 when detached; 101 and berth's framed stream when attached")
     ),
     route!(
         POST,
@@ -698,7 +778,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Exec,
         containers::attach,
-        "Attach to a running container (upgrade)"
+        "Attach to a running container (upgrade)",
+        Answer::Other("application/vnd.berth.stream", "101 Switching Protocols: the connection carries berth's framed stream (stdin, stdout, stderr, exit)")
     ),
     route!(
         POST,
@@ -707,7 +788,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Write,
         containers::stop,
-        "Stop a container (?t=seconds)"
+        "Stop a container (?t=seconds)",
+        Answer::Empty
     ),
     route!(
         POST,
@@ -716,7 +798,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Write,
         containers::kill,
-        "Send a signal (?signal=)"
+        "Send a signal (?signal=)",
+        Answer::Empty
     ),
     route!(
         POST,
@@ -734,7 +817,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Write,
         containers::resize,
-        "Resize the container's terminal (?cols=&rows=)"
+        "Resize the container's terminal (?cols=&rows=)",
+        Answer::Empty
     ),
     route!(
         GET,
@@ -743,7 +827,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Read,
         containers::logs,
-        "Logs as NDJSON (?follow=&tail=)"
+        "Logs as NDJSON (?follow=&tail=)",
+        Answer::Other("application/octet-stream", "the log, followed while ?follow=true")
     ),
     route!(
         GET,
@@ -752,7 +837,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Read,
         containers::stats,
-        "Resource use from the cgroup (?stream=)"
+        "Resource use from the cgroup (?stream=)",
+        Answer::Other("application/x-ndjson", "NDJSON of ContainerStats (one line unless ?stream=true)")
     ),
     route!(
         POST,
@@ -770,7 +856,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Exec,
         containers::exec_start,
-        "Start an exec (upgrade to a framed stream)"
+        "Start an exec (upgrade to a framed stream)",
+        Answer::Other("application/vnd.berth.stream", "101 Switching Protocols: the connection carries berth's framed stream (stdin, stdout, stderr, exit)")
     ),
     route!(
         POST,
@@ -788,7 +875,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Read,
         trust_policy::list,
-        "List trust policies: repository patterns and the signers their images need"
+        "List trust policies: repository patterns and the signers their images need",
+        Answer::List(schema_of::<berth_state::records::TrustPolicy>)
     ),
     route!(
         PUT,
@@ -797,7 +885,8 @@ pub static TABLE: &[Route] = &[
         System,
         Write,
         trust_policy::put,
-        "Set the trust policy of a repository pattern: {signers, threshold}"
+        "Set the trust policy of a repository pattern: {signers, threshold}",
+        Answer::Json(schema_of::<berth_state::records::TrustPolicy>)
     ),
     route!(
         DELETE,
@@ -806,7 +895,8 @@ pub static TABLE: &[Route] = &[
         System,
         Write,
         trust_policy::remove,
-        "Remove the trust policy of a repository pattern"
+        "Remove the trust policy of a repository pattern",
+        Answer::Empty
     ),
     route!(
         POST,
@@ -815,7 +905,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Write,
         scans::scan,
-        "Scan a local image ({image, checks, deny_licenses, ignore, test, test_healthcheck, test_timeout_secs}); NDJSON progress, the signed record last"
+        "Scan a local image ({image, checks, deny_licenses, ignore, test, test_healthcheck, test_timeout_secs}); NDJSON progress, the signed record last",
+        Answer::Other("application/x-ndjson", "NDJSON scan progress, the signed record last")
     ),
     route!(
         GET,
@@ -842,7 +933,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Read,
         scans::get,
-        "A certification record: the report as signed JSON and its signature by the cluster key"
+        "A certification record: the report as signed JSON and its signature by the cluster key",
+        Answer::Json(schema_of::<berth_state::records::SignedScanRecord>)
     ),
     route!(
         GET,
@@ -869,7 +961,8 @@ pub static TABLE: &[Route] = &[
         System,
         Write,
         scans::vulndb_update,
-        "Download OSV exports ({ecosystems, source}: {source}/{ecosystem}/all.zip) and import them as one import; NDJSON progress, the import's result last; a failed download changes nothing"
+        "Download OSV exports ({ecosystems, source}: {source}/{ecosystem}/all.zip) and import them as one import; NDJSON progress, the import's result last; a failed download changes nothing",
+        Answer::Other("application/x-ndjson", "NDJSON download and import progress, the import's result last")
     ),
     route!(
         GET,
@@ -878,7 +971,8 @@ pub static TABLE: &[Route] = &[
         System,
         Read,
         scans::plugins,
-        "List installed plugins"
+        "List installed plugins",
+        Answer::List(schema_of::<berth_model::PluginView>)
     ),
     route!(
         POST,
@@ -887,7 +981,8 @@ pub static TABLE: &[Route] = &[
         System,
         Write,
         scans::install_plugin,
-        "Install a plugin ({manifest, wasm: base64})"
+        "Install a plugin ({manifest, wasm: base64})",
+        Answer::Json(schema_of::<berth_model::PluginView>)
     ),
     route!(
         POST,
@@ -896,7 +991,8 @@ pub static TABLE: &[Route] = &[
         System,
         Write,
         scans::pull_plugin,
-        "Install a plugin from a registry's OCI artifact (?ref=&digest=)"
+        "Install a plugin from a registry's OCI artifact (?ref=&digest=)",
+        Answer::Json(schema_of::<berth_model::PluginView>)
     ),
     route!(
         GET,
@@ -905,7 +1001,8 @@ pub static TABLE: &[Route] = &[
         System,
         Read,
         scans::plugin,
-        "Inspect a plugin (?version=)"
+        "Inspect a plugin (?version=)",
+        Answer::Json(schema_of::<berth_model::PluginView>)
     ),
     route!(
         DELETE,
@@ -914,7 +1011,8 @@ pub static TABLE: &[Route] = &[
         System,
         Write,
         scans::remove_plugin,
-        "Remove a plugin (?version=)"
+        "Remove a plugin (?version=)",
+        Answer::Json(schema_of::<berth_model::PluginView>)
     ),
     route!(
         POST,
@@ -923,7 +1021,8 @@ pub static TABLE: &[Route] = &[
         System,
         Write,
         scans::enable_plugin,
-        "Enable a plugin version (?version=)"
+        "Enable a plugin version (?version=)",
+        Answer::Json(schema_of::<berth_model::PluginView>)
     ),
     route!(
         POST,
@@ -932,7 +1031,8 @@ pub static TABLE: &[Route] = &[
         System,
         Write,
         scans::disable_plugin,
-        "Disable a plugin (?version=)"
+        "Disable a plugin (?version=)",
+        Answer::Json(schema_of::<berth_model::PluginView>)
     ),
     route!(
         POST,
@@ -950,7 +1050,8 @@ pub static TABLE: &[Route] = &[
         Repository,
         Pull,
         registry::ping,
-        "OCI Distribution: API version check"
+        "OCI Distribution: API version check",
+        Answer::Other("application/json", "the OCI Distribution protocol: manifests, blobs, tags and errors as the Distribution spec gives them")
     ),
     route!(
         GET,
@@ -959,7 +1060,8 @@ pub static TABLE: &[Route] = &[
         Repository,
         Pull,
         registry::dispatch,
-        "OCI Distribution: pull (blobs, manifests, tags, catalog, referrers, upload status)"
+        "OCI Distribution: pull (blobs, manifests, tags, catalog, referrers, upload status)",
+        Answer::Other("application/json", "the OCI Distribution protocol: manifests, blobs, tags and errors as the Distribution spec gives them")
     ),
     route!(
         HEAD,
@@ -968,7 +1070,8 @@ pub static TABLE: &[Route] = &[
         Repository,
         Pull,
         registry::dispatch,
-        "OCI Distribution: blob and manifest existence"
+        "OCI Distribution: blob and manifest existence",
+        Answer::Other("application/json", "the headers of a manifest or blob (Docker-Content-Digest, Content-Length)")
     ),
     route!(
         POST,
@@ -977,7 +1080,8 @@ pub static TABLE: &[Route] = &[
         Repository,
         Push,
         registry::dispatch,
-        "OCI Distribution: start an upload, monolithic upload, cross-repository mount"
+        "OCI Distribution: start an upload, monolithic upload, cross-repository mount",
+        Answer::Other("application/json", "the OCI Distribution protocol: manifests, blobs, tags and errors as the Distribution spec gives them")
     ),
     route!(
         PATCH,
@@ -986,7 +1090,8 @@ pub static TABLE: &[Route] = &[
         Repository,
         Push,
         registry::dispatch,
-        "OCI Distribution: upload a chunk"
+        "OCI Distribution: upload a chunk",
+        Answer::Other("application/json", "the OCI Distribution protocol: manifests, blobs, tags and errors as the Distribution spec gives them")
     ),
     route!(
         PUT,
@@ -995,7 +1100,8 @@ pub static TABLE: &[Route] = &[
         Repository,
         Push,
         registry::dispatch,
-        "OCI Distribution: finish an upload, push a manifest"
+        "OCI Distribution: finish an upload, push a manifest",
+        Answer::Other("application/json", "the OCI Distribution protocol: manifests, blobs, tags and errors as the Distribution spec gives them")
     ),
     route!(
         DELETE,
@@ -1004,7 +1110,8 @@ pub static TABLE: &[Route] = &[
         Repository,
         Delete,
         registry::dispatch,
-        "OCI Distribution: delete a manifest, tag, blob or upload"
+        "OCI Distribution: delete a manifest, tag, blob or upload",
+        Answer::Other("application/json", "the OCI Distribution protocol: manifests, blobs, tags and errors as the Distribution spec gives them")
     ),
 ];
 

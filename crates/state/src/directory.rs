@@ -128,7 +128,7 @@ pub struct DirectoryAccount {
 }
 
 /// The directory group a team is synced from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DirectoryGroup {
     pub directory: String,
     /// A group DN, a group name (its `cn`), or a filter `(...)` selecting

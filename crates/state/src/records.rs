@@ -25,7 +25,7 @@ pub struct User {
     pub created: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Team {
     pub name: String,
     pub members: BTreeSet<String>,
@@ -33,7 +33,7 @@ pub struct Team {
 }
 
 /// An organization: a set of teams.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Org {
     pub name: String,
     pub teams: BTreeSet<String>,
@@ -41,7 +41,7 @@ pub struct Org {
 }
 
 /// A named set of (resource, action).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Role {
     pub name: String,
     pub permissions: Vec<Permission>,
@@ -50,7 +50,7 @@ pub struct Role {
 }
 
 /// Subject (`user:NAME`, `team:NAME`, `org:NAME`) + role + collection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Grant {
     pub id: String,
     pub subject: String,
@@ -91,14 +91,14 @@ pub struct SessionRecord {
 
 /// A registry repository-name prefix and the collection its repositories
 /// belong to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RepositoryCollection {
     pub prefix: String,
     pub collection: String,
 }
 
 /// A client bundle: a certificate issued to a user.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Bundle {
     pub id: String,
     pub user: String,
@@ -116,7 +116,7 @@ pub struct Bundle {
 
 /// "Images of repositories matching `pattern` must be signed by `threshold`
 /// of `signers`."
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrustPolicy {
     pub pattern: String,
     /// Signer names: the delegations `targets/<name>`.
@@ -144,7 +144,7 @@ impl fmt::Debug for Credentials {
 }
 
 /// How much the audit log records for a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuditLevel {
     /// Nothing but denials and logins.
@@ -256,7 +256,7 @@ pub fn trust_version_key(v: u64) -> String {
 }
 
 /// A signed scan record as stored and served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SignedScanRecord {
     pub id: String,
     /// The scan record as JSON: exactly the bytes signed.
