@@ -46,7 +46,7 @@ pub struct NewUser {
 }
 
 /// A user as listed: directory users also name their directory and DN.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserListing {
     #[serde(flatten)]
     user: UserView,
@@ -132,7 +132,7 @@ pub struct OrgTeam {
 }
 
 /// A team as listed: a synced team names its directory group.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TeamListing {
     #[serde(flatten)]
     team: Team,

@@ -103,32 +103,20 @@ mod tests {
         ("GET", "/v1/openapi.json"),
         ("GET", "/v1/whoami"),
         ("POST", "/v1/bundles"),
-        ("GET", "/v1/users"),
-        ("POST", "/v1/users"),
-        ("GET", "/v1/teams"),
-        ("POST", "/v1/teams"),
-        ("GET", "/v1/tokens"),
         ("POST", "/v1/tokens"),
         ("POST", "/v1/auth/token"),
         ("POST", "/v1/auth/session"),
         ("DELETE", "/v1/auth/session"),
-        ("GET", "/v1/audit"),
-        ("GET", "/v1/audit/verify"),
         ("GET", "/v1/directories"),
         ("GET", "/v1/directories/{name}"),
         ("PUT", "/v1/directories/{name}"),
         ("POST", "/v1/directories/sync"),
         ("POST", "/v1/directories/{name}/sync"),
         ("POST", "/v1/directories/{name}/test"),
-        ("GET", "/v1/audit/export"),
         ("DELETE", "/v1/images"),
         ("POST", "/v1/containers/{id}/wait"),
         ("POST", "/v1/containers/{id}/exec"),
         ("POST", "/v1/registry/gc"),
-        ("GET", "/v1/scans"),
-        ("GET", "/v1/scans/webhooks"),
-        ("GET", "/v1/vulndb"),
-        ("POST", "/v1/vulndb/import"),
         ("POST", "/v1/plugins/{name}/push"),
     ];
 
@@ -154,6 +142,6 @@ mod tests {
             let name: String = text[i + 21..].chars().take_while(|c| *c != '"').collect();
             assert!(schemas.contains_key(&name), "{name} is referred to but not defined");
         }
-        assert!(schemas.len() >= 20, "{} schemas", schemas.len());
+        assert!(schemas.len() >= 40, "{} schemas", schemas.len());
     }
 }

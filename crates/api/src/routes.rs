@@ -224,7 +224,8 @@ pub static TABLE: &[Route] = &[
         User,
         Read,
         access::users,
-        "List users (never their passwords)"
+        "List users (never their passwords)",
+        Answer::List(schema_of::<crate::access::UserListing>)
     ),
     route!(
         POST,
@@ -233,7 +234,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::user_create,
-        "Create a local user ({name, password})"
+        "Create a local user ({name, password})",
+        Answer::Created(schema_of::<berth_auth::UserView>)
     ),
     route!(
         DELETE,
@@ -262,7 +264,8 @@ pub static TABLE: &[Route] = &[
         User,
         Read,
         access::teams,
-        "List teams and their members"
+        "List teams and their members",
+        Answer::List(schema_of::<crate::access::TeamListing>)
     ),
     route!(
         POST,
@@ -271,7 +274,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::team_create,
-        "Create a team ({name})"
+        "Create a team ({name})",
+        Answer::Created(schema_of::<crate::access::TeamListing>)
     ),
     route!(
         DELETE,
@@ -420,7 +424,8 @@ pub static TABLE: &[Route] = &[
         Profile,
         Read,
         access::tokens,
-        "List personal access tokens (the caller's; all for user administrators)"
+        "List personal access tokens (the caller's; all for user administrators)",
+        Answer::List(schema_of::<berth_auth::TokenView>)
     ),
     route!(
         POST,
@@ -475,7 +480,8 @@ pub static TABLE: &[Route] = &[
         Audit,
         Read,
         access::audit,
-        "Audit log entries (?since=RFC3339&user=&limit=)"
+        "Audit log entries (?since=RFC3339&user=&limit=)",
+        Answer::List(schema_of::<berth_auth::AuditEntry>)
     ),
     route!(
         GET,
@@ -484,7 +490,8 @@ pub static TABLE: &[Route] = &[
         Audit,
         Read,
         access::audit_verify,
-        "Check the audit log's hash chain and signatures"
+        "Check the audit log's hash chain and signatures",
+        Answer::Json(schema_of::<berth_auth::Verification>)
     ),
     route!(
         GET,
@@ -607,7 +614,8 @@ pub static TABLE: &[Route] = &[
         Audit,
         Read,
         audit::export,
-        "Every audit entry and signature, for offline verification"
+        "Every audit entry and signature, for offline verification",
+        Answer::Json(schema_of::<berth_auth::AuditExport>)
     ),
     route!(
         GET,
@@ -915,7 +923,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Read,
         scans::list,
-        "List certification records, newest first (?image=)"
+        "List certification records, newest first (?image=)",
+        Answer::List(schema_of::<berth_engine::scan::ScanRecordSummary>)
     ),
     route!(
         GET,
@@ -924,7 +933,8 @@ pub static TABLE: &[Route] = &[
         System,
         Read,
         scans::webhooks,
-        "The scan webhooks (host only) and their deliveries: state, pending, delivered, failed, last attempt and answer"
+        "The scan webhooks (host only) and their deliveries: state, pending, delivered, failed, last attempt and answer",
+        Answer::List(schema_of::<berth_engine::webhooks::WebhookState>)
     ),
     route!(
         GET,
@@ -943,7 +953,8 @@ pub static TABLE: &[Route] = &[
         System,
         Read,
         scans::vulndb_status,
-        "Vulnerability database: version, import time, advisories per ecosystem"
+        "Vulnerability database: version, import time, advisories per ecosystem",
+        Answer::Json(schema_of::<berth_engine::scan::VulnDbStatus>)
     ),
     route!(
         POST,
@@ -952,7 +963,8 @@ pub static TABLE: &[Route] = &[
         System,
         Write,
         scans::vulndb_import,
-        "Import OSV data: ?path= on the daemon (unix socket only) or the body (?name=x.zip|x.json); re-evaluates scanned images"
+        "Import OSV data: ?path= on the daemon (unix socket only) or the body (?name=x.zip|x.json); re-evaluates scanned images",
+        Answer::Json(schema_of::<berth_engine::scan::VulnDbImport>)
     ),
     route!(
         POST,

@@ -125,7 +125,7 @@ fn legacy_message(seq: u64, hash: &str) -> Vec<u8> {
 }
 
 /// An exported audit log: everything `audit verify` needs, offline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditExport {
     pub entries: Vec<AuditEntry>,
     /// `(key, signature)`: `head` and the checkpoints.
@@ -231,7 +231,7 @@ pub struct AuditQuery {
 }
 
 /// What `audit verify` found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Verification {
     pub ok: bool,
     pub entries: u64,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 pub use berth_state::records::{Grant, Org, Role, Team, TokenRecord, User};
 
 /// A user as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub name: String,
     pub created: String,
@@ -14,7 +14,7 @@ pub struct UserView {
 }
 
 /// A token as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: String,
     pub user: String,

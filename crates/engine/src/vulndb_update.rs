@@ -43,7 +43,7 @@ pub struct VulnDbUpdateSpec {
 }
 
 /// One export an update downloaded and imported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Downloaded {
     pub ecosystem: String,
     pub url: String,

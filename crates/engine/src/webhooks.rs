@@ -41,7 +41,7 @@ const LONGEST_WAIT: Duration = Duration::from_secs(60);
 
 /// What `berth scan webhooks ls` shows of one webhook: never its secret
 /// nor its path and query, which often carry one.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookState {
     /// The first 12 hex digits of the URL's SHA-256.

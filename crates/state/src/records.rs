@@ -270,7 +270,7 @@ pub struct SignedScanRecord {
 // --- the audit log ---
 
 /// What a caller records; the log adds sequence, time and hashes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewAuditEntry {
     /// `admin` (the socket), a user name, or `anonymous`.
     pub user: String,
@@ -289,7 +289,7 @@ pub struct NewAuditEntry {
 }
 
 /// An entry of the hash-chained audit log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: u64,
     pub time: String,
@@ -326,7 +326,7 @@ impl AuditEntry {
 }
 
 /// A signature over the audit chain at `seq`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditSignature {
     pub seq: u64,
     pub hash: String,

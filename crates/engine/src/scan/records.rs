@@ -20,7 +20,7 @@ impl SignedPayload for SignedScanRecord {
 }
 
 /// A record's headline, for listings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScanRecordSummary {
     pub id: String,
     pub image: String,
@@ -29,6 +29,8 @@ pub struct ScanRecordSummary {
     pub trigger: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_version: Option<String>,
+    /// Counts of components, findings by severity, checks and licenses.
+    #[schema(value_type = Object)]
     pub summary: Summary,
     pub signed: bool,
 }

@@ -18,7 +18,7 @@ use super::{
 use crate::vulndb_update::{self, Downloaded, VulnDbUpdateSpec};
 
 /// What `berth vulndb status` shows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VulnDbStatus {
     pub version: Option<String>,
     pub digest: Option<String>,
@@ -29,7 +29,7 @@ pub struct VulnDbStatus {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VulnDbImport {
     pub records: usize,
     pub changed: usize,
@@ -44,7 +44,7 @@ pub struct VulnDbImport {
 }
 
 /// An image that an import made vulnerable; also the webhook's body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewlyVulnerable {
     pub image: String,
     pub image_digest: String,
