@@ -500,7 +500,8 @@ pub static TABLE: &[Route] = &[
         User,
         Read,
         access::directories,
-        "List LDAP/AD directories (bind passwords shown as ***) with their last sync"
+        "List LDAP/AD directories (bind passwords shown as ***) with their last sync",
+        Answer::List(schema_of::<berth_auth::directory::DirectoryView>)
     ),
     route!(
         GET,
@@ -509,7 +510,8 @@ pub static TABLE: &[Route] = &[
         User,
         Read,
         access::directory,
-        "Show one directory (bind password shown as ***)"
+        "Show one directory (bind password shown as ***)",
+        Answer::Json(schema_of::<berth_auth::directory::DirectoryView>)
     ),
     route!(
         PUT,
@@ -537,7 +539,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::directories_sync,
-        "Sync every directory's mapped teams now: users created, members added and removed"
+        "Sync every directory's mapped teams now: users created, members added and removed",
+        Answer::List(schema_of::<berth_auth::directory::SyncReport>)
     ),
     route!(
         POST,
@@ -546,7 +549,8 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::directory_sync,
-        "Sync one directory's mapped teams now"
+        "Sync one directory's mapped teams now",
+        Answer::List(schema_of::<berth_auth::directory::SyncReport>)
     ),
     route!(
         POST,

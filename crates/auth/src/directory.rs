@@ -61,7 +61,7 @@ use berth_state::{ClusterCommand, Outcome};
 
 /// A directory as the API shows it: the bind password is `***` (or empty
 /// when none is set).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DirectoryView {
     #[serde(flatten)]
     pub config: DirectoryConfig,
@@ -71,7 +71,7 @@ pub struct DirectoryView {
 }
 
 /// What one sync of one directory did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncReport {
     pub directory: String,
     pub time: String,

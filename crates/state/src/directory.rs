@@ -14,7 +14,7 @@ use crate::records::{valid_name, Bundle, SessionRecord, Team, TokenRecord, User}
 use crate::tables::*;
 
 /// One directory server and how users and groups are found in it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DirectoryConfig {
     /// A name for logs and errors, e.g. `corp-ad`.
     pub name: String,
@@ -48,7 +48,7 @@ pub struct DirectoryConfig {
 }
 
 /// Where group membership is recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum TeamSync {
     /// Groups under `group_base_dn` matching `group_filter` list members in
@@ -99,7 +99,7 @@ pub struct Directory {
 }
 
 /// How the last sync of a directory went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncState {
     pub time: String,
     /// Every mapped group was read.
@@ -160,7 +160,7 @@ pub enum AccountState {
 }
 
 /// A directory user a sync cut off, and what was revoked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DisabledUser {
     pub user: String,
     pub reason: String,
@@ -169,7 +169,7 @@ pub struct DisabledUser {
     pub bundles: usize,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TeamSyncReport {
     pub team: String,
     pub group: String,
@@ -182,7 +182,7 @@ pub struct TeamSyncReport {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SkippedMember {
     pub username: String,
     pub reason: String,
