@@ -128,11 +128,6 @@ impl Engine {
         Ok(c)
     }
 
-    /// Makes every earlier unflushed write durable (see `start_unflushed`).
-    pub fn flush(&self) -> Result<(), Error> {
-        Ok(self.store.flush()?)
-    }
-
     /// The number of the node's last store commit (see [`Engine::make_durable`]).
     pub fn last_commit(&self) -> u64 {
         self.store.last_commit()
@@ -390,8 +385,9 @@ impl Engine {
 
     /// Starts a container just created with `create_to_start`, attached,
     /// leaving the write that records it running unflushed: the caller
-    /// makes it durable (`flush`, or a durable write of its own to the same
-    /// store, such as the audit entry of the request) before it tells anyone
+    /// makes it durable ([`Engine::make_durable`] up to [`Engine::last_commit`],
+    /// free when a durable write since covered it, such as the request's
+    /// audit entry) before it tells anyone
     /// the container started. One disk flush fewer per `berth run`.
     pub async fn start_unflushed(
         self: &Arc<Self>,

@@ -310,8 +310,24 @@ fn conflict(message: String) -> ApplyError {
     Rejected::Conflict(message).into()
 }
 
+/// Stores `record` under `key`, refused when the key is taken (`what`
+/// names the kind of record in the refusal).
+fn insert_new<T: serde::Serialize + serde::de::DeserializeOwned>(
+    t: &mut Txn,
+    table: Table,
+    key: &str,
+    record: &T,
+    what: &str,
+) -> Result<(), ApplyError> {
+    if t.get::<serde::de::IgnoredAny>(table, key)?.is_some() {
+        return Err(conflict(format!("{what} {key} already exists")));
+    }
+    t.put(table, key, record)?;
+    Ok(())
+}
+
 /// Deletes every record of `table` that `matches`; how many.
-fn delete_where<T: serde::de::DeserializeOwned>(
+pub(crate) fn delete_where<T: serde::de::DeserializeOwned>(
     t: &mut Txn,
     table: Table,
     matches: impl Fn(&T) -> bool,
@@ -398,10 +414,7 @@ impl ClusterCommand {
         use ClusterCommand::*;
         match self {
             CreateUser { user } => {
-                if t.get::<User>(USERS, &user.name)?.is_some() {
-                    return Err(conflict(format!("user {} already exists", user.name)));
-                }
-                t.put(USERS, &user.name, user)?;
+                insert_new(t, USERS, &user.name, user, "user")?;
             }
             RemoveUser { name } => {
                 if !t.delete(USERS, name)? {
@@ -425,10 +438,7 @@ impl ClusterCommand {
                 t.put(USERS, name, &user)?;
             }
             CreateTeam { team } => {
-                if t.get::<Team>(TEAMS, &team.name)?.is_some() {
-                    return Err(conflict(format!("team {} already exists", team.name)));
-                }
-                t.put(TEAMS, &team.name, team)?;
+                insert_new(t, TEAMS, &team.name, team, "team")?;
             }
             RemoveTeam { name } => {
                 if !t.delete(TEAMS, name)? {
@@ -461,10 +471,7 @@ impl ClusterCommand {
                 return Ok(Outcome::Team(record));
             }
             CreateOrg { org } => {
-                if t.get::<Org>(ORGS, &org.name)?.is_some() {
-                    return Err(conflict(format!("organization {} already exists", org.name)));
-                }
-                t.put(ORGS, &org.name, org)?;
+                insert_new(t, ORGS, &org.name, org, "organization")?;
             }
             RemoveOrg { name } => {
                 if !t.delete(ORGS, name)? {
@@ -489,10 +496,7 @@ impl ClusterCommand {
                 return Ok(Outcome::Org(record));
             }
             CreateRole { role } => {
-                if t.get::<Role>(ROLES, &role.name)?.is_some() {
-                    return Err(conflict(format!("role {} already exists", role.name)));
-                }
-                t.put(ROLES, &role.name, role)?;
+                insert_new(t, ROLES, &role.name, role, "role")?;
             }
             RemoveRole { name } => {
                 if let Some((_, g)) = t.list::<Grant>(GRANTS)?.into_iter().find(|(_, g)| &g.role == name) {

@@ -9,7 +9,7 @@ use std::fmt;
 use berth_store::Txn;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{ApplyError, Rejected};
+use crate::command::{delete_where, ApplyError, Rejected};
 use crate::records::{valid_name, Bundle, SessionRecord, Team, TokenRecord, User};
 use crate::tables::*;
 
@@ -553,20 +553,8 @@ fn apply_account_states(
 /// Deletes `user`'s tokens and sessions and revokes their client bundles;
 /// how many of each.
 fn revoke_credentials(t: &mut Txn, user: &str, now: &str) -> Result<(usize, usize, usize), ApplyError> {
-    let mut tokens = 0;
-    for (key, token) in t.list::<TokenRecord>(TOKENS)? {
-        if token.user == user {
-            t.delete(TOKENS, &key)?;
-            tokens += 1;
-        }
-    }
-    let mut sessions = 0;
-    for (key, session) in t.list::<SessionRecord>(SESSIONS)? {
-        if session.user == user {
-            t.delete(SESSIONS, &key)?;
-            sessions += 1;
-        }
-    }
+    let tokens = delete_where::<TokenRecord>(t, TOKENS, |token| token.user == user)?;
+    let sessions = delete_where::<SessionRecord>(t, SESSIONS, |session| session.user == user)?;
     let mut bundles = 0;
     for (key, mut bundle) in t.list::<Bundle>(BUNDLES)? {
         if bundle.user == user && bundle.revoked.is_none() {

@@ -96,7 +96,7 @@ impl Store {
             db: std::sync::Arc::new(db),
             commits: Default::default(),
         };
-        store.write_any(|txn| {
+        store.write_with(true, true, |txn| -> Result<()> {
             for t in ALL_TABLES {
                 txn.inner.open_table(t.def()).map_err(|e| storage(t, e))?;
             }
@@ -127,7 +127,7 @@ impl Store {
     /// Runs `f` in one atomic write transaction on `local/*` tables: all of
     /// its changes become durable together, or none do.
     pub fn write<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
-        self.write_inner(false, f)
+        self.write_with(false, true, f)
     }
 
     /// The one way to change `cluster/*` tables, for `berth_state` alone
@@ -140,17 +140,7 @@ impl Store {
         durable: bool,
         f: impl FnOnce(&mut Txn) -> Result<R, E>,
     ) -> Result<R, E> {
-        let durability = if durable {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        };
-        let mut inner = self.db.begin_write().map_err(|e| storage(Table("*"), e))?;
-        inner.set_durability(durability).map_err(|e| storage(Table("*"), e))?;
-        let mut txn = Txn { inner, cluster: true };
-        let r = f(&mut txn)?;
-        self.commit(txn, durable)?;
-        Ok(r)
+        self.write_with(true, durable, f)
     }
 
     /// The number of the last commit: a caller that left writes unflushed
@@ -176,21 +166,7 @@ impl Store {
         if self.commits.durable.load(Ordering::SeqCst) >= commit {
             return Ok(());
         }
-        self.write_with(false, redb::Durability::Immediate, |_| Ok(()))
-    }
-
-    /// Commits `txn`, numbering the commit and noting when it is durable.
-    fn commit(&self, txn: Txn, durable: bool) -> Result<()> {
-        use std::sync::atomic::Ordering;
-        // Taken inside the write transaction, which redb runs one at a
-        // time: numbers follow the commit order. A failed commit leaves a
-        // number unused, which only makes a later `make_durable` flush.
-        let number = self.commits.last.fetch_add(1, Ordering::SeqCst) + 1;
-        txn.inner.commit().map_err(|e| storage(Table("*"), e))?;
-        if durable {
-            self.commits.durable.fetch_max(number, Ordering::SeqCst);
-        }
-        Ok(())
+        self.write_with(false, true, |_| Ok::<_, Error>(()))
     }
 
     /// Every record of a table as stored, in key order: for comparing two
@@ -218,17 +194,12 @@ impl Store {
     /// once: its start is durable; a crash before leaves a directory without
     /// a record, which reconcile removes).
     pub fn write_deferred<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
-        self.write_with(false, redb::Durability::None, f)
+        self.write_with(false, false, f)
     }
 
     /// [`Store::write`] when `durable`, else [`Store::write_deferred`].
     pub fn write_or_defer<R>(&self, durable: bool, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
-        let durability = if durable {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        };
-        self.write_with(false, durability, f)
+        self.write_with(false, durable, f)
     }
 
     /// Makes every earlier deferred write durable (see [`Store::make_durable`]).
@@ -236,26 +207,33 @@ impl Store {
         self.make_durable(self.last_commit())
     }
 
-    fn write_any<R>(&self, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
-        self.write_inner(true, f)
-    }
-
-    fn write_inner<R>(&self, cluster: bool, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
-        self.write_with(cluster, redb::Durability::Immediate, f)
-    }
-
-    fn write_with<R>(
+    /// The one write path: a transaction on `cluster/*` tables too when
+    /// `cluster`, committed when `f` returns `Ok` (dropped otherwise),
+    /// flushed to disk when `durable`. Each commit is numbered inside the
+    /// write transaction, which redb runs one at a time, so numbers follow
+    /// the commit order; a failed commit leaves a number unused, which only
+    /// makes a later `make_durable` flush.
+    fn write_with<R, E: From<Error>>(
         &self,
         cluster: bool,
-        durability: redb::Durability,
-        f: impl FnOnce(&mut Txn) -> Result<R>,
-    ) -> Result<R> {
-        let durable = matches!(durability, redb::Durability::Immediate);
+        durable: bool,
+        f: impl FnOnce(&mut Txn) -> Result<R, E>,
+    ) -> Result<R, E> {
+        use std::sync::atomic::Ordering;
+        let durability = if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        };
         let mut inner = self.db.begin_write().map_err(|e| storage(Table("*"), e))?;
         inner.set_durability(durability).map_err(|e| storage(Table("*"), e))?;
         let mut txn = Txn { inner, cluster };
         let r = f(&mut txn)?;
-        self.commit(txn, durable)?;
+        let number = self.commits.last.fetch_add(1, Ordering::SeqCst) + 1;
+        txn.inner.commit().map_err(|e| storage(Table("*"), e))?;
+        if durable {
+            self.commits.durable.fetch_max(number, Ordering::SeqCst);
+        }
         Ok(r)
     }
 }
