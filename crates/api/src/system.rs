@@ -24,7 +24,7 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
         .iter()
         .filter(|c| c.status.state == berth_model::ContainerState::Running)
         .count();
-    let map = e.runtime().idmap;
+    let map = e.runtime().idmap();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "data_root": e.data_root().display().to_string(),

@@ -7,6 +7,7 @@ use berth_model::{
     Container, ContainerCreate, ContainerState, ContainerStats, ContainerStatus, ExecCreate, ProcessConfig,
 };
 use berth_runtime::{inroot, spec, Runtime};
+
 use berth_store::{CONTAINERS, CONTAINER_NAMES};
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
@@ -304,7 +305,7 @@ impl Engine {
     fn prepare_rootfs(&self, mut c: Container, first: bool) -> Result<Container, Error> {
         let image = self.images.resolve(&c.image_id)?;
         let userns = !(c.spec.privileged || c.spec.userns.as_deref() == Some("host"));
-        let map = self.runtime.idmap;
+        let map = self.runtime.idmap();
         // Id-mapped lower layers share one unshifted unpack across every uid
         // range; kernels without them get layers unpacked shifted instead.
         let idmapped = userns && self.runtime.idmapped_mounts();
@@ -850,8 +851,8 @@ impl Engine {
         })
     }
 
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+    pub fn runtime(&self) -> &dyn Runtime {
+        &*self.runtime
     }
 }
 

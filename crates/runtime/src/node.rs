@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::shim::{Reply, Request};
-use crate::{cgroup, seccomp, shim, spec, Error, IdMap};
+use crate::{cgroup, seccomp, shim, spec, Error, IdMap, Runtime as _};
 
 /// Root of berth's cgroups; each daemon has its own child, named from its data root.
 pub const CGROUP_ROOT: &str = "/berth";
@@ -23,7 +23,7 @@ pub const CGROUP_ROOT: &str = "/berth";
 pub const SHIM_SOCKET_DIR: &str = "/run/berth/shim";
 
 #[derive(Clone)]
-pub struct Runtime {
+pub struct NodeRuntime {
     containers: PathBuf,
     root: PathBuf,
     exe: PathBuf,
@@ -35,7 +35,7 @@ pub struct Runtime {
     zygote: Option<std::sync::Arc<crate::zygote::Zygote>>,
 }
 
-impl Runtime {
+impl NodeRuntime {
     /// `exe` is the berth binary re-executed as `berth shim` / `berth shim-exec`.
     pub fn new(data_root: &Path, exe: PathBuf, idmap: IdMap) -> Result<Self, Error> {
         let containers = data_root.join("containers");
@@ -107,17 +107,108 @@ impl Runtime {
         self.containers.join(id)
     }
 
-    pub fn rootfs(&self, id: &str) -> PathBuf {
+    /// Sends one request to the container's shim; returns the open stream after the reply.
+    pub async fn request(&self, id: &str, req: &Request) -> Result<(Reply, BufReader<UnixStream>), Error> {
+        let path = self.shim_socket(id);
+        let conn = UnixStream::connect(&path)
+            .await
+            .map_err(|_| Error::NotRunning(id.to_string()))?;
+        let mut conn = BufReader::new(conn);
+        let mut bytes = serde_json::to_vec(req).map_err(|e| Error::container(id, e))?;
+        bytes.push(b'\n');
+        conn.get_mut()
+            .write_all(&bytes)
+            .await
+            .map_err(|e| Error::container(id, format!("talking to shim: {e}")))?;
+        let mut line = String::new();
+        conn.read_line(&mut line)
+            .await
+            .map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
+        if line.is_empty() {
+            return Err(Error::NotRunning(id.to_string()));
+        }
+        let reply: Reply = serde_json::from_str(&line).map_err(|e| Error::container(id, format!("shim reply: {e}")))?;
+        if let Some(e) = &reply.error {
+            return Err(Error::container(id, e));
+        }
+        Ok((reply, conn))
+    }
+
+    /// The exec's confinement, taken from the container's own config.json.
+    fn exec_spec(
+        &self,
+        id: &str,
+        init_pid: i32,
+        p: &berth_model::ProcessConfig,
+    ) -> Result<crate::enter::ExecSpec, Error> {
+        let path = self.dir(id).join("config.json");
+        let spec = oci_spec::runtime::Spec::load(&path)
+            .map_err(|e| Error::container(id, format!("{}: {e}", path.display())))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::container(id, "config.json has no process"))?;
+        let capabilities = process
+            .capabilities()
+            .as_ref()
+            .and_then(|c| c.bounding().as_ref())
+            .map(|set| set.iter().map(|c| format!("CAP_{c}")).collect())
+            .unwrap_or_default();
+        let nofile = process.rlimits().as_ref().and_then(|rl| {
+            rl.iter()
+                .find(|r| r.typ() == oci_spec::runtime::PosixRlimitType::RlimitNofile)
+                .map(|r| (r.soft(), r.hard()))
+        });
+        Ok(crate::enter::ExecSpec {
+            init_pid,
+            cgroup_procs: cgroup::procs_files(&self.cgroups_path(id)),
+            args: p.args.clone(),
+            env: p.env.clone(),
+            cwd: p.cwd.clone(),
+            uid: p.uid,
+            gid: p.gid,
+            additional_gids: p.additional_gids.clone(),
+            capabilities,
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            seccomp_bpf: Some(self.dir(id).join(seccomp::BPF_FILE)).filter(|p| p.exists()),
+            nofile,
+            console_size: None,
+        })
+    }
+
+    /// Every mount under the container's dir (the root, then the id-mapped
+    /// layers below it), deepest first.
+    fn unmount_all(&self, id: &str) -> Result<(), Error> {
+        let mut mounts = mounts_under(&self.dir(id));
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+        // The root stacks on the layers: it goes first.
+        mounts.sort_by_key(|m| !m.ends_with("rootfs"));
+        for m in mounts {
+            nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| Error::container(id, format!("unmounting {}: {e}", m.display())))?;
+        }
+        Ok(())
+    }
+}
+
+impl crate::Runtime for NodeRuntime {
+    fn idmap(&self) -> IdMap {
+        self.idmap
+    }
+
+
+    fn rootfs(&self, id: &str) -> PathBuf {
         self.dir(id).join("rootfs")
     }
 
-    pub fn cgroups_path(&self, id: &str) -> String {
+    fn cgroups_path(&self, id: &str) -> String {
         format!("{}/{id}", self.cgroup_parent)
     }
 
     /// Removes this daemon's cgroup parent when no container cgroup is left
     /// under it (at a clean stop; running containers keep it).
-    pub fn remove_cgroup_parent_if_empty(&self) {
+    fn remove_cgroup_parent_if_empty(&self) {
         if self.cgroup_children().is_empty() {
             cgroup::remove(&self.cgroup_parent);
             // Fails (and stays) while another daemon has a parent under it.
@@ -125,33 +216,33 @@ impl Runtime {
         }
     }
 
-    pub fn cgroup_parent(&self) -> &str {
+    fn cgroup_parent(&self) -> &str {
         &self.cgroup_parent
     }
 
     /// Container ids that have a cgroup under this daemon's parent.
-    pub fn cgroup_children(&self) -> Vec<String> {
+    fn cgroup_children(&self) -> Vec<String> {
         cgroup::list_children(&self.cgroup_parent)
     }
 
     /// Ids that have a container directory on disk.
-    pub fn ids_on_disk(&self) -> Vec<String> {
+    fn ids_on_disk(&self) -> Vec<String> {
         dir_names(&self.containers)
     }
 
     /// Ids that have libcontainer state on disk.
-    pub fn runtime_ids_on_disk(&self) -> Vec<String> {
+    fn runtime_ids_on_disk(&self) -> Vec<String> {
         dir_names(&self.root)
     }
 
     /// Whether lower layers are id-mapped (else they must be unpacked shifted).
-    pub fn idmapped_mounts(&self) -> bool {
+    fn idmapped_mounts(&self) -> bool {
         self.userns.is_some()
     }
 
     /// Whether the container's root is mounted and its bundle written (as
     /// create leaves them).
-    pub fn is_prepared(&self, id: &str) -> bool {
+    fn is_prepared(&self, id: &str) -> bool {
         let dir = self.dir(id);
         dir.join("config.json").exists() && is_mountpoint(&dir.join("rootfs"))
     }
@@ -160,7 +251,7 @@ impl Runtime {
     /// container root, which must own the writable layer's top directory.
     /// With `idmap`, every lower layer is first mounted id-mapped to the
     /// daemon's range under `<dir>/lower/<n>`.
-    pub fn mount_rootfs(
+    fn mount_rootfs(
         &self,
         id: &str,
         lower_dirs: &[PathBuf],
@@ -228,7 +319,7 @@ impl Runtime {
     }
 
     /// Writes /etc/hosts, /etc/hostname and config.json for the container.
-    pub fn write_bundle(&self, input: &spec::SpecInput) -> Result<(), Error> {
+    fn write_bundle(&self, input: &spec::SpecInput) -> Result<(), Error> {
         let dir = self.dir(input.id);
         let hosts = dir.join("hosts");
         let hostname = dir.join("hostname");
@@ -279,180 +370,169 @@ impl Runtime {
     /// Starts `berth shim`, which creates the container and waits for `start`.
     /// Returns the container's init pid once it is created. `restart`: the
     /// container ran before, so its old runtime state is cleared first.
-    pub async fn create(
-        &self,
-        id: &str,
+    fn create<'a>(
+        &'a self,
+        id: &'a str,
         tty: bool,
         stdin: bool,
         console_size: Option<(u16, u16)>,
         restart: bool,
-    ) -> Result<i32, Error> {
-        // Left over from a previous run of the same container (a container
-        // never started has none).
-        if restart {
-            self.delete_runtime_state(id);
-        }
-        let dir = self.dir(id);
-        let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|e| Error::io(dir.join("shim.log"), e))?;
-        let args = shim::ShimArgs {
-            id: id.to_string(),
-            root: self.root.clone(),
-            bundle: dir.clone(),
-            state: dir.clone(),
-            socket: self.shim_socket(id),
-            tty,
-            stdin,
-            console_size: if tty { console_size } else { None },
-        };
-        let (ready_r, ready_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
-        let log_fd = std::os::fd::OwnedFd::from(shim_log);
-        let forked = match &self.zygote {
-            Some(z) => match z.spawn(&args, &ready_w, &log_fd) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(container_id = %id, error = %e, "the shim zygote failed; exec'ing the shim");
-                    false
+    ) -> crate::Pending<'a, i32> {
+        Box::pin(async move {
+            // Left over from a previous run of the same container (a container
+            // never started has none).
+            if restart {
+                self.delete_runtime_state(id);
+            }
+            let dir = self.dir(id);
+            let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|e| Error::io(dir.join("shim.log"), e))?;
+            let args = shim::ShimArgs {
+                id: id.to_string(),
+                root: self.root.clone(),
+                bundle: dir.clone(),
+                state: dir.clone(),
+                socket: self.shim_socket(id),
+                tty,
+                stdin,
+                console_size: if tty { console_size } else { None },
+            };
+            let (ready_r, ready_w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
+            let log_fd = std::os::fd::OwnedFd::from(shim_log);
+            let forked = match &self.zygote {
+                Some(z) => match z.spawn(&args, &ready_w, &log_fd) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(container_id = %id, error = %e, "the shim zygote failed; exec'ing the shim");
+                        false
+                    }
+                },
+                None => false,
+            };
+            let mut child = None;
+            if !forked {
+                let mut cmd = tokio::process::Command::new(&self.exe);
+                cmd.arg("shim")
+                    .arg("--id")
+                    .arg(id)
+                    .arg("--root")
+                    .arg(&args.root)
+                    .arg("--bundle")
+                    .arg(&args.bundle)
+                    .arg("--state")
+                    .arg(&args.state)
+                    .arg("--socket")
+                    .arg(&args.socket);
+                if let Some((cols, rows)) = args.console_size {
+                    cmd.arg("--console-size").arg(format!("{cols}x{rows}"));
                 }
-            },
-            None => false,
-        };
-        let mut child = None;
-        if !forked {
-            let mut cmd = tokio::process::Command::new(&self.exe);
-            cmd.arg("shim")
-                .arg("--id")
-                .arg(id)
-                .arg("--root")
-                .arg(&args.root)
-                .arg("--bundle")
-                .arg(&args.bundle)
-                .arg("--state")
-                .arg(&args.state)
-                .arg("--socket")
-                .arg(&args.socket);
-            if let Some((cols, rows)) = args.console_size {
-                cmd.arg("--console-size").arg(format!("{cols}x{rows}"));
+                if tty {
+                    cmd.arg("--tty");
+                }
+                if stdin {
+                    cmd.arg("--stdin");
+                }
+                let out = ready_w.try_clone().map_err(|e| Error::io("pipe", e))?;
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::from(out))
+                    .stderr(Stdio::from(log_fd.try_clone().map_err(|e| Error::io("shim.log", e))?))
+                    .kill_on_drop(false);
+                child = Some(
+                    cmd.spawn()
+                        .map_err(|e| Error::container(id, format!("spawning shim: {e}")))?,
+                );
             }
-            if tty {
-                cmd.arg("--tty");
+            // Only the shim holds the write end now: its exit is EOF here.
+            drop((ready_w, log_fd));
+            let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(ready_r)
+                .map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
+            let mut line = String::new();
+            BufReader::new(stdout)
+                .read_line(&mut line)
+                .await
+                .map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
+            // An exec'd shim lives on after us; reap it in the background while we run.
+            if let Some(mut child) = child {
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
             }
-            if stdin {
-                cmd.arg("--stdin");
+            let line = line.trim();
+            if let Some(pid) = line.strip_prefix("ready ") {
+                return pid
+                    .parse()
+                    .map_err(|_| Error::container(id, format!("shim said {line:?}")));
             }
-            let out = ready_w.try_clone().map_err(|e| Error::io("pipe", e))?;
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::from(out))
-                .stderr(Stdio::from(log_fd.try_clone().map_err(|e| Error::io("shim.log", e))?))
-                .kill_on_drop(false);
-            child = Some(
-                cmd.spawn()
-                    .map_err(|e| Error::container(id, format!("spawning shim: {e}")))?,
-            );
-        }
-        // Only the shim holds the write end now: its exit is EOF here.
-        drop((ready_w, log_fd));
-        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(ready_r)
-            .map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .await
-            .map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
-        // An exec'd shim lives on after us; reap it in the background while we run.
-        if let Some(mut child) = child {
-            tokio::spawn(async move {
-                let _ = child.wait().await;
+            let msg = line.strip_prefix("error ").map(str::to_string).unwrap_or_else(|| {
+                let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+                format!("shim exited without a word; its log: {}", log.trim())
             });
-        }
-        let line = line.trim();
-        if let Some(pid) = line.strip_prefix("ready ") {
-            return pid
-                .parse()
-                .map_err(|_| Error::container(id, format!("shim said {line:?}")));
-        }
-        let msg = line.strip_prefix("error ").map(str::to_string).unwrap_or_else(|| {
-            let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
-            format!("shim exited without a word; its log: {}", log.trim())
-        });
-        self.delete_runtime_state(id);
-        Err(Error::container(id, msg))
+            self.delete_runtime_state(id);
+            Err(Error::container(id, msg))
+        })
     }
 
-    /// Sends one request to the container's shim; returns the open stream after the reply.
-    pub async fn request(&self, id: &str, req: &Request) -> Result<(Reply, BufReader<UnixStream>), Error> {
-        let path = self.shim_socket(id);
-        let conn = UnixStream::connect(&path)
-            .await
-            .map_err(|_| Error::NotRunning(id.to_string()))?;
-        let mut conn = BufReader::new(conn);
-        let mut bytes = serde_json::to_vec(req).map_err(|e| Error::container(id, e))?;
-        bytes.push(b'\n');
-        conn.get_mut()
-            .write_all(&bytes)
-            .await
-            .map_err(|e| Error::container(id, format!("talking to shim: {e}")))?;
-        let mut line = String::new();
-        conn.read_line(&mut line)
-            .await
-            .map_err(|e| Error::container(id, format!("reading shim: {e}")))?;
-        if line.is_empty() {
-            return Err(Error::NotRunning(id.to_string()));
-        }
-        let reply: Reply = serde_json::from_str(&line).map_err(|e| Error::container(id, format!("shim reply: {e}")))?;
-        if let Some(e) = &reply.error {
-            return Err(Error::container(id, e));
-        }
-        Ok((reply, conn))
-    }
-
-    pub async fn start(&self, id: &str) -> Result<i32, Error> {
-        let (r, _) = self.request(id, &Request::Start).await?;
-        Ok(r.pid.unwrap_or(0))
+    fn start<'a>(&'a self, id: &'a str) -> crate::Pending<'a, i32> {
+        Box::pin(async move {
+            let (r, _) = self.request(id, &Request::Start).await?;
+            Ok(r.pid.unwrap_or(0))
+        })
     }
 
     /// Waits until the container's process exits; its exit code.
-    pub async fn wait(&self, id: &str) -> Result<i32, Error> {
-        match self.request(id, &Request::Wait).await {
-            Ok((r, _)) => r
-                .exit_code
-                .ok_or_else(|| Error::container(id, "shim gave no exit code")),
-            Err(Error::NotRunning(_)) => shim::read_exit(&self.dir(id))
-                .map(|e| e.exit_code)
-                .ok_or_else(|| Error::NotRunning(id.to_string())),
-            Err(e) => Err(e),
-        }
+    fn wait<'a>(&'a self, id: &'a str) -> crate::Pending<'a, i32> {
+        Box::pin(async move {
+            match self.request(id, &Request::Wait).await {
+                Ok((r, _)) => r
+                    .exit_code
+                    .ok_or_else(|| Error::container(id, "shim gave no exit code")),
+                Err(Error::NotRunning(_)) => shim::read_exit(&self.dir(id))
+                    .map(|e| e.exit_code)
+                    .ok_or_else(|| Error::NotRunning(id.to_string())),
+                Err(e) => Err(e),
+            }
+        })
     }
 
-    pub async fn kill(&self, id: &str, signal: i32) -> Result<(), Error> {
-        self.request(id, &Request::Kill { signal }).await.map(|_| ())
+    fn kill<'a>(&'a self, id: &'a str, signal: i32) -> crate::Pending<'a, ()> {
+        Box::pin(async move {
+            self.request(id, &Request::Kill { signal }).await.map(|_| ())
+        })
     }
 
-    pub async fn resize(&self, id: &str, cols: u16, rows: u16) -> Result<(), Error> {
-        self.request(id, &Request::Resize { cols, rows }).await.map(|_| ())
+    fn resize<'a>(&'a self, id: &'a str, cols: u16, rows: u16) -> crate::Pending<'a, ()> {
+        Box::pin(async move {
+            self.request(id, &Request::Resize { cols, rows }).await.map(|_| ())
+        })
     }
 
     /// A framed stream of the container's output (and input when `stdin`).
-    pub async fn attach(&self, id: &str, stdin: bool) -> Result<BufReader<UnixStream>, Error> {
-        self.request(id, &Request::Attach { stdin }).await.map(|(_, s)| s)
+    fn attach<'a>(&'a self, id: &'a str, stdin: bool) -> crate::Pending<'a, crate::Stream> {
+        Box::pin(async move {
+            self.request(id, &Request::Attach { stdin }).await.map(|(_, s)| s)
+        })
     }
 
     /// Attaches and starts in one request; the init pid and the stream.
-    pub async fn attach_start(&self, id: &str, stdin: bool) -> Result<(i32, BufReader<UnixStream>), Error> {
-        let (r, s) = self.request(id, &Request::AttachStart { stdin }).await?;
-        Ok((r.pid.unwrap_or(0), s))
+    fn attach_start<'a>(&'a self, id: &'a str, stdin: bool) -> crate::Pending<'a, (i32, crate::Stream)> {
+        Box::pin(async move {
+            let (r, s) = self.request(id, &Request::AttachStart { stdin }).await?;
+            Ok((r.pid.unwrap_or(0), s))
+        })
     }
 
     /// Whether a shim is answering for this container.
-    pub async fn shim_alive(&self, id: &str) -> bool {
-        UnixStream::connect(self.shim_socket(id)).await.is_ok()
+    fn shim_alive<'a>(&'a self, id: &'a str) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            UnixStream::connect(self.shim_socket(id)).await.is_ok()
+        })
     }
 
-    pub fn exit_record(&self, id: &str) -> Option<shim::ExitRecord> {
+    fn exit_record(&self, id: &str) -> Option<shim::ExitRecord> {
         shim::read_exit(&self.dir(id))
     }
 
-    pub fn log_path(&self, id: &str) -> PathBuf {
+    fn log_path(&self, id: &str) -> PathBuf {
         self.dir(id).join(shim::LOG_FILE)
     }
 
@@ -460,95 +540,54 @@ impl Runtime {
     /// `berth shim-exec`, confined like the container's own process (same
     /// namespaces, cgroup, capabilities, no_new_privs and seccomp filter).
     /// Returns the framed stream (reply line already read) and the shim child.
-    pub async fn exec(
-        &self,
-        id: &str,
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
         init_pid: i32,
-        p: &berth_model::ProcessConfig,
+        p: &'a berth_model::ProcessConfig,
         tty: bool,
         console_size: Option<(u16, u16)>,
-    ) -> Result<(BufReader<UnixStream>, tokio::process::Child), Error> {
-        let mut spec = self.exec_spec(id, init_pid, p)?;
-        spec.console_size = console_size;
-        let dir = self.dir(id);
-        let path = dir.join(format!("exec-{}.json", berth_model::new_id()));
-        write(&path, serde_json::to_vec(&spec).map_err(|e| Error::container(id, e))?)?;
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
-        let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.arg("shim-exec").arg("--spec").arg(&path);
-        if tty {
-            cmd.arg("--tty");
-        }
-        let theirs_fd: std::os::fd::OwnedFd = theirs.into();
-        cmd.stdin(Stdio::from(theirs_fd))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                return Err(Error::container(id, format!("spawning exec shim: {e}")));
+    ) -> crate::Pending<'a, (crate::Stream, tokio::process::Child)> {
+        Box::pin(async move {
+            let mut spec = self.exec_spec(id, init_pid, p)?;
+            spec.console_size = console_size;
+            let dir = self.dir(id);
+            let path = dir.join(format!("exec-{}.json", berth_model::new_id()));
+            write(&path, serde_json::to_vec(&spec).map_err(|e| Error::container(id, e))?)?;
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
+            let mut cmd = tokio::process::Command::new(&self.exe);
+            cmd.arg("shim-exec").arg("--spec").arg(&path);
+            if tty {
+                cmd.arg("--tty");
             }
-        };
-        ours.set_nonblocking(true).map_err(|e| Error::io("socketpair", e))?;
-        let mut stream = BufReader::new(UnixStream::from_std(ours).map_err(|e| Error::io("socketpair", e))?);
-        let mut line = String::new();
-        let r = stream.read_line(&mut line).await;
-        let _ = std::fs::remove_file(&path);
-        r.map_err(|e| Error::container(id, format!("exec shim: {e}")))?;
-        Ok((stream, child))
-    }
-
-    /// The exec's confinement, taken from the container's own config.json.
-    fn exec_spec(
-        &self,
-        id: &str,
-        init_pid: i32,
-        p: &berth_model::ProcessConfig,
-    ) -> Result<crate::enter::ExecSpec, Error> {
-        let path = self.dir(id).join("config.json");
-        let spec = oci_spec::runtime::Spec::load(&path)
-            .map_err(|e| Error::container(id, format!("{}: {e}", path.display())))?;
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| Error::container(id, "config.json has no process"))?;
-        let capabilities = process
-            .capabilities()
-            .as_ref()
-            .and_then(|c| c.bounding().as_ref())
-            .map(|set| set.iter().map(|c| format!("CAP_{c}")).collect())
-            .unwrap_or_default();
-        let nofile = process.rlimits().as_ref().and_then(|rl| {
-            rl.iter()
-                .find(|r| r.typ() == oci_spec::runtime::PosixRlimitType::RlimitNofile)
-                .map(|r| (r.soft(), r.hard()))
-        });
-        Ok(crate::enter::ExecSpec {
-            init_pid,
-            cgroup_procs: cgroup::procs_files(&self.cgroups_path(id)),
-            args: p.args.clone(),
-            env: p.env.clone(),
-            cwd: p.cwd.clone(),
-            uid: p.uid,
-            gid: p.gid,
-            additional_gids: p.additional_gids.clone(),
-            capabilities,
-            no_new_privs: process.no_new_privileges().unwrap_or(false),
-            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-            seccomp_bpf: Some(self.dir(id).join(seccomp::BPF_FILE)).filter(|p| p.exists()),
-            nofile,
-            console_size: None,
+            let theirs_fd: std::os::fd::OwnedFd = theirs.into();
+            cmd.stdin(Stdio::from(theirs_fd))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(Error::container(id, format!("spawning exec shim: {e}")));
+                }
+            };
+            ours.set_nonblocking(true).map_err(|e| Error::io("socketpair", e))?;
+            let mut stream = BufReader::new(UnixStream::from_std(ours).map_err(|e| Error::io("socketpair", e))?);
+            let mut line = String::new();
+            let r = stream.read_line(&mut line).await;
+            let _ = std::fs::remove_file(&path);
+            r.map_err(|e| Error::container(id, format!("exec shim: {e}")))?;
+            Ok((stream, child))
         })
     }
 
-    pub fn stats(&self, id: &str) -> Option<cgroup::Usage> {
+    fn stats(&self, id: &str) -> Option<cgroup::Usage> {
         cgroup::usage(&self.cgroups_path(id))
     }
 
     /// Removes libcontainer's record of a stopped container (and its cgroup),
     /// killing whatever is left of it.
-    pub fn delete_runtime_state(&self, id: &str) {
+    fn delete_runtime_state(&self, id: &str) {
         let state = self.root.join(id);
         if state.exists() {
             if let Ok(mut c) = libcontainer::container::Container::load(state.clone()) {
@@ -563,7 +602,7 @@ impl Runtime {
     }
 
     /// Unmounts the root and removes everything of the container on disk.
-    pub fn remove(&self, id: &str) -> Result<(), Error> {
+    fn remove(&self, id: &str) -> Result<(), Error> {
         self.delete_runtime_state(id);
         let _ = std::fs::remove_file(self.shim_socket(id));
         let dir = self.dir(id);
@@ -580,24 +619,10 @@ impl Runtime {
     }
 
     /// Unmounts the root but keeps logs and the writable layer (a stopped container).
-    pub fn unmount_rootfs(&self, id: &str) {
+    fn unmount_rootfs(&self, id: &str) {
         if let Err(e) = self.unmount_all(id) {
             tracing::warn!(container_id = %id, error = %e, "unmounting");
         }
-    }
-
-    /// Every mount under the container's dir (the root, then the id-mapped
-    /// layers below it), deepest first.
-    fn unmount_all(&self, id: &str) -> Result<(), Error> {
-        let mut mounts = mounts_under(&self.dir(id));
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-        // The root stacks on the layers: it goes first.
-        mounts.sort_by_key(|m| !m.ends_with("rootfs"));
-        for m in mounts {
-            nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH)
-                .map_err(|e| Error::container(id, format!("unmounting {}: {e}", m.display())))?;
-        }
-        Ok(())
     }
 }
 
@@ -605,7 +630,7 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), Error> {
     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
-fn dir_names(dir: &Path) -> Vec<String> {
+pub(crate) fn dir_names(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
