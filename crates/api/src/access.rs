@@ -11,11 +11,17 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use berth_auth::directory::{Directory, DirectoryGroup, DirectoryView, SyncReport};
-use berth_auth::{Access, Action, Grant, Org, Permission, Resource, Role, Team, TokenView, UserView, Where};
+use berth_auth::{
+    Access, Action, Grant, Org, Permission, Resource, Role, Team, TeamListing, TokenView, UserListing, UserView, Where,
+};
+use berth_model::access::{
+    DirectoryTest, DirectoryTestResult, NewGrant, NewMember, NewOrg, NewOrgTeam, NewPassword, NewRole, NewTeam, NewToken,
+    NewUser, TokenCreated,
+};
 use berth_model::ApiError;
 
 use crate::authz::{self, Principal};
@@ -39,22 +45,7 @@ pub(crate) async fn with_access<T: Send + 'static>(
 
 // --- users ---
 
-#[derive(Deserialize)]
-pub struct NewUser {
-    name: String,
-    password: String,
-}
 
-/// A user as listed: directory users also name their directory and DN.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct UserListing {
-    #[serde(flatten)]
-    user: UserView,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    directory: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dn: Option<String>,
-}
 
 pub async fn users(State(s): State<AppState>) -> ApiResult<Json<Vec<UserListing>>> {
     let listed = with_access(&s, |a| {
@@ -92,10 +83,6 @@ pub async fn user_remove(State(s): State<AppState>, Path(name): Path<String>) ->
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-pub struct NewPassword {
-    password: String,
-}
 
 pub async fn user_password(
     State(s): State<AppState>,
@@ -116,29 +103,9 @@ pub async fn user_password(
 
 // --- teams ---
 
-#[derive(Deserialize)]
-pub struct Named {
-    name: String,
-}
 
-#[derive(Deserialize)]
-pub struct Member {
-    user: String,
-}
 
-#[derive(Deserialize)]
-pub struct OrgTeam {
-    team: String,
-}
 
-/// A team as listed: a synced team names its directory group.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TeamListing {
-    #[serde(flatten)]
-    team: Team,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    directory_group: Option<DirectoryGroup>,
-}
 
 pub async fn teams(State(s): State<AppState>) -> ApiResult<Json<Vec<TeamListing>>> {
     let a = access(&s)?;
@@ -154,15 +121,6 @@ pub async fn teams(State(s): State<AppState>) -> ApiResult<Json<Vec<TeamListing>
     ))
 }
 
-#[derive(Deserialize)]
-pub struct NewTeam {
-    name: String,
-    /// Sync the team from this directory's `group` (both or neither).
-    #[serde(default)]
-    directory: Option<String>,
-    #[serde(default)]
-    group: Option<String>,
-}
 
 pub async fn team_create(
     State(s): State<AppState>,
@@ -223,7 +181,7 @@ pub async fn team_directory_unset(State(s): State<AppState>, Path(name): Path<St
 pub async fn team_add(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(m): Json<Member>,
+    Json(m): Json<NewMember>,
 ) -> ApiResult<Json<Team>> {
     Ok(Json(access(&s)?.set_member(&name, &m.user, true)?))
 }
@@ -238,7 +196,7 @@ pub async fn orgs(State(s): State<AppState>) -> ApiResult<Json<Vec<Org>>> {
     Ok(Json(access(&s)?.list_orgs()?))
 }
 
-pub async fn org_create(State(s): State<AppState>, Json(o): Json<Named>) -> ApiResult<(StatusCode, Json<Org>)> {
+pub async fn org_create(State(s): State<AppState>, Json(o): Json<NewOrg>) -> ApiResult<(StatusCode, Json<Org>)> {
     Ok((StatusCode::CREATED, Json(access(&s)?.create_org(&o.name)?)))
 }
 
@@ -250,7 +208,7 @@ pub async fn org_remove(State(s): State<AppState>, Path(name): Path<String>) -> 
 pub async fn org_add(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(t): Json<OrgTeam>,
+    Json(t): Json<NewOrgTeam>,
 ) -> ApiResult<Json<Org>> {
     Ok(Json(access(&s)?.set_org_team(&name, &t.team, true)?))
 }
@@ -261,12 +219,6 @@ pub async fn org_del(State(s): State<AppState>, Path((name, team)): Path<(String
 
 // --- roles and grants ---
 
-#[derive(Deserialize)]
-pub struct NewRole {
-    name: String,
-    /// `resource:action` each.
-    permissions: Vec<String>,
-}
 
 pub async fn roles(State(s): State<AppState>) -> ApiResult<Json<Vec<Role>>> {
     Ok(Json(access(&s)?.list_roles()?))
@@ -292,17 +244,7 @@ pub async fn role_remove(State(s): State<AppState>, Path(name): Path<String>) ->
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-pub struct NewGrant {
-    subject: String,
-    role: String,
-    #[serde(default = "root")]
-    collection: String,
-}
 
-fn root() -> String {
-    "/".into()
-}
 
 pub async fn grants(State(s): State<AppState>) -> ApiResult<Json<Vec<Grant>>> {
     Ok(Json(access(&s)?.list_grants()?))
@@ -359,16 +301,6 @@ pub async fn grant_remove(
 
 // --- tokens ---
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct NewToken {
-    /// Seconds until it expires; none = never.
-    expires_in: Option<u64>,
-    scopes: Vec<String>,
-    description: String,
-    /// Whose token: the caller's unless it may manage users.
-    user: Option<String>,
-}
 
 /// The user a token operation is about: the caller, or another user when
 /// the caller may manage users.
@@ -399,7 +331,7 @@ pub async fn token_create(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
     body: axum::body::Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     // `POST /v1/auth/token` usually comes without a body.
     let t: NewToken = if body.iter().all(u8::is_ascii_whitespace) {
         NewToken::default()
@@ -424,14 +356,14 @@ pub async fn token_create(
     let (view, secret) = access(&s)?.create_token(&user, t.expires_in, &scopes, &t.description)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "token": secret,
-            "id": view.id,
-            "user": view.user,
-            "scopes": view.scopes,
-            "created": view.created,
-            "expires": view.expires,
-        })),
+        Json(TokenCreated {
+            token: secret,
+            id: view.id,
+            user: view.user,
+            scopes: view.scopes,
+            created: view.created,
+            expires: view.expires,
+        }),
     ))
 }
 
@@ -552,13 +484,6 @@ pub async fn directory_sync(
     ))
 }
 
-#[derive(Deserialize)]
-pub struct DirectoryTest {
-    user: String,
-    /// With it, the user's own bind is tried too.
-    #[serde(default)]
-    password: Option<String>,
-}
 
 /// Checks a directory's connection, service bind and user search (and
 /// with a password, the user's bind); changes nothing.
@@ -566,16 +491,16 @@ pub async fn directory_test(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Json(t): Json<DirectoryTest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DirectoryTestResult>> {
     let authenticated = t.password.is_some();
     let found = with_access(&s, move |a| a.test_directory(&name, &t.user, t.password.as_deref())).await?;
-    Ok(Json(json!({
-        "directory": found.directory,
-        "dn": found.dn,
-        "username": found.username,
-        "email": found.email,
-        "full_name": found.full_name,
-        "groups": found.groups,
-        "authenticated": authenticated,
-    })))
+    Ok(Json(DirectoryTestResult {
+        directory: found.directory,
+        dn: found.dn,
+        username: found.username,
+        email: found.email,
+        full_name: found.full_name,
+        groups: found.groups,
+        authenticated,
+    }))
 }

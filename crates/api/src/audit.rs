@@ -31,10 +31,7 @@ pub async fn levels(State(s): State<AppState>) -> ApiResult<Json<Vec<LevelView>>
     ))
 }
 
-#[derive(Deserialize)]
-pub struct SetLevel {
-    level: String,
-}
+use berth_model::access::SetLevel;
 
 /// `PUT /v1/audit/levels/{resource}` with `{"level": "none|metadata|request"}`.
 pub async fn set_level(

@@ -9,7 +9,6 @@ use axum::{Extension, Json};
 use berth_cluster::Bundle;
 use berth_model::{ApiError, ErrorCode};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::error::ApiResult;
 use crate::{Action, AppState, Principal, Resource};
@@ -29,7 +28,7 @@ fn cluster_error(e: berth_cluster::Error) -> ApiError {
     }
 }
 
-pub async fn whoami(principal: Option<Extension<Principal>>) -> Json<Value> {
+pub async fn whoami(principal: Option<Extension<Principal>>) -> Json<berth_model::Whoami> {
     let p = principal.map_or(Principal::Anonymous, |Extension(p)| p);
     let kind = match &p {
         Principal::Admin => "admin",
@@ -37,7 +36,10 @@ pub async fn whoami(principal: Option<Extension<Principal>>) -> Json<Value> {
         Principal::Bearer(_) => "token",
         Principal::User(_) => "user",
     };
-    Json(json!({"name": p.name(), "kind": kind}))
+    Json(berth_model::Whoami {
+        name: p.name(),
+        kind: kind.into(),
+    })
 }
 
 pub async fn ca_pem(State(s): State<AppState>) -> ApiResult<Response> {
@@ -94,7 +96,7 @@ pub async fn create(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(q): Query<CreateQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<berth_auth::BundleIssued>> {
     let user = bundle_user(&s, &principal, q.user)?;
     let pki = pki(&s)?;
     let issued = pki.issue_client(&user).map_err(cluster_error)?;
@@ -109,12 +111,12 @@ pub async fn create(
     };
     berth_cluster::bundles::record(s.engine.state(), &bundle).map_err(cluster_error)?;
     tracing::info!(bundle = %bundle.id, user = %bundle.user, by = %principal.name(), "issued a client bundle");
-    Ok(Json(json!({
-        "bundle": bundle,
-        "ca_pem": pki.ca_pem(),
-        "cert_pem": issued.cert_pem,
-        "key_pem": issued.key_pem,
-    })))
+    Ok(Json(berth_auth::BundleIssued {
+        bundle,
+        ca_pem: pki.ca_pem().to_string(),
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+    }))
 }
 
 pub async fn list(

@@ -5,7 +5,6 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use berth_auth::repos::RepositoryCollection;
-use serde::Deserialize;
 
 use crate::access::with_access;
 use crate::error::ApiResult;
@@ -15,10 +14,7 @@ pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<RepositoryCol
     Ok(Json(with_access(&s, |a| a.list_repository_collections()).await?))
 }
 
-#[derive(Deserialize)]
-pub struct SetCollection {
-    collection: String,
-}
+use berth_model::access::SetCollection;
 
 pub async fn set(
     State(s): State<AppState>,

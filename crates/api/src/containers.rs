@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use berth_model::{ApiError, Container, ContainerCreate, ContainerStats, ExecCreate};
@@ -242,7 +241,7 @@ pub async fn wait(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<berth_model::ContainerWaited>> {
     let removed = match q.condition.as_deref() {
         None | Some("not-running") => false,
         Some("removed") => true,
@@ -253,7 +252,7 @@ pub async fn wait(
         }
     };
     let code = s.engine.wait(&id, removed).await?;
-    Ok(Json(json!({"exit_code": code})))
+    Ok(Json(berth_model::ContainerWaited { exit_code: code }))
 }
 
 #[derive(Deserialize)]
@@ -360,9 +359,9 @@ pub async fn exec_create(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Json(req): Json<ExecCreate>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<berth_model::ExecCreated>)> {
     let exec_id = s.engine.create_exec(&id, req)?;
-    Ok((StatusCode::CREATED, Json(json!({"id": exec_id}))))
+    Ok((StatusCode::CREATED, Json(berth_model::ExecCreated { id: exec_id })))
 }
 
 pub async fn exec_start(State(s): State<AppState>, Path(exec_id): Path<String>, req: Request) -> ApiResult<Response> {

@@ -9,6 +9,7 @@ use axum::Json;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
+use berth_model::image::{LoginAnswer, LoginRequest};
 
 use berth_model::{Image, Progress};
 
@@ -220,20 +221,7 @@ pub async fn push(State(s): State<AppState>, Query(q): Query<RefQuery>) -> ApiRe
     }))
 }
 
-#[derive(Deserialize)]
-pub struct LoginRequest {
-    #[serde(default)]
-    registry: String,
-    username: String,
-    password: String,
-}
 
-/// What `berth login` and `logout` answer.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct LoginAnswer {
-    registry: String,
-    status: String,
-}
 
 /// Checks credentials against the registry and stores them for the daemon's
 /// pulls and pushes. The password goes nowhere else.

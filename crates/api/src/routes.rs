@@ -23,6 +23,8 @@ pub struct Route {
     pub public: bool,
     /// What it answers on success, for the OpenAPI document.
     pub answer: Answer,
+    /// The JSON body it reads, when it reads one the table declares.
+    pub request: Option<SchemaFn>,
     handler: fn() -> MethodRouter<AppState>,
 }
 
@@ -38,8 +40,6 @@ pub fn schema_of<T: utoipa::ToSchema>(components: &mut serde_json::Map<String, s
 /// What a route answers on success.
 #[derive(Clone, Copy)]
 pub enum Answer {
-    /// Not declared in the table yet (the document says only "success").
-    Undeclared,
     /// No body (204, or an empty 200).
     Empty,
     /// One JSON value of a named schema.
@@ -53,22 +53,20 @@ pub enum Answer {
 }
 
 /// One row of the route table: `route!([public] METHOD, axum-method-fn, PATH,
-/// RESOURCE, ACTION, handler, SUMMARY[, ANSWER])`; `public` marks a route
-/// anonymous callers may use, ANSWER says what it answers ([`Answer`]).
+/// RESOURCE, ACTION, handler, SUMMARY, ANSWER[, body = SCHEMA])`; `public`
+/// marks a route anonymous callers may use, ANSWER says what it answers
+/// ([`Answer`]), `body` the JSON body it reads.
 macro_rules! route {
-    ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal $(,)?) => {
-        route!(@ $m, $f, $p, $res, $act, $h, $s, false, Answer::Undeclared)
-    };
     ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $a:expr $(,)?) => {
-        route!(@ $m, $f, $p, $res, $act, $h, $s, false, $a)
+        route!(@ $m, $f, $p, $res, $act, $h, $s, false, $a, None)
     };
-    (public $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal $(,)?) => {
-        route!(@ $m, $f, $p, $res, $act, $h, $s, true, Answer::Undeclared)
+    ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $a:expr, body = $b:expr $(,)?) => {
+        route!(@ $m, $f, $p, $res, $act, $h, $s, false, $a, Some($b))
     };
     (public $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $a:expr $(,)?) => {
-        route!(@ $m, $f, $p, $res, $act, $h, $s, true, $a)
+        route!(@ $m, $f, $p, $res, $act, $h, $s, true, $a, None)
     };
-    (@ $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $public:literal, $a:expr) => {
+    (@ $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $public:literal, $a:expr, $b:expr) => {
         Route {
             method: Method::$m,
             path: $p,
@@ -77,6 +75,7 @@ macro_rules! route {
             summary: $s,
             public: $public,
             answer: $a,
+            request: $b,
             handler: || $f($h),
         }
     };
@@ -129,7 +128,8 @@ pub static TABLE: &[Route] = &[
         System,
         Read,
         system::version,
-        "Version of the daemon"
+        "Version of the daemon",
+        Answer::Json(schema_of::<berth_model::VersionInfo>)
     ),
     route!(
         GET,
@@ -138,7 +138,8 @@ pub static TABLE: &[Route] = &[
         System,
         Read,
         system::info,
-        "Node information: data root, counts, id mapping, cgroup mode"
+        "Node information: data root, counts, id mapping, cgroup mode",
+        Answer::Json(schema_of::<berth_model::SystemInfo>)
     ),
     route!(
         GET,
@@ -147,7 +148,8 @@ pub static TABLE: &[Route] = &[
         System,
         Read,
         openapi::document,
-        "This document"
+        "This document",
+        Answer::Other("application/json", "this OpenAPI 3.1 document")
     ),
     route!(
         GET,
@@ -176,7 +178,8 @@ pub static TABLE: &[Route] = &[
         Profile,
         Read,
         bundles::whoami,
-        "Who the caller is: {name, kind}"
+        "Who the caller is: {name, kind}",
+        Answer::Json(schema_of::<berth_model::Whoami>)
     ),
     route!(
         public GET,
@@ -195,7 +198,8 @@ pub static TABLE: &[Route] = &[
         Profile,
         Write,
         bundles::create,
-        "Issue a client bundle (?user=, default the caller): certificate, key (returned once) and CA"
+        "Issue a client bundle (?user=, default the caller): certificate, key (returned once) and CA",
+        Answer::Json(schema_of::<berth_auth::BundleIssued>)
     ),
     route!(
         GET,
@@ -225,7 +229,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::users,
         "List users (never their passwords)",
-        Answer::List(schema_of::<crate::access::UserListing>)
+        Answer::List(schema_of::<berth_auth::UserListing>)
     ),
     route!(
         POST,
@@ -235,7 +239,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::user_create,
         "Create a local user ({name, password})",
-        Answer::Created(schema_of::<berth_auth::UserView>)
+        Answer::Created(schema_of::<berth_auth::UserView>),
+        body = schema_of::<berth_model::access::NewUser>
     ),
     route!(
         DELETE,
@@ -255,7 +260,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::user_password,
         "Set a user's password ({password})",
-        Answer::Empty
+        Answer::Empty,
+        body = schema_of::<berth_model::access::NewPassword>
     ),
     route!(
         GET,
@@ -265,7 +271,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::teams,
         "List teams and their members",
-        Answer::List(schema_of::<crate::access::TeamListing>)
+        Answer::List(schema_of::<berth_auth::TeamListing>)
     ),
     route!(
         POST,
@@ -275,7 +281,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::team_create,
         "Create a team ({name})",
-        Answer::Created(schema_of::<crate::access::TeamListing>)
+        Answer::Created(schema_of::<berth_auth::TeamListing>),
+        body = schema_of::<berth_model::access::NewTeam>
     ),
     route!(
         DELETE,
@@ -295,7 +302,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::team_add,
         "Add a user to a team ({user})",
-        Answer::Json(schema_of::<berth_state::records::Team>)
+        Answer::Json(schema_of::<berth_state::records::Team>),
+        body = schema_of::<berth_model::access::NewMember>
     ),
     route!(
         DELETE,
@@ -325,7 +333,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::org_create,
         "Create an organization ({name})",
-        Answer::Created(schema_of::<berth_state::records::Org>)
+        Answer::Created(schema_of::<berth_state::records::Org>),
+        body = schema_of::<berth_model::access::NewOrg>
     ),
     route!(
         DELETE,
@@ -345,7 +354,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::org_add,
         "Add a team to an organization ({team})",
-        Answer::Json(schema_of::<berth_state::records::Org>)
+        Answer::Json(schema_of::<berth_state::records::Org>),
+        body = schema_of::<berth_model::access::NewOrgTeam>
     ),
     route!(
         DELETE,
@@ -375,7 +385,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::role_create,
         "Create a custom role ({name, permissions: [\"resource:action\"]})",
-        Answer::Created(schema_of::<berth_state::records::Role>)
+        Answer::Created(schema_of::<berth_state::records::Role>),
+        body = schema_of::<berth_model::access::NewRole>
     ),
     route!(
         DELETE,
@@ -405,7 +416,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::grant_create,
         "Grant a role on a collection to a user, team or organization ({subject, role, collection}); no more than the caller holds there",
-        Answer::Created(schema_of::<berth_state::records::Grant>)
+        Answer::Created(schema_of::<berth_state::records::Grant>),
+        body = schema_of::<berth_model::access::NewGrant>
     ),
     route!(
         DELETE,
@@ -434,7 +446,9 @@ pub static TABLE: &[Route] = &[
         Profile,
         Write,
         access::token_create,
-        "Create a personal access token ({expires_in, scopes, description, user}); the secret is returned once"
+        "Create a personal access token ({expires_in, scopes, description, user}); the secret is returned once",
+        Answer::Created(schema_of::<berth_model::access::TokenCreated>),
+        body = schema_of::<berth_model::access::NewToken>
     ),
     route!(
         POST,
@@ -443,7 +457,8 @@ pub static TABLE: &[Route] = &[
         Profile,
         Write,
         access::token_create,
-        "Log in (HTTP Basic) and get a personal access token; the secret is returned once"
+        "Log in (HTTP Basic) and get a personal access token; the secret is returned once",
+        Answer::Created(schema_of::<berth_model::access::TokenCreated>)
     ),
     route!(
         POST,
@@ -452,7 +467,8 @@ pub static TABLE: &[Route] = &[
         Profile,
         Write,
         sessions::create,
-        "Start a web UI session from a password login: sets the session cookie, returns the CSRF token"
+        "Start a web UI session from a password login: sets the session cookie, returns the CSRF token",
+        Answer::Created(schema_of::<berth_model::access::SessionStarted>)
     ),
     route!(
         DELETE,
@@ -461,7 +477,8 @@ pub static TABLE: &[Route] = &[
         Profile,
         Write,
         sessions::remove,
-        "End the cookie's session"
+        "End the cookie's session",
+        Answer::Empty
     ),
     route!(
         DELETE,
@@ -520,7 +537,9 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::directory_put,
-        "Create or replace a directory (an absent or *** bind_password keeps the stored one)"
+        "Create or replace a directory (an absent or *** bind_password keeps the stored one)",
+        Answer::Json(schema_of::<berth_auth::directory::DirectoryView>),
+        body = schema_of::<berth_auth::directory::Directory>
     ),
     route!(
         DELETE,
@@ -559,7 +578,9 @@ pub static TABLE: &[Route] = &[
         User,
         Write,
         access::directory_test,
-        "Check a directory: service bind and user search ({user}), and the user's bind with {password}"
+        "Check a directory: service bind and user search ({user}), and the user's bind with {password}",
+        Answer::Json(schema_of::<berth_model::access::DirectoryTestResult>),
+        body = schema_of::<berth_model::access::DirectoryTest>
     ),
     route!(
         PUT,
@@ -569,7 +590,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::team_directory_set,
         "Sync a team from a directory group ({directory, group: DN, name or (filter)})",
-        Answer::Json(schema_of::<berth_state::directory::DirectoryGroup>)
+        Answer::Json(schema_of::<berth_state::directory::DirectoryGroup>),
+        body = schema_of::<berth_auth::DirectoryGroup>
     ),
     route!(
         DELETE,
@@ -599,7 +621,8 @@ pub static TABLE: &[Route] = &[
         Write,
         collections::set,
         "Put repositories named PREFIX or PREFIX/... in a collection",
-        Answer::Json(schema_of::<berth_state::records::RepositoryCollection>)
+        Answer::Json(schema_of::<berth_state::records::RepositoryCollection>),
+        body = schema_of::<berth_model::access::SetCollection>
     ),
     route!(
         DELETE,
@@ -639,7 +662,8 @@ pub static TABLE: &[Route] = &[
         Write,
         audit::set_level,
         "Set a resource's audit level: none, metadata or request",
-        Answer::Json(schema_of::<crate::audit::LevelView>)
+        Answer::Json(schema_of::<crate::audit::LevelView>),
+        body = schema_of::<berth_model::access::SetLevel>
     ),
     route!(GET, get, "/v1/images", Image, Read, images::list, "List images",
         Answer::List(schema_of::<berth_model::Image>)
@@ -692,7 +716,8 @@ pub static TABLE: &[Route] = &[
         Write,
         images::login,
         "Check registry credentials ({registry, username, password}) and store them for pulls and pushes",
-        Answer::Json(schema_of::<crate::images::LoginAnswer>)
+        Answer::Json(schema_of::<berth_model::LoginAnswer>),
+        body = schema_of::<berth_model::LoginRequest>
     ),
     route!(
         POST,
@@ -702,7 +727,7 @@ pub static TABLE: &[Route] = &[
         Write,
         images::logout,
         "Forget a registry's credentials (?registry=)",
-        Answer::Json(schema_of::<crate::images::LoginAnswer>)
+        Answer::Json(schema_of::<berth_model::LoginAnswer>)
     ),
     route!(
         GET,
@@ -731,7 +756,8 @@ pub static TABLE: &[Route] = &[
         Image,
         Write,
         images::remove,
-        "Remove an image (?ref=&force=)"
+        "Remove an image (?ref=&force=)",
+        Answer::List(schema_of::<String>)
     ),
     route!(
         GET,
@@ -751,7 +777,8 @@ pub static TABLE: &[Route] = &[
         Write,
         containers::create,
         "Create a container; with ?start=true (upgraded connection) also start it attached, the 101 naming it in Berth-Container-Id",
-        Answer::Other("application/json", "201 with the Container; with ?start=true, 101 and berth's framed stream")
+        Answer::Other("application/json", "201 with the Container; with ?start=true, 101 and berth's framed stream"),
+        body = schema_of::<berth_model::ContainerCreate>
     ),
     route!(
         GET,
@@ -820,7 +847,8 @@ pub static TABLE: &[Route] = &[
         Container,
         Read,
         containers::wait,
-        "Wait for the container to stop; its exit code"
+        "Wait for the container to stop; its exit code",
+        Answer::Json(schema_of::<berth_model::ContainerWaited>)
     ),
     route!(
         POST,
@@ -859,7 +887,9 @@ pub static TABLE: &[Route] = &[
         Container,
         Exec,
         containers::exec_create,
-        "Create an exec; returns its id"
+        "Create an exec; returns its id",
+        Answer::Created(schema_of::<berth_model::ExecCreated>),
+        body = schema_of::<berth_model::ExecCreate>
     ),
     route!(
         POST,
@@ -878,7 +908,8 @@ pub static TABLE: &[Route] = &[
         Registry,
         Write,
         registry::gc,
-        "Collect registry blobs no manifest references (?grace=seconds, default 3600)"
+        "Collect registry blobs no manifest references (?grace=seconds, default 3600)",
+        Answer::Json(schema_of::<berth_model::GcReport>)
     ),
     route!(
         GET,
@@ -898,7 +929,8 @@ pub static TABLE: &[Route] = &[
         Write,
         trust_policy::put,
         "Set the trust policy of a repository pattern: {signers, threshold}",
-        Answer::Json(schema_of::<berth_state::records::TrustPolicy>)
+        Answer::Json(schema_of::<berth_state::records::TrustPolicy>),
+        body = schema_of::<berth_model::TrustPolicySpec>
     ),
     route!(
         DELETE,
@@ -918,7 +950,8 @@ pub static TABLE: &[Route] = &[
         Write,
         scans::scan,
         "Scan a local image ({image, checks, deny_licenses, ignore, test, test_healthcheck, test_timeout_secs}); NDJSON progress, the signed record last",
-        Answer::Other("application/x-ndjson", "NDJSON scan progress, the signed record last")
+        Answer::Other("application/x-ndjson", "NDJSON scan progress, the signed record last"),
+        body = schema_of::<berth_engine::scan::ScanSpec>
     ),
     route!(
         GET,
@@ -978,7 +1011,8 @@ pub static TABLE: &[Route] = &[
         Write,
         scans::vulndb_update,
         "Download OSV exports ({ecosystems, source}: {source}/{ecosystem}/all.zip) and import them as one import; NDJSON progress, the import's result last; a failed download changes nothing",
-        Answer::Other("application/x-ndjson", "NDJSON download and import progress, the import's result last")
+        Answer::Other("application/x-ndjson", "NDJSON download and import progress, the import's result last"),
+        body = schema_of::<berth_engine::vulndb_update::VulnDbUpdateSpec>
     ),
     route!(
         GET,
@@ -998,7 +1032,8 @@ pub static TABLE: &[Route] = &[
         Write,
         scans::install_plugin,
         "Install a plugin ({manifest, wasm: base64})",
-        Answer::Json(schema_of::<berth_model::PluginView>)
+        Answer::Json(schema_of::<berth_model::PluginView>),
+        body = schema_of::<berth_model::PluginInstall>
     ),
     route!(
         POST,
@@ -1057,7 +1092,8 @@ pub static TABLE: &[Route] = &[
         System,
         Write,
         scans::push_plugin,
-        "Push a plugin to a registry as an OCI artifact (?ref=&version=)"
+        "Push a plugin to a registry as an OCI artifact (?ref=&version=)",
+        Answer::Json(schema_of::<berth_model::PluginPushed>)
     ),
     route!(
         GET,

@@ -8,6 +8,7 @@
 //! (an OSV `.json` record or a `.zip` export) as the request body.
 
 use std::sync::Arc;
+use berth_model::plugin::PluginInstall as InstallBody;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -250,12 +251,6 @@ pub async fn plugin(
     Ok(Json(plugin_view(info, &scans)))
 }
 
-/// `{"manifest": <plugin.json as an object>, "wasm": "<base64>"}`.
-#[derive(Deserialize)]
-pub struct InstallBody {
-    manifest: serde_json::Value,
-    wasm: String,
-}
 
 pub async fn install_plugin(State(s): State<AppState>, Json(body): Json<InstallBody>) -> ApiResult<Json<PluginView>> {
     let scans = service(&s)?;
@@ -297,10 +292,10 @@ pub async fn push_plugin(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<PushQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<berth_model::PluginPushed>> {
     let scans = service(&s)?;
     let digest = blocking(move || scans.push_plugin(&name, q.version.as_deref(), &q.reference)).await??;
-    Ok(Json(serde_json::json!({ "digest": digest })))
+    Ok(Json(berth_model::PluginPushed { digest }))
 }
 
 pub async fn enable_plugin(

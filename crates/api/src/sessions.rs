@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_auth::session::{SESSION_COOKIE, SESSION_LIFETIME};
 use berth_model::{ApiError, ErrorCode};
-use serde_json::json;
 
 use crate::access::with_access;
 use crate::authz::Principal;
@@ -41,7 +40,11 @@ pub async fn create(State(s): State<AppState>, Extension(p): Extension<Principal
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut response = (
         StatusCode::CREATED,
-        Json(json!({"user": user, "csrf_token": session.csrf, "expires": expires})),
+        Json(berth_model::access::SessionStarted {
+            user,
+            csrf_token: session.csrf,
+            expires,
+        }),
     )
         .into_response();
     let value = HeaderValue::from_str(&cookie).map_err(|e| ApiError::internal(e.to_string()))?;

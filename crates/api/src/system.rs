@@ -5,19 +5,21 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::{Extension, Json};
 use berth_auth::{Index, Where};
-use berth_model::Event;
-use serde_json::{json, Value};
+use berth_model::{Event, IdRange, SystemInfo, VersionInfo};
 
 use crate::authz::{Action, Principal, Resource};
 use crate::AppState;
 
-pub async fn version() -> Json<Value> {
-    Json(
-        json!({"version": env!("CARGO_PKG_VERSION"), "api": "v1", "os": std::env::consts::OS, "arch": std::env::consts::ARCH}),
-    )
+pub async fn version() -> Json<VersionInfo> {
+    Json(VersionInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        api: "v1".into(),
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
+    })
 }
 
-pub async fn info(State(state): State<AppState>) -> Json<Value> {
+pub async fn info(State(state): State<AppState>) -> Json<SystemInfo> {
     let e = &state.engine;
     let containers = e.list(true).unwrap_or_default();
     let running = containers
@@ -25,17 +27,21 @@ pub async fn info(State(state): State<AppState>) -> Json<Value> {
         .filter(|c| c.status.state == berth_model::ContainerState::Running)
         .count();
     let map = e.runtime().idmap();
-    Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "data_root": e.data_root().display().to_string(),
-        "containers": containers.len(),
-        "running": running,
-        "images": e.images().list().map(|l| l.len()).unwrap_or(0),
-        "userns": {"uid_base": map.uid_base, "gid_base": map.gid_base, "size": map.size},
-        "cgroup_parent": e.runtime().cgroup_parent(),
-        "idmapped_mounts": e.runtime().idmapped_mounts(),
-        "cgroup_version": if berth_runtime::cgroup::is_v2() { "2" } else { "1 (or hybrid)" },
-    }))
+    Json(SystemInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        data_root: e.data_root().display().to_string(),
+        containers: containers.len(),
+        running,
+        images: e.images().list().map(|l| l.len()).unwrap_or(0),
+        userns: IdRange {
+            uid_base: map.uid_base,
+            gid_base: map.gid_base,
+            size: map.size,
+        },
+        cgroup_parent: e.runtime().cgroup_parent().into(),
+        idmapped_mounts: e.runtime().idmapped_mounts(),
+        cgroup_version: if berth_runtime::cgroup::is_v2() { "2" } else { "1 (or hybrid)" }.into(),
+    })
 }
 
 /// NDJSON: one event per line, as they happen; `?filter=key=value` (repeatable).

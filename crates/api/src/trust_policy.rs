@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use berth_engine::TrustPolicy;
 use berth_model::ApiError;
-use serde::Deserialize;
+use berth_model::image::TrustPolicySpec as PolicyBody;
 
 use crate::error::ApiResult;
 use crate::AppState;
@@ -17,14 +17,6 @@ pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<TrustPolicy>>
     Ok(Json(s.engine.trust_policies()?))
 }
 
-/// The body of `PUT /v1/trust/policies/{pattern}`.
-#[derive(Deserialize)]
-pub struct PolicyBody {
-    signers: Vec<String>,
-    /// Default 1.
-    #[serde(default)]
-    threshold: Option<usize>,
-}
 
 pub async fn put(
     State(s): State<AppState>,

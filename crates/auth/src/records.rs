@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use berth_state::records::{Grant, Org, Role, Team, TokenRecord, User};
+pub use berth_state::directory::DirectoryGroup;
+pub use berth_state::records::{Bundle, Grant, Org, Role, Team, TokenRecord, User};
 
 /// A user as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -35,4 +36,34 @@ impl From<&TokenRecord> for TokenView {
             description: t.description.clone(),
         }
     }
+}
+
+/// A user as listed: directory users also name their directory and DN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserListing {
+    #[serde(flatten)]
+    pub user: UserView,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dn: Option<String>,
+}
+
+/// A team as listed: a synced team names its directory group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TeamListing {
+    #[serde(flatten)]
+    pub team: Team,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_group: Option<DirectoryGroup>,
+}
+
+/// `POST /v1/bundles`: a client bundle just issued. The key is in this
+/// answer only; the daemon keeps none of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BundleIssued {
+    pub bundle: Bundle,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
 }

@@ -4,7 +4,7 @@
 
 mod builtin_plugins;
 mod cli;
-mod client;
+
 mod daemon;
 
 use clap::{Parser, Subcommand};
@@ -235,7 +235,7 @@ fn main() {
                     std::process::exit(125);
                 }
             };
-            let tls = client::TlsFiles {
+            let tls = berth_client::TlsFiles {
                 ca: args.global.tls_ca,
                 cert: args.global.tls_cert,
                 key: args.global.tls_key,
@@ -248,12 +248,12 @@ fn main() {
     }
 }
 
-async fn dispatch(host: &str, tls: &client::TlsFiles, command: Command) -> i32 {
+async fn dispatch(host: &str, tls: &berth_client::TlsFiles, command: Command) -> i32 {
     let result = async {
         if let Command::Daemon(a) = command {
             return daemon::run(a).await.map(|_| 0);
         }
-        let client = client::Client::new(host, tls)?;
+        let client = berth_client::Client::new(host, tls)?;
         match command {
             Command::Run(a) => cli::containers::run(&client, a, true).await,
             Command::Create(a) => cli::containers::run(&client, a, false).await,
@@ -299,7 +299,7 @@ async fn dispatch(host: &str, tls: &client::TlsFiles, command: Command) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let code = e.downcast_ref::<client::ExitError>().map(|x| x.0).unwrap_or(1);
+            let code = e.downcast_ref::<berth_client::ExitError>().map(|x| x.0).unwrap_or(1);
             eprintln!("berth: {e:#}");
             code
         }

@@ -16,9 +16,9 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
+pub use berth_scanner::records::{Downloaded, VulnDbUpdateSpec};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 /// Where osv.dev publishes its exports.
 pub const DEFAULT_SOURCE: &str = "https://osv-vulnerabilities.storage.googleapis.com";
@@ -30,27 +30,7 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(3600);
 /// How often a download reports its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-/// `POST /v1/vulndb/update`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct VulnDbUpdateSpec {
-    /// OSV ecosystem names (`Debian`, `PyPI`, `Red Hat`); empty: the
-    /// daemon's `--vulndb-ecosystem` list, by default every ecosystem the
-    /// matcher uses.
-    pub ecosystems: Vec<String>,
-    /// Base URL of the exports; `None`: the daemon's `--vulndb-source`.
-    pub source: Option<String>,
-}
 
-/// One export an update downloaded and imported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Downloaded {
-    pub ecosystem: String,
-    pub url: String,
-    pub bytes: u64,
-    /// OSV records read from it.
-    pub records: usize,
-}
 
 /// One export to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+pub use berth_scanner::records::WebhookState;
 
 use berth_store::{Store, Table};
 use hmac::{Hmac, Mac};
@@ -39,31 +40,6 @@ const QUEUE_LIMIT: usize = 1024;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LONGEST_WAIT: Duration = Duration::from_secs(60);
 
-/// What `berth scan webhooks ls` shows of one webhook: never its secret
-/// nor its path and query, which often carry one.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookState {
-    /// The first 12 hex digits of the URL's SHA-256.
-    pub id: String,
-    /// `scheme://host[:port]` only.
-    pub target: String,
-    /// Where the signing secret is kept (readable by root only).
-    pub secret_file: String,
-    /// `idle` (nothing sent yet), `delivered`, `retrying` or `failed`.
-    pub state: String,
-    /// Deliveries waiting, the one being tried included.
-    pub pending: usize,
-    pub delivered: u64,
-    /// Deliveries given up on (retry time spent, a 4xx, or the queue full).
-    pub failed: u64,
-    /// Attempts of the current (or last) delivery.
-    pub attempts: u32,
-    /// RFC 3339 time of the last attempt.
-    pub last_attempt: Option<String>,
-    /// The last answer: `200`, `answered 500`, or the connection error.
-    pub last_result: Option<String>,
-}
 
 struct Delivery {
     /// Its key in [`DELIVERIES`].

@@ -136,3 +136,136 @@ impl std::fmt::Display for Permission {
         write!(f, "{}:{}", self.resource.name(), self.action.scope_name())
     }
 }
+
+// --- request and answer bodies of the access routes ---
+
+/// `POST /v1/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewUser {
+    pub name: String,
+    pub password: String,
+}
+
+/// `POST /v1/users/{name}/password`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewPassword {
+    pub password: String,
+}
+
+/// `POST /v1/teams`: a team, synced from a directory group when both
+/// `directory` and `group` are given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewTeam {
+    pub name: String,
+    #[serde(default)]
+    pub directory: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// `POST /v1/orgs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewOrg {
+    pub name: String,
+}
+
+/// `POST /v1/teams/{name}/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewMember {
+    pub user: String,
+}
+
+/// `POST /v1/orgs/{name}/teams`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewOrgTeam {
+    pub team: String,
+}
+
+/// `POST /v1/roles`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewRole {
+    pub name: String,
+    /// `resource:action` each.
+    pub permissions: Vec<String>,
+}
+
+/// `POST /v1/grants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewGrant {
+    /// `user:NAME`, `team:NAME` or `org:NAME`.
+    pub subject: String,
+    pub role: String,
+    /// `/` when left out.
+    #[serde(default = "root_collection")]
+    pub collection: String,
+}
+
+fn root_collection() -> String {
+    "/".into()
+}
+
+/// `POST /v1/tokens` and `POST /v1/auth/token`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct NewToken {
+    /// Seconds until it expires; none = never.
+    pub expires_in: Option<u64>,
+    pub scopes: Vec<String>,
+    pub description: String,
+    /// Whose token: the caller's unless it may manage users.
+    pub user: Option<String>,
+}
+
+/// A personal access token just made: the secret (`token`) is shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenCreated {
+    pub token: String,
+    pub id: String,
+    pub user: String,
+    pub scopes: Vec<String>,
+    pub created: String,
+    pub expires: Option<String>,
+}
+
+/// `POST /v1/auth/session`: the session cookie is set; the CSRF token goes
+/// in `X-CSRF-Token` of every write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionStarted {
+    pub user: String,
+    pub csrf_token: String,
+    pub expires: String,
+}
+
+/// `POST /v1/directories/{name}/test`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DirectoryTest {
+    pub user: String,
+    /// With it, the user's own bind is tried too.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// What a directory test found of the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DirectoryTestResult {
+    pub directory: String,
+    pub dn: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub groups: Vec<String>,
+    /// Whether the user's own bind was tried (and passed).
+    pub authenticated: bool,
+}
+
+/// `PUT /v1/audit/levels/{resource}`: `none`, `metadata` or `request`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SetLevel {
+    pub level: String,
+}
+
+/// `PUT /v1/registry/collections/{prefix}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SetCollection {
+    pub collection: String,
+}

@@ -211,6 +211,18 @@ impl Default for ContainerStatus {
     }
 }
 
+/// `POST /v1/containers/{id}/wait`: how the container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ContainerWaited {
+    pub exit_code: i32,
+}
+
+/// `POST /v1/containers/{id}/exec`: the session to start with `POST /v1/exec/{id}/start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExecCreated {
+    pub id: String,
+}
+
 /// The body of `POST /v1/containers/{id}/exec`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]

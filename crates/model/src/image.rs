@@ -80,3 +80,41 @@ impl Progress {
         }
     }
 }
+
+/// What [`Registry::gc`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GcReport {
+    /// `"<repo>@<digest>"` links no manifest referenced.
+    pub links_removed: Vec<String>,
+    /// Blobs deleted from the content store.
+    pub blobs_removed: Vec<String>,
+    /// Expired uploads removed.
+    pub uploads_removed: usize,
+}
+
+/// `POST /v1/auth/login`: credentials for a registry the daemon pulls from
+/// and pushes to (`registry` empty: Docker Hub).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoginRequest {
+    #[serde(default)]
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// What `berth login` and `logout` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoginAnswer {
+    pub registry: String,
+    pub status: String,
+}
+
+/// `PUT /v1/trust/policies/{pattern}`: who must have signed what the
+/// pattern names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrustPolicySpec {
+    pub signers: Vec<String>,
+    /// Default 1.
+    #[serde(default)]
+    pub threshold: Option<usize>,
+}

@@ -9,6 +9,7 @@ pub mod event;
 pub mod image;
 pub mod plugin;
 pub mod reference;
+pub mod system;
 pub mod units;
 
 pub use container::*;
@@ -17,6 +18,7 @@ pub use event::*;
 pub use image::*;
 pub use plugin::*;
 pub use reference::*;
+pub use system::*;
 
 /// A new random resource id: 64 lower-case hex digits, like Docker's.
 /// Random (not sequential) so ids stay unique across every node of a cluster.

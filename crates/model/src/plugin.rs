@@ -21,3 +21,18 @@ pub struct PluginView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<serde_json::Value>,
 }
+
+/// `POST /v1/plugins/{name}/push`: the pushed artifact's manifest digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PluginPushed {
+    pub digest: String,
+}
+
+/// `POST /v1/plugins`: `{"manifest": <plugin.json as an object>, "wasm": "<base64>"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PluginInstall {
+    #[schema(value_type = Object)]
+    pub manifest: serde_json::Value,
+    /// The component, base64.
+    pub wasm: String,
+}

@@ -35,6 +35,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
+pub use berth_model::GcReport;
 
 use berth_image::{ImageStore, BLOB_HOLDS};
 use berth_store::{Store, Table, Txn};
@@ -112,16 +113,6 @@ pub struct BlobInfo {
     pub size: u64,
 }
 
-/// What [`Registry::gc`] removed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct GcReport {
-    /// `"<repo>@<digest>"` links no manifest referenced.
-    pub links_removed: Vec<String>,
-    /// Blobs deleted from the content store.
-    pub blobs_removed: Vec<String>,
-    /// Expired uploads removed.
-    pub uploads_removed: usize,
-}
 
 /// The registry of this node. Cheap to clone; clones share state.
 #[derive(Clone)]

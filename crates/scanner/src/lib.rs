@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod layers;
 pub mod licenses;
 pub mod optimize;
+pub mod records;
 pub mod report;
 pub mod scan;
 pub mod types;

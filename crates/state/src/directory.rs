@@ -86,8 +86,10 @@ impl fmt::Debug for DirectoryConfig {
     }
 }
 
-/// A configured directory as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A configured directory as stored (and as `PUT /v1/directories/{name}`
+/// takes it: the name may be left out, an absent or `***` bind password
+/// keeps the stored one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Directory {
     #[serde(flatten)]
     pub config: DirectoryConfig,

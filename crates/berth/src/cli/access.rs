@@ -9,7 +9,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use crate::cli::table;
-use crate::client::{empty, json_body, query_value, Client};
+use berth_client::{empty, json_body, query_value, Client};
 
 #[derive(clap::Args)]
 pub struct FormatArg {

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::cli::table;
-use crate::client::{json_body, query_value, Client};
+use berth_client::{json_body, query_value, Client};
 
 #[derive(clap::Args)]
 pub struct AuditArgs {

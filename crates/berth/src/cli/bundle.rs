@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use hyper::Method;
 use serde::Deserialize;
 
-use crate::client::{empty, query_value, Client};
+use berth_client::{empty, query_value, Client};
 
 #[derive(clap::Args)]
 pub struct BundleArgs {

@@ -10,7 +10,7 @@ use berth_model::{
 };
 
 use crate::cli::{ago, duration, stream, table};
-use crate::client::{empty, json_body, ndjson_lines, query_value, Client, ExitError};
+use berth_client::{empty, json_body, ndjson_lines, query_value, Client, ExitError};
 
 #[derive(clap::Args)]
 #[command(trailing_var_arg = true)]

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use berth_model::{units, Image, Progress};
 
 use crate::cli::{ago, table};
-use crate::client::{empty, file_body, ndjson_lines, query_value, Client, ExitError};
+use berth_client::{empty, file_body, ndjson_lines, query_value, Client, ExitError};
 
 #[derive(clap::Args)]
 pub struct ImageArgs {
@@ -464,7 +464,7 @@ pub async fn login(client: &Client, a: LoginArgs) -> Result<i32> {
     if username.is_empty() || password.is_empty() {
         bail!(ExitError(1, "login needs a username and a password".into()));
     }
-    let body = crate::client::json_body(&serde_json::json!({
+    let body = berth_client::json_body(&serde_json::json!({
         "registry": registry,
         "username": username,
         "password": password,

@@ -4,7 +4,7 @@ use anyhow::Result;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::client::{empty, json_body, query_value, Client};
+use berth_client::{empty, json_body, query_value, Client};
 
 #[derive(clap::Args)]
 pub struct RegistryArgs {

@@ -18,7 +18,7 @@ use berth_scanner::Severity;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use crate::client::{empty, file_body, json_body, ndjson_lines, query_value, Client, ExitError};
+use berth_client::{empty, file_body, json_body, ndjson_lines, query_value, Client, ExitError};
 
 /// Parses `30s`, `500ms`, `2m`, `1h`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

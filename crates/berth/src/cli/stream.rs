@@ -124,7 +124,7 @@ where
                 break Ok(String::from_utf8_lossy(&data).trim().parse().unwrap_or(255));
             }
             Ok(Some((frame::ERROR, data))) => {
-                break Err(crate::client::ExitError(126, String::from_utf8_lossy(&data).into_owned()).into());
+                break Err(berth_client::ExitError(126, String::from_utf8_lossy(&data).into_owned()).into());
             }
             Ok(Some(_)) => {}
             Ok(None) => {

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use hyper::Method;
 use serde_json::Value;
 
-use crate::client::{empty, ndjson_lines, Client};
+use berth_client::{empty, ndjson_lines, Client};
 
 #[derive(clap::Args)]
 pub struct VersionArgs {
@@ -49,7 +49,7 @@ pub async fn events(client: &Client, a: EventsArgs) -> Result<i32> {
     let query: Vec<String> = a
         .filter
         .iter()
-        .map(|f| format!("filter={}", crate::client::query_value(f)))
+        .map(|f| format!("filter={}", berth_client::query_value(f)))
         .collect();
     let resp = client
         .call(Method::GET, &format!("/v1/events?{}", query.join("&")), empty())

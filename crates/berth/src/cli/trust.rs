@@ -67,7 +67,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::cli::table;
-use crate::client::{empty, json_body, ndjson_lines, query_value, Client, ExitError, TlsFiles};
+use berth_client::{empty, json_body, ndjson_lines, query_value, Client, ExitError, TlsFiles};
 
 /// Artifact type of the signed trust metadata attached to an image.
 pub const TRUST_ARTIFACT: &str = "application/vnd.berth.trust.v1+json";
@@ -593,7 +593,7 @@ impl Registry {
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
-        body: crate::client::Body,
+        body: berth_client::Body,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let conn = self.conn().await?;
         let mut all: Vec<(&str, &str)> = headers.to_vec();

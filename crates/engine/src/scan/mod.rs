@@ -48,14 +48,13 @@ mod vulndb;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
+pub use berth_scanner::records::{ScanProgress, ScanRecord};
 
 use berth_model::{ApiError, ErrorCode};
 use berth_plugin::{HostConfig, PluginHost, PluginRegistry};
 pub use berth_plugin::{Limits as PluginLimits, PluginInfo};
-use berth_scanner::report::{ScanReport, Summary};
 use berth_scanner::vuln::VulnDb;
 use berth_store::{Store, Table};
-use serde::{Deserialize, Serialize};
 
 pub use self::records::{check_record, ScanRecordSummary, SignedPayload};
 pub use self::run::{MergedImageFs, ScanSpec};
@@ -204,48 +203,7 @@ impl Default for ScanConfig {
 /// The signed record as stored and served; its payload is a [`ScanRecord`].
 pub use berth_state::records::SignedScanRecord;
 
-/// What a certification record says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScanRecord {
-    pub id: String,
-    /// The reference as scanned.
-    pub image: String,
-    /// The manifest digest.
-    pub image_digest: String,
-    /// The image id (config digest).
-    pub image_id: String,
-    pub scanner_version: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub db_version: Option<String>,
-    /// RFC 3339.
-    pub created: String,
-    /// `scan` (a user), `push` (scan on push), `vulndb` (re-evaluated after an import).
-    pub trigger: String,
-    /// The record this one re-evaluated, for `vulndb` records.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<String>,
-    pub summary: Summary,
-    pub report: ScanReport,
-}
 
-/// One line of a scan's progress stream.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ScanProgress {
-    /// `inventory`, `vulnerabilities`, `licenses`, `optimization`, `checks`,
-    /// `test`, `warning`, `done`, `error`.
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<usize>,
-    /// What the line is about (a layer, a check).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub cached: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
 
 /// The scan service of one node.
 pub struct ScanService {

@@ -3,8 +3,8 @@
 //! signature offline ([`check_record`]).
 
 use berth_model::Image;
-use berth_scanner::report::{ScanReport, Summary};
-use serde::{Deserialize, Serialize};
+use berth_scanner::report::ScanReport;
+pub use berth_scanner::records::ScanRecordSummary;
 
 use super::{RecordSigner, ScanError, ScanRecord, ScanService, SignedScanRecord, SCAN_RECORDS, SIGNATURE_ALGORITHM};
 
@@ -19,21 +19,6 @@ impl SignedPayload for SignedScanRecord {
     }
 }
 
-/// A record's headline, for listings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ScanRecordSummary {
-    pub id: String,
-    pub image: String,
-    pub image_digest: String,
-    pub created: String,
-    pub trigger: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub db_version: Option<String>,
-    /// Counts of components, findings by severity, checks and licenses.
-    #[schema(value_type = Object)]
-    pub summary: Summary,
-    pub signed: bool,
-}
 
 impl ScanService {
     /// Signs and stores a record of `report`.

@@ -6,6 +6,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+pub use berth_scanner::records::ScanSpec;
 
 use berth_model::Image;
 use berth_plugin::{DirEntry, FileKind, FileStat, FsError, ImageFs, ImageInfo, ScannerCheck};
@@ -15,30 +16,11 @@ use berth_scanner::scan::{self as scanning, CheckResults, CheckRunner, ScanCache
 use berth_scanner::vuln::IgnoreRules;
 use berth_scanner::{CheckFailure, CheckFinding, FunctionalTest, Layer, Severity};
 use berth_store::Store;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::functional::healthcheck_of;
 use super::{PluginInfo, ScanError, ScanProgress, ScanService, SignedScanRecord, MAX_TEST_TIMEOUT, SCAN_LAYER_CACHE};
 
-/// `POST /v1/scans`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ScanSpec {
-    pub image: String,
-    /// `None` or `["all"]`: every enabled check; `["none"]` or empty: none.
-    pub checks: Option<Vec<String>>,
-    pub deny_licenses: Vec<String>,
-    /// An ignore file's text (YAML, JSON or OpenVEX) and its name.
-    pub ignore: Option<String>,
-    pub ignore_name: Option<String>,
-    /// A shell command run in the image (`/bin/sh -c`).
-    pub test: Option<String>,
-    /// Run the image and its HEALTHCHECK until it passes.
-    pub test_healthcheck: bool,
-    /// Seconds; 30 when unset.
-    pub test_timeout_secs: Option<u64>,
-}
 
 impl ScanService {
     /// Scans a local image (`spec.image`): runs the functional test when

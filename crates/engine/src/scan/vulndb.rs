@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
+pub use berth_scanner::records::{NewlyVulnerable, VulnDbImport, VulnDbStatus};
 
 use berth_scanner::scan as scanning;
 use berth_scanner::vuln::VulnDb;
-use serde::{Deserialize, Serialize};
 
 use super::run::bare_image;
 use super::{
@@ -17,42 +17,8 @@ use super::{
 };
 use crate::vulndb_update::{self, Downloaded, VulnDbUpdateSpec};
 
-/// What `berth vulndb status` shows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct VulnDbStatus {
-    pub version: Option<String>,
-    pub digest: Option<String>,
-    pub imported_at: Option<String>,
-    pub advisories: usize,
-    pub packages: usize,
-    pub ecosystems: BTreeMap<String, usize>,
-}
 
-/// What an import did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct VulnDbImport {
-    pub records: usize,
-    pub changed: usize,
-    pub skipped: usize,
-    pub errors: Vec<String>,
-    pub status: VulnDbStatus,
-    /// Images whose latest record gained findings, by id of the new record.
-    pub newly_vulnerable: Vec<NewlyVulnerable>,
-    /// The exports a `vulndb update` downloaded, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub downloaded: Vec<Downloaded>,
-}
 
-/// An image that an import made vulnerable; also the webhook's body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct NewlyVulnerable {
-    pub image: String,
-    pub image_digest: String,
-    pub record: String,
-    pub db_version: String,
-    /// `id package@version` of each new finding.
-    pub new_findings: Vec<String>,
-}
 
 impl ScanService {
     pub fn vulndb_status(&self) -> VulnDbStatus {

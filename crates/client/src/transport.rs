@@ -1,4 +1,4 @@
-//! The CLI's HTTP client: one connection per request to the daemon's unix
+//! The transport: one connection per request to the daemon's unix
 //! socket, loopback TCP or the TLS listener (trusting the cluster CA,
 //! presenting a bundle's client certificate), JSON in and out,
 //! `{"code","message"}` errors turned into messages, and upgraded
