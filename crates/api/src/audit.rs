@@ -4,18 +4,12 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use berth_auth::AuditExport;
-use serde::{Deserialize, Serialize};
 
 use crate::access::with_access;
 use crate::error::ApiResult;
 use crate::AppState;
 
-/// A resource's audit level.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LevelView {
-    pub resource: String,
-    pub level: berth_auth::AuditLevel,
-}
+pub use berth_auth::LevelView;
 
 /// `GET /v1/audit/levels`.
 pub async fn levels(State(s): State<AppState>) -> ApiResult<Json<Vec<LevelView>>> {

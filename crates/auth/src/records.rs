@@ -67,3 +67,10 @@ pub struct BundleIssued {
     pub cert_pem: String,
     pub key_pem: String,
 }
+
+/// A resource's audit level, as `GET /v1/audit/levels` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LevelView {
+    pub resource: String,
+    pub level: berth_state::records::AuditLevel,
+}

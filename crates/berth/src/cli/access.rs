@@ -5,11 +5,13 @@
 //! printed.
 
 use anyhow::{bail, Context, Result};
-use hyper::Method;
-use serde_json::{json, Value};
+
+use berth_client::Client;
+use berth_model::access::{DirectoryTest, NewGrant, NewRole, NewTeam, NewToken, NewUser};
+use berth_auth::directory::{Directory, DirectoryGroup, SyncReport};
+use berth_auth::ldap::{DirectoryConfig, TeamSync};
 
 use crate::cli::table;
-use berth_client::{empty, json_body, query_value, Client};
 
 #[derive(clap::Args)]
 pub struct FormatArg {
@@ -24,27 +26,14 @@ impl FormatArg {
     }
 }
 
-fn print_json(v: &Value) -> Result<()> {
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-fn strings(v: &Value) -> String {
-    v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
-        .unwrap_or_default()
-}
-
-/// The strings of a JSON array joined with `sep`.
-fn joined(v: &Value, sep: &str) -> String {
-    v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(sep))
-        .unwrap_or_default()
-}
-
-/// A JSON string field as text; empty when absent or not a string.
-fn text(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
+/// Names joined with `,`.
+fn strings<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
+    names.into_iter().map(String::as_str).collect::<Vec<_>>().join(",")
 }
 
 /// A password from stdin (first line), or a generated one printed once.
@@ -114,11 +103,10 @@ pub async fn user(client: &Client, a: UserArgs) -> Result<i32> {
         UserCommand::Create { name, password_stdin } => {
             let (pw, generated) = password(password_stdin)?;
             client
-                .call(
-                    Method::POST,
-                    "/v1/users",
-                    json_body(&json!({"name": name, "password": pw}))?,
-                )
+                .create_user(&NewUser {
+                    name: name.clone(),
+                    password: pw.clone(),
+                })
                 .await?;
             if generated {
                 println!("{name}\t{pw}");
@@ -127,37 +115,29 @@ pub async fn user(client: &Client, a: UserArgs) -> Result<i32> {
             }
         }
         UserCommand::Ls(f) => {
-            let users: Value = client.get("/v1/users").await?;
+            let users = client.users().await?;
             if f.json() {
                 return print_json(&users).map(|_| 0);
             }
             let mut rows = vec![vec!["NAME".into(), "TEAMS".into(), "CREATED".into()]];
-            for u in users.as_array().into_iter().flatten() {
+            for u in users {
                 rows.push(vec![
-                    text(&u["name"]),
-                    strings(&u["teams"]),
-                    crate::cli::ago(&text(&u["created"])),
+                    u.user.name,
+                    strings(&u.user.teams),
+                    crate::cli::ago(&u.user.created),
                 ]);
             }
             table(&rows);
         }
         UserCommand::Rm { names } => {
             for n in names {
-                client
-                    .call(Method::DELETE, &format!("/v1/users/{}", query_value(&n)), empty())
-                    .await?;
+                client.remove_user(&n).await?;
                 println!("{n}");
             }
         }
         UserCommand::Passwd { name, password_stdin } => {
             let (pw, generated) = password(password_stdin)?;
-            client
-                .call(
-                    Method::POST,
-                    &format!("/v1/users/{}/password", query_value(&name)),
-                    json_body(&json!({"password": pw}))?,
-                )
-                .await?;
+            client.set_password(&name, &pw).await?;
             if generated {
                 println!("{name}\t{pw}");
             }
@@ -237,11 +217,11 @@ pub async fn team(client: &Client, a: TeamArgs) -> Result<i32> {
     let common = match a.command {
         TeamCommand::Create { name, sync } => {
             client
-                .call(
-                    Method::POST,
-                    "/v1/teams",
-                    json_body(&json!({"name": name, "directory": sync.directory, "group": sync.group}))?,
-                )
+                .create_team(&NewTeam {
+                    name: name.clone(),
+                    directory: sync.directory,
+                    group: sync.group,
+                })
                 .await?;
             println!("{name}");
             return Ok(0);
@@ -251,19 +231,14 @@ pub async fn team(client: &Client, a: TeamArgs) -> Result<i32> {
             sync,
             no_directory,
         } => {
-            let path = format!("/v1/teams/{}/directory", query_value(&name));
             match (sync.directory, sync.group) {
                 (Some(directory), Some(group)) => {
                     client
-                        .call(
-                            Method::PUT,
-                            &path,
-                            json_body(&json!({"directory": directory, "group": group}))?,
-                        )
+                        .set_team_directory(&name, Some(&DirectoryGroup { directory, group }))
                         .await?;
                 }
                 _ if no_directory => {
-                    client.call(Method::DELETE, &path, empty()).await?;
+                    client.set_team_directory(&name, None).await?;
                 }
                 _ => bail!("team update: give --directory and --group, or --no-directory"),
             }
@@ -275,76 +250,100 @@ pub async fn team(client: &Client, a: TeamArgs) -> Result<i32> {
         TeamCommand::Add { name, members } => GroupCommand::Add { name, members },
         TeamCommand::Remove { name, members } => GroupCommand::Remove { name, members },
     };
-    group(client, common, "teams", "user", "members").await
+    group(client, common, Kind::Team).await
 }
 
 pub async fn org(client: &Client, a: OrgArgs) -> Result<i32> {
-    group(client, a.command, "orgs", "team", "teams").await
+    group(client, a.command, Kind::Org).await
 }
 
-async fn group(client: &Client, c: GroupCommand, kind: &str, member: &str, members_path: &str) -> Result<i32> {
+/// What `group` manages: teams of users, or organizations of teams.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Team,
+    Org,
+}
+
+async fn group(client: &Client, c: GroupCommand, kind: Kind) -> Result<i32> {
     match c {
         GroupCommand::Create { name } => {
-            client
-                .call(Method::POST, &format!("/v1/{kind}"), json_body(&json!({"name": name}))?)
-                .await?;
+            match kind {
+                Kind::Team => {
+                    client
+                        .create_team(&NewTeam {
+                            name: name.clone(),
+                            directory: None,
+                            group: None,
+                        })
+                        .await
+                        .map(drop)?;
+                }
+                Kind::Org => client.create_org(&name).await.map(drop)?,
+            }
             println!("{name}");
         }
         GroupCommand::Ls(f) => {
-            let list: Value = client.get(&format!("/v1/{kind}")).await?;
-            if f.json() {
-                return print_json(&list).map(|_| 0);
-            }
-            let mut rows = vec![vec!["NAME".into(), members_path.to_uppercase(), "CREATED".into()]];
-            if kind == "teams" {
-                rows[0].push("SYNCED FROM".into());
-            }
-            for g in list.as_array().into_iter().flatten() {
-                let mut row = vec![
-                    text(&g["name"]),
-                    strings(&g[members_path]),
-                    crate::cli::ago(&text(&g["created"])),
-                ];
-                if kind == "teams" {
-                    let synced = &g["directory_group"];
-                    row.push(if synced.is_object() {
-                        format!("{}: {}", text(&synced["directory"]), text(&synced["group"]))
-                    } else {
-                        String::new()
-                    });
+            let mut rows = match kind {
+                Kind::Team => vec![vec![
+                    "NAME".into(),
+                    "MEMBERS".into(),
+                    "CREATED".into(),
+                    "SYNCED FROM".into(),
+                ]],
+                Kind::Org => vec![vec!["NAME".into(), "TEAMS".into(), "CREATED".into()]],
+            };
+            match kind {
+                Kind::Team => {
+                    let list = client.teams().await?;
+                    if f.json() {
+                        return print_json(&list).map(|_| 0);
+                    }
+                    for t in list {
+                        rows.push(vec![
+                            t.team.name,
+                            strings(&t.team.members),
+                            crate::cli::ago(&t.team.created),
+                            t.directory_group
+                                .map(|g| format!("{}: {}", g.directory, g.group))
+                                .unwrap_or_default(),
+                        ]);
+                    }
                 }
-                rows.push(row);
+                Kind::Org => {
+                    let list = client.orgs().await?;
+                    if f.json() {
+                        return print_json(&list).map(|_| 0);
+                    }
+                    for o in list {
+                        rows.push(vec![o.name, strings(&o.teams), crate::cli::ago(&o.created)]);
+                    }
+                }
             }
             table(&rows);
         }
         GroupCommand::Rm { names } => {
             for n in names {
-                client
-                    .call(Method::DELETE, &format!("/v1/{kind}/{}", query_value(&n)), empty())
-                    .await?;
+                match kind {
+                    Kind::Team => client.remove_team(&n).await?,
+                    Kind::Org => client.remove_org(&n).await?,
+                }
                 println!("{n}");
             }
         }
         GroupCommand::Add { name, members } => {
             for m in members {
-                client
-                    .call(
-                        Method::POST,
-                        &format!("/v1/{kind}/{}/{members_path}", query_value(&name)),
-                        json_body(&json!({ member: m }))?,
-                    )
-                    .await?;
+                match kind {
+                    Kind::Team => client.add_team_member(&name, &m).await.map(drop)?,
+                    Kind::Org => client.add_org_team(&name, &m).await.map(drop)?,
+                }
             }
         }
         GroupCommand::Remove { name, members } => {
             for m in members {
-                client
-                    .call(
-                        Method::DELETE,
-                        &format!("/v1/{kind}/{}/{members_path}/{}", query_value(&name), query_value(&m)),
-                        empty(),
-                    )
-                    .await?;
+                match kind {
+                    Kind::Team => client.remove_team_member(&name, &m).await.map(drop)?,
+                    Kind::Org => client.remove_org_team(&name, &m).await.map(drop)?,
+                }
             }
         }
     }
@@ -374,40 +373,32 @@ pub async fn role(client: &Client, a: RoleArgs) -> Result<i32> {
     match a.command {
         RoleCommand::Create { name, permissions } => {
             client
-                .call(
-                    Method::POST,
-                    "/v1/roles",
-                    json_body(&json!({"name": name, "permissions": permissions}))?,
-                )
+                .create_role(&NewRole {
+                    name: name.clone(),
+                    permissions,
+                })
                 .await?;
             println!("{name}");
         }
         RoleCommand::Ls(f) => {
-            let list: Value = client.get("/v1/roles").await?;
+            let list = client.roles().await?;
             if f.json() {
                 return print_json(&list).map(|_| 0);
             }
             let mut rows = vec![vec!["NAME".into(), "BUILT-IN".into(), "PERMISSIONS".into()]];
-            for r in list.as_array().into_iter().flatten() {
-                let perms: Vec<String> = r["permissions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| format!("{}:{}", text(&p["resource"]), text(&p["action"])))
+            for r in list {
+                let perms: Vec<String> = r
+                    .permissions
+                    .iter()
+                    .map(ToString::to_string)
                     .collect();
-                rows.push(vec![
-                    text(&r["name"]),
-                    r["builtin"].as_bool().unwrap_or(false).to_string(),
-                    perms.join(" "),
-                ]);
+                rows.push(vec![r.name, r.builtin.to_string(), perms.join(" ")]);
             }
             table(&rows);
         }
         RoleCommand::Rm { names } => {
             for n in names {
-                client
-                    .call(Method::DELETE, &format!("/v1/roles/{}", query_value(&n)), empty())
-                    .await?;
+                client.remove_role(&n).await?;
                 println!("{n}");
             }
         }
@@ -445,36 +436,29 @@ pub async fn grant(client: &Client, a: GrantArgs) -> Result<i32> {
             role,
             collection,
         } => {
-            let g: Value = client
-                .json(
-                    Method::POST,
-                    "/v1/grants",
-                    json_body(&json!({"subject": subject, "role": role, "collection": collection}))?,
-                )
+            let g = client
+                .create_grant(&NewGrant {
+                    subject,
+                    role,
+                    collection,
+                })
                 .await?;
-            println!("{}", text(&g["id"]));
+            println!("{}", g.id);
         }
         GrantCommand::Ls(f) => {
-            let list: Value = client.get("/v1/grants").await?;
+            let list = client.grants().await?;
             if f.json() {
                 return print_json(&list).map(|_| 0);
             }
             let mut rows = vec![vec!["ID".into(), "SUBJECT".into(), "ROLE".into(), "COLLECTION".into()]];
-            for g in list.as_array().into_iter().flatten() {
-                rows.push(vec![
-                    text(&g["id"]),
-                    text(&g["subject"]),
-                    text(&g["role"]),
-                    text(&g["collection"]),
-                ]);
+            for g in list {
+                rows.push(vec![g.id, g.subject, g.role, g.collection]);
             }
             table(&rows);
         }
         GrantCommand::Rm { ids } => {
             for id in ids {
-                client
-                    .call(Method::DELETE, &format!("/v1/grants/{}", query_value(&id)), empty())
-                    .await?;
+                client.remove_grant(&id).await?;
                 println!("{id}");
             }
         }
@@ -544,26 +528,22 @@ pub async fn token(client: &Client, a: TokenArgs) -> Result<i32> {
             format,
         } => {
             let expires_in = expires.as_deref().map(parse_lifetime).transpose()?;
-            let t: Value = client
-                .json(
-                    Method::POST,
-                    "/v1/tokens",
-                    json_body(&json!({
-                        "expires_in": expires_in,
-                        "scopes": scopes,
-                        "user": user,
-                        "description": description,
-                    }))?,
-                )
+            let t = client
+                .create_token(&NewToken {
+                    expires_in,
+                    scopes,
+                    user,
+                    description,
+                })
                 .await?;
             if format.as_deref() == Some("json") {
                 print_json(&t)?;
             } else {
-                println!("{}", text(&t["token"]));
+                println!("{}", t.token);
             }
         }
         TokenCommand::Ls(f) => {
-            let list: Value = client.get("/v1/tokens").await?;
+            let list = client.tokens().await?;
             if f.json() {
                 return print_json(&list).map(|_| 0);
             }
@@ -575,23 +555,21 @@ pub async fn token(client: &Client, a: TokenArgs) -> Result<i32> {
                 "EXPIRES".into(),
                 "DESCRIPTION".into(),
             ]];
-            for t in list.as_array().into_iter().flatten() {
+            for t in list {
                 rows.push(vec![
-                    text(&t["id"]),
-                    text(&t["user"]),
-                    strings(&t["scopes"]),
-                    crate::cli::ago(&text(&t["created"])),
-                    t["expires"].as_str().unwrap_or("never").to_string(),
-                    text(&t["description"]),
+                    t.id,
+                    t.user,
+                    strings(&t.scopes),
+                    crate::cli::ago(&t.created),
+                    t.expires.unwrap_or_else(|| "never".into()),
+                    t.description,
                 ]);
             }
             table(&rows);
         }
         TokenCommand::Rm { ids } => {
             for id in ids {
-                client
-                    .call(Method::DELETE, &format!("/v1/tokens/{}", query_value(&id)), empty())
-                    .await?;
+                client.remove_token(&id).await?;
                 println!("{id}");
             }
         }
@@ -747,7 +725,7 @@ fn first_line(path: &std::path::Path, what: &str) -> Result<String> {
     Ok(line)
 }
 
-fn directory_body(d: &DirectoryAdd) -> Result<Value> {
+fn directory_body(d: &DirectoryAdd) -> Result<Directory> {
     let bind_password = match &d.bind_password_file {
         Some(path) => first_line(path, "the bind password")?,
         None => String::new(),
@@ -768,14 +746,15 @@ fn directory_body(d: &DirectoryAdd) -> Result<Value> {
         })?,
     };
     let team_sync = match d.team_sync {
-        TeamSyncKind::MemberAttr => json!({
-            "kind": "member_attr",
-            "group_base_dn": d.group_base_dn.clone().unwrap_or_else(|| d.base_dn.clone()),
-            "group_filter": d.group_filter,
-            "member_attr": d.member_attr,
-        }),
-        TeamSyncKind::MemberOf => json!({"kind": "user_member_of", "attr": d.member_of_attr}),
-        TeamSyncKind::Search => json!({"kind": "search"}),
+        TeamSyncKind::MemberAttr => TeamSync::MemberAttr {
+            group_base_dn: d.group_base_dn.clone().unwrap_or_else(|| d.base_dn.clone()),
+            group_filter: d.group_filter.clone(),
+            member_attr: d.member_attr.clone(),
+        },
+        TeamSyncKind::MemberOf => TeamSync::UserMemberOf {
+            attr: d.member_of_attr.clone(),
+        },
+        TeamSyncKind::Search => TeamSync::Search,
     };
     let interval_minutes = match d.sync_interval {
         Some(i) if i.is_zero() || i.as_secs() % 60 != 0 => {
@@ -784,73 +763,74 @@ fn directory_body(d: &DirectoryAdd) -> Result<Value> {
         Some(i) => Some(i.as_secs() / 60),
         None => None,
     };
-    Ok(json!({
-        "name": d.name,
-        "url": d.url,
-        "start_tls": d.starttls,
-        "ca_pem": ca_pem,
-        "bind_dn": d.bind_dn.clone().unwrap_or_default(),
-        "bind_password": bind_password,
-        "user_base_dn": d.base_dn,
-        "user_filter": d.user_filter,
-        "username_attr": username_attr,
-        "email_attr": d.email_attr,
-        "full_name_attr": d.full_name_attr,
-        "team_sync": team_sync,
-        "domains": d.domains,
-        "sync_interval_minutes": interval_minutes,
-    }))
+    Ok(Directory {
+        config: DirectoryConfig {
+            name: d.name.clone(),
+            url: d.url.clone(),
+            start_tls: d.starttls,
+            ca_pem,
+            bind_dn: d.bind_dn.clone().unwrap_or_default(),
+            bind_password,
+            user_base_dn: d.base_dn.clone(),
+            user_filter: d.user_filter.clone(),
+            username_attr,
+            email_attr: d.email_attr.clone(),
+            full_name_attr: d.full_name_attr.clone(),
+            team_sync,
+            domains: d.domains.clone(),
+        },
+        sync_interval_minutes: interval_minutes,
+        created: String::new(),
+    })
 }
 
-fn team_sync_text(v: &Value) -> String {
-    match v["kind"].as_str() {
-        Some("member_attr") => format!("{} of {}", text(&v["member_attr"]), text(&v["group_base_dn"])),
-        Some("user_member_of") => text(&v["attr"]),
-        Some("search") => "search filters".into(),
-        _ => String::new(),
+fn team_sync_text(t: &TeamSync) -> String {
+    match t {
+        TeamSync::MemberAttr {
+            member_attr,
+            group_base_dn,
+            ..
+        } => format!("{member_attr} of {group_base_dn}"),
+        TeamSync::UserMemberOf { attr } => attr.clone(),
+        TeamSync::Search => "search filters".into(),
     }
 }
 
 /// Prints what a sync did; true when every mapped group was read.
-fn print_sync_reports(reports: &Value) -> bool {
+fn print_sync_reports(reports: &[SyncReport]) -> bool {
     let mut ok = true;
-    for report in reports.as_array().into_iter().flatten() {
-        let directory = text(&report["directory"]);
-        let created = joined(&report["created_users"], ", ");
+    for report in reports {
+        let directory = &report.directory;
+        let created = report.created_users.join(", ");
         if !created.is_empty() {
             println!("{directory}: created users {created}");
         }
-        for cut in report["disabled_users"].as_array().into_iter().flatten() {
+        for cut in &report.disabled_users {
             println!(
                 "{directory}: disabled user {} ({}): {} token(s), {} session(s) and {} client bundle(s) revoked",
-                text(&cut["user"]),
-                text(&cut["reason"]),
-                cut["tokens"],
-                cut["sessions"],
-                cut["bundles"]
+                cut.user, cut.reason, cut.tokens, cut.sessions, cut.bundles
             );
         }
-        let restored = joined(&report["restored_users"], ", ");
+        let restored = report.restored_users.join(", ");
         if !restored.is_empty() {
             println!("{directory}: restored users {restored}");
         }
-        if let Some(error) = report["account_check_error"].as_str() {
+        if let Some(error) = &report.account_check_error {
             ok = false;
             println!("{directory}: users not checked (nobody was disabled): {error}");
         }
-        let teams = report["teams"].as_array().cloned().unwrap_or_default();
-        if teams.is_empty() {
+        if report.teams.is_empty() {
             println!("{directory}: no team is synced from this directory");
         }
-        for team in teams {
-            let name = text(&team["team"]);
-            if let Some(error) = team["error"].as_str() {
+        for team in &report.teams {
+            let name = &team.team;
+            if let Some(error) = &team.error {
                 ok = false;
                 println!("{directory}/{name}: not synced: {error}");
                 continue;
             }
-            let added = joined(&team["added"], ", ");
-            let removed = joined(&team["removed"], ", ");
+            let added = team.added.join(", ");
+            let removed = team.removed.join(", ");
             let mut parts = Vec::new();
             if !added.is_empty() {
                 parts.push(format!("added {added}"));
@@ -862,12 +842,8 @@ fn print_sync_reports(reports: &Value) -> bool {
                 parts.push("unchanged".into());
             }
             println!("{directory}/{name}: {}", parts.join("; "));
-            for skipped in team["skipped"].as_array().into_iter().flatten() {
-                println!(
-                    "{directory}/{name}: skipped {} ({})",
-                    text(&skipped["username"]),
-                    text(&skipped["reason"])
-                );
+            for skipped in &team.skipped {
+                println!("{directory}/{name}: skipped {} ({})", skipped.username, skipped.reason);
             }
         }
     }
@@ -877,18 +853,11 @@ fn print_sync_reports(reports: &Value) -> bool {
 pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
     match a.command {
         DirectoryCommand::Add(d) => {
-            let body = directory_body(&d)?;
-            client
-                .call(
-                    Method::PUT,
-                    &format!("/v1/directories/{}", query_value(&d.name)),
-                    json_body(&body)?,
-                )
-                .await?;
+            client.put_directory(&directory_body(&d)?).await?;
             println!("{}", d.name);
         }
         DirectoryCommand::Ls(f) => {
-            let list: Value = client.get("/v1/directories").await?;
+            let list = client.directories().await?;
             if f.json() {
                 return print_json(&list).map(|_| 0);
             }
@@ -899,28 +868,22 @@ pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
                 "GROUPS FROM".into(),
                 "LAST SYNC".into(),
             ]];
-            for d in list.as_array().into_iter().flatten() {
-                let last = &d["last_sync"];
-                let last = if last.is_object() {
-                    let when = crate::cli::ago(&text(&last["time"]));
-                    if last["ok"].as_bool() == Some(true) {
-                        when
-                    } else {
-                        format!("{when} (with errors)")
-                    }
-                } else {
-                    "never".into()
+            for d in list {
+                let last = match &d.last_sync {
+                    Some(last) if last.ok => crate::cli::ago(&last.time),
+                    Some(last) => format!("{} (with errors)", crate::cli::ago(&last.time)),
+                    None => "never".into(),
                 };
-                let domains = strings(&d["domains"]);
+                let domains = strings(&d.config.domains);
                 rows.push(vec![
-                    text(&d["name"]),
-                    text(&d["url"]),
+                    d.config.name.clone(),
+                    d.config.url.clone(),
                     if domains.is_empty() {
                         "(default)".into()
                     } else {
                         domains
                     },
-                    team_sync_text(&d["team_sync"]),
+                    team_sync_text(&d.config.team_sync),
                     last,
                 ]);
             }
@@ -928,26 +891,15 @@ pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
         }
         DirectoryCommand::Rm { names } => {
             for n in names {
-                client
-                    .call(Method::DELETE, &format!("/v1/directories/{}", query_value(&n)), empty())
-                    .await?;
+                client.remove_directory(&n).await?;
                 println!("{n}");
             }
         }
         DirectoryCommand::Sync { name, format } => {
-            let path = match &name {
-                Some(n) => format!("/v1/directories/{}/sync", query_value(n)),
-                None => "/v1/directories/sync".into(),
-            };
-            let reports: Value = client.json(Method::POST, &path, empty()).await?;
+            let reports = client.sync_directories(name.as_deref()).await?;
             if format.as_deref() == Some("json") {
                 print_json(&reports)?;
-                let failed = reports
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|r| r["teams"].as_array().cloned().unwrap_or_default())
-                    .any(|t| t["error"].is_string());
+                let failed = reports.iter().flat_map(|r| &r.teams).any(|t| t.error.is_some());
                 return Ok(i32::from(failed));
             }
             if !print_sync_reports(&reports) {
@@ -960,20 +912,16 @@ pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
             password_stdin,
         } => {
             let password = if password_stdin { Some(password(true)?.0) } else { None };
-            let found: Value = client
-                .json(
-                    Method::POST,
-                    &format!("/v1/directories/{}/test", query_value(&name)),
-                    json_body(&json!({"user": user, "password": password}))?,
-                )
+            let found = client
+                .test_directory(&name, &DirectoryTest { user, password })
                 .await?;
-            println!("user:      {}", text(&found["username"]));
-            println!("dn:        {}", text(&found["dn"]));
-            if let Some(email) = found["email"].as_str() {
+            println!("user:      {}", found.username);
+            println!("dn:        {}", found.dn);
+            if let Some(email) = &found.email {
                 println!("email:     {email}");
             }
-            println!("groups:    {}", joined(&found["groups"], "; "));
-            if found["authenticated"].as_bool() == Some(true) {
+            println!("groups:    {}", found.groups.join("; "));
+            if found.authenticated {
                 println!("password:  accepted");
             }
         }

@@ -3,10 +3,10 @@
 //! against the cluster CA's key alone.
 
 use anyhow::{Context, Result};
-use serde_json::Value;
 
 use crate::cli::table;
-use berth_client::{json_body, query_value, Client};
+use berth_auth::Verification;
+use berth_client::{query_value, Client};
 
 #[derive(clap::Args)]
 pub struct AuditArgs {
@@ -68,35 +68,33 @@ enum LevelCommand {
     Set { resource: String, level: String },
 }
 
-fn print_verification(v: &Value, format: Option<&str>) -> Result<i32> {
-    let ok = v["ok"].as_bool().unwrap_or(false);
+fn print_verification(v: &Verification, format: Option<&str>) -> Result<i32> {
     if format == Some("json") {
         println!("{}", serde_json::to_string_pretty(v)?);
-    } else if ok {
+    } else if v.ok {
         println!(
             "audit log intact: {} entries, {} signed checkpoints",
-            v["entries"], v["checkpoints"]
+            v.entries, v.checkpoints
         );
     } else {
-        for p in v["problems"].as_array().into_iter().flatten() {
-            eprintln!("{}", p.as_str().unwrap_or_default());
+        for p in &v.problems {
+            eprintln!("{p}");
         }
         eprintln!("audit log verification failed");
     }
-    Ok(if ok { 0 } else { 1 })
+    Ok(if v.ok { 0 } else { 1 })
 }
 
-fn verify_file(file: &std::path::Path, ca: &std::path::Path) -> Result<Value> {
+fn verify_file(file: &std::path::Path, ca: &std::path::Path) -> Result<Verification> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let export: berth_auth::AuditExport =
         serde_json::from_str(&text).with_context(|| format!("{} is not an audit export", file.display()))?;
     let ca_pem = std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
     // A CA that does not parse is an error of its own, not "every signature invalid".
     berth_cluster::pki::verify_with_ca(&ca_pem, b"", b"").with_context(|| format!("--ca {}", ca.display()))?;
-    let v = berth_auth::verify_export(&export, &|m, s| {
+    Ok(berth_auth::verify_export(&export, &|m, s| {
         berth_cluster::pki::verify_with_ca(&ca_pem, m, s).unwrap_or(false)
-    });
-    Ok(serde_json::to_value(v)?)
+    }))
 }
 
 fn since(s: &str) -> Result<String> {
@@ -126,7 +124,7 @@ pub async fn audit(client: &Client, a: AuditArgs) -> Result<i32> {
             if let Some(n) = tail {
                 q.push(format!("limit={n}"));
             }
-            let list: Value = client.get(&format!("/v1/audit?{}", q.join("&"))).await?;
+            let list = client.audit(&q.join("&")).await?;
             if format.as_deref() == Some("json") {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(0);
@@ -140,50 +138,46 @@ pub async fn audit(client: &Client, a: AuditArgs) -> Result<i32> {
                 "OBJECT".into(),
                 "RESULT".into(),
             ]];
-            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-            for e in list.as_array().into_iter().flatten() {
+            for e in list {
                 rows.push(vec![
-                    e["seq"].to_string(),
-                    text(&e["time"]),
-                    text(&e["user"]),
-                    text(&e["source"]),
-                    text(&e["action"]),
-                    text(&e["object"]),
-                    format!("{} {}", text(&e["result"]), e["status"]),
+                    e.seq.to_string(),
+                    e.time,
+                    e.entry.user,
+                    e.entry.source,
+                    e.entry.action,
+                    e.entry.object,
+                    format!("{} {}", e.entry.result, e.entry.status),
                 ]);
             }
             table(&rows);
             Ok(0)
         }
         AuditCommand::Verify { file, ca, format } => {
-            let v: Value = match (file, ca) {
+            let v = match (file, ca) {
                 (Some(file), Some(ca)) => verify_file(&file, &ca)?,
-                _ => client.get("/v1/audit/verify").await?,
+                _ => client.audit_verify().await?,
             };
             print_verification(&v, format.as_deref())
         }
         AuditCommand::Export { output } => {
-            let export: Value = client.get("/v1/audit/export").await?;
+            let export = client.audit_export().await?;
             let text = serde_json::to_string_pretty(&export)?;
             std::fs::write(&output, text).with_context(|| format!("writing {}", output.display()))?;
-            let n = export["entries"].as_array().map_or(0, Vec::len);
+            let n = export.entries.len();
             eprintln!("wrote {n} entries and their signatures to {}", output.display());
             Ok(0)
         }
         AuditCommand::Level {
             command: LevelCommand::Ls { format },
         } => {
-            let levels: Value = client.get("/v1/audit/levels").await?;
+            let levels = client.audit_levels().await?;
             if format.as_deref() == Some("json") {
                 println!("{}", serde_json::to_string_pretty(&levels)?);
                 return Ok(0);
             }
             let mut rows = vec![vec!["RESOURCE".into(), "LEVEL".into()]];
-            for l in levels.as_array().into_iter().flatten() {
-                rows.push(vec![
-                    l["resource"].as_str().unwrap_or_default().to_string(),
-                    l["level"].as_str().unwrap_or_default().to_string(),
-                ]);
+            for l in levels {
+                rows.push(vec![l.resource, l.level.name().to_string()]);
             }
             table(&rows);
             Ok(0)
@@ -191,19 +185,8 @@ pub async fn audit(client: &Client, a: AuditArgs) -> Result<i32> {
         AuditCommand::Level {
             command: LevelCommand::Set { resource, level },
         } => {
-            let body = json_body(&serde_json::json!({ "level": level }))?;
-            let set: Value = client
-                .json(
-                    hyper::Method::PUT,
-                    &format!("/v1/audit/levels/{}", query_value(&resource)),
-                    body,
-                )
-                .await?;
-            println!(
-                "{}: {}",
-                set["resource"].as_str().unwrap_or_default(),
-                set["level"].as_str().unwrap_or_default()
-            );
+            let set = client.set_audit_level(&resource, &level).await?;
+            println!("{}: {}", set.resource, set.level.name());
             Ok(0)
         }
     }

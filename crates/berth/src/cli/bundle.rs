@@ -8,10 +8,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use hyper::Method;
-use serde::Deserialize;
 
-use berth_client::{empty, query_value, Client};
+use berth_auth::BundleIssued;
+use berth_client::Client;
 
 #[derive(clap::Args)]
 pub struct BundleArgs {
@@ -56,34 +55,13 @@ struct RmArgs {
     ids: Vec<String>,
 }
 
-#[derive(Deserialize, serde::Serialize)]
-struct Bundle {
-    id: String,
-    user: String,
-    serial: String,
-    fingerprint: String,
-    created: String,
-    not_after: String,
-    revoked: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Issued {
-    bundle: Bundle,
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
 pub async fn bundle(client: &Client, host: &str, a: BundleArgs) -> Result<i32> {
     match a.command {
         BundleCommand::Create(c) => create(client, host, c).await,
         BundleCommand::Ls(l) => ls(client, l).await,
         BundleCommand::Rm(r) => {
             for id in r.ids {
-                client
-                    .call(Method::DELETE, &format!("/v1/bundles/{}", query_value(&id)), empty())
-                    .await?;
+                client.revoke_bundle(&id).await?;
                 println!("{id}");
             }
             Ok(0)
@@ -92,11 +70,7 @@ pub async fn bundle(client: &Client, host: &str, a: BundleArgs) -> Result<i32> {
 }
 
 async fn create(client: &Client, host: &str, c: CreateArgs) -> Result<i32> {
-    let path = match &c.user {
-        Some(u) => format!("/v1/bundles?user={}", query_value(u)),
-        None => "/v1/bundles".into(),
-    };
-    let issued: Issued = client.json(Method::POST, &path, empty()).await?;
+    let issued = client.issue_bundle(c.user.as_deref()).await?;
     let url = c.url.clone().unwrap_or_else(|| default_url(host));
     let output = c
         .output
@@ -124,7 +98,7 @@ fn default_url(host: &str) -> String {
     format!("https://{name}:7443")
 }
 
-fn write_zip(path: &std::path::Path, issued: &Issued, url: &str) -> Result<()> {
+fn write_zip(path: &std::path::Path, issued: &BundleIssued, url: &str) -> Result<()> {
     use zip::write::SimpleFileOptions;
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -164,7 +138,7 @@ export DOCKER_CERT_PATH="$BERTH_BUNDLE_DIR"
 }
 
 async fn ls(client: &Client, l: LsArgs) -> Result<i32> {
-    let bundles: Vec<Bundle> = client.get("/v1/bundles").await?;
+    let bundles = client.bundles().await?;
     if l.format.as_deref() == Some("json") {
         println!("{}", serde_json::to_string_pretty(&bundles)?);
         return Ok(0);

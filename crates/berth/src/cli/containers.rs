@@ -2,15 +2,13 @@
 //! inspect, wait, stats.
 
 use anyhow::{bail, Context, Result};
-use hyper::Method;
-use serde_json::Value;
 
 use berth_model::{
     units, Bind, Container, ContainerCreate, ContainerState, ContainerStats, ExecCreate, Resources, RestartPolicy,
 };
 
 use crate::cli::{ago, duration, stream, table};
-use berth_client::{empty, json_body, ndjson_lines, query_value, Client, ExitError};
+use berth_client::{ndjson_lines, Client, ExitError};
 
 #[derive(clap::Args)]
 #[command(trailing_var_arg = true)]
@@ -173,8 +171,7 @@ pub async fn run(client: &Client, a: RunArgs, start: bool) -> Result<i32> {
     }
     if start && !a.detach {
         // One request creates, starts and attaches (no output is missed).
-        let path = format!("/v1/containers?start=true&stdin={}", a.interactive);
-        let (headers, conn) = client.upgrade_with(Method::POST, &path, json_body(&req)?).await?;
+        let (headers, conn) = client.run_attached(&req, a.interactive).await?;
         let id = headers
             .get(berth_model::CONTAINER_ID_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -182,11 +179,9 @@ pub async fn run(client: &Client, a: RunArgs, start: bool) -> Result<i32> {
             .to_string();
         return attached(client, &a, &id, conn).await;
     }
-    let c: Container = client.json(Method::POST, "/v1/containers", json_body(&req)?).await?;
+    let c: Container = client.create_container(&req).await?;
     if start {
-        client
-            .call(Method::POST, &format!("/v1/containers/{}/start", c.id), empty())
-            .await?;
+        client.start_container(&c.id).await?;
     }
     println!("{}", c.id);
     Ok(0)
@@ -206,11 +201,10 @@ async fn attached(
     // --rm, removed the container), so the next command sees it. The wait is
     // asked while the container runs, so its answer is not a round trip
     // after the exit.
-    let condition = if a.rm { "removed" } else { "not-running" };
     let waiter = {
         let client = client.clone();
-        let path = format!("/v1/containers/{id}/wait?condition={condition}");
-        tokio::spawn(async move { client.call(Method::POST, &path, empty()).await.map(drop) })
+        let (id, removed) = (id.to_string(), a.rm);
+        tokio::spawn(async move { client.wait_container(&id, removed).await.map(drop) })
     };
     let code = stream::pump(conn, a.tty, a.interactive).await?;
     let _ = waiter.await;
@@ -226,13 +220,7 @@ fn proxy_signals(client: Client, id: String) {
         tokio::spawn(async move {
             let Ok(mut s) = signal(kind) else { return };
             while s.recv().await.is_some() {
-                let _ = client
-                    .call(
-                        Method::POST,
-                        &format!("/v1/containers/{id}/kill?signal={name}"),
-                        empty(),
-                    )
-                    .await;
+                let _ = client.kill_container(&id, name).await;
             }
         });
     }
@@ -254,30 +242,14 @@ pub async fn start(client: &Client, a: StartArgs) -> Result<i32> {
         let [id] = a.containers.as_slice() else {
             bail!("you cannot attach to more than one container")
         };
-        let c: Container = client.get(&format!("/v1/containers/{}", query_value(id))).await?;
-        let conn = client
-            .upgrade(
-                Method::POST,
-                &format!("/v1/containers/{}/start?attach=true&stdin={}", c.id, a.interactive),
-            )
-            .await?;
+        let c: Container = client.container(id).await?;
+        let conn = client.start_attached(&c.id, a.interactive).await?;
         let code = stream::pump(conn, c.spec.tty, a.interactive).await?;
-        let _ = client
-            .call(Method::POST, &format!("/v1/containers/{}/wait", c.id), empty())
-            .await;
+        let _ = client.wait_container(&c.id, false).await;
         return Ok(code);
     }
-    each(&a.containers, |id| async move {
-        client
-            .call(
-                Method::POST,
-                &format!("/v1/containers/{}/start", query_value(&id)),
-                empty(),
-            )
-            .await?;
-        Ok(())
-    })
-    .await
+    each(&a.containers, |id| async move { client.start_container(&id).await })
+        .await
 }
 
 /// Runs `f` for each name, printing the name on success and the error on
@@ -339,7 +311,7 @@ pub fn status_text(c: &Container) -> String {
 }
 
 pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
-    let list: Vec<Container> = client.get(&format!("/v1/containers?all={}", a.all)).await?;
+    let list: Vec<Container> = client.containers(a.all).await?;
     if a.quiet {
         for c in &list {
             println!("{}", berth_model::short_id(&c.id));
@@ -396,11 +368,7 @@ pub async fn logs(client: &Client, a: LogsArgs) -> Result<i32> {
                 .map_err(|_| usage_error(format!("invalid --tail {n:?}: use a number or all")))?,
         ),
     };
-    let mut path = format!("/v1/containers/{}/logs?follow={}", query_value(&a.container), a.follow);
-    if let Some(n) = tail {
-        path.push_str(&format!("&tail={n}"));
-    }
-    let resp = client.call(Method::GET, &path, empty()).await?;
+    let resp = client.logs(&a.container, a.follow, tail).await?;
     use std::io::Write;
     ndjson_lines(resp, |line| {
         let l: berth_runtime::shim::LogLine = serde_json::from_slice(line).context("bad log line")?;
@@ -432,21 +400,8 @@ pub struct StopArgs {
 }
 
 pub async fn stop(client: &Client, a: StopArgs) -> Result<i32> {
-    let t = a.time.map(|t| format!("?t={t}")).unwrap_or_default();
-    each(&a.containers, |id| {
-        let t = t.clone();
-        async move {
-            client
-                .call(
-                    Method::POST,
-                    &format!("/v1/containers/{}/stop{t}", query_value(&id)),
-                    empty(),
-                )
-                .await?;
-            Ok(())
-        }
-    })
-    .await
+    each(&a.containers, |id| async move { client.stop_container(&id, a.time).await })
+        .await
 }
 
 #[derive(clap::Args)]
@@ -458,21 +413,9 @@ pub struct KillArgs {
 }
 
 pub async fn kill(client: &Client, a: KillArgs) -> Result<i32> {
-    let sig = query_value(&a.signal);
-    each(&a.containers, |id| {
-        let sig = sig.clone();
-        async move {
-            client
-                .call(
-                    Method::POST,
-                    &format!("/v1/containers/{}/kill?signal={sig}", query_value(&id)),
-                    empty(),
-                )
-                .await?;
-            Ok(())
-        }
-    })
-    .await
+    let signal = a.signal.as_str();
+    each(&a.containers, |id| async move { client.kill_container(&id, signal).await })
+        .await
 }
 
 #[derive(clap::Args)]
@@ -485,17 +428,8 @@ pub struct RmArgs {
 }
 
 pub async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
-    each(&a.containers, |id| async move {
-        client
-            .call(
-                Method::DELETE,
-                &format!("/v1/containers/{}?force={}", query_value(&id), a.force),
-                empty(),
-            )
-            .await?;
-        Ok(())
-    })
-    .await
+    each(&a.containers, |id| async move { client.remove_container(&id, a.force).await })
+        .await
 }
 
 #[derive(clap::Args)]
@@ -526,17 +460,8 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
         console_size: if a.tty { stream::window_size() } else { None },
         open_stdin: a.interactive,
     };
-    let v: Value = client
-        .json(
-            Method::POST,
-            &format!("/v1/containers/{}/exec", query_value(&a.container)),
-            json_body(&req)?,
-        )
-        .await?;
-    let exec_id = v["id"].as_str().context("daemon gave no exec id")?;
-    let conn = client
-        .upgrade(Method::POST, &format!("/v1/exec/{exec_id}/start"))
-        .await?;
+    let exec = client.create_exec(&a.container, &req).await?;
+    let conn = client.start_exec(&exec.id).await?;
     stream::pump(conn, a.tty, a.interactive).await
 }
 
@@ -551,13 +476,10 @@ pub async fn inspect(client: &Client, a: InspectArgs) -> Result<i32> {
     let mut out = Vec::new();
     let mut failed = false;
     for n in &a.names {
-        match client.get::<Value>(&format!("/v1/containers/{}", query_value(n))).await {
-            Ok(v) => out.push(v),
-            Err(_) => match client
-                .get::<Value>(&format!("/v1/images/inspect?ref={}", query_value(n)))
-                .await
-            {
-                Ok(v) => out.push(v),
+        match client.container(n).await {
+            Ok(c) => out.push(serde_json::to_value(c)?),
+            Err(_) => match client.image(n).await {
+                Ok(i) => out.push(serde_json::to_value(i)?),
                 Err(_) => {
                     eprintln!("berth: no such object: {n}");
                     failed = true;
@@ -578,15 +500,8 @@ pub struct WaitArgs {
 pub async fn wait(client: &Client, a: WaitArgs) -> Result<i32> {
     let mut failed = false;
     for n in &a.containers {
-        match client
-            .json::<Value>(
-                Method::POST,
-                &format!("/v1/containers/{}/wait", query_value(n)),
-                empty(),
-            )
-            .await
-        {
-            Ok(v) => println!("{}", v["exit_code"]),
+        match client.wait_container(n, false).await {
+            Ok(w) => println!("{}", w.exit_code),
             Err(e) => {
                 eprintln!("berth: {e:#}");
                 failed = true;
@@ -627,7 +542,7 @@ fn stats_row(s: &ContainerStats) -> Vec<String> {
 
 pub async fn stats(client: &Client, a: StatsArgs) -> Result<i32> {
     let names: Vec<String> = if a.containers.is_empty() {
-        let list: Vec<Container> = client.get("/v1/containers").await?;
+        let list: Vec<Container> = client.containers(false).await?;
         list.into_iter().map(|c| c.id).collect()
     } else {
         a.containers.clone()
@@ -636,11 +551,7 @@ pub async fn stats(client: &Client, a: StatsArgs) -> Result<i32> {
     loop {
         let mut samples = Vec::new();
         for n in &names {
-            samples.push(
-                client
-                    .get::<ContainerStats>(&format!("/v1/containers/{}/stats", query_value(n)))
-                    .await?,
-            );
+            samples.push(client.stats(n).await?);
         }
         if json {
             println!("{}", serde_json::to_string_pretty(&samples)?);

@@ -88,11 +88,7 @@ pub async fn image(client: &Client, a: ImageArgs) -> Result<i32> {
         ImageCommand::Inspect(a) => {
             let mut out = Vec::new();
             for i in &a.images {
-                out.push(
-                    client
-                        .get::<serde_json::Value>(&format!("/v1/images/inspect?ref={}", query_value(i)))
-                        .await?,
-                );
+                out.push(client.image(i).await?);
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(0)
@@ -108,13 +104,7 @@ async fn load(client: &Client, a: LoadArgs) -> Result<i32> {
     let file = tokio::fs::File::open(&a.input)
         .await
         .map_err(|e| ExitError(1, format!("opening {}: {e}", a.input)))?;
-    let resp = client
-        .call(
-            Method::POST,
-            &format!("/v1/images/load?name={}", query_value(&a.input)),
-            file_body(file),
-        )
-        .await?;
+    let resp = client.load(&a.input, file_body(file)).await?;
     let mut error = None;
     ndjson_lines(resp, |line| {
         let p: Progress = serde_json::from_slice(line).context("bad progress line")?;
@@ -133,10 +123,7 @@ async fn load(client: &Client, a: LoadArgs) -> Result<i32> {
 }
 
 async fn save(client: &Client, a: SaveArgs) -> Result<i32> {
-    let query: Vec<String> = a.images.iter().map(|i| format!("ref={}", query_value(i))).collect();
-    let resp = client
-        .call(Method::GET, &format!("/v1/images/save?{}", query.join("&")), empty())
-        .await?;
+    let resp = client.save(&a.images).await?;
     let tmp = format!("{}.partial", a.output);
     let mut out = tokio::fs::File::create(&tmp)
         .await
@@ -167,14 +154,7 @@ async fn save(client: &Client, a: SaveArgs) -> Result<i32> {
 async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
     let mut failed = false;
     for i in &a.images {
-        match client
-            .json::<Vec<String>>(
-                Method::DELETE,
-                &format!("/v1/images?ref={}&force={}", query_value(i), a.force),
-                empty(),
-            )
-            .await
-        {
+        match client.remove_image(i, a.force).await {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
                 eprintln!("berth: {e:#}");
@@ -186,7 +166,7 @@ async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
 }
 
 pub async fn list(client: &Client, a: ListArgs) -> Result<i32> {
-    let images: Vec<Image> = client.get("/v1/images").await?;
+    let images: Vec<Image> = client.images().await?;
     match a.format.as_deref() {
         Some("json") => {
             println!("{}", serde_json::to_string_pretty(&images)?);
@@ -368,14 +348,9 @@ pub async fn pull(client: &Client, mut a: PullArgs) -> Result<i32> {
         }
         false => None,
     };
-    let mut path = format!("/v1/images/pull?ref={}", query_value(&a.image));
-    if let Some(p) = &a.platform {
-        path.push_str(&format!("&platform={}", query_value(p)));
-    }
-    if a.all_platforms {
-        path.push_str("&all_platforms=true");
-    }
-    let resp = client.call(Method::POST, &path, empty()).await?;
+    let resp = client
+        .pull(&a.image, a.platform.as_deref(), a.all_platforms)
+        .await?;
     if let Some(e) = show_progress(resp, a.quiet).await? {
         return Err(ExitError(1, e).into());
     }
@@ -384,22 +359,14 @@ pub async fn pull(client: &Client, mut a: PullArgs) -> Result<i32> {
         println!("Tagging {} as {tag}", a.image);
     }
     if a.quiet {
-        let image: Image = client
-            .get(&format!("/v1/images/inspect?ref={}", query_value(&a.image)))
-            .await?;
+        let image = client.image(&a.image).await?;
         println!("{}", image.id);
     }
     Ok(0)
 }
 
 pub async fn push(client: &Client, a: PushArgs) -> Result<i32> {
-    let resp = client
-        .call(
-            Method::POST,
-            &format!("/v1/images/push?ref={}", query_value(&a.image)),
-            empty(),
-        )
-        .await?;
+    let resp = client.push(&a.image).await?;
     match show_progress(resp, a.quiet).await? {
         Some(e) => Err(ExitError(1, e).into()),
         None => Ok(0),
@@ -464,25 +431,20 @@ pub async fn login(client: &Client, a: LoginArgs) -> Result<i32> {
     if username.is_empty() || password.is_empty() {
         bail!(ExitError(1, "login needs a username and a password".into()));
     }
-    let body = berth_client::json_body(&serde_json::json!({
-        "registry": registry,
-        "username": username,
-        "password": password,
-    }))?;
-    let answer: serde_json::Value = client.json(Method::POST, "/v1/auth/login", body).await?;
-    println!("{}", answer["status"].as_str().unwrap_or("Login Succeeded"));
+    let answer = client
+        .login(&berth_model::LoginRequest {
+            registry,
+            username,
+            password,
+        })
+        .await?;
+    println!("{}", answer.status);
     Ok(0)
 }
 
 pub async fn logout(client: &Client, a: LogoutArgs) -> Result<i32> {
     let registry = a.registry.unwrap_or_default();
-    let answer: serde_json::Value = client
-        .json(
-            Method::POST,
-            &format!("/v1/auth/logout?registry={}", query_value(&registry)),
-            empty(),
-        )
-        .await?;
-    println!("{}", answer["status"].as_str().unwrap_or_default());
+    let answer = client.logout(&registry).await?;
+    println!("{}", answer.status);
     Ok(0)
 }

@@ -1,10 +1,8 @@
 //! `berth registry ...`: operations on the registry this daemon serves.
 
 use anyhow::Result;
-use hyper::Method;
-use serde_json::Value;
 
-use berth_client::{empty, json_body, query_value, Client};
+use berth_client::Client;
 
 #[derive(clap::Args)]
 pub struct RegistryArgs {
@@ -50,21 +48,18 @@ pub async fn registry(client: &Client, a: RegistryArgs) -> Result<i32> {
     match a.command {
         RegistryCommand::Collection { command } => collection(client, command).await,
         RegistryCommand::Gc(g) => {
-            let report: Value = client
-                .json(Method::POST, &format!("/v1/registry/gc?grace={}", g.grace), empty())
-                .await?;
+            let report = client.registry_gc(g.grace).await?;
             if g.format.as_deref() == Some("json") {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                let count = |k: &str| report[k].as_array().map(|a| a.len()).unwrap_or(0);
-                for d in report["blobs_removed"].as_array().into_iter().flatten() {
-                    println!("Deleted: {}", d.as_str().unwrap_or_default());
+                for d in &report.blobs_removed {
+                    println!("Deleted: {d}");
                 }
                 println!(
                     "{} blobs deleted, {} repository links removed, {} expired uploads removed",
-                    count("blobs_removed"),
-                    count("links_removed"),
-                    report["uploads_removed"].as_u64().unwrap_or(0)
+                    report.blobs_removed.len(),
+                    report.links_removed.len(),
+                    report.uploads_removed
                 );
             }
             Ok(0)
@@ -75,43 +70,23 @@ pub async fn registry(client: &Client, a: RegistryArgs) -> Result<i32> {
 async fn collection(client: &Client, command: CollectionCommand) -> Result<i32> {
     match command {
         CollectionCommand::Set { prefix, collection } => {
-            let body = json_body(&serde_json::json!({ "collection": collection }))?;
-            let set: Value = client
-                .json(
-                    Method::PUT,
-                    &format!("/v1/registry/collections/{}", query_value(&prefix)),
-                    body,
-                )
-                .await?;
-            println!(
-                "{}\t{}",
-                set["prefix"].as_str().unwrap_or_default(),
-                set["collection"].as_str().unwrap_or_default()
-            );
+            let set = client.set_repository_collection(&prefix, &collection).await?;
+            println!("{}\t{}", set.prefix, set.collection);
         }
         CollectionCommand::Ls { format } => {
-            let list: Value = client.get("/v1/registry/collections").await?;
+            let list = client.repository_collections().await?;
             if format.as_deref() == Some("json") {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 let mut rows = vec![vec!["PREFIX".to_string(), "COLLECTION".to_string()]];
-                for m in list.as_array().into_iter().flatten() {
-                    rows.push(vec![
-                        m["prefix"].as_str().unwrap_or_default().to_string(),
-                        m["collection"].as_str().unwrap_or_default().to_string(),
-                    ]);
+                for m in list {
+                    rows.push(vec![m.prefix, m.collection]);
                 }
                 crate::cli::table(&rows);
             }
         }
         CollectionCommand::Rm { prefix } => {
-            client
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/registry/collections/{}", query_value(&prefix)),
-                    empty(),
-                )
-                .await?;
+            client.unset_repository_collection(&prefix).await?;
         }
     }
     Ok(0)

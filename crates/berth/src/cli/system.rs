@@ -1,10 +1,8 @@
 //! `version`, `info` and `events`.
 
 use anyhow::{Context, Result};
-use hyper::Method;
-use serde_json::Value;
 
-use berth_client::{empty, ndjson_lines, Client};
+use berth_client::{ndjson_lines, Client};
 
 #[derive(clap::Args)]
 pub struct VersionArgs {
@@ -13,7 +11,7 @@ pub struct VersionArgs {
 }
 
 pub async fn version(client: &Client, a: VersionArgs) -> Result<i32> {
-    let v: Value = client.get("/v1/version").await?;
+    let v = client.version().await?;
     if a.format.as_deref() == Some("json") {
         println!(
             "{}",
@@ -21,17 +19,13 @@ pub async fn version(client: &Client, a: VersionArgs) -> Result<i32> {
         );
     } else {
         println!("Client: {}", env!("CARGO_PKG_VERSION"));
-        println!(
-            "Server: {} (API {})",
-            v["version"].as_str().unwrap_or("?"),
-            v["api"].as_str().unwrap_or("?")
-        );
+        println!("Server: {} (API {})", v.version, v.api);
     }
     Ok(0)
 }
 
 pub async fn info(client: &Client, _a: VersionArgs) -> Result<i32> {
-    let v: Value = client.get("/v1/info").await?;
+    let v = client.info().await?;
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)
 }
@@ -46,14 +40,7 @@ pub struct EventsArgs {
 }
 
 pub async fn events(client: &Client, a: EventsArgs) -> Result<i32> {
-    let query: Vec<String> = a
-        .filter
-        .iter()
-        .map(|f| format!("filter={}", berth_client::query_value(f)))
-        .collect();
-    let resp = client
-        .call(Method::GET, &format!("/v1/events?{}", query.join("&")), empty())
-        .await?;
+    let resp = client.events(&a.filter).await?;
     ndjson_lines(resp, |line| {
         if a.format.as_deref() == Some("json") {
             println!("{}", String::from_utf8_lossy(line));
