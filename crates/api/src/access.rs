@@ -19,8 +19,8 @@ use berth_auth::{
     Access, Action, Grant, Org, Permission, Resource, Role, Team, TeamListing, TokenView, UserListing, UserView, Where,
 };
 use berth_model::access::{
-    DirectoryTest, DirectoryTestResult, NewGrant, NewMember, NewOrg, NewOrgTeam, NewPassword, NewRole, NewTeam, NewToken,
-    NewUser, TokenCreated,
+    DirectoryTest, DirectoryTestResult, NewGrant, NewMember, NewOrg, NewOrgTeam, NewPassword, NewRole, NewTeam,
+    NewToken, NewUser, TokenCreated,
 };
 use berth_model::ApiError;
 
@@ -44,8 +44,6 @@ pub(crate) async fn with_access<T: Send + 'static>(
 }
 
 // --- users ---
-
-
 
 pub async fn users(State(s): State<AppState>) -> ApiResult<Json<Vec<UserListing>>> {
     let listed = with_access(&s, |a| {
@@ -83,7 +81,6 @@ pub async fn user_remove(State(s): State<AppState>, Path(name): Path<String>) ->
     Ok(StatusCode::NO_CONTENT)
 }
 
-
 pub async fn user_password(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -103,10 +100,6 @@ pub async fn user_password(
 
 // --- teams ---
 
-
-
-
-
 pub async fn teams(State(s): State<AppState>) -> ApiResult<Json<Vec<TeamListing>>> {
     let a = access(&s)?;
     let mut groups = a.team_groups()?;
@@ -120,7 +113,6 @@ pub async fn teams(State(s): State<AppState>) -> ApiResult<Json<Vec<TeamListing>
             .collect(),
     ))
 }
-
 
 pub async fn team_create(
     State(s): State<AppState>,
@@ -219,7 +211,6 @@ pub async fn org_del(State(s): State<AppState>, Path((name, team)): Path<(String
 
 // --- roles and grants ---
 
-
 pub async fn roles(State(s): State<AppState>) -> ApiResult<Json<Vec<Role>>> {
     Ok(Json(access(&s)?.list_roles()?))
 }
@@ -243,8 +234,6 @@ pub async fn role_remove(State(s): State<AppState>, Path(name): Path<String>) ->
     access(&s)?.remove_role(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }
-
-
 
 pub async fn grants(State(s): State<AppState>) -> ApiResult<Json<Vec<Grant>>> {
     Ok(Json(access(&s)?.list_grants()?))
@@ -300,7 +289,6 @@ pub async fn grant_remove(
 }
 
 // --- tokens ---
-
 
 /// The user a token operation is about: the caller, or another user when
 /// the caller may manage users.
@@ -483,7 +471,6 @@ pub async fn directory_sync(
         with_access(&s, move |a| a.sync_directories(Some(&name), &actor, "api")).await?,
     ))
 }
-
 
 /// Checks a directory's connection, service bind and user search (and
 /// with a password, the user's bind); changes nothing.

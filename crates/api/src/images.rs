@@ -6,10 +6,10 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::Json;
+use berth_model::image::{LoginAnswer, LoginRequest};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
-use berth_model::image::{LoginAnswer, LoginRequest};
 
 use berth_model::{Image, Progress};
 
@@ -220,8 +220,6 @@ pub async fn push(State(s): State<AppState>, Query(q): Query<RefQuery>) -> ApiRe
         engine.push_image(&q.reference, progress).map(drop)
     }))
 }
-
-
 
 /// Checks credentials against the registry and stores them for the daemon's
 /// pulls and pushes. The password goes nowhere else.

@@ -7,8 +7,8 @@
 //! admin on the unix socket may name a path; TCP callers upload the file
 //! (an OSV `.json` record or a `.zip` export) as the request body.
 
-use std::sync::Arc;
 use berth_model::plugin::PluginInstall as InstallBody;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -250,7 +250,6 @@ pub async fn plugin(
     let info = blocking(move || inspected.inspect_plugin(&name, q.version.as_deref())).await??;
     Ok(Json(plugin_view(info, &scans)))
 }
-
 
 pub async fn install_plugin(State(s): State<AppState>, Json(body): Json<InstallBody>) -> ApiResult<Json<PluginView>> {
     let scans = service(&s)?;

@@ -40,7 +40,12 @@ pub async fn info(State(state): State<AppState>) -> Json<SystemInfo> {
         },
         cgroup_parent: e.runtime().cgroup_parent().into(),
         idmapped_mounts: e.runtime().idmapped_mounts(),
-        cgroup_version: if berth_runtime::cgroup::is_v2() { "2" } else { "1 (or hybrid)" }.into(),
+        cgroup_version: if berth_runtime::cgroup::is_v2() {
+            "2"
+        } else {
+            "1 (or hybrid)"
+        }
+        .into(),
     })
 }
 

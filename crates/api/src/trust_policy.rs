@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use berth_engine::TrustPolicy;
-use berth_model::ApiError;
 use berth_model::image::TrustPolicySpec as PolicyBody;
+use berth_model::ApiError;
 
 use crate::error::ApiResult;
 use crate::AppState;
@@ -16,7 +16,6 @@ use crate::AppState;
 pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<TrustPolicy>>> {
     Ok(Json(s.engine.trust_policies()?))
 }
-
 
 pub async fn put(
     State(s): State<AppState>,

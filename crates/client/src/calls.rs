@@ -74,9 +74,15 @@ impl Client {
         let mut result: Option<T> = None;
         let mut error: Option<String> = None;
         ndjson_lines(resp, |line| {
-            let l: ProgressLine<T> = serde_json::from_slice(line).with_context(|| format!("bad {what} progress line"))?;
+            let l: ProgressLine<T> =
+                serde_json::from_slice(line).with_context(|| format!("bad {what} progress line"))?;
             match l.step.status.as_str() {
-                "done" => result = Some(l.record.with_context(|| format!("the {what} ended without its result"))?),
+                "done" => {
+                    result = Some(
+                        l.record
+                            .with_context(|| format!("the {what} ended without its result"))?,
+                    )
+                }
                 "error" => {
                     error = Some(
                         l.error
@@ -152,8 +158,12 @@ impl Client {
     }
 
     pub async fn start_container(&self, name_or_id: &str) -> Result<()> {
-        self.done(Method::POST, &format!("/v1/containers/{}/start", seg(name_or_id)), empty())
-            .await
+        self.done(
+            Method::POST,
+            &format!("/v1/containers/{}/start", seg(name_or_id)),
+            empty(),
+        )
+        .await
     }
 
     /// Starts attached: the framed stream.
@@ -171,8 +181,12 @@ impl Client {
 
     pub async fn stop_container(&self, name_or_id: &str, timeout_secs: Option<u64>) -> Result<()> {
         let t = timeout_secs.map(|t| format!("?t={t}")).unwrap_or_default();
-        self.done(Method::POST, &format!("/v1/containers/{}/stop{t}", seg(name_or_id)), empty())
-            .await
+        self.done(
+            Method::POST,
+            &format!("/v1/containers/{}/stop{t}", seg(name_or_id)),
+            empty(),
+        )
+        .await
     }
 
     pub async fn kill_container(&self, name_or_id: &str, signal: &str) -> Result<()> {
@@ -264,7 +278,12 @@ impl Client {
 
     /// A pull's progress stream, NDJSON of `berth_model::Progress`: one
     /// platform (`platform`, else the node's), or every one.
-    pub async fn pull(&self, reference: &str, platform: Option<&str>, all_platforms: bool) -> Result<Response<Incoming>> {
+    pub async fn pull(
+        &self,
+        reference: &str,
+        platform: Option<&str>,
+        all_platforms: bool,
+    ) -> Result<Response<Incoming>> {
         let mut path = format!("/v1/images/pull?ref={}", query_value(reference));
         if let Some(p) = platform {
             path.push_str(&format!("&platform={}", query_value(p)));
@@ -339,8 +358,12 @@ impl Client {
     }
 
     pub async fn unset_repository_collection(&self, prefix: &str) -> Result<()> {
-        self.done(Method::DELETE, &format!("/v1/registry/collections/{}", seg(prefix)), empty())
-            .await
+        self.done(
+            Method::DELETE,
+            &format!("/v1/registry/collections/{}", seg(prefix)),
+            empty(),
+        )
+        .await
     }
 
     /// A registry bearer token for `scope` (`repository:NAME:ACTIONS`).
@@ -601,7 +624,11 @@ impl Client {
     }
 
     /// Downloads and imports OSV exports: `step` sees each step.
-    pub async fn vulndb_update(&self, spec: &VulnDbUpdateSpec, step: impl FnMut(&ScanProgress)) -> Result<VulnDbImport> {
+    pub async fn vulndb_update(
+        &self,
+        spec: &VulnDbUpdateSpec,
+        step: impl FnMut(&ScanProgress),
+    ) -> Result<VulnDbImport> {
         let resp = self.call(Method::POST, "/v1/vulndb/update", json_body(spec)?).await?;
         self.progress(resp, "update", step).await
     }

@@ -56,13 +56,19 @@ impl Engine {
     /// Opens the store, image store and runtime under the data root and
     /// reconciles: re-attaches to live shims, finishes what a crash left.
     pub async fn open(config: Config) -> Result<Arc<Self>, Error> {
-        let runtime =
-            berth_runtime::NodeRuntime::new(&config.data_root, config.exe.clone(), berth_runtime::IdMap::from_system())?;
+        let runtime = berth_runtime::NodeRuntime::new(
+            &config.data_root,
+            config.exe.clone(),
+            berth_runtime::IdMap::from_system(),
+        )?;
         Self::open_with_runtime(config, Arc::new(runtime)).await
     }
 
     /// [`Engine::open`] on a runtime of the caller's (a fake one, in tests).
-    pub async fn open_with_runtime(config: Config, runtime: Arc<dyn berth_runtime::Runtime>) -> Result<Arc<Self>, Error> {
+    pub async fn open_with_runtime(
+        config: Config,
+        runtime: Arc<dyn berth_runtime::Runtime>,
+    ) -> Result<Arc<Self>, Error> {
         std::fs::create_dir_all(&config.data_root).map_err(|e| Error::io(&config.data_root, e))?;
         let store = berth_store::Store::open(&config.data_root.join("berth.redb"))?;
         let state = berth_state::State::open(store.clone())?;

@@ -13,10 +13,10 @@
 //! vulnerability data unless asked: the schedule is off by default
 //! (`--vulndb-update-interval 0`), and an update names its source.
 
+pub use berth_scanner::records::{Downloaded, VulnDbUpdateSpec};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
-pub use berth_scanner::records::{Downloaded, VulnDbUpdateSpec};
 
 use chrono::{DateTime, Utc};
 
@@ -29,8 +29,6 @@ pub const MAX_EXPORT_BYTES: u64 = 4 << 30;
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(3600);
 /// How often a download reports its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-
-
 
 /// One export to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]

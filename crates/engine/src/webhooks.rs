@@ -11,11 +11,11 @@
 //! queued and removed when it is done, so a daemon restart resumes the
 //! ones still waiting (within their retry time).
 
+pub use berth_scanner::records::WebhookState;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-pub use berth_scanner::records::WebhookState;
 
 use berth_store::{Store, Table};
 use hmac::{Hmac, Mac};
@@ -39,7 +39,6 @@ pub const SIGNATURE_HEADER: &str = "x-berth-signature-256";
 const QUEUE_LIMIT: usize = 1024;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LONGEST_WAIT: Duration = Duration::from_secs(60);
-
 
 struct Delivery {
     /// Its key in [`DELIVERIES`].

@@ -72,7 +72,10 @@ impl Daemon {
             if ok(c.as_ref()) {
                 return c;
             }
-            assert!(std::time::Instant::now() < deadline, "{id}: never {what}; last seen {c:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id}: never {what}; last seen {c:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -105,7 +108,8 @@ fn image_archive(dir: &Path) -> PathBuf {
     })
     .to_string();
     let hex = hex::encode(sha2::Sha256::digest(config.as_bytes()));
-    let manifest = serde_json::json!([{"Config": format!("{hex}.json"), "RepoTags": ["app:1"], "Layers": []}]).to_string();
+    let manifest =
+        serde_json::json!([{"Config": format!("{hex}.json"), "RepoTags": ["app:1"], "Layers": []}]).to_string();
     let path = dir.join("app.tar");
     let mut tar = tar::Builder::new(std::fs::File::create(&path).unwrap());
     for (name, bytes) in [(format!("{hex}.json"), config), ("manifest.json".to_string(), manifest)] {
@@ -163,7 +167,9 @@ fn create_start_exit_and_remove() {
 
     fake.exit(&id, 3);
     let c = d
-        .until(&id, "exited", |c| c.is_some_and(|c| c.status.state == ContainerState::Exited))
+        .until(&id, "exited", |c| {
+            c.is_some_and(|c| c.status.state == ContainerState::Exited)
+        })
         .unwrap();
     assert_eq!(c.status.exit_code, Some(3));
     assert_eq!(c.status.pid, None);
@@ -199,11 +205,15 @@ fn restart_policies_follow_the_exit_code_and_the_user() {
     start(&d, &flaky);
     for starts in 2..=3 {
         fake.exit(&flaky, 1);
-        d.until(&flaky, "restarted", |_| fake.starts(&flaky) == starts && fake.running(&flaky));
+        d.until(&flaky, "restarted", |_| {
+            fake.starts(&flaky) == starts && fake.running(&flaky)
+        });
     }
     fake.exit(&flaky, 1);
     let c = d
-        .until(&flaky, "left exited", |c| c.is_some_and(|c| c.status.state == ContainerState::Exited))
+        .until(&flaky, "left exited", |c| {
+            c.is_some_and(|c| c.status.state == ContainerState::Exited)
+        })
         .unwrap();
     assert_eq!(c.status.restart_count, 2);
     assert_eq!(c.status.exit_code, Some(1));
@@ -214,7 +224,9 @@ fn restart_policies_follow_the_exit_code_and_the_user() {
     let clean = create(&d, "clean", RestartPolicy::OnFailure { max_retries: 5 }, false);
     start(&d, &clean);
     fake.exit(&clean, 0);
-    d.until(&clean, "exited", |c| c.is_some_and(|c| c.status.state == ContainerState::Exited));
+    d.until(&clean, "exited", |c| {
+        c.is_some_and(|c| c.status.state == ContainerState::Exited)
+    });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(fake.starts(&clean), 1);
 
@@ -222,7 +234,9 @@ fn restart_policies_follow_the_exit_code_and_the_user() {
     let always = create(&d, "always", RestartPolicy::Always, false);
     start(&d, &always);
     fake.exit(&always, 0);
-    d.until(&always, "restarted", |_| fake.starts(&always) == 2 && fake.running(&always));
+    d.until(&always, "restarted", |_| {
+        fake.starts(&always) == 2 && fake.running(&always)
+    });
     let engine = d.engine().clone();
     d.run(engine.stop(&always, Some(5))).unwrap();
     let c = d.state(&always).unwrap();
@@ -240,7 +254,9 @@ fn restart_policies_follow_the_exit_code_and_the_user() {
     assert!(fake.running(&killed));
     d.run(engine.kill(&killed, "KILL")).unwrap();
     let c = d
-        .until(&killed, "exited", |c| c.is_some_and(|c| c.status.state == ContainerState::Exited))
+        .until(&killed, "exited", |c| {
+            c.is_some_and(|c| c.status.state == ContainerState::Exited)
+        })
         .unwrap();
     assert_eq!(c.status.exit_code, Some(128 + libc::SIGKILL));
     assert_eq!(fake.signals(&killed), [libc::SIGUSR1, libc::SIGKILL]);
@@ -301,7 +317,10 @@ fn auto_remove_and_failed_starts_leave_nothing_behind() {
         .unwrap_err();
     assert!(err.to_string().contains("/bin/missing"), "{err}");
     assert!(d.state("nothing").is_none());
-    assert_eq!(std::fs::read_dir(dir.path().join("containers")).unwrap().count(), before);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("containers")).unwrap().count(),
+        before
+    );
     d.stop();
 }
 
@@ -334,7 +353,9 @@ fn reconcile_after_the_daemon_was_down() {
     assert_eq!(d.state(&lives).unwrap().status.state, ContainerState::Running);
     fake.exit(&lives, 4);
     let c = d
-        .until(&lives, "exited", |c| c.is_some_and(|c| c.status.state == ContainerState::Exited))
+        .until(&lives, "exited", |c| {
+            c.is_some_and(|c| c.status.state == ContainerState::Exited)
+        })
         .unwrap();
     assert_eq!(c.status.exit_code, Some(4));
     // Exited meanwhile: the exit code the runtime kept.

@@ -15,7 +15,8 @@
 //! - signing: [`Change`], [`next_targets`], [`pending_file`],
 //!   [`valid_signatures`], [`next_snapshot`];
 //! - verification: [`View`] (verified trust data of one GUN),
-//!   [`verify_attached`].
+//!   [`verify_attached`]; [`Inspection`], `berth trust inspect`'s
+//!   document of a view (Docker's `trust inspect` shape).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -682,5 +683,127 @@ mod tests {
         assert!(targets.targets.contains_key("v1"));
         Change::Remove("v1".into()).apply(&mut targets);
         assert!(targets.targets.is_empty());
+    }
+}
+
+/// `berth trust inspect`'s document of one repository: Docker's `trust
+/// inspect` shape, plus signer thresholds and the roles that did not verify.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Inspection {
+    pub name: String,
+    /// `trust server` or `registry` (trust data attached to the image).
+    pub verified_from: String,
+    pub signed_tags: Vec<SignedTag>,
+    pub signers: Vec<SignerKeys>,
+    pub administrative_keys: Vec<SignerKeys>,
+    pub untrusted_roles: Vec<UntrustedRole>,
+}
+
+/// A tag, the digest it is signed for, and who signed it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SignedTag {
+    pub signed_tag: String,
+    pub digest: String,
+    pub signers: Vec<String>,
+}
+
+/// A signer (or an administrative role) and its keys.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SignerKeys {
+    pub name: String,
+    pub keys: Vec<KeyId>,
+    /// Signatures needed; administrative roles leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct KeyId {
+    #[serde(rename = "ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntrustedRole {
+    pub role: String,
+    pub reason: String,
+}
+
+impl View {
+    /// What `trust inspect` shows of this view; only `tag` when given.
+    pub fn inspect(&self, tag: Option<&str>) -> Inspection {
+        let signer_name = |role: &RoleName| match role {
+            RoleName::Targets => "Repo Admin".to_string(),
+            other => other.as_str().trim_start_matches("targets/").to_string(),
+        };
+        let mut tags: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for (role, keys, targets) in &self.roles {
+            for (name, meta) in &targets.targets {
+                if tag.is_some_and(|t| t != name) || !keys.allows_target(name) {
+                    continue;
+                }
+                let entry = tags
+                    .entry((name.clone(), meta.sha256_hex().unwrap_or_default()))
+                    .or_default();
+                if role.as_str() != "targets/releases" {
+                    entry.insert(signer_name(role));
+                }
+            }
+        }
+        let key_ids = |ids: &[String]| ids.iter().map(|id| KeyId { id: id.clone() }).collect::<Vec<_>>();
+        let mut signers = Vec::new();
+        if let Some((_, _, top)) = self.roles.iter().find(|(r, _, _)| *r == RoleName::Targets) {
+            for d in &top.delegations.roles {
+                if d.name == "targets/releases" {
+                    continue;
+                }
+                signers.push(SignerKeys {
+                    name: d.name.trim_start_matches("targets/").to_string(),
+                    keys: key_ids(&d.keyids),
+                    threshold: Some(d.threshold),
+                });
+            }
+        }
+        let admin = |name: &str, role: &str| SignerKeys {
+            name: name.to_string(),
+            keys: self
+                .root
+                .roles
+                .get(role)
+                .map(|r| key_ids(&r.keyids))
+                .unwrap_or_default(),
+            threshold: None,
+        };
+        Inspection {
+            name: self.gun.clone(),
+            verified_from: self.source.to_string(),
+            signed_tags: tags
+                .into_iter()
+                .map(|((signed_tag, digest), signers)| SignedTag {
+                    signed_tag,
+                    digest,
+                    signers: signers.into_iter().collect(),
+                })
+                .collect(),
+            signers,
+            administrative_keys: vec![
+                admin("Root", "root"),
+                admin("Repository", "targets"),
+                admin("Snapshot", "snapshot"),
+                admin("Timestamp", "timestamp"),
+            ],
+            untrusted_roles: self
+                .invalid
+                .iter()
+                .map(|(r, e)| UntrustedRole {
+                    role: r.as_str().to_string(),
+                    reason: e.clone(),
+                })
+                .collect(),
+        }
     }
 }

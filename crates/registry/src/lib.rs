@@ -31,11 +31,11 @@ mod names;
 pub mod token;
 mod upload;
 
+pub use berth_model::GcReport;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
-pub use berth_model::GcReport;
 
 use berth_image::{ImageStore, BLOB_HOLDS};
 use berth_store::{Store, Table, Txn};
@@ -112,7 +112,6 @@ pub struct BlobInfo {
     pub path: PathBuf,
     pub size: u64,
 }
-
 
 /// The registry of this node. Cheap to clone; clones share state.
 #[derive(Clone)]

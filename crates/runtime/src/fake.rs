@@ -85,7 +85,8 @@ impl FakeRuntime {
 
     /// A file every container root gets (`path` absolute inside the root).
     pub fn with_file(mut self, path: &str, mode: u32, contents: &[u8]) -> Self {
-        self.files.push((path.trim_start_matches('/').to_string(), mode, contents.to_vec()));
+        self.files
+            .push((path.trim_start_matches('/').to_string(), mode, contents.to_vec()));
         self
     }
 
@@ -134,7 +135,11 @@ impl FakeRuntime {
 
     /// The signals sent to the container, in order.
     pub fn signals(&self, id: &str) -> Vec<i32> {
-        self.state().by_id.get(id).map(|f| f.signals.clone()).unwrap_or_default()
+        self.state()
+            .by_id
+            .get(id)
+            .map(|f| f.signals.clone())
+            .unwrap_or_default()
     }
 
     /// Whether the container's root is mounted.
@@ -236,7 +241,13 @@ impl Runtime for FakeRuntime {
         self.dir(id).join(crate::shim::LOG_FILE)
     }
 
-    fn mount_rootfs(&self, id: &str, lower_dirs: &[PathBuf], _owner: (u32, u32), _idmap: bool) -> Result<PathBuf, Error> {
+    fn mount_rootfs(
+        &self,
+        id: &str,
+        lower_dirs: &[PathBuf],
+        _owner: (u32, u32),
+        _idmap: bool,
+    ) -> Result<PathBuf, Error> {
         let rootfs = self.rootfs(id);
         // Lowest layer first, as overlayfs stacks them (the first is the top).
         for lower in lower_dirs.iter().rev() {

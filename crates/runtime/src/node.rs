@@ -197,7 +197,6 @@ impl crate::Runtime for NodeRuntime {
         self.idmap
     }
 
-
     fn rootfs(&self, id: &str) -> PathBuf {
         self.dir(id).join("rootfs")
     }
@@ -251,13 +250,7 @@ impl crate::Runtime for NodeRuntime {
     /// container root, which must own the writable layer's top directory.
     /// With `idmap`, every lower layer is first mounted id-mapped to the
     /// daemon's range under `<dir>/lower/<n>`.
-    fn mount_rootfs(
-        &self,
-        id: &str,
-        lower_dirs: &[PathBuf],
-        owner: (u32, u32),
-        idmap: bool,
-    ) -> Result<PathBuf, Error> {
+    fn mount_rootfs(&self, id: &str, lower_dirs: &[PathBuf], owner: (u32, u32), idmap: bool) -> Result<PathBuf, Error> {
         let dir = self.dir(id);
         let (rootfs, upper, work) = (dir.join("rootfs"), dir.join("upper"), dir.join("work"));
         for d in [&dir, &rootfs, &upper, &work] {
@@ -385,7 +378,8 @@ impl crate::Runtime for NodeRuntime {
                 self.delete_runtime_state(id);
             }
             let dir = self.dir(id);
-            let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|e| Error::io(dir.join("shim.log"), e))?;
+            let shim_log =
+                std::fs::File::create(dir.join("shim.log")).map_err(|e| Error::io(dir.join("shim.log"), e))?;
             let args = shim::ShimArgs {
                 id: id.to_string(),
                 root: self.root.clone(),
@@ -495,22 +489,16 @@ impl crate::Runtime for NodeRuntime {
     }
 
     fn kill<'a>(&'a self, id: &'a str, signal: i32) -> crate::Pending<'a, ()> {
-        Box::pin(async move {
-            self.request(id, &Request::Kill { signal }).await.map(|_| ())
-        })
+        Box::pin(async move { self.request(id, &Request::Kill { signal }).await.map(|_| ()) })
     }
 
     fn resize<'a>(&'a self, id: &'a str, cols: u16, rows: u16) -> crate::Pending<'a, ()> {
-        Box::pin(async move {
-            self.request(id, &Request::Resize { cols, rows }).await.map(|_| ())
-        })
+        Box::pin(async move { self.request(id, &Request::Resize { cols, rows }).await.map(|_| ()) })
     }
 
     /// A framed stream of the container's output (and input when `stdin`).
     fn attach<'a>(&'a self, id: &'a str, stdin: bool) -> crate::Pending<'a, crate::Stream> {
-        Box::pin(async move {
-            self.request(id, &Request::Attach { stdin }).await.map(|(_, s)| s)
-        })
+        Box::pin(async move { self.request(id, &Request::Attach { stdin }).await.map(|(_, s)| s) })
     }
 
     /// Attaches and starts in one request; the init pid and the stream.
@@ -523,9 +511,7 @@ impl crate::Runtime for NodeRuntime {
 
     /// Whether a shim is answering for this container.
     fn shim_alive<'a>(&'a self, id: &'a str) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
-        Box::pin(async move {
-            UnixStream::connect(self.shim_socket(id)).await.is_ok()
-        })
+        Box::pin(async move { UnixStream::connect(self.shim_socket(id)).await.is_ok() })
     }
 
     fn exit_record(&self, id: &str) -> Option<shim::ExitRecord> {

@@ -6,10 +6,10 @@
 
 use anyhow::{bail, Context, Result};
 
-use berth_client::Client;
-use berth_model::access::{DirectoryTest, NewGrant, NewRole, NewTeam, NewToken, NewUser};
 use berth_auth::directory::{Directory, DirectoryGroup, SyncReport};
 use berth_auth::ldap::{DirectoryConfig, TeamSync};
+use berth_client::Client;
+use berth_model::access::{DirectoryTest, NewGrant, NewRole, NewTeam, NewToken, NewUser};
 
 use crate::cli::table;
 
@@ -387,11 +387,7 @@ pub async fn role(client: &Client, a: RoleArgs) -> Result<i32> {
             }
             let mut rows = vec![vec!["NAME".into(), "BUILT-IN".into(), "PERMISSIONS".into()]];
             for r in list {
-                let perms: Vec<String> = r
-                    .permissions
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
+                let perms: Vec<String> = r.permissions.iter().map(ToString::to_string).collect();
                 rows.push(vec![r.name, r.builtin.to_string(), perms.join(" ")]);
             }
             table(&rows);
@@ -912,9 +908,7 @@ pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
             password_stdin,
         } => {
             let password = if password_stdin { Some(password(true)?.0) } else { None };
-            let found = client
-                .test_directory(&name, &DirectoryTest { user, password })
-                .await?;
+            let found = client.test_directory(&name, &DirectoryTest { user, password }).await?;
             println!("user:      {}", found.username);
             println!("dn:        {}", found.dn);
             if let Some(email) = &found.email {

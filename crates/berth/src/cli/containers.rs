@@ -248,8 +248,7 @@ pub async fn start(client: &Client, a: StartArgs) -> Result<i32> {
         let _ = client.wait_container(&c.id, false).await;
         return Ok(code);
     }
-    each(&a.containers, |id| async move { client.start_container(&id).await })
-        .await
+    each(&a.containers, |id| async move { client.start_container(&id).await }).await
 }
 
 /// Runs `f` for each name, printing the name on success and the error on
@@ -400,8 +399,11 @@ pub struct StopArgs {
 }
 
 pub async fn stop(client: &Client, a: StopArgs) -> Result<i32> {
-    each(&a.containers, |id| async move { client.stop_container(&id, a.time).await })
-        .await
+    each(
+        &a.containers,
+        |id| async move { client.stop_container(&id, a.time).await },
+    )
+    .await
 }
 
 #[derive(clap::Args)]
@@ -414,8 +416,11 @@ pub struct KillArgs {
 
 pub async fn kill(client: &Client, a: KillArgs) -> Result<i32> {
     let signal = a.signal.as_str();
-    each(&a.containers, |id| async move { client.kill_container(&id, signal).await })
-        .await
+    each(
+        &a.containers,
+        |id| async move { client.kill_container(&id, signal).await },
+    )
+    .await
 }
 
 #[derive(clap::Args)]
@@ -428,8 +433,10 @@ pub struct RmArgs {
 }
 
 pub async fn rm(client: &Client, a: RmArgs) -> Result<i32> {
-    each(&a.containers, |id| async move { client.remove_container(&id, a.force).await })
-        .await
+    each(&a.containers, |id| async move {
+        client.remove_container(&id, a.force).await
+    })
+    .await
 }
 
 #[derive(clap::Args)]

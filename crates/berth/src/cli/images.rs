@@ -3,13 +3,12 @@
 
 use anyhow::{bail, Context, Result};
 use http_body_util::BodyExt;
-use hyper::Method;
 use tokio::io::AsyncWriteExt;
 
 use berth_model::{units, Image, Progress};
 
 use crate::cli::{ago, table};
-use berth_client::{empty, file_body, ndjson_lines, query_value, Client, ExitError};
+use berth_client::{file_body, ndjson_lines, Client, ExitError};
 
 #[derive(clap::Args)]
 pub struct ImageArgs {
@@ -212,17 +211,7 @@ pub async fn list(client: &Client, a: ListArgs) -> Result<i32> {
 }
 
 pub async fn tag(client: &Client, a: TagArgs) -> Result<i32> {
-    client
-        .call(
-            Method::POST,
-            &format!(
-                "/v1/images/tag?source={}&target={}",
-                query_value(&a.source),
-                query_value(&a.target)
-            ),
-            empty(),
-        )
-        .await?;
+    client.tag_image(&a.source, &a.target).await?;
     Ok(0)
 }
 
@@ -348,9 +337,7 @@ pub async fn pull(client: &Client, mut a: PullArgs) -> Result<i32> {
         }
         false => None,
     };
-    let resp = client
-        .pull(&a.image, a.platform.as_deref(), a.all_platforms)
-        .await?;
+    let resp = client.pull(&a.image, a.platform.as_deref(), a.all_platforms).await?;
     if let Some(e) = show_progress(resp, a.quiet).await? {
         return Err(ExitError(1, e).into());
     }

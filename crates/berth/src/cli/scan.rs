@@ -12,13 +12,16 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
+use berth_client::PluginAction;
 use berth_engine::scan::{ScanRecord, ScanRecordSummary, SignedPayload, SignedScanRecord, VulnDbImport, VulnDbStatus};
+use berth_engine::vulndb_update::VulnDbUpdateSpec;
+use berth_model::{PluginInstall, PluginView};
+use berth_scanner::records::ScanSpec;
 use berth_scanner::report::{self, ScanReport, SeverityFilter};
 use berth_scanner::Severity;
-use hyper::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use berth_client::{empty, file_body, json_body, ndjson_lines, query_value, Client, ExitError};
+use berth_client::{file_body, Client, ExitError};
 
 /// Parses `30s`, `500ms`, `2m`, `1h`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -193,17 +196,16 @@ async fn scan_run(client: &Client, a: ScanRunArgs) -> Result<i32> {
                 .collect(),
         ),
     };
-    let spec = json!({
-        "image": image,
-        "checks": checks,
-        "deny_licenses": a.deny_license,
-        "ignore": ignore,
-        "ignore_name": ignore_name,
-        "test": a.test,
-        "test_healthcheck": a.test_healthcheck,
-        "test_timeout_secs": a.test_timeout.as_secs().max(1),
-    });
-    let resp = client.call(Method::POST, "/v1/scans", json_body(&spec)?).await?;
+    let spec = ScanSpec {
+        image,
+        checks,
+        deny_licenses: a.deny_license.clone(),
+        ignore,
+        ignore_name,
+        test: a.test.clone(),
+        test_healthcheck: a.test_healthcheck,
+        test_timeout_secs: Some(a.test_timeout.as_secs().max(1)),
+    };
     let bar = indicatif::ProgressBar::new_spinner();
     if a.quiet || !std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -211,45 +213,31 @@ async fn scan_run(client: &Client, a: ScanRunArgs) -> Result<i32> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         bar.enable_steady_tick(Duration::from_millis(120));
     }
-    let mut record: Option<SignedScanRecord> = None;
-    let mut error: Option<String> = None;
     let mut warnings = Vec::new();
-    ndjson_lines(resp, |line| {
-        let v: Value = serde_json::from_slice(line).context("bad progress line")?;
-        let status = v["status"].as_str().unwrap_or_default();
-        match status {
-            "done" => record = Some(serde_json::from_value(v["record"].clone()).context("bad scan record")?),
-            "error" => error = Some(v["error"]["message"].as_str().unwrap_or("scan failed").to_string()),
-            "warning" => warnings.push(v["message"].as_str().unwrap_or_default().to_string()),
+    let scanned = client
+        .scan(&spec, |step| match step.status.as_str() {
+            "warning" => warnings.push(step.message.clone().unwrap_or_default()),
             phase => {
-                let counts = match (v["current"].as_u64(), v["total"].as_u64()) {
+                let counts = match (step.current, step.total) {
                     (Some(c), Some(t)) => format!(" {c}/{t}"),
                     _ => String::new(),
                 };
-                let what = v["id"]
-                    .as_str()
-                    .or(v["message"].as_str())
+                let what = step
+                    .id
+                    .as_deref()
+                    .or(step.message.as_deref())
                     .map(|s| format!(" {}", short(s)))
                     .unwrap_or_default();
-                let cached = if v["cached"].as_bool() == Some(true) {
-                    " (cached)"
-                } else {
-                    ""
-                };
+                let cached = if step.cached { " (cached)" } else { "" };
                 bar.set_message(format!("{phase}{counts}{what}{cached}"));
             }
-        }
-        Ok(())
-    })
-    .await?;
+        })
+        .await;
     bar.finish_and_clear();
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }
-    if let Some(e) = error {
-        return Err(ExitError(1, e).into());
-    }
-    let signed = record.context("the daemon ended the scan without a record")?;
+    let signed = scanned?;
     let record = signed.record().map_err(|e| anyhow!(e))?;
     let rendered = render(&record.report, a.format, &filter)?;
     match &a.output {
@@ -326,12 +314,8 @@ fn short(s: &str) -> &str {
 }
 
 async fn webhooks_ls(client: &Client, format: &str) -> Result<i32> {
-    let hooks: Vec<Value> = client.get("/v1/scans/webhooks").await?;
-    let text = |v: &Value| match v {
-        Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+    let hooks = client.scan_webhooks().await?;
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     match format {
         "json" => println!("{}", serde_json::to_string_pretty(&hooks)?),
         "table" => {
@@ -350,23 +334,18 @@ async fn webhooks_ls(client: &Client, format: &str) -> Result<i32> {
             .map(String::from)
             .to_vec()];
             for h in &hooks {
-                rows.push(
-                    [
-                        "id",
-                        "target",
-                        "state",
-                        "pending",
-                        "delivered",
-                        "failed",
-                        "attempts",
-                        "lastAttempt",
-                        "lastResult",
-                        "secretFile",
-                    ]
-                    .iter()
-                    .map(|k| text(&h[*k]))
-                    .collect(),
-                );
+                rows.push(vec![
+                    h.id.clone(),
+                    h.target.clone(),
+                    h.state.clone(),
+                    h.pending.to_string(),
+                    h.delivered.to_string(),
+                    h.failed.to_string(),
+                    h.attempts.to_string(),
+                    or_dash(&h.last_attempt),
+                    or_dash(&h.last_result),
+                    h.secret_file.clone(),
+                ]);
             }
             super::table(&rows);
         }
@@ -376,11 +355,7 @@ async fn webhooks_ls(client: &Client, format: &str) -> Result<i32> {
 }
 
 async fn scan_ls(client: &Client, a: ScanLsArgs) -> Result<i32> {
-    let path = match &a.image {
-        Some(image) => format!("/v1/scans?image={}", query_value(image)),
-        None => "/v1/scans".to_string(),
-    };
-    let records: Vec<ScanRecordSummary> = client.get(&path).await?;
+    let records: Vec<ScanRecordSummary> = client.scan_records(a.image.as_deref()).await?;
     match a.format.as_str() {
         "json" => println!("{}", serde_json::to_string_pretty(&records)?),
         "table" => {
@@ -415,15 +390,20 @@ async fn scan_ls(client: &Client, a: ScanLsArgs) -> Result<i32> {
 }
 
 /// The signed record with its payload also shown parsed.
-fn record_document(signed: &SignedScanRecord) -> Result<Value> {
+#[derive(serde::Serialize)]
+struct RecordDocument<'a> {
+    #[serde(flatten)]
+    signed: &'a SignedScanRecord,
+    record: ScanRecord,
+}
+
+fn record_document(signed: &SignedScanRecord) -> Result<RecordDocument<'_>> {
     let record: ScanRecord = signed.record().map_err(|e| anyhow!(e))?;
-    let mut doc = serde_json::to_value(signed)?;
-    doc["record"] = serde_json::to_value(&record)?;
-    Ok(doc)
+    Ok(RecordDocument { signed, record })
 }
 
 async fn scan_inspect(client: &Client, a: ScanInspectArgs) -> Result<i32> {
-    let signed: SignedScanRecord = client.get(&format!("/v1/scans/{}", query_value(&a.id))).await?;
+    let signed: SignedScanRecord = client.scan_record(&a.id).await?;
     println!("{}", serde_json::to_string_pretty(&record_document(&signed)?)?);
     Ok(0)
 }
@@ -435,7 +415,7 @@ async fn scan_verify(client: &Client, a: ScanVerifyArgs) -> Result<i32> {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
             serde_json::from_str(&text).with_context(|| format!("{} is not a scan record", file.display()))?
         }
-        (Some(id), None) => client.get(&format!("/v1/scans/{}", query_value(id))).await?,
+        (Some(id), None) => client.scan_record(id).await?,
         (None, None) => bail!("verify needs a record id or --file"),
     };
     let mut ca_error = None;
@@ -522,7 +502,7 @@ pub async fn vulndb(client: &Client, host: &str, a: VulndbArgs) -> Result<i32> {
         VulndbCommand::Import(i) => vulndb_import(client, host, i).await,
         VulndbCommand::Update(u) => vulndb_update(client, u).await,
         VulndbCommand::Status(s) => {
-            let status: VulnDbStatus = client.get("/v1/vulndb").await?;
+            let status: VulnDbStatus = client.vulndb_status().await?;
             match s.format.as_str() {
                 "json" => println!("{}", serde_json::to_string_pretty(&status)?),
                 "table" => print_status(&status),
@@ -556,14 +536,8 @@ async fn vulndb_import(client: &Client, host: &str, a: VulndbImportArgs) -> Resu
     let path = std::path::absolute(&a.path).with_context(|| format!("resolving {}", a.path.display()))?;
     let meta = std::fs::metadata(&path).with_context(|| format!("{}", path.display()))?;
     let local = host.starts_with("unix://") || host.starts_with('/');
-    let resp = if local {
-        client
-            .call(
-                Method::POST,
-                &format!("/v1/vulndb/import?path={}", query_value(&path.to_string_lossy())),
-                empty(),
-            )
-            .await?
+    let done = if local {
+        client.vulndb_import_path(&path.to_string_lossy()).await?
     } else {
         if meta.is_dir() {
             bail!(
@@ -578,17 +552,8 @@ async fn vulndb_import(client: &Client, host: &str, a: VulndbImportArgs) -> Resu
         let file = tokio::fs::File::open(&path)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
-        client
-            .call(
-                Method::POST,
-                &format!("/v1/vulndb/import?name={}", query_value(&name)),
-                file_body(file),
-            )
-            .await?
+        client.vulndb_import(&name, file_body(file)).await?
     };
-    let bytes = http_body_util::BodyExt::collect(resp.into_body()).await?.to_bytes();
-    let done: VulnDbImport =
-        serde_json::from_slice(&bytes).context("daemon answered the import with unexpected JSON")?;
     print_import(&done, &a.format)
 }
 
@@ -598,10 +563,10 @@ async fn vulndb_update(client: &Client, a: VulndbUpdateArgs) -> Result<i32> {
     if !matches!(a.format.as_str(), "table" | "json") {
         bail!("unknown --format {:?} (use table or json)", a.format);
     }
-    let spec = json!({"ecosystems": a.ecosystems, "source": a.source});
-    let resp = client
-        .call(Method::POST, "/v1/vulndb/update", json_body(&spec)?)
-        .await?;
+    let spec = VulnDbUpdateSpec {
+        ecosystems: a.ecosystems.clone(),
+        source: a.source.clone(),
+    };
     let bar = indicatif::ProgressBar::new_spinner();
     if a.quiet || !std::io::stderr().is_terminal() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -609,38 +574,27 @@ async fn vulndb_update(client: &Client, a: VulndbUpdateArgs) -> Result<i32> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         bar.enable_steady_tick(Duration::from_millis(120));
     }
-    let mut done: Option<VulnDbImport> = None;
-    let mut error: Option<String> = None;
-    ndjson_lines(resp, |line| {
-        let v: Value = serde_json::from_slice(line).context("bad progress line")?;
-        match v["status"].as_str().unwrap_or_default() {
-            "done" => done = Some(serde_json::from_value(v["result"].clone()).context("bad update result")?),
-            "error" => {
-                error = Some(
-                    v["error"]["message"]
-                        .as_str()
-                        .unwrap_or("the update failed")
-                        .to_string(),
-                )
-            }
-            phase => {
-                let what = v["id"].as_str().unwrap_or_default();
-                let size = match (v["current"].as_u64(), v["total"].as_u64()) {
-                    (Some(c), Some(t)) => format!(" {}/{}", megabytes(c), megabytes(t)),
-                    (Some(c), None) => format!(" {}", megabytes(c)),
-                    _ => String::new(),
-                };
-                bar.set_message(format!("{phase} {what}{size}"));
-            }
-        }
-        Ok(())
-    })
-    .await?;
+    let updated = client
+        .vulndb_update(&spec, |step| {
+            let what = step.id.as_deref().unwrap_or_default();
+            let size = match (step.current, step.total) {
+                (Some(c), Some(t)) => format!(" {}/{}", megabytes(c as u64), megabytes(t as u64)),
+                (Some(c), None) => format!(" {}", megabytes(c as u64)),
+                _ => String::new(),
+            };
+            bar.set_message(format!("{} {what}{size}", step.status));
+        })
+        .await;
     bar.finish_and_clear();
-    if let Some(e) = error {
-        return Err(ExitError(1, format!("{e} (the vulnerability database is unchanged)")).into());
-    }
-    let done = done.context("the daemon ended the update without a result")?;
+    let done = match updated {
+        Err(e) => match e.downcast::<ExitError>() {
+            Ok(ExitError(code, message)) => {
+                return Err(ExitError(code, format!("{message} (the vulnerability database is unchanged)")).into())
+            }
+            Err(e) => return Err(e),
+        },
+        Ok(done) => done,
+    };
     print_import(&done, &a.format)
 }
 
@@ -744,7 +698,7 @@ pub async fn plugin(client: &Client, a: PluginArgs) -> Result<i32> {
     match a.command {
         PluginCommand::Install(i) => plugin_install(client, i).await,
         PluginCommand::Ls(l) => {
-            let plugins: Vec<Value> = client.get("/v1/plugins").await?;
+            let plugins = client.plugins().await?;
             match l.format.as_str() {
                 "json" => println!("{}", serde_json::to_string_pretty(&plugins)?),
                 "table" => {
@@ -758,15 +712,14 @@ pub async fn plugin(client: &Client, a: PluginArgs) -> Result<i32> {
                         "DESCRIPTION".to_string(),
                     ]];
                     for p in &plugins {
-                        let s = |k: &str| p[k].as_str().unwrap_or_default().to_string();
                         rows.push(vec![
-                            s("name"),
-                            s("version"),
-                            format!("{}@{}", s("world"), s("world_version")),
-                            p["enabled"].as_bool().unwrap_or(false).to_string(),
-                            p["builtin"].as_bool().unwrap_or(false).to_string(),
-                            short(&s("digest")).to_string(),
-                            s("description"),
+                            p.name.clone(),
+                            p.version.clone(),
+                            format!("{}@{}", p.world, p.world_version),
+                            p.enabled.to_string(),
+                            p.builtin.to_string(),
+                            short(&p.digest).to_string(),
+                            p.description.clone(),
                         ]);
                     }
                     super::table(&rows);
@@ -776,50 +729,24 @@ pub async fn plugin(client: &Client, a: PluginArgs) -> Result<i32> {
             Ok(0)
         }
         PluginCommand::Inspect(n) => {
-            let info: Value = client.get(&plugin_path(&n.name, "", n.version.as_deref())).await?;
+            let info = client.plugin(&n.name, n.version.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(0)
         }
-        PluginCommand::Enable(n) => plugin_change(client, Method::POST, &n, "/enable", "Enabled").await,
-        PluginCommand::Disable(n) => plugin_change(client, Method::POST, &n, "/disable", "Disabled").await,
-        PluginCommand::Rm(n) => plugin_change(client, Method::DELETE, &n, "", "Removed").await,
+        PluginCommand::Enable(n) => plugin_change(client, &n, PluginAction::Enable, "Enabled").await,
+        PluginCommand::Disable(n) => plugin_change(client, &n, PluginAction::Disable, "Disabled").await,
+        PluginCommand::Rm(n) => plugin_change(client, &n, PluginAction::Remove, "Removed").await,
         PluginCommand::Push(p) => {
-            let mut path = format!(
-                "/v1/plugins/{}/push?ref={}",
-                query_value(&p.name),
-                query_value(&p.reference)
-            );
-            if let Some(v) = &p.version {
-                path.push_str(&format!("&version={}", query_value(v)));
-            }
-            let pushed: Value = client.json(Method::POST, &path, empty()).await?;
-            println!(
-                "{}: digest: {}",
-                p.reference,
-                pushed["digest"].as_str().unwrap_or_default()
-            );
+            let pushed = client.push_plugin(&p.name, p.version.as_deref(), &p.reference).await?;
+            println!("{}: digest: {}", p.reference, pushed.digest);
             Ok(0)
         }
     }
 }
 
-fn plugin_path(name: &str, action: &str, version: Option<&str>) -> String {
-    let mut path = format!("/v1/plugins/{}{action}", query_value(name));
-    if let Some(v) = version {
-        path.push_str(&format!("?version={}", query_value(v)));
-    }
-    path
-}
-
-async fn plugin_change(client: &Client, method: Method, n: &PluginNameArgs, action: &str, done: &str) -> Result<i32> {
-    let info: Value = client
-        .json(method, &plugin_path(&n.name, action, n.version.as_deref()), empty())
-        .await?;
-    println!(
-        "{done} {} {}",
-        info["name"].as_str().unwrap_or_default(),
-        info["version"].as_str().unwrap_or_default()
-    );
+async fn plugin_change(client: &Client, n: &PluginNameArgs, action: PluginAction, done: &str) -> Result<i32> {
+    let info = client.plugin_action(&n.name, n.version.as_deref(), action).await?;
+    println!("{done} {} {}", info.name, info.version);
     Ok(0)
 }
 
@@ -854,7 +781,7 @@ fn read_plugin_files(source: &Path) -> Result<(Value, Vec<u8>)> {
 async fn plugin_install(client: &Client, a: PluginInstallArgs) -> Result<i32> {
     let trust = crate::cli::trust::content_trust_enabled();
     let local = Path::new(&a.source);
-    let info: Value = if local.exists() {
+    let info: PluginView = if local.exists() {
         if trust {
             bail!(
                 "content trust is on (BERTH_CONTENT_TRUST=1): {} is a local file with no signature; install a signed plugin from a registry reference instead",
@@ -862,42 +789,32 @@ async fn plugin_install(client: &Client, a: PluginInstallArgs) -> Result<i32> {
             );
         }
         let (manifest, wasm) = read_plugin_files(local)?;
-        let body = json!({
-            "manifest": manifest,
-            "wasm": base64::engine::general_purpose::STANDARD.encode(&wasm),
-        });
-        client.json(Method::POST, "/v1/plugins", json_body(&body)?).await?
+        client
+            .install_plugin(&PluginInstall {
+                manifest,
+                wasm: base64::engine::general_purpose::STANDARD.encode(&wasm),
+            })
+            .await?
+    } else if trust {
+        // Only the digest the signed trust data names is installed.
+        let (by_digest, _) = crate::cli::trust::trusted_reference(client, &a.source).await?;
+        let digest = by_digest
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default();
+        client.pull_plugin(&by_digest, Some(&digest)).await?
     } else {
-        let path = if trust {
-            // Only the digest the signed trust data names is installed.
-            let (by_digest, _) = crate::cli::trust::trusted_reference(client, &a.source).await?;
-            let digest = by_digest
-                .rsplit_once('@')
-                .map(|(_, d)| d.to_string())
-                .unwrap_or_default();
-            format!(
-                "/v1/plugins/pull?ref={}&digest={}",
-                query_value(&by_digest),
-                query_value(&digest)
-            )
-        } else {
-            if berth_model::Reference::parse(&a.source).is_err() {
-                bail!("{}: no such file or directory, and not a registry reference", a.source);
-            }
-            format!("/v1/plugins/pull?ref={}", query_value(&a.source))
-        };
-        client.json(Method::POST, &path, empty()).await?
+        if berth_model::Reference::parse(&a.source).is_err() {
+            bail!("{}: no such file or directory, and not a registry reference", a.source);
+        }
+        client.pull_plugin(&a.source, None).await?
     };
     println!(
         "Installed {} {} ({}{})",
-        info["name"].as_str().unwrap_or_default(),
-        info["version"].as_str().unwrap_or_default(),
-        short(info["digest"].as_str().unwrap_or_default()),
-        if info["enabled"].as_bool() == Some(true) {
-            ", enabled"
-        } else {
-            ""
-        }
+        info.name,
+        info.version,
+        short(&info.digest),
+        if info.enabled { ", enabled" } else { "" }
     );
     Ok(0)
 }

@@ -43,7 +43,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
-use berth_model::{Image, Reference};
+use berth_model::Reference;
 use berth_notary::builder::{self, RepoEditor};
 use berth_notary::client::{self as tuf, ClientError, FetchError, TrustedRepo};
 use berth_notary::crypto::{self, SoftwareSigner};
@@ -57,7 +57,8 @@ use berth_notary::repo::{self, TrustPinning};
 use berth_notary::workflow::{
     add_signer, describe_cka_id, describe_location, next_snapshot, next_targets, normalize_gun, passphrase_class,
     pending_file, preferred_key, public_key_from_pem, public_key_pem, publish_keys, remove_signer, role_keys,
-    roles_to_sign, signer_role, slot_cka_id, token_selector, valid_signatures, verify_attached, Change, View,
+    roles_to_sign, signer_role, slot_cka_id, token_selector, valid_signatures, verify_attached, Change, Inspection,
+    View,
 };
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full};
@@ -67,7 +68,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::cli::table;
-use berth_client::{empty, json_body, ndjson_lines, query_value, Client, ExitError, TlsFiles};
+use berth_client::{empty, ndjson_lines, query_value, Client, ExitError, TlsFiles};
 
 /// Artifact type of the signed trust metadata attached to an image.
 pub const TRUST_ARTIFACT: &str = "application/vnd.berth.trust.v1+json";
@@ -402,17 +403,9 @@ pub async fn trusted_reference(client: &Client, image: &str) -> Result<(String, 
 /// digest and returns `name@sha256:...` to use instead (for `run`).
 pub async fn trusted_local_image(client: &Client, image: &str) -> Result<String> {
     let (by_digest, tagged) = trusted_reference(client, image).await?;
-    let present = client
-        .get::<Image>(&format!("/v1/images/inspect?ref={}", query_value(&by_digest)))
-        .await
-        .is_ok();
+    let present = client.image(&by_digest).await.is_ok();
     if !present {
-        daemon_stream(
-            client,
-            &format!("/v1/images/pull?ref={}", query_value(&by_digest)),
-            "pulling",
-        )
-        .await?;
+        daemon_stream(client.pull(&by_digest, None, false).await?, "pulling").await?;
     }
     if let Some(tagged) = tagged {
         tag_locally(client, &by_digest, &tagged).await?;
@@ -422,29 +415,17 @@ pub async fn trusted_local_image(client: &Client, image: &str) -> Result<String>
 
 /// `tag` `source` as `target` on the daemon.
 pub async fn tag_locally(client: &Client, source: &str, target: &str) -> Result<()> {
-    client
-        .call(
-            Method::POST,
-            &format!(
-                "/v1/images/tag?source={}&target={}",
-                query_value(source),
-                query_value(target)
-            ),
-            empty(),
-        )
-        .await?;
-    Ok(())
+    client.tag_image(source, target).await.map(drop)
 }
 
-/// Runs a daemon operation that streams NDJSON progress; the first error
-/// line fails it.
-async fn daemon_stream(client: &Client, path: &str, what: &str) -> Result<()> {
-    let resp = client.call(Method::POST, path, empty()).await?;
+/// Reads a daemon operation's NDJSON progress (`berth_model::Progress`);
+/// the first error line fails it.
+async fn daemon_stream(resp: hyper::Response<hyper::body::Incoming>, what: &str) -> Result<()> {
     let mut error = None;
     ndjson_lines(resp, |line| {
-        if let Ok(v) = serde_json::from_slice::<Value>(line) {
-            if let Some(m) = v.get("error").and_then(|e| e.get("message")).and_then(Value::as_str) {
-                error.get_or_insert_with(|| m.to_string());
+        if let Ok(p) = serde_json::from_slice::<berth_model::Progress>(line) {
+            if let Some(e) = p.error {
+                error.get_or_insert(e.message);
             }
         }
         Ok(())
@@ -575,10 +556,10 @@ impl Registry {
                     Some(repository) => {
                         let scope = format!("repository:{repository}:pull,push,delete");
                         daemon
-                            .get::<Value>(&format!("/v2/token?service=berth&scope={}", query_value(&scope)))
+                            .registry_token(&scope)
                             .await
                             .ok()
-                            .and_then(|t| t["token"].as_str().map(|t| format!("Bearer {t}")))
+                            .map(|t| format!("Bearer {}", t.token))
                     }
                     None => None,
                 };
@@ -789,12 +770,11 @@ impl Registry {
         if resp.status() == StatusCode::UNAUTHORIZED {
             if let Some(daemon) = &self.daemon {
                 let scope = format!("repository:{repository}:delete");
-                let token: Value = daemon
-                    .get(&format!("/v2/token?service=berth&scope={}", query_value(&scope)))
+                let token = daemon
+                    .registry_token(&scope)
                     .await
                     .context("asking the daemon for a registry token")?;
-                let token = token["token"].as_str().unwrap_or_default();
-                let bearer = format!("Bearer {token}");
+                let bearer = format!("Bearer {}", token.token);
                 resp = self
                     .raw(Method::DELETE, &path, &[("authorization", &bearer)], empty())
                     .await
@@ -2104,22 +2084,13 @@ impl<'a> TrustSession<'a> {
     /// through the daemon when it differs or is missing) and returns the
     /// registry's manifest.
     async fn ensure_pushed(&self, r: &Reference, image: &str, target: &GunTarget, tag: &str) -> Result<Manifest> {
-        let local = self
-            .daemon
-            .get::<Image>(&format!("/v1/images/inspect?ref={}", query_value(image)))
-            .await
-            .ok();
+        let local = self.daemon.image(image).await.ok();
         let remote = target.registry.manifest(&r.repository, tag).await?;
         match (&local, &remote) {
             (Some(l), Some(m)) if l.manifest_digest == m.digest => {}
             (Some(_), _) => {
                 eprintln!("Pushing {image}");
-                daemon_stream(
-                    self.daemon,
-                    &format!("/v1/images/push?ref={}", query_value(image)),
-                    "pushing",
-                )
-                .await?;
+                daemon_stream(self.daemon.push(image).await?, "pushing").await?;
             }
             (None, Some(_)) => {}
             (None, None) => bail!(
@@ -2477,14 +2448,14 @@ impl<'a> TrustSession<'a> {
                 }
             }
         };
-        let described = describe_view(&view, tag_filter.as_deref());
+        let described = view.inspect(tag_filter.as_deref());
         if let Some(tag) = &tag_filter {
-            if described["SignedTags"].as_array().is_none_or(|t| t.is_empty()) {
+            if described.signed_tags.is_empty() {
                 bail!("no signed tag {tag:?} in {}{}", view.gun, view.invalid_note());
             }
         }
         if a.format == "json" {
-            println!("{}", serde_json::to_string_pretty(&json!([described]))?);
+            println!("{}", serde_json::to_string_pretty(&[described])?);
         } else {
             print_view(&described);
         }
@@ -2573,128 +2544,37 @@ fn read_public_key(path: &Path) -> Result<PublicKey> {
 // ---------------------------------------------------------------------------
 // Showing trust data
 
-/// Docker's `trust inspect` shape of `view`, plus thresholds and untrusted roles.
-fn describe_view(view: &View, tag: Option<&str>) -> Value {
-    let signer_name = |role: &RoleName| match role {
-        RoleName::Targets => "Repo Admin".to_string(),
-        other => other.as_str().trim_start_matches("targets/").to_string(),
-    };
-    let mut tags: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    for (role, keys, targets) in &view.roles {
-        for (name, meta) in &targets.targets {
-            if tag.is_some_and(|t| t != name) || !keys.allows_target(name) {
-                continue;
-            }
-            let entry = tags
-                .entry((name.clone(), meta.sha256_hex().unwrap_or_default()))
-                .or_default();
-            if role.as_str() != "targets/releases" {
-                entry.insert(signer_name(role));
-            }
-        }
-    }
-    let signed_tags: Vec<Value> = tags
-        .into_iter()
-        .map(|((name, digest), signers)| json!({"SignedTag": name, "Digest": digest, "Signers": signers}))
-        .collect();
-    let mut signers = Vec::new();
-    if let Some((_, _, top)) = view.roles.iter().find(|(r, _, _)| *r == RoleName::Targets) {
-        for d in &top.delegations.roles {
-            if d.name == "targets/releases" {
-                continue;
-            }
-            signers.push(json!({
-                "Name": d.name.trim_start_matches("targets/"),
-                "Keys": d.keyids.iter().map(|id| json!({"ID": id})).collect::<Vec<_>>(),
-                "Threshold": d.threshold,
-            }));
-        }
-    }
-    let admin_keys = |role: &str| -> Vec<Value> {
-        view.root
-            .roles
-            .get(role)
-            .map(|r| r.keyids.iter().map(|id| json!({"ID": id})).collect())
-            .unwrap_or_default()
-    };
-    json!({
-        "Name": view.gun,
-        "VerifiedFrom": view.source,
-        "SignedTags": signed_tags,
-        "Signers": signers,
-        "AdministrativeKeys": [
-            {"Name": "Root", "Keys": admin_keys("root")},
-            {"Name": "Repository", "Keys": admin_keys("targets")},
-            {"Name": "Snapshot", "Keys": admin_keys("snapshot")},
-            {"Name": "Timestamp", "Keys": admin_keys("timestamp")},
-        ],
-        "UntrustedRoles": view.invalid.iter().map(|(r, e)| json!({"Role": r.as_str(), "Reason": e})).collect::<Vec<_>>(),
-    })
-}
-
-fn print_view(v: &Value) {
-    let name = v["Name"].as_str().unwrap_or_default();
-    println!(
-        "Signatures for {name} (verified from its {})",
-        v["VerifiedFrom"].as_str().unwrap_or_default()
-    );
+fn print_view(v: &Inspection) {
+    let name = &v.name;
+    println!("Signatures for {name} (verified from its {})", v.verified_from);
     println!();
     let mut rows = vec![vec!["SIGNED TAG".to_string(), "DIGEST".into(), "SIGNERS".into()]];
-    for t in v["SignedTags"].as_array().into_iter().flatten() {
-        let signers: Vec<&str> = t["Signers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        rows.push(vec![
-            t["SignedTag"].as_str().unwrap_or_default().to_string(),
-            t["Digest"].as_str().unwrap_or_default().to_string(),
-            signers.join(", "),
-        ]);
+    for t in &v.signed_tags {
+        rows.push(vec![t.signed_tag.clone(), t.digest.clone(), t.signers.join(", ")]);
     }
     table(&rows);
-    let signers = v["Signers"].as_array().cloned().unwrap_or_default();
-    if !signers.is_empty() {
+    if !v.signers.is_empty() {
         println!();
         println!("List of signers and their keys for {name}:");
         println!();
         let mut rows = vec![vec!["SIGNER".to_string(), "KEYS".into(), "THRESHOLD".into()]];
-        for s in signers {
-            let keys: Vec<&str> = s["Keys"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|k| k["ID"].as_str())
-                .map(short)
-                .collect();
-            rows.push(vec![
-                s["Name"].as_str().unwrap_or_default().to_string(),
-                keys.join(", "),
-                s["Threshold"].to_string(),
-            ]);
+        for s in &v.signers {
+            let keys: Vec<&str> = s.keys.iter().map(|k| short(&k.id)).collect();
+            let threshold = s.threshold.map(|t| t.to_string()).unwrap_or_default();
+            rows.push(vec![s.name.clone(), keys.join(", "), threshold]);
         }
         table(&rows);
     }
     println!();
     println!("Administrative keys for {name}:");
     println!();
-    for k in v["AdministrativeKeys"].as_array().into_iter().flatten() {
-        let ids: Vec<&str> = k["Keys"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|k| k["ID"].as_str())
-            .collect();
-        println!("  {} Key:\t{}", k["Name"].as_str().unwrap_or_default(), ids.join(", "));
+    for k in &v.administrative_keys {
+        let ids: Vec<&str> = k.keys.iter().map(|k| k.id.as_str()).collect();
+        println!("  {} Key:\t{}", k.name, ids.join(", "));
     }
-    for u in v["UntrustedRoles"].as_array().into_iter().flatten() {
+    for u in &v.untrusted_roles {
         println!();
-        println!(
-            "Not trusted: {}: {}",
-            u["Role"].as_str().unwrap_or_default(),
-            u["Reason"].as_str().unwrap_or_default()
-        );
+        println!("Not trusted: {}: {}", u.role, u.reason);
     }
 }
 
@@ -2702,25 +2582,26 @@ fn print_view(v: &Value) {
 // Policies
 
 async fn policy_set(client: &Client, a: PolicySetArgs) -> Result<i32> {
-    let body = json!({"signers": a.signers, "threshold": a.threshold});
-    let policy: Value = client
-        .json(
-            Method::PUT,
-            &format!("/v1/trust/policies/{}", query_value(&a.pattern)),
-            json_body(&body)?,
+    let policy = client
+        .put_trust_policy(
+            &a.pattern,
+            &berth_model::TrustPolicySpec {
+                signers: a.signers.clone(),
+                threshold: Some(a.threshold),
+            },
         )
         .await?;
     println!(
         "Images of {} need signatures by {} of: {}",
-        policy["pattern"].as_str().unwrap_or_default(),
-        policy["threshold"],
+        policy.pattern,
+        policy.threshold,
         a.signers.join(", ")
     );
     Ok(0)
 }
 
 async fn policy_ls(client: &Client, a: FormatArgs) -> Result<i32> {
-    let policies: Vec<Value> = client.get("/v1/trust/policies").await?;
+    let policies = client.trust_policies().await?;
     if a.format == "json" {
         println!("{}", serde_json::to_string_pretty(&policies)?);
         return Ok(0);
@@ -2732,17 +2613,11 @@ async fn policy_ls(client: &Client, a: FormatArgs) -> Result<i32> {
         "CREATED".into(),
     ]];
     for p in &policies {
-        let signers: Vec<&str> = p["signers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
         rows.push(vec![
-            p["pattern"].as_str().unwrap_or_default().to_string(),
-            signers.join(", "),
-            p["threshold"].to_string(),
-            p["created"].as_str().unwrap_or_default().to_string(),
+            p.pattern.clone(),
+            p.signers.join(", "),
+            p.threshold.to_string(),
+            p.created.clone(),
         ]);
     }
     table(&rows);
@@ -2750,13 +2625,7 @@ async fn policy_ls(client: &Client, a: FormatArgs) -> Result<i32> {
 }
 
 async fn policy_rm(client: &Client, a: PolicyRmArgs) -> Result<i32> {
-    client
-        .call(
-            Method::DELETE,
-            &format!("/v1/trust/policies/{}", query_value(&a.pattern)),
-            empty(),
-        )
-        .await?;
+    client.remove_trust_policy(&a.pattern).await?;
     println!("Removed the trust policy for {}", a.pattern);
     Ok(0)
 }

@@ -45,10 +45,10 @@ mod records;
 mod run;
 mod vulndb;
 
+pub use berth_scanner::records::{ScanProgress, ScanRecord};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
-pub use berth_scanner::records::{ScanProgress, ScanRecord};
 
 use berth_model::{ApiError, ErrorCode};
 use berth_plugin::{HostConfig, PluginHost, PluginRegistry};
@@ -202,8 +202,6 @@ impl Default for ScanConfig {
 
 /// The signed record as stored and served; its payload is a [`ScanRecord`].
 pub use berth_state::records::SignedScanRecord;
-
-
 
 /// The scan service of one node.
 pub struct ScanService {

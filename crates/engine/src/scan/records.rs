@@ -3,8 +3,8 @@
 //! signature offline ([`check_record`]).
 
 use berth_model::Image;
-use berth_scanner::report::ScanReport;
 pub use berth_scanner::records::ScanRecordSummary;
+use berth_scanner::report::ScanReport;
 
 use super::{RecordSigner, ScanError, ScanRecord, ScanService, SignedScanRecord, SCAN_RECORDS, SIGNATURE_ALGORITHM};
 
@@ -18,7 +18,6 @@ impl SignedPayload for SignedScanRecord {
         serde_json::from_str(&self.payload).map_err(|e| format!("scan record {}: unreadable payload: {e}", self.id))
     }
 }
-
 
 impl ScanService {
     /// Signs and stores a record of `report`.

@@ -3,10 +3,10 @@
 //! enabled scanner-check plugins over the merged layers ([`MergedImageFs`])
 //! and recording the result; also what a plugin is told about the image.
 
+pub use berth_scanner::records::ScanSpec;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-pub use berth_scanner::records::ScanSpec;
 
 use berth_model::Image;
 use berth_plugin::{DirEntry, FileKind, FileStat, FsError, ImageFs, ImageInfo, ScannerCheck};
@@ -20,7 +20,6 @@ use serde_json::Value;
 
 use super::functional::healthcheck_of;
 use super::{PluginInfo, ScanError, ScanProgress, ScanService, SignedScanRecord, MAX_TEST_TIMEOUT, SCAN_LAYER_CACHE};
-
 
 impl ScanService {
     /// Scans a local image (`spec.image`): runs the functional test when

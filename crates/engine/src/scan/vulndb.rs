@@ -3,10 +3,10 @@
 //! of every image's latest record after an import, and the `image
 //! vulnerable` event and webhooks for images that gained findings.
 
+pub use berth_scanner::records::{NewlyVulnerable, VulnDbImport, VulnDbStatus};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
-pub use berth_scanner::records::{NewlyVulnerable, VulnDbImport, VulnDbStatus};
 
 use berth_scanner::scan as scanning;
 use berth_scanner::vuln::VulnDb;
@@ -16,9 +16,6 @@ use super::{
     ScanError, ScanProgress, ScanRecord, ScanService, SignedPayload, SignedScanRecord, SCAN_RECORDS, UPDATE_TEMP_PREFIX,
 };
 use crate::vulndb_update::{self, Downloaded, VulnDbUpdateSpec};
-
-
-
 
 impl ScanService {
     pub fn vulndb_status(&self) -> VulnDbStatus {
