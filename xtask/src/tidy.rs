@@ -137,6 +137,24 @@ mod tests {
                     }
                 }
             }
+            if name == "client" {
+                // The typed client holds no service: it reaches none and
+                // opens no store; it says the wire contract in types.
+                for service in [
+                    "berth-engine",
+                    "berth-api",
+                    "berth-node",
+                    "berth-store",
+                    "berth-image",
+                    "berth-runtime",
+                ] {
+                    if deps.iter().any(|d| d == service) {
+                        wrong.push(format!(
+                            "client depends on {service}: it must hold no logic of a service"
+                        ));
+                    }
+                }
+            }
             if ["model", "scheduler"].contains(&name.as_str()) {
                 for io in ["tokio", "redb", "hyper", "ureq", "axum", "rustix", "nix", "libc"] {
                     if deps.iter().any(|d| d == io) {
@@ -156,6 +174,54 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "crate boundaries (DESIGN.md):\n{}", wrong.join("\n"));
+    }
+
+    /// Whether `code` indexes a value by a field name: `v["name"]`,
+    /// `v[0]["name"]` (not an array literal such as `vec!["A", "B"]`).
+    fn indexes_by_field(code: &str) -> bool {
+        code.match_indices("[\"").any(|(i, _)| {
+            let before = code[..i].chars().next_back();
+            let indexed = before.is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | ')' | ']'));
+            let rest = &code[i + 2..];
+            let field = rest.split('"').next().unwrap_or_default();
+            indexed
+                && !field.is_empty()
+                && field.chars().all(|c| c.is_alphanumeric() || c == '_')
+                && rest[field.len()..].starts_with("\"]")
+        })
+    }
+
+    #[test]
+    fn field_indexing_is_told_from_array_literals() {
+        assert!(indexes_by_field(r#"let n = v["name"].as_str();"#));
+        assert!(indexes_by_field(r#"let m = e[0]["message"];"#));
+        assert!(indexes_by_field(r#"f(x)["id"]"#));
+        assert!(!indexes_by_field(r#"vec!["NAME".into(), "TEAMS".into()]"#));
+        assert!(!indexes_by_field(r#"run(&["run"])"#));
+        assert!(!indexes_by_field(r#"let h = ["CONTAINER ID", "NAMES"];"#));
+    }
+
+    /// The CLI speaks to its daemon through `berth-client` only: no API
+    /// path is spelled in it, and no JSON is read by field name.
+    #[test]
+    fn the_cli_uses_the_typed_client() {
+        let mut files = Vec::new();
+        rust_files(&root().join("crates/berth/src/cli"), &mut files);
+        let mut wrong = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                if code.contains("\"/v1/") || indexes_by_field(code) {
+                    wrong.push(format!("{}:{}: {}", relative(&file), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "the CLI builds API paths or reads JSON by field; use berth_client's typed calls:\n{}",
+            wrong.join("\n")
+        );
     }
 
     #[test]

@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+#[path = "../../../tests/support/python_venv.rs"]
+mod python_venv;
+
 use berth_scanner::report::cyclonedx::{serial_number, write_cyclonedx};
 use berth_scanner::report::sarif::write_sarif;
 use berth_scanner::report::spdx::{document_namespace, write_spdx};
@@ -63,62 +66,11 @@ fn validators() -> &'static Path {
 }
 
 fn prepare_venv() -> Result<PathBuf, String> {
-    let venv = Path::new(VENV);
-    let marker = venv.join("berth-requirements.txt");
-    let wanted = REQUIREMENTS.join("\n");
-    if fs::read_to_string(&marker).is_ok_and(|have| have == wanted) {
-        return Ok(venv.join("bin/python"));
-    }
-    let python = Command::new("python3").arg("--version").output();
-    if !python.as_ref().is_ok_and(|output| output.status.success()) {
-        return Err(
-            "python3 is missing: install it (Debian: apt-get install python3 python3-venv) to run the \
-                    SBOM/SARIF validators"
-                .into(),
-        );
-    }
-    let parent = venv.parent().expect("venv has a parent");
-    fs::create_dir_all(parent).map_err(|err| format!("creating {}: {err}", parent.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".sbom-validators-")
-        .tempdir_in(parent)
-        .map_err(|err| format!("creating a staging dir in {}: {err}", parent.display()))?;
-    let staged = staging.path().join("venv");
-    run(
-        Command::new("python3").args(["-m", "venv"]).arg(&staged),
-        "python3 -m venv (Debian: apt-get install python3-venv)",
-    )?;
-    run(
-        Command::new(staged.join("bin/python"))
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(REQUIREMENTS),
-        "pip install of the validators (pip is part of python3-venv)",
-    )?;
-    fs::write(staged.join("berth-requirements.txt"), &wanted).map_err(|err| format!("writing the marker: {err}"))?;
-    // Scripts in a venv name its path, so use `python -m` only: it works after the rename.
-    if venv.exists() {
-        fs::remove_dir_all(venv).map_err(|err| format!("removing the outdated {}: {err}", venv.display()))?;
-    }
-    if let Err(err) = fs::rename(&staged, venv) {
-        // Another test run may have finished the same venv first.
-        if !fs::read_to_string(&marker).is_ok_and(|have| have == wanted) {
-            return Err(format!("moving the venv to {}: {err}", venv.display()));
-        }
-    }
-    Ok(venv.join("bin/python"))
+    python_venv::python(VENV, REQUIREMENTS)
 }
 
 fn run(command: &mut Command, what: &str) -> Result<(), String> {
-    let output = command.output().map_err(|err| format!("{what}: cannot start: {err}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "{what} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    ))
+    python_venv::run(command, what).map(drop)
 }
 
 /// Runs the official validator of `kind` on `document`; the error carries

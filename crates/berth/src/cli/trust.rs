@@ -541,7 +541,7 @@ impl Registry {
                         bearer: None,
                     });
                 };
-                let client = match daemon.raw(Method::GET, "/v1/ca.pem", &[], empty()).await {
+                let client = match daemon.ca_pem_response().await {
                     Ok(resp) if resp.status().is_success() => {
                         let ca = read_capped(resp, 64 << 10, "the daemon's CA").await?;
                         let tls = Client::with_ca_pem(&format!("https://{host}"), &ca)?;

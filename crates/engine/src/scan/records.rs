@@ -182,7 +182,7 @@ pub fn check_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_scanner::report::ImageRef;
+    use berth_scanner::report::{ImageRef, Summary};
 
     #[test]
     fn a_record_verifies_only_with_its_own_payload() {
