@@ -30,7 +30,7 @@ mod error;
 mod fsutil;
 mod load;
 mod refs;
-mod remote;
+pub mod remote;
 mod save;
 mod snapshot;
 mod unpack;

@@ -61,14 +61,14 @@ use berth_notary::workflow::{
     View,
 };
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::cli::table;
-use berth_client::{empty, ndjson_lines, query_value, Client, ExitError, TlsFiles};
+use berth_client::{ndjson_lines, query_value, Client, ExitError, TlsFiles};
+use berth_image::remote::{Answer, ConnectOptions, Connection};
 
 /// Artifact type of the signed trust metadata attached to an image.
 pub const TRUST_ARTIFACT: &str = "application/vnd.berth.trust.v1+json";
@@ -459,11 +459,10 @@ fn env_root_keys() -> Vec<String> {
 // ---------------------------------------------------------------------------
 // The registry and its trust server
 
-fn bytes_body(bytes: Vec<u8>) -> http_body_util::combinators::BoxBody<Bytes, std::io::Error> {
-    Full::new(Bytes::from(bytes)).map_err(|never| match never {}).boxed()
-}
-
-/// A registry host (and the trust server on its `/v2/` routes).
+/// A registry host (and the trust server on its `/v2/` routes), reached
+/// through the image store's registry client
+/// (`berth_image::remote::Connection`): its loopback rule, challenge flow
+/// and retries.
 struct Registry {
     host: String,
     tls: TlsFiles,
@@ -472,15 +471,11 @@ struct Registry {
     /// `repository`; for any registry, a token when a delete asks for one.
     daemon: Option<Client>,
     repository: Option<String>,
-    conn: tokio::sync::OnceCell<Conn>,
+    conn: tokio::sync::OnceCell<Connection>,
 }
 
-/// How a registry is reached, decided at the first request.
-struct Conn {
-    client: Client,
-    /// `Bearer ...` from the daemon, sent to a loopback registry only.
-    bearer: Option<String>,
-}
+/// Error answers are read up to this size.
+const ERROR_BODY: u64 = 64 << 10;
 
 fn is_loopback(host: &str) -> bool {
     berth_image::is_loopback(host)
@@ -502,6 +497,11 @@ async fn read_capped(resp: hyper::Response<hyper::body::Incoming>, limit: u64, w
     Ok(out)
 }
 
+/// A PEM file of `--tlscacert`/`--tlscert`/`--tlskey`.
+fn pem_file(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+}
+
 struct Manifest {
     digest: String,
     media_type: String,
@@ -519,83 +519,72 @@ impl Registry {
         })
     }
 
-    /// TLS to any registry; a loopback one (as Docker allows) in plain HTTP
-    /// unless it speaks TLS with the daemon's CA (the daemon's own TLS
-    /// listener), and then with the daemon's token for the repository.
-    async fn conn(&self) -> Result<&Conn> {
+    /// TLS to any registry, verified with the public roots or the CA of
+    /// `--tlscacert`; a loopback one (as Docker allows) verified with the
+    /// daemon's CA when it speaks TLS (the daemon's own TLS listener), else
+    /// in plain HTTP, and then with the daemon's token for the repository.
+    async fn conn(&self) -> Result<&Connection> {
         self.conn
             .get_or_try_init(|| async {
-                let host = &self.host;
-                if !is_loopback(host) {
-                    let url = match host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-                        true => format!("https://{host}"),
-                        false => format!("https://{host}:443"),
-                    };
-                    let client = Client::new(&url, &self.tls)?;
-                    return Ok(Conn { client, bearer: None });
+                let host = self.host.clone();
+                let mut options = ConnectOptions::default();
+                if let (Some(cert), Some(key)) = (&self.tls.cert, &self.tls.key) {
+                    options.identity = Some((pem_file(cert, "client certificate")?, pem_file(key, "client key")?));
                 }
-                let plain = || Client::new(&format!("http://{host}"), &self.tls);
-                let Some(daemon) = &self.daemon else {
-                    return Ok(Conn {
-                        client: plain()?,
-                        bearer: None,
-                    });
-                };
-                let client = match daemon.ca_pem_response().await {
-                    Ok(resp) if resp.status().is_success() => {
-                        let ca = read_capped(resp, 64 << 10, "the daemon's CA").await?;
-                        let tls = Client::with_ca_pem(&format!("https://{host}"), &ca)?;
-                        match tls.raw(Method::GET, "/v2/", &[], empty()).await {
-                            Ok(_) => tls,
-                            Err(_) => plain()?,
+                if !is_loopback(&host) {
+                    if let Some(ca) = &self.tls.ca {
+                        options.ca_pem = Some(pem_file(ca, "CA")?);
+                    }
+                } else if let Some(daemon) = &self.daemon {
+                    if let Ok(resp) = daemon.ca_pem_response().await {
+                        if resp.status().is_success() {
+                            options.ca_pem = Some(read_capped(resp, 64 << 10, "the daemon's CA").await?);
                         }
                     }
-                    _ => plain()?,
-                };
-                let bearer = match &self.repository {
-                    Some(repository) => {
+                    if let Some(repository) = &self.repository {
                         let scope = format!("repository:{repository}:pull,push,delete");
-                        daemon
+                        options.authorization = daemon
                             .registry_token(&scope)
                             .await
                             .ok()
-                            .map(|t| format!("Bearer {}", t.token))
+                            .map(|t| format!("Bearer {}", t.token));
                     }
-                    None => None,
-                };
-                Ok(Conn { client, bearer })
+                }
+                tokio::task::spawn_blocking(move || Connection::open(&host, options))
+                    .await
+                    .context("connecting to the registry")?
+                    .map_err(|e| anyhow!("{e}"))
             })
             .await
     }
 
-    /// A request with the connection's token, if any.
-    async fn raw(
+    /// One request; the answer whatever its status, its body up to `limit`
+    /// bytes (an error answer's up to 64 KiB).
+    async fn request(
         &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: berth_client::Body,
-    ) -> Result<hyper::Response<hyper::body::Incoming>> {
-        let conn = self.conn().await?;
-        let mut all: Vec<(&str, &str)> = headers.to_vec();
-        if let Some(bearer) = &conn.bearer {
-            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
-                all.push(("authorization", bearer));
-            }
-        }
-        conn.client.raw(method, path, &all, body).await
+        method: &'static str,
+        path: String,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+        limit: u64,
+    ) -> Result<Answer> {
+        let conn = self.conn().await?.clone();
+        tokio::task::spawn_blocking(move || {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            conn.request(method, &path, &headers, &body, limit.max(ERROR_BODY))
+        })
+        .await
+        .context("the registry request")?
+        .map_err(|e| anyhow!("{e}"))
     }
 
-    async fn get(&self, path: &str, accept: &str) -> Result<hyper::Response<hyper::body::Incoming>> {
-        self.raw(Method::GET, path, &[("accept", accept)], empty())
+    async fn get(&self, path: String, accept: &str, limit: u64) -> Result<Answer> {
+        self.request("GET", path, vec![("accept", accept.to_string())], Vec::new(), limit)
             .await
-            .with_context(|| format!("registry {}", self.host))
     }
 
-    async fn failure(&self, what: &str, resp: hyper::Response<hyper::body::Incoming>) -> anyhow::Error {
-        let status = resp.status();
-        let body = read_capped(resp, 64 << 10, what).await.unwrap_or_default();
-        let detail = serde_json::from_slice::<Value>(&body)
+    fn failure(&self, what: &str, answer: &Answer) -> anyhow::Error {
+        let detail = serde_json::from_slice::<Value>(&answer.body)
             .ok()
             .and_then(|v| {
                 let e = v.get("errors")?.get(0)?.clone();
@@ -605,25 +594,26 @@ impl Registry {
                 }
                 Some(text)
             })
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+            .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).trim().to_string());
+        let status = StatusCode::from_u16(answer.status).map_or(answer.status.to_string(), |s| s.to_string());
         anyhow!("registry {}: {what}: {status}: {detail}", self.host)
     }
 
     /// A trust metadata file (`root.json`, `2.root.json`, ...), capped.
     async fn trust_get(&self, gun: &str, name: &str, max: u64) -> Result<Vec<u8>, FetchError> {
-        let path = format!("/v2/{gun}/_trust/tuf/{name}");
-        let resp = self
-            .get(&path, "application/json")
+        let answer = self
+            .get(format!("/v2/{gun}/_trust/tuf/{name}"), "application/json", max)
             .await
             .map_err(|e| FetchError::Other(format!("{e:#}")))?;
-        match resp.status() {
-            StatusCode::OK => read_capped(resp, max, name)
-                .await
-                .map_err(|e| FetchError::Other(format!("{e:#}"))),
-            StatusCode::NOT_FOUND => Err(FetchError::NotFound),
+        match answer.status {
+            200 if answer.body.len() as u64 > max => {
+                Err(FetchError::Other(format!("{name} is larger than {max} bytes")))
+            }
+            200 => Ok(answer.body),
+            404 => Err(FetchError::NotFound),
             _ => Err(FetchError::Other(format!(
                 "{:#}",
-                self.failure(&format!("GET {name}"), resp).await
+                self.failure(&format!("GET {name}"), &answer)
             ))),
         }
     }
@@ -644,55 +634,60 @@ impl Registry {
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         let content_type = format!("multipart/form-data; boundary={boundary}");
-        let resp = self
-            .raw(
-                Method::POST,
-                &format!("/v2/{gun}/_trust/tuf/"),
-                &[("content-type", &content_type)],
-                bytes_body(body),
+        let answer = self
+            .request(
+                "POST",
+                format!("/v2/{gun}/_trust/tuf/"),
+                vec![("content-type", content_type)],
+                body,
+                ERROR_BODY,
             )
-            .await
-            .with_context(|| format!("registry {}", self.host))?;
-        if resp.status().is_success() {
+            .await?;
+        if answer.is_success() {
             return Ok(());
         }
-        Err(self.failure(&format!("publishing trust data for {gun}"), resp).await)
+        Err(self.failure(&format!("publishing trust data for {gun}"), &answer))
     }
 
     /// The server-held `timestamp` or `snapshot` key; `rotate` asks for a new one.
     async fn trust_key(&self, gun: &str, role: &str, rotate: bool) -> Result<PublicKey> {
-        let path = format!("/v2/{gun}/_trust/tuf/{role}.key");
-        let method = if rotate { Method::POST } else { Method::GET };
-        let resp = self
-            .raw(method, &path, &[("accept", "application/json")], empty())
-            .await
-            .with_context(|| format!("registry {}", self.host))?;
-        if !resp.status().is_success() {
-            return Err(self.failure(&format!("the {role} key of {gun}"), resp).await);
+        let method = if rotate { "POST" } else { "GET" };
+        let answer = self
+            .request(
+                method,
+                format!("/v2/{gun}/_trust/tuf/{role}.key"),
+                vec![("accept", "application/json".to_string())],
+                Vec::new(),
+                64 << 10,
+            )
+            .await?;
+        if !answer.is_success() {
+            return Err(self.failure(&format!("the {role} key of {gun}"), &answer));
         }
-        let bytes = read_capped(resp, 64 << 10, "a key").await?;
-        let value: Value = serde_json::from_slice(&bytes).context("the trust server's key is not JSON")?;
+        let value: Value = serde_json::from_slice(&answer.body).context("the trust server's key is not JSON")?;
         PublicKey::from_json(&value).map_err(|e| anyhow!("the trust server's {role} key: {e}"))
     }
 
     /// A manifest by tag or digest; `None` when the registry has none.
     async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>> {
-        let resp = self
-            .get(&format!("/v2/{repository}/manifests/{reference}"), MANIFEST_ACCEPT)
+        let answer = self
+            .get(
+                format!("/v2/{repository}/manifests/{reference}"),
+                MANIFEST_ACCEPT,
+                MAX_DOCUMENT,
+            )
             .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+        if answer.status == 404 {
             return Ok(None);
         }
-        if !resp.status().is_success() {
-            return Err(self.failure(&format!("manifest {repository}:{reference}"), resp).await);
+        if !answer.is_success() {
+            return Err(self.failure(&format!("manifest {repository}:{reference}"), &answer));
         }
-        let media_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(OCI_MANIFEST)
-            .to_string();
-        let bytes = read_capped(resp, MAX_DOCUMENT, "a manifest").await?;
+        if answer.body.len() as u64 > MAX_DOCUMENT {
+            bail!("a manifest is larger than {MAX_DOCUMENT} bytes");
+        }
+        let media_type = answer.content_type.unwrap_or_else(|| OCI_MANIFEST.to_string());
+        let bytes = answer.body;
         let digest = sha256_digest(&bytes);
         if reference.starts_with("sha256:") && reference != digest {
             bail!("registry {}: manifest {reference} has digest {digest}", self.host);
@@ -705,86 +700,99 @@ impl Registry {
     }
 
     async fn blob(&self, repository: &str, digest: &str, max: u64) -> Result<Vec<u8>> {
-        let resp = self.get(&format!("/v2/{repository}/blobs/{digest}"), "*/*").await?;
-        if !resp.status().is_success() {
-            return Err(self.failure(&format!("blob {digest}"), resp).await);
+        let answer = self.get(format!("/v2/{repository}/blobs/{digest}"), "*/*", max).await?;
+        if !answer.is_success() {
+            return Err(self.failure(&format!("blob {digest}"), &answer));
         }
-        let bytes = read_capped(resp, max, "a blob").await?;
-        if sha256_digest(&bytes) != digest {
+        if answer.body.len() as u64 > max {
+            bail!("a blob is larger than {max} bytes");
+        }
+        if sha256_digest(&answer.body) != digest {
             bail!("registry {}: blob {digest} does not match its digest", self.host);
         }
-        Ok(bytes)
+        Ok(answer.body)
     }
 
     /// Uploads `bytes` as a blob (one monolithic POST) unless it is there.
     async fn put_blob(&self, repository: &str, bytes: &[u8]) -> Result<String> {
         let digest = sha256_digest(bytes);
         let head = self
-            .raw(Method::HEAD, &format!("/v2/{repository}/blobs/{digest}"), &[], empty())
-            .await
-            .with_context(|| format!("registry {}", self.host))?;
-        if head.status().is_success() {
+            .request(
+                "HEAD",
+                format!("/v2/{repository}/blobs/{digest}"),
+                Vec::new(),
+                Vec::new(),
+                0,
+            )
+            .await?;
+        if head.is_success() {
             return Ok(digest);
         }
-        let resp = self
-            .raw(
-                Method::POST,
-                &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
-                &[("content-type", "application/octet-stream")],
-                bytes_body(bytes.to_vec()),
+        let answer = self
+            .request(
+                "POST",
+                format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
+                vec![("content-type", "application/octet-stream".to_string())],
+                bytes.to_vec(),
+                ERROR_BODY,
             )
-            .await
-            .with_context(|| format!("registry {}", self.host))?;
-        if !resp.status().is_success() {
-            return Err(self.failure(&format!("uploading blob {digest}"), resp).await);
+            .await?;
+        if !answer.is_success() {
+            return Err(self.failure(&format!("uploading blob {digest}"), &answer));
         }
         Ok(digest)
     }
 
     async fn put_manifest(&self, repository: &str, media_type: &str, bytes: Vec<u8>) -> Result<String> {
         let digest = sha256_digest(&bytes);
-        let resp = self
-            .raw(
-                Method::PUT,
-                &format!("/v2/{repository}/manifests/{digest}"),
-                &[("content-type", media_type)],
-                bytes_body(bytes),
+        let answer = self
+            .request(
+                "PUT",
+                format!("/v2/{repository}/manifests/{digest}"),
+                vec![("content-type", media_type.to_string())],
+                bytes,
+                ERROR_BODY,
             )
-            .await
-            .with_context(|| format!("registry {}", self.host))?;
-        if !resp.status().is_success() {
-            return Err(self.failure(&format!("pushing manifest {digest}"), resp).await);
+            .await?;
+        if !answer.is_success() {
+            return Err(self.failure(&format!("pushing manifest {digest}"), &answer));
         }
         Ok(digest)
     }
 
-    /// Deletes a manifest; when the registry asks for a token (an open
-    /// registry lets nobody delete anonymously), the daemon's token for the
-    /// caller, which that daemon's own registry accepts.
+    /// Deletes a manifest; when the registry wants a token this connection
+    /// has not (an open registry lets nobody delete anonymously), the
+    /// daemon's token for the caller, which that daemon's own registry accepts.
     async fn delete_manifest(&self, repository: &str, digest: &str) -> Result<()> {
         let path = format!("/v2/{repository}/manifests/{digest}");
-        let mut resp = self
-            .raw(Method::DELETE, &path, &[], empty())
+        let answer = match self
+            .request("DELETE", path.clone(), Vec::new(), Vec::new(), ERROR_BODY)
             .await
-            .with_context(|| format!("registry {}", self.host))?;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            if let Some(daemon) = &self.daemon {
+        {
+            Ok(answer) if answer.status != 401 => answer,
+            first => {
+                let Some(daemon) = &self.daemon else {
+                    return first.map(drop);
+                };
                 let scope = format!("repository:{repository}:delete");
                 let token = daemon
                     .registry_token(&scope)
                     .await
                     .context("asking the daemon for a registry token")?;
-                let bearer = format!("Bearer {}", token.token);
-                resp = self
-                    .raw(Method::DELETE, &path, &[("authorization", &bearer)], empty())
-                    .await
-                    .with_context(|| format!("registry {}", self.host))?;
+                self.request(
+                    "DELETE",
+                    path,
+                    vec![("authorization", format!("Bearer {}", token.token))],
+                    Vec::new(),
+                    ERROR_BODY,
+                )
+                .await?
             }
-        }
-        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
+        };
+        if answer.is_success() || answer.status == 404 {
             return Ok(());
         }
-        Err(self.failure(&format!("deleting manifest {digest}"), resp).await)
+        Err(self.failure(&format!("deleting manifest {digest}"), &answer))
     }
 
     /// Descriptors of the referrers of `digest` with `artifact_type`.
@@ -793,15 +801,16 @@ impl Registry {
             "/v2/{repository}/referrers/{digest}?artifactType={}",
             query_value(artifact_type)
         );
-        let resp = self.get(&path, "application/vnd.oci.image.index.v1+json").await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+        let answer = self
+            .get(path, "application/vnd.oci.image.index.v1+json", MAX_DOCUMENT)
+            .await?;
+        if answer.status == 404 {
             return Ok(Vec::new());
         }
-        if !resp.status().is_success() {
-            return Err(self.failure(&format!("referrers of {digest}"), resp).await);
+        if !answer.is_success() {
+            return Err(self.failure(&format!("referrers of {digest}"), &answer));
         }
-        let bytes = read_capped(resp, MAX_DOCUMENT, "a referrers index").await?;
-        let index: Value = serde_json::from_slice(&bytes).context("the referrers index is not JSON")?;
+        let index: Value = serde_json::from_slice(&answer.body).context("the referrers index is not JSON")?;
         Ok(index
             .get("manifests")
             .and_then(Value::as_array)

@@ -13,6 +13,7 @@
 
 mod artifact;
 mod client;
+mod connection;
 mod pull;
 mod push;
 
@@ -21,6 +22,7 @@ use std::sync::Mutex;
 
 pub use artifact::Artifacts;
 pub use client::{is_loopback, registry_key, Credentials};
+pub use connection::{Answer, ConnectOptions, Connection};
 
 use crate::error::{Error, Result};
 use crate::ImageStore;
