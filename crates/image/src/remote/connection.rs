@@ -239,8 +239,14 @@ mod tests {
             ..ConnectOptions::default()
         };
         let conn = Connection::open(&addr, options).expect("open");
-        assert_eq!(conn.request("GET", "/v2/x", &[], b"", 1024).expect("request").status, 200);
-        assert_eq!(seen.lock().expect("lock").clone(), vec![vec!["Bearer good".to_string()]]);
+        assert_eq!(
+            conn.request("GET", "/v2/x", &[], b"", 1024).expect("request").status,
+            200
+        );
+        assert_eq!(
+            seen.lock().expect("lock").clone(),
+            vec![vec!["Bearer good".to_string()]]
+        );
         let err = conn.request("GET", "/v2/big", &[], b"", 100).unwrap_err();
         assert!(err.to_string().contains("/v2/big"), "{err}");
     }
