@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use berth_model::{
-    Container, ContainerCreate, ContainerState, ContainerStats, ContainerStatus, ExecCreate, ProcessConfig,
+    Container, ContainerCreate, ContainerState, ContainerStats, ContainerStatus, ExecCreate, NetworkMode, ProcessConfig,
 };
 use berth_runtime::{inroot, spec, Runtime};
 
@@ -163,12 +163,14 @@ impl Engine {
                 )));
             }
         }
-        match req.network.as_deref() {
-            None | Some("none") | Some("default") => {}
+        match &req.network {
+            None | Some(NetworkMode::None) => {}
+            Some(NetworkMode::Named(default)) if default == "default" => {}
             Some(other) => {
                 return Err(Error::Invalid(format!(
-                "network {other:?} is not available: this node supports --network none (bridge networks come later)"
-            )))
+                    "network {:?} is not available: this node supports --network none (bridge networks come later)",
+                    other.as_str()
+                )))
             }
         }
         match req.userns.as_deref() {
@@ -243,7 +245,7 @@ impl Engine {
             env.push("TERM=xterm".into());
         }
         let container = Container {
-            id: id.clone(),
+            id: id.clone().into(),
             name: name.clone(),
             image: req.image.clone(),
             image_id: image.id.clone(),
@@ -410,7 +412,7 @@ impl Engine {
         attach: Option<bool>,
         durable: bool,
     ) -> Result<Option<BufReader<UnixStream>>, Error> {
-        let id = c.id.clone();
+        let id = c.id.to_string();
         // A container started right after create still has its root mounted
         // and its bundle written; a restarted one gets them again.
         let first = c.status.state == ContainerState::Created && self.runtime.is_prepared(&id);
@@ -741,7 +743,7 @@ impl Engine {
         execs.insert(
             id.clone(),
             PendingExec {
-                container: c.id,
+                container: c.id.into_string(),
                 spec,
                 created: std::time::Instant::now(),
             },
@@ -828,7 +830,7 @@ impl Engine {
         let c = self.get(name_or_id)?;
         if c.status.state != ContainerState::Running {
             return Ok(ContainerStats {
-                id: c.id,
+                id: c.id.into_string(),
                 name: c.name,
                 read_at: now(),
                 ..Default::default()
@@ -839,7 +841,7 @@ impl Engine {
         let b = self.runtime.stats(&c.id).unwrap_or_default();
         let cpu_percent = b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / interval.as_nanos().max(1) as f64 * 100.0;
         Ok(ContainerStats {
-            id: c.id,
+            id: c.id.into_string(),
             name: c.name,
             cpu_usage_ns: b.cpu_ns,
             cpu_percent,

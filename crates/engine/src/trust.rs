@@ -506,7 +506,7 @@ impl Engine {
                     .and_then(|p| {
                         std::fs::metadata(&p)
                             .map(|m| m.len())
-                            .map_err(|_| berth_image::Error::BlobNotFound(image.manifest_digest.clone()))
+                            .map_err(|_| berth_image::Error::BlobNotFound(image.manifest_digest.to_string()))
                     })
                     .map_err(|e| refuse(format!("its manifest is not stored on this node: {e}")))?;
                 let repo = match self.trust.verified(service, &self.pinned_dir(), &candidate.gun, now) {
@@ -567,8 +567,8 @@ mod tests {
     fn an_image_is_checked_under_every_name_it_has_or_had() {
         let manifest = format!("sha256:{}", "cd".repeat(32));
         let image = Image {
-            id: format!("sha256:{}", "ab".repeat(32)),
-            manifest_digest: manifest.clone(),
+            id: format!("sha256:{}", "ab".repeat(32)).into(),
+            manifest_digest: manifest.clone().into(),
             tags: vec!["prod/app:1".into()],
             repo_digests: vec![
                 format!("prod/app@{manifest}"),

@@ -135,6 +135,7 @@ fn create(daemon: &Daemon, name: &str, restart: RestartPolicy, auto_remove: bool
         })
         .expect("creating the container")
         .id
+        .into_string()
 }
 
 fn start(daemon: &Daemon, id: &str) {

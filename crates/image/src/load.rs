@@ -738,8 +738,8 @@ fn synthesize_manifest(plan: &Plan) -> Result<Vec<u8>, String> {
 fn image_record(plan: &Plan, manifest_digest: String) -> Image {
     let config = &plan.config;
     Image {
-        id: plan.config_digest.clone(),
-        manifest_digest,
+        id: plan.config_digest.clone().into(),
+        manifest_digest: manifest_digest.into(),
         tags: Vec::new(),
         repo_digests: Vec::new(),
         index_digest: None,

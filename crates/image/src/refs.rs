@@ -187,7 +187,7 @@ pub(crate) fn remove(
             if used && !force {
                 return Err(Error::InUse {
                     reference: reference.to_string(),
-                    id: image.id,
+                    id: image.id.to_string(),
                 });
             }
             (vec![name], !used)
@@ -196,12 +196,12 @@ pub(crate) fn remove(
             if used && !force {
                 return Err(Error::InUse {
                     reference: reference.to_string(),
-                    id: image.id,
+                    id: image.id.to_string(),
                 });
             }
             if !used && image.tags.len() > 1 && !force {
                 return Err(Error::MultipleTags {
-                    id: image.id,
+                    id: image.id.to_string(),
                     tags: image.tags.join(", "),
                 });
             }

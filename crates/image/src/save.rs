@@ -35,8 +35,8 @@ pub(crate) fn save(images: &ImageStore, refs: &[String], out: &mut dyn Write) ->
     let blobs = &images.inner.blobs;
     let mut digests = BTreeSet::new();
     for (image, _) in &wanted {
-        digests.insert(image.manifest_digest.clone());
-        digests.insert(image.id.clone());
+        digests.insert(image.manifest_digest.to_string());
+        digests.insert(image.id.to_string());
         digests.extend(image.layers.iter().cloned());
     }
     for digest in &digests {
@@ -45,7 +45,7 @@ pub(crate) fn save(images: &ImageStore, refs: &[String], out: &mut dyn Write) ->
                 .iter()
                 .find(|(i, _)| i.id == *digest || i.manifest_digest == *digest || i.layers.contains(digest));
             return Err(Error::Corrupt {
-                id: owner.map(|(i, _)| i.id.clone()).unwrap_or_default(),
+                id: owner.map(|(i, _)| i.id.to_string()).unwrap_or_default(),
                 message: format!("blob {digest} is missing from the content store"),
             });
         }

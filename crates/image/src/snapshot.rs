@@ -42,7 +42,7 @@ pub(crate) fn snapshot_key(diff_id: &str, shift: Option<IdShift>) -> String {
 pub(crate) fn layer_dirs(images: &ImageStore, image: &Image, shift: Option<IdShift>) -> Result<Vec<PathBuf>> {
     if image.layers.len() != image.diff_ids.len() {
         return Err(Error::Corrupt {
-            id: image.id.clone(),
+            id: image.id.to_string(),
             message: format!("{} layers but {} diff ids", image.layers.len(), image.diff_ids.len()),
         });
     }

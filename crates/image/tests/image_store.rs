@@ -73,7 +73,7 @@ fn oci_layout_load_resolve_unpack_tag_save_remove() {
         "busybox".to_string(),
         "busybox:latest".to_string(),
         "docker.io/library/busybox:latest".to_string(),
-        image.id.clone(),
+        image.id.to_string(),
         hex.to_string(),
         hex[..12].to_string(),
         hex[..4].to_string(),
@@ -376,7 +376,7 @@ fn tags_move_and_removal_follows_docker_rules() {
     let err = images.remove("busybox", false, &in_use).unwrap_err();
     assert!(matches!(err, Error::InUse { .. }), "{err}");
     assert!(
-        err.to_string().contains("busybox") && err.to_string().contains(&image.id),
+        err.to_string().contains("busybox") && err.to_string().contains(image.id.as_str()),
         "{err}"
     );
     assert_eq!(

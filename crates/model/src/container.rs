@@ -28,7 +28,8 @@ pub struct ContainerCreate {
     /// `host` disables the user namespace; anything else is the default (private).
     pub userns: Option<String>,
     /// `none` (the default and, until the networking issue, the only mode).
-    pub network: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub network: Option<crate::NetworkMode>,
     pub restart: RestartPolicy,
     pub resources: Resources,
     pub binds: Vec<Bind>,
@@ -160,12 +161,12 @@ impl ContainerState {
 /// A container as the node keeps it (`local/containers`) and the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Container {
-    pub id: String,
+    pub id: crate::ContainerId,
     pub name: String,
     /// The reference the user gave.
     pub image: String,
     /// The image id (config digest) it was created from.
-    pub image_id: String,
+    pub image_id: crate::Digest,
     pub created: String,
     pub spec: ContainerCreate,
     /// The resolved process: argv, env, cwd, uid/gid.

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Image {
     /// `sha256:` digest of the image config (Docker's "image id").
-    pub id: String,
+    pub id: crate::Digest,
     /// `sha256:` digest of the manifest this image was stored from.
-    pub manifest_digest: String,
+    pub manifest_digest: crate::Digest,
     /// Familiar `name:tag` references pointing at this image.
     pub tags: Vec<String>,
     /// Every `name@manifest-digest` this image was loaded, pulled or pushed

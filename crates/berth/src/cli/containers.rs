@@ -142,7 +142,7 @@ fn build_create(a: &RunArgs) -> Result<ContainerCreate> {
         auto_remove: a.rm,
         privileged: a.privileged,
         userns: a.userns.clone(),
-        network: Some(a.network.clone()),
+        network: Some(a.network.clone().into()),
         restart,
         resources: Resources {
             memory_bytes,
@@ -550,7 +550,7 @@ fn stats_row(s: &ContainerStats) -> Vec<String> {
 pub async fn stats(client: &Client, a: StatsArgs) -> Result<i32> {
     let names: Vec<String> = if a.containers.is_empty() {
         let list: Vec<Container> = client.containers(false).await?;
-        list.into_iter().map(|c| c.id).collect()
+        list.into_iter().map(|c| c.id.into_string()).collect()
     } else {
         a.containers.clone()
     };

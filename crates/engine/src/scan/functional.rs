@@ -27,7 +27,7 @@ impl ScanService {
             Some(healthcheck_of(&config).ok_or_else(|| {
                 ScanError::Invalid(format!(
                     "image {} has no HEALTHCHECK: use --test CMD instead",
-                    image.tags.first().unwrap_or(&image.id)
+                    image.tags.first().map_or(image.id.as_str(), String::as_str)
                 ))
             })?)
         } else {
@@ -43,11 +43,11 @@ impl ScanService {
         };
         let name = format!("berth-scan-test-{}", &berth_model::new_id()[..12]);
         let create = ContainerCreate {
-            image: image.id.clone(),
+            image: image.id.to_string(),
             name: Some(name.clone()),
             cmd,
             entrypoint,
-            network: Some("none".to_string()),
+            network: Some(berth_model::NetworkMode::None),
             ..ContainerCreate::default()
         };
         let container = self.engine.create(create)?;

@@ -33,8 +33,8 @@ impl ScanService {
         let record = ScanRecord {
             id: id.clone(),
             image: reference.to_string(),
-            image_digest: image.manifest_digest.clone(),
-            image_id: image.id.clone(),
+            image_digest: image.manifest_digest.to_string(),
+            image_id: image.id.to_string(),
             scanner_version: report.scanner_version.clone(),
             db_version: report.database_version.clone(),
             created: report.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -94,8 +94,8 @@ impl ScanService {
     fn image_keys(&self, image: &str) -> Vec<String> {
         let mut keys = vec![image.to_string()];
         if let Ok(found) = self.engine.images().resolve(image) {
-            keys.push(found.manifest_digest);
-            keys.push(found.id);
+            keys.push(found.manifest_digest.into_string());
+            keys.push(found.id.into_string());
         }
         keys
     }

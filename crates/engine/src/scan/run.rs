@@ -165,7 +165,7 @@ impl ScanService {
         let request = ScanRequest {
             image: ImageRef {
                 reference: reference.to_string(),
-                digest: image.manifest_digest.clone(),
+                digest: image.manifest_digest.to_string(),
             },
             layers: &layers,
             db: (!db.is_empty()).then_some(&*db),
@@ -216,8 +216,8 @@ impl ScanService {
 /// An image record with ids and layers only (not stored).
 pub(super) fn bare_image(id: &str, manifest_digest: &str, layers: Vec<String>, diff_ids: Vec<String>) -> Image {
     Image {
-        id: id.to_string(),
-        manifest_digest: manifest_digest.to_string(),
+        id: id.to_string().into(),
+        manifest_digest: manifest_digest.to_string().into(),
         tags: Vec::new(),
         repo_digests: Vec::new(),
         index_digest: None,

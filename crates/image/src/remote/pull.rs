@@ -532,8 +532,9 @@ fn commit(
             for digest in record
                 .layers
                 .iter()
-                .chain([&record.id, &record.manifest_digest])
-                .chain(index)
+                .map(String::as_str)
+                .chain([record.id.as_str(), record.manifest_digest.as_str()])
+                .chain(index.map(String::as_str))
             {
                 if !blobs.contains(digest)? {
                     return Err(client.error(format!(
@@ -588,8 +589,8 @@ fn commit(
 fn image_record(plan: &Planned) -> Image {
     let config = &plan.config;
     Image {
-        id: plan.config_digest.clone(),
-        manifest_digest: plan.manifest.digest.clone(),
+        id: plan.config_digest.clone().into(),
+        manifest_digest: plan.manifest.digest.clone().into(),
         tags: Vec::new(),
         repo_digests: Vec::new(),
         index_digest: None,

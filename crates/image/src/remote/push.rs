@@ -43,7 +43,7 @@ pub(crate) fn push(images: &ImageStore, reference: &str, progress: &(dyn Fn(Prog
         .tag
         .clone()
         .or_else(|| parsed.digest.clone())
-        .unwrap_or_else(|| image.manifest_digest.clone());
+        .unwrap_or_else(|| image.manifest_digest.to_string());
     let transferred = AtomicU64::new(0);
     let to = Destination {
         client: &client,
@@ -76,11 +76,11 @@ pub(crate) fn push(images: &ImageStore, reference: &str, progress: &(dyn Fn(Prog
                 None,
             ));
             let size = push_image(images, &to, &image, &target, progress)?;
-            (image.manifest_digest.clone(), size)
+            (image.manifest_digest.to_string(), size)
         }
         (None, _) => {
             let size = push_image(images, &to, &image, &target, progress)?;
-            (image.manifest_digest.clone(), size)
+            (image.manifest_digest.to_string(), size)
         }
     };
     let transferred = transferred.load(Ordering::SeqCst);
@@ -148,7 +148,7 @@ fn push_image(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<usize> {
     let mut jobs: Vec<(String, u64)> = Vec::new();
-    for digest in image.layers.iter().chain([&image.id]) {
+    for digest in image.layers.iter().map(String::as_str).chain([image.id.as_str()]) {
         if jobs.iter().any(|(d, _)| d == digest) {
             continue;
         }
@@ -157,7 +157,7 @@ fn push_image(
             .map_err(io_err("reading metadata of", &path))?
             .len();
         progress(Progress::status("Preparing", Some(short_id(digest))));
-        jobs.push((digest.clone(), size));
+        jobs.push((digest.to_string(), size));
     }
     run_concurrently(jobs, &|(digest, size): (String, u64)| {
         push_blob(
