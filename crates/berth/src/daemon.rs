@@ -152,6 +152,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     }
     let services = berth_node::open(engine.clone(), options).map_err(anyhow::Error::msg)?;
     let router = berth_api::router(services);
+    release_freed_memory();
 
     let socket = a.socket.clone();
     if let Some(dir) = socket.parent() {
@@ -332,6 +333,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// Gives the heap memory freed so far back to the kernel. Opening a fresh
+/// data root compiles the built-in plugins (cranelift) and hashes the admin
+/// password (argon2, 19 MiB); glibc keeps what they freed unless asked, and
+/// an idle daemon would carry it for good (about 6 MiB measured).
+fn release_freed_memory() {
+    // SAFETY: malloc_trim takes no pointer and only returns free pages of
+    // the allocator's heaps to the kernel; it is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
