@@ -65,10 +65,10 @@ pub fn build() -> Value {
                 "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}},
             },
         });
-        if let Some(body) = r.request {
+        if let Some((body, required)) = r.request {
             let name = body(&mut schemas);
             op["requestBody"] = json!({
-                "required": true,
+                "required": required == routes::Required::Yes,
                 "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}},
             });
         }
@@ -99,6 +99,25 @@ pub async fn document() -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_bodies_are_declared_required_or_not() {
+        let doc = build();
+        let body = |method: &str, path: &str| doc["paths"][path][method]["requestBody"].clone();
+        let users = body("post", "/v1/users");
+        assert_eq!(users["required"], json!(true));
+        assert_eq!(
+            users["content"]["application/json"]["schema"]["$ref"],
+            json!("#/components/schemas/NewUser")
+        );
+        let login = body("post", "/v1/auth/token");
+        assert_eq!(login["required"], json!(false));
+        assert_eq!(
+            login["content"]["application/json"]["schema"]["$ref"],
+            json!("#/components/schemas/NewToken")
+        );
+        assert!(body("get", "/v1/users").is_null(), "a GET declares no body");
+    }
 
     #[test]
     fn declared_answers_refer_to_schemas_the_document_defines() {

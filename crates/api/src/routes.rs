@@ -23,8 +23,9 @@ pub struct Route {
     pub public: bool,
     /// What it answers on success, for the OpenAPI document.
     pub answer: Answer,
-    /// The JSON body it reads, when it reads one the table declares.
-    pub request: Option<SchemaFn>,
+    /// The JSON body it reads, when it reads one the table declares, and
+    /// whether the body may be left out.
+    pub request: Option<(SchemaFn, Required)>,
     handler: fn() -> MethodRouter<AppState>,
 }
 
@@ -35,6 +36,14 @@ pub type SchemaFn = fn(&mut serde_json::Map<String, serde_json::Value>) -> Strin
 /// The schema function of `T`.
 pub fn schema_of<T: utoipa::ToSchema>(components: &mut serde_json::Map<String, serde_json::Value>) -> String {
     crate::openapi::add::<T>(components)
+}
+
+/// Whether a route's JSON body must be sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Required {
+    Yes,
+    /// An empty body means the type's defaults.
+    No,
 }
 
 /// What a route answers on success.
@@ -53,15 +62,19 @@ pub enum Answer {
 }
 
 /// One row of the route table: `route!([public] METHOD, axum-method-fn, PATH,
-/// RESOURCE, ACTION, handler, SUMMARY, ANSWER[, body = SCHEMA])`; `public`
+/// RESOURCE, ACTION, handler, SUMMARY, ANSWER[, body = SCHEMA | optional_body = SCHEMA])`; `public`
 /// marks a route anonymous callers may use, ANSWER says what it answers
-/// ([`Answer`]), `body` the JSON body it reads.
+/// ([`Answer`]), `body` the JSON body it reads (`optional_body`: one it
+/// may go without).
 macro_rules! route {
     ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $a:expr $(,)?) => {
         route!(@ $m, $f, $p, $res, $act, $h, $s, false, $a, None)
     };
     ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $a:expr, body = $b:expr $(,)?) => {
-        route!(@ $m, $f, $p, $res, $act, $h, $s, false, $a, Some($b))
+        route!(@ $m, $f, $p, $res, $act, $h, $s, false, $a, Some(($b, Required::Yes)))
+    };
+    ($m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $a:expr, optional_body = $b:expr $(,)?) => {
+        route!(@ $m, $f, $p, $res, $act, $h, $s, false, $a, Some(($b, Required::No)))
     };
     (public $m:ident, $f:ident, $p:literal, $res:ident, $act:ident, $h:path, $s:literal, $a:expr $(,)?) => {
         route!(@ $m, $f, $p, $res, $act, $h, $s, true, $a, None)
@@ -458,7 +471,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::token_create,
         "Log in (HTTP Basic) and get a personal access token; the secret is returned once",
-        Answer::Created(schema_of::<berth_model::access::TokenCreated>)
+        Answer::Created(schema_of::<berth_model::access::TokenCreated>),
+        optional_body = schema_of::<berth_model::access::NewToken>
     ),
     route!(
         POST,
