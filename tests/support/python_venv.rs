@@ -15,6 +15,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The OpenAPI validator's venv, shared by the test of the document and the
+/// end-to-end test of the answers (one pin, so they never rebuild it in turns).
+const OPENAPI_VENV: &str = "/var/cache/berth/openapi-validator-venv";
+/// Pinned so that CI validates against the same rules every run; it brings
+/// `jsonschema` too.
+const OPENAPI_VALIDATOR: &str = "openapi-spec-validator==0.9.0";
+
+/// The python of the venv with `openapi-spec-validator` (and `jsonschema`).
+pub fn openapi_validator() -> Result<PathBuf, String> {
+    python(OPENAPI_VENV, &[OPENAPI_VALIDATOR])
+}
+
 /// The venv's python, built first when missing or outdated.
 pub fn python(dir: &str, requirements: &[&str]) -> Result<PathBuf, String> {
     let venv = Path::new(dir);

@@ -482,12 +482,7 @@ pub async fn directory_test(
     let authenticated = t.password.is_some();
     let found = with_access(&s, move |a| a.test_directory(&name, &t.user, t.password.as_deref())).await?;
     Ok(Json(DirectoryTestResult {
-        directory: found.directory,
-        dn: found.dn,
-        username: found.username,
-        email: found.email,
-        full_name: found.full_name,
-        groups: found.groups,
+        user: found,
         authenticated,
     }))
 }

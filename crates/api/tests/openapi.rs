@@ -4,24 +4,15 @@
 //! fails and says so).
 
 use std::fs;
-use std::path::PathBuf;
 use std::process::Command;
 
 #[path = "../../../tests/support/python_venv.rs"]
 mod python_venv;
 use python_venv::run;
 
-const VENV: &str = "/var/cache/berth/openapi-validator-venv";
-const REQUIREMENT: &str = "openapi-spec-validator==0.9.0";
-
-/// The validator's python, installing it when missing.
-fn validator() -> Result<PathBuf, String> {
-    python_venv::python(VENV, &[REQUIREMENT])
-}
-
 #[test]
 fn the_document_passes_openapi_spec_validator() {
-    let python = validator().unwrap_or_else(|e| panic!("{e}"));
+    let python = python_venv::openapi_validator().unwrap_or_else(|e| panic!("{e}"));
     let document = berth_api::openapi_document();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("openapi.json");

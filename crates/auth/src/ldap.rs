@@ -45,7 +45,6 @@ use std::time::Duration;
 
 use ldap3::controls::{Control, ControlType, PagedResults, RawControl};
 use ldap3::{LdapConn, LdapConnSettings, LdapResult, Scope, SearchEntry, SearchOptions};
-use serde::{Deserialize, Serialize};
 
 /// How long to wait for the TCP connection (and TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,20 +88,7 @@ const RC_INSUFFICIENT_ACCESS: u32 = 50;
 /// whether a provisioned directory user still counts.
 pub use berth_state::directory::{AccountState, DirectoryConfig, DirectoryMember, TeamSync};
 
-/// A user the directory authenticated, with what just-in-time provisioning
-/// and team sync need.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectoryUser {
-    /// The `DirectoryConfig::name` that authenticated the user.
-    pub directory: String,
-    pub dn: String,
-    /// The entry's `username_attr` value (the login's user part if absent).
-    pub username: String,
-    pub email: Option<String>,
-    pub full_name: Option<String>,
-    /// DNs of the user's groups, sorted.
-    pub groups: Vec<String>,
-}
+pub use berth_model::access::DirectoryUser;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LdapError {

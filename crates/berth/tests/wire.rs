@@ -15,9 +15,6 @@ use std::process::Command;
 use common::{http_unix, Daemon};
 use serde_json::{json, Value};
 
-const VENV: &str = "/var/cache/berth/openapi-validator-venv";
-const REQUIREMENT: &str = "openapi-spec-validator==0.9.0";
-
 /// Validates each `(method, route, status, body)` against the document: the
 /// schema of that route's response for that status. Prints each failure.
 const CHECK: &str = r#"
@@ -68,7 +65,7 @@ impl Samples<'_> {
 
 #[test]
 fn answers_match_the_schemas_their_routes_declare() {
-    let python = python_venv::python(VENV, &[REQUIREMENT]).unwrap_or_else(|e| panic!("{e}"));
+    let python = python_venv::openapi_validator().unwrap_or_else(|e| panic!("{e}"));
     let d = Daemon::start();
     d.load_busybox();
     let id = d.ok(&["run", "-d", "--name", "wire", "busybox", "true"]);
@@ -207,7 +204,7 @@ fn answers_match_the_schemas_their_routes_declare() {
 fn the_validator_rejects_an_answer_that_breaks_its_schema() {
     // The check above must be able to fail: a version answer missing a
     // field and carrying a number where a string belongs is refused.
-    let python = python_venv::python(VENV, &[REQUIREMENT]).unwrap_or_else(|e| panic!("{e}"));
+    let python = python_venv::openapi_validator().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().expect("tempdir");
     let doc_path = dir.path().join("openapi.json");
     let samples_path = dir.path().join("samples.json");

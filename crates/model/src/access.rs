@@ -245,15 +245,26 @@ pub struct DirectoryTest {
     pub password: Option<String>,
 }
 
-/// What a directory test found of the user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct DirectoryTestResult {
+/// A user a directory authenticated (or a directory test found), with
+/// what just-in-time provisioning and team sync need.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DirectoryUser {
+    /// The `DirectoryConfig::name` that authenticated the user.
     pub directory: String,
     pub dn: String,
+    /// The entry's `username_attr` value (the login's user part if absent).
     pub username: String,
     pub email: Option<String>,
     pub full_name: Option<String>,
+    /// DNs of the user's groups, sorted.
     pub groups: Vec<String>,
+}
+
+/// What a directory test found of the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DirectoryTestResult {
+    #[serde(flatten)]
+    pub user: DirectoryUser,
     /// Whether the user's own bind was tried (and passed).
     pub authenticated: bool,
 }

@@ -909,12 +909,12 @@ pub async fn directory(client: &Client, a: DirectoryArgs) -> Result<i32> {
         } => {
             let password = if password_stdin { Some(password(true)?.0) } else { None };
             let found = client.test_directory(&name, &DirectoryTest { user, password }).await?;
-            println!("user:      {}", found.username);
-            println!("dn:        {}", found.dn);
-            if let Some(email) = &found.email {
+            println!("user:      {}", found.user.username);
+            println!("dn:        {}", found.user.dn);
+            if let Some(email) = &found.user.email {
                 println!("email:     {email}");
             }
-            println!("groups:    {}", found.groups.join("; "));
+            println!("groups:    {}", found.user.groups.join("; "));
             if found.authenticated {
                 println!("password:  accepted");
             }

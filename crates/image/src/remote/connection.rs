@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use super::client::{header, read_limited, Body, Client};
+use super::client::{header, read_limited, without_query, Body, Client};
 use super::{is_loopback, registry_key, Credentials};
 use crate::error::{Error, Result};
 
@@ -122,10 +122,8 @@ impl Connection {
         let mut response = self.client.send(method, &self.client.url(path), headers, &body)?;
         let status = response.status().as_u16();
         let content_type = header(&response, "content-type");
-        let body = read_limited(&mut response, limit).map_err(|e| {
-            self.client
-                .error(format!("{method} {}: {e}", path.split('?').next().unwrap_or(path)))
-        })?;
+        let body = read_limited(&mut response, limit)
+            .map_err(|e| self.client.error(format!("{method} {}: {e}", without_query(path))))?;
         Ok(Answer {
             status,
             content_type,
