@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use crate::json::Json;
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -1,8 +1,8 @@
 //! The audit log's routes: levels per resource and the export that `berth
 //! audit verify --file` checks offline.
 
+use crate::json::Json;
 use axum::extract::{Path, State};
-use axum::Json;
 use berth_auth::AuditExport;
 
 use crate::access::with_access;

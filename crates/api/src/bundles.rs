@@ -5,7 +5,9 @@
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
+
+use crate::json::Json;
 use berth_cluster::Bundle;
 use berth_model::{ApiError, ErrorCode};
 use serde::Deserialize;

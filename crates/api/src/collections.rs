@@ -2,8 +2,8 @@
 //! `GET /v1/registry/collections`, `PUT|DELETE /v1/registry/collections/{prefix}`
 //! (the prefix percent-encoded when it holds slashes).
 
+use crate::json::Json;
 use axum::extract::{Path, State};
-use axum::Json;
 use berth_auth::repos::RepositoryCollection;
 
 use crate::access::with_access;

@@ -2,10 +2,10 @@
 //! save (OCI layout tarball out), tag, remove, and the registry client:
 //! pull and push (NDJSON progress out), login and logout.
 
+use crate::json::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use axum::Json;
 use berth_model::image::{LoginAnswer, LoginRequest};
 use futures_util::StreamExt;
 use serde::Deserialize;

@@ -17,6 +17,7 @@ mod collections;
 mod containers;
 mod error;
 mod images;
+mod json;
 mod limits;
 mod metrics;
 mod openapi;

@@ -1,6 +1,6 @@
 //! The OpenAPI document, built from the route table and the model's schemas.
 
-use axum::Json;
+use crate::json::Json;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 

@@ -871,12 +871,12 @@ pub struct GcQuery {
 pub async fn gc(
     State(s): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<GcQuery>,
-) -> crate::error::ApiResult<axum::Json<berth_registry::GcReport>> {
+) -> crate::error::ApiResult<crate::json::Json<berth_registry::GcReport>> {
     let to_api = |e: Error| berth_model::ApiError::internal(e.to_string());
     let reg = registry(&s).map_err(to_api)?;
     let grace = std::time::Duration::from_secs(q.grace.unwrap_or(3600));
     let report = blocking(move || reg.gc(grace)).await?.map_err(to_api)?;
-    Ok(axum::Json(report))
+    Ok(crate::json::Json(report))
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use crate::json::Json;
 use base64::Engine as _;
 use berth_engine::scan::{
     ScanProgress, ScanRecordSummary, ScanService, ScanSpec, SignedScanRecord, VulnDbImport, VulnDbStatus,
@@ -28,6 +30,9 @@ use crate::blocking::blocking;
 use crate::error::ApiResult;
 use crate::AppState;
 
+/// A line of the scan and database-update progress streams.
+type Line<T> = berth_model::ProgressLine<ScanProgress, T>;
+
 /// Largest upload accepted by `POST /v1/vulndb/import` (osv.dev's largest
 /// per-ecosystem export is well below).
 pub(crate) const MAX_IMPORT_UPLOAD: u64 = 4 << 30;
@@ -38,8 +43,8 @@ fn service(s: &AppState) -> Result<Arc<ScanService>, ApiError> {
         .ok_or_else(|| ApiError::internal("the scan service is not available on this node (see the daemon's log)"))
 }
 
-/// Runs a scan; NDJSON progress, then `{"status":"done","record":...}`
-/// (or an `error` line).
+/// Runs a scan; NDJSON progress ([`berth_model::ProgressLine`]), then
+/// `{"status":"done","record":...}` (or an `error` line).
 pub async fn scan(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -62,26 +67,16 @@ pub async fn scan(
     s.engine.images().resolve(&spec.image)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(256);
     tokio::spawn(async move {
-        let line = |value: &serde_json::Value| {
-            let mut bytes = serde_json::to_vec(value).unwrap_or_default();
-            bytes.push(b'\n');
-            Ok(bytes)
-        };
         let progress_tx = tx.clone();
         let progress: Arc<dyn Fn(ScanProgress) + Send + Sync> = Arc::new(move |p: ScanProgress| {
-            let value = serde_json::to_value(&p).unwrap_or_default();
             // A full channel drops a progress line rather than stall the scan.
-            let _ = progress_tx.try_send(line(&value));
+            let _ = progress_tx.try_send(Ok(Line::<()>::step(p).to_ndjson()));
         });
-        let result = scans.scan(spec, progress).await;
-        let last = match result {
-            Ok(record) => serde_json::json!({"status": "done", "record": record}),
-            Err(e) => {
-                let err: ApiError = e.into();
-                serde_json::json!({"status": "error", "error": err})
-            }
+        let last = match scans.scan(spec, progress).await {
+            Ok(record) => Line::done(ScanProgress::status("done"), record),
+            Err(e) => Line::failed(ScanProgress::status("error"), e.into()),
         };
-        let _ = tx.send(line(&last)).await;
+        let _ = tx.send(Ok(last.to_ndjson())).await;
     });
     Ok(crate::system::ndjson(rx))
 }
@@ -165,7 +160,7 @@ pub async fn vulndb_import(
 }
 
 /// Downloads OSV exports and imports them as one import: NDJSON progress
-/// (`download`, `import`), then `{"status":"done","result":<import>}` or an
+/// (`download`, `import`), then `{"status":"done","record":<import>}` or an
 /// `error` line naming the ecosystem and URL that failed (the database is
 /// then unchanged). A bad source or ecosystem name is a plain 400.
 pub async fn vulndb_update(
@@ -175,29 +170,24 @@ pub async fn vulndb_update(
     let scans = service(&s)?;
     scans.plan_vulndb_update(&spec).map_err(ApiError::from)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(256);
-    let line = |value: &serde_json::Value| {
-        let mut bytes = serde_json::to_vec(value).unwrap_or_default();
-        bytes.push(b'\n');
-        Ok(bytes)
-    };
     let progress_tx = tx.clone();
     let task = tokio::task::spawn_blocking(move || {
         let progress = move |p: ScanProgress| {
-            let value = serde_json::to_value(&p).unwrap_or_default();
             // A full channel drops a progress line rather than stall the download.
-            let _ = progress_tx.try_send(line(&value));
+            let _ = progress_tx.try_send(Ok(Line::<()>::step(p).to_ndjson()));
         };
         scans.update_vulndb(&spec, &progress)
     });
     tokio::spawn(async move {
         let last = match task.await {
-            Ok(Ok(result)) => serde_json::json!({"status": "done", "result": result}),
-            Ok(Err(e)) => serde_json::json!({"status": "error", "error": ApiError::from(e)}),
-            Err(e) => {
-                serde_json::json!({"status": "error", "error": ApiError::internal(format!("the update task failed: {e}"))})
-            }
+            Ok(Ok(result)) => Line::done(ScanProgress::status("done"), result),
+            Ok(Err(e)) => Line::failed(ScanProgress::status("error"), e.into()),
+            Err(e) => Line::failed(
+                ScanProgress::status("error"),
+                ApiError::internal(format!("the update task failed: {e}")),
+            ),
         };
-        let _ = tx.send(line(&last)).await;
+        let _ = tx.send(Ok(last.to_ndjson())).await;
     });
     Ok(crate::system::ndjson(rx))
 }

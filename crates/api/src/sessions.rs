@@ -6,7 +6,9 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
+
+use crate::json::Json;
 use berth_auth::session::{SESSION_COOKIE, SESSION_LIFETIME};
 use berth_model::{ApiError, ErrorCode};
 

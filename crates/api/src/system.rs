@@ -3,7 +3,9 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use axum::{Extension, Json};
+use axum::Extension;
+
+use crate::json::Json;
 use berth_auth::{Index, Where};
 use berth_model::{Event, IdRange, SystemInfo, VersionInfo};
 

@@ -3,9 +3,9 @@
 //! stores them in cluster state and enforces them where containers are
 //! created; this file is HTTP only.
 
+use crate::json::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use berth_engine::TrustPolicy;
 use berth_model::image::TrustPolicySpec as PolicyBody;
 use berth_model::ApiError;

@@ -226,3 +226,36 @@ fn the_validator_rejects_an_answer_that_breaks_its_schema() {
     assert!(text.contains("'api' is a required property"), "{text}");
     assert!(text.contains("7 is not of type 'string'"), "{text}");
 }
+
+#[test]
+fn malformed_bodies_get_the_error_document() {
+    // A body the route's type cannot read is a 400 with `{"code","message"}`
+    // naming what was wrong, like every other error, and creates nothing.
+    let d = Daemon::start();
+    let json_type = vec!["Content-Type: application/json".to_string()];
+    let cases: [(&[String], &[u8], &str); 4] = [
+        (&json_type, b"{", "invalid request body: "),
+        (&json_type, br#"{"password":"a-long-password"}"#, "name"),
+        (
+            &json_type,
+            br#"{"name":7,"password":"a-long-password"}"#,
+            "invalid type",
+        ),
+        (
+            &[],
+            br#"{"name":"eve","password":"a-long-password"}"#,
+            "Content-Type: application/json",
+        ),
+    ];
+    for (headers, body, says) in cases {
+        let r = http_unix(&d.socket, "POST", "/v1/users", headers, body);
+        assert_eq!(r.status, 400, "{}: {}", String::from_utf8_lossy(body), r.text());
+        let v: Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()));
+        assert_eq!(v["code"], "INVALID_ARGUMENT", "{v}");
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("invalid request body: "), "{message}");
+        assert!(message.contains(says), "{message} should say {says}");
+    }
+    let users = http_unix(&d.socket, "GET", "/v1/users", &[], b"");
+    assert!(!users.text().contains("\"eve\""), "{}", users.text());
+}

@@ -13,8 +13,8 @@ use berth_model::access::{
     NewToken, NewUser, SetCollection, SetLevel, TokenCreated,
 };
 use berth_model::{
-    ApiError, Container, ContainerCreate, ContainerStats, ContainerWaited, ExecCreate, ExecCreated, GcReport, Image,
-    LoginAnswer, LoginRequest, PluginInstall, PluginPushed, PluginView, SystemInfo, TrustPolicySpec, VersionInfo,
+    Container, ContainerCreate, ContainerStats, ContainerWaited, ExecCreate, ExecCreated, GcReport, Image, LoginAnswer,
+    LoginRequest, PluginInstall, PluginPushed, PluginView, ProgressLine, SystemInfo, TrustPolicySpec, VersionInfo,
     Whoami,
 };
 use berth_scanner::records::{
@@ -27,7 +27,7 @@ use hyper::{Method, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::transport::{empty, json_body, ndjson_lines, query_value, Body, Client, ExitError};
+use crate::transport::{body_capped, empty, json_body, ndjson_lines, query_value, Body, Client, ExitError};
 
 /// The registry token `GET /v2/token` answers (Docker's token protocol).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,19 +35,6 @@ pub struct RegistryToken {
     pub token: String,
     #[serde(default)]
     pub expires_in: Option<u64>,
-}
-
-/// One line of a progress stream (`POST /v1/scans`, `POST /v1/vulndb/update`):
-/// a step, or the end (`done` with the result under `record` or `result`,
-/// or `error`).
-#[derive(Debug, Deserialize)]
-struct ProgressLine<T> {
-    #[serde(flatten)]
-    step: ScanProgress,
-    #[serde(default = "Option::default", alias = "result")]
-    record: Option<T>,
-    #[serde(default)]
-    error: Option<ApiError>,
 }
 
 fn seg(s: &str) -> String {
@@ -74,7 +61,7 @@ impl Client {
         let mut result: Option<T> = None;
         let mut error: Option<String> = None;
         ndjson_lines(resp, |line| {
-            let l: ProgressLine<T> =
+            let l: ProgressLine<ScanProgress, T> =
                 serde_json::from_slice(line).with_context(|| format!("bad {what} progress line"))?;
             match l.step.status.as_str() {
                 "done" => {
@@ -122,9 +109,14 @@ impl Client {
             .await
     }
 
-    /// The cluster CA certificate (PEM), or the daemon's refusal as it came.
-    pub async fn ca_pem_response(&self) -> Result<Response<Incoming>> {
-        self.raw(Method::GET, "/v1/ca.pem", &[], empty()).await
+    /// The cluster CA certificate (PEM, at most 64 KiB); `None` when the
+    /// daemon has none to give.
+    pub async fn ca_pem(&self) -> Result<Option<Vec<u8>>> {
+        let resp = self.raw(Method::GET, "/v1/ca.pem", &[], empty()).await?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
+        body_capped(resp, 64 << 10, "the daemon's CA").await.map(Some)
     }
 
     // --- containers ---

@@ -314,6 +314,22 @@ async fn error_of(resp: Response<Incoming>) -> anyhow::Error {
     }
 }
 
+/// A response body, at most `limit` bytes (more is an error naming `what`).
+pub async fn body_capped(resp: Response<Incoming>, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.with_context(|| format!("reading {what}"))?;
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data);
+            if out.len() as u64 > limit {
+                bail!("{what} is larger than {limit} bytes");
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads an NDJSON body line by line.
 pub async fn ndjson_lines(resp: Response<Incoming>, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
     let mut body = resp.into_body();

@@ -296,18 +296,7 @@ impl NodeTrust {
     }
 }
 
-/// A GUN as one file name: bytes other than `[a-zA-Z0-9._-]` as `%XX`.
-pub fn escape_gun(gun: &str) -> String {
-    let mut out = String::with_capacity(gun.len());
-    for b in gun.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use berth_notary::client::escape_gun;
 
 /// What must be signed: a repository, and a tag (or, for a digest
 /// reference, any tag).

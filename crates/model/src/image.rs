@@ -81,6 +81,56 @@ impl Progress {
     }
 }
 
+/// One line of a progress stream that ends with a result (`POST /v1/scans`,
+/// `POST /v1/vulndb/update`): a step (`S`, status and counts), and on the
+/// last line the status `done` with the result under `record`, or `error`
+/// with the error. The daemon writes these lines and the client reads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressLine<S, T> {
+    #[serde(flatten)]
+    pub step: S,
+    #[serde(default = "Option::default", skip_serializing_if = "Option::is_none")]
+    pub record: Option<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ApiError>,
+}
+
+impl<S: Serialize, T: Serialize> ProgressLine<S, T> {
+    /// A step.
+    pub fn step(step: S) -> Self {
+        Self {
+            step,
+            record: None,
+            error: None,
+        }
+    }
+
+    /// The last line of a stream that succeeded: `end` has status `done`.
+    pub fn done(end: S, record: T) -> Self {
+        Self {
+            step: end,
+            record: Some(record),
+            error: None,
+        }
+    }
+
+    /// The last line of a stream that failed: `end` has status `error`.
+    pub fn failed(end: S, error: crate::ApiError) -> Self {
+        Self {
+            step: end,
+            record: None,
+            error: Some(error),
+        }
+    }
+
+    /// The line as NDJSON (with its newline).
+    pub fn to_ndjson(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
 /// What [`Registry::gc`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GcReport {

@@ -567,3 +567,16 @@ pub fn check_target_bytes(name: &str, bytes: &[u8], target: &FileMeta) -> Result
     }
     Ok(())
 }
+
+/// A GUN as one file name: bytes other than `[a-zA-Z0-9._-]` as `%XX`.
+pub fn escape_gun(gun: &str) -> String {
+    let mut out = String::with_capacity(gun.len());
+    for b in gun.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

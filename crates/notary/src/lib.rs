@@ -46,10 +46,16 @@
 //!   snapshot (`Change`, `next_targets`, `next_snapshot`), pending threshold
 //!   signatures, key descriptions, and `verify_attached` (trust data attached
 //!   to an image) into a `View`; errors are a `WorkflowError` message.
+//! - [`signing`]: the session of a `berth trust` command — `Signing` (keys:
+//!   generate, list, load, rotate, backup, restore; signing: sign, revoke,
+//!   signer add/remove; reading: view, resolve a tag), reaching the registry
+//!   through a `TrustRemote` and the person at the keyboard through an
+//!   `Interaction`, both given by the caller.
 //!
-//! **Architecture Invariant:** nothing here reads the clock or the network;
-//! times and fetches are parameters. Only `keystore` and the client's cache
-//! touch the disk.
+//! **Architecture Invariant:** nothing here reads the clock, the network or
+//! the environment; times, fetches and secrets are parameters. Only
+//! `keystore`, the client's cache and `signing` (signer records and key
+//! backups under the trust directory) touch the disk.
 
 #![forbid(unsafe_code)]
 
@@ -65,5 +71,6 @@ pub mod repo;
 pub mod server;
 /// The daemon's trust service over the store (the lead's; see storage.rs).
 pub mod service;
+pub mod signing;
 pub mod storage;
 pub mod workflow;

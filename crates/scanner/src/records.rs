@@ -72,6 +72,16 @@ pub struct ScanProgress {
     pub message: Option<String>,
 }
 
+impl ScanProgress {
+    /// A line with only a status (`done`, `error`).
+    pub fn status(status: &str) -> ScanProgress {
+        ScanProgress {
+            status: status.to_string(),
+            ..ScanProgress::default()
+        }
+    }
+}
+
 /// A record's headline, for listings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScanRecordSummary {
