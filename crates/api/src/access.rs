@@ -17,9 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use berth_auth::directory::{Directory, DirectoryGroup, DirectoryView, SyncReport};
-use berth_auth::{
-    Access, Action, Grant, Org, Permission, Resource, Role, Team, TeamListing, TokenView, UserListing, UserView, Where,
-};
+use berth_auth::{Access, Action, Permission, Resource, TeamListing, TokenView, UserListing, UserView, Where};
+use berth_model::access as view;
 use berth_model::access::{
     DirectoryTest, DirectoryTestResult, NewGrant, NewMember, NewOrg, NewOrgTeam, NewPassword, NewRole, NewTeam,
     NewToken, NewUser, TokenCreated,
@@ -100,6 +99,11 @@ pub async fn user_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The views of `records`.
+fn views<R, V: From<R>>(records: Vec<R>) -> Vec<V> {
+    records.into_iter().map(V::from).collect()
+}
+
 // --- teams ---
 
 pub async fn teams(State(s): State<AppState>) -> ApiResult<Json<Vec<TeamListing>>> {
@@ -109,8 +113,8 @@ pub async fn teams(State(s): State<AppState>) -> ApiResult<Json<Vec<TeamListing>
         a.list_teams()?
             .into_iter()
             .map(|team| TeamListing {
-                directory_group: groups.remove(&team.name),
-                team,
+                directory_group: groups.remove(&team.name).map(Into::into),
+                team: team.into(),
             })
             .collect(),
     ))
@@ -140,8 +144,8 @@ pub async fn team_create(
             }
         }
         Ok(TeamListing {
-            team,
-            directory_group: mapping,
+            team: team.into(),
+            directory_group: mapping.map(Into::into),
         })
     })
     .await?;
@@ -160,9 +164,9 @@ pub async fn team_remove(State(s): State<AppState>, Path(name): Path<String>) ->
 pub async fn team_directory_set(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(g): Json<DirectoryGroup>,
-) -> ApiResult<Json<DirectoryGroup>> {
-    let mapping = g.clone();
+    Json(g): Json<view::DirectoryGroup>,
+) -> ApiResult<Json<view::DirectoryGroup>> {
+    let mapping = DirectoryGroup::from(g.clone());
     with_access(&s, move |a| a.set_team_group(&name, Some(mapping))).await?;
     Ok(Json(g))
 }
@@ -176,22 +180,25 @@ pub async fn team_add(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Json(m): Json<NewMember>,
-) -> ApiResult<Json<Team>> {
-    Ok(Json(access(&s)?.set_member(&name, &m.user, true)?))
+) -> ApiResult<Json<view::Team>> {
+    Ok(Json(access(&s)?.set_member(&name, &m.user, true)?.into()))
 }
 
-pub async fn team_del(State(s): State<AppState>, Path((name, user)): Path<(String, String)>) -> ApiResult<Json<Team>> {
-    Ok(Json(access(&s)?.set_member(&name, &user, false)?))
+pub async fn team_del(
+    State(s): State<AppState>,
+    Path((name, user)): Path<(String, String)>,
+) -> ApiResult<Json<view::Team>> {
+    Ok(Json(access(&s)?.set_member(&name, &user, false)?.into()))
 }
 
 // --- organizations ---
 
-pub async fn orgs(State(s): State<AppState>) -> ApiResult<Json<Vec<Org>>> {
-    Ok(Json(access(&s)?.list_orgs()?))
+pub async fn orgs(State(s): State<AppState>) -> ApiResult<Json<Vec<view::Org>>> {
+    Ok(Json(views(access(&s)?.list_orgs()?)))
 }
 
-pub async fn org_create(State(s): State<AppState>, Json(o): Json<NewOrg>) -> ApiResult<(StatusCode, Json<Org>)> {
-    Ok((StatusCode::CREATED, Json(access(&s)?.create_org(&o.name)?)))
+pub async fn org_create(State(s): State<AppState>, Json(o): Json<NewOrg>) -> ApiResult<(StatusCode, Json<view::Org>)> {
+    Ok((StatusCode::CREATED, Json(access(&s)?.create_org(&o.name)?.into())))
 }
 
 pub async fn org_remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
@@ -203,21 +210,27 @@ pub async fn org_add(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Json(t): Json<NewOrgTeam>,
-) -> ApiResult<Json<Org>> {
-    Ok(Json(access(&s)?.set_org_team(&name, &t.team, true)?))
+) -> ApiResult<Json<view::Org>> {
+    Ok(Json(access(&s)?.set_org_team(&name, &t.team, true)?.into()))
 }
 
-pub async fn org_del(State(s): State<AppState>, Path((name, team)): Path<(String, String)>) -> ApiResult<Json<Org>> {
-    Ok(Json(access(&s)?.set_org_team(&name, &team, false)?))
+pub async fn org_del(
+    State(s): State<AppState>,
+    Path((name, team)): Path<(String, String)>,
+) -> ApiResult<Json<view::Org>> {
+    Ok(Json(access(&s)?.set_org_team(&name, &team, false)?.into()))
 }
 
 // --- roles and grants ---
 
-pub async fn roles(State(s): State<AppState>) -> ApiResult<Json<Vec<Role>>> {
-    Ok(Json(access(&s)?.list_roles()?))
+pub async fn roles(State(s): State<AppState>) -> ApiResult<Json<Vec<view::Role>>> {
+    Ok(Json(views(access(&s)?.list_roles()?)))
 }
 
-pub async fn role_create(State(s): State<AppState>, Json(r): Json<NewRole>) -> ApiResult<(StatusCode, Json<Role>)> {
+pub async fn role_create(
+    State(s): State<AppState>,
+    Json(r): Json<NewRole>,
+) -> ApiResult<(StatusCode, Json<view::Role>)> {
     let permissions = r
         .permissions
         .iter()
@@ -228,7 +241,7 @@ pub async fn role_create(State(s): State<AppState>, Json(r): Json<NewRole>) -> A
         .collect::<Result<Vec<_>, _>>()?;
     Ok((
         StatusCode::CREATED,
-        Json(access(&s)?.create_role(&r.name, &permissions)?),
+        Json(access(&s)?.create_role(&r.name, &permissions)?.into()),
     ))
 }
 
@@ -237,8 +250,8 @@ pub async fn role_remove(State(s): State<AppState>, Path(name): Path<String>) ->
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn grants(State(s): State<AppState>) -> ApiResult<Json<Vec<Grant>>> {
-    Ok(Json(access(&s)?.list_grants()?))
+pub async fn grants(State(s): State<AppState>) -> ApiResult<Json<Vec<view::Grant>>> {
+    Ok(Json(views(access(&s)?.list_grants()?)))
 }
 
 /// Creating a grant needs grant write on its collection, and a caller may
@@ -247,7 +260,7 @@ pub async fn grant_create(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
     Json(g): Json<NewGrant>,
-) -> ApiResult<(StatusCode, Json<Grant>)> {
+) -> ApiResult<(StatusCode, Json<view::Grant>)> {
     let a = access(&s)?;
     let collection = berth_auth::collection_path(&g.collection)
         .ok_or_else(|| ApiError::invalid(format!("invalid collection {:?}", g.collection)))?;
@@ -270,7 +283,7 @@ pub async fn grant_create(
     }
     Ok((
         StatusCode::CREATED,
-        Json(a.create_grant(&g.subject, &g.role, &collection)?),
+        Json(a.create_grant(&g.subject, &g.role, &collection)?.into()),
     ))
 }
 

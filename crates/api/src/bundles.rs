@@ -114,7 +114,7 @@ pub async fn create(
     berth_cluster::bundles::record(s.engine.state(), &bundle).map_err(cluster_error)?;
     tracing::info!(bundle = %bundle.id, user = %bundle.user, by = %principal.name(), "issued a client bundle");
     Ok(Json(berth_auth::BundleIssued {
-        bundle,
+        bundle: bundle.into(),
         ca_pem: pki.ca_pem().to_string(),
         cert_pem: issued.cert_pem,
         key_pem: issued.key_pem,
@@ -124,16 +124,21 @@ pub async fn create(
 pub async fn list(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
-) -> ApiResult<Json<Vec<Bundle>>> {
+) -> ApiResult<Json<Vec<berth_model::access::Bundle>>> {
     let all = berth_cluster::bundles::list(s.engine.state()).map_err(cluster_error)?;
-    Ok(Json(all.into_iter().filter(|b| visible(&s, &principal, b)).collect()))
+    Ok(Json(
+        all.into_iter()
+            .filter(|b| visible(&s, &principal, b))
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 pub async fn revoke(
     State(s): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Bundle>> {
+) -> ApiResult<Json<berth_model::access::Bundle>> {
     let state = s.engine.state();
     let all = berth_cluster::bundles::list(state).map_err(cluster_error)?;
     match all.iter().find(|b| b.id == id) {
@@ -142,5 +147,5 @@ pub async fn revoke(
     }
     let b = berth_cluster::bundles::revoke(state, &id).map_err(cluster_error)?;
     tracing::info!(bundle = %b.id, user = %b.user, by = %principal.name(), "revoked a client bundle");
-    Ok(Json(b))
+    Ok(Json(b.into()))
 }

@@ -4,14 +4,15 @@
 
 use crate::json::Json;
 use axum::extract::{Path, State};
-use berth_auth::repos::RepositoryCollection;
+use berth_model::access::RepositoryCollection;
 
 use crate::access::with_access;
 use crate::error::ApiResult;
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<RepositoryCollection>>> {
-    Ok(Json(with_access(&s, |a| a.list_repository_collections()).await?))
+    let records = with_access(&s, |a| a.list_repository_collections()).await?;
+    Ok(Json(records.into_iter().map(Into::into).collect()))
 }
 
 use berth_model::access::SetCollection;
@@ -21,9 +22,8 @@ pub async fn set(
     Path(prefix): Path<String>,
     Json(body): Json<SetCollection>,
 ) -> ApiResult<Json<RepositoryCollection>> {
-    Ok(Json(
-        with_access(&s, move |a| a.set_repository_collection(&prefix, &body.collection)).await?,
-    ))
+    let record = with_access(&s, move |a| a.set_repository_collection(&prefix, &body.collection)).await?;
+    Ok(Json(record.into()))
 }
 
 pub async fn remove(State(s): State<AppState>, Path(prefix): Path<String>) -> ApiResult<axum::http::StatusCode> {

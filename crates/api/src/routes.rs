@@ -212,7 +212,7 @@ pub static TABLE: &[Route] = &[
         Write,
         bundles::create,
         "Issue a client bundle (?user=, default the caller): certificate, key (returned once) and CA",
-        Answer::Json(schema_of::<berth_auth::BundleIssued>)
+        Answer::Json(schema_of::<berth_model::access::BundleIssued>)
     ),
     route!(
         GET,
@@ -222,7 +222,7 @@ pub static TABLE: &[Route] = &[
         Read,
         bundles::list,
         "List client bundles (the caller's own; all for user administrators)",
-        Answer::List(schema_of::<berth_state::records::Bundle>)
+        Answer::List(schema_of::<berth_model::access::Bundle>)
     ),
     route!(
         DELETE,
@@ -232,7 +232,7 @@ pub static TABLE: &[Route] = &[
         Write,
         bundles::revoke,
         "Revoke a client bundle: its certificate is refused from now on",
-        Answer::Json(schema_of::<berth_state::records::Bundle>)
+        Answer::Json(schema_of::<berth_model::access::Bundle>)
     ),
     route!(
         GET,
@@ -242,7 +242,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::users,
         "List users (never their passwords)",
-        Answer::List(schema_of::<berth_auth::UserListing>)
+        Answer::List(schema_of::<berth_model::access::UserListing>)
     ),
     route!(
         POST,
@@ -252,7 +252,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::user_create,
         "Create a local user ({name, password})",
-        Answer::Created(schema_of::<berth_auth::UserView>),
+        Answer::Created(schema_of::<berth_model::access::UserView>),
         body = schema_of::<berth_model::access::NewUser>
     ),
     route!(
@@ -284,7 +284,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::teams,
         "List teams and their members",
-        Answer::List(schema_of::<berth_auth::TeamListing>)
+        Answer::List(schema_of::<berth_model::access::TeamListing>)
     ),
     route!(
         POST,
@@ -294,7 +294,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::team_create,
         "Create a team ({name})",
-        Answer::Created(schema_of::<berth_auth::TeamListing>),
+        Answer::Created(schema_of::<berth_model::access::TeamListing>),
         body = schema_of::<berth_model::access::NewTeam>
     ),
     route!(
@@ -315,7 +315,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::team_add,
         "Add a user to a team ({user})",
-        Answer::Json(schema_of::<berth_state::records::Team>),
+        Answer::Json(schema_of::<berth_model::access::Team>),
         body = schema_of::<berth_model::access::NewMember>
     ),
     route!(
@@ -326,7 +326,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::team_del,
         "Remove a user from a team",
-        Answer::Json(schema_of::<berth_state::records::Team>)
+        Answer::Json(schema_of::<berth_model::access::Team>)
     ),
     route!(
         GET,
@@ -336,7 +336,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::orgs,
         "List organizations and their teams",
-        Answer::List(schema_of::<berth_state::records::Org>)
+        Answer::List(schema_of::<berth_model::access::Org>)
     ),
     route!(
         POST,
@@ -346,7 +346,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::org_create,
         "Create an organization ({name})",
-        Answer::Created(schema_of::<berth_state::records::Org>),
+        Answer::Created(schema_of::<berth_model::access::Org>),
         body = schema_of::<berth_model::access::NewOrg>
     ),
     route!(
@@ -367,7 +367,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::org_add,
         "Add a team to an organization ({team})",
-        Answer::Json(schema_of::<berth_state::records::Org>),
+        Answer::Json(schema_of::<berth_model::access::Org>),
         body = schema_of::<berth_model::access::NewOrgTeam>
     ),
     route!(
@@ -378,7 +378,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::org_del,
         "Remove a team from an organization",
-        Answer::Json(schema_of::<berth_state::records::Org>)
+        Answer::Json(schema_of::<berth_model::access::Org>)
     ),
     route!(
         GET,
@@ -388,7 +388,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::roles,
         "List roles: built-in and custom, as (resource, action) sets",
-        Answer::List(schema_of::<berth_state::records::Role>)
+        Answer::List(schema_of::<berth_model::access::Role>)
     ),
     route!(
         POST,
@@ -398,7 +398,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::role_create,
         "Create a custom role ({name, permissions: [\"resource:action\"]})",
-        Answer::Created(schema_of::<berth_state::records::Role>),
+        Answer::Created(schema_of::<berth_model::access::Role>),
         body = schema_of::<berth_model::access::NewRole>
     ),
     route!(
@@ -419,7 +419,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::grants,
         "List grants",
-        Answer::List(schema_of::<berth_state::records::Grant>)
+        Answer::List(schema_of::<berth_model::access::Grant>)
     ),
     route!(
         POST,
@@ -429,7 +429,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::grant_create,
         "Grant a role on a collection to a user, team or organization ({subject, role, collection}); no more than the caller holds there",
-        Answer::Created(schema_of::<berth_state::records::Grant>),
+        Answer::Created(schema_of::<berth_model::access::Grant>),
         body = schema_of::<berth_model::access::NewGrant>
     ),
     route!(
@@ -450,7 +450,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::tokens,
         "List personal access tokens (the caller's; all for user administrators)",
-        Answer::List(schema_of::<berth_auth::TokenView>)
+        Answer::List(schema_of::<berth_model::access::TokenView>)
     ),
     route!(
         POST,
@@ -604,8 +604,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::team_directory_set,
         "Sync a team from a directory group ({directory, group: DN, name or (filter)})",
-        Answer::Json(schema_of::<berth_state::directory::DirectoryGroup>),
-        body = schema_of::<berth_auth::DirectoryGroup>
+        Answer::Json(schema_of::<berth_model::access::DirectoryGroup>),
+        body = schema_of::<berth_model::access::DirectoryGroup>
     ),
     route!(
         DELETE,
@@ -625,7 +625,7 @@ pub static TABLE: &[Route] = &[
         Read,
         collections::list,
         "Which collection registry repositories belong to, by name prefix",
-        Answer::List(schema_of::<berth_state::records::RepositoryCollection>)
+        Answer::List(schema_of::<berth_model::access::RepositoryCollection>)
     ),
     route!(
         PUT,
@@ -635,7 +635,7 @@ pub static TABLE: &[Route] = &[
         Write,
         collections::set,
         "Put repositories named PREFIX or PREFIX/... in a collection",
-        Answer::Json(schema_of::<berth_state::records::RepositoryCollection>),
+        Answer::Json(schema_of::<berth_model::access::RepositoryCollection>),
         body = schema_of::<berth_model::access::SetCollection>
     ),
     route!(
@@ -933,7 +933,7 @@ pub static TABLE: &[Route] = &[
         Read,
         trust_policy::list,
         "List trust policies: repository patterns and the signers their images need",
-        Answer::List(schema_of::<berth_state::records::TrustPolicy>)
+        Answer::List(schema_of::<berth_model::TrustPolicy>)
     ),
     route!(
         PUT,
@@ -943,7 +943,7 @@ pub static TABLE: &[Route] = &[
         Write,
         trust_policy::put,
         "Set the trust policy of a repository pattern: {signers, threshold}",
-        Answer::Json(schema_of::<berth_state::records::TrustPolicy>),
+        Answer::Json(schema_of::<berth_model::TrustPolicy>),
         body = schema_of::<berth_model::TrustPolicySpec>
     ),
     route!(
@@ -995,7 +995,7 @@ pub static TABLE: &[Route] = &[
         Read,
         scans::get,
         "A certification record: the report as signed JSON and its signature by the cluster key",
-        Answer::Json(schema_of::<berth_state::records::SignedScanRecord>)
+        Answer::Json(schema_of::<berth_model::SignedScanRecord>)
     ),
     route!(
         GET,

@@ -17,9 +17,7 @@ use axum::Extension;
 
 use crate::json::Json;
 use base64::Engine as _;
-use berth_engine::scan::{
-    ScanProgress, ScanRecordSummary, ScanService, ScanSpec, SignedScanRecord, VulnDbImport, VulnDbStatus,
-};
+use berth_engine::scan::{ScanProgress, ScanRecordSummary, ScanService, ScanSpec, VulnDbImport, VulnDbStatus};
 use berth_model::{ApiError, PluginView};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -73,7 +71,10 @@ pub async fn scan(
             let _ = progress_tx.try_send(Ok(Line::<()>::step(p).to_ndjson()));
         });
         let last = match scans.scan(spec, progress).await {
-            Ok(record) => Line::done(ScanProgress::status("done"), record),
+            Ok(record) => Line::done(
+                ScanProgress::status("done"),
+                berth_model::SignedScanRecord::from(record),
+            ),
             Err(e) => Line::failed(ScanProgress::status("error"), e.into()),
         };
         let _ = tx.send(Ok(last.to_ndjson())).await;
@@ -94,9 +95,9 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiR
     ))
 }
 
-pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<SignedScanRecord>> {
+pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<berth_model::SignedScanRecord>> {
     let scans = service(&s)?;
-    Ok(Json(blocking(move || scans.get_record(&id)).await??))
+    Ok(Json(blocking(move || scans.get_record(&id)).await??.into()))
 }
 
 pub async fn webhooks(State(s): State<AppState>) -> ApiResult<Json<Vec<berth_engine::webhooks::WebhookState>>> {

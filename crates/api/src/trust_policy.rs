@@ -9,19 +9,20 @@ use axum::http::StatusCode;
 use berth_engine::TrustPolicy;
 use berth_model::image::TrustPolicySpec as PolicyBody;
 use berth_model::ApiError;
+use berth_model::TrustPolicy as PolicyView;
 
 use crate::error::ApiResult;
 use crate::AppState;
 
-pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<TrustPolicy>>> {
-    Ok(Json(s.engine.trust_policies()?))
+pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<PolicyView>>> {
+    Ok(Json(s.engine.trust_policies()?.into_iter().map(Into::into).collect()))
 }
 
 pub async fn put(
     State(s): State<AppState>,
     Path(pattern): Path<String>,
     Json(body): Json<PolicyBody>,
-) -> ApiResult<Json<TrustPolicy>> {
+) -> ApiResult<Json<PolicyView>> {
     let policy = TrustPolicy {
         pattern,
         signers: body.signers,
@@ -29,7 +30,7 @@ pub async fn put(
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     s.engine.set_trust_policy(&policy)?;
-    Ok(Json(policy))
+    Ok(Json(policy.into()))
 }
 
 pub async fn remove(State(s): State<AppState>, Path(pattern): Path<String>) -> ApiResult<StatusCode> {

@@ -5,23 +5,20 @@
 
 use anyhow::{Context, Result};
 use berth_auth::directory::{Directory, DirectoryView, SyncReport};
-use berth_auth::{
-    AuditEntry, AuditExport, BundleIssued, LevelView, TeamListing, TokenView, UserListing, UserView, Verification,
-};
+use berth_auth::{AuditEntry, AuditExport, Verification};
 use berth_model::access::{
-    DirectoryTest, DirectoryTestResult, NewGrant, NewMember, NewOrg, NewOrgTeam, NewPassword, NewRole, NewTeam,
-    NewToken, NewUser, SetCollection, SetLevel, TokenCreated,
+    Bundle, BundleIssued, DirectoryGroup, DirectoryTest, DirectoryTestResult, Grant, LevelView, NewGrant, NewMember,
+    NewOrg, NewOrgTeam, NewPassword, NewRole, NewTeam, NewToken, NewUser, Org, RepositoryCollection, Role,
+    SetCollection, SetLevel, Team, TeamListing, TokenCreated, TokenView, UserListing, UserView,
 };
 use berth_model::{
     Container, ContainerCreate, ContainerStats, ContainerWaited, ExecCreate, ExecCreated, GcReport, Image, LoginAnswer,
-    LoginRequest, PluginInstall, PluginPushed, PluginView, ProgressLine, SystemInfo, TrustPolicySpec, VersionInfo,
-    Whoami,
+    LoginRequest, PluginInstall, PluginPushed, PluginView, ProgressLine, SignedScanRecord, SystemInfo, TrustPolicy,
+    TrustPolicySpec, VersionInfo, Whoami,
 };
 use berth_scanner::records::{
     ScanProgress, ScanRecordSummary, ScanSpec, VulnDbImport, VulnDbStatus, VulnDbUpdateSpec, WebhookState,
 };
-use berth_state::directory::DirectoryGroup;
-use berth_state::records::{Bundle, Grant, Org, RepositoryCollection, Role, SignedScanRecord, Team, TrustPolicy};
 use hyper::body::Incoming;
 use hyper::{Method, Response};
 use serde::de::DeserializeOwned;

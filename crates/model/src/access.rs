@@ -280,3 +280,166 @@ pub struct SetLevel {
 pub struct SetCollection {
     pub collection: String,
 }
+
+// --- What the API shows of the access tables. The stored records are the
+// state crate's; each converts into its view there, and a view never
+// carries a password hash, a token's hash or a key.
+
+/// How much the audit log records for a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditLevel {
+    /// Nothing but denials and logins.
+    None,
+    /// Who, action, object, result of every mutating request.
+    Metadata,
+    /// Every request, reads too, with its query.
+    Request,
+}
+
+impl AuditLevel {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Self::None),
+            "metadata" => Some(Self::Metadata),
+            "request" => Some(Self::Request),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Metadata => "metadata",
+            Self::Request => "request",
+        }
+    }
+}
+
+/// A team.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Team {
+    pub name: String,
+    pub members: std::collections::BTreeSet<String>,
+    /// RFC 3339.
+    pub created: String,
+}
+
+/// An organization: a set of teams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Org {
+    pub name: String,
+    pub teams: std::collections::BTreeSet<String>,
+    /// RFC 3339.
+    pub created: String,
+}
+
+/// A named set of (resource, action).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Role {
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    #[serde(default)]
+    pub builtin: bool,
+}
+
+/// Subject (`user:NAME`, `team:NAME`, `org:NAME`) + role + collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Grant {
+    pub id: String,
+    pub subject: String,
+    pub role: String,
+    pub collection: String,
+    /// RFC 3339.
+    pub created: String,
+}
+
+/// A client bundle: a certificate issued to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Bundle {
+    pub id: String,
+    pub user: String,
+    /// Hex of the certificate's serial number.
+    pub serial: String,
+    /// SHA-256 of the certificate's DER, hex.
+    pub fingerprint: String,
+    /// RFC 3339.
+    pub created: String,
+    pub not_after: String,
+    /// RFC 3339; set once revoked.
+    #[serde(default)]
+    pub revoked: Option<String>,
+}
+
+/// A registry repository-name prefix and the collection its repositories
+/// belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RepositoryCollection {
+    pub prefix: String,
+    pub collection: String,
+}
+
+/// The directory group a team is synced from (`PUT /v1/teams/{name}/directory`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DirectoryGroup {
+    pub directory: String,
+    /// A group DN, a group name (its `cn`), or a filter `(...)` selecting
+    /// users (team sync by search).
+    pub group: String,
+}
+
+/// A user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub name: String,
+    pub created: String,
+    pub teams: Vec<String>,
+}
+
+/// A personal access token (never its secret or hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub user: String,
+    pub scopes: Vec<String>,
+    pub created: String,
+    pub expires: Option<String>,
+    pub description: String,
+}
+
+/// A user as listed: directory users also name their directory and DN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserListing {
+    #[serde(flatten)]
+    pub user: UserView,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dn: Option<String>,
+}
+
+/// A team as listed: a synced team names its directory group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TeamListing {
+    #[serde(flatten)]
+    pub team: Team,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_group: Option<DirectoryGroup>,
+}
+
+/// `POST /v1/bundles`: a client bundle just issued. The key is in this
+/// answer only; the daemon keeps none of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BundleIssued {
+    pub bundle: Bundle,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A resource's audit level, as `GET /v1/audit/levels` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LevelView {
+    pub resource: String,
+    pub level: AuditLevel,
+}

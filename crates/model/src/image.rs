@@ -131,6 +131,31 @@ impl<S: Serialize, T: Serialize> ProgressLine<S, T> {
     }
 }
 
+/// "Images of repositories matching `pattern` must be signed by `threshold`
+/// of `signers`."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrustPolicy {
+    pub pattern: String,
+    /// Signer names: the delegations `targets/<name>`.
+    pub signers: Vec<String>,
+    pub threshold: usize,
+    /// RFC 3339.
+    #[serde(default)]
+    pub created: String,
+}
+
+/// A signed scan record (`GET /v1/scans/{id}`, the end of `POST /v1/scans`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SignedScanRecord {
+    pub id: String,
+    /// The scan record as JSON: exactly the bytes signed.
+    pub payload: String,
+    /// Hex of the DER signature; empty when the node had no cluster key.
+    pub signature: String,
+    pub key_id: String,
+    pub algorithm: String,
+}
+
 /// What [`Registry::gc`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GcReport {

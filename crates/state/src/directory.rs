@@ -130,12 +130,30 @@ pub struct DirectoryAccount {
 }
 
 /// The directory group a team is synced from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryGroup {
     pub directory: String,
     /// A group DN, a group name (its `cn`), or a filter `(...)` selecting
     /// users (team sync by search).
     pub group: String,
+}
+
+impl From<DirectoryGroup> for berth_model::access::DirectoryGroup {
+    fn from(g: DirectoryGroup) -> Self {
+        Self {
+            directory: g.directory,
+            group: g.group,
+        }
+    }
+}
+
+impl From<berth_model::access::DirectoryGroup> for DirectoryGroup {
+    fn from(g: berth_model::access::DirectoryGroup) -> Self {
+        Self {
+            directory: g.directory,
+            group: g.group,
+        }
+    }
 }
 
 /// A user entry that team sync found in a group.

@@ -1,6 +1,7 @@
 //! The records [`crate::ClusterCommand`] writes, as they are stored. What
 //! the API shows of them (never a password hash, a token's hash or a
-//! registry password) are separate types in the crates that serve them.
+//! registry password) are separate types, `berth_model`'s views; the
+//! conversions into them are at the end of this file.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -25,7 +26,7 @@ pub struct User {
     pub created: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Team {
     pub name: String,
     pub members: BTreeSet<String>,
@@ -33,7 +34,7 @@ pub struct Team {
 }
 
 /// An organization: a set of teams.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Org {
     pub name: String,
     pub teams: BTreeSet<String>,
@@ -41,7 +42,7 @@ pub struct Org {
 }
 
 /// A named set of (resource, action).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Role {
     pub name: String,
     pub permissions: Vec<Permission>,
@@ -50,7 +51,7 @@ pub struct Role {
 }
 
 /// Subject (`user:NAME`, `team:NAME`, `org:NAME`) + role + collection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grant {
     pub id: String,
     pub subject: String,
@@ -91,14 +92,14 @@ pub struct SessionRecord {
 
 /// A registry repository-name prefix and the collection its repositories
 /// belong to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepositoryCollection {
     pub prefix: String,
     pub collection: String,
 }
 
 /// A client bundle: a certificate issued to a user.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Bundle {
     pub id: String,
     pub user: String,
@@ -116,7 +117,7 @@ pub struct Bundle {
 
 /// "Images of repositories matching `pattern` must be signed by `threshold`
 /// of `signers`."
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustPolicy {
     pub pattern: String,
     /// Signer names: the delegations `targets/<name>`.
@@ -143,36 +144,7 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// How much the audit log records for a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuditLevel {
-    /// Nothing but denials and logins.
-    None,
-    /// Who, action, object, result of every mutating request.
-    Metadata,
-    /// Every request, reads too, with its query.
-    Request,
-}
-
-impl AuditLevel {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "none" => Some(Self::None),
-            "metadata" => Some(Self::Metadata),
-            "request" => Some(Self::Request),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Metadata => "metadata",
-            Self::Request => "request",
-        }
-    }
-}
+pub use berth_model::access::AuditLevel;
 
 // --- the trust server's metadata ---
 
@@ -256,7 +228,7 @@ pub fn trust_version_key(v: u64) -> String {
 }
 
 /// A signed scan record as stored and served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedScanRecord {
     pub id: String,
     /// The scan record as JSON: exactly the bytes signed.
@@ -353,4 +325,107 @@ pub const AUDIT_GENESIS: &str = "00000000000000000000000000000000000000000000000
 /// sequence.
 pub fn audit_key(seq: u64) -> String {
     format!("{seq:020}")
+}
+
+// --- what the API shows of each record ---
+
+impl From<Team> for berth_model::access::Team {
+    fn from(t: Team) -> Self {
+        Self {
+            name: t.name,
+            members: t.members,
+            created: t.created,
+        }
+    }
+}
+
+impl From<Org> for berth_model::access::Org {
+    fn from(o: Org) -> Self {
+        Self {
+            name: o.name,
+            teams: o.teams,
+            created: o.created,
+        }
+    }
+}
+
+impl From<Role> for berth_model::access::Role {
+    fn from(r: Role) -> Self {
+        Self {
+            name: r.name,
+            permissions: r.permissions,
+            builtin: r.builtin,
+        }
+    }
+}
+
+impl From<Grant> for berth_model::access::Grant {
+    fn from(g: Grant) -> Self {
+        Self {
+            id: g.id,
+            subject: g.subject,
+            role: g.role,
+            collection: g.collection,
+            created: g.created,
+        }
+    }
+}
+
+impl From<Bundle> for berth_model::access::Bundle {
+    fn from(b: Bundle) -> Self {
+        Self {
+            id: b.id,
+            user: b.user,
+            serial: b.serial,
+            fingerprint: b.fingerprint,
+            created: b.created,
+            not_after: b.not_after,
+            revoked: b.revoked,
+        }
+    }
+}
+
+impl From<RepositoryCollection> for berth_model::access::RepositoryCollection {
+    fn from(c: RepositoryCollection) -> Self {
+        Self {
+            prefix: c.prefix,
+            collection: c.collection,
+        }
+    }
+}
+
+impl From<&TokenRecord> for berth_model::access::TokenView {
+    fn from(t: &TokenRecord) -> Self {
+        Self {
+            id: t.id.clone(),
+            user: t.user.clone(),
+            scopes: t.scopes.clone(),
+            created: t.created.clone(),
+            expires: t.expires.clone(),
+            description: t.description.clone(),
+        }
+    }
+}
+
+impl From<TrustPolicy> for berth_model::TrustPolicy {
+    fn from(p: TrustPolicy) -> Self {
+        Self {
+            pattern: p.pattern,
+            signers: p.signers,
+            threshold: p.threshold,
+            created: p.created,
+        }
+    }
+}
+
+impl From<SignedScanRecord> for berth_model::SignedScanRecord {
+    fn from(r: SignedScanRecord) -> Self {
+        Self {
+            id: r.id,
+            payload: r.payload,
+            signature: r.signature,
+            key_id: r.key_id,
+            algorithm: r.algorithm,
+        }
+    }
 }

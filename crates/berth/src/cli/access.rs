@@ -6,9 +6,10 @@
 
 use anyhow::{bail, Context, Result};
 
-use berth_auth::directory::{Directory, DirectoryGroup, SyncReport};
+use berth_auth::directory::{Directory, SyncReport};
 use berth_auth::ldap::{DirectoryConfig, TeamSync};
 use berth_client::Client;
+use berth_model::access::DirectoryGroup;
 use berth_model::access::{DirectoryTest, NewGrant, NewRole, NewTeam, NewToken, NewUser};
 
 use crate::cli::table;

@@ -19,6 +19,12 @@ impl SignedPayload for SignedScanRecord {
     }
 }
 
+impl SignedPayload for berth_model::SignedScanRecord {
+    fn record(&self) -> Result<ScanRecord, String> {
+        serde_json::from_str(&self.payload).map_err(|e| format!("scan record {}: unreadable payload: {e}", self.id))
+    }
+}
+
 impl ScanService {
     /// Signs and stores a record of `report`.
     pub(super) fn record(
@@ -149,7 +155,7 @@ fn sign_record(signer: Option<&dyn RecordSigner>, id: &str, payload: String) -> 
 /// Whether `signature` (hex of DER) is the cluster key's over `payload`,
 /// checked with `verify` (the CA's public key).
 pub fn check_record(
-    record: &SignedScanRecord,
+    record: &berth_model::SignedScanRecord,
     verify: impl FnOnce(&[u8], &[u8]) -> bool,
 ) -> Result<ScanRecord, String> {
     if record.signature.is_empty() {
@@ -208,7 +214,7 @@ mod tests {
         let payload = serde_json::to_string(&record).unwrap();
         // A stand-in "signature": the payload's length, so only the exact bytes verify.
         let verify = |message: &[u8], sig: &[u8]| sig == message.len().to_be_bytes();
-        let mut signed = SignedScanRecord {
+        let mut signed = berth_model::SignedScanRecord {
             id: "abc".into(),
             signature: hex::encode(payload.len().to_be_bytes()),
             payload,
