@@ -39,7 +39,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use berth_model::{Image, Progress};
+use berth_model::{Digest, Image, Progress};
 use berth_store::{Store, Table, Txn, IMAGES};
 use serde::{Deserialize, Serialize};
 
@@ -273,8 +273,8 @@ impl ImageStore {
             blobs_in_use.insert(image.id.as_str());
             blobs_in_use.insert(image.manifest_digest.as_str());
             blobs_in_use.extend(image.index_digest.as_deref());
-            blobs_in_use.extend(image.layers.iter().map(String::as_str));
-            diff_ids_in_use.extend(image.diff_ids.iter().map(String::as_str));
+            blobs_in_use.extend(image.layers.iter().map(Digest::as_str));
+            diff_ids_in_use.extend(image.diff_ids.iter().map(Digest::as_str));
         }
         let holds: Vec<(String, serde::de::IgnoredAny)> = self.inner.store.list(BLOB_HOLDS)?;
         let held: Vec<&str> = holds.iter().filter_map(|(key, _)| key.split(' ').next()).collect();

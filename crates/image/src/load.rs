@@ -743,8 +743,18 @@ fn image_record(plan: &Plan, manifest_digest: String) -> Image {
         tags: Vec::new(),
         repo_digests: Vec::new(),
         index_digest: None,
-        layers: plan.layers.iter().map(|l| l.digest.clone()).collect(),
-        diff_ids: config.rootfs().diff_ids().clone(),
+        layers: plan
+            .layers
+            .iter()
+            .map(|l| berth_model::Digest::from(l.digest.clone()))
+            .collect(),
+        diff_ids: config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .cloned()
+            .map(berth_model::Digest::from)
+            .collect(),
         size: plan.layers.iter().map(|l| l.size).sum(),
         created: config.created().clone(),
         architecture: config.architecture().to_string(),

@@ -37,13 +37,13 @@ pub(crate) fn save(images: &ImageStore, refs: &[String], out: &mut dyn Write) ->
     for (image, _) in &wanted {
         digests.insert(image.manifest_digest.to_string());
         digests.insert(image.id.to_string());
-        digests.extend(image.layers.iter().cloned());
+        digests.extend(image.layers.iter().map(|l| l.to_string()));
     }
     for digest in &digests {
         if !blobs.contains(digest)? {
             let owner = wanted
                 .iter()
-                .find(|(i, _)| i.id == *digest || i.manifest_digest == *digest || i.layers.contains(digest));
+                .find(|(i, _)| i.id == *digest || i.manifest_digest == *digest || i.layers.iter().any(|l| l == digest));
             return Err(Error::Corrupt {
                 id: owner.map(|(i, _)| i.id.to_string()).unwrap_or_default(),
                 message: format!("blob {digest} is missing from the content store"),

@@ -22,9 +22,9 @@ pub struct Image {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_digest: Option<String>,
     /// Compressed layer digests in order (as in the manifest).
-    pub layers: Vec<String>,
+    pub layers: Vec<crate::Digest>,
     /// Uncompressed layer digests (diff ids) in order.
-    pub diff_ids: Vec<String>,
+    pub diff_ids: Vec<crate::Digest>,
     /// Total size of the layer blobs, compressed.
     pub size: u64,
     pub created: Option<String>,

@@ -150,8 +150,8 @@ impl ScanService {
             .zip(&image.diff_ids)
             .zip(dirs)
             .map(|((digest, diff_id), dir)| Layer {
-                digest: digest.clone(),
-                diff_id: diff_id.clone(),
+                digest: digest.to_string(),
+                diff_id: diff_id.to_string(),
                 dir,
                 size: None,
             })
@@ -221,8 +221,8 @@ pub(super) fn bare_image(id: &str, manifest_digest: &str, layers: Vec<String>, d
         tags: Vec::new(),
         repo_digests: Vec::new(),
         index_digest: None,
-        layers,
-        diff_ids,
+        layers: layers.into_iter().map(Into::into).collect(),
+        diff_ids: diff_ids.into_iter().map(Into::into).collect(),
         size: 0,
         created: None,
         architecture: String::new(),

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use berth_model::{short_id, Image, Progress, Reference};
+use berth_model::{short_id, Digest, Image, Progress, Reference};
 use berth_store::IMAGES;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use sha2::{Digest as _, Sha256};
@@ -180,7 +180,13 @@ pub(crate) fn pull(
         .store
         .list::<Image>(IMAGES)?
         .into_iter()
-        .flat_map(|(_, image)| image.layers.into_iter().zip(image.diff_ids))
+        .flat_map(|(_, image)| {
+            image
+                .layers
+                .into_iter()
+                .map(String::from)
+                .zip(image.diff_ids.into_iter().map(String::from))
+        })
         .collect();
     let mut jobs: Vec<Job> = Vec::new();
     let mut seen = HashSet::new();
@@ -532,7 +538,7 @@ fn commit(
             for digest in record
                 .layers
                 .iter()
-                .map(String::as_str)
+                .map(Digest::as_str)
                 .chain([record.id.as_str(), record.manifest_digest.as_str()])
                 .chain(index.map(String::as_str))
             {
@@ -594,8 +600,12 @@ fn image_record(plan: &Planned) -> Image {
         tags: Vec::new(),
         repo_digests: Vec::new(),
         index_digest: None,
-        layers: plan.layers.iter().map(|l| l.digest().to_string()).collect(),
-        diff_ids: config.rootfs().diff_ids().clone(),
+        layers: plan
+            .layers
+            .iter()
+            .map(|l| Digest::from(l.digest().to_string()))
+            .collect(),
+        diff_ids: config.rootfs().diff_ids().iter().cloned().map(Digest::from).collect(),
         size: plan.layers.iter().map(|l| l.size()).sum(),
         created: config.created().clone(),
         architecture: config.architecture().to_string(),

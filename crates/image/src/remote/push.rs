@@ -148,7 +148,12 @@ fn push_image(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<usize> {
     let mut jobs: Vec<(String, u64)> = Vec::new();
-    for digest in image.layers.iter().map(String::as_str).chain([image.id.as_str()]) {
+    for digest in image
+        .layers
+        .iter()
+        .map(berth_model::Digest::as_str)
+        .chain([image.id.as_str()])
+    {
         if jobs.iter().any(|(d, _)| d == digest) {
             continue;
         }
