@@ -124,7 +124,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         std::env::current_dir()?.join(&a.data_root)
     };
     prepare_data_root(&data_root)?;
-    let engine = open_engine(data_root.clone(), exe).await?;
+    let engine = open_engine(data_root.clone(), exe.clone()).await?;
     engine.images().set_insecure_registries(a.insecure_registries.clone());
     let options = berth_node::Options {
         audit_syslog: a.audit_syslog.clone(),
@@ -138,6 +138,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
                 ..Default::default()
             },
             builtin_plugins: crate::builtin_plugins::all(),
+            builtin_installer: Some(exe),
             vulndb_source: a.vulndb_source.clone(),
             vulndb_ecosystems: a.vulndb_ecosystems.clone(),
             vulndb_update_interval: a.vulndb_update_interval,

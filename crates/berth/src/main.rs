@@ -126,6 +126,9 @@ enum Command {
     /// Forks container supervisors (started by the daemon)
     #[command(hide = true, name = "shim-zygote")]
     ShimZygote,
+    /// Install built-in checks into a data root (run by the daemon)
+    #[command(hide = true, name = "install-builtin-checks")]
+    InstallBuiltinChecks(InstallBuiltinChecksArgs),
     /// Create and run a new container from an image
     Run(cli::containers::RunArgs),
     /// Create a new container without starting it
@@ -202,6 +205,16 @@ enum Command {
     Plugin(cli::scan::PluginArgs),
 }
 
+/// `berth install-builtin-checks`: compiles and installs built-in checks
+/// (disabled) for the daemon, in a process of their own.
+#[derive(clap::Args)]
+struct InstallBuiltinChecksArgs {
+    #[arg(long)]
+    data_root: std::path::PathBuf,
+    /// `name@version` of each check to install
+    plugins: Vec<String>,
+}
+
 fn main() {
     // The zygote forks every shim: it skips argument parsing (and the pages
     // it would touch) so that it stays small.
@@ -214,6 +227,16 @@ fn main() {
         Command::Shim(a) => cli::shim::run(a),
         Command::ShimExec(a) => cli::shim::run_exec(a),
         Command::ShimZygote => berth_runtime::zygote::serve(),
+        Command::InstallBuiltinChecks(a) => {
+            let builtins = builtin_plugins::all();
+            match berth_engine::builtin_plugins::install_here(&a.data_root, &builtins, &a.plugins) {
+                Ok(()) => std::process::exit(0),
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    std::process::exit(1)
+                }
+            }
+        }
         command => {
             // The daemon and the content-trust paths (which block on fetches
             // inside `block_in_place`) need worker threads; every other
@@ -292,7 +315,11 @@ async fn dispatch(host: &str, tls: &berth_client::TlsFiles, command: Command) ->
             Command::Scan(a) => cli::scan::scan(&client, a).await,
             Command::Vulndb(a) => cli::scan::vulndb(&client, host, a).await,
             Command::Plugin(a) => cli::scan::plugin(&client, a).await,
-            Command::Daemon(_) | Command::Shim(_) | Command::ShimExec(_) | Command::ShimZygote => Ok(0),
+            Command::Daemon(_)
+            | Command::Shim(_)
+            | Command::ShimExec(_)
+            | Command::ShimZygote
+            | Command::InstallBuiltinChecks(_) => Ok(0),
         }
     }
     .await;

@@ -10,8 +10,17 @@
 //! - it succeeds a built-in version that is still enabled (an upgrade);
 //!
 //! otherwise it is installed disabled, for the user to enable.
+//!
+//! Installing compiles the plugin (cranelift) and runs its `describe`. The
+//! daemon does that in a helper process (`berth install-builtin-checks`,
+//! [`install_here`]), which leaves the compiled code in the plugin cache on
+//! disk: a fresh daemon then idles without the compiler's pages and heap,
+//! and a scan loads the compiled checks from the cache. Without a helper
+//! (or when it fails) the install happens in this process.
 
-use berth_plugin::{PluginManifest, PluginRegistry};
+use std::path::Path;
+
+use berth_plugin::{HostConfig, PluginError, PluginHost, PluginManifest, PluginRegistry};
 use berth_store::{Store, Table};
 use serde::{Deserialize, Serialize};
 
@@ -85,23 +94,44 @@ pub(crate) fn manifests(builtins: &[BuiltinPlugin]) -> Vec<(PluginManifest, Buil
 }
 
 /// Offers every built-in plugin not offered on this node before (see the
-/// module docs). A plugin that fails to install is logged and offered again
-/// at the next start.
-pub(crate) fn seed(registry: &PluginRegistry, store: &Store, builtins: &[(PluginManifest, BuiltinPlugin)]) {
+/// module docs), installing new ones through the helper `installer` (the
+/// berth binary and the data root) when given. A plugin that fails to
+/// install is logged and offered again at the next start.
+pub(crate) fn seed(
+    registry: &PluginRegistry,
+    store: &Store,
+    builtins: &[(PluginManifest, BuiltinPlugin)],
+    installer: Option<(&Path, &Path)>,
+) {
+    let mut plans = Vec::new();
     for (manifest, plugin) in builtins {
-        let name = &manifest.name;
-        if let Err(e) = seed_one(registry, store, manifest, plugin) {
-            tracing::error!(plugin = %name, version = %manifest.version, error = %e, "cannot install a built-in plugin");
+        match plan(registry, store, manifest) {
+            Ok(Some(seed)) => plans.push((manifest, plugin, seed)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(plugin = %manifest.name, version = %manifest.version, error = %e, "cannot offer a built-in plugin")
+            }
+        }
+    }
+    let wanted: Vec<String> = plans
+        .iter()
+        .filter(|(_, _, seed)| seed.install)
+        .map(|(m, _, _)| format!("{}@{}", m.name, m.version))
+        .collect();
+    if let (Some((exe, data_root)), false) = (installer, wanted.is_empty()) {
+        if let Err(e) = install_in_helper(exe, data_root, &wanted) {
+            tracing::warn!(error = %e, "the helper could not install the built-in checks: installing them in the daemon");
+        }
+    }
+    for (manifest, plugin, seed) in plans {
+        if let Err(e) = offer(registry, store, manifest, plugin, seed) {
+            tracing::error!(plugin = %manifest.name, version = %manifest.version, error = %e, "cannot install a built-in plugin");
         }
     }
 }
 
-fn seed_one(
-    registry: &PluginRegistry,
-    store: &Store,
-    manifest: &PluginManifest,
-    plugin: &BuiltinPlugin,
-) -> Result<(), String> {
+/// What to do with built-in `manifest` on this node; `None`: nothing.
+fn plan(registry: &PluginRegistry, store: &Store, manifest: &PluginManifest) -> Result<Option<Seed>, String> {
     let prefix = format!("{}@", manifest.name);
     let offered: Vec<String> = store
         .list::<Offered>(BUILTIN_PLUGINS)
@@ -116,13 +146,23 @@ fn seed_one(
         .filter(|info| info.manifest.name == manifest.name)
         .map(|info| (info.manifest.version, info.enabled))
         .collect();
-    let Some(seed) = decide(&manifest.version, &offered, &installed) else {
-        return Ok(());
-    };
+    Ok(decide(&manifest.version, &offered, &installed))
+}
+
+/// Carries out `seed` for one plugin (installing it here unless the helper
+/// did) and records it as offered.
+fn offer(
+    registry: &PluginRegistry,
+    store: &Store,
+    manifest: &PluginManifest,
+    plugin: &BuiltinPlugin,
+    seed: Seed,
+) -> Result<(), String> {
     if seed.install {
-        registry
-            .install_bytes_disabled(plugin.manifest_json, plugin.wasm)
-            .map_err(|e| e.to_string())?;
+        match registry.install_bytes_disabled(plugin.manifest_json, plugin.wasm) {
+            Ok(_) | Err(PluginError::AlreadyInstalled { .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
     }
     if seed.enable {
         registry
@@ -144,6 +184,54 @@ fn seed_one(
         "offered a built-in plugin"
     );
     Ok(())
+}
+
+/// Runs `exe install-builtin-checks --data-root DATA_ROOT NAME@VERSION...`
+/// and waits for it.
+fn install_in_helper(exe: &Path, data_root: &Path, wanted: &[String]) -> Result<(), String> {
+    let output = std::process::Command::new(exe)
+        .arg("install-builtin-checks")
+        .arg("--data-root")
+        .arg(data_root)
+        .args(wanted)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("starting {}: {e}", exe.display()))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} install-builtin-checks: {}: {}",
+        exe.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    ))
+}
+
+/// Installs, disabled, the built-in plugins named `name@version` in
+/// `wanted` into the plugin registry of `data_root`, their compiled code
+/// cached on disk: what the helper process runs. One already installed is
+/// no error.
+pub fn install_here(data_root: &Path, builtins: &[BuiltinPlugin], wanted: &[String]) -> Result<(), String> {
+    let host = PluginHost::new(HostConfig::with_data_root(data_root)).map_err(|e| e.to_string())?;
+    let registry = PluginRegistry::open(data_root.join("plugins"), host).map_err(|e| e.to_string())?;
+    let known = manifests(builtins);
+    let mut failed = Vec::new();
+    for want in wanted {
+        let Some((manifest, plugin)) = known.iter().find(|(m, _)| format!("{}@{}", m.name, m.version) == *want) else {
+            failed.push(format!("{want}: not built into this binary"));
+            continue;
+        };
+        match registry.install_bytes_disabled(plugin.manifest_json, plugin.wasm) {
+            Ok(_) | Err(PluginError::AlreadyInstalled { .. }) => {}
+            Err(e) => failed.push(format!("{}: {e}", manifest.name)),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
 }
 
 /// Whether an installed plugin is one of the built-in ones (same name,

@@ -176,6 +176,9 @@ pub struct ScanConfig {
     pub plugin_limits: PluginLimits,
     /// The plugins built into the binary, offered once per data root.
     pub builtin_plugins: Vec<BuiltinPlugin>,
+    /// The berth binary, which installs new built-in plugins in a helper
+    /// process (`berth install-builtin-checks`); `None`: in this one.
+    pub builtin_installer: Option<std::path::PathBuf>,
     /// Base URL of OSV exports for `vulndb update` (`{source}/{ecosystem}/all.zip`).
     pub vulndb_source: String,
     /// Ecosystems `vulndb update` fetches when not told; empty: every one
@@ -193,6 +196,7 @@ impl Default for ScanConfig {
             scan_on_push: true,
             plugin_limits: PluginLimits::default(),
             builtin_plugins: Vec::new(),
+            builtin_installer: None,
             vulndb_source: vulndb_update::DEFAULT_SOURCE.to_string(),
             vulndb_ecosystems: Vec::new(),
             vulndb_update_interval: Duration::ZERO,
@@ -266,7 +270,8 @@ impl ScanService {
             });
         let builtins = crate::builtin_plugins::manifests(&config.builtin_plugins);
         if let Ok(registry) = &plugins {
-            crate::builtin_plugins::seed(registry, &store, &builtins);
+            let installer = config.builtin_installer.as_deref().map(|exe| (exe, engine.data_root()));
+            crate::builtin_plugins::seed(registry, &store, &builtins, installer);
         }
         let service = Arc::new(ScanService {
             engine,
