@@ -11,13 +11,13 @@ use berth_model::access::{
     NewOrg, NewOrgTeam, NewPassword, NewRole, NewTeam, NewToken, NewUser, Org, RepositoryCollection, Role,
     SetCollection, SetLevel, Team, TeamListing, TokenCreated, TokenView, UserListing, UserView,
 };
+use berth_model::scan::{
+    ScanProgress, ScanRecordSummary, ScanSpec, VulnDbImport, VulnDbStatus, VulnDbUpdateSpec, WebhookState,
+};
 use berth_model::{
     Container, ContainerCreate, ContainerStats, ContainerWaited, ExecCreate, ExecCreated, GcReport, Image, LoginAnswer,
     LoginRequest, PluginInstall, PluginPushed, PluginView, ProgressLine, SignedScanRecord, SystemInfo, TrustPolicy,
     TrustPolicySpec, VersionInfo, Whoami,
-};
-use berth_scanner::records::{
-    ScanProgress, ScanRecordSummary, ScanSpec, VulnDbImport, VulnDbStatus, VulnDbUpdateSpec, WebhookState,
 };
 use hyper::body::Incoming;
 use hyper::{Method, Response};

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod image;
 pub mod plugin;
 pub mod reference;
+pub mod scan;
 pub mod system;
 pub mod units;
 

@@ -1,33 +1,17 @@
-//! What the scan service says on the wire and keeps: the request of a
-//! scan, its progress lines, the certification record and its headline,
-//! the vulnerability database's status and what an import did, and a
-//! webhook's delivery state. Plain data: the engine's scan service makes
-//! them, the API serves them, the client reads them.
-
-use std::collections::BTreeMap;
+//! What the scan service keeps: the certification record (the payload a
+//! signed record carries). Its wire types (the request of a scan, its
+//! progress lines, a record's headline, the vulnerability database's status
+//! and what an import did, a webhook's delivery state) are
+//! `berth_model::scan`'s, re-exported here for the crates that make them.
 
 use serde::{Deserialize, Serialize};
 
 use crate::report::{ScanReport, Summary};
 
-/// `POST /v1/scans`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default)]
-pub struct ScanSpec {
-    pub image: String,
-    /// `None` or `["all"]`: every enabled check; `["none"]` or empty: none.
-    pub checks: Option<Vec<String>>,
-    pub deny_licenses: Vec<String>,
-    /// An ignore file's text (YAML, JSON or OpenVEX) and its name.
-    pub ignore: Option<String>,
-    pub ignore_name: Option<String>,
-    /// A shell command run in the image (`/bin/sh -c`).
-    pub test: Option<String>,
-    /// Run the image and its HEALTHCHECK until it passes.
-    pub test_healthcheck: bool,
-    /// Seconds; 30 when unset.
-    pub test_timeout_secs: Option<u64>,
-}
+pub use berth_model::scan::{
+    Downloaded, NewlyVulnerable, ScanProgress, ScanRecordSummary, ScanSpec, VulnDbImport, VulnDbStatus,
+    VulnDbUpdateSpec, WebhookState,
+};
 
 /// What a certification record says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,134 +35,4 @@ pub struct ScanRecord {
     pub previous: Option<String>,
     pub summary: Summary,
     pub report: ScanReport,
-}
-
-/// One line of a scan's progress stream.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ScanProgress {
-    /// `inventory`, `vulnerabilities`, `licenses`, `optimization`, `checks`,
-    /// `test`, `warning`, `done`, `error`.
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total: Option<usize>,
-    /// What the line is about (a layer, a check).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub cached: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-impl ScanProgress {
-    /// A line with only a status (`done`, `error`).
-    pub fn status(status: &str) -> ScanProgress {
-        ScanProgress {
-            status: status.to_string(),
-            ..ScanProgress::default()
-        }
-    }
-}
-
-/// A record's headline, for listings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ScanRecordSummary {
-    pub id: String,
-    pub image: String,
-    pub image_digest: String,
-    pub created: String,
-    pub trigger: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub db_version: Option<String>,
-    /// Counts of components, findings by severity, checks and licenses.
-    #[schema(value_type = Object)]
-    pub summary: Summary,
-    pub signed: bool,
-}
-
-/// What `berth vulndb status` shows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct VulnDbStatus {
-    pub version: Option<String>,
-    pub digest: Option<String>,
-    pub imported_at: Option<String>,
-    pub advisories: usize,
-    pub packages: usize,
-    pub ecosystems: BTreeMap<String, usize>,
-}
-
-/// What an import did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct VulnDbImport {
-    pub records: usize,
-    pub changed: usize,
-    pub skipped: usize,
-    pub errors: Vec<String>,
-    pub status: VulnDbStatus,
-    /// Images whose latest record gained findings, by id of the new record.
-    pub newly_vulnerable: Vec<NewlyVulnerable>,
-    /// The exports a `vulndb update` downloaded, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub downloaded: Vec<Downloaded>,
-}
-
-/// An image that an import made vulnerable; also the webhook's body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct NewlyVulnerable {
-    pub image: String,
-    pub image_digest: String,
-    pub record: String,
-    pub db_version: String,
-    /// `id package@version` of each new finding.
-    pub new_findings: Vec<String>,
-}
-
-/// One export an update downloaded and imported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Downloaded {
-    pub ecosystem: String,
-    pub url: String,
-    pub bytes: u64,
-    /// OSV records read from it.
-    pub records: usize,
-}
-
-/// What `berth scan webhooks ls` shows of one webhook: never its secret
-/// nor its path and query, which often carry one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookState {
-    /// The first 12 hex digits of the URL's SHA-256.
-    pub id: String,
-    /// `scheme://host[:port]` only.
-    pub target: String,
-    /// Where the signing secret is kept (readable by root only).
-    pub secret_file: String,
-    /// `idle` (nothing sent yet), `delivered`, `retrying` or `failed`.
-    pub state: String,
-    /// Deliveries waiting, the one being tried included.
-    pub pending: usize,
-    pub delivered: u64,
-    /// Deliveries given up on (retry time spent, a 4xx, or the queue full).
-    pub failed: u64,
-    /// Attempts of the current (or last) delivery.
-    pub attempts: u32,
-    /// RFC 3339 time of the last attempt.
-    pub last_attempt: Option<String>,
-    /// The last answer: `200`, `answered 500`, or the connection error.
-    pub last_result: Option<String>,
-}
-
-/// `POST /v1/vulndb/update`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default)]
-pub struct VulnDbUpdateSpec {
-    /// OSV ecosystem names (`Debian`, `PyPI`, `Red Hat`); empty: the
-    /// daemon's `--vulndb-ecosystem` list, by default every ecosystem the
-    /// matcher uses.
-    pub ecosystems: Vec<String>,
-    /// Base URL of the exports; `None`: the daemon's `--vulndb-source`.
-    pub source: Option<String>,
 }

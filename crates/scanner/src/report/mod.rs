@@ -8,6 +8,8 @@
 //! same input renders to the same bytes. Lists are sorted before writing and
 //! the time comes from [`ScanReport::created`], never from the clock.
 
+pub use berth_model::scan::{SeverityCounts, Summary};
+
 pub mod cyclonedx;
 mod license;
 pub mod sarif;
@@ -156,45 +158,15 @@ pub struct ScanReport {
     pub warnings: Vec<String>,
 }
 
-/// Counts per severity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeverityCounts {
-    pub critical: usize,
-    pub high: usize,
-    pub medium: usize,
-    pub low: usize,
-    pub unknown: usize,
-}
-
-impl SeverityCounts {
-    fn add(&mut self, severity: Severity) {
-        match severity {
-            Severity::Critical => self.critical += 1,
-            Severity::High => self.high += 1,
-            Severity::Medium => self.medium += 1,
-            Severity::Low => self.low += 1,
-            Severity::Unknown => self.unknown += 1,
-        }
+/// One more `severity` in `counts`.
+fn count(counts: &mut SeverityCounts, severity: Severity) {
+    match severity {
+        Severity::Critical => counts.critical += 1,
+        Severity::High => counts.high += 1,
+        Severity::Medium => counts.medium += 1,
+        Severity::Low => counts.low += 1,
+        Severity::Unknown => counts.unknown += 1,
     }
-
-    pub fn total(&self) -> usize {
-        self.critical + self.high + self.medium + self.low + self.unknown
-    }
-}
-
-/// The headline numbers of a report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    /// Vulnerabilities that no ignore rule matched.
-    pub vulnerabilities: SeverityCounts,
-    /// Of those, how many have a fixed version.
-    pub fixable: usize,
-    pub ignored: usize,
-    pub license_violations: usize,
-    pub check_findings: SeverityCounts,
-    pub check_failures: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub functional_test_passed: Option<bool>,
 }
 
 impl ScanReport {
@@ -258,13 +230,13 @@ impl ScanReport {
                 summary.ignored += 1;
                 continue;
             }
-            summary.vulnerabilities.add(vulnerability.severity);
+            count(&mut summary.vulnerabilities, vulnerability.severity);
             if vulnerability.fixed_version.is_some() {
                 summary.fixable += 1;
             }
         }
         for finding in &self.check_findings {
-            summary.check_findings.add(finding.severity);
+            count(&mut summary.check_findings, finding.severity);
         }
         summary
     }
