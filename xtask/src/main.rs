@@ -1,9 +1,11 @@
 //! Developer tasks for berth, run as `cargo xtask <task>`: `up` gets a working
-//! berth on this machine, `test` runs everything CI runs, `image` builds the
-//! busybox test image, `bench NAME` compares berth with real peers. Each task
-//! lives in its own file; shared helpers are in `util`.
+//! berth on this machine, `test` runs everything CI runs, `e2e` the cluster
+//! tests alone, `image` builds the busybox test image, `bench NAME` compares
+//! berth with real peers. Each task lives in its own file; shared helpers
+//! are in `util`.
 
 mod bench;
+mod e2e;
 mod image;
 mod plugins;
 mod test;
@@ -19,6 +21,7 @@ usage: cargo xtask <task>
 tasks:
   up [--no-build]           install packages, build, start `berth daemon`, load busybox
   test                      fmt, clippy, test image, cargo test --workspace (what CI runs)
+  e2e [FILTER]              the cluster tests alone: hosts as network namespaces (tests/)
   image                     build target/images/{busybox-oci.tar,busybox-docker.tar,busybox-bundle}
   plugins [--check]         build plugins/ for wasm32-wasip2 into target/plugins (dist/ installable)
   bench NAME [--no-build]   run a benchmark against its peers (`cargo xtask bench` lists them)";
@@ -39,6 +42,7 @@ fn dispatch(args: &[String]) -> Result<()> {
     match task.as_str() {
         "up" => up::main(rest),
         "test" => test::main(rest),
+        "e2e" => e2e::main(rest),
         "image" => image::main(rest),
         "plugins" => plugins::main(rest),
         "bench" => bench::main(rest),

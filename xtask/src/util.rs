@@ -36,6 +36,9 @@ pub const BASE_PACKAGES: &[&str] = &[
     "rpm",
     "python3-packaging",
     "ruby",
+    // the cluster harness (tests/): hosts as network namespaces, packet loss
+    "iproute2",
+    "iptables",
 ];
 
 /// The workspace root: the parent of this crate's directory.
