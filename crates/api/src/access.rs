@@ -394,7 +394,7 @@ pub struct AuditQuery {
 pub async fn audit(
     State(s): State<AppState>,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Vec<berth_auth::AuditEntry>>> {
+) -> ApiResult<Json<Vec<berth_model::audit::AuditEntry>>> {
     if let Some(since) = &q.since {
         if chrono::DateTime::parse_from_rfc3339(since).is_err() {
             return Err(ApiError::invalid(format!("invalid --since {since:?}: use RFC 3339")).into());
@@ -405,7 +405,7 @@ pub async fn audit(
         user: q.user,
         limit: q.limit,
     };
-    Ok(Json(with_access(&s, move |a| a.audit_list(&query)).await?))
+    Ok(Json(views(with_access(&s, move |a| a.audit_list(&query)).await?)))
 }
 
 pub async fn audit_verify(State(s): State<AppState>) -> ApiResult<Json<berth_auth::Verification>> {
@@ -441,8 +441,9 @@ pub async fn directory_put(
             fields.insert("name".into(), Value::String(name.clone()));
         }
     }
-    let directory: Directory = serde_json::from_value(body)
+    let directory: berth_model::directory::Directory = serde_json::from_value(body)
         .map_err(|e| ApiError::invalid(format!("invalid directory {name}: {}", describe_json_error(&e))))?;
+    let directory = Directory::from(directory);
     let (view, created) = with_access(&s, move |a| a.put_directory(directory)).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(view)))

@@ -3,7 +3,7 @@
 
 use crate::json::Json;
 use axum::extract::{Path, State};
-use berth_auth::AuditExport;
+use berth_model::audit::AuditExport;
 
 use crate::access::with_access;
 use crate::error::ApiResult;
@@ -42,5 +42,5 @@ pub async fn set_level(
 
 /// `GET /v1/audit/export`: every entry and signature, for offline checks.
 pub async fn export(State(s): State<AppState>) -> ApiResult<Json<AuditExport>> {
-    Ok(Json(with_access(&s, |a| a.audit_export()).await?))
+    Ok(Json(with_access(&s, |a| a.audit_export()).await?.into()))
 }

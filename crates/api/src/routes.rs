@@ -512,7 +512,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::audit,
         "Audit log entries (?since=RFC3339&user=&limit=)",
-        Answer::List(schema_of::<berth_auth::AuditEntry>)
+        Answer::List(schema_of::<berth_model::audit::AuditEntry>)
     ),
     route!(
         GET,
@@ -522,7 +522,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::audit_verify,
         "Check the audit log's hash chain and signatures",
-        Answer::Json(schema_of::<berth_auth::Verification>)
+        Answer::Json(schema_of::<berth_model::audit::Verification>)
     ),
     route!(
         GET,
@@ -532,7 +532,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::directories,
         "List LDAP/AD directories (bind passwords shown as ***) with their last sync",
-        Answer::List(schema_of::<berth_auth::directory::DirectoryView>)
+        Answer::List(schema_of::<berth_model::directory::DirectoryView>)
     ),
     route!(
         GET,
@@ -542,7 +542,7 @@ pub static TABLE: &[Route] = &[
         Read,
         access::directory,
         "Show one directory (bind password shown as ***)",
-        Answer::Json(schema_of::<berth_auth::directory::DirectoryView>)
+        Answer::Json(schema_of::<berth_model::directory::DirectoryView>)
     ),
     route!(
         PUT,
@@ -552,8 +552,8 @@ pub static TABLE: &[Route] = &[
         Write,
         access::directory_put,
         "Create or replace a directory (an absent or *** bind_password keeps the stored one)",
-        Answer::Json(schema_of::<berth_auth::directory::DirectoryView>),
-        body = schema_of::<berth_auth::directory::Directory>
+        Answer::Json(schema_of::<berth_model::directory::DirectoryView>),
+        body = schema_of::<berth_model::directory::Directory>
     ),
     route!(
         DELETE,
@@ -573,7 +573,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::directories_sync,
         "Sync every directory's mapped teams now: users created, members added and removed",
-        Answer::List(schema_of::<berth_auth::directory::SyncReport>)
+        Answer::List(schema_of::<berth_model::directory::SyncReport>)
     ),
     route!(
         POST,
@@ -583,7 +583,7 @@ pub static TABLE: &[Route] = &[
         Write,
         access::directory_sync,
         "Sync one directory's mapped teams now",
-        Answer::List(schema_of::<berth_auth::directory::SyncReport>)
+        Answer::List(schema_of::<berth_model::directory::SyncReport>)
     ),
     route!(
         POST,
@@ -656,7 +656,7 @@ pub static TABLE: &[Route] = &[
         Read,
         audit::export,
         "Every audit entry and signature, for offline verification",
-        Answer::Json(schema_of::<berth_auth::AuditExport>)
+        Answer::Json(schema_of::<berth_model::audit::AuditExport>)
     ),
     route!(
         GET,

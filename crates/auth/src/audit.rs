@@ -124,12 +124,31 @@ fn legacy_message(seq: u64, hash: &str) -> Vec<u8> {
     format!("berth-audit:{seq}:{hash}").into_bytes()
 }
 
-/// An exported audit log: everything `audit verify` needs, offline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// An exported audit log: everything `audit verify` needs, offline. On the
+/// wire it is `berth_model::audit::AuditExport`, field for field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditExport {
     pub entries: Vec<AuditEntry>,
     /// `(key, signature)`: `head` and the checkpoints.
     pub signatures: Vec<(String, Signature)>,
+}
+
+impl From<AuditExport> for berth_model::audit::AuditExport {
+    fn from(e: AuditExport) -> Self {
+        Self {
+            entries: e.entries.into_iter().map(Into::into).collect(),
+            signatures: e.signatures.into_iter().map(|(k, s)| (k, s.into())).collect(),
+        }
+    }
+}
+
+impl From<berth_model::audit::AuditExport> for AuditExport {
+    fn from(e: berth_model::audit::AuditExport) -> Self {
+        Self {
+            entries: e.entries.into_iter().map(Into::into).collect(),
+            signatures: e.signatures.into_iter().map(|(k, s)| (k, s.into())).collect(),
+        }
+    }
 }
 
 /// Checks a chain and its cluster-key signatures without the node's HMAC
@@ -231,13 +250,7 @@ pub struct AuditQuery {
 }
 
 /// What `audit verify` found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Verification {
-    pub ok: bool,
-    pub entries: u64,
-    pub checkpoints: u64,
-    pub problems: Vec<String>,
-}
+pub use berth_model::audit::Verification;
 
 pub use berth_state::records::audit_key as key_of;
 use berth_state::records::AUDIT_HEAD as HEAD;

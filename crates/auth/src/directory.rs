@@ -30,7 +30,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::access::{check_name, unexpected};
 use crate::ldap::{self, DirectoryConfig, DirectoryMember, DirectoryUser, LdapError};
@@ -59,36 +58,7 @@ pub use berth_state::directory::{
 };
 use berth_state::{ClusterCommand, Outcome};
 
-/// A directory as the API shows it: the bind password is `***` (or empty
-/// when none is set).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct DirectoryView {
-    #[serde(flatten)]
-    pub config: DirectoryConfig,
-    pub sync_interval_minutes: Option<u64>,
-    pub created: String,
-    pub last_sync: Option<SyncState>,
-}
-
-/// What one sync of one directory did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct SyncReport {
-    pub directory: String,
-    pub time: String,
-    /// Users created because a mapped group lists them.
-    pub created_users: Vec<String>,
-    pub teams: Vec<TeamSyncReport>,
-    /// Users the directory no longer has or has disabled: their tokens and
-    /// sessions are gone, their client bundles revoked.
-    #[serde(default)]
-    pub disabled_users: Vec<DisabledUser>,
-    /// Disabled users the directory has again (they may log in).
-    #[serde(default)]
-    pub restored_users: Vec<String>,
-    /// Why the accounts could not be checked (nobody was disabled).
-    #[serde(default)]
-    pub account_check_error: Option<String>,
-}
+pub use berth_model::directory::{DirectoryView, SyncReport};
 
 /// Who caused a change, for the audit log.
 struct Actor<'a> {
@@ -98,7 +68,7 @@ struct Actor<'a> {
 
 /// A directory as the API shows it.
 fn view(directory: &Directory, last_sync: Option<SyncState>) -> DirectoryView {
-    let mut config = directory.config.clone();
+    let mut config: berth_model::directory::DirectoryConfig = directory.config.clone().into();
     if !config.bind_password.is_empty() {
         config.bind_password = REDACTED.to_owned();
     }
@@ -106,7 +76,7 @@ fn view(directory: &Directory, last_sync: Option<SyncState>) -> DirectoryView {
         config,
         sync_interval_minutes: directory.sync_interval_minutes,
         created: directory.created.clone(),
-        last_sync,
+        last_sync: last_sync.map(Into::into),
     }
 }
 
@@ -624,8 +594,8 @@ impl Access {
             directory: cfg.name.clone(),
             time: now,
             created_users,
-            teams,
-            disabled_users,
+            teams: teams.into_iter().map(Into::into).collect(),
+            disabled_users: disabled_users.into_iter().map(Into::into).collect(),
             restored_users,
             account_check_error: states.err(),
         })

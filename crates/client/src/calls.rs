@@ -4,13 +4,13 @@
 //! [`ndjson_lines`] into their typed lines, or through [`Client::progress`].
 
 use anyhow::{Context, Result};
-use berth_auth::directory::{Directory, DirectoryView, SyncReport};
-use berth_auth::{AuditEntry, AuditExport, Verification};
 use berth_model::access::{
     Bundle, BundleIssued, DirectoryGroup, DirectoryTest, DirectoryTestResult, Grant, LevelView, NewGrant, NewMember,
     NewOrg, NewOrgTeam, NewPassword, NewRole, NewTeam, NewToken, NewUser, Org, RepositoryCollection, Role,
     SetCollection, SetLevel, Team, TeamListing, TokenCreated, TokenView, UserListing, UserView,
 };
+use berth_model::audit::{AuditEntry, AuditExport, Verification};
+use berth_model::directory::{Directory, DirectoryView, SyncReport};
 use berth_model::scan::{
     ScanProgress, ScanRecordSummary, ScanSpec, VulnDbImport, VulnDbStatus, VulnDbUpdateSpec, WebhookState,
 };

@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod audit;
 pub mod container;
+pub mod directory;
 pub mod error;
 pub mod event;
 pub mod ids;

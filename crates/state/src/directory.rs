@@ -14,7 +14,7 @@ use crate::records::{valid_name, Bundle, SessionRecord, Team, TokenRecord, User}
 use crate::tables::*;
 
 /// One directory server and how users and groups are found in it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirectoryConfig {
     /// A name for logs and errors, e.g. `corp-ad`.
     pub name: String,
@@ -48,7 +48,7 @@ pub struct DirectoryConfig {
 }
 
 /// Where group membership is recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum TeamSync {
     /// Groups under `group_base_dn` matching `group_filter` list members in
@@ -89,7 +89,7 @@ impl fmt::Debug for DirectoryConfig {
 /// A configured directory as stored (and as `PUT /v1/directories/{name}`
 /// takes it: the name may be left out, an absent or `***` bind password
 /// keeps the stored one).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Directory {
     #[serde(flatten)]
     pub config: DirectoryConfig,
@@ -101,7 +101,7 @@ pub struct Directory {
 }
 
 /// How the last sync of a directory went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncState {
     pub time: String,
     /// Every mapped group was read.
@@ -136,6 +136,152 @@ pub struct DirectoryGroup {
     /// A group DN, a group name (its `cn`), or a filter `(...)` selecting
     /// users (team sync by search).
     pub group: String,
+}
+
+// --- what the API takes and shows of each record ---
+
+impl From<DirectoryConfig> for berth_model::directory::DirectoryConfig {
+    fn from(v: DirectoryConfig) -> Self {
+        Self {
+            name: v.name,
+            url: v.url,
+            start_tls: v.start_tls,
+            ca_pem: v.ca_pem,
+            bind_dn: v.bind_dn,
+            bind_password: v.bind_password,
+            user_base_dn: v.user_base_dn,
+            user_filter: v.user_filter,
+            username_attr: v.username_attr,
+            email_attr: v.email_attr,
+            full_name_attr: v.full_name_attr,
+            team_sync: v.team_sync.into(),
+            domains: v.domains,
+        }
+    }
+}
+
+impl From<berth_model::directory::DirectoryConfig> for DirectoryConfig {
+    fn from(v: berth_model::directory::DirectoryConfig) -> Self {
+        Self {
+            name: v.name,
+            url: v.url,
+            start_tls: v.start_tls,
+            ca_pem: v.ca_pem,
+            bind_dn: v.bind_dn,
+            bind_password: v.bind_password,
+            user_base_dn: v.user_base_dn,
+            user_filter: v.user_filter,
+            username_attr: v.username_attr,
+            email_attr: v.email_attr,
+            full_name_attr: v.full_name_attr,
+            team_sync: v.team_sync.into(),
+            domains: v.domains,
+        }
+    }
+}
+
+impl From<Directory> for berth_model::directory::Directory {
+    fn from(v: Directory) -> Self {
+        Self {
+            config: v.config.into(),
+            sync_interval_minutes: v.sync_interval_minutes,
+            created: v.created,
+        }
+    }
+}
+
+impl From<berth_model::directory::Directory> for Directory {
+    fn from(v: berth_model::directory::Directory) -> Self {
+        Self {
+            config: v.config.into(),
+            sync_interval_minutes: v.sync_interval_minutes,
+            created: v.created,
+        }
+    }
+}
+
+impl From<SyncState> for berth_model::directory::SyncState {
+    fn from(v: SyncState) -> Self {
+        Self {
+            time: v.time,
+            ok: v.ok,
+            errors: v.errors,
+            added: v.added,
+            removed: v.removed,
+            created_users: v.created_users,
+        }
+    }
+}
+
+impl From<DisabledUser> for berth_model::directory::DisabledUser {
+    fn from(v: DisabledUser) -> Self {
+        Self {
+            user: v.user,
+            reason: v.reason,
+            tokens: v.tokens,
+            sessions: v.sessions,
+            bundles: v.bundles,
+        }
+    }
+}
+
+impl From<SkippedMember> for berth_model::directory::SkippedMember {
+    fn from(v: SkippedMember) -> Self {
+        Self {
+            username: v.username,
+            reason: v.reason,
+        }
+    }
+}
+
+impl From<TeamSyncReport> for berth_model::directory::TeamSyncReport {
+    fn from(v: TeamSyncReport) -> Self {
+        Self {
+            team: v.team,
+            group: v.group,
+            added: v.added,
+            removed: v.removed,
+            skipped: v.skipped.into_iter().map(Into::into).collect(),
+            error: v.error,
+        }
+    }
+}
+
+impl From<TeamSync> for berth_model::directory::TeamSync {
+    fn from(v: TeamSync) -> Self {
+        match v {
+            TeamSync::MemberAttr {
+                group_base_dn,
+                group_filter,
+                member_attr,
+            } => Self::MemberAttr {
+                group_base_dn,
+                group_filter,
+                member_attr,
+            },
+            TeamSync::UserMemberOf { attr } => Self::UserMemberOf { attr },
+            TeamSync::Search => Self::Search,
+        }
+    }
+}
+
+impl From<berth_model::directory::TeamSync> for TeamSync {
+    fn from(v: berth_model::directory::TeamSync) -> Self {
+        use berth_model::directory::TeamSync as Wire;
+        match v {
+            Wire::MemberAttr {
+                group_base_dn,
+                group_filter,
+                member_attr,
+            } => Self::MemberAttr {
+                group_base_dn,
+                group_filter,
+                member_attr,
+            },
+            Wire::UserMemberOf { attr } => Self::UserMemberOf { attr },
+            Wire::Search => Self::Search,
+        }
+    }
 }
 
 impl From<DirectoryGroup> for berth_model::access::DirectoryGroup {
@@ -180,7 +326,7 @@ pub enum AccountState {
 }
 
 /// A directory user a sync cut off, and what was revoked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DisabledUser {
     pub user: String,
     pub reason: String,
@@ -189,7 +335,7 @@ pub struct DisabledUser {
     pub bundles: usize,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TeamSyncReport {
     pub team: String,
     pub group: String,
@@ -202,7 +348,7 @@ pub struct TeamSyncReport {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SkippedMember {
     pub username: String,
     pub reason: String,

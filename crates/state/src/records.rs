@@ -242,7 +242,7 @@ pub struct SignedScanRecord {
 // --- the audit log ---
 
 /// What a caller records; the log adds sequence, time and hashes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewAuditEntry {
     /// `admin` (the socket), a user name, or `anonymous`.
     pub user: String,
@@ -261,7 +261,7 @@ pub struct NewAuditEntry {
 }
 
 /// An entry of the hash-chained audit log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub seq: u64,
     pub time: String,
@@ -298,7 +298,7 @@ impl AuditEntry {
 }
 
 /// A signature over the audit chain at `seq`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditSignature {
     pub seq: u64,
     pub hash: String,
@@ -426,6 +426,73 @@ impl From<SignedScanRecord> for berth_model::SignedScanRecord {
             signature: r.signature,
             key_id: r.key_id,
             algorithm: r.algorithm,
+        }
+    }
+}
+
+impl From<AuditEntry> for berth_model::audit::AuditEntry {
+    fn from(e: AuditEntry) -> Self {
+        Self {
+            seq: e.seq,
+            time: e.time,
+            user: e.entry.user,
+            source: e.entry.source,
+            action: e.entry.action,
+            resource: e.entry.resource,
+            object: e.entry.object,
+            result: e.entry.result,
+            status: e.entry.status,
+            detail: e.entry.detail,
+            prev: e.prev,
+            hash: e.hash,
+        }
+    }
+}
+
+impl From<berth_model::audit::AuditEntry> for AuditEntry {
+    /// An entry as an export carries it, to verify offline.
+    fn from(e: berth_model::audit::AuditEntry) -> Self {
+        Self {
+            seq: e.seq,
+            time: e.time,
+            entry: NewAuditEntry {
+                user: e.user,
+                source: e.source,
+                action: e.action,
+                resource: e.resource,
+                object: e.object,
+                result: e.result,
+                status: e.status,
+                detail: e.detail,
+            },
+            prev: e.prev,
+            hash: e.hash,
+        }
+    }
+}
+
+impl From<AuditSignature> for berth_model::audit::AuditSignature {
+    fn from(s: AuditSignature) -> Self {
+        Self {
+            seq: s.seq,
+            hash: s.hash,
+            kind: s.kind,
+            mac: s.mac,
+            sig: s.sig,
+            signer: s.signer,
+        }
+    }
+}
+
+impl From<berth_model::audit::AuditSignature> for AuditSignature {
+    fn from(s: berth_model::audit::AuditSignature) -> Self {
+        Self {
+            seq: s.seq,
+            hash: s.hash,
+            kind: s.kind,
+            mac: s.mac,
+            sig: s.sig,
+            signer: s.signer,
         }
     }
 }

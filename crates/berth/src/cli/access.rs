@@ -6,11 +6,11 @@
 
 use anyhow::{bail, Context, Result};
 
-use berth_auth::directory::{Directory, SyncReport};
-use berth_auth::ldap::{DirectoryConfig, TeamSync};
 use berth_client::Client;
 use berth_model::access::DirectoryGroup;
 use berth_model::access::{DirectoryTest, NewGrant, NewRole, NewTeam, NewToken, NewUser};
+use berth_model::directory::{Directory, SyncReport};
+use berth_model::directory::{DirectoryConfig, TeamSync};
 
 use crate::cli::table;
 

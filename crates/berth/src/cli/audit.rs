@@ -142,11 +142,11 @@ pub async fn audit(client: &Client, a: AuditArgs) -> Result<i32> {
                 rows.push(vec![
                     e.seq.to_string(),
                     e.time,
-                    e.entry.user,
-                    e.entry.source,
-                    e.entry.action,
-                    e.entry.object,
-                    format!("{} {}", e.entry.result, e.entry.status),
+                    e.user,
+                    e.source,
+                    e.action,
+                    e.object,
+                    format!("{} {}", e.result, e.status),
                 ]);
             }
             table(&rows);
