@@ -294,8 +294,11 @@ fn trust_dir() -> Result<PathBuf> {
     }
 }
 
-/// A session step, which blocks (key files, tokens, the registry).
-fn blocking<T>(step: impl FnOnce() -> Result<T, WorkflowError>) -> Result<T> {
+/// Runs a step of the signing session, which blocks (key files, tokens,
+/// the registry), on this worker thread (`block_in_place`): the command has
+/// nothing else to do meanwhile. Not the API's `blocking`, which moves work
+/// off a server's async threads.
+fn session_step<T>(step: impl FnOnce() -> Result<T, WorkflowError>) -> Result<T> {
     tokio::task::block_in_place(step).map_err(|e| anyhow!(e.0))
 }
 
@@ -372,7 +375,7 @@ impl<'a> Session<'a> {
             },
             (None, None) => bail!("name the signer key, or give --role"),
         };
-        let key = blocking(|| self.signing.generate_key(&request, a.token.placement().as_ref()))?;
+        let key = session_step(|| self.signing.generate_key(&request, a.token.placement().as_ref()))?;
         println!("Successfully generated key {}", key.info.key_id);
         match (&a.name, &key.signer_public_pem) {
             (Some(name), Some(pem)) => {
@@ -393,7 +396,7 @@ impl<'a> Session<'a> {
     }
 
     fn key_list(&self, a: FormatArgs) -> Result<i32> {
-        let rows = blocking(|| self.signing.list_keys())?;
+        let rows = session_step(|| self.signing.list_keys())?;
         if a.format == "json" {
             println!("{}", serde_json::to_string_pretty(&rows)?);
             return Ok(0);
@@ -409,7 +412,7 @@ impl<'a> Session<'a> {
     fn key_load(&self, a: KeyLoadArgs) -> Result<i32> {
         let pem = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
         let shown = a.file.display().to_string();
-        let key = blocking(|| {
+        let key = session_step(|| {
             self.signing.load_key(
                 &pem,
                 &shown,
@@ -425,7 +428,7 @@ impl<'a> Session<'a> {
     fn key_rotate(&self, a: KeyRotateArgs) -> Result<i32> {
         let r = Reference::parse(&a.image).map_err(|e| anyhow!(e))?;
         let target = self.target(&r);
-        let new_id = blocking(|| {
+        let new_id = session_step(|| {
             self.signing.rotate(
                 &target,
                 &a.role,
@@ -442,7 +445,7 @@ impl<'a> Session<'a> {
     }
 
     fn key_backup(&self, a: KeyBackupArgs) -> Result<i32> {
-        let keys = blocking(|| self.signing.backup_keys(&a.output, a.gun.as_deref(), Utc::now()))?;
+        let keys = session_step(|| self.signing.backup_keys(&a.output, a.gun.as_deref(), Utc::now()))?;
         let mut written = 0;
         for key in &keys {
             let info = &key.info;
@@ -461,7 +464,7 @@ impl<'a> Session<'a> {
     }
 
     fn key_restore(&self, a: KeyRestoreArgs) -> Result<i32> {
-        let restored = blocking(|| self.signing.restore_keys(&a.file))?;
+        let restored = session_step(|| self.signing.restore_keys(&a.file))?;
         for (role, id, gun) in &restored.keys {
             println!("Restored {role} key {id} {gun}");
         }
@@ -489,7 +492,7 @@ impl<'a> Session<'a> {
             "Signing and pushing trust data for {}:{tag} ({})",
             target.gun, manifest.digest
         );
-        let outcome = blocking(|| {
+        let outcome = session_step(|| {
             self.signing
                 .sign(&target, &tag, &manifest, a.signer.as_deref(), Utc::now())
         })?;
@@ -504,7 +507,7 @@ impl<'a> Session<'a> {
     /// registry's manifest.
     async fn ensure_pushed(&self, image: &str, target: &Target, tag: &str) -> Result<Manifest> {
         let remote = target.remote.as_ref();
-        let registry_manifest = || blocking(|| remote.manifest(&target.repository, tag));
+        let registry_manifest = || session_step(|| remote.manifest(&target.repository, tag));
         let local = self.daemon.image(image).await.ok();
         let local_digest = local.as_ref().map(|l| l.manifest_digest.to_string());
         let in_registry = registry_manifest()?;
@@ -549,7 +552,7 @@ impl<'a> Session<'a> {
             .clone()
             .ok_or_else(|| anyhow!("revoke needs a tag: {}", a.image))?;
         let target = self.target(&r);
-        let outcome = blocking(|| self.signing.revoke(&target, &tag, Utc::now()))?;
+        let outcome = session_step(|| self.signing.revoke(&target, &tag, Utc::now()))?;
         if report_pending(&target, &outcome) {
             println!("Successfully revoked {}:{tag}", target.gun);
         }
@@ -564,7 +567,7 @@ impl<'a> Session<'a> {
             let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             keys.push(public_key_from_pem(&bytes, &path.display().to_string())?);
         }
-        let added = blocking(|| {
+        let added = session_step(|| {
             self.signing
                 .add_signer(&target, &a.name, &keys, a.threshold, Utc::now())
         })?;
@@ -586,7 +589,7 @@ impl<'a> Session<'a> {
     fn signer_remove(&self, a: SignerRemoveArgs) -> Result<i32> {
         let r = Reference::parse(&a.repository).map_err(|e| anyhow!(e))?;
         let target = self.target(&r);
-        blocking(|| self.signing.remove_signer(&target, &a.name, Utc::now()))?;
+        session_step(|| self.signing.remove_signer(&target, &a.name, Utc::now()))?;
         println!("Removed signer {} from {}", a.name, target.gun);
         Ok(0)
     }
@@ -611,10 +614,10 @@ impl<'a> Session<'a> {
                 .clone()
                 .or_else(|| r.tag.clone())
                 .unwrap_or_else(|| "latest".into());
-            blocking(|| self.signing.view_from_referrers(&target, &reference, &pins, now))?
+            session_step(|| self.signing.view_from_referrers(&target, &reference, &pins, now))?
         } else {
             let reference = r.tag.clone().unwrap_or_else(|| "latest".into());
-            blocking(|| self.signing.view(&target, &reference, &pins, now))?
+            session_step(|| self.signing.view(&target, &reference, &pins, now))?
         };
         let described = view.inspect(tag_filter.as_deref());
         if let Some(tag) = &tag_filter {
@@ -668,7 +671,7 @@ pub async fn trusted_reference(client: &Client, image: &str) -> Result<(String, 
     let session = Session::open(client, &tls_from_env())?;
     let target = session.target(&r);
     let pins = env_root_keys();
-    let digest = blocking(|| session.signing.resolve_tag(&target, &tag, &pins, Utc::now()))?;
+    let digest = session_step(|| session.signing.resolve_tag(&target, &tag, &pins, Utc::now()))?;
     let name = r.familiar_name();
     Ok((format!("{name}@{digest}"), Some(format!("{name}:{tag}"))))
 }
