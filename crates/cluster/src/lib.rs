@@ -1,12 +1,13 @@
 //! The cluster's identity: its certificate authority, the node's server
-//! certificate and the client certificates of bundles. Later also join
-//! tokens, the Raft transport, gossip and the agent.
+//! certificate, the client certificates of bundles, and join tokens
+//! ([`join`]). Later also the Raft transport, gossip and the agent.
 //!
 //! **Invariant:** this crate does not know HTTP; private keys it issues for
 //! clients are returned once and never stored or logged.
 #![forbid(unsafe_code)]
 
 pub mod bundles;
+pub mod join;
 pub mod names;
 pub mod pki;
 
