@@ -3,7 +3,7 @@
 //!
 //! A token is `berth1-<role>-<ca>-<secret>`: the role it admits (`worker` or
 //! `manager`), the SHA-256 of the cluster CA certificate's DER (64 hex
-//! digits) and a secret of 128 random bits (26 base32 digits). The joining
+//! digits) and a secret of 130 random bits (26 base32 digits). The joining
 //! node checks the CA a manager presents against the digest *before* it
 //! sends the secret (as swarm and k3s do), so a node that reached the wrong
 //! address, or a machine in the middle, learns nothing it could join with.
@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 const TAG: &str = "berth1";
 /// Base32 (RFC 4648) without padding, lower case: the secret's digits.
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-/// 128 bits in base32 digits.
+/// The secret's length: 26 base32 digits, 130 random bits.
 const SECRET_DIGITS: usize = 26;
 
 /// The role a token admits a node to.
@@ -112,8 +112,7 @@ impl JoinToken {
     pub fn generate(role: Role, ca_der: &[u8]) -> JoinToken {
         let mut bytes = [0u8; SECRET_DIGITS];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
-        // 26 digits of 5 bits: 130 bits drawn, 128 of them kept by the first
-        // 25 digits and 3 of the last (its other 2 bits are random too).
+        // One random byte per digit, its low 5 bits kept: 26 × 5 = 130 bits.
         let secret = bytes.iter().map(|b| BASE32[usize::from(b & 31)] as char).collect();
         JoinToken {
             role,
