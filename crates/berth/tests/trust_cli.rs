@@ -1457,3 +1457,30 @@ fn key_backup_and_restore() {
     let notary_dir = alice.dir.path().join("notary");
     assert_eq!(notary_list(&r.host, &notary_dir, &repo).len(), 3);
 }
+
+#[test]
+fn a_failed_key_generate_leaves_nothing_behind() {
+    // The signer key is made and recorded, then writing NAME.pub fails: the
+    // key and the signer's record go again, and the name stays free.
+    let d = Daemon::start();
+    let alice = Client::new();
+    let missing = alice.dir.path().join("no/such/dir");
+    let args = [
+        "trust",
+        "key",
+        "generate",
+        "alice",
+        "--dir",
+        missing.to_str().expect("utf8"),
+    ];
+    let err = alice.fails_env(&d, &args, &[]);
+    assert!(err.contains("alice.pub") && err.contains("Removed key"), "{err}");
+    assert!(key_list(&alice, &d).is_empty(), "no key is left");
+    let signers = alice.dir.path().join("trust/signers");
+    let records = std::fs::read_dir(&signers).map(|e| e.count()).unwrap_or(0);
+    assert_eq!(records, 0, "no signer record is left in {}", signers.display());
+    let dir = alice.dir.path().to_str().expect("utf8");
+    let out = alice.ok(&d, &["trust", "key", "generate", "alice", "--dir", dir]);
+    assert!(out.contains("Public key written to"), "{out}");
+    assert_eq!(key_list(&alice, &d).len(), 1);
+}

@@ -376,14 +376,15 @@ impl<'a> Session<'a> {
             (None, None) => bail!("name the signer key, or give --role"),
         };
         let key = session_step(|| self.signing.generate_key(&request, a.token.placement().as_ref()))?;
-        println!("Successfully generated key {}", key.info.key_id);
         match (&a.name, &key.signer_public_pem) {
             (Some(name), Some(pem)) => {
                 let pub_path = a.dir.join(format!("{name}.pub"));
                 std::fs::write(&pub_path, pem).with_context(|| format!("writing {}", pub_path.display()))?;
+                println!("Successfully generated key {}", key.info.key_id);
                 println!("Public key written to {}", pub_path.display());
             }
             _ => {
+                println!("Successfully generated key {}", key.info.key_id);
                 let scope = if key.gun.is_empty() {
                     "for new repositories".to_string()
                 } else {
