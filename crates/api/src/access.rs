@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Extension;
 
-use crate::json::Json;
+use crate::json::{views, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -97,11 +97,6 @@ pub async fn user_password(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The views of `records`.
-fn views<R, V: From<R>>(records: Vec<R>) -> Vec<V> {
-    records.into_iter().map(V::from).collect()
 }
 
 // --- teams ---

@@ -2,7 +2,7 @@
 //! `GET /v1/registry/collections`, `PUT|DELETE /v1/registry/collections/{prefix}`
 //! (the prefix percent-encoded when it holds slashes).
 
-use crate::json::Json;
+use crate::json::{views, Json};
 use axum::extract::{Path, State};
 use berth_model::access::RepositoryCollection;
 
@@ -12,7 +12,7 @@ use crate::AppState;
 
 pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<RepositoryCollection>>> {
     let records = with_access(&s, |a| a.list_repository_collections()).await?;
-    Ok(Json(records.into_iter().map(Into::into).collect()))
+    Ok(Json(views(records)))
 }
 
 use berth_model::access::SetCollection;

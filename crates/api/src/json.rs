@@ -2,7 +2,8 @@
 //! whose rejections (malformed JSON, a missing field, a wrong content type,
 //! a body over its limit) answer with berth's error document
 //! (`{"code","message"}`) through [`ApiErrorResponse`] like every other
-//! error, instead of axum's plain-text 4xx.
+//! error, instead of axum's plain-text 4xx; and [`views`], what an answer shows
+//! of stored records.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
@@ -32,6 +33,11 @@ impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
+}
+
+/// What the API shows of stored `records`: each one's view (`berth_model`).
+pub(crate) fn views<R, V: From<R>>(records: Vec<R>) -> Vec<V> {
+    records.into_iter().map(V::from).collect()
 }
 
 /// The error a rejected body answers with: 413 for a body over the route's

@@ -3,7 +3,7 @@
 //! stores them in cluster state and enforces them where containers are
 //! created; this file is HTTP only.
 
-use crate::json::Json;
+use crate::json::{views, Json};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use berth_engine::TrustPolicy;
@@ -15,7 +15,7 @@ use crate::error::ApiResult;
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<PolicyView>>> {
-    Ok(Json(s.engine.trust_policies()?.into_iter().map(Into::into).collect()))
+    Ok(Json(views(s.engine.trust_policies()?)))
 }
 
 pub async fn put(

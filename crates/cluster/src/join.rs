@@ -16,7 +16,8 @@
 use std::fmt;
 
 use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
+
+use crate::pki::fingerprint as sha256_hex;
 
 /// The version tag every token starts with.
 const TAG: &str = "berth1";
@@ -94,11 +95,6 @@ impl fmt::Display for JoinToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{TAG}-{}-{}-{}", self.role.name(), self.ca_digest, self.secret)
     }
-}
-
-/// Lower-case hex SHA-256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Whether `a` and `b` are equal, in time that depends on their length only.

@@ -116,7 +116,7 @@ pub(crate) fn seed(
     let wanted: Vec<String> = plans
         .iter()
         .filter(|(_, _, seed)| seed.install)
-        .map(|(m, _, _)| format!("{}@{}", m.name, m.version))
+        .map(|(m, _, _)| name_at_version(m))
         .collect();
     if let (Some((exe, data_root)), false) = (installer, wanted.is_empty()) {
         if let Err(e) = install_in_helper(exe, data_root, &wanted) {
@@ -128,6 +128,12 @@ pub(crate) fn seed(
             tracing::error!(plugin = %manifest.name, version = %manifest.version, error = %e, "cannot install a built-in plugin");
         }
     }
+}
+
+/// `name@version`: how `local/builtin_plugins` and the helper's command
+/// line name a plugin version.
+fn name_at_version(manifest: &PluginManifest) -> String {
+    format!("{}@{}", manifest.name, manifest.version)
 }
 
 /// What to do with built-in `manifest` on this node; `None`: nothing.
@@ -169,7 +175,7 @@ fn offer(
             .enable(&manifest.name, Some(&manifest.version))
             .map_err(|e| e.to_string())?;
     }
-    let key = format!("{}@{}", manifest.name, manifest.version);
+    let key = name_at_version(manifest);
     let offered = Offered {
         offered_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
@@ -218,7 +224,7 @@ pub fn install_here(data_root: &Path, builtins: &[BuiltinPlugin], wanted: &[Stri
     let known = manifests(builtins);
     let mut failed = Vec::new();
     for want in wanted {
-        let Some((manifest, plugin)) = known.iter().find(|(m, _)| format!("{}@{}", m.name, m.version) == *want) else {
+        let Some((manifest, plugin)) = known.iter().find(|(m, _)| name_at_version(m) == *want) else {
             failed.push(format!("{want}: not built into this binary"));
             continue;
         };

@@ -51,8 +51,11 @@ impl From<VerifyError> for WorkflowError {
     }
 }
 
-fn fail(message: String) -> WorkflowError {
-    WorkflowError(message)
+impl WorkflowError {
+    /// An error saying `message`.
+    pub fn new(message: impl std::fmt::Display) -> WorkflowError {
+        WorkflowError(message.to_string())
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -81,10 +84,10 @@ pub fn slot_cka_id(slot: &str) -> Result<Vec<u8>, WorkflowError> {
     if let Some(hex) = slot.strip_prefix("id:") {
         return pkcs11::decode_hex(hex)
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| fail(format!("--slot {slot}: id: takes the CKA_ID in hex, e.g. id:01")));
+            .ok_or_else(|| WorkflowError::new(format!("--slot {slot}: id: takes the CKA_ID in hex, e.g. id:01")));
     }
     pkcs11::piv_slot_cka_id(slot).map(|id| vec![id]).ok_or_else(|| {
-        fail(format!(
+        WorkflowError::new(format!(
             "--slot {slot}: not a PIV slot (9a, 9c, 9d, 9e, 82..95); give any other CKA_ID as id:HEX"
         ))
     })
@@ -133,7 +136,7 @@ pub fn public_key_pem(key: &PublicKey, name: &str) -> String {
 /// A signer's public key from the PEM `bytes` of the file `shown`:
 /// `PUBLIC KEY` (ECDSA P-256) or `CERTIFICATE` (`ecdsa-x509`).
 pub fn public_key_from_pem(bytes: &[u8], shown: &str) -> Result<PublicKey, WorkflowError> {
-    let block = pem::parse(bytes).map_err(|e| fail(format!("{shown}: not PEM: {e}")))?;
+    let block = pem::parse(bytes).map_err(|e| WorkflowError::new(format!("{shown}: not PEM: {e}")))?;
     let key = match block.tag() {
         "PUBLIC KEY" => PublicKey::new(KeyType::Ecdsa, block.contents().to_vec()),
         "CERTIFICATE" => {
@@ -144,7 +147,7 @@ pub fn public_key_from_pem(bytes: &[u8], shown: &str) -> Result<PublicKey, Workf
             PublicKey::new(KeyType::EcdsaX509, text.into_bytes())
         }
         other => {
-            return Err(fail(format!(
+            return Err(WorkflowError::new(format!(
                 "{shown}: a {other:?} block is not a public key or certificate"
             )))
         }
@@ -156,11 +159,13 @@ pub fn public_key_from_pem(bytes: &[u8], shown: &str) -> Result<PublicKey, Workf
             if let Err(e @ crypto::CryptoError::MalformedKey { .. }) =
                 crypto::verify_signature(&key, SigMethod::Ecdsa, b"", &[0u8; 64])
             {
-                return Err(fail(format!("{shown}: not an ECDSA P-256 public key: {e}")));
+                return Err(WorkflowError::new(format!(
+                    "{shown}: not an ECDSA P-256 public key: {e}"
+                )));
             }
         }
         _ => {
-            crypto::key_certificate(&key).map_err(|e| fail(format!("{shown}: {e}")))?;
+            crypto::key_certificate(&key).map_err(|e| WorkflowError::new(format!("{shown}: {e}")))?;
         }
     }
     Ok(key)
@@ -171,19 +176,20 @@ pub fn public_key_from_pem(bytes: &[u8], shown: &str) -> Result<PublicKey, Workf
 
 /// A repository name as berth writes GUNs: `registry/repository`.
 pub fn normalize_gun(text: &str) -> Result<String, WorkflowError> {
-    let r = berth_model::Reference::parse(text).map_err(|e| fail(format!("{text:?} is not a repository name: {e}")))?;
+    let r = berth_model::Reference::parse(text)
+        .map_err(|e| WorkflowError::new(format!("{text:?} is not a repository name: {e}")))?;
     Ok(format!("{}/{}", r.registry, r.repository))
 }
 
 /// The delegation role of signer `name`: `targets/<name>`.
 pub fn signer_role(name: &str) -> Result<RoleName, WorkflowError> {
     if name == "releases" {
-        return Err(fail(
+        return Err(WorkflowError::new(
             "releases is managed by berth: name the signer after a person or team".to_string(),
         ));
     }
     RoleName::parse(&format!("targets/{name}"))
-        .map_err(|_| fail(format!("invalid signer name {name:?}: use a-z, 0-9, - and _")))
+        .map_err(|_| WorkflowError::new(format!("invalid signer name {name:?}: use a-z, 0-9, - and _")))
 }
 
 /// Keys of a targets role: from root, a verified delegation, or the
@@ -198,7 +204,7 @@ pub fn role_keys(repo: &TrustedRepo, role: &RoleName) -> Result<RoleKeys, Workfl
             let parent_keys = role_keys(repo, &parent)?;
             let parent_meta = repo
                 .targets(&parent)
-                .ok_or_else(|| fail(format!("{parent} of {} is not trusted", repo.gun())))?;
+                .ok_or_else(|| WorkflowError::new(format!("{parent} of {} is not trusted", repo.gun())))?;
             Ok(repo::delegation_role_keys(parent_meta.signed(), &parent_keys, role)?)
         }
     }
@@ -214,7 +220,7 @@ pub fn roles_to_sign(
 ) -> Result<Vec<RoleName>, WorkflowError> {
     let top = repo
         .targets(&RoleName::Targets)
-        .ok_or_else(|| fail(format!("{} has no targets", repo.gun())))?;
+        .ok_or_else(|| WorkflowError::new(format!("{} has no targets", repo.gun())))?;
     let delegations = &top.signed().delegations;
     let delegation_keys = |name: &str| -> Vec<PublicKey> {
         delegations
@@ -235,7 +241,7 @@ pub fn roles_to_sign(
         Some(name) => {
             let role = format!("targets/{name}");
             if !delegations.roles.iter().any(|r| r.name == role) {
-                return Err(fail(format!(
+                return Err(WorkflowError::new(format!(
                     "{name} is not a signer of {}: add it with `berth trust signer add {name} {} --key {name}.pub`",
                     repo.gun(),
                     repo.gun()
@@ -243,7 +249,7 @@ pub fn roles_to_sign(
             }
             let mine = delegation_keys(&role);
             if !mine.iter().any(&holds) {
-                return Err(fail(format!(
+                return Err(WorkflowError::new(format!(
                     "this client holds no key of signer {name} (see `berth trust key list`)"
                 )));
             }
@@ -261,7 +267,7 @@ pub fn roles_to_sign(
             if delegation_keys(releases).iter().any(&holds) {
                 return Ok(vec![RoleName::Delegation(releases.into())]);
             }
-            Err(fail(format!(
+            Err(WorkflowError::new(format!(
                 "this client holds neither the targets key of {} nor a signer key: pass --signer",
                 repo.gun()
             )))
@@ -322,9 +328,9 @@ pub fn remove_signer(
     let top = editor
         .targets(&RoleName::Targets)
         .cloned()
-        .ok_or_else(|| fail(format!("{gun} has no targets")))?;
+        .ok_or_else(|| WorkflowError::new(format!("{gun} has no targets")))?;
     let Some(entry) = top.delegations.roles.iter().find(|d| d.name == role.as_str()).cloned() else {
-        return Err(fail(format!("{name} is not a signer of {gun}")));
+        return Err(WorkflowError::new(format!("{name} is not a signer of {gun}")));
     };
     editor.remove_delegation(role)?;
     // Its keys no longer sign targets/releases either.
@@ -530,16 +536,16 @@ pub fn verify_attached(
         gun: String,
         files: BTreeMap<String, String>,
     }
-    let doc: Doc =
-        serde_json::from_slice(doc).map_err(|e| fail(format!("the attached trust document is malformed: {e}")))?;
+    let doc: Doc = serde_json::from_slice(doc)
+        .map_err(|e| WorkflowError::new(format!("the attached trust document is malformed: {e}")))?;
     let decode = |role: &str| -> Result<Vec<u8>, WorkflowError> {
         let text = doc
             .files
             .get(role)
-            .ok_or_else(|| fail(format!("the attached trust document has no {role}")))?;
+            .ok_or_else(|| WorkflowError::new(format!("the attached trust document has no {role}")))?;
         base64::engine::general_purpose::STANDARD
             .decode(text)
-            .map_err(|e| fail(format!("{role} is not base64: {e}")))
+            .map_err(|e| WorkflowError::new(format!("{role} is not base64: {e}")))
     };
     let mut pinned: Vec<String> = pins.to_vec();
     if pinned.is_empty() {
@@ -556,13 +562,14 @@ pub fn verify_attached(
         }
     }
     if pinned.is_empty() {
-        return Err(fail(format!(
+        return Err(WorkflowError::new(format!(
             "no root key is pinned for {}: pass --root-key ID (or BERTH_TRUST_ROOT_KEY) with a root key id `berth trust inspect` shows for it",
             doc.gun
         )));
     }
     let root_bytes = decode("root")?;
-    let root = Signed::<Root>::from_bytes(&RoleName::Root, &root_bytes).map_err(|e| fail(e.to_string()))?;
+    let root =
+        Signed::<Root>::from_bytes(&RoleName::Root, &root_bytes).map_err(|e| WorkflowError::new(e.to_string()))?;
     // A pin may name a root certificate key or the bare key inside it.
     for (id, key) in &root.signed().keys {
         if key.canonical_id().is_ok_and(|c| pinned.contains(&c)) && !pinned.contains(id) {
@@ -599,11 +606,11 @@ pub fn verify_attached(
                 Some(parent) => {
                     let (parent_meta, parent_keys) = verified
                         .get(&parent)
-                        .ok_or_else(|| fail(format!("{parent} is not trusted")))?;
+                        .ok_or_else(|| WorkflowError::new(format!("{parent} is not trusted")))?;
                     repo::delegation_role_keys(parent_meta, parent_keys, &role)?
                 }
             };
-            let signed = Signed::<Targets>::from_bytes(&role, &bytes).map_err(|e| fail(e.to_string()))?;
+            let signed = Signed::<Targets>::from_bytes(&role, &bytes).map_err(|e| WorkflowError::new(e.to_string()))?;
             repo::check_targets_structure(&role, signed.signed())?;
             repo::verify_signatures(&signed, &keys)?;
             repo::check_expiry(&role, signed.signed(), now)?;

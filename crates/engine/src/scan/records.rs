@@ -13,15 +13,22 @@ pub trait SignedPayload {
     fn record(&self) -> Result<ScanRecord, String>;
 }
 
+/// The record in the payload of signed record `id`.
+fn read_payload(id: &str, payload: &str) -> Result<ScanRecord, String> {
+    serde_json::from_str(payload).map_err(|e| format!("scan record {id}: unreadable payload: {e}"))
+}
+
+/// As stored.
 impl SignedPayload for SignedScanRecord {
     fn record(&self) -> Result<ScanRecord, String> {
-        serde_json::from_str(&self.payload).map_err(|e| format!("scan record {}: unreadable payload: {e}", self.id))
+        read_payload(&self.id, &self.payload)
     }
 }
 
+/// As served.
 impl SignedPayload for berth_model::SignedScanRecord {
     fn record(&self) -> Result<ScanRecord, String> {
-        serde_json::from_str(&self.payload).map_err(|e| format!("scan record {}: unreadable payload: {e}", self.id))
+        read_payload(&self.id, &self.payload)
     }
 }
 

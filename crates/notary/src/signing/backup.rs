@@ -63,10 +63,6 @@ struct Entry {
     token: Option<TokenKeyRef>,
 }
 
-fn message(e: impl std::fmt::Display) -> WorkflowError {
-    WorkflowError(e.to_string())
-}
-
 impl Signing {
     /// Writes the keys of `gun` (every key without one) to the new file
     /// `output`.
@@ -75,7 +71,7 @@ impl Signing {
         let keys: Vec<KeyInfo> = self
             .store
             .list()
-            .map_err(message)?
+            .map_err(WorkflowError::new)?
             .into_iter()
             .filter(|k| gun.as_ref().is_none_or(|g| k.gun == *g))
             .collect();
@@ -103,7 +99,7 @@ impl Signing {
                     let pem = self
                         .store
                         .export_pem(&info.key_id, &passphrase, backup.as_ref())
-                        .map_err(message)?;
+                        .map_err(WorkflowError::new)?;
                     let path = format!("private/{}.key", info.key_id);
                     index.push(json!({
                         "id": info.key_id, "role": info.role, "gun": info.gun,
@@ -120,7 +116,7 @@ impl Signing {
             }
         }
         let doc = json!({"format": BACKUP_FORMAT, "created": now.to_rfc3339(), "keys": index});
-        let index = serde_json::to_vec_pretty(&doc).map_err(message)?;
+        let index = serde_json::to_vec_pretty(&doc).map_err(WorkflowError::new)?;
         write_backup(output, &index, &members)?;
         Ok(keys
             .into_iter()
@@ -135,25 +131,25 @@ impl Signing {
     /// Restores the keys of the backup `file`; all of them or none.
     pub fn restore_keys(&self, file: &Path) -> Result<Restored> {
         let shown = file.display();
-        let opened = std::fs::File::open(file).map_err(|e| message(format!("opening {shown}: {e}")))?;
-        let mut archive =
-            zip::ZipArchive::new(opened).map_err(|e| message(format!("{shown} is not a key backup: {e}")))?;
+        let opened = std::fs::File::open(file).map_err(|e| WorkflowError::new(format!("opening {shown}: {e}")))?;
+        let mut archive = zip::ZipArchive::new(opened)
+            .map_err(|e| WorkflowError::new(format!("{shown} is not a key backup: {e}")))?;
         let read_member = |archive: &mut zip::ZipArchive<std::fs::File>, name: &str| -> Result<Vec<u8>> {
             let member = archive
                 .by_name(name)
-                .map_err(|e| message(format!("{shown}: no {name}: {e}")))?;
+                .map_err(|e| WorkflowError::new(format!("{shown}: no {name}: {e}")))?;
             let mut bytes = Vec::new();
             member
                 .take(MAX_BACKUP_MEMBER + 1)
                 .read_to_end(&mut bytes)
-                .map_err(|e| message(format!("{shown}: reading {name}: {e}")))?;
+                .map_err(|e| WorkflowError::new(format!("{shown}: reading {name}: {e}")))?;
             if bytes.len() as u64 > MAX_BACKUP_MEMBER {
                 bail!("{shown}: {name} is larger than {MAX_BACKUP_MEMBER} bytes");
             }
             Ok(bytes)
         };
         let index: Index = serde_json::from_slice(&read_member(&mut archive, BACKUP_INDEX)?)
-            .map_err(|e| message(format!("{shown}: {BACKUP_INDEX} is malformed: {e}")))?;
+            .map_err(|e| WorkflowError::new(format!("{shown}: {BACKUP_INDEX} is malformed: {e}")))?;
         if index.format != BACKUP_FORMAT {
             bail!("{shown}: unknown backup format {:?}", index.format);
         }
@@ -166,7 +162,7 @@ impl Signing {
             if self
                 .store
                 .check_restore(&entry.id, &entry.role, &entry.gun, !entry.exportable)
-                .map_err(|e| message(format!("not restoring {shown}: {e}")))?
+                .map_err(|e| WorkflowError::new(format!("not restoring {shown}: {e}")))?
             {
                 restored.present.push((entry.role, entry.id));
                 continue;
@@ -175,14 +171,14 @@ impl Signing {
                 let name = entry
                     .file
                     .clone()
-                    .ok_or_else(|| message(format!("{shown}: key {} has no file", entry.id)))?;
+                    .ok_or_else(|| WorkflowError::new(format!("{shown}: key {} has no file", entry.id)))?;
                 let pem = read_member(&mut archive, &name)?;
                 let passphrase = match &backup {
                     Some(p) => p.clone(),
                     None => backup.insert(self.passphrase("BACKUP", false)?).clone(),
                 };
                 let parsed = parse_private_key_pem(&pem, Some(&passphrase))
-                    .map_err(|e| message(format!("{shown}: {name}: {e}")))?;
+                    .map_err(|e| WorkflowError::new(format!("{shown}: {name}: {e}")))?;
                 if parsed.signer.key_id() != entry.id {
                     bail!("{shown}: {name} holds key {}, not {}", parsed.signer.key_id(), entry.id);
                 }
@@ -191,8 +187,8 @@ impl Signing {
                 let (Some(public), Some(reference)) = (&entry.public, entry.token.clone()) else {
                     bail!("{shown}: token key {} has no public key or token", entry.id);
                 };
-                let public =
-                    PublicKey::from_json(public).map_err(|e| message(format!("{shown}: key {}: {e}", entry.id)))?;
+                let public = PublicKey::from_json(public)
+                    .map_err(|e| WorkflowError::new(format!("{shown}: key {}: {e}", entry.id)))?;
                 if public.id() != entry.id {
                     bail!("{shown}: token key {} has the public key of {}", entry.id, public.id());
                 }
@@ -205,13 +201,13 @@ impl Signing {
                 let passphrase = self.passphrase(passphrase_class(&entry.role), true)?;
                 self.store
                     .add(signer, &entry.role, &entry.gun, &passphrase)
-                    .map_err(message)?;
+                    .map_err(WorkflowError::new)?;
                 added.push(entry.id.clone());
             }
             for (entry, public, reference) in &tokens {
                 self.store
                     .add_token_key(public, &entry.role, &entry.gun, reference)
-                    .map_err(message)?;
+                    .map_err(WorkflowError::new)?;
                 added.push(entry.id.clone());
             }
             Ok(())
@@ -246,7 +242,7 @@ fn write_backup<S: std::ops::Deref<Target = String>>(
     };
     let name = output
         .file_name()
-        .ok_or_else(|| message(format!("{} is not a file name", output.display())))?
+        .ok_or_else(|| WorkflowError::new(format!("{} is not a file name", output.display())))?
         .to_string_lossy()
         .into_owned();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));

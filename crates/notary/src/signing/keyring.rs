@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{bail, short, Interaction, Result, Signing};
+use super::{bail, Interaction, Result, Signing};
 use crate::crypto::SoftwareSigner;
 use crate::keys::{KeyType, PublicKey, SigMethod, SignError, Signer};
 use crate::keystore::{KeyInfo, KeyStoreError, TokenKeyRef};
@@ -80,15 +80,11 @@ impl Signer for TokenSigner {
     fn sign(&self, message: &[u8]) -> std::result::Result<Vec<u8>, SignError> {
         self.interaction.note(&format!(
             "Signing with key {} on token {:?} (touch the key if it blinks)",
-            short(&self.inner.key().key_id),
+            berth_model::short_id(&self.inner.key().key_id),
             self.inner.token_info().label
         ));
         self.inner.sign(message)
     }
-}
-
-fn message(e: impl std::fmt::Display) -> WorkflowError {
-    WorkflowError(e.to_string())
 }
 
 impl Signing {
@@ -107,14 +103,15 @@ impl Signing {
         };
         for entry in entries {
             let path = entry
-                .map_err(|e| message(format!("reading {}: {e}", dir.display())))?
+                .map_err(|e| WorkflowError::new(format!("reading {}: {e}", dir.display())))?
                 .path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            let text = std::fs::read(&path).map_err(|e| message(format!("reading {}: {e}", path.display())))?;
+            let text =
+                std::fs::read(&path).map_err(|e| WorkflowError::new(format!("reading {}: {e}", path.display())))?;
             let record: SignerRecord = serde_json::from_slice(&text)
-                .map_err(|e| message(format!("{} is not a signer record: {e}", path.display())))?;
+                .map_err(|e| WorkflowError::new(format!("{} is not a signer record: {e}", path.display())))?;
             out.push(record);
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -123,10 +120,10 @@ impl Signing {
 
     pub(super) fn save_record(&self, record: &SignerRecord) -> Result<()> {
         let dir = self.signers_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| message(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(|e| WorkflowError::new(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(format!("{}.json", record.name));
-        let bytes = serde_json::to_vec_pretty(record).map_err(message)?;
-        std::fs::write(&path, bytes).map_err(|e| message(format!("writing {}: {e}", path.display())))
+        let bytes = serde_json::to_vec_pretty(record).map_err(WorkflowError::new)?;
+        std::fs::write(&path, bytes).map_err(|e| WorkflowError::new(format!("writing {}: {e}", path.display())))
     }
 
     /// A new ECDSA key for `role` of `gun` in the key store, under the
@@ -136,13 +133,13 @@ impl Signing {
         let (info, signer) = self
             .store
             .generate(KeyType::Ecdsa, role, gun, &passphrase)
-            .map_err(message)?;
+            .map_err(WorkflowError::new)?;
         self.note_generated(&info.key_id);
         Ok((info, signer))
     }
 
     pub(super) fn delete_token_key(&self, info: &KeyInfo, reference: &TokenKeyRef) -> Result<()> {
-        let module = Pkcs11Module::open(&reference.module).map_err(message)?;
+        let module = Pkcs11Module::open(&reference.module).map_err(WorkflowError::new)?;
         let selector = token_selector(Some(&reference.token_label));
         let token = match &reference.so_pin_env {
             Some(var) => {
@@ -154,11 +151,11 @@ impl Signing {
                 module.open_token(&selector, Some(&pin))
             }
         }
-        .map_err(message)?;
+        .map_err(WorkflowError::new)?;
         let key = token
             .find_key(&KeySelector::KeyId(info.key_id.clone()))
-            .map_err(message)?;
-        token.delete_key(&key).map_err(message)
+            .map_err(WorkflowError::new)?;
+        token.delete_key(&key).map_err(WorkflowError::new)
     }
 
     /// The signer of a signer key generated on a token before the key store
@@ -167,8 +164,8 @@ impl Signing {
         let module_path = record
             .module
             .as_ref()
-            .ok_or_else(|| message(format!("signer {} has no module", record.name)))?;
-        let module = Pkcs11Module::open(module_path).map_err(message)?;
+            .ok_or_else(|| WorkflowError::new(format!("signer {} has no module", record.name)))?;
+        let module = Pkcs11Module::open(module_path).map_err(WorkflowError::new)?;
         let pin_env = record.pin_env.clone().unwrap_or_else(|| DEFAULT_PIN_ENV.into());
         let label = record.token_label.clone().unwrap_or_default();
         let pin = self.token_secret(module_path, &label, &pin_env, false)?;
@@ -176,13 +173,13 @@ impl Signing {
             Some(label) => TokenSelector::Label(label.clone()),
             None => TokenSelector::Only,
         };
-        let token = module
-            .open_token(&selector, Some(&pin))
-            .map_err(|e| message(format!("signer {}: {e} (the PIN is read from ${pin_env})", record.name)))?;
+        let token = module.open_token(&selector, Some(&pin)).map_err(|e| {
+            WorkflowError::new(format!("signer {}: {e} (the PIN is read from ${pin_env})", record.name))
+        })?;
         let key = token
             .find_key(&KeySelector::KeyId(record.key_id.clone()))
-            .map_err(message)?;
-        let inner = token.signer(&key).map_err(message)?;
+            .map_err(WorkflowError::new)?;
+        let inner = token.signer(&key).map_err(WorkflowError::new)?;
         Ok(Box::new(TokenSigner {
             inner,
             interaction: self.interaction.clone(),
@@ -193,9 +190,9 @@ impl Signing {
     /// with `so_pin_env`, else as user. A YubiKey needs both a PIV slot
     /// and the security officer.
     pub(super) fn open_token_to_write(&self, t: &TokenPlacement) -> Result<Pkcs11Token> {
-        let module = Pkcs11Module::open(&t.module).map_err(message)?;
+        let module = Pkcs11Module::open(&t.module).map_err(WorkflowError::new)?;
         let selector = token_selector(t.label.as_deref());
-        let tokens = module.tokens().map_err(message)?;
+        let tokens = module.tokens().map_err(WorkflowError::new)?;
         let described = tokens.iter().find(|info| match &selector {
             TokenSelector::Label(label) => info.initialized && info.label == *label,
             _ => info.initialized,
@@ -220,13 +217,13 @@ impl Signing {
                 let so_pin = self.token_secret(&t.module, &label, var, true)?;
                 module
                     .open_token_as_security_officer(&selector, &so_pin)
-                    .map_err(|e| message(format!("{e} (the security officer PIN is read from ${var})")))
+                    .map_err(|e| WorkflowError::new(format!("{e} (the security officer PIN is read from ${var})")))
             }
             None => {
                 let pin = self.token_secret(&t.module, &label, &t.pin_env, false)?;
                 module
                     .open_token(&selector, Some(&pin))
-                    .map_err(|e| message(format!("{e} (the PIN is read from ${})", t.pin_env)))
+                    .map_err(|e| WorkflowError::new(format!("{e} (the PIN is read from ${})", t.pin_env)))
             }
         }
     }
@@ -257,7 +254,7 @@ impl Signing {
             }
             Err(e) => {
                 let _ = token.delete_key(key);
-                Err(message(e))
+                Err(WorkflowError::new(e))
             }
         }
     }
@@ -282,18 +279,20 @@ impl Signing {
 
     /// A signer for a key on a token, logged in with the user PIN.
     fn token_key_signer(&self, info: &KeyInfo, reference: &TokenKeyRef) -> Result<Box<dyn Signer>> {
-        let what = format!("{} key {}", info.role, short(&info.key_id));
-        let module = Pkcs11Module::open(&reference.module).map_err(|e| message(format!("{what}: {e}")))?;
+        let what = format!("{} key {}", info.role, berth_model::short_id(&info.key_id));
+        let module = Pkcs11Module::open(&reference.module).map_err(|e| WorkflowError::new(format!("{what}: {e}")))?;
         let pin = self
             .token_secret(&reference.module, &reference.token_label, &reference.pin_env, false)
-            .map_err(|e| message(format!("{what}: {e}")))?;
+            .map_err(|e| WorkflowError::new(format!("{what}: {e}")))?;
         let token = module
             .open_token(&token_selector(Some(&reference.token_label)), Some(&pin))
-            .map_err(|e| message(format!("{what}: {e} (the PIN is read from ${})", reference.pin_env)))?;
+            .map_err(|e| WorkflowError::new(format!("{what}: {e} (the PIN is read from ${})", reference.pin_env)))?;
         let key = token
             .find_key(&KeySelector::KeyId(info.key_id.clone()))
-            .map_err(|e| message(format!("{what} ({}): {e}", describe_cka_id(&reference.cka_id))))?;
-        let inner = token.signer(&key).map_err(|e| message(format!("{what}: {e}")))?;
+            .map_err(|e| WorkflowError::new(format!("{what} ({}): {e}", describe_cka_id(&reference.cka_id))))?;
+        let inner = token
+            .signer(&key)
+            .map_err(|e| WorkflowError::new(format!("{what}: {e}")))?;
         Ok(Box::new(TokenSigner {
             inner,
             interaction: self.interaction.clone(),
@@ -306,18 +305,18 @@ impl Signing {
             return self.token_key_signer(info, reference);
         }
         let passphrase = self.passphrase(passphrase_class(&info.role), false)?;
-        let signer = self.store.load(&info.key_id, &passphrase).map_err(message)?;
+        let signer = self.store.load(&info.key_id, &passphrase).map_err(WorkflowError::new)?;
         Ok(Box::new(signer))
     }
 
     /// A signer for `key` (by canonical id: a root certificate key finds its
     /// bare key) if this client holds it.
     pub(super) fn signer_for(&self, key: &PublicKey) -> Result<Option<Box<dyn Signer>>> {
-        let id = key.canonical_id().map_err(message)?;
+        let id = key.canonical_id().map_err(WorkflowError::new)?;
         match self.store.info(&id) {
             Ok(info) => return self.signer_for_info(&info).map(Some),
             Err(KeyStoreError::NotFound { .. }) => {}
-            Err(e) => return Err(message(e)),
+            Err(e) => return Err(WorkflowError::new(e)),
         }
         for record in self.records()? {
             if record.source == "pkcs11" && record.key_id == id {
@@ -335,7 +334,7 @@ impl Signing {
         let mut out: Vec<Box<dyn Signer>> = Vec::new();
         let mut seen = BTreeSet::new();
         for key in keys {
-            let id = key.canonical_id().map_err(message)?;
+            let id = key.canonical_id().map_err(WorkflowError::new)?;
             if !seen.insert(id) {
                 continue;
             }
@@ -360,7 +359,7 @@ impl Signing {
     /// The root key new repositories use: one on a token, else the first
     /// in the store, else a new one.
     pub(super) fn root_signer(&self) -> Result<Box<dyn Signer>> {
-        let keys = self.store.list().map_err(message)?;
+        let keys = self.store.list().map_err(WorkflowError::new)?;
         match preferred_key(&keys, "root", "") {
             Some(info) => self.signer_for_info(info),
             None => {
@@ -383,19 +382,11 @@ impl Signing {
             let (info, signer) = self.generate_role_key(role, gun)?;
             return Ok((info, Box::new(signer)));
         };
-        let label = format!("berth-{role}-{}", &new_label_id());
+        let label = format!("berth-{role}-{}", berth_model::short_id(&berth_model::new_id()));
         let info = self.token_generate(t, role, gun, &label)?;
         // The token was opened to write (perhaps as security officer); the
         // signer logs in again as its user.
         let signer = self.signer_for_info(&info)?;
         Ok((info, signer))
     }
-}
-
-/// 12 random hex digits, for labels of keys put on tokens.
-pub(super) fn new_label_id() -> String {
-    use rand::RngCore as _;
-    let mut bytes = [0u8; 6];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }

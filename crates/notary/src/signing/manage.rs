@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::keyring::{new_label_id, SignerRecord, TokenPlacement};
+use super::keyring::{SignerRecord, TokenPlacement};
 use super::{bail, Result, Signing};
 use crate::keys::{KeyType, Signer as _};
 use crate::keystore::{parse_private_key_pem, KeyInfo};
@@ -50,10 +50,6 @@ pub struct LoadedKey {
     pub location: String,
 }
 
-fn message(e: impl std::fmt::Display) -> WorkflowError {
-    WorkflowError(e.to_string())
-}
-
 impl Signing {
     /// Generates a key in the key store, or on the token `token` names.
     pub fn generate_key(&self, request: &KeyRequest, token: Option<&TokenPlacement>) -> Result<GeneratedKey> {
@@ -66,9 +62,9 @@ impl Signing {
                     (role.clone(), String::new(), None)
                 }
                 "targets" | "snapshot" => {
-                    let gun = gun
-                        .as_deref()
-                        .ok_or_else(|| message(format!("a {role} key belongs to one repository: pass --gun GUN")))?;
+                    let gun = gun.as_deref().ok_or_else(|| {
+                        WorkflowError::new(format!("a {role} key belongs to one repository: pass --gun GUN"))
+                    })?;
                     (role.clone(), normalize_gun(gun)?, None)
                 }
                 "timestamp" => bail!("the timestamp key is always held by the trust server"),
@@ -78,7 +74,7 @@ impl Signing {
             },
             KeyRequest::Signer { name, gun } => {
                 RoleName::parse(&format!("targets/{name}"))
-                    .map_err(|_| message(format!("invalid signer name {name:?}: use a-z, 0-9, - and _")))?;
+                    .map_err(|_| WorkflowError::new(format!("invalid signer name {name:?}: use a-z, 0-9, - and _")))?;
                 if gun.is_some() {
                     bail!("a signer key serves every repository it is added to: drop --gun");
                 }
@@ -98,7 +94,7 @@ impl Signing {
                 // a fresh one, so a rotation can use the same token.
                 let label = match &signer {
                     Some(name) => name.clone(),
-                    None => format!("berth-{role}-{}", new_label_id()),
+                    None => format!("berth-{role}-{}", berth_model::short_id(&berth_model::new_id())),
                 };
                 self.token_generate(t, &role, &gun, &label)?
             }
@@ -124,7 +120,7 @@ impl Signing {
     /// their records.
     pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
         let mut rows = Vec::new();
-        let stored = self.store.list().map_err(message)?;
+        let stored = self.store.list().map_err(WorkflowError::new)?;
         for info in &stored {
             rows.push(KeyListing {
                 id: info.key_id.clone(),
@@ -184,11 +180,11 @@ impl Signing {
                 let passphrase = self.passphrase(class, true)?;
                 self.store
                     .import_pem(pem_bytes, pem_passphrase.as_ref(), Some(&role), Some(&gun), &passphrase)
-                    .map_err(|e| message(format!("importing {file}: {e}")))?
+                    .map_err(|e| WorkflowError::new(format!("importing {file}: {e}")))?
             }
             Some(t) => {
                 let parsed = parse_private_key_pem(pem_bytes, pem_passphrase.as_ref())
-                    .map_err(|e| message(format!("importing {file}: {e}")))?;
+                    .map_err(|e| WorkflowError::new(format!("importing {file}: {e}")))?;
                 if parsed.signer.public_key().keytype != KeyType::Ecdsa {
                     bail!(
                         "{file}: only ECDSA P-256 keys can go on a token, this is a {} key",
@@ -196,12 +192,16 @@ impl Signing {
                     );
                 }
                 let cka_id = t.slot.as_deref().map(slot_cka_id).transpose()?;
-                let label = format!("berth-{}-{}", role.replace('/', "-"), new_label_id());
+                let label = format!(
+                    "berth-{}-{}",
+                    role.replace('/', "-"),
+                    berth_model::short_id(&berth_model::new_id())
+                );
                 let token = self.open_token_to_write(t)?;
                 let der = parsed.signer.to_pkcs8_der();
                 let key = token
                     .import_p256_der(&label, cka_id.as_deref(), &der)
-                    .map_err(|e| message(format!("importing {file}: {e}")))?;
+                    .map_err(|e| WorkflowError::new(format!("importing {file}: {e}")))?;
                 self.record_token_key(t, &token, &key, &role, &gun)?
             }
         };

@@ -193,8 +193,3 @@ impl Signing {
         }
     }
 }
-
-/// The first 12 characters of a key id.
-pub fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
-}

@@ -50,12 +50,8 @@ pub struct SignerAdded {
     pub had_releases: bool,
 }
 
-fn message(e: impl std::fmt::Display) -> WorkflowError {
-    WorkflowError(e.to_string())
-}
-
 fn to_json(value: &Value) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(message)
+    serde_json::to_vec(value).map_err(WorkflowError::new)
 }
 
 impl Signing {
@@ -85,8 +81,8 @@ impl Signing {
     /// a new targets key or the server's snapshot key.
     fn new_repo(&self, target: &Target, now: DateTime<Utc>) -> Result<(RepoEditor, Vec<Box<dyn Signer>>)> {
         let root = self.root_signer()?;
-        let cert = crypto::create_root_certificate(root.as_ref(), &target.gun, now).map_err(message)?;
-        let keys = self.store.list().map_err(message)?;
+        let cert = crypto::create_root_certificate(root.as_ref(), &target.gun, now).map_err(WorkflowError::new)?;
+        let keys = self.store.list().map_err(WorkflowError::new)?;
         let targets: Box<dyn Signer> = match preferred_key(&keys, "targets", &target.gun) {
             Some(info) => {
                 self.note(&format!(
@@ -124,12 +120,12 @@ impl Signing {
             &[timestamp],
             now,
         )
-        .map_err(message)?;
+        .map_err(WorkflowError::new)?;
         Ok((editor, vec![root, targets]))
     }
 
     fn editor_from(&self, repo: &TrustedRepo) -> Result<RepoEditor> {
-        RepoEditor::from_trusted(repo).map_err(message)
+        RepoEditor::from_trusted(repo).map_err(WorkflowError::new)
     }
 
     /// Signers for what `editor` is about to publish: the keys of root (when
@@ -159,7 +155,7 @@ impl Signing {
                 target.gun,
                 self.store.dir().display()
             )),
-            other => message(other),
+            other => WorkflowError::new(other),
         })?;
         target.remote.trust_publish(&target.gun, &uploads)?;
         self.keep_generated();
@@ -189,7 +185,9 @@ impl Signing {
                     );
                 }
                 let (mut editor, extra) = self.new_repo(target, now)?;
-                editor.add_target(&RoleName::Targets, tag, meta, now).map_err(message)?;
+                editor
+                    .add_target(&RoleName::Targets, tag, meta, now)
+                    .map_err(WorkflowError::new)?;
                 let signers = self.publish_signers(&editor, extra)?;
                 self.publish_editor(target, &mut editor, &signers, now)?;
             }
@@ -251,7 +249,7 @@ impl Signing {
             }
             let mut signed = match signed {
                 Some(s) => s,
-                None => SignedMeta::new(content).map_err(message)?,
+                None => SignedMeta::new(content).map_err(WorkflowError::new)?,
             };
             let signers = self.signers_for(keys.keys.values())?;
             if signers.is_empty() {
@@ -260,7 +258,7 @@ impl Signing {
             let refs: Vec<&dyn Signer> = signers.iter().map(|s| s.as_ref()).collect();
             signed
                 .sign(&refs)
-                .map_err(|e| message(format!("signing {role}: {e}")))?;
+                .map_err(|e| WorkflowError::new(format!("signing {role}: {e}")))?;
             let valid = valid_signatures(&signed, &keys);
             if valid >= usize::try_from(keys.threshold).unwrap_or(usize::MAX) {
                 complete.push((role.clone(), signed.to_bytes()));
@@ -320,13 +318,13 @@ impl Signing {
         changed: &[(RoleName, Vec<u8>)],
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<u8>>> {
-        let keys = repo::root_role_keys(repo.root().signed(), &RoleName::Snapshot).map_err(message)?;
+        let keys = repo::root_role_keys(repo.root().signed(), &RoleName::Snapshot).map_err(WorkflowError::new)?;
         if !keys.keys.values().any(|k| self.holds(k)) {
             return Ok(None);
         }
         let signers = self.signers_for(keys.keys.values())?;
         let refs: Vec<&dyn Signer> = signers.iter().map(|s| s.as_ref()).collect();
-        let snapshot = next_snapshot(repo, &keys, changed, &refs, now).map_err(message)?;
+        let snapshot = next_snapshot(repo, &keys, changed, &refs, now).map_err(WorkflowError::new)?;
         Ok(Some(snapshot))
     }
 
@@ -378,7 +376,7 @@ impl Signing {
     pub fn revoke(&self, target: &Target, tag: &str, now: DateTime<Utc>) -> Result<Signed> {
         let repo = self
             .load_trusted(target, now)?
-            .ok_or_else(|| message(format!("no trust data for {}", target.gun)))?;
+            .ok_or_else(|| WorkflowError::new(format!("no trust data for {}", target.gun)))?;
         let listing: Vec<(RoleName, FileMeta)> = repo
             .list_targets()
             .into_iter()
@@ -463,7 +461,7 @@ impl Signing {
         let role = signer_role(name)?;
         let repo = self
             .load_trusted(target, now)?
-            .ok_or_else(|| message(format!("no trust data for {}", target.gun)))?;
+            .ok_or_else(|| WorkflowError::new(format!("no trust data for {}", target.gun)))?;
         let mut editor = self.editor_from(&repo)?;
         remove_signer(&mut editor, &role, name, &target.gun, now)?;
         let signers = self.publish_signers(&editor, Vec::new())?;
@@ -486,7 +484,7 @@ impl Signing {
         }
         let repo = self
             .load_trusted(target, now)?
-            .ok_or_else(|| message(format!("no trust data for {}: sign an image first", target.gun)))?;
+            .ok_or_else(|| WorkflowError::new(format!("no trust data for {}: sign an image first", target.gun)))?;
         let mut editor = self.editor_from(&repo)?;
         let mut extra: Vec<Box<dyn Signer>> = Vec::new();
         let new_id = match role {
@@ -497,7 +495,7 @@ impl Signing {
                 let (info, signer) = self.rotation_key(token, "targets", &target.gun)?;
                 editor
                     .rotate_key(&RoleName::Targets, &[signer.public_key().clone()], 1)
-                    .map_err(message)?;
+                    .map_err(WorkflowError::new)?;
                 extra.push(signer);
                 info.key_id
             }
@@ -512,27 +510,30 @@ impl Signing {
                 };
                 editor
                     .rotate_key(&RoleName::Snapshot, std::slice::from_ref(&key), 1)
-                    .map_err(message)?;
+                    .map_err(WorkflowError::new)?;
                 key.id()
             }
             "timestamp" => {
                 let key = target.remote.trust_key(&target.gun, "timestamp", true)?;
                 editor
                     .rotate_key(&RoleName::Timestamp, std::slice::from_ref(&key), 1)
-                    .map_err(message)?;
+                    .map_err(WorkflowError::new)?;
                 key.id()
             }
             "root" => {
                 let (_, signer) = self.rotation_key(token, "root", "")?;
-                let cert = crypto::create_root_certificate(signer.as_ref(), &target.gun, now).map_err(message)?;
+                let cert =
+                    crypto::create_root_certificate(signer.as_ref(), &target.gun, now).map_err(WorkflowError::new)?;
                 // The old root keys sign the new root too.
                 let old: Vec<PublicKey> = repo::root_role_keys(editor.root(), &RoleName::Root)
-                    .map_err(message)?
+                    .map_err(WorkflowError::new)?
                     .keys
                     .into_values()
                     .collect();
                 extra.extend(self.signers_for(old.iter())?);
-                editor.rotate_root(std::slice::from_ref(&cert), 1).map_err(message)?;
+                editor
+                    .rotate_root(std::slice::from_ref(&cert), 1)
+                    .map_err(WorkflowError::new)?;
                 extra.push(signer);
                 cert.id()
             }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_client::{ndjson_lines, Client, ExitError, TlsFiles};
 use berth_model::Reference;
-use berth_notary::signing::{self, KeyRequest, Manifest, Signed, Signing, Target, TokenPlacement, DEFAULT_PIN_ENV};
+use berth_notary::signing::{KeyRequest, Manifest, Signed, Signing, Target, TokenPlacement, DEFAULT_PIN_ENV};
 use berth_notary::workflow::{public_key_from_pem, Inspection, WorkflowError};
 use chrono::Utc;
 
@@ -758,7 +758,7 @@ fn print_view(v: &Inspection) {
         println!();
         let mut rows = vec![vec!["SIGNER".to_string(), "KEYS".into(), "THRESHOLD".into()]];
         for s in &v.signers {
-            let keys: Vec<&str> = s.keys.iter().map(|k| signing::short(&k.id)).collect();
+            let keys: Vec<&str> = s.keys.iter().map(|k| berth_model::short_id(&k.id)).collect();
             let threshold = s.threshold.map(|t| t.to_string()).unwrap_or_default();
             rows.push(vec![s.name.clone(), keys.join(", "), threshold]);
         }

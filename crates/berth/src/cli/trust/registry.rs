@@ -26,10 +26,6 @@ const ERROR_BODY: u64 = 64 << 10;
 
 type Result<T> = std::result::Result<T, WorkflowError>;
 
-fn fail(text: impl Into<String>) -> WorkflowError {
-    WorkflowError(text.into())
-}
-
 /// A registry host and the trust server on its `/v2/` routes.
 pub struct Registry {
     host: String,
@@ -45,7 +41,7 @@ pub struct Registry {
 
 /// A PEM file of `--tlscacert`/`--tlscert`/`--tlskey`.
 fn pem_file(path: &Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| fail(format!("reading the {what} {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| WorkflowError::new(format!("reading the {what} {}: {e}", path.display())))
 }
 
 impl Registry {
@@ -87,7 +83,7 @@ impl Registry {
                 .ok()
                 .map(|t| format!("Bearer {}", t.token));
         }
-        let conn = Connection::open(&self.host, options).map_err(|e| fail(e.to_string()))?;
+        let conn = Connection::open(&self.host, options).map_err(|e| WorkflowError::new(e.to_string()))?;
         Ok(self.conn.get_or_init(|| conn))
     }
 
@@ -96,7 +92,7 @@ impl Registry {
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], limit: u64) -> Result<Answer> {
         self.conn()?
             .request(method, path, headers, body, limit.max(ERROR_BODY))
-            .map_err(|e| fail(e.to_string()))
+            .map_err(|e| WorkflowError::new(e.to_string()))
     }
 
     fn get(&self, path: &str, accept: &str, limit: u64) -> Result<Answer> {
@@ -116,7 +112,7 @@ impl Registry {
             })
             .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).trim().to_string());
         let status = StatusCode::from_u16(answer.status).map_or(answer.status.to_string(), |s| s.to_string());
-        fail(format!("registry {}: {what}: {status}: {detail}", self.host))
+        WorkflowError::new(format!("registry {}: {what}: {status}: {detail}", self.host))
     }
 }
 
@@ -181,8 +177,8 @@ impl TrustRemote for Registry {
             return Err(self.failure(&format!("the {role} key of {gun}"), &answer));
         }
         let value: Value = serde_json::from_slice(&answer.body)
-            .map_err(|e| fail(format!("the trust server's key is not JSON: {e}")))?;
-        PublicKey::from_json(&value).map_err(|e| fail(format!("the trust server's {role} key: {e}")))
+            .map_err(|e| WorkflowError::new(format!("the trust server's key is not JSON: {e}")))?;
+        PublicKey::from_json(&value).map_err(|e| WorkflowError::new(format!("the trust server's {role} key: {e}")))
     }
 
     fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>> {
@@ -198,13 +194,15 @@ impl TrustRemote for Registry {
             return Err(self.failure(&format!("manifest {repository}:{reference}"), &answer));
         }
         if answer.body.len() as u64 > MAX_DOCUMENT {
-            return Err(fail(format!("a manifest is larger than {MAX_DOCUMENT} bytes")));
+            return Err(WorkflowError::new(format!(
+                "a manifest is larger than {MAX_DOCUMENT} bytes"
+            )));
         }
         let media_type = answer.content_type.unwrap_or_else(|| OCI_MANIFEST.to_string());
         let bytes = answer.body;
         let digest = sha256_digest(&bytes);
         if reference.starts_with("sha256:") && reference != digest {
-            return Err(fail(format!(
+            return Err(WorkflowError::new(format!(
                 "registry {}: manifest {reference} has digest {digest}",
                 self.host
             )));
@@ -222,10 +220,10 @@ impl TrustRemote for Registry {
             return Err(self.failure(&format!("blob {digest}"), &answer));
         }
         if answer.body.len() as u64 > max {
-            return Err(fail(format!("a blob is larger than {max} bytes")));
+            return Err(WorkflowError::new(format!("a blob is larger than {max} bytes")));
         }
         if sha256_digest(&answer.body) != digest {
-            return Err(fail(format!(
+            return Err(WorkflowError::new(format!(
                 "registry {}: blob {digest} does not match its digest",
                 self.host
             )));
@@ -280,7 +278,7 @@ impl TrustRemote for Registry {
                 let token = self
                     .runtime
                     .block_on(self.daemon.registry_token(&scope))
-                    .map_err(|e| fail(format!("asking the daemon for a registry token: {e:#}")))?;
+                    .map_err(|e| WorkflowError::new(format!("asking the daemon for a registry token: {e:#}")))?;
                 let authorization = format!("Bearer {}", token.token);
                 self.request("DELETE", &path, &[("authorization", &authorization)], &[], ERROR_BODY)?
             }
@@ -303,8 +301,8 @@ impl TrustRemote for Registry {
         if !answer.is_success() {
             return Err(self.failure(&format!("referrers of {digest}"), &answer));
         }
-        let index: Value =
-            serde_json::from_slice(&answer.body).map_err(|e| fail(format!("the referrers index is not JSON: {e}")))?;
+        let index: Value = serde_json::from_slice(&answer.body)
+            .map_err(|e| WorkflowError::new(format!("the referrers index is not JSON: {e}")))?;
         Ok(index
             .get("manifests")
             .and_then(Value::as_array)

@@ -14,10 +14,6 @@ use berth_notary::workflow::WorkflowError;
 
 type Result<T> = std::result::Result<T, WorkflowError>;
 
-fn fail(text: impl Into<String>) -> WorkflowError {
-    WorkflowError(text.into())
-}
-
 /// The environment, else the terminal.
 pub struct Terminal;
 
@@ -37,15 +33,15 @@ fn prompt_secret(prompt: &str) -> Result<String> {
     let stdin = std::io::stdin();
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();
-    let original = tcgetattr(&stdin).map_err(|e| fail(format!("reading the terminal's mode: {e}")))?;
+    let original = tcgetattr(&stdin).map_err(|e| WorkflowError::new(format!("reading the terminal's mode: {e}")))?;
     let mut silent = original.clone();
     silent.local_flags.remove(LocalFlags::ECHO);
     silent.local_flags.insert(LocalFlags::ECHONL);
-    tcsetattr(&stdin, SetArg::TCSANOW, &silent).map_err(|e| fail(format!("turning echo off: {e}")))?;
+    tcsetattr(&stdin, SetArg::TCSANOW, &silent).map_err(|e| WorkflowError::new(format!("turning echo off: {e}")))?;
     let mut line = String::new();
     let read = stdin.read_line(&mut line);
     let _ = tcsetattr(&stdin, SetArg::TCSANOW, &original);
-    read.map_err(|e| fail(format!("reading the passphrase: {e}")))?;
+    read.map_err(|e| WorkflowError::new(format!("reading the passphrase: {e}")))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
@@ -60,17 +56,17 @@ impl Interaction for Terminal {
             other => format!("{} key", other.to_lowercase()),
         };
         if !on_terminal() {
-            return Err(fail(format!(
+            return Err(WorkflowError::new(format!(
                 "the {what} needs a passphrase: set {var} or run on a terminal"
             )));
         }
         let first = prompt_secret(&format!("Passphrase for the {what}: "))?;
         // Reading a backup takes the passphrase it was written with, whatever it is.
         if first.is_empty() && (creating || class != "BACKUP") {
-            return Err(fail("an empty passphrase is not allowed"));
+            return Err(WorkflowError::new("an empty passphrase is not allowed"));
         }
         if creating && prompt_secret(&format!("Repeat the passphrase for the {what}: "))? != first {
-            return Err(fail("the passphrases do not match"));
+            return Err(WorkflowError::new("the passphrases do not match"));
         }
         Ok(Passphrase::new(first))
     }
@@ -79,7 +75,7 @@ impl Interaction for Terminal {
         match env("BERTH_TRUST_IMPORT_PASSPHRASE") {
             Some(p) => Ok(Passphrase::new(p)),
             None if on_terminal() => Ok(Passphrase::new(prompt_secret(&format!("Passphrase of {file}: "))?)),
-            None => Err(fail(format!(
+            None => Err(WorkflowError::new(format!(
                 "{file} is encrypted: set BERTH_TRUST_IMPORT_PASSPHRASE or run on a terminal"
             ))),
         }
@@ -100,7 +96,7 @@ impl Interaction for Terminal {
             format!("token {label:?}")
         };
         if !on_terminal() {
-            return Err(fail(format!(
+            return Err(WorkflowError::new(format!(
                 "{shown} of PKCS#11 module {} needs its {what}: set ${var} or run on a terminal",
                 module.display()
             )));
