@@ -90,6 +90,8 @@ pub struct Host {
     pub socket: PathBuf,
     log: PathBuf,
     daemon: Option<Child>,
+    /// More `berth daemon` arguments (`--join ...`), kept for restarts.
+    extra: Vec<String>,
 }
 
 impl Host {
@@ -119,8 +121,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `n` hosts (at most 200), each with its daemon answering.
+    /// `n` hosts (at most 200), each with its daemon answering: each a
+    /// cluster of its own.
     pub fn start(n: usize) -> Cluster {
+        Self::make(n, false)
+    }
+
+    /// One cluster of `n` hosts: `h1` starts it, and every other host
+    /// joins it as a worker with the one command `berth cluster
+    /// join-token worker` prints.
+    pub fn start_joined(n: usize) -> Cluster {
+        Self::make(n, true)
+    }
+
+    fn make(n: usize, joined: bool) -> Cluster {
         assert!((1..=200).contains(&n), "a cluster has 1 to 200 hosts");
         sweep();
         let id = format!(
@@ -149,6 +163,21 @@ impl Cluster {
         for i in 1..=n {
             cluster.add_host(i);
         }
+        if joined {
+            cluster.spawn(0);
+            cluster.wait_ready(0);
+            let join = cluster.join_arg(0, "worker");
+            for i in 1..n {
+                cluster.hosts[i].extra = vec!["--join".into(), join.clone()];
+            }
+            for i in 1..n {
+                cluster.spawn(i);
+            }
+            for i in 1..n {
+                cluster.wait_ready(i);
+            }
+            return cluster;
+        }
         for i in 0..n {
             cluster.spawn(i);
         }
@@ -156,6 +185,43 @@ impl Cluster {
             cluster.wait_ready(i);
         }
         cluster
+    }
+
+    /// `TOKEN@ADDR:PORT` for `--join` to host `manager`'s cluster as `role`.
+    pub fn join_arg(&self, manager: usize, role: &str) -> String {
+        let token = self.ok(manager, &["cluster", "join-token", "-q", role]);
+        format!("{}@{}", token.trim(), self.hosts[manager].endpoint())
+    }
+
+    /// Runs `berth daemon` once in host `i`'s namespace on a fresh data
+    /// root of its own, with `args`, for at most `limit`: a daemon that
+    /// should refuse to start. Its output, and the data root (which a
+    /// refused start leaves as it found it).
+    pub fn daemon_once(&self, i: usize, args: &[&str], limit: Duration) -> (Output, PathBuf) {
+        let host = &self.hosts[i];
+        let root = self.dir.path().join(format!(
+            "{}-once-{}",
+            host.name,
+            CLUSTERS.fetch_add(1, Ordering::SeqCst)
+        ));
+        let out = Command::new("timeout")
+            .arg("-s")
+            .arg("KILL")
+            .arg(limit.as_secs().to_string())
+            .arg("nsenter")
+            .arg(format!("--net=/run/netns/{}", host.netns))
+            .arg(berth_bin())
+            .arg("daemon")
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--socket")
+            .arg(root.join("berth.sock"))
+            .args(["--listen", &format!("{}:{}", host.addr, PORT + 1)])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running berth daemon");
+        (out, root.join("data"))
     }
 
     fn add_host(&mut self, i: usize) {
@@ -172,6 +238,7 @@ impl Cluster {
             socket: root.join("berth.sock"),
             log: root.join("daemon.log"),
             daemon: None,
+            extra: Vec::new(),
         });
         std::fs::create_dir_all(&root).expect("the host's directory");
         // The veth pair is made in the two namespaces directly: nothing of
@@ -226,6 +293,7 @@ impl Cluster {
             .arg("--socket")
             .arg(&host.socket)
             .args(["--listen", &endpoint, "--advertise-addr", &endpoint])
+            .args(&host.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

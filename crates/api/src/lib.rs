@@ -20,6 +20,7 @@ mod images;
 mod json;
 mod limits;
 mod metrics;
+mod nodes;
 mod openapi;
 mod registry;
 mod routes;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub trust: Option<Arc<berth_notary::service::TrustService>>,
     /// Scans, the vulnerability database, plugins; `None` when it could not be opened.
     pub scans: Option<Arc<berth_engine::ScanService>>,
+    /// This node's place in the cluster; `None` when it has none.
+    pub cluster: Option<Arc<berth_cluster::membership::Cluster>>,
 }
 
 /// Marks a response whose handler left store writes unflushed
@@ -82,6 +85,8 @@ pub struct Services {
     pub scans: Option<Arc<berth_engine::ScanService>>,
     /// Audit messages that did not reach `--audit-syslog` (for `/metrics`).
     pub syslog_drops: Arc<berth_auth::syslog::SyslogDrops>,
+    /// This node's place in the cluster; `None` when it has none.
+    pub cluster: Option<Arc<berth_cluster::membership::Cluster>>,
 }
 
 /// The whole API as one router over `services`; the caller binds it to
@@ -96,5 +101,6 @@ pub fn router(services: Services) -> axum::Router {
         access: services.access,
         trust: services.trust,
         scans: services.scans,
+        cluster: services.cluster,
     })
 }

@@ -8,7 +8,7 @@ use axum::Router;
 
 use crate::authz::{Action, Resource};
 use crate::{
-    access, audit, authz, bundles, collections, containers, images, metrics, openapi, registry, scans, sessions,
+    access, audit, authz, bundles, collections, containers, images, metrics, nodes, openapi, registry, scans, sessions,
     system, trust_policy, AppState,
 };
 
@@ -233,6 +233,77 @@ pub static TABLE: &[Route] = &[
         bundles::revoke,
         "Revoke a client bundle: its certificate is refused from now on",
         Answer::Json(schema_of::<berth_model::access::Bundle>)
+    ),
+    route!(
+        GET,
+        get,
+        "/v1/nodes",
+        Node,
+        Read,
+        nodes::list,
+        "The cluster's nodes with their status (managers only)",
+        Answer::List(schema_of::<berth_model::node::Node>)
+    ),
+    route!(
+        GET,
+        get,
+        "/v1/nodes/{id}",
+        Node,
+        Read,
+        nodes::inspect,
+        "One node, by id, unique id prefix or host name",
+        Answer::Json(schema_of::<berth_model::node::Node>)
+    ),
+    route!(
+        PATCH,
+        patch,
+        "/v1/nodes/{id}",
+        Node,
+        Write,
+        nodes::update,
+        "Change a node's availability (active, pause, drain) and labels",
+        Answer::Json(schema_of::<berth_model::node::Node>),
+        body = schema_of::<berth_model::node::NodeUpdate>
+    ),
+    route!(
+        DELETE,
+        delete,
+        "/v1/nodes/{id}",
+        Node,
+        Write,
+        nodes::remove,
+        "Remove a node from the cluster (?force=true: even when it is not down)",
+        Answer::Json(schema_of::<berth_model::node::Node>)
+    ),
+    route!(
+        GET,
+        get,
+        "/v1/cluster",
+        Node,
+        Read,
+        nodes::info,
+        "The cluster: CA digest and expiry, this node, the managers",
+        Answer::Json(schema_of::<berth_model::node::ClusterInfo>)
+    ),
+    route!(
+        GET,
+        get,
+        "/v1/cluster/join-token/{role}",
+        Node,
+        Write,
+        nodes::join_token,
+        "The join token of a role (worker, manager) and the command that uses it",
+        Answer::Json(schema_of::<berth_model::node::JoinTokenView>)
+    ),
+    route!(
+        POST,
+        post,
+        "/v1/cluster/join-token/{role}/rotate",
+        Node,
+        Write,
+        nodes::rotate_join_token,
+        "Replace a role's join token: the old one stops working",
+        Answer::Json(schema_of::<berth_model::node::JoinTokenView>)
     ),
     route!(
         GET,

@@ -1,7 +1,13 @@
 //! The TLS listener: rustls (TLS 1.2 and 1.3 only) with the node's server
 //! certificate, optional client certificates verified against the cluster
-//! CA and refused once their bundle is revoked, and per connection the
-//! principal the client certificate names (none: anonymous).
+//! CA and refused once their bundle is revoked (or, for node certificates,
+//! once the node left), and per connection the principal the client
+//! certificate names (none: anonymous).
+//!
+//! One port carries two protocols, told apart by ALPN: `http/1.1` is the
+//! API, registry and trust server; `h2` (which only berth nodes ask for
+//! alone) is the cluster's gRPC transport, served with the cluster CA's
+//! certificate even when `--tls-cert` replaced it for HTTP.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +16,9 @@ use axum::Router;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::ResolvesServerCert;
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DistinguishedName, ServerConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -27,6 +35,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn server_config(
     ca: &CertificateDer<'static>,
     identity: berth_cluster::ServerIdentity,
+    node_identity: berth_cluster::ServerIdentity,
     state: berth_state::State,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -37,18 +46,57 @@ pub fn server_config(
         .build()
         .map_err(|e| rustls::Error::General(format!("client verifier: {e}")))?;
     let verifier = Arc::new(BundleVerifier { inner, state });
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let certified = |id: berth_cluster::ServerIdentity| -> Result<Arc<CertifiedKey>, rustls::Error> {
+        let key = provider.key_provider.load_private_key(id.key)?;
+        Ok(Arc::new(CertifiedKey::new(id.chain, key)))
+    };
+    let resolver = Arc::new(ByAlpn {
+        http: certified(identity)?,
+        node: certified(node_identity)?,
+    });
+    let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain, identity.key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        .with_cert_resolver(resolver);
+    // The server's order decides: a client that offers both gets HTTP/1.1.
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), berth_cluster::rpc::ALPN_NODE.to_vec()];
     Ok(Arc::new(config))
 }
 
-/// Serves `router` on `listener` over TLS until the task is dropped.
+/// The cluster's certificate for node connections (ALPN `h2` alone), the
+/// HTTP one for everyone else.
+#[derive(Debug)]
+struct ByAlpn {
+    http: Arc<CertifiedKey>,
+    node: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for ByAlpn {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let node_only = hello
+            .alpn()
+            .map(|mut offered| offered.all(|p| p == berth_cluster::rpc::ALPN_NODE))
+            .unwrap_or(false);
+        Some(if node_only {
+            self.node.clone()
+        } else {
+            self.http.clone()
+        })
+    }
+}
+
+/// Serves `router` on `listener` over TLS until the task is dropped, and
+/// `grpc` (a manager's cluster services) on `h2` connections.
 /// `advertised` is the `HOST:PORT` clients reach it by, when not the one
 /// they name (a proxy in front).
-pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Router, advertised: Option<String>) {
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    router: Router,
+    grpc: Option<tonic::service::Routes>,
+    advertised: Option<String>,
+) {
+    let grpc = grpc.map(tonic::service::Routes::into_axum_router);
     let origin = Origin {
         scheme: "https",
         advertised: advertised.map(Arc::from),
@@ -65,6 +113,7 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Rou
         };
         let acceptor = acceptor.clone();
         let router = router.clone();
+        let grpc = grpc.clone();
         let origin = origin.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -78,6 +127,10 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Rou
                     return;
                 }
             };
+            if tls.get_ref().1.alpn_protocol() == Some(berth_cluster::rpc::ALPN_NODE) {
+                serve_node(tls, peer, grpc).await;
+                return;
+            }
             let principal = principal_of(tls.get_ref().1.peer_certificates());
             tracing::debug!(%peer, principal = %principal.name(), "TLS connection");
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -95,6 +148,35 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, router: Rou
                 tracing::debug!(%peer, error = %e, "TLS connection ended");
             }
         });
+    }
+}
+
+/// A node connection: the cluster's gRPC services over HTTP/2, each
+/// request told who called ([`berth_cluster::rpc::Peer`]).
+async fn serve_node(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    addr: std::net::SocketAddr,
+    grpc: Option<Router>,
+) {
+    let Some(grpc) = grpc else {
+        tracing::debug!(%addr, "a node connection to a node that is not a manager: closed");
+        return;
+    };
+    let node = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| berth_cluster::node_of(c));
+    let peer = berth_cluster::rpc::Peer { addr, node };
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(peer.clone());
+        grpc.clone().oneshot(req)
+    });
+    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(%addr, error = %e, "node connection ended");
     }
 }
 
@@ -148,6 +230,19 @@ impl ClientCertVerifier for BundleVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
         let fingerprint = berth_cluster::fingerprint(end_entity);
+        if let Some(node) = berth_cluster::node_of(end_entity) {
+            return match berth_cluster::membership::is_member(&self.state, &node, &fingerprint) {
+                Ok(true) => Ok(verified),
+                Ok(false) => {
+                    tracing::info!(%node, "refused the certificate of a node that is not a member (left, or renewed)");
+                    Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading nodes to check a node certificate");
+                    Err(rustls::Error::General("cannot check the client certificate".into()))
+                }
+            };
+        }
         let bundles = berth_cluster::bundles::list(&self.state).map_err(|e| {
             tracing::error!(error = %e, "reading bundles to check a client certificate");
             rustls::Error::General("cannot check the client certificate".into())

@@ -35,11 +35,14 @@ pub struct DaemonArgs {
     /// `token` (401 challenge; tokens from /v2/token)
     #[arg(long = "registry-auth", value_enum, default_value = "open")]
     registry_auth: RegistryAuthArg,
-    /// Address other nodes reach this one at (clusters come later)
+    /// The address other nodes reach this one at: IP or IP:PORT [default:
+    /// the --listen address, or the host's first non-loopback IPv4 address]
     #[arg(long = "advertise-addr")]
     advertise_addr: Option<String>,
-    /// Join an existing cluster (clusters come later)
-    #[arg(long)]
+    /// Join a cluster: TOKEN@ADDR:PORT, as `berth cluster join-token`
+    /// prints it. Only on a fresh data root; ignored on one that already
+    /// joined that cluster
+    #[arg(long, value_name = "TOKEN@ADDR:PORT")]
     join: Option<String>,
     /// Also send every audit entry to syslog: udp://HOST:PORT or unix:///dev/log
     #[arg(long = "audit-syslog")]
@@ -114,16 +117,32 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
             bail!("--insecure-listen {addr}: refusing plain HTTP on a non-loopback address");
         }
     }
-    if a.join.is_some() {
-        bail!("--join: clustering is not available in this version yet");
-    }
+    let join = match &a.join {
+        Some(arg) => Some(berth_cluster::join::parse_join(arg).map_err(|e| anyhow::anyhow!("--join: {e}"))?),
+        None => None,
+    };
+    let advertise = berth_cluster::names::advertise_addr(
+        a.advertise_addr.as_deref(),
+        a.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+    )
+    .map_err(anyhow::Error::msg)?;
     let exe = std::env::current_exe().context("finding the berth binary")?;
     let data_root = if a.data_root.is_absolute() {
         a.data_root.clone()
     } else {
         std::env::current_dir()?.join(&a.data_root)
     };
+    let fresh = !data_root.exists();
     prepare_data_root(&data_root)?;
+    if let Some((token, manager)) = &join {
+        if let Err(e) = join_cluster(&data_root, token, manager, &advertise).await {
+            // A refused join leaves no data root behind that it made.
+            if fresh {
+                let _ = std::fs::remove_dir_all(&data_root);
+            }
+            return Err(e);
+        }
+    }
     let engine = open_engine(data_root.clone(), exe.clone()).await?;
     engine.images().set_insecure_registries(a.insecure_registries.clone());
     let options = berth_node::Options {
@@ -143,6 +162,8 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
             vulndb_ecosystems: a.vulndb_ecosystems.clone(),
             vulndb_update_interval: a.vulndb_update_interval,
         },
+        advertise: Some(advertise.clone()),
+        timing: Default::default(),
     };
     match crate::builtin_plugins::names() {
         names if names.is_empty() => tracing::warn!(
@@ -152,6 +173,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         names => tracing::info!(plugins = %names.join(","), "built-in checks"),
     }
     let services = berth_node::open(engine.clone(), options).map_err(anyhow::Error::msg)?;
+    let grpc = berth_node::grpc_routes(&services);
     let router = berth_api::router(services);
     release_freed_memory();
 
@@ -189,7 +211,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         let anon = anon.into_make_service_with_connect_info::<SocketAddr>();
         tcp = Some(tokio::spawn(async move { axum::serve(l, anon).await }));
     }
-    let tls = serve_tls(&a, &engine, router.clone()).await?;
+    let tls = serve_tls(&a, &engine, router.clone(), grpc).await?;
     shutdown.await;
     tracing::info!("shutting down; containers keep running");
     unix.abort();
@@ -204,25 +226,83 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     Ok(())
 }
 
-/// Binds `--listen` and serves the router over TLS. The default address
-/// being taken (another daemon on this host) is not fatal: a chosen one is.
+const DEFAULT_LISTEN: &str = "0.0.0.0:7443";
+
+/// `--join`: on a data root that belongs to no cluster, joins the one the
+/// token names (nothing is kept when that fails); on one that already
+/// joined it, nothing; on one of another cluster, an error.
+async fn join_cluster(
+    data_root: &std::path::Path,
+    token: &berth_cluster::join::JoinToken,
+    manager: &str,
+    advertise: &str,
+) -> Result<()> {
+    let pki_dir = data_root.join("pki");
+    if let Ok(pem) = std::fs::read(pki_dir.join("ca.pem")) {
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+            .with_context(|| format!("reading {}", pki_dir.join("ca.pem").display()))?;
+        if berth_cluster::fingerprint(&der) == token.ca_digest && pki_dir.join("node.json").exists() {
+            tracing::info!("this node already joined the cluster the token names: --join is ignored");
+            return Ok(());
+        }
+        bail!(
+            "--join: the data root {} already belongs to a cluster (CA sha256:{}); a node joins with a fresh data root",
+            data_root.display(),
+            berth_cluster::fingerprint(&der)
+        );
+    }
+    if token.role == berth_cluster::join::Role::Manager {
+        bail!(
+            "--join with a manager token: this berth cannot add managers yet (replicated cluster state is not built); \
+             join as a worker (`berth cluster join-token worker`)"
+        );
+    }
+    let hostname = berth_cluster::names::hostname();
+    let args = berth_cluster::agent::JoinArgs {
+        token,
+        manager,
+        advertise,
+        hostname: &hostname,
+    };
+    berth_cluster::agent::join(&pki_dir, args)
+        .await
+        .map_err(|e| anyhow::anyhow!("--join: {e}"))?;
+    Ok(())
+}
+
+/// Binds `--listen` and serves the router over TLS (and, on a manager, the
+/// cluster's gRPC services to nodes). The default address being taken
+/// (another daemon on this host) is not fatal: a chosen one is.
 async fn serve_tls(
     a: &DaemonArgs,
     engine: &berth_engine::Engine,
     router: axum::Router,
+    grpc: Option<tonic::service::Routes>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
-    const DEFAULT_LISTEN: &str = "0.0.0.0:7443";
     let addr = a.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let pki = berth_cluster::Pki::open(&engine.data_root().join("pki")).context("opening the cluster CA")?;
+    // The certificate nodes see: the CA's server certificate on a manager,
+    // the node certificate on a worker; with the CA, which joining nodes
+    // check against their token.
+    let mut cluster_identity = if pki.is_manager() {
+        let names = berth_cluster::names::host_names(a.advertise_addr.as_deref());
+        pki.server(&names).context("issuing the server certificate")?
+    } else {
+        pki.node_identity()
+            .context("this worker has no node certificate")?
+            .context("reading the node certificate")?
+    };
+    cluster_identity.chain.push(pki.ca_der().clone());
     let identity = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => berth_cluster::pki::load_identity(cert, key).context("--tls-cert/--tls-key")?,
-        _ => {
-            let names = berth_cluster::names::host_names(a.advertise_addr.as_deref());
-            pki.server(&names).context("issuing the server certificate")?
-        }
+        _ => berth_cluster::ServerIdentity {
+            chain: cluster_identity.chain.clone(),
+            key: cluster_identity.key.clone_key(),
+        },
     };
-    let config =
-        berth_api::tls::server_config(pki.ca_der(), identity, engine.state().clone()).context("configuring TLS")?;
+    let config = berth_api::tls::server_config(pki.ca_der(), identity, cluster_identity, engine.state().clone())
+        .context("configuring TLS")?;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) if a.listen.is_none() && e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -235,7 +315,7 @@ async fn serve_tls(
     tracing::info!(listen = %bound, "serving TLS");
     let advertised = a.advertise_addr.as_deref().and_then(advertised_with_port);
     Ok(Some(tokio::spawn(berth_api::tls::serve(
-        listener, config, router, advertised,
+        listener, config, router, grpc, advertised,
     ))))
 }
 

@@ -195,6 +195,10 @@ enum Command {
     Audit(cli::audit::AuditArgs),
     /// Client bundles: certificates that let a user in over TLS
     Bundle(cli::bundle::BundleArgs),
+    /// The cluster: info, join tokens
+    Cluster(cli::cluster::ClusterArgs),
+    /// Manage the cluster's nodes
+    Node(cli::cluster::NodeArgs),
     /// Content trust: sign and verify images, signers, keys, policies
     Trust(cli::trust::TrustArgs),
     /// Scan an image (vulnerabilities, licenses, checks, SBOM); list and verify records
@@ -311,6 +315,8 @@ async fn dispatch(host: &str, tls: &berth_client::TlsFiles, command: Command) ->
             Command::Directory(a) => cli::access::directory(&client, a).await,
             Command::Audit(a) => cli::audit::audit(&client, a).await,
             Command::Bundle(a) => cli::bundle::bundle(&client, host, a).await,
+            Command::Cluster(a) => cli::cluster::cluster(&client, a).await,
+            Command::Node(a) => cli::cluster::node(&client, a).await,
             Command::Trust(a) => cli::trust::trust(&client, tls, a).await,
             Command::Scan(a) => cli::scan::scan(&client, a).await,
             Command::Vulndb(a) => cli::scan::vulndb(&client, host, a).await,

@@ -11,6 +11,7 @@ use berth_model::access::{
 };
 use berth_model::audit::{AuditEntry, AuditExport, Verification};
 use berth_model::directory::{Directory, DirectoryView, SyncReport};
+use berth_model::node::{ClusterInfo, JoinTokenView, Node, NodeRole, NodeUpdate};
 use berth_model::scan::{
     ScanProgress, ScanRecordSummary, ScanSpec, VulnDbImport, VulnDbStatus, VulnDbUpdateSpec, WebhookState,
 };
@@ -582,6 +583,39 @@ impl Client {
     pub async fn revoke_bundle(&self, id: &str) -> Result<Bundle> {
         self.json(Method::DELETE, &format!("/v1/bundles/{}", seg(id)), empty())
             .await
+    }
+
+    // --- nodes and the cluster ---
+
+    pub async fn nodes(&self) -> Result<Vec<Node>> {
+        self.get("/v1/nodes").await
+    }
+
+    pub async fn node(&self, id: &str) -> Result<Node> {
+        self.get(&format!("/v1/nodes/{}", seg(id))).await
+    }
+
+    pub async fn update_node(&self, id: &str, update: &NodeUpdate) -> Result<Node> {
+        self.json(Method::PATCH, &format!("/v1/nodes/{}", seg(id)), json_body(update)?)
+            .await
+    }
+
+    pub async fn remove_node(&self, id: &str, force: bool) -> Result<Node> {
+        self.json(Method::DELETE, &format!("/v1/nodes/{}?force={force}", seg(id)), empty())
+            .await
+    }
+
+    pub async fn cluster_info(&self) -> Result<ClusterInfo> {
+        self.get("/v1/cluster").await
+    }
+
+    /// `role`'s join token; a new one first when `rotate`.
+    pub async fn join_token(&self, role: NodeRole, rotate: bool) -> Result<JoinTokenView> {
+        let path = format!("/v1/cluster/join-token/{role}");
+        match rotate {
+            true => self.json(Method::POST, &format!("{path}/rotate"), empty()).await,
+            false => self.get(&path).await,
+        }
     }
 
     // --- scans, the vulnerability database, plugins ---

@@ -30,7 +30,9 @@ pub fn revoke(state: &State, id: &str) -> Result<Bundle> {
     match state.propose(ClusterCommand::RevokeBundle { id: id.to_string(), at }) {
         Ok(Outcome::Bundle(b)) => Ok(b),
         Ok(other) => Err(Error::Invalid(format!("internal error: unexpected outcome {other:?}"))),
-        Err(berth_state::Error::Rejected(berth_state::Rejected::NotFound(_))) => Err(Error::NotFound(id.to_string())),
+        Err(berth_state::Error::Rejected(berth_state::Rejected::NotFound(_))) => {
+            Err(Error::NotFound(format!("no such bundle: {id}")))
+        }
         Err(e) => Err(e.into()),
     }
 }

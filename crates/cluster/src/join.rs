@@ -7,15 +7,14 @@
 //! node checks the CA a manager presents against the digest *before* it
 //! sends the secret (as swarm and k3s do), so a node that reached the wrong
 //! address, or a machine in the middle, learns nothing it could join with.
-//! The cluster keeps only the SHA-256 of each role's secret; rotating a
-//! role's token replaces it, and the old token stops working.
-//!
-//! Not wired yet: the join handshake and node certificates come with the
-//! cluster's gRPC services (issue 14).
+//! The cluster keeps no secret: per role it keeps a random nonce, and the
+//! secret is an HMAC of the role and the nonce under a key derived from the
+//! CA's private key ([`crate::Pki::join_secret`]), so only a manager can
+//! compute it, and a copy of cluster state (a backup, a follower's log)
+//! reveals nothing one could join with. Rotating a role's token replaces
+//! its nonce, and the old token stops working.
 
 use std::fmt;
-
-use rand::RngCore as _;
 
 use crate::pki::fingerprint as sha256_hex;
 
@@ -27,29 +26,11 @@ const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 const SECRET_DIGITS: usize = 26;
 
 /// The role a token admits a node to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Worker,
-    Manager,
-}
+pub use berth_model::node::NodeRole as Role;
 
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Worker => "worker",
-            Role::Manager => "manager",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Role, JoinError> {
-        match s {
-            "worker" => Ok(Role::Worker),
-            "manager" => Ok(Role::Manager),
-            other => Err(JoinError::Malformed(format!(
-                "unknown role {other:?}: a token admits a worker or a manager"
-            ))),
-        }
-    }
+fn parse_role(s: &str) -> Result<Role, JoinError> {
+    s.parse()
+        .map_err(|_| JoinError::Malformed(format!("unknown role {s:?}: a token admits a worker or a manager")))
 }
 
 /// Why a token or a join was refused. None of these messages contains the
@@ -93,7 +74,7 @@ impl fmt::Debug for JoinToken {
 impl fmt::Display for JoinToken {
     /// The token as a user copies it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{TAG}-{}-{}-{}", self.role.name(), self.ca_digest, self.secret)
+        write!(f, "{TAG}-{}-{}-{}", self.role.as_str(), self.ca_digest, self.secret)
     }
 }
 
@@ -103,18 +84,28 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl JoinToken {
-    /// A new token for `role` of the cluster whose CA certificate is
-    /// `ca_der`, with a fresh random secret.
-    pub fn generate(role: Role, ca_der: &[u8]) -> JoinToken {
-        let mut bytes = [0u8; SECRET_DIGITS];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        // One random byte per digit, its low 5 bits kept: 26 × 5 = 130 bits.
-        let secret = bytes.iter().map(|b| BASE32[usize::from(b & 31)] as char).collect();
+    /// The token whose secret is derived from `mac` (see
+    /// [`crate::Pki::join_secret`]): its first 26 bytes, 5 bits each.
+    pub fn derived(role: Role, ca_der: &[u8], mac: &[u8; 32]) -> JoinToken {
+        let secret = mac[..SECRET_DIGITS]
+            .iter()
+            .map(|b| BASE32[usize::from(b & 31)] as char)
+            .collect();
         JoinToken {
             role,
             ca_digest: sha256_hex(ca_der),
             secret,
         }
+    }
+
+    /// The secret, to send to a manager whose CA was checked.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Whether `secret` is this token's (compared in constant time).
+    pub fn secret_is(&self, secret: &str) -> bool {
+        constant_time_eq(self.secret.as_bytes(), secret.as_bytes())
     }
 
     /// Parses a token as a user typed it (surrounding whitespace ignored).
@@ -131,7 +122,7 @@ impl JoinToken {
         if tag != TAG {
             return Err(JoinError::Malformed(format!("it starts with {tag:?}, not {TAG:?}")));
         }
-        let role = Role::parse(role)?;
+        let role = parse_role(role)?;
         if ca.len() != 64 || !ca.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(JoinError::Malformed(
                 "the CA digest is not 64 lower-case hex digits".into(),
@@ -162,21 +153,12 @@ impl JoinToken {
             presented,
         })
     }
+}
 
-    /// What the cluster keeps of the token: the SHA-256 of its secret, hex.
-    pub fn secret_hash(&self) -> String {
-        sha256_hex(self.secret.as_bytes())
-    }
-
-    /// Whether this token's secret is the one whose hash the cluster keeps
-    /// for its role (compared in constant time).
-    pub fn admitted_by(&self, stored_hash: &str) -> Result<(), JoinError> {
-        if constant_time_eq(self.secret_hash().as_bytes(), stored_hash.as_bytes()) {
-            Ok(())
-        } else {
-            Err(JoinError::Refused(self.role.name()))
-        }
-    }
+/// Whether `id` is a node id as nodes make them ([`berth_model::new_id`]:
+/// 64 lower-case hex digits).
+pub fn valid_node_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Splits `berth daemon --join TOKEN@ADDR:PORT`.
@@ -204,20 +186,24 @@ mod tests {
 
     const CA: &[u8] = b"the DER of a CA certificate";
 
+    fn fresh(role: Role) -> JoinToken {
+        JoinToken::derived(role, CA, &rand::random())
+    }
+
     #[test]
     fn a_token_round_trips_and_hides_its_secret() {
-        let token = JoinToken::generate(Role::Manager, CA);
+        let token = fresh(Role::Manager);
         let text = token.to_string();
         assert!(text.starts_with("berth1-manager-"), "{text}");
         assert_eq!(JoinToken::parse(&format!("  {text}\n")), Ok(token.clone()));
         assert!(!format!("{token:?}").contains(&token.secret), "Debug shows no secret");
         // Two tokens never share a secret.
-        assert_ne!(JoinToken::generate(Role::Manager, CA).secret, token.secret);
+        assert_ne!(fresh(Role::Manager).secret, token.secret);
     }
 
     #[test]
     fn the_ca_is_checked_before_anything_else() {
-        let token = JoinToken::generate(Role::Worker, CA);
+        let token = fresh(Role::Worker);
         assert_eq!(token.check_ca(CA, "198.18.0.11:7443"), Ok(()));
         let err = token.check_ca(b"another CA", "198.18.0.11:7443").unwrap_err();
         let text = err.to_string();
@@ -230,23 +216,22 @@ mod tests {
 
     #[test]
     fn only_the_current_secret_of_a_role_is_admitted() {
-        let token = JoinToken::generate(Role::Worker, CA);
-        let stored = token.secret_hash();
-        assert_eq!(token.admitted_by(&stored), Ok(()));
-        let rotated = JoinToken::generate(Role::Worker, CA);
+        let mac: [u8; 32] = rand::random();
+        let current = JoinToken::derived(Role::Worker, CA, &mac);
         assert_eq!(
-            token.admitted_by(&rotated.secret_hash()),
-            Err(JoinError::Refused("worker"))
+            JoinToken::derived(Role::Worker, CA, &mac),
+            current,
+            "derived again: the same token"
         );
-        assert!(
-            !stored.contains(&token.secret),
-            "the cluster keeps a hash, not the secret"
-        );
+        assert!(current.secret_is(current.secret()));
+        let rotated = fresh(Role::Worker);
+        assert!(!current.secret_is(rotated.secret()));
+        assert!(!current.secret_is(""));
     }
 
     #[test]
     fn bad_tokens_and_addresses_are_named() {
-        let good = JoinToken::generate(Role::Worker, CA).to_string();
+        let good = fresh(Role::Worker).to_string();
         let cases = [
             ("", "expected berth1-"),
             ("SWMTKN-1-abc-def", "starts with \"SWMTKN\""),

@@ -1,18 +1,23 @@
-//! The cluster's identity: its certificate authority, the node's server
-//! certificate, the client certificates of bundles, and join tokens
-//! ([`join`]). Later also the Raft transport, gossip and the agent.
+//! The cluster's identity and membership: its certificate authority, the
+//! node's server certificate, node certificates, the client certificates
+//! of bundles, join tokens ([`join`]), the join handshake and the agent's
+//! session with the managers ([`agent`], [`membership`]) over gRPC
+//! ([`rpc`]). Later also the Raft transport and gossip.
 //!
 //! **Invariant:** this crate does not know HTTP; private keys it issues for
 //! clients are returned once and never stored or logged.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod bundles;
 pub mod join;
+pub mod membership;
 pub mod names;
 pub mod pki;
+pub mod rpc;
 
 pub use bundles::{Bundle, BUNDLES};
-pub use pki::{fingerprint, identity_of, IssuedClient, Pki, ServerIdentity};
+pub use pki::{fingerprint, identity_of, node_of, IssuedClient, Pki, ServerIdentity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,8 +35,14 @@ pub enum Error {
     Pem { path: std::path::PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
-    #[error("no such bundle: {0}")]
+    #[error("{0}")]
     NotFound(String),
+    /// Refused on the cluster's state (the last manager, a node still up).
+    #[error("{0}")]
+    Conflict(String),
+    /// Asked of a worker what only managers answer.
+    #[error("{0}")]
+    NotManager(String),
     #[error(transparent)]
     State(#[from] berth_state::Error),
 }

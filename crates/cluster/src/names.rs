@@ -41,6 +41,46 @@ pub fn host_names(advertise: Option<&str>) -> Vec<String> {
     names.into_iter().collect()
 }
 
+/// This host's name, as the kernel has it (`localhost` when unreadable).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The `IP:PORT` this node advertises to others: `--advertise-addr` (an
+/// IP, with or without a port; without one, the listener's port), else
+/// the listener's address when it names one, else the host's first
+/// non-loopback IPv4 address, else loopback.
+pub fn advertise_addr(advertise: Option<&str>, listen: &str) -> Result<String, String> {
+    let listen: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("--listen {listen:?} is not IP:PORT"))?;
+    if let Some(a) = advertise.map(str::trim) {
+        if let Ok(sa) = a.parse::<std::net::SocketAddr>() {
+            return Ok(sa.to_string());
+        }
+        if let Ok(ip) = a.parse::<IpAddr>() {
+            return Ok(std::net::SocketAddr::new(ip, listen.port()).to_string());
+        }
+        return Err(format!(
+            "--advertise-addr {a:?} is not an IP address or IP:PORT (other nodes dial it)"
+        ));
+    }
+    if !listen.ip().is_unspecified() {
+        return Ok(listen.to_string());
+    }
+    let first = nix::ifaddrs::getifaddrs().ok().and_then(|addrs| {
+        addrs
+            .filter_map(|a| a.address.and_then(|sa| sa.as_sockaddr_in().map(|v4| v4.ip())))
+            .find(|ip| !ip.is_loopback() && !ip.is_unspecified() && !ip.is_link_local())
+    });
+    let ip = first.map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), IpAddr::V4);
+    Ok(std::net::SocketAddr::new(ip, listen.port()).to_string())
+}
+
 /// Link-local IPv6 addresses need a zone to be dialled: no client names them.
 fn usable(ip: IpAddr) -> bool {
     match ip {

@@ -1,7 +1,12 @@
 //! The cluster CA under `<data-root>/pki/`: made on the first start (ECDSA
 //! P-256, key mode 0600), then the node's server certificate it signs
-//! (renewed when the host's names change, the CA changes or expiry nears)
-//! and client certificates for bundles (keys returned, never stored).
+//! (renewed when the host's names change, the CA changes or expiry nears),
+//! node certificates for the nodes that join, and client certificates for
+//! bundles (keys returned, never stored).
+//!
+//! A node that joined as a worker holds the CA certificate but not its key
+//! ([`Pki::is_manager`] is false): it presents its node certificate and
+//! can issue nothing.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -21,6 +26,8 @@ use crate::{Error, Result};
 const CA_DAYS: i64 = 3650;
 const SERVER_DAYS: i64 = 365;
 const CLIENT_DAYS: i64 = 365;
+/// Node certificates are short-lived and renewed by their node.
+pub const NODE_DAYS: i64 = 90;
 /// A server certificate with less left than this is renewed at start.
 const RENEW_BEFORE_DAYS: i64 = 30;
 
@@ -28,7 +35,20 @@ pub struct Pki {
     dir: PathBuf,
     ca_pem: String,
     ca_der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
+    /// The CA's key: managers only.
+    issuer: Option<Issuer<'static, KeyPair>>,
+    /// Derives join token secrets: from the CA key, managers only.
+    token_key: Option<ring::hmac::Key>,
+}
+
+/// A node certificate just issued by the CA.
+#[derive(Debug, Clone)]
+pub struct IssuedNode {
+    pub cert_pem: String,
+    /// SHA-256 of the certificate's DER, hex.
+    pub fingerprint: String,
+    /// RFC 3339.
+    pub not_after: String,
 }
 
 /// A certificate chain and its key, ready for a TLS server.
@@ -58,13 +78,25 @@ struct ServerMeta {
 }
 
 impl Pki {
-    /// Opens the CA in `dir`, creating it on first use.
+    /// Opens the CA in `dir`, creating it on first use. A directory with
+    /// the CA certificate but not its key (a worker's) opens without it.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| io("setting permissions of", dir, e))?;
         let key_path = dir.join("ca.key");
         let cert_path = dir.join("ca.pem");
+        if cert_path.exists() && !key_path.exists() {
+            let ca_pem = read(&cert_path)?;
+            let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| pem_error(&cert_path, e))?;
+            return Ok(Self {
+                dir: dir.to_path_buf(),
+                ca_pem,
+                ca_der,
+                issuer: None,
+                token_key: None,
+            });
+        }
         let (key, ca_pem) = if key_path.exists() && cert_path.exists() {
             let key = KeyPair::from_pem(&read(&key_path)?).map_err(|e| pem_error(&key_path, e))?;
             (key, read(&cert_path)?)
@@ -86,13 +118,106 @@ impl Pki {
             (key, cert.pem())
         };
         let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| pem_error(&cert_path, e))?;
+        let token_key = {
+            let mut h = Sha256::new();
+            h.update(b"berth join tokens\0");
+            h.update(key.serialized_der());
+            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &h.finalize())
+        };
         let issuer = Issuer::from_ca_cert_der(&ca_der, key)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             ca_pem,
             ca_der,
-            issuer,
+            issuer: Some(issuer),
+            token_key: Some(token_key),
         })
+    }
+
+    /// Whether this node holds the CA key (a manager).
+    pub fn is_manager(&self) -> bool {
+        self.issuer.is_some()
+    }
+
+    fn issuer(&self) -> Result<&Issuer<'static, KeyPair>> {
+        self.issuer
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("this node is a worker: only managers hold the cluster CA key".into()))
+    }
+
+    /// The directory the CA and this node's certificates are kept in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The secret of a join token: HMAC-SHA256, under a key derived from
+    /// the CA key, of the role and the nonce the cluster keeps for it. Only
+    /// a manager can compute it; what the cluster stores reveals nothing.
+    pub fn join_secret(&self, role: &str, nonce: &str) -> Result<[u8; 32]> {
+        let key = self
+            .token_key
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("this node is a worker: join tokens come from managers".into()))?;
+        let tag = ring::hmac::sign(key, format!("{role}\0{nonce}").as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// A node certificate for `node_id`, for the public key of `csr_der`
+    /// (a PKCS#10 request; only its key is used): SAN URI
+    /// `berth:node:ID`, `localhost`, the loopback addresses and `ips`;
+    /// server and client authentication; [`NODE_DAYS`] long.
+    pub fn issue_node(&self, node_id: &str, csr_der: &[u8], ips: &[std::net::IpAddr]) -> Result<IssuedNode> {
+        let issuer = self.issuer()?;
+        if !crate::join::valid_node_id(node_id) {
+            return Err(Error::Invalid(format!("invalid node id {node_id:?}")));
+        }
+        let csr = rcgen::CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
+            .map_err(|e| Error::Invalid(format!("the certificate request does not parse: {e}")))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&format!("berth node {node_id}"));
+        let mut sans = vec![
+            SanType::URI(format!("berth:node:{node_id}").try_into()?),
+            SanType::DnsName("localhost".to_string().try_into()?),
+            SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+            SanType::IpAddress(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+        ];
+        sans.extend(
+            ips.iter()
+                .filter(|ip| !ip.is_loopback())
+                .map(|ip| SanType::IpAddress(*ip)),
+        );
+        params.subject_alt_names = sans;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.serial_number = Some(serial());
+        params.use_authority_key_identifier_extension = true;
+        let not_after = validity(&mut params, NODE_DAYS);
+        let cert = params.signed_by(&csr.public_key, issuer)?;
+        Ok(IssuedNode {
+            cert_pem: cert.pem(),
+            fingerprint: fingerprint(cert.der()),
+            not_after: rfc3339(not_after),
+        })
+    }
+
+    /// This node's certificate and key (`node.pem`, `node.key`), when it
+    /// has one.
+    pub fn node_identity(&self) -> Option<Result<ServerIdentity>> {
+        let (cert, key) = (self.dir.join("node.pem"), self.dir.join("node.key"));
+        (cert.exists() && key.exists()).then(|| load_identity(&cert, &key))
+    }
+
+    /// Stores this node's certificate and key.
+    pub fn store_node_identity(&self, cert_pem: &str, key_pem: &str) -> Result<()> {
+        write_private(&self.dir.join("node.key"), key_pem.as_bytes())?;
+        write_public(&self.dir.join("node.pem"), cert_pem.as_bytes())
+    }
+
+    /// The CA certificate's expiry (RFC 3339).
+    pub fn ca_expires(&self) -> String {
+        not_after_of(&self.ca_der).unwrap_or_default()
     }
 
     pub fn ca_pem(&self) -> &str {
@@ -112,7 +237,7 @@ impl Pki {
     /// the signature DER-encoded. Checked by [`verify_with_ca`].
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
         use rcgen::SigningKey;
-        Ok(self.issuer.key().sign(message)?)
+        Ok(self.issuer()?.key().sign(message)?)
     }
 
     /// The server certificate for `names` (DNS names and IP addresses),
@@ -145,7 +270,7 @@ impl Pki {
             params.serial_number = Some(serial());
             params.use_authority_key_identifier_extension = true;
             let not_after = validity(&mut params, SERVER_DAYS);
-            let cert = params.signed_by(&key, &self.issuer)?;
+            let cert = params.signed_by(&key, self.issuer()?)?;
             write_private(&key_path, key.serialize_pem().as_bytes())?;
             write_public(&cert_path, cert.pem().as_bytes())?;
             let meta = ServerMeta {
@@ -176,7 +301,7 @@ impl Pki {
         params.serial_number = Some(serial);
         params.use_authority_key_identifier_extension = true;
         let not_after = validity(&mut params, CLIENT_DAYS);
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = params.signed_by(&key, self.issuer()?)?;
         Ok(IssuedClient {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -227,12 +352,16 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 /// The user a client certificate names: its SAN URI `berth:user:NAME`, or
-/// else its common name. `None` when it names nobody or does not parse.
+/// else its common name. `None` when it names nobody, does not parse, or
+/// is a node certificate ([`node_of`]): a node is no user.
 pub fn identity_of(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     if let Ok(Some(sans)) = cert.subject_alternative_name() {
         for name in &sans.value.general_names {
             if let x509_parser::extensions::GeneralName::URI(uri) = name {
+                if uri.starts_with("berth:node:") {
+                    return None;
+                }
                 if let Some(user) = uri.strip_prefix("berth:user:").filter(|u| !u.is_empty()) {
                     return Some(user.to_string());
                 }
@@ -241,6 +370,31 @@ pub fn identity_of(der: &[u8]) -> Option<String> {
     }
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
     (!cn.is_empty()).then(|| cn.to_string())
+}
+
+/// The node id a node certificate names (SAN URI `berth:node:ID`).
+pub fn node_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let sans = cert.subject_alternative_name().ok()??;
+    sans.value.general_names.iter().find_map(|name| match name {
+        x509_parser::extensions::GeneralName::URI(uri) => uri
+            .strip_prefix("berth:node:")
+            .filter(|id| crate::join::valid_node_id(id))
+            .map(str::to_string),
+        _ => None,
+    })
+}
+
+/// A certificate's not-after time, RFC 3339.
+pub fn not_after_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(rfc3339(cert.validity().not_after.timestamp()))
+}
+
+fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn dn(cn: &str) -> DistinguishedName {
@@ -285,7 +439,7 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     write_mode(path, data, 0o600)
 }
 
-fn write_public(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_public(path: &Path, data: &[u8]) -> Result<()> {
     write_mode(path, data, 0o644)
 }
 
@@ -376,5 +530,46 @@ mod tests {
         assert!(issued.key_pem.contains("PRIVATE KEY"));
         assert!(pki.issue_client("a:b").is_err());
         assert_ne!(pki.issue_client("alice").unwrap().serial, issued.serial);
+    }
+
+    #[test]
+    fn node_certificates_name_their_node_and_no_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::open(dir.path()).unwrap();
+        let id = berth_model::new_id();
+        let (_, csr) = crate::membership::node_key().unwrap();
+        let ip: std::net::IpAddr = "198.18.0.12".parse().unwrap();
+        let issued = pki.issue_node(&id, &csr, &[ip]).unwrap();
+        let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        assert_eq!(node_of(&der).as_deref(), Some(id.as_str()));
+        assert_eq!(identity_of(&der), None, "a node certificate is no user's");
+        assert_eq!(fingerprint(&der), issued.fingerprint);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let sans = format!("{:?}", cert.subject_alternative_name().unwrap().unwrap().value);
+        assert!(sans.contains("[198, 18, 0, 12]") && sans.contains(&id), "{sans}");
+        assert!(pki.issue_node("not-an-id", &csr, &[]).is_err());
+        assert!(pki.issue_node(&id, b"not a request", &[]).is_err());
+        // A user's certificate names no node.
+        let user = pki.issue_client("alice").unwrap();
+        assert_eq!(node_of(&CertificateDer::from_pem_slice(user.cert_pem.as_bytes()).unwrap()), None);
+    }
+
+    #[test]
+    fn a_worker_holds_the_ca_certificate_and_issues_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = Pki::open(dir.path()).unwrap();
+        let a = manager.join_secret("worker", "n1").unwrap();
+        assert_eq!(a, Pki::open(dir.path()).unwrap().join_secret("worker", "n1").unwrap(), "derived again: the same");
+        assert_ne!(a, manager.join_secret("worker", "n2").unwrap());
+        assert_ne!(a, manager.join_secret("manager", "n1").unwrap());
+        let worker_dir = tempfile::tempdir().unwrap();
+        std::fs::write(worker_dir.path().join("ca.pem"), manager.ca_pem()).unwrap();
+        let worker = Pki::open(worker_dir.path()).unwrap();
+        assert!(manager.is_manager() && !worker.is_manager());
+        assert_eq!(worker.ca_fingerprint(), manager.ca_fingerprint());
+        assert!(!worker_dir.path().join("ca.key").exists(), "a worker makes no CA of its own");
+        let refused = worker.issue_client("alice").err().unwrap().to_string();
+        assert!(refused.contains("only managers hold the cluster CA key"), "{refused}");
+        assert!(worker.sign(b"m").is_err() && worker.join_secret("worker", "n1").is_err());
     }
 }

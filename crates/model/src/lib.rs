@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod image;
+pub mod node;
 pub mod plugin;
 pub mod reference;
 pub mod scan;

@@ -31,6 +31,12 @@ pub struct Options {
     /// The scan service's settings (webhooks, scans on push, plugin limits,
     /// built-in plugins, vulnerability database updates).
     pub scan: berth_engine::ScanConfig,
+    /// `IP:PORT` other nodes reach this node's TLS listener at; `None`:
+    /// loopback (a node alone).
+    pub advertise: Option<String>,
+    /// Heartbeat period and the times after which a silent node is
+    /// suspected and down.
+    pub timing: berth_cluster::membership::Timing,
 }
 
 /// How often directories sync when neither they nor the daemon say.
@@ -47,12 +53,15 @@ const SYNC_TICK_MAX: Duration = Duration::from_secs(60);
 /// services that cannot open are logged and left out (their routes answer
 /// that they are unavailable).
 pub fn open(engine: Arc<Engine>, options: Options) -> Result<Services, String> {
+    // A worker holds no CA key: it signs nothing (its audit log and scan
+    // records stay unsigned until cluster state is replicated).
     let pki = open_pki(&engine);
+    let signing = pki.clone().filter(|p| p.is_manager());
     let access = open_access(&engine)?;
     if let Err(e) = access.load_audit_levels() {
         tracing::error!(error = %e, "cannot load the audit levels; every resource is at metadata");
     }
-    if let Some(p) = &pki {
+    if let Some(p) = &signing {
         access.set_chain_signer(Arc::new(ClusterKey(p.clone())));
     }
     access
@@ -62,7 +71,7 @@ pub fn open(engine: Arc<Engine>, options: Options) -> Result<Services, String> {
     if let Some(target) = &options.audit_syslog {
         access.set_audit_sink(berth_auth::syslog::syslog_sink(target, syslog_drops.clone())?);
     }
-    let scans = open_scans(&engine, pki.clone(), options.scan.clone());
+    let scans = open_scans(&engine, signing, options.scan.clone());
     if let (Some(scans), Ok(rt)) = (&scans, tokio::runtime::Handle::try_current()) {
         rt.spawn(scan_on_push(engine.subscribe(), scans.clone()));
     }
@@ -73,6 +82,7 @@ pub fn open(engine: Arc<Engine>, options: Options) -> Result<Services, String> {
             .unwrap_or(DEFAULT_DIRECTORY_SYNC_INTERVAL);
         spawn_directory_sync(access.clone(), interval);
     }
+    let cluster = pki.as_ref().and_then(|p| open_cluster(&engine, p.clone(), &options));
     Ok(Services {
         registry: open_registry(&engine),
         engine,
@@ -81,7 +91,78 @@ pub fn open(engine: Arc<Engine>, options: Options) -> Result<Services, String> {
         trust,
         scans,
         syslog_drops,
+        cluster,
     })
+}
+
+/// This node's place in the cluster: a manager without a node identity
+/// bootstraps one (the first start of a cluster); a worker loads the one
+/// its join made and, on a runtime, starts its agent.
+fn open_cluster(
+    engine: &Engine,
+    pki: Arc<berth_cluster::Pki>,
+    options: &Options,
+) -> Option<Arc<berth_cluster::membership::Cluster>> {
+    use berth_cluster::membership::{bootstrap, Cluster, Members, NodeSelf};
+    let addr = options.advertise.clone().unwrap_or_else(|| "127.0.0.1:7443".into());
+    let me = if pki.is_manager() {
+        bootstrap(&pki, engine.state(), &addr, &berth_cluster::names::hostname())
+    } else {
+        NodeSelf::load(pki.dir()).and_then(|me| {
+            me.ok_or_else(|| {
+                berth_cluster::Error::Invalid(
+                    "the data root holds a cluster CA without its key and no node identity".into(),
+                )
+            })
+        })
+    };
+    let me = match me {
+        Ok(me) => me,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up this node's cluster identity: node and cluster routes are unavailable");
+            return None;
+        }
+    };
+    let members = Arc::new(Members::new(&me.id, options.timing));
+    if !pki.is_manager() && tokio::runtime::Handle::try_current().is_ok() {
+        berth_cluster::agent::spawn_agent(pki.clone(), me.clone(), options.timing.heartbeat);
+    }
+    Some(Arc::new(Cluster {
+        me,
+        pki,
+        state: engine.state().clone(),
+        members,
+    }))
+}
+
+/// A manager's gRPC services (join, agent sessions), to serve on the TLS
+/// listener's node connections; `None` on a worker.
+pub fn grpc_routes(services: &Services) -> Option<tonic::service::Routes> {
+    let cluster = services.cluster.as_ref()?;
+    if !cluster.pki.is_manager() {
+        return None;
+    }
+    let access = services.access.clone()?;
+    let audit: berth_cluster::membership::AuditHook = Arc::new(move |entry| {
+        let append = || {
+            if let Err(e) = access.audit_append(entry) {
+                tracing::error!(error = %e, "writing the audit entry of a cluster call");
+            }
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(append),
+            _ => append(),
+        }
+    });
+    Some(berth_cluster::membership::grpc_routes(
+        berth_cluster::membership::Manager {
+            pki: cluster.pki.clone(),
+            state: cluster.state.clone(),
+            members: cluster.members.clone(),
+            addr: cluster.me.addr.clone(),
+            audit,
+        },
+    ))
 }
 
 /// The cluster CA under `<data-root>/pki`, created on first use.

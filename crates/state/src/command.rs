@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_model::node::Availability;
 use berth_store::{Table, Txn};
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +19,9 @@ use crate::directory::{
 };
 use crate::records::{
     audit_key, trust_entry_key, trust_role_key, trust_version_key, AuditEntry, AuditLevel, AuditSignature, Bundle,
-    Credentials, Grant, Org, RepositoryCollection, Role, SessionRecord, SignedScanRecord, Team, TokenRecord,
-    TrustChange, TrustCurrent, TrustKeyRecord, TrustMetaUpdate, TrustPolicy, User, AUDIT_GENESIS, AUDIT_HEAD,
+    Credentials, Grant, JoinTokenRecord, NodeRecord, Org, RepositoryCollection, Role, SessionRecord, SignedScanRecord,
+    Team, TokenRecord, TrustChange, TrustCurrent, TrustKeyRecord, TrustMetaUpdate, TrustPolicy, User, AUDIT_GENESIS,
+    AUDIT_HEAD,
 };
 use crate::tables::*;
 
@@ -263,6 +265,36 @@ pub enum ClusterCommand {
     RecordScan {
         record: SignedScanRecord,
     },
+
+    // --- membership ---
+    /// A node joins; refused when its id is taken.
+    AddNode {
+        node: NodeRecord,
+    },
+    /// Replaces a node's certificate record (renewal).
+    SetNodeCertificate {
+        id: String,
+        certificate: String,
+        certificate_expires: String,
+    },
+    /// Changes a node's availability and labels (`label_rm` first, then
+    /// `label_add`).
+    UpdateNode {
+        id: String,
+        availability: Option<Availability>,
+        label_add: BTreeMap<String, String>,
+        label_rm: Vec<String>,
+    },
+    /// A node leaves: its certificate is no longer accepted.
+    RemoveNode {
+        id: String,
+    },
+    /// A new join token for `role` (`worker` or `manager`): the old one
+    /// stops working.
+    SetJoinToken {
+        role: String,
+        record: JoinTokenRecord,
+    },
 }
 
 /// What an applied command answers.
@@ -340,6 +372,11 @@ pub(crate) fn delete_where<T: serde::de::DeserializeOwned>(
         }
     }
     Ok(n)
+}
+
+fn existing_node(t: &mut Txn, id: &str) -> Result<NodeRecord, ApplyError> {
+    t.get::<NodeRecord>(NODES, id)?
+        .ok_or_else(|| not_found(format!("no such node: {id}")))
 }
 
 /// Appends to the trust changefeed, after its last change.
@@ -684,6 +721,45 @@ impl ClusterCommand {
                 if let Some(c) = checkpoint {
                     t.put(AUDIT_SIGNATURES, &audit_key(c.seq), c)?;
                 }
+            }
+            AddNode { node } => insert_new(t, NODES, &node.id, node, "node")?,
+            SetNodeCertificate {
+                id,
+                certificate,
+                certificate_expires,
+            } => {
+                let mut node = existing_node(t, id)?;
+                node.certificate.clone_from(certificate);
+                node.certificate_expires.clone_from(certificate_expires);
+                t.put(NODES, id, &node)?;
+            }
+            UpdateNode {
+                id,
+                availability,
+                label_add,
+                label_rm,
+            } => {
+                let mut node = existing_node(t, id)?;
+                if let Some(a) = availability {
+                    node.availability = *a;
+                }
+                for k in label_rm {
+                    node.labels.remove(k);
+                }
+                node.labels
+                    .extend(label_add.iter().map(|(k, v)| (k.clone(), v.clone())));
+                t.put(NODES, id, &node)?;
+            }
+            RemoveNode { id } => {
+                if !t.delete(NODES, id)? {
+                    return Err(not_found(format!("no such node: {id}")));
+                }
+            }
+            SetJoinToken { role, record } => {
+                if role != "worker" && role != "manager" {
+                    return Err(Rejected::Invalid(format!("no join token for role {role:?}")).into());
+                }
+                t.put(JOIN_TOKENS, role, record)?;
             }
             PutAuditSignatures { signatures } => {
                 for (key, signature) in signatures {

@@ -18,6 +18,36 @@ pub fn valid_name(name: &str) -> bool {
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
+/// A cluster node, as its join recorded it and `node update` changed it.
+/// Its status (ready, down) is not here: managers follow it in memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: String,
+    pub hostname: String,
+    pub role: berth_model::node::NodeRole,
+    #[serde(default)]
+    pub availability: berth_model::node::Availability,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `IP:PORT` of its TLS listener.
+    pub addr: String,
+    /// SHA-256 of its node certificate's DER, hex.
+    pub certificate: String,
+    /// RFC 3339.
+    pub certificate_expires: String,
+    /// RFC 3339.
+    pub joined: String,
+}
+
+/// What a role's join token is derived from: a random nonce (hex) the
+/// proposer made, and when it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinTokenRecord {
+    pub nonce: String,
+    /// RFC 3339.
+    pub rotated: String,
+}
+
 /// A local user. `password_hash` is argon2id in PHC form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {

@@ -52,9 +52,16 @@ pub const TRUST_CHANGES: Table = Table("cluster/trust_changes");
 /// Signed scan records, by id.
 pub const SCAN_RECORDS: Table = Table("cluster/scan_records");
 
+// --- membership ---
+/// Cluster nodes, by node id.
+pub const NODES: Table = Table("cluster/nodes");
+/// Per role (`worker`, `manager`): the nonce the role's join token secret
+/// is derived from (see `berth_cluster::join`).
+pub const JOIN_TOKENS: Table = Table("cluster/join_tokens");
+
 /// Every cluster table, so that a fresh store has them all and a replay
 /// test can compare them all.
-pub const ALL: [Table; 24] = [
+pub const ALL: [Table; 26] = [
     USERS,
     TEAMS,
     ORGS,
@@ -79,4 +86,6 @@ pub const ALL: [Table; 24] = [
     TRUST_KEYS,
     TRUST_CHANGES,
     SCAN_RECORDS,
+    NODES,
+    JOIN_TOKENS,
 ];

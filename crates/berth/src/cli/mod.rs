@@ -3,6 +3,7 @@
 pub mod access;
 pub mod audit;
 pub mod bundle;
+pub mod cluster;
 pub mod containers;
 pub mod images;
 pub mod registry;

@@ -1,0 +1,92 @@
+//! Cluster nodes and the cluster: `node ls|inspect|update|rm`, `cluster
+//! info` and `cluster join-token`. The rules live in
+//! `berth_cluster::membership::Cluster`; this maps them to HTTP.
+
+use axum::extract::{Path, Query, State};
+use berth_model::node::{ClusterInfo, JoinTokenView, Node, NodeRole, NodeUpdate};
+use berth_model::{ApiError, ErrorCode};
+use serde::Deserialize;
+
+use crate::error::ApiResult;
+use crate::json::Json;
+use crate::AppState;
+
+fn cluster(s: &AppState) -> ApiResult<std::sync::Arc<berth_cluster::membership::Cluster>> {
+    s.cluster.clone().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "this node has no cluster identity (see the daemon log)",
+        )
+        .into()
+    })
+}
+
+fn cluster_error(e: berth_cluster::Error) -> ApiError {
+    use berth_cluster::Error as E;
+    match e {
+        E::NotFound(m) => ApiError::not_found(m),
+        E::Invalid(m) => ApiError::invalid(m),
+        E::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
+        E::NotManager(m) => ApiError::new(ErrorCode::Unavailable, m),
+        E::State(berth_state::Error::Rejected(r)) => ApiError::new(ErrorCode::Conflict, r.to_string()),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// Runs a cluster call that reads or writes the store.
+async fn call<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&berth_cluster::membership::Cluster) -> berth_cluster::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let c = cluster(s)?;
+    Ok(crate::blocking::blocking(move || f(&c)).await?.map_err(cluster_error)?)
+}
+
+pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Vec<Node>>> {
+    Ok(Json(call(&s, |c| c.nodes()).await?))
+}
+
+pub async fn inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Node>> {
+    Ok(Json(call(&s, move |c| c.node(&id)).await?))
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(u): Json<NodeUpdate>,
+) -> ApiResult<Json<Node>> {
+    Ok(Json(call(&s, move |c| c.update(&id, u)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn remove(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> ApiResult<Json<Node>> {
+    Ok(Json(call(&s, move |c| c.remove(&id, q.force)).await?))
+}
+
+pub async fn info(State(s): State<AppState>) -> ApiResult<Json<ClusterInfo>> {
+    Ok(Json(call(&s, |c| c.info()).await?))
+}
+
+fn role(text: &str) -> ApiResult<NodeRole> {
+    text.parse::<NodeRole>().map_err(|m| ApiError::invalid(m).into())
+}
+
+pub async fn join_token(State(s): State<AppState>, Path(r): Path<String>) -> ApiResult<Json<JoinTokenView>> {
+    let r = role(&r)?;
+    Ok(Json(call(&s, move |c| c.join_token(r, false)).await?))
+}
+
+pub async fn rotate_join_token(State(s): State<AppState>, Path(r): Path<String>) -> ApiResult<Json<JoinTokenView>> {
+    let r = role(&r)?;
+    Ok(Json(call(&s, move |c| c.join_token(r, true)).await?))
+}

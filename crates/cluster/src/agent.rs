@@ -1,0 +1,247 @@
+//! The node side: joining a cluster (`berth daemon --join`), and the
+//! agent's session with the managers, which carries its heartbeats (and,
+//! with services, its assignments).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::join::JoinToken;
+use crate::membership::{node_key, NodeSelf};
+use crate::pki::Pki;
+use crate::rpc::{self, proto, Presented};
+
+/// How long a join may take, connection included.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What `berth daemon --join` needs besides the token.
+pub struct JoinArgs<'a> {
+    pub token: &'a JoinToken,
+    /// The manager's `IP:PORT`.
+    pub manager: &'a str,
+    /// `IP:PORT` this node advertises.
+    pub advertise: &'a str,
+    pub hostname: &'a str,
+}
+
+/// Joins the cluster: checks the manager's CA against the token, then
+/// sends the secret with a certificate request, and keeps what comes back
+/// in `pki_dir` (which must hold no CA yet). Nothing is written unless the
+/// join succeeded.
+pub async fn join(pki_dir: &Path, a: JoinArgs<'_>) -> Result<NodeSelf, String> {
+    if pki_dir.join("ca.pem").exists() {
+        return Err(format!(
+            "{} already holds a cluster CA: this data root belongs to a cluster",
+            pki_dir.display()
+        ));
+    }
+    let node_id = berth_model::new_id();
+    let (key, csr) = node_key().map_err(|e| e.to_string())?;
+    let presented = Arc::new(Mutex::new(Presented::default()));
+    let config = rpc::join_client_config(&a.token.ca_digest, presented.clone()).map_err(|e| e.to_string())?;
+    let channel = rpc::channel(a.manager, config)?;
+    let mut client = proto::membership_client::MembershipClient::new(channel);
+    let request = proto::JoinRequest {
+        role: a.token.role.as_str().to_string(),
+        secret: a.token.secret().to_string(),
+        node_id: node_id.clone(),
+        hostname: a.hostname.to_string(),
+        advertise_addr: a.advertise.to_string(),
+        csr,
+    };
+    let answer = tokio::time::timeout(JOIN_TIMEOUT, client.join(request))
+        .await
+        .map_err(|_| {
+            format!(
+                "the manager at {} did not answer within {}s",
+                a.manager,
+                JOIN_TIMEOUT.as_secs()
+            )
+        })?;
+    let answer = match answer {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            let presented = presented.lock().ok().and_then(|p| p.ca_digest.clone());
+            return Err(join_error(&status, a.manager, a.token, presented));
+        }
+    };
+    // The CA the manager sends must be the one the token names.
+    use rustls::pki_types::pem::PemObject;
+    let ca_der = rustls::pki_types::CertificateDer::from_pem_slice(answer.ca.as_bytes())
+        .map_err(|e| format!("the manager sent a CA certificate that does not parse: {e}"))?;
+    a.token.check_ca(&ca_der, a.manager).map_err(|e| e.to_string())?;
+    let cert_der = rustls::pki_types::CertificateDer::from_pem_slice(answer.certificate.as_bytes())
+        .map_err(|e| format!("the manager sent a node certificate that does not parse: {e}"))?;
+    if crate::pki::node_of(&cert_der).as_deref() != Some(node_id.as_str()) {
+        return Err("the manager sent a node certificate for another node".into());
+    }
+    let me = NodeSelf {
+        id: node_id,
+        role: a.token.role,
+        addr: a.advertise.to_string(),
+        managers: answer.managers,
+    };
+    install(pki_dir, &answer.ca, &answer.certificate, &key.serialize_pem(), &me)?;
+    tracing::info!(node = %me.id, role = %me.role, manager = %a.manager, "joined the cluster");
+    Ok(me)
+}
+
+/// Writes the CA certificate, the node certificate and key and the node
+/// identity into a fresh directory beside `pki_dir`, then renames it into
+/// place: a crash leaves either no membership or all of it.
+fn install(pki_dir: &Path, ca_pem: &str, cert_pem: &str, key_pem: &str, me: &NodeSelf) -> Result<(), String> {
+    let tmp = pki_dir.with_extension("joining");
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| fail(&format!("creating {}", tmp.display()), &e))?;
+    let written = (|| -> crate::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(|e| crate::Error::Io {
+            what: "setting permissions of",
+            path: tmp.clone(),
+            source: e,
+        })?;
+        crate::pki::write_public(&tmp.join("ca.pem"), ca_pem.as_bytes())?;
+        let pki = Pki::open(&tmp)?;
+        pki.store_node_identity(cert_pem, key_pem)?;
+        me.save(&tmp)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.to_string());
+    }
+    // A pki directory without a CA holds nothing of value (a failed start).
+    let _ = std::fs::remove_dir_all(pki_dir);
+    std::fs::rename(&tmp, pki_dir).map_err(|e| fail(&format!("moving {} into place", tmp.display()), &e))
+}
+
+/// A refused or failed join, said plainly: never with the secret.
+fn join_error(status: &tonic::Status, manager: &str, token: &JoinToken, presented: Option<String>) -> String {
+    use tonic::Code;
+    match status.code() {
+        Code::PermissionDenied | Code::InvalidArgument | Code::AlreadyExists | Code::FailedPrecondition => {
+            return format!("the manager at {manager} refused the join: {}", status.message());
+        }
+        _ => {}
+    }
+    if let Some(p) = presented.filter(|p| *p != token.ca_digest) {
+        return crate::join::JoinError::WrongCa {
+            addr: manager.to_string(),
+            expected: token.ca_digest.clone(),
+            presented: p,
+        }
+        .to_string();
+    }
+    let mut cause = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !cause.contains(&text) {
+            cause = format!("{cause}: {text}");
+        }
+        source = s.source();
+    }
+    if cause.contains("InvalidContentType") || cause.contains("corrupt message") {
+        format!("{manager} is not a berth manager: it does not answer in TLS")
+    } else if cause.contains("UnknownIssuer")
+        || cause.contains("certificate")
+        || cause.contains("handshake")
+        || cause.contains("alert")
+    {
+        format!("{manager} is not a berth manager of the cluster the token names (TLS: {cause})")
+    } else if cause.contains("h2 protocol error") || cause.contains("frame") || cause.contains("protocol") {
+        format!("{manager} is not a berth manager: it does not speak the cluster protocol ({cause})")
+    } else {
+        format!("cannot reach a berth manager at {manager}: {cause}")
+    }
+}
+
+/// Keeps this node's session with a manager open for as long as the
+/// daemon runs: heartbeats every `period`; reconnects by itself, trying
+/// each manager it knows in turn.
+pub fn spawn_agent(pki: Arc<Pki>, me: NodeSelf, period: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut managers = me.managers.clone();
+        let mut next = 0usize;
+        let mut backoff = Duration::from_millis(200);
+        let mut failing_since: Option<std::time::Instant> = None;
+        loop {
+            if managers.is_empty() {
+                tracing::error!("this node knows no manager: the agent stops");
+                return;
+            }
+            let addr = managers[next % managers.len()].clone();
+            next += 1;
+            match session(&pki, &addr, period).await {
+                Ok(learned) => {
+                    backoff = Duration::from_millis(200);
+                    if failing_since.take().is_some() {
+                        tracing::info!(manager = %addr, "session with the managers restored");
+                    }
+                    if let Some(list) = learned.filter(|l| !l.is_empty() && *l != managers) {
+                        managers = list;
+                        let mine = NodeSelf {
+                            managers: managers.clone(),
+                            ..me.clone()
+                        };
+                        if let Err(e) = mine.save(pki.dir()) {
+                            tracing::warn!(error = %e, "saving the managers' addresses");
+                        }
+                    }
+                }
+                Err(e) => {
+                    if failing_since.is_none() {
+                        failing_since = Some(std::time::Instant::now());
+                        tracing::warn!(manager = %addr, error = %e, "no session with the managers; retrying");
+                    } else {
+                        tracing::debug!(manager = %addr, error = %e, "session attempt failed");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    })
+}
+
+/// One session: until it breaks. Answers the managers it learned of when
+/// the session was opened and then ended.
+async fn session(pki: &Pki, addr: &str, period: Duration) -> Result<Option<Vec<String>>, String> {
+    let identity = pki
+        .node_identity()
+        .ok_or("this node has no node certificate")?
+        .map_err(|e| e.to_string())?;
+    let config = rpc::node_client_config(pki.ca_der(), identity).map_err(|e| e.to_string())?;
+    let channel = rpc::channel(addr, config)?;
+    let mut client = proto::dispatcher_client::DispatcherClient::new(channel);
+    let beats = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(period)),
+        |_| proto::AgentMessage {
+            kind: Some(proto::agent_message::Kind::Heartbeat(proto::Heartbeat {
+                sent_unix_ms: chrono::Utc::now().timestamp_millis(),
+            })),
+        },
+    );
+    let mut inbound = client
+        .session(beats)
+        .await
+        .map_err(|s| format!("{}: {}", s.code(), s.message()))?
+        .into_inner();
+    let mut learned = None;
+    loop {
+        match inbound.message().await {
+            Ok(Some(m)) => {
+                if let Some(proto::manager_message::Kind::Session(info)) = m.kind {
+                    tracing::debug!(manager = %addr, managers = ?info.managers, "session opened");
+                    learned = Some(info.managers);
+                }
+            }
+            Ok(None) => return Ok(learned),
+            Err(s) if learned.is_some() => {
+                tracing::debug!(manager = %addr, error = %s, "session ended");
+                return Ok(learned);
+            }
+            Err(s) => return Err(format!("{}: {}", s.code(), s.message())),
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! Who is in the cluster: this node's own identity ([`NodeSelf`]), the
+//! first manager's bootstrap, the managers' `Join` and `Session` services,
+//! and the heartbeats they follow ([`Members`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_model::node::{Node, NodeRole, NodeState, NodeStatus};
+use berth_state::records::{JoinTokenRecord, NewAuditEntry, NodeRecord};
+use berth_state::{tables, ClusterCommand, State};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::join::JoinToken;
+use crate::pki::Pki;
+use crate::rpc::{proto, Peer};
+use crate::{Error, Result};
+
+/// The nonce of a role whose token was never rotated.
+const INITIAL_NONCE: &str = "initial";
+
+/// This node's place in the cluster (`pki/node.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSelf {
+    pub id: String,
+    pub role: NodeRole,
+    /// `IP:PORT` this node advertised when it joined.
+    pub addr: String,
+    /// The managers' addresses as last learned.
+    pub managers: Vec<String>,
+}
+
+impl NodeSelf {
+    fn path(pki_dir: &Path) -> std::path::PathBuf {
+        pki_dir.join("node.json")
+    }
+
+    /// This node's identity, when it has one.
+    pub fn load(pki_dir: &Path) -> Result<Option<NodeSelf>> {
+        let path = Self::path(pki_dir);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::Pem {
+                path,
+                message: format!("not a node identity: {e}"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Io {
+                what: "reading",
+                path,
+                source: e,
+            }),
+        }
+    }
+
+    pub fn save(&self, pki_dir: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        crate::pki::write_public(&Self::path(pki_dir), &bytes)
+    }
+}
+
+/// A fresh key and a certificate request for it (DER); the request's
+/// names do not matter (the CA decides them).
+pub fn node_key() -> Result<(rcgen::KeyPair, Vec<u8>)> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let csr = rcgen::CertificateParams::default().serialize_request(&key)?;
+    Ok((key, csr.der().to_vec()))
+}
+
+/// The first start of a manager that has no node identity (a new cluster,
+/// or a data root from before clusters): makes its node id and node
+/// certificate and records it as a manager. Later starts load it.
+pub fn bootstrap(pki: &Pki, state: &State, addr: &str, hostname: &str) -> Result<NodeSelf> {
+    if let Some(me) = NodeSelf::load(pki.dir())? {
+        return Ok(me);
+    }
+    let id = berth_model::new_id();
+    let (key, csr) = node_key()?;
+    let ips: Vec<std::net::IpAddr> = addr
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .into_iter()
+        .collect();
+    let issued = pki.issue_node(&id, &csr, &ips)?;
+    pki.store_node_identity(&issued.cert_pem, &key.serialize_pem())?;
+    state.propose(ClusterCommand::AddNode {
+        node: NodeRecord {
+            id: id.clone(),
+            hostname: hostname.to_string(),
+            role: NodeRole::Manager,
+            availability: Default::default(),
+            labels: Default::default(),
+            addr: addr.to_string(),
+            certificate: issued.fingerprint,
+            certificate_expires: issued.not_after,
+            joined: now(),
+        },
+    })?;
+    let me = NodeSelf {
+        id,
+        role: NodeRole::Manager,
+        addr: addr.to_string(),
+        managers: vec![addr.to_string()],
+    };
+    me.save(pki.dir())?;
+    tracing::info!(node = %me.id, %addr, "this node is the first manager of a new cluster");
+    Ok(me)
+}
+
+/// Every node on record, by id.
+pub fn nodes(state: &State) -> Result<Vec<NodeRecord>> {
+    Ok(state
+        .store()
+        .list::<NodeRecord>(tables::NODES)?
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect())
+}
+
+/// Whether a client certificate with this fingerprint is the current
+/// certificate of node `id`.
+pub fn is_member(state: &State, id: &str, fingerprint: &str) -> Result<bool> {
+    let node = state.store().get::<NodeRecord>(tables::NODES, id)?;
+    Ok(node.is_some_and(|n| n.certificate == fingerprint))
+}
+
+/// The managers' addresses, `first` first.
+pub fn manager_addrs(state: &State, first: &str) -> Result<Vec<String>> {
+    let mut addrs = vec![first.to_string()];
+    for n in nodes(state)? {
+        if n.role == NodeRole::Manager && !addrs.contains(&n.addr) {
+            addrs.push(n.addr);
+        }
+    }
+    Ok(addrs)
+}
+
+/// The current join token of `role`.
+pub fn join_token(pki: &Pki, state: &State, role: NodeRole) -> Result<JoinToken> {
+    let record = state
+        .store()
+        .get::<JoinTokenRecord>(tables::JOIN_TOKENS, role.as_str())?;
+    let nonce = record.as_ref().map_or(INITIAL_NONCE, |r| r.nonce.as_str());
+    let mac = pki.join_secret(role.as_str(), nonce)?;
+    Ok(JoinToken::derived(role, pki.ca_der(), &mac))
+}
+
+/// The command that rotates `role`'s join token (a fresh random nonce).
+pub fn rotate_join_token(role: NodeRole) -> ClusterCommand {
+    ClusterCommand::SetJoinToken {
+        role: role.as_str().to_string(),
+        record: JoinTokenRecord {
+            nonce: hex::encode(rand::random::<[u8; 16]>()),
+            rotated: now(),
+        },
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Heartbeat timing: how often agents send one, and when a node that
+/// sends none is `unknown` (suspected) and then `down`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub heartbeat: Duration,
+    /// Late by this much: `unknown`.
+    pub suspect_after: Duration,
+    /// Silent for this long: `down`.
+    pub down_after: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat: Duration::from_secs(1),
+            suspect_after: Duration::from_secs(3),
+            down_after: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Seen {
+    at: Instant,
+    wall: chrono::DateTime<chrono::Utc>,
+}
+
+/// The heartbeats this manager has received, in memory: a node's status
+/// is what this manager saw of it.
+pub struct Members {
+    me: String,
+    started: Instant,
+    timing: Timing,
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+impl Members {
+    pub fn new(me: &str, timing: Timing) -> Self {
+        Members {
+            me: me.to_string(),
+            started: Instant::now(),
+            timing,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    fn heard(&self, node: &str) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(
+                node.to_string(),
+                Seen {
+                    at: Instant::now(),
+                    wall: chrono::Utc::now(),
+                },
+            );
+        }
+    }
+
+    /// The status of node `id` as this manager sees it now.
+    pub fn status(&self, id: &str) -> NodeStatus {
+        if id == self.me {
+            return NodeStatus {
+                state: NodeState::Ready,
+                message: "this node".into(),
+                last_heartbeat: None,
+            };
+        }
+        let seen = self.seen.lock().ok();
+        let Some(s) = seen.as_ref().and_then(|m| m.get(id)) else {
+            let up = self.started.elapsed();
+            let (state, message) = if up > self.timing.down_after {
+                (
+                    NodeState::Down,
+                    format!("no heartbeat since this manager started {}s ago", up.as_secs()),
+                )
+            } else {
+                (NodeState::Unknown, "no heartbeat yet since this manager started".into())
+            };
+            return NodeStatus {
+                state,
+                message,
+                last_heartbeat: None,
+            };
+        };
+        let late = s.at.elapsed();
+        let (state, message) = if late <= self.timing.suspect_after {
+            (NodeState::Ready, "heartbeats arrive".to_string())
+        } else if late <= self.timing.down_after {
+            (
+                NodeState::Unknown,
+                format!("heartbeat late: the last came {:.1}s ago", late.as_secs_f64()),
+            )
+        } else {
+            (NodeState::Down, format!("no heartbeat for {}s", late.as_secs()))
+        };
+        NodeStatus {
+            state,
+            message,
+            last_heartbeat: Some(s.wall.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        }
+    }
+
+    /// A node record as the API shows it, with its status.
+    pub fn view(&self, n: NodeRecord) -> Node {
+        Node {
+            status: self.status(&n.id),
+            current: n.id == self.me,
+            id: n.id,
+            hostname: n.hostname,
+            role: n.role,
+            availability: n.availability,
+            labels: n.labels,
+            addr: n.addr,
+            joined: n.joined,
+            certificate: n.certificate,
+            certificate_expires: n.certificate_expires,
+        }
+    }
+}
+
+/// Writes an audit entry (the node's access service does).
+pub type AuditHook = Arc<dyn Fn(NewAuditEntry) + Send + Sync>;
+
+/// The managers' gRPC services.
+#[derive(Clone)]
+pub struct Manager {
+    pub pki: Arc<Pki>,
+    pub state: State,
+    pub members: Arc<Members>,
+    /// This manager's advertised address.
+    pub addr: String,
+    pub audit: AuditHook,
+}
+
+impl Manager {
+    fn audit(&self, peer: &Peer, action: &str, object: &str, result: Result<(), &Status>) {
+        let (result, status, detail) = match result {
+            Ok(()) => ("allowed", 200, String::new()),
+            Err(s) => (
+                if s.code() == tonic::Code::PermissionDenied {
+                    "denied"
+                } else {
+                    "failed"
+                },
+                grpc_http_status(s.code()),
+                s.message().to_string(),
+            ),
+        };
+        (self.audit)(NewAuditEntry {
+            user: peer.node.as_ref().map_or("anonymous".into(), |n| format!("node:{n}")),
+            source: peer.addr.to_string(),
+            action: action.to_string(),
+            resource: "node".into(),
+            object: object.to_string(),
+            result: result.into(),
+            status,
+            detail,
+        });
+    }
+
+    async fn join(&self, peer: &Peer, r: proto::JoinRequest) -> Result<proto::JoinResponse, Status> {
+        let role: NodeRole = r.role.parse().map_err(|e: String| Status::invalid_argument(e))?;
+        let token = {
+            let (pki, state) = (self.pki.clone(), self.state.clone());
+            tokio::task::spawn_blocking(move || join_token(&pki, &state, role))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::failed_precondition(format!("this node cannot admit nodes: {e}")))?
+        };
+        if !token.secret_is(&r.secret) {
+            return Err(Status::permission_denied(format!(
+                "the join token was refused: it is not the cluster's current {role} token (rotated, or never issued)"
+            )));
+        }
+        if !crate::join::valid_node_id(&r.node_id) {
+            return Err(Status::invalid_argument("the node id is not 64 lower-case hex digits"));
+        }
+        let hostname = r.hostname.trim();
+        if hostname.is_empty() || hostname.len() > 253 || hostname.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(Status::invalid_argument(format!("invalid host name {hostname:?}")));
+        }
+        let advertised: std::net::SocketAddr = r.advertise_addr.parse().map_err(|_| {
+            Status::invalid_argument(format!("the advertised address {:?} is not IP:PORT", r.advertise_addr))
+        })?;
+        if advertised.ip().is_unspecified() || advertised.port() == 0 {
+            return Err(Status::invalid_argument(format!(
+                "the advertised address {advertised} names no host or no port"
+            )));
+        }
+        // Only an address the manager sees the node at goes into its
+        // certificate: a node cannot have itself certified for another's.
+        let ips: Vec<std::net::IpAddr> = (advertised.ip() == peer.addr.ip())
+            .then_some(advertised.ip())
+            .into_iter()
+            .collect();
+        let issued = self
+            .pki
+            .issue_node(&r.node_id, &r.csr, &ips)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let node = NodeRecord {
+            id: r.node_id.clone(),
+            hostname: hostname.to_string(),
+            role,
+            availability: Default::default(),
+            labels: Default::default(),
+            addr: advertised.to_string(),
+            certificate: issued.fingerprint.clone(),
+            certificate_expires: issued.not_after.clone(),
+            joined: now(),
+        };
+        let state = self.state.clone();
+        let addr = self.addr.clone();
+        let managers = tokio::task::spawn_blocking(move || -> Result<Vec<String>, Status> {
+            state
+                .propose(ClusterCommand::AddNode { node })
+                .map_err(|e| match e {
+                    berth_state::Error::Rejected(berth_state::Rejected::Conflict(_)) => Status::already_exists(
+                        "this node id is already a member of the cluster: a node that left joins again with a fresh data root",
+                    ),
+                    other => Status::internal(other.to_string()),
+                })?;
+            manager_addrs(&state, &addr).map_err(|e| Status::internal(e.to_string()))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        tracing::info!(node = %r.node_id, %role, addr = %advertised, hostname, "a node joined");
+        Ok(proto::JoinResponse {
+            certificate: issued.cert_pem,
+            ca: self.pki.ca_pem().to_string(),
+            managers,
+        })
+    }
+}
+
+fn grpc_http_status(code: tonic::Code) -> u16 {
+    use tonic::Code::*;
+    match code {
+        Ok => 200,
+        InvalidArgument | FailedPrecondition | OutOfRange => 400,
+        Unauthenticated => 401,
+        PermissionDenied => 403,
+        NotFound => 404,
+        AlreadyExists | Aborted => 409,
+        ResourceExhausted => 429,
+        Unimplemented => 501,
+        Unavailable => 503,
+        DeadlineExceeded => 504,
+        _ => 500,
+    }
+}
+
+fn peer_of<T>(r: &Request<T>) -> Result<Peer, Status> {
+    r.extensions()
+        .get::<Peer>()
+        .cloned()
+        .ok_or_else(|| Status::internal("the listener did not say who called"))
+}
+
+#[tonic::async_trait]
+impl proto::membership_server::Membership for Manager {
+    async fn join(&self, request: Request<proto::JoinRequest>) -> Result<Response<proto::JoinResponse>, Status> {
+        let peer = peer_of(&request)?;
+        let r = request.into_inner();
+        let object = format!("/nodes/{}", r.node_id);
+        let answer = self.join(&peer, r).await;
+        self.audit(&peer, "grpc Membership/Join", &object, answer.as_ref().map(|_| ()));
+        answer.map(Response::new)
+    }
+}
+
+type ManagerStream = Pin<Box<dyn futures_util::Stream<Item = Result<proto::ManagerMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::dispatcher_server::Dispatcher for Manager {
+    type SessionStream = ManagerStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<proto::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let peer = peer_of(&request)?;
+        let Some(node) = peer.node.clone() else {
+            return Err(Status::unauthenticated("a session needs a node certificate"));
+        };
+        let mut inbound = request.into_inner();
+        let members = self.members.clone();
+        members.heard(&node);
+        let managers = {
+            let (state, addr) = (self.state.clone(), self.addr.clone());
+            tokio::task::spawn_blocking(move || manager_addrs(&state, &addr))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(e.to_string()))?
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let info = proto::ManagerMessage {
+            kind: Some(proto::manager_message::Kind::Session(proto::SessionInfo {
+                heartbeat_period_ms: u32::try_from(members.timing().heartbeat.as_millis()).unwrap_or(u32::MAX),
+                managers,
+            })),
+        };
+        let _ = tx.send(Ok(info)).await;
+        tracing::debug!(%node, addr = %peer.addr, "agent session opened");
+        tokio::spawn(async move {
+            // The outbound stream ends when the agent's does (tx dropped).
+            loop {
+                match inbound.message().await {
+                    Ok(Some(_)) => members.heard(&node),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(%node, error = %e, "agent session ended");
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}
+
+/// The managers' gRPC services, to serve on the `h2` connections of the
+/// TLS listener.
+pub fn grpc_routes(manager: Manager) -> tonic::service::Routes {
+    tonic::service::Routes::new(proto::membership_server::MembershipServer::new(manager.clone()))
+        .add_service(proto::dispatcher_server::DispatcherServer::new(manager))
+}
+
+/// This node's view of the cluster, for the API: what it is, and on a
+/// manager the nodes, their status and the join tokens.
+pub struct Cluster {
+    pub me: NodeSelf,
+    pub pki: Arc<Pki>,
+    pub state: State,
+    pub members: Arc<Members>,
+}
+
+impl Cluster {
+    fn require_manager(&self) -> Result<()> {
+        if self.me.role == NodeRole::Manager && self.pki.is_manager() {
+            return Ok(());
+        }
+        Err(Error::NotManager(format!(
+            "this node is a worker: ask a manager ({})",
+            self.me.managers.join(", ")
+        )))
+    }
+
+    /// Every node with its status, managers first, then by host name.
+    pub fn nodes(&self) -> Result<Vec<Node>> {
+        self.require_manager()?;
+        let mut all: Vec<Node> = nodes(&self.state)?.into_iter().map(|n| self.members.view(n)).collect();
+        all.sort_by(|a, b| {
+            (a.role != NodeRole::Manager, &a.hostname, &a.id).cmp(&(b.role != NodeRole::Manager, &b.hostname, &b.id))
+        });
+        Ok(all)
+    }
+
+    /// The node `key` names: its id, a unique prefix of it, or its unique
+    /// host name.
+    pub fn node(&self, key: &str) -> Result<Node> {
+        Ok(self.members.view(self.find(key)?))
+    }
+
+    fn find(&self, key: &str) -> Result<NodeRecord> {
+        self.require_manager()?;
+        let all = nodes(&self.state)?;
+        if let Some(n) = all.iter().find(|n| n.id == key) {
+            return Ok(n.clone());
+        }
+        let matches: Vec<&NodeRecord> = all
+            .iter()
+            .filter(|n| (!key.is_empty() && n.id.starts_with(key)) || n.hostname == key)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::NotFound(format!("no such node: {key}"))),
+            many => Err(Error::Invalid(format!(
+                "{key:?} names {} nodes: use more of the node id",
+                many.len()
+            ))),
+        }
+    }
+
+    /// Changes a node's availability and labels.
+    pub fn update(&self, key: &str, u: berth_model::node::NodeUpdate) -> Result<Node> {
+        for (k, v) in &u.label_add {
+            check_label(k)?;
+            if v.len() > 1024 || v.chars().any(char::is_control) {
+                return Err(Error::Invalid(format!(
+                    "the value of label {k:?} is too long or has control characters"
+                )));
+            }
+        }
+        for k in &u.label_rm {
+            check_label(k)?;
+        }
+        let node = self.find(key)?;
+        self.state.propose(ClusterCommand::UpdateNode {
+            id: node.id.clone(),
+            availability: u.availability,
+            label_add: u.label_add,
+            label_rm: u.label_rm,
+        })?;
+        self.node(&node.id)
+    }
+
+    /// Removes a node from the cluster: its certificate is refused from
+    /// now on. Refused for the answering node, for the last manager, and
+    /// (unless `force`) for a node that is not down.
+    pub fn remove(&self, key: &str, force: bool) -> Result<Node> {
+        let node = self.members.view(self.find(key)?);
+        if node.current {
+            return Err(Error::Conflict(format!(
+                "node {} is the node answering this request: remove it from another manager",
+                node.hostname
+            )));
+        }
+        if node.role == NodeRole::Manager {
+            let managers = nodes(&self.state)?
+                .iter()
+                .filter(|n| n.role == NodeRole::Manager)
+                .count();
+            if managers <= 1 {
+                return Err(Error::Conflict("the cluster's last manager cannot be removed".into()));
+            }
+        }
+        if !force && node.status.state != NodeState::Down {
+            return Err(Error::Conflict(format!(
+                "node {} is {} ({}): stop it first, or remove it with --force",
+                node.hostname,
+                node.status.state.as_str(),
+                node.status.message
+            )));
+        }
+        match self.state.propose(ClusterCommand::RemoveNode { id: node.id.clone() }) {
+            Ok(_) => {}
+            Err(berth_state::Error::Rejected(berth_state::Rejected::NotFound(m))) => return Err(Error::NotFound(m)),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(node = %node.id, hostname = %node.hostname, force, "removed a node from the cluster");
+        Ok(node)
+    }
+
+    pub fn info(&self) -> Result<berth_model::node::ClusterInfo> {
+        let (managers, count) = match self.require_manager() {
+            Ok(()) => (manager_addrs(&self.state, &self.me.addr)?, nodes(&self.state)?.len()),
+            Err(_) => (self.me.managers.clone(), 0),
+        };
+        Ok(berth_model::node::ClusterInfo {
+            ca_digest: self.pki.ca_fingerprint(),
+            ca_expires: self.pki.ca_expires(),
+            node_id: self.me.id.clone(),
+            role: self.me.role,
+            managers,
+            nodes: count,
+        })
+    }
+
+    /// The join token of `role` (a new one first when `rotate`) and the
+    /// command that uses it.
+    pub fn join_token(&self, role: NodeRole, rotate: bool) -> Result<berth_model::node::JoinTokenView> {
+        self.require_manager()?;
+        if rotate {
+            self.state.propose(rotate_join_token(role))?;
+            tracing::info!(%role, "rotated the join token");
+        }
+        let token = join_token(&self.pki, &self.state, role)?.to_string();
+        Ok(berth_model::node::JoinTokenView {
+            role,
+            command: format!("berth daemon --join {token}@{}", self.me.addr),
+            token,
+        })
+    }
+}
+
+/// A label key: letters, digits, `.`, `-`, `_`, `/`, at most 128.
+fn check_label(k: &str) -> Result<()> {
+    let ok = !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid label key {k:?}: letters, digits, '.', '-', '_' and '/', at most 128"
+        )))
+    }
+}

@@ -1,0 +1,173 @@
+//! The node-to-manager transport: gRPC (`proto/berth.proto`) over TLS with
+//! ALPN `h2`, on the same listener as the HTTP API (which keeps
+//! `http/1.1`). Managers verify callers' node certificates against the
+//! cluster CA and the node records; nodes verify managers against the CA,
+//! or, before they joined, against the CA digest of their join token.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::pki::{fingerprint, ServerIdentity};
+
+/// The generated messages and services of `proto/berth.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("berth.v1");
+}
+
+/// The ALPN protocol of the node transport.
+pub const ALPN_NODE: &[u8] = b"h2";
+
+/// How long a node waits to connect to a manager (TCP and TLS).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who is calling, as the TLS listener saw it: put into every gRPC
+/// request's extensions by the listener.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The node id of a verified node certificate.
+    pub node: Option<String>,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client configuration that trusts the cluster CA `ca` and presents
+/// `identity` (the node certificate), for calls to other nodes.
+pub fn node_client_config(
+    ca: &CertificateDer<'static>,
+    identity: ServerIdentity,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone())?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(identity.chain, identity.key)?;
+    config.alpn_protocols = vec![ALPN_NODE.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// What a joining node learned of the CA a manager presented.
+#[derive(Debug, Default)]
+pub struct Presented {
+    /// The digest of the last certificate of the chain (the CA, when the
+    /// manager is a berth manager).
+    pub ca_digest: Option<String>,
+}
+
+/// A client configuration for the join: the manager must present a chain
+/// that holds a CA certificate whose SHA-256 is `ca_digest` (from the
+/// token) and a server certificate that CA issued for the address. What it
+/// presented is written to `presented`, for the error message.
+pub fn join_client_config(
+    ca_digest: &str,
+    presented: Arc<Mutex<Presented>>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let verifier = Arc::new(PinnedCa {
+        digest: ca_digest.to_string(),
+        presented,
+        provider: provider(),
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_NODE.to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct PinnedCa {
+    digest: String,
+    presented: Arc<Mutex<Presented>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut p) = self.presented.lock() {
+            p.ca_digest = intermediates.last().map(|c| fingerprint(c));
+        }
+        let Some(ca) = intermediates.iter().find(|c| fingerprint(c) == self.digest) else {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ));
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A gRPC channel to the node at `addr` (`IP:PORT`) over TLS with `config`;
+/// connects lazily on first use and again after a failure.
+pub fn channel(addr: &str, config: Arc<rustls::ClientConfig>) -> Result<Channel, String> {
+    let sock: SocketAddr = addr.parse().map_err(|_| format!("{addr:?} is not IP:PORT"))?;
+    let server_name = ServerName::IpAddress(sock.ip().into());
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("{addr}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        let config = config.clone();
+        let server_name = server_name.clone();
+        async move {
+            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(sock))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting timed out"))??;
+            tcp.set_nodelay(true)?;
+            let tls = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio_rustls::TlsConnector::from(config).connect(server_name, tcp),
+            )
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the TLS handshake timed out"))??;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(connector))
+}

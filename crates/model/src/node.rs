@@ -1,0 +1,175 @@
+//! Cluster nodes and the cluster itself, as the API shows them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a node does in the cluster. Every node runs workloads; a manager
+/// also holds cluster state and the CA key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    Manager,
+    Worker,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Worker => "worker",
+        }
+    }
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for NodeRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "manager" => Ok(NodeRole::Manager),
+            "worker" => Ok(NodeRole::Worker),
+            other => Err(format!("unknown node role {other:?}: use worker or manager")),
+        }
+    }
+}
+
+/// Whether the scheduler may place work on a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    /// New work may be placed on it.
+    #[default]
+    Active,
+    /// Nothing new is placed on it; what runs keeps running.
+    Pause,
+    /// Nothing new is placed on it, and its work moves elsewhere.
+    Drain,
+}
+
+impl Availability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
+impl std::fmt::Display for Availability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Availability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "active" => Ok(Availability::Active),
+            "pause" => Ok(Availability::Pause),
+            "drain" => Ok(Availability::Drain),
+            other => Err(format!("unknown availability {other:?}: use active, pause or drain")),
+        }
+    }
+}
+
+/// Whether a node is seen alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Its heartbeats arrive.
+    Ready,
+    /// Its heartbeats are late, or the manager has not heard from it since
+    /// it started: not yet counted as down.
+    Unknown,
+    /// No heartbeat for longer than the down timeout.
+    Down,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Ready => "ready",
+            NodeState::Unknown => "unknown",
+            NodeState::Down => "down",
+        }
+    }
+}
+
+/// A node's status as the answering manager sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeStatus {
+    pub state: NodeState,
+    /// Why it is in that state.
+    pub message: String,
+    /// When the answering manager last heard from it (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<String>,
+}
+
+/// A cluster node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Node {
+    pub id: String,
+    pub hostname: String,
+    pub role: NodeRole,
+    pub availability: Availability,
+    pub labels: BTreeMap<String, String>,
+    /// `IP:PORT` other nodes reach its TLS listener at.
+    pub addr: String,
+    pub status: NodeStatus,
+    /// The node answering this request.
+    pub current: bool,
+    /// When it joined (RFC 3339).
+    pub joined: String,
+    /// SHA-256 of its node certificate's DER, hex.
+    pub certificate: String,
+    /// When its node certificate expires (RFC 3339).
+    pub certificate_expires: String,
+}
+
+/// The cluster as one manager sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClusterInfo {
+    /// SHA-256 of the cluster CA certificate's DER, hex: the cluster's
+    /// identity, which join tokens carry.
+    pub ca_digest: String,
+    /// When the CA certificate expires (RFC 3339).
+    pub ca_expires: String,
+    /// The answering node's id and role.
+    pub node_id: String,
+    pub role: NodeRole,
+    /// The managers' advertised addresses.
+    pub managers: Vec<String>,
+    pub nodes: usize,
+}
+
+/// A join token and the command that uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JoinTokenView {
+    pub role: NodeRole,
+    pub token: String,
+    /// `berth daemon --join TOKEN@ADDR:PORT`, with this manager's address.
+    pub command: String,
+}
+
+/// `PATCH /v1/nodes/{id}`: what to change; what is left out is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
+    /// Labels to add or replace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub label_add: BTreeMap<String, String>,
+    /// Labels to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_rm: Vec<String>,
+}
