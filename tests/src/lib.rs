@@ -187,6 +187,16 @@ impl Cluster {
         cluster
     }
 
+    /// One more host, its daemon started with `extra` arguments (`--join
+    /// ...`) and not waited for (see [`Cluster::wait_ready`]); its index.
+    pub fn grow(&mut self, extra: &[String]) -> usize {
+        let i = self.hosts.len();
+        self.add_host(i + 1);
+        self.hosts[i].extra = extra.to_vec();
+        self.spawn(i);
+        i
+    }
+
     /// `TOKEN@ADDR:PORT` for `--join` to host `manager`'s cluster as `role`.
     pub fn join_arg(&self, manager: usize, role: &str) -> String {
         let token = self.ok(manager, &["cluster", "join-token", "-q", role]);
@@ -302,7 +312,9 @@ impl Cluster {
         host.daemon = Some(child);
     }
 
-    fn wait_ready(&mut self, i: usize) {
+    /// Waits until host `i`'s daemon answers on its socket (a minute at
+    /// most); panics with its log when it exits or does not answer.
+    pub fn wait_ready(&mut self, i: usize) {
         let answered = wait_until(Duration::from_secs(60), || {
             if let Some(child) = self.hosts[i].daemon.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {

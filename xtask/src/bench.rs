@@ -35,7 +35,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::image::{self, Images};
@@ -73,6 +73,11 @@ const BENCHES: &[(&str, &str, BenchFn)] = &[
         "scan",
         "berth scan of a Debian minbase image, cold and warm, with ~50k synthetic Debian OSV records; files/s; peak RSS",
         scan,
+    ),
+    (
+        "cluster",
+        "join-to-ready of fresh hosts joining as workers; `node ls` latency; manager RSS (hosts as network namespaces)",
+        cluster,
     ),
     (
         "trust",
@@ -1537,6 +1542,112 @@ fn write_synthetic_osv(root: &Path, dir: &Path, count: usize) -> Result<()> {
         });
         fs::write(out.join(format!("{id}.json")), serde_json::to_vec(&record)?)?;
     }
+    Ok(())
+}
+
+/// `cargo xtask bench cluster`: hosts as network namespaces (the harness
+/// of `tests/`), the release binary in each. h1 starts the cluster; then
+/// `JOINS` fresh hosts run `berth daemon --join TOKEN@h1` one after the
+/// other, each timed from the start of its daemon to the first `node ls`
+/// on h1 that shows it `ready`; then `node ls` on h1 (CLI, whole process)
+/// and h1's RSS with every worker in.
+fn cluster(options: &Options, report: &mut Report) -> Result<()> {
+    const JOINS: usize = 5;
+    const LS_ROUNDS: usize = 50;
+    ensure!(
+        util::is_root(),
+        "the cluster bench makes network namespaces: run as root"
+    );
+    util::ensure_debian_packages(util::BASE_PACKAGES)?;
+    if options.build {
+        step("building berth (release)");
+        util::run(util::cargo().args(["build", "--release", "-p", "berth"]))?;
+    }
+    let berth = util::target_dir()?.join("release/berth");
+    ensure!(
+        berth.exists(),
+        "{} does not exist; run without --no-build",
+        berth.display()
+    );
+    std::env::set_var("BERTH_BIN", &berth);
+    step("starting h1, the cluster's manager");
+    let mut c = berth_tests::Cluster::start_joined(1);
+    let join = c.join_arg(0, "worker");
+    let ready = |c: &berth_tests::Cluster, addr: &str| -> bool {
+        let out = c.berth(0, &["node", "ls", "--format", "json"]);
+        let nodes: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        nodes
+            .as_array()
+            .is_some_and(|all| all.iter().any(|n| n["addr"] == addr && n["status"]["state"] == "ready"))
+    };
+    step(&format!("{JOINS} hosts join one after the other"));
+    let mut joins = Vec::new();
+    for _ in 0..JOINS {
+        let start = Instant::now();
+        let i = c.grow(&["--join".to_string(), join.clone()]);
+        let addr = c.host(i).endpoint();
+        let deadline = start + Duration::from_secs(60);
+        while !ready(&c, &addr) {
+            ensure!(
+                Instant::now() < deadline,
+                "{addr} did not become ready: {}",
+                c.host(i).log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        eprintln!("  {addr}: ready after {ms:.0} ms");
+        joins.push(ms);
+        c.wait_ready(i);
+    }
+    let no_peer = "docker swarm in the harness's namespaces (one dockerd per host) is not set up yet";
+    report.emit(&Figure {
+        bench: "join-to-ready",
+        berth: median(&joins).unwrap_or_default(),
+        peer: Some("docker swarm"),
+        peer_value: Err(no_peer.into()),
+        unit: "ms",
+        rounds: Some(joins.len()),
+    })?;
+    step(&format!("{LS_ROUNDS} rounds of node ls on h1 ({} nodes)", JOINS + 1));
+    let mut ls = Vec::new();
+    for _ in 0..LS_ROUNDS {
+        ls.push(time_ms(&mut c.cmd(0, &["node", "ls"]))?);
+    }
+    ls.sort_by(f64::total_cmp);
+    report.emit(&Figure {
+        bench: "node-ls-p50",
+        berth: median(&ls).unwrap_or_default(),
+        peer: Some("docker swarm"),
+        peer_value: Err(no_peer.into()),
+        unit: "ms",
+        rounds: Some(ls.len()),
+    })?;
+    let p99 = ls[((ls.len() * 99).div_ceil(100)).saturating_sub(1)];
+    report.emit(&Figure {
+        bench: "node-ls-p99",
+        berth: p99,
+        peer: None,
+        peer_value: Err(String::new()),
+        unit: "ms",
+        rounds: Some(ls.len()),
+    })?;
+    let pid = c.host(0).pid().context("h1's daemon is not running")?;
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("reading the manager's VmRSS")?;
+    report.emit(&Figure {
+        bench: "manager-rss",
+        berth: rss_kib / 1024.0,
+        peer: None,
+        peer_value: Err(String::new()),
+        unit: "MiB",
+        rounds: None,
+    })?;
     Ok(())
 }
 

@@ -551,7 +551,10 @@ mod tests {
         assert!(pki.issue_node(&id, b"not a request", &[]).is_err());
         // A user's certificate names no node.
         let user = pki.issue_client("alice").unwrap();
-        assert_eq!(node_of(&CertificateDer::from_pem_slice(user.cert_pem.as_bytes()).unwrap()), None);
+        assert_eq!(
+            node_of(&CertificateDer::from_pem_slice(user.cert_pem.as_bytes()).unwrap()),
+            None
+        );
     }
 
     #[test]
@@ -559,7 +562,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let manager = Pki::open(dir.path()).unwrap();
         let a = manager.join_secret("worker", "n1").unwrap();
-        assert_eq!(a, Pki::open(dir.path()).unwrap().join_secret("worker", "n1").unwrap(), "derived again: the same");
+        assert_eq!(
+            a,
+            Pki::open(dir.path()).unwrap().join_secret("worker", "n1").unwrap(),
+            "derived again: the same"
+        );
         assert_ne!(a, manager.join_secret("worker", "n2").unwrap());
         assert_ne!(a, manager.join_secret("manager", "n1").unwrap());
         let worker_dir = tempfile::tempdir().unwrap();
@@ -567,7 +574,10 @@ mod tests {
         let worker = Pki::open(worker_dir.path()).unwrap();
         assert!(manager.is_manager() && !worker.is_manager());
         assert_eq!(worker.ca_fingerprint(), manager.ca_fingerprint());
-        assert!(!worker_dir.path().join("ca.key").exists(), "a worker makes no CA of its own");
+        assert!(
+            !worker_dir.path().join("ca.key").exists(),
+            "a worker makes no CA of its own"
+        );
         let refused = worker.issue_client("alice").err().unwrap().to_string();
         assert!(refused.contains("only managers hold the cluster CA key"), "{refused}");
         assert!(worker.sign(b"m").is_err() && worker.join_secret("worker", "n1").is_err());
