@@ -96,7 +96,6 @@ pub async fn serve(
     grpc: Option<tonic::service::Routes>,
     advertised: Option<String>,
 ) {
-    let grpc = grpc.map(tonic::service::Routes::into_axum_router);
     let origin = Origin {
         scheme: "https",
         advertised: advertised.map(Arc::from),
@@ -128,7 +127,10 @@ pub async fn serve(
                 }
             };
             if tls.get_ref().1.alpn_protocol() == Some(berth_cluster::rpc::ALPN_NODE) {
-                serve_node(tls, peer, grpc).await;
+                match grpc {
+                    Some(routes) => berth_cluster::rpc::serve_connection(tls, peer, routes).await,
+                    None => tracing::debug!(%peer, "a node connection to a node that is not a manager: closed"),
+                }
                 return;
             }
             let principal = principal_of(tls.get_ref().1.peer_certificates());
@@ -148,35 +150,6 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "TLS connection ended");
             }
         });
-    }
-}
-
-/// A node connection: the cluster's gRPC services over HTTP/2, each
-/// request told who called ([`berth_cluster::rpc::Peer`]).
-async fn serve_node(
-    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    addr: std::net::SocketAddr,
-    grpc: Option<Router>,
-) {
-    let Some(grpc) = grpc else {
-        tracing::debug!(%addr, "a node connection to a node that is not a manager: closed");
-        return;
-    };
-    let node = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| berth_cluster::node_of(c));
-    let peer = berth_cluster::rpc::Peer { addr, node };
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(peer.clone());
-        grpc.clone().oneshot(req)
-    });
-    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service);
-    if let Err(e) = conn.await {
-        tracing::debug!(%addr, error = %e, "node connection ended");
     }
 }
 

@@ -14,6 +14,7 @@ pub mod join;
 pub mod membership;
 pub mod names;
 pub mod pki;
+pub mod raft;
 pub mod rpc;
 
 pub use bundles::{Bundle, BUNDLES};

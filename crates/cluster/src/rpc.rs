@@ -171,3 +171,75 @@ pub fn channel(addr: &str, config: Arc<rustls::ClientConfig>) -> Result<Channel,
     });
     Ok(endpoint.connect_with_connector_lazy(connector))
 }
+
+/// A server configuration for node connections alone: `identity` (with
+/// the CA in its chain), client certificates required and checked
+/// against the CA, ALPN `h2`. (The daemon's listener, which also serves
+/// HTTP, has its own: `berth_api::tls`.)
+pub fn node_server_config(
+    ca: &CertificateDer<'static>,
+    identity: ServerIdentity,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone())?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.chain, identity.key)?;
+    config.alpn_protocols = vec![ALPN_NODE.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `routes` to nodes on `listener` with `config` until dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    routes: tonic::service::Routes,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let Ok((tcp, addr)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let routes = routes.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => serve_connection(tls, addr, routes).await,
+                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "node TLS handshake failed"),
+                Err(_) => tracing::debug!(%addr, "node TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// One node connection: HTTP/2 carrying `routes`, each request told who
+/// called ([`Peer`]: the node its verified certificate names).
+pub async fn serve_connection(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    addr: SocketAddr,
+    routes: tonic::service::Routes,
+) {
+    use tower::ServiceExt as _;
+    let node = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| crate::pki::node_of(c));
+    let peer = Peer { addr, node };
+    let routes = routes.prepare();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(peer.clone());
+        routes.clone().oneshot(req)
+    });
+    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(%addr, error = %e, "node connection ended");
+    }
+}

@@ -313,7 +313,7 @@ pub enum Outcome {
 }
 
 /// A command refused on the state it met; nothing was changed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Rejected {
     #[error("{0}")]
     NotFound(String),

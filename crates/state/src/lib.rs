@@ -49,11 +49,14 @@ impl From<ApplyError> for Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A table's name and its records as stored (key, bytes), in key order.
-pub type TableDump = (&'static str, Vec<(String, Vec<u8>)>);
+pub type TableDump = berth_store::TableRows;
 
 /// Called with every applied command, in order; an error is reported to
 /// the proposer (the command stays applied).
 type Subscriber = Box<dyn Fn(&ClusterCommand) -> std::result::Result<(), String> + Send + Sync>;
+
+/// Called after the whole state was replaced (a Raft snapshot installed).
+type Reset = Box<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
 
 /// A node's handle on cluster state; cheap to clone (all clones share the
 /// subscribers and the order of application).
@@ -68,6 +71,7 @@ struct Inner {
     /// are applied, and seen, one at a time, in one order.
     order: Mutex<()>,
     subscribers: RwLock<Vec<Subscriber>>,
+    resets: RwLock<Vec<Reset>>,
     /// Every applied command, when recording (tests replay it).
     recorded: Mutex<Option<Vec<Envelope>>>,
 }
@@ -87,6 +91,7 @@ impl State {
                 store,
                 order: Mutex::new(()),
                 subscribers: RwLock::new(Vec::new()),
+                resets: RwLock::new(Vec::new()),
                 recorded: Mutex::new(None),
             }),
         })
@@ -118,14 +123,113 @@ impl State {
         self.apply_with(envelope, true)
     }
 
+    /// Applies the command of one Raft log entry, not flushed (the log is
+    /// durable): `position` writes the entry's place in the log in the
+    /// same transaction as the change, or alone when the command is
+    /// refused, so that no command is applied twice. A refusal is an
+    /// answer (`Ok(Err)`), the same on every manager; an error is not.
+    pub fn apply_logged(
+        &self,
+        envelope: Envelope,
+        position: impl Fn(&mut berth_store::Txn) -> berth_store::Result<()>,
+    ) -> Result<std::result::Result<Outcome, Rejected>> {
+        match self.apply_in(&envelope, false, &position) {
+            Ok(outcome) => Ok(Ok(outcome)),
+            Err(Error::Rejected(r)) => {
+                self.inner.store.write_deferred(|t| position(t))?;
+                Ok(Err(r))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces every cluster table with `dump` (name, records as
+    /// stored), and runs `extra` in the same transaction: a Raft snapshot
+    /// installed. The reset subscribers then rebuild what follows the state.
+    pub fn install(
+        &self,
+        dump: Vec<(String, berth_store::Rows)>,
+        extra: impl FnOnce(&mut berth_store::Txn) -> berth_store::Result<()>,
+    ) -> Result<()> {
+        let _order = self
+            .inner
+            .order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.inner.store.write_cluster(true, |t| -> berth_store::Result<()> {
+            for table in tables::ALL {
+                t.delete_range(table, "", None)?;
+            }
+            for (name, rows) in &dump {
+                let Some(table) = tables::ALL.iter().find(|t| t.0 == name) else {
+                    tracing::warn!(table = %name, "a snapshot holds a table this berth does not know: skipped");
+                    continue;
+                };
+                for (k, v) in rows {
+                    t.put_raw(*table, k, v)?;
+                }
+            }
+            extra(t)
+        })?;
+        let resets = self
+            .inner
+            .resets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let failed: Vec<String> = resets.iter().filter_map(|f| f().err()).collect();
+        if !failed.is_empty() {
+            tracing::error!(errors = ?failed, "an index could not follow an installed snapshot");
+            return Err(Error::Follower {
+                command: "install snapshot".into(),
+                message: failed.join("; "),
+            });
+        }
+        Ok(())
+    }
+
+    /// Calls `f` after every installed snapshot ([`State::install`]).
+    pub fn on_reset(&self, f: impl Fn() -> std::result::Result<(), String> + Send + Sync + 'static) {
+        self.inner
+            .resets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Box::new(f));
+    }
+
+    /// Every cluster table as stored and the records of `extra` (a
+    /// `local/*` table), in one read: for a consistent Raft snapshot.
+    pub fn dump_with(&self, extra: berth_store::Table) -> Result<(Vec<TableDump>, berth_store::Rows)> {
+        let mut all: Vec<berth_store::Table> = tables::ALL.to_vec();
+        all.push(extra);
+        let mut dumped = self.inner.store.raw_snapshot(&all)?;
+        let extra_rows = dumped.pop().map(|(_, rows)| rows).unwrap_or_default();
+        Ok((dumped, extra_rows))
+    }
+
     fn apply_with(&self, envelope: Envelope, durable: bool) -> Result<Outcome> {
+        self.apply_in(&envelope, durable, &|_| Ok(()))
+    }
+
+    fn apply_in(
+        &self,
+        envelope: &Envelope,
+        durable: bool,
+        extra: &dyn Fn(&mut berth_store::Txn) -> berth_store::Result<()>,
+    ) -> Result<Outcome> {
         let _order = self
             .inner
             .order
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let command = &envelope.command;
-        let outcome = self.inner.store.write_cluster(durable, |t| command.apply(t))?;
+        let outcome = self
+            .inner
+            .store
+            .write_cluster(durable, |t| -> Result<Outcome, ApplyError> {
+                let outcome = command.apply(t)?;
+                extra(t)?;
+                Ok(outcome)
+            })?;
         if let Some(log) = self
             .inner
             .recorded

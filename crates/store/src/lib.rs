@@ -169,6 +169,70 @@ impl Store {
         self.write_with(false, true, |_| Ok::<_, Error>(()))
     }
 
+    /// The records of `table` with keys from `from` up to (not including)
+    /// `to` (to the end when `None`), in key order.
+    pub fn list_range<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<Vec<(String, T)>> {
+        let txn = self.db.begin_read().map_err(|e| storage(table, e))?;
+        let t = match txn.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(table, e)),
+        };
+        let range = match to {
+            Some(to) => t.range::<&str>(from..to),
+            None => t.range::<&str>(from..),
+        }
+        .map_err(|e| storage(table, e))?;
+        let mut out = Vec::new();
+        for entry in range {
+            let (k, v) = entry.map_err(|e| storage(table, e))?;
+            out.push((k.value().to_string(), decode(table, k.value(), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The record of `table` with the greatest key.
+    pub fn last<T: DeserializeOwned>(&self, table: Table) -> Result<Option<(String, T)>> {
+        let txn = self.db.begin_read().map_err(|e| storage(table, e))?;
+        let t = match txn.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(storage(table, e)),
+        };
+        let last = match t.last().map_err(|e| storage(table, e))? {
+            Some((k, v)) => Some((k.value().to_string(), decode(table, k.value(), v.value())?)),
+            None => None,
+        };
+        Ok(last)
+    }
+
+    /// Every record of `tables` as stored, read in one transaction: a
+    /// consistent picture of them all.
+    pub fn raw_snapshot(&self, tables: &[Table]) -> Result<Vec<TableRows>> {
+        let txn = self.db.begin_read().map_err(|e| storage(Table("*"), e))?;
+        let mut out = Vec::new();
+        for table in tables {
+            let mut rows = Vec::new();
+            match txn.open_table(table.def()) {
+                Ok(t) => {
+                    for entry in t.iter().map_err(|e| storage(*table, e))? {
+                        let (k, v) = entry.map_err(|e| storage(*table, e))?;
+                        rows.push((k.value().to_string(), v.value().to_vec()));
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(storage(*table, e)),
+            }
+            out.push((table.0, rows));
+        }
+        Ok(out)
+    }
+
     /// Every record of a table as stored, in key order: for comparing two
     /// stores byte for byte. A table never written is empty.
     pub fn raw_list(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>> {
@@ -238,6 +302,12 @@ impl Store {
     }
 }
 
+/// Records as stored: (key, bytes), in key order.
+pub type Rows = Vec<(String, Vec<u8>)>;
+
+/// A table's name and its records as stored.
+pub type TableRows = (&'static str, Rows);
+
 /// A write transaction; dropped without commit when the closure fails.
 pub struct Txn {
     inner: redb::WriteTransaction,
@@ -276,6 +346,38 @@ impl Txn {
         let mut t = self.inner.open_table(table.def()).map_err(|e| storage(table, e))?;
         let old = t.remove(key).map_err(|e| storage(table, e))?;
         Ok(old.is_some())
+    }
+
+    /// Stores bytes as they are (a snapshot's records, already encoded).
+    pub fn put_raw(&mut self, table: Table, key: &str, bytes: &[u8]) -> Result<()> {
+        self.check(table)?;
+        let mut t = self.inner.open_table(table.def()).map_err(|e| storage(table, e))?;
+        t.insert(key, bytes).map_err(|e| storage(table, e))?;
+        Ok(())
+    }
+
+    /// Removes the keys from `from` up to (not including) `to` (to the end
+    /// when `None`); how many there were.
+    pub fn delete_range(&mut self, table: Table, from: &str, to: Option<&str>) -> Result<usize> {
+        self.check(table)?;
+        let mut t = self.inner.open_table(table.def()).map_err(|e| storage(table, e))?;
+        let keys: Vec<String> = {
+            let range = match to {
+                Some(to) => t.range::<&str>(from..to),
+                None => t.range::<&str>(from..),
+            }
+            .map_err(|e| storage(table, e))?;
+            let mut keys = Vec::new();
+            for entry in range {
+                let (k, _) = entry.map_err(|e| storage(table, e))?;
+                keys.push(k.value().to_string());
+            }
+            keys
+        };
+        for k in &keys {
+            t.remove(k.as_str()).map_err(|e| storage(table, e))?;
+        }
+        Ok(keys.len())
     }
 
     pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>> {

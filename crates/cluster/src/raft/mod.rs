@@ -1,0 +1,127 @@
+//! Raft replication of cluster state with openraft: the log and the state
+//! machine on the node's redb store ([`store`]), the transport over the
+//! cluster's gRPC ([`network`]), and [`Replica`], a manager's handle that
+//! proposes commands (forwarded to the leader when this manager is not)
+//! and answers what applying them answered.
+//!
+//! The log carries [`berth_state::Envelope`]s; applying an entry is
+//! [`berth_state::State::apply_logged`], which records the entry's log id
+//! in the same transaction as the change, so that a crash never applies a
+//! command twice. A snapshot is every `cluster/*` table as stored, and
+//! installing one replaces them all in one transaction.
+
+pub mod network;
+pub mod store;
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_state::{Envelope, Outcome, Rejected};
+use openraft::error::{ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
+
+openraft::declare_raft_types!(
+    /// berth's Raft types: commands in, their outcomes out, nodes by the
+    /// 64-bit prefix of their id, reached at their advertised address.
+    pub TypeConfig:
+        D = Envelope,
+        R = Applied,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A manager's Raft instance.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// What applying one log entry answered: the command's outcome, or why
+/// it was refused (a refused command changed nothing, on every manager).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied(pub Result<Outcome, Rejected>);
+
+/// The Raft id of the node whose id is `node_id` (64 hex digits): its
+/// first 16 digits, a 64-bit number.
+pub fn raft_id(node_id: &str) -> u64 {
+    node_id
+        .get(..16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
+/// Timing: heartbeats every 100 ms, elections after 400 to 800 ms of
+/// silence (failover well under the 2 s target), a snapshot every 5,000
+/// applied entries, keeping 1,000 entries behind it for slow followers.
+pub fn config() -> Result<Arc<openraft::Config>, String> {
+    let config = openraft::Config {
+        cluster_name: "berth".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
+        max_in_snapshot_log_to_keep: 1000,
+        ..Default::default()
+    };
+    config.validate().map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// Why a proposal did not come back applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// No leader is known (an election is under way, or no quorum).
+    #[error("no manager leads the cluster (an election is under way, or a majority of managers is unreachable): the change was not made")]
+    NoLeader,
+    /// The leader could not be reached or failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A manager's replica of cluster state.
+#[derive(Clone)]
+pub struct Replica {
+    pub raft: Raft,
+    pub id: u64,
+    network: network::Network,
+}
+
+impl Replica {
+    pub fn new(raft: Raft, id: u64, network: network::Network) -> Self {
+        Replica { raft, id, network }
+    }
+
+    /// Proposes `envelope` and waits until this manager has applied it:
+    /// through this manager's Raft when it leads, else through the
+    /// leader's (`Raft.Propose`). Retries for up to `patience` while no
+    /// leader is known.
+    pub async fn propose(&self, envelope: Envelope, patience: Duration) -> Result<Applied, ProposeError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let leader = match self.raft.client_write(envelope.clone()).await {
+                Ok(r) => return Ok(r.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id.zip(f.leader_node),
+                Err(e) => return Err(ProposeError::Failed(e.to_string())),
+            };
+            if let Some((id, node)) = leader {
+                match self.network.propose(id, &node, &envelope).await {
+                    Ok((applied, index)) => {
+                        // Read-your-writes: answer once this manager has it too.
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        let wait = self.raft.wait(Some(left.max(Duration::from_secs(1))));
+                        if let Err(e) = wait.applied_index_at_least(Some(index), "a forwarded proposal").await {
+                            tracing::warn!(index, error = %e, "the leader applied a proposal this manager has not yet");
+                        }
+                        return Ok(applied);
+                    }
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(ProposeError::Failed(e)),
+                    Err(e) => tracing::debug!(leader = id, error = %e, "forwarding a proposal failed; retrying"),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProposeError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Raft over the cluster's gRPC: `Raft.AppendEntries`, `Raft.Vote` and
+//! `Raft.InstallSnapshot` carry openraft's messages as JSON, and
+//! `Raft.Propose` carries a command from a manager that does not lead to
+//! the one that does. Only managers may call any of them (the listener
+//! verified the caller's node certificate; [`RaftService`] checks its
+//! role).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_state::Envelope;
+use openraft::error::{
+    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use super::{Applied, Raft, TypeConfig};
+use crate::rpc::{self, proto, Peer};
+
+/// The largest gRPC message either side accepts: a batch of entries or a
+/// snapshot chunk, as JSON.
+pub const MAX_MESSAGE: usize = 32 << 20;
+
+type Client = proto::raft_client::RaftClient<Channel>;
+type RpcError<E = openraft::error::Infallible> = RPCError<u64, BasicNode, RaftError<u64, E>>;
+
+/// How this manager reaches the others: TLS with its node certificate.
+#[derive(Clone)]
+pub struct Network {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Network {
+    pub fn new(config: Arc<rustls::ClientConfig>) -> Self {
+        Network { config }
+    }
+
+    fn client(&self, node: &BasicNode) -> Result<Client, String> {
+        let channel = rpc::channel(&node.addr, self.config.clone())?;
+        Ok(Client::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    /// Sends `envelope` to the leader `id` at `node`; what it applied, and
+    /// at which log index.
+    pub async fn propose(&self, id: u64, node: &BasicNode, envelope: &Envelope) -> Result<(Applied, u64), String> {
+        let mut client = self.client(node)?;
+        let json = serde_json::to_vec(envelope).map_err(|e| e.to_string())?;
+        let answer = tokio::time::timeout(Duration::from_secs(10), client.propose(proto::RaftPayload { json }))
+            .await
+            .map_err(|_| format!("the leader (raft id {id}, {}) did not answer within 10s", node.addr))?
+            .map_err(|s| format!("the leader at {}: {}", node.addr, s.message()))?;
+        let answer: Result<(Applied, u64), RaftError<u64, ClientWriteError<u64, BasicNode>>> =
+            serde_json::from_slice(&answer.into_inner().json).map_err(|e| e.to_string())?;
+        answer.map_err(|e| e.to_string())
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Connection {
+        Connection {
+            target,
+            node: node.clone(),
+            network: self.clone(),
+            client: None,
+        }
+    }
+}
+
+/// This manager's connection to one other.
+pub struct Connection {
+    target: u64,
+    node: BasicNode,
+    network: Network,
+    client: Option<Client>,
+}
+
+#[derive(Clone, Copy)]
+enum Call {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl Connection {
+    async fn call<Req, Resp, E>(&mut self, call: Call, req: &Req, ttl: Duration) -> Result<Resp, RpcError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let json = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if self.client.is_none() {
+            let client = self
+                .network
+                .client(&self.node)
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
+            self.client = Some(client);
+        }
+        let Some(client) = self.client.as_mut() else {
+            return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
+                "no client",
+            ))));
+        };
+        let payload = proto::RaftPayload { json };
+        let sent = async {
+            match call {
+                Call::Append => client.append_entries(payload).await,
+                Call::Vote => client.vote(payload).await,
+                Call::Snapshot => client.install_snapshot(payload).await,
+            }
+        };
+        let answer = match tokio::time::timeout(ttl, sent).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(status)) => return Err(RPCError::Unreachable(Unreachable::new(&status))),
+            Err(_) => {
+                let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {ttl:?}"));
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+        };
+        let answer: Result<Resp, RaftError<u64, E>> =
+            serde_json::from_slice(&answer.into_inner().json).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RpcError> {
+        self.call(Call::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RpcError<InstallSnapshotError>> {
+        self.call(Call::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> Result<VoteResponse<u64>, RpcError> {
+        self.call(Call::Vote, &rpc, option.hard_ttl()).await
+    }
+}
+
+/// Whether a caller may take part in Raft (a manager's node certificate).
+pub type Allowed = Arc<dyn Fn(&Peer) -> bool + Send + Sync>;
+
+/// The `Raft` gRPC service of a manager.
+#[derive(Clone)]
+pub struct RaftService {
+    raft: Raft,
+    allowed: Allowed,
+}
+
+impl RaftService {
+    pub fn new(raft: Raft, allowed: Allowed) -> Self {
+        RaftService { raft, allowed }
+    }
+
+    /// The service, to add to the listener's routes.
+    pub fn server(self) -> proto::raft_server::RaftServer<RaftService> {
+        proto::raft_server::RaftServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
+    fn open<T: DeserializeOwned>(&self, request: Request<proto::RaftPayload>) -> Result<T, Status> {
+        let peer = request
+            .extensions()
+            .get::<Peer>()
+            .cloned()
+            .ok_or_else(|| Status::internal("the listener did not say who called"))?;
+        if !(self.allowed)(&peer) {
+            return Err(Status::permission_denied("only managers take part in Raft"));
+        }
+        serde_json::from_slice(&request.into_inner().json)
+            .map_err(|e| Status::invalid_argument(format!("not a Raft message: {e}")))
+    }
+}
+
+fn answer<T: Serialize>(value: &T) -> Result<Response<proto::RaftPayload>, Status> {
+    let json = serde_json::to_vec(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(proto::RaftPayload { json }))
+}
+
+#[tonic::async_trait]
+impl proto::raft_server::Raft for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<proto::RaftPayload>,
+    ) -> Result<Response<proto::RaftPayload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = self.open(request)?;
+        answer(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<proto::RaftPayload>) -> Result<Response<proto::RaftPayload>, Status> {
+        let rpc: VoteRequest<u64> = self.open(request)?;
+        answer(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<proto::RaftPayload>,
+    ) -> Result<Response<proto::RaftPayload>, Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = self.open(request)?;
+        answer(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn propose(&self, request: Request<proto::RaftPayload>) -> Result<Response<proto::RaftPayload>, Status> {
+        let envelope: Envelope = self.open(request)?;
+        let applied = self.raft.client_write(envelope).await.map(|r| (r.data, r.log_id.index));
+        answer(&applied)
+    }
+}
