@@ -267,3 +267,102 @@ impl openraft::testing::StoreBuilder<TypeConfig, LogStore, Machine, tempfile::Te
 fn the_store_passes_openrafts_storage_suite() {
     openraft::testing::Suite::test_all(Builder).expect("the suite");
 }
+
+/// Cluster writes per second and their latency with 1 and 3 managers:
+/// `WRITERS` proposers at once (openraft batches what they propose) each
+/// creating grants, realistic commands, through a follower when there is
+/// one. Run by `cargo xtask bench cluster` (release); prints `BENCH` lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: cargo xtask bench cluster"]
+async fn bench_cluster_writes() {
+    const WRITERS: usize = 64;
+    const WRITES: usize = 10_000;
+    let ca = tempfile::tempdir().expect("a directory");
+    let pki = Pki::open(ca.path()).expect("a CA");
+    for managers in [1usize, 3] {
+        let mut ms = Vec::new();
+        for _ in 0..managers {
+            ms.push(start(&pki).await);
+        }
+        let members: BTreeMap<u64, BasicNode> = ms.iter().map(|m| (m.id, BasicNode::new(&m.addr))).collect();
+        ms[0].raft.initialize(members).await.expect("initialize");
+        let lead = leader(&ms.iter().collect::<Vec<_>>()).await;
+        let proposer = ms.iter().find(|m| m.id == lead).expect("the leader").replica.clone();
+        proposer
+            .propose(user("bench"), Duration::from_secs(5))
+            .await
+            .expect("a user");
+        let grant = |n: usize| {
+            Envelope::new(ClusterCommand::CreateGrant {
+                grant: berth_state::records::Grant {
+                    id: format!("{n:016x}"),
+                    subject: "user:bench".into(),
+                    role: "view-only".into(),
+                    collection: format!("/bench/{n}"),
+                    created: "2026-12-06T00:00:00Z".into(),
+                },
+                builtin_role: true,
+            })
+        };
+        // Warm-up (connections, TLS, caches), not counted.
+        for n in 0..200 {
+            let r = proposer
+                .propose(grant(WRITES + 100_000 + n), Duration::from_secs(10))
+                .await;
+            assert!(matches!(r, Ok(Applied(Ok(_)))), "{r:?}");
+        }
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let p = proposer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for n in (w..WRITES).step_by(WRITERS) {
+                    let t = Instant::now();
+                    let r = p.propose(grant(n), Duration::from_secs(10)).await;
+                    assert!(matches!(r, Ok(Applied(Ok(_)))), "{r:?}");
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                latencies
+            }));
+        }
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await.expect("a writer"));
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        let p = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+        println!(
+            "BENCH {{\"managers\": {managers}, \"writes_per_s\": {:.0}, \"p50_ms\": {:.2}, \"p99_ms\": {:.2}}}",
+            WRITES as f64 / elapsed,
+            p(0.5),
+            p(0.99)
+        );
+        if managers == 3 {
+            // Failover: the leader goes; time to the first write that succeeds.
+            let i = ms.iter().position(|m| m.id == lead).expect("the leader");
+            let old = ms.remove(i);
+            let killed = Instant::now();
+            old.stop().await;
+            let mut n = WRITES;
+            loop {
+                n += 1;
+                if let Ok(Applied(Ok(_))) = ms[0].replica.propose(grant(n), Duration::from_secs(5)).await {
+                    break;
+                }
+                assert!(
+                    killed.elapsed() < Duration::from_secs(20),
+                    "no write after the leader died"
+                );
+            }
+            println!(
+                "BENCH {{\"managers\": 3, \"failover_ms\": {:.0}}}",
+                killed.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        for m in ms {
+            m.stop().await;
+        }
+    }
+}

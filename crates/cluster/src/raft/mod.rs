@@ -22,11 +22,12 @@ use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 
 openraft::declare_raft_types!(
-    /// berth's Raft types: commands in, their outcomes out, nodes by the
-    /// 64-bit prefix of their id, reached at their advertised address.
+    /// berth's Raft types: batches of commands in, their outcomes out,
+    /// nodes by the 64-bit prefix of their id, reached at their advertised
+    /// address.
     pub TypeConfig:
-        D = Envelope,
-        R = Applied,
+        D = Batch,
+        R = Answers,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -37,10 +38,23 @@ openraft::declare_raft_types!(
 /// A manager's Raft instance.
 pub type Raft = openraft::Raft<TypeConfig>;
 
-/// What applying one log entry answered: the command's outcome, or why
-/// it was refused (a refused command changed nothing, on every manager).
+/// What applying one command answered: its outcome, or why it was
+/// refused (a refused command changed nothing, on every manager).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Applied(pub Result<Outcome, Rejected>);
+
+/// One log entry: the commands proposed together (a manager gathers what
+/// its callers propose while its last batch is in flight), applied in
+/// order, in one transaction unless one of them is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<Envelope>);
+
+/// What applying a [`Batch`] answered, command by command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answers(pub Vec<Applied>);
+
+/// The most commands one log entry carries.
+const MAX_BATCH: usize = 512;
 
 /// The Raft id of the node whose id is `node_id` (64 hex digits): its
 /// first 16 digits, a 64-bit number.
@@ -78,17 +92,22 @@ pub enum ProposeError {
     Failed(String),
 }
 
+type Waiting = (Envelope, tokio::sync::oneshot::Sender<Result<Applied, ProposeError>>);
+
 /// A manager's replica of cluster state.
 #[derive(Clone)]
 pub struct Replica {
     pub raft: Raft,
     pub id: u64,
-    network: network::Network,
+    queue: tokio::sync::mpsc::Sender<(Waiting, tokio::time::Instant)>,
 }
 
 impl Replica {
+    /// Starts the batcher on the current runtime.
     pub fn new(raft: Raft, id: u64, network: network::Network) -> Self {
-        Replica { raft, id, network }
+        let (queue, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(batcher(raft.clone(), network, rx));
+        Replica { raft, id, queue }
     }
 
     /// Proposes `envelope` and waits until this manager has applied it:
@@ -96,32 +115,85 @@ impl Replica {
     /// leader's (`Raft.Propose`). Retries for up to `patience` while no
     /// leader is known.
     pub async fn propose(&self, envelope: Envelope, patience: Duration) -> Result<Applied, ProposeError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            let leader = match self.raft.client_write(envelope.clone()).await {
-                Ok(r) => return Ok(r.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id.zip(f.leader_node),
-                Err(e) => return Err(ProposeError::Failed(e.to_string())),
-            };
-            if let Some((id, node)) = leader {
-                match self.network.propose(id, &node, &envelope).await {
-                    Ok((applied, index)) => {
-                        // Read-your-writes: answer once this manager has it too.
-                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        let wait = self.raft.wait(Some(left.max(Duration::from_secs(1))));
-                        if let Err(e) = wait.applied_index_at_least(Some(index), "a forwarded proposal").await {
-                            tracing::warn!(index, error = %e, "the leader applied a proposal this manager has not yet");
-                        }
-                        return Ok(applied);
-                    }
-                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(ProposeError::Failed(e)),
-                    Err(e) => tracing::debug!(leader = id, error = %e, "forwarding a proposal failed; retrying"),
+        self.queue
+            .send(((envelope, tx), deadline))
+            .await
+            .map_err(|_| ProposeError::Failed("this manager's Raft stopped".into()))?;
+        rx.await
+            .map_err(|_| ProposeError::Failed("this manager's Raft stopped".into()))?
+    }
+}
+
+/// Gathers proposals into batches: the first that arrives, and all that
+/// queued up behind it (while the previous batch was in flight), up to
+/// [`MAX_BATCH`].
+async fn batcher(
+    raft: Raft,
+    network: network::Network,
+    mut rx: tokio::sync::mpsc::Receiver<(Waiting, tokio::time::Instant)>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut deadline = first.1;
+        let mut waiting = vec![first.0];
+        while waiting.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok((w, d)) => {
+                    deadline = deadline.max(d);
+                    waiting.push(w);
                 }
+                Err(_) => break,
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ProposeError::NoLeader);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let batch = Batch(waiting.iter().map(|(e, _)| e.clone()).collect());
+        let answers = write(&raft, &network, batch, deadline).await;
+        for (i, (_, tx)) in waiting.into_iter().enumerate() {
+            let answer = match &answers {
+                Ok(a) => {
+                    a.0.get(i)
+                        .cloned()
+                        .ok_or_else(|| ProposeError::Failed("an answer is missing".into()))
+                }
+                Err(ProposeError::NoLeader) => Err(ProposeError::NoLeader),
+                Err(ProposeError::Failed(m)) => Err(ProposeError::Failed(m.clone())),
+            };
+            let _ = tx.send(answer);
+        }
+    }
+}
+
+/// Writes one batch through the leader; what applying it answered.
+async fn write(
+    raft: &Raft,
+    network: &network::Network,
+    batch: Batch,
+    deadline: tokio::time::Instant,
+) -> Result<Answers, ProposeError> {
+    loop {
+        let leader = match raft.client_write(batch.clone()).await {
+            Ok(r) => return Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id.zip(f.leader_node),
+            Err(e) => return Err(ProposeError::Failed(e.to_string())),
+        };
+        if let Some((id, node)) = leader {
+            match network.propose(id, &node, &batch).await {
+                Ok((answers, index)) => {
+                    // Read-your-writes: answer once this manager has it too.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let wait = raft.wait(Some(left.max(Duration::from_secs(1))));
+                    if let Err(e) = wait.applied_index_at_least(Some(index), "a forwarded proposal").await {
+                        tracing::warn!(index, error = %e, "the leader applied a proposal this manager has not yet");
+                    }
+                    return Ok(answers);
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(ProposeError::Failed(e)),
+                Err(e) => tracing::debug!(leader = id, error = %e, "forwarding a proposal failed; retrying"),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ProposeError::NoLeader);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_state::Envelope;
 use openraft::error::{
     ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -23,7 +22,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::{Applied, Raft, TypeConfig};
+use super::{Answers, Batch, Raft, TypeConfig};
 use crate::rpc::{self, proto, Peer};
 
 /// The largest gRPC message either side accepts: a batch of entries or a
@@ -51,16 +50,16 @@ impl Network {
             .max_encoding_message_size(MAX_MESSAGE))
     }
 
-    /// Sends `envelope` to the leader `id` at `node`; what it applied, and
+    /// Sends `batch` to the leader `id` at `node`; what it applied, and
     /// at which log index.
-    pub async fn propose(&self, id: u64, node: &BasicNode, envelope: &Envelope) -> Result<(Applied, u64), String> {
+    pub async fn propose(&self, id: u64, node: &BasicNode, batch: &Batch) -> Result<(Answers, u64), String> {
         let mut client = self.client(node)?;
-        let json = serde_json::to_vec(envelope).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec(batch).map_err(|e| e.to_string())?;
         let answer = tokio::time::timeout(Duration::from_secs(10), client.propose(proto::RaftPayload { json }))
             .await
             .map_err(|_| format!("the leader (raft id {id}, {}) did not answer within 10s", node.addr))?
             .map_err(|s| format!("the leader at {}: {}", node.addr, s.message()))?;
-        let answer: Result<(Applied, u64), RaftError<u64, ClientWriteError<u64, BasicNode>>> =
+        let answer: Result<(Answers, u64), RaftError<u64, ClientWriteError<u64, BasicNode>>> =
             serde_json::from_slice(&answer.into_inner().json).map_err(|e| e.to_string())?;
         answer.map_err(|e| e.to_string())
     }
@@ -223,8 +222,8 @@ impl proto::raft_server::Raft for RaftService {
     }
 
     async fn propose(&self, request: Request<proto::RaftPayload>) -> Result<Response<proto::RaftPayload>, Status> {
-        let envelope: Envelope = self.open(request)?;
-        let applied = self.raft.client_write(envelope).await.map(|r| (r.data, r.log_id.index));
+        let batch: Batch = self.open(request)?;
+        let applied = self.raft.client_write(batch).await.map(|r| (r.data, r.log_id.index));
         answer(&applied)
     }
 }
