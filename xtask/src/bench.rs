@@ -76,7 +76,7 @@ const BENCHES: &[(&str, &str, BenchFn)] = &[
     ),
     (
         "cluster",
-        "join-to-ready of fresh hosts joining as workers; `node ls` latency; manager RSS (hosts as network namespaces)",
+        "cluster writes/s and p50/p99 with 1 and 3 managers, leader failover; join-to-ready of fresh hosts; `node ls` latency; manager RSS",
         cluster,
     ),
     (
@@ -1541,6 +1541,49 @@ fn write_synthetic_osv(root: &Path, dir: &Path, count: usize) -> Result<()> {
             "affected": [{"package": {"ecosystem": "Debian:12", "name": package}, "ranges": ranges}],
         });
         fs::write(out.join(format!("{id}.json")), serde_json::to_vec(&record)?)?;
+    }
+    Ok(())
+}
+
+/// Raft among managers in one process over the real transport (gRPC on
+/// TLS, loopback): the `BENCH` lines of the raft tests' benchmark, built
+/// in release.
+fn raft_writes(report: &mut Report) -> Result<()> {
+    step("cluster writes: 64 writers, 10,000 grants, 1 and 3 managers (release)");
+    let out = util::output(util::cargo().args([
+        "test",
+        "--release",
+        "-p",
+        "berth-cluster",
+        "--test",
+        "raft",
+        "bench_cluster_writes",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]))?;
+    for line in out.lines().filter_map(|l| l.strip_prefix("BENCH ")) {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("a BENCH line: {line}"))?;
+        let managers = v["managers"].as_u64().unwrap_or(0);
+        let figures: [(&str, &str, &str); 4] = [
+            ("writes_per_s", "writes/s", "cluster-writes"),
+            ("p50_ms", "ms", "cluster-write-p50"),
+            ("p99_ms", "ms", "cluster-write-p99"),
+            ("failover_ms", "ms", "failover"),
+        ];
+        for (key, unit, name) in figures {
+            if let Some(value) = v[key].as_f64() {
+                let bench = format!("{name}-{managers}-managers");
+                report.emit(&Figure {
+                    bench: &bench,
+                    berth: value,
+                    peer: None,
+                    peer_value: Err(String::new()),
+                    unit,
+                    rounds: None,
+                })?;
+            }
+        }
     }
     Ok(())
 }
