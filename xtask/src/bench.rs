@@ -1612,6 +1612,7 @@ fn cluster(options: &Options, report: &mut Report) -> Result<()> {
         "{} does not exist; run without --no-build",
         berth.display()
     );
+    raft_writes(report)?;
     std::env::set_var("BERTH_BIN", &berth);
     step("starting h1, the cluster's manager");
     let mut c = berth_tests::Cluster::start_joined(1);
