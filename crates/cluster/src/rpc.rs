@@ -225,6 +225,10 @@ pub async fn serve_connection(
     routes: tonic::service::Routes,
 ) {
     use tower::ServiceExt as _;
+    // Small Raft and session messages must not wait for delayed ACKs.
+    if let Err(e) = tls.get_ref().0.set_nodelay(true) {
+        tracing::debug!(%addr, error = %e, "setting TCP_NODELAY");
+    }
     let node = tls
         .get_ref()
         .1
