@@ -124,17 +124,23 @@ impl Cluster {
     /// `n` hosts (at most 200), each with its daemon answering: each a
     /// cluster of its own.
     pub fn start(n: usize) -> Cluster {
-        Self::make(n, false)
+        Self::make(n, false, &[])
     }
 
     /// One cluster of `n` hosts: `h1` starts it, and every other host
     /// joins it as a worker with the one command `berth cluster
     /// join-token worker` prints.
     pub fn start_joined(n: usize) -> Cluster {
-        Self::make(n, true)
+        Self::make(n, true, &[])
     }
 
-    fn make(n: usize, joined: bool) -> Cluster {
+    /// [`Cluster::start_joined`], with more `berth daemon` arguments for
+    /// `h1`, the manager.
+    pub fn start_joined_with(n: usize, manager_args: &[&str]) -> Cluster {
+        Self::make(n, true, manager_args)
+    }
+
+    fn make(n: usize, joined: bool, manager_args: &[&str]) -> Cluster {
         assert!((1..=200).contains(&n), "a cluster has 1 to 200 hosts");
         sweep();
         let id = format!(
@@ -164,6 +170,7 @@ impl Cluster {
             cluster.add_host(i);
         }
         if joined {
+            cluster.hosts[0].extra = manager_args.iter().map(|a| a.to_string()).collect();
             cluster.spawn(0);
             cluster.wait_ready(0);
             let join = cluster.join_arg(0, "worker");

@@ -133,6 +133,40 @@ fn workers_join_with_one_command_and_are_followed() {
 }
 
 #[test]
+fn heartbeat_timing_is_a_setting_the_workers_follow() {
+    let mut c = Cluster::start_joined_with(
+        2,
+        &[
+            "--heartbeat-period",
+            "200ms",
+            "--node-suspect-after",
+            "700ms",
+            "--node-down-after",
+            "1500ms",
+        ],
+    );
+    assert!(wait_until(Duration::from_secs(5), || node_state(&c, 1) == "ready"));
+    // The worker beats at the manager's 200 ms, not its own 1 s: it never
+    // looks late to a manager that suspects after 700 ms.
+    for _ in 0..15 {
+        assert_eq!(node_state(&c, 1), "ready", "{:#?}", nodes(&c));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let killed = std::time::Instant::now();
+    c.kill(1);
+    assert!(
+        wait_until(Duration::from_secs(5), || node_state(&c, 1) == "down"),
+        "{:#?}",
+        nodes(&c)
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(4),
+        "down after {:?}",
+        killed.elapsed()
+    );
+}
+
+#[test]
 fn bad_joins_are_refused_and_leave_nothing() {
     let c = Cluster::start_joined(2);
     let good = c.join_arg(0, "worker");

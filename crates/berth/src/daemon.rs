@@ -44,6 +44,17 @@ pub struct DaemonArgs {
     /// joined that cluster
     #[arg(long, value_name = "TOKEN@ADDR:PORT")]
     join: Option<String>,
+    /// How often nodes send their heartbeat to a manager (a manager tells
+    /// its workers): 1s, 500ms
+    #[arg(long = "heartbeat-period", default_value = "1s", value_parser = crate::cli::scan::parse_duration)]
+    heartbeat_period: std::time::Duration,
+    /// A node whose last heartbeat is older than this is `unknown`
+    /// (suspected, not yet down): a short network blip stays here
+    #[arg(long = "node-suspect-after", default_value = "3s", value_parser = crate::cli::scan::parse_duration)]
+    node_suspect_after: std::time::Duration,
+    /// A node silent for longer than this is `down`
+    #[arg(long = "node-down-after", default_value = "10s", value_parser = crate::cli::scan::parse_duration)]
+    node_down_after: std::time::Duration,
     /// Also send every audit entry to syslog: udp://HOST:PORT or unix:///dev/log
     #[arg(long = "audit-syslog")]
     audit_syslog: Option<String>,
@@ -117,6 +128,12 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
             bail!("--insecure-listen {addr}: refusing plain HTTP on a non-loopback address");
         }
     }
+    let timing = berth_cluster::membership::Timing {
+        heartbeat: a.heartbeat_period,
+        suspect_after: a.node_suspect_after,
+        down_after: a.node_down_after,
+    };
+    timing.check().map_err(anyhow::Error::msg)?;
     let join = match &a.join {
         Some(arg) => Some(berth_cluster::join::parse_join(arg).map_err(|e| anyhow::anyhow!("--join: {e}"))?),
         None => None,
@@ -163,7 +180,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
             vulndb_update_interval: a.vulndb_update_interval,
         },
         advertise: Some(advertise.clone()),
-        timing: Default::default(),
+        timing,
     };
     match crate::builtin_plugins::names() {
         names if names.is_empty() => tracing::warn!(

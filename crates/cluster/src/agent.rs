@@ -214,14 +214,30 @@ async fn session(pki: &Pki, addr: &str, period: Duration) -> Result<Option<Vec<S
     let config = rpc::node_client_config(pki.ca_der(), identity).map_err(|e| e.to_string())?;
     let channel = rpc::channel(addr, config)?;
     let mut client = proto::dispatcher_client::DispatcherClient::new(channel);
-    let beats = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(period)),
-        |_| proto::AgentMessage {
+    // Heartbeats at the period the manager asks for (this node's own
+    // until its answer arrives).
+    let (period_tx, period_rx) = tokio::sync::watch::channel(period);
+    let beats = futures_util::stream::unfold((period_rx, true), |(mut rx, first)| async move {
+        if !first {
+            // A new period cuts the wait short: the next beat follows it.
+            let wait = *rx.borrow_and_update();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        // The session is over: no faster beats.
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        let beat = proto::AgentMessage {
             kind: Some(proto::agent_message::Kind::Heartbeat(proto::Heartbeat {
                 sent_unix_ms: chrono::Utc::now().timestamp_millis(),
             })),
-        },
-    );
+        };
+        Some((beat, (rx, false)))
+    });
     let mut inbound = client
         .session(beats)
         .await
@@ -233,6 +249,9 @@ async fn session(pki: &Pki, addr: &str, period: Duration) -> Result<Option<Vec<S
             Ok(Some(m)) => {
                 if let Some(proto::manager_message::Kind::Session(info)) = m.kind {
                     tracing::debug!(manager = %addr, managers = ?info.managers, "session opened");
+                    if info.heartbeat_period_ms > 0 {
+                        let _ = period_tx.send(Duration::from_millis(u64::from(info.heartbeat_period_ms)));
+                    }
                     learned = Some(info.managers);
                 }
             }

@@ -173,6 +173,29 @@ pub struct Timing {
     pub down_after: Duration,
 }
 
+impl Timing {
+    /// Refuses timings that cannot work: a zero period, or a node marked
+    /// suspect or down before a heartbeat could be late.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.heartbeat.is_zero() {
+            return Err("--heartbeat-period must be above zero".into());
+        }
+        if self.suspect_after <= self.heartbeat {
+            return Err(format!(
+                "--node-suspect-after ({:?}) must be longer than --heartbeat-period ({:?})",
+                self.suspect_after, self.heartbeat
+            ));
+        }
+        if self.down_after <= self.suspect_after {
+            return Err(format!(
+                "--node-down-after ({:?}) must be longer than --node-suspect-after ({:?})",
+                self.down_after, self.suspect_after
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Timing {
     fn default() -> Self {
         Timing {
@@ -186,7 +209,14 @@ impl Default for Timing {
 struct Seen {
     at: Instant,
     wall: chrono::DateTime<chrono::Utc>,
+    /// How far the node's clock was from this manager's at its last
+    /// heartbeat (its clock minus ours, network delay included).
+    skew_ms: Option<i64>,
 }
+
+/// A node's clock further off than this is reported (certificates,
+/// tokens and the audit log's times depend on clocks).
+pub const CLOCK_SKEW_WARNING_MS: i64 = 5_000;
 
 /// The heartbeats this manager has received, in memory: a node's status
 /// is what this manager saw of it.
@@ -211,13 +241,26 @@ impl Members {
         self.timing
     }
 
-    fn heard(&self, node: &str) {
+    /// A heartbeat (or a session opened) from `node`; `sent_unix_ms` is
+    /// the node's clock when it sent it.
+    fn heard(&self, node: &str, sent_unix_ms: Option<i64>) {
+        let wall = chrono::Utc::now();
+        let skew_ms = sent_unix_ms.map(|sent| sent - wall.timestamp_millis());
         if let Ok(mut seen) = self.seen.lock() {
+            let was_off = seen
+                .get(node)
+                .and_then(|s| s.skew_ms)
+                .is_some_and(|k| k.abs() > CLOCK_SKEW_WARNING_MS);
+            if let Some(k) = skew_ms.filter(|k| k.abs() > CLOCK_SKEW_WARNING_MS && !was_off) {
+                tracing::warn!(%node, skew_ms = k, "a node's clock is far from this manager's: certificates and tokens may be refused, audit times disagree; fix the clocks (NTP)");
+            }
+            let skew_ms = skew_ms.or_else(|| seen.get(node).and_then(|s| s.skew_ms));
             seen.insert(
                 node.to_string(),
                 Seen {
                     at: Instant::now(),
-                    wall: chrono::Utc::now(),
+                    wall,
+                    skew_ms,
                 },
             );
         }
@@ -259,6 +302,14 @@ impl Members {
             )
         } else {
             (NodeState::Down, format!("no heartbeat for {}s", late.as_secs()))
+        };
+        let message = match s.skew_ms.filter(|k| k.abs() > CLOCK_SKEW_WARNING_MS) {
+            Some(k) => format!(
+                "{message}; its clock is {:.0}s {} this manager's",
+                (k.abs() as f64) / 1000.0,
+                if k > 0 { "ahead of" } else { "behind" }
+            ),
+            None => message,
         };
         NodeStatus {
             state,
@@ -452,7 +503,7 @@ impl proto::dispatcher_server::Dispatcher for Manager {
         };
         let mut inbound = request.into_inner();
         let members = self.members.clone();
-        members.heard(&node);
+        members.heard(&node, None);
         let managers = {
             let (state, addr) = (self.state.clone(), self.addr.clone());
             tokio::task::spawn_blocking(move || manager_addrs(&state, &addr))
@@ -473,7 +524,10 @@ impl proto::dispatcher_server::Dispatcher for Manager {
             // The outbound stream ends when the agent's does (tx dropped).
             loop {
                 match inbound.message().await {
-                    Ok(Some(_)) => members.heard(&node),
+                    Ok(Some(m)) => {
+                        let sent = m.kind.map(|proto::agent_message::Kind::Heartbeat(h)| h.sent_unix_ms);
+                        members.heard(&node, sent)
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(%node, error = %e, "agent session ended");
@@ -651,5 +705,91 @@ fn check_label(k: &str) -> Result<()> {
         Err(Error::Invalid(format!(
             "invalid label key {k:?}: letters, digits, '.', '-', '_' and '/', at most 128"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now_ms() -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+
+    #[test]
+    fn status_follows_heartbeats_and_names_a_clock_far_off() {
+        let timing = Timing {
+            heartbeat: Duration::from_millis(10),
+            suspect_after: Duration::from_millis(60),
+            down_after: Duration::from_millis(200),
+        };
+        let m = Members::new("me", timing);
+        assert_eq!(m.status("me").state, NodeState::Ready);
+        assert_eq!(
+            m.status("n1").state,
+            NodeState::Unknown,
+            "not heard from yet, just started"
+        );
+        m.heard("n1", Some(now_ms()));
+        let s = m.status("n1");
+        assert_eq!((s.state, s.message.as_str()), (NodeState::Ready, "heartbeats arrive"));
+        assert!(s.last_heartbeat.is_some());
+        std::thread::sleep(Duration::from_millis(100));
+        let s = m.status("n1");
+        assert_eq!(s.state, NodeState::Unknown);
+        assert!(s.message.contains("heartbeat late"), "{}", s.message);
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(m.status("n1").state, NodeState::Down);
+        assert!(m
+            .status("n2")
+            .message
+            .contains("no heartbeat since this manager started"));
+        assert_eq!(m.status("n2").state, NodeState::Down);
+        // Back, with its clock 12 s behind: ready, and said.
+        m.heard("n1", Some(now_ms() - 12_000));
+        let s = m.status("n1");
+        assert_eq!(s.state, NodeState::Ready);
+        assert!(
+            s.message.contains("its clock is 12s behind this manager's"),
+            "{}",
+            s.message
+        );
+        // A session opened (no time) keeps what was known of the clock.
+        m.heard("n1", None);
+        assert!(m.status("n1").message.contains("behind"));
+        m.heard("n1", Some(now_ms()));
+        assert_eq!(m.status("n1").message, "heartbeats arrive");
+    }
+
+    #[test]
+    fn timings_that_cannot_work_are_refused() {
+        assert!(Timing::default().check().is_ok());
+        let s = Duration::from_secs;
+        let bad = [
+            (
+                Timing {
+                    heartbeat: s(0),
+                    ..Timing::default()
+                },
+                "--heartbeat-period must be above zero",
+            ),
+            (
+                Timing {
+                    heartbeat: s(5),
+                    ..Timing::default()
+                },
+                "--node-suspect-after (3s) must be longer than --heartbeat-period (5s)",
+            ),
+            (
+                Timing {
+                    down_after: s(2),
+                    ..Timing::default()
+                },
+                "--node-down-after (2s) must be longer than --node-suspect-after (3s)",
+            ),
+        ];
+        for (t, says) in bad {
+            assert_eq!(t.check().unwrap_err(), says);
+        }
     }
 }
