@@ -669,11 +669,20 @@ impl Cluster {
             Ok(()) => (manager_addrs(&self.state, &self.me.addr)?, nodes(&self.state)?.len()),
             Err(_) => (self.me.managers.clone(), 0),
         };
+        let certificate_expires = match self.pki.node_identity() {
+            Some(Ok(identity)) => identity
+                .chain
+                .first()
+                .and_then(|c| crate::pki::not_after_of(c))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         Ok(berth_model::node::ClusterInfo {
             ca_digest: self.pki.ca_fingerprint(),
             ca_expires: self.pki.ca_expires(),
             node_id: self.me.id.clone(),
             role: self.me.role,
+            certificate_expires,
             managers,
             nodes: count,
         })

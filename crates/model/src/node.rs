@@ -146,6 +146,8 @@ pub struct ClusterInfo {
     /// The answering node's id and role.
     pub node_id: String,
     pub role: NodeRole,
+    /// When the answering node's certificate expires (RFC 3339).
+    pub certificate_expires: String,
     /// The managers' advertised addresses.
     pub managers: Vec<String>,
     pub nodes: usize,

@@ -61,6 +61,7 @@ pub async fn cluster(client: &Client, a: ClusterArgs) -> Result<i32> {
             }
             println!("CA:        sha256:{} (expires {})", info.ca_digest, info.ca_expires);
             println!("Node:      {} ({})", info.node_id, info.role);
+            println!("Cert:      expires {}", info.certificate_expires);
             println!("Managers:  {}", info.managers.join(", "));
             if info.role == NodeRole::Manager {
                 println!("Nodes:     {}", info.nodes);
