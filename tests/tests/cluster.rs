@@ -7,22 +7,10 @@ use std::time::Duration;
 use berth_tests::{wait_until, Cluster};
 use serde_json::Value;
 
-/// Days from today to the date of an RFC 3339 time (`YYYY-MM-DD...`).
+/// Whole days from now to an RFC 3339 time.
 fn days_until(rfc3339: &str) -> i64 {
-    // Days since 1970-01-01 of a civil date.
-    let days = |y: i64, m: i64, d: i64| {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-        era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
-    };
-    let part = |a: usize, b: usize| rfc3339[a..b].parse::<i64>().expect("a date");
-    let today = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
-    days(part(0, 4), part(5, 7), part(8, 10)) - i64::try_from(today / 86_400).expect("days")
+    let then = chrono::DateTime::parse_from_rfc3339(rfc3339).expect("an RFC 3339 time");
+    then.signed_duration_since(chrono::Utc::now()).num_days()
 }
 
 fn nodes(c: &Cluster) -> Vec<Value> {

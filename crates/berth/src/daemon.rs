@@ -259,14 +259,14 @@ async fn join_cluster(
         use rustls::pki_types::pem::PemObject;
         let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
             .with_context(|| format!("reading {}", pki_dir.join("ca.pem").display()))?;
-        if berth_cluster::fingerprint(&der) == token.ca_digest && pki_dir.join("node.json").exists() {
+        let digest = berth_cluster::fingerprint(&der);
+        if digest == token.ca_digest && pki_dir.join("node.json").exists() {
             tracing::info!("this node already joined the cluster the token names: --join is ignored");
             return Ok(());
         }
         bail!(
-            "--join: the data root {} already belongs to a cluster (CA sha256:{}); a node joins with a fresh data root",
-            data_root.display(),
-            berth_cluster::fingerprint(&der)
+            "--join: the data root {} already belongs to a cluster (CA sha256:{digest}); a node joins with a fresh data root",
+            data_root.display()
         );
     }
     if token.role == berth_cluster::join::Role::Manager {

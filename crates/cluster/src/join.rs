@@ -48,8 +48,6 @@ pub enum JoinError {
         expected: String,
         presented: String,
     },
-    #[error("the join token was refused: it is not the cluster's current {0} token (rotated, or never issued)")]
-    Refused(&'static str),
 }
 
 /// A parsed join token.

@@ -271,12 +271,6 @@ pub enum ClusterCommand {
     AddNode {
         node: NodeRecord,
     },
-    /// Replaces a node's certificate record (renewal).
-    SetNodeCertificate {
-        id: String,
-        certificate: String,
-        certificate_expires: String,
-    },
     /// Changes a node's availability and labels (`label_rm` first, then
     /// `label_add`).
     UpdateNode {
@@ -723,16 +717,6 @@ impl ClusterCommand {
                 }
             }
             AddNode { node } => insert_new(t, NODES, &node.id, node, "node")?,
-            SetNodeCertificate {
-                id,
-                certificate,
-                certificate_expires,
-            } => {
-                let mut node = existing_node(t, id)?;
-                node.certificate.clone_from(certificate);
-                node.certificate_expires.clone_from(certificate_expires);
-                t.put(NODES, id, &node)?;
-            }
             UpdateNode {
                 id,
                 availability,

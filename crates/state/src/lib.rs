@@ -174,31 +174,7 @@ impl State {
             Err(ApplyError::Rejected(_)) => return Ok(None),
             Err(ApplyError::Store(e)) => return Err(e.into()),
         };
-        let mut failed = Vec::new();
-        for e in envelopes {
-            if let Some(log) = self
-                .inner
-                .recorded
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_mut()
-            {
-                log.push(e.clone());
-            }
-            let subscribers = self
-                .inner
-                .subscribers
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            failed.extend(subscribers.iter().filter_map(|s| s(&e.command).err()));
-        }
-        if !failed.is_empty() {
-            tracing::error!(errors = ?failed, "an index could not follow cluster state");
-            return Err(Error::Follower {
-                command: format!("{} commands", envelopes.len()),
-                message: failed.join("; "),
-            });
-        }
+        self.applied(envelopes, format!("{} commands", envelopes.len()))?;
         Ok(Some(outcomes))
     }
 
@@ -265,6 +241,38 @@ impl State {
         Ok((dumped, extra_rows))
     }
 
+    /// After a commit: records the applied commands (when recording) and
+    /// tells the subscribers, in order; `what` names them in the error
+    /// when an index could not follow.
+    fn applied(&self, envelopes: &[Envelope], what: String) -> Result<()> {
+        if let Some(log) = self
+            .inner
+            .recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            log.extend(envelopes.iter().cloned());
+        }
+        let subscribers = self
+            .inner
+            .subscribers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let failed: Vec<String> = envelopes
+            .iter()
+            .flat_map(|e| subscribers.iter().filter_map(|s| s(&e.command).err()))
+            .collect();
+        if !failed.is_empty() {
+            tracing::error!(command = %what, errors = ?failed, "an index could not follow cluster state");
+            return Err(Error::Follower {
+                command: what,
+                message: failed.join("; "),
+            });
+        }
+        Ok(())
+    }
+
     fn apply_with(&self, envelope: Envelope, durable: bool) -> Result<Outcome> {
         self.apply_in(&envelope, durable, &|_| Ok(()))
     }
@@ -289,33 +297,7 @@ impl State {
                 extra(t)?;
                 Ok(outcome)
             })?;
-        if let Some(log) = self
-            .inner
-            .recorded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_mut()
-        {
-            log.push(envelope.clone());
-        }
-        let subscribers = self
-            .inner
-            .subscribers
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut failed = Vec::new();
-        for subscriber in subscribers.iter() {
-            if let Err(e) = subscriber(command) {
-                failed.push(e);
-            }
-        }
-        if !failed.is_empty() {
-            tracing::error!(command = %command.name(), errors = ?failed, "an index could not follow cluster state");
-            return Err(Error::Follower {
-                command: command.name(),
-                message: failed.join("; "),
-            });
-        }
+        self.applied(std::slice::from_ref(envelope), command.name())?;
         Ok(outcome)
     }
 

@@ -82,7 +82,7 @@ pub fn config() -> Result<Arc<openraft::Config>, String> {
 }
 
 /// Why a proposal did not come back applied.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProposeError {
     /// No leader is known (an election is under way, or no quorum).
     #[error("no manager leads the cluster (an election is under way, or a majority of managers is unreachable): the change was not made")]
