@@ -124,23 +124,31 @@ impl Cluster {
     /// `n` hosts (at most 200), each with its daemon answering: each a
     /// cluster of its own.
     pub fn start(n: usize) -> Cluster {
-        Self::make(n, false, &[])
+        Self::make(n, 0, &[])
     }
 
     /// One cluster of `n` hosts: `h1` starts it, and every other host
     /// joins it as a worker with the one command `berth cluster
     /// join-token worker` prints.
     pub fn start_joined(n: usize) -> Cluster {
-        Self::make(n, true, &[])
+        Self::make(n, 1, &[])
     }
 
     /// [`Cluster::start_joined`], with more `berth daemon` arguments for
     /// `h1`, the manager.
     pub fn start_joined_with(n: usize, manager_args: &[&str]) -> Cluster {
-        Self::make(n, true, manager_args)
+        Self::make(n, 1, manager_args)
     }
 
-    fn make(n: usize, joined: bool, manager_args: &[&str]) -> Cluster {
+    /// One cluster of `managers + workers` hosts: `h1` starts it, the next
+    /// `managers - 1` join it as managers (one at a time, each a voter
+    /// before the next joins), and the rest join as workers.
+    pub fn start_managers(managers: usize, workers: usize) -> Cluster {
+        assert!(managers >= 1, "a cluster has a manager");
+        Self::make(managers + workers, managers, &[])
+    }
+
+    fn make(n: usize, managers: usize, manager_args: &[&str]) -> Cluster {
         assert!((1..=200).contains(&n), "a cluster has 1 to 200 hosts");
         sweep();
         let id = format!(
@@ -169,18 +177,27 @@ impl Cluster {
         for i in 1..=n {
             cluster.add_host(i);
         }
-        if joined {
+        if managers > 0 {
             cluster.hosts[0].extra = manager_args.iter().map(|a| a.to_string()).collect();
             cluster.spawn(0);
             cluster.wait_ready(0);
+            if managers > 1 {
+                let join = cluster.join_arg(0, "manager");
+                for i in 1..managers {
+                    cluster.hosts[i].extra = vec!["--join".into(), join.clone()];
+                    cluster.spawn(i);
+                    cluster.wait_ready(i);
+                    cluster.wait_voters(0, i + 1);
+                }
+            }
             let join = cluster.join_arg(0, "worker");
-            for i in 1..n {
+            for i in managers..n {
                 cluster.hosts[i].extra = vec!["--join".into(), join.clone()];
             }
-            for i in 1..n {
+            for i in managers..n {
                 cluster.spawn(i);
             }
-            for i in 1..n {
+            for i in managers..n {
                 cluster.wait_ready(i);
             }
             return cluster;
@@ -340,6 +357,34 @@ impl Cluster {
             self.hosts[i].name,
             self.hosts[i].log()
         );
+    }
+
+    /// What host `i` (a manager) says of Raft: `berth cluster info`'s
+    /// `raft` object.
+    pub fn raft(&self, i: usize) -> serde_json::Value {
+        let out = self.berth(i, &["cluster", "info", "--format", "json"]);
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        info["raft"].clone()
+    }
+
+    /// Waits until host `i`'s Raft has `n` voters (a minute at most).
+    pub fn wait_voters(&self, i: usize, n: usize) {
+        let done = wait_until(Duration::from_secs(60), || {
+            let r = self.raft(i);
+            r["voters"].as_u64() == Some(n as u64) && r["learners"].as_u64() == Some(0)
+        });
+        assert!(
+            done,
+            "{}: Raft did not reach {n} voters: {}",
+            self.hosts[i].name,
+            self.raft(i)
+        );
+    }
+
+    /// The index of the host that leads Raft, as host `i` sees it.
+    pub fn leader(&self, i: usize) -> Option<usize> {
+        let addr = self.raft(i)["leader_addr"].as_str()?.to_string();
+        self.hosts.iter().position(|h| h.endpoint() == addr)
     }
 
     /// The berth CLI against host `i`'s socket.

@@ -228,9 +228,11 @@ fn bad_joins_are_refused_and_leave_nothing() {
         &["--join", &format!("{token}@198.18.0.11:7999")],
         "cannot reach a berth manager",
     );
-    // A manager token: not in this version.
+    // A worker's token does not make a manager, and a manager's token
+    // rotated away stops working too.
     let manager = c.join_arg(0, "manager");
-    refused(&["--join", &manager], "cannot add managers yet");
+    c.ok(0, &["cluster", "join-token", "--rotate", "manager"]);
+    refused(&["--join", &manager], "not the cluster's current manager token");
     // A rotated token stops working.
     c.ok(0, &["cluster", "join-token", "--rotate", "worker"]);
     refused(&["--join", &good], "not the cluster's current worker token");

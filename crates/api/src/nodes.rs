@@ -29,6 +29,7 @@ fn cluster_error(e: berth_cluster::Error) -> ApiError {
         E::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
         E::NotManager(m) => ApiError::new(ErrorCode::Unavailable, m),
         E::State(berth_state::Error::Rejected(r)) => ApiError::new(ErrorCode::Conflict, r.to_string()),
+        E::State(berth_state::Error::Unavailable(m)) => ApiError::new(ErrorCode::Unavailable, m),
         other => ApiError::internal(other.to_string()),
     }
 }

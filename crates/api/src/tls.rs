@@ -37,6 +37,7 @@ pub fn server_config(
     identity: berth_cluster::ServerIdentity,
     node_identity: berth_cluster::ServerIdentity,
     state: berth_state::State,
+    me: Option<berth_cluster::membership::NodeSelf>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -45,7 +46,7 @@ pub fn server_config(
         .allow_unauthenticated()
         .build()
         .map_err(|e| rustls::Error::General(format!("client verifier: {e}")))?;
-    let verifier = Arc::new(BundleVerifier { inner, state });
+    let verifier = Arc::new(BundleVerifier { inner, state, me });
     let certified = |id: berth_cluster::ServerIdentity| -> Result<Arc<CertifiedKey>, rustls::Error> {
         let key = provider.key_provider.load_private_key(id.key)?;
         Ok(Arc::new(CertifiedKey::new(id.chain, key)))
@@ -89,13 +90,52 @@ impl ResolvesServerCert for ByAlpn {
 /// `grpc` (a manager's cluster services) on `h2` connections.
 /// `advertised` is the `HOST:PORT` clients reach it by, when not the one
 /// they name (a proxy in front).
-pub async fn serve(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-    router: Router,
-    grpc: Option<tonic::service::Routes>,
-    advertised: Option<String>,
-) {
+/// What the TLS listener serves, set as the daemon comes up: it listens
+/// before the node's services are open, so that a manager that joins can
+/// take Raft's calls and catch up first. Until the API is set, HTTP
+/// requests are answered 503; node connections get the gRPC routes set
+/// when they connect.
+#[derive(Clone, Default)]
+pub struct Serving {
+    http: Arc<std::sync::RwLock<Option<Router>>>,
+    grpc: Arc<std::sync::RwLock<Option<tonic::service::Routes>>>,
+}
+
+impl Serving {
+    pub fn set_http(&self, router: Router) {
+        *self.http.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(router);
+    }
+
+    pub fn set_grpc(&self, routes: Option<tonic::service::Routes>) {
+        *self.grpc.write().unwrap_or_else(std::sync::PoisonError::into_inner) = routes;
+    }
+
+    fn http(&self) -> Option<Router> {
+        self.http
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn grpc(&self) -> Option<tonic::service::Routes> {
+        self.grpc
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The answer to an HTTP request before the API is served.
+fn starting() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let e = berth_model::ApiError::new(
+        berth_model::ErrorCode::Unavailable,
+        "the daemon is starting (a manager that joined is catching up with the cluster): try again shortly",
+    );
+    (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(e)).into_response()
+}
+
+pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, serving: Serving, advertised: Option<String>) {
     let origin = Origin {
         scheme: "https",
         advertised: advertised.map(Arc::from),
@@ -111,8 +151,7 @@ pub async fn serve(
             }
         };
         let acceptor = acceptor.clone();
-        let router = router.clone();
-        let grpc = grpc.clone();
+        let serving = serving.clone();
         let origin = origin.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -127,7 +166,7 @@ pub async fn serve(
                 }
             };
             if tls.get_ref().1.alpn_protocol() == Some(berth_cluster::rpc::ALPN_NODE) {
-                match grpc {
+                match serving.grpc() {
                     Some(routes) => berth_cluster::rpc::serve_connection(tls, peer, routes).await,
                     None => tracing::debug!(%peer, "a node connection to a node that is not a manager: closed"),
                 }
@@ -141,7 +180,13 @@ pub async fn serve(
                 // Off loopback the registry is never open: tokens only.
                 req.extensions_mut().insert(RegistryAuth::Token);
                 req.extensions_mut().insert(origin.clone());
-                router.clone().oneshot(req)
+                let router = serving.http();
+                async move {
+                    match router {
+                        Some(router) => router.oneshot(req).await,
+                        None => Ok(starting()),
+                    }
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service)
@@ -174,6 +219,9 @@ fn principal_of(certs: Option<&[CertificateDer<'static>]>) -> Principal {
 struct BundleVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     state: berth_state::State,
+    /// This node's identity: a manager that joined takes the managers it
+    /// joined while it catches up.
+    me: Option<berth_cluster::membership::NodeSelf>,
 }
 
 impl std::fmt::Debug for BundleVerifier {
@@ -204,7 +252,11 @@ impl ClientCertVerifier for BundleVerifier {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
         let fingerprint = berth_cluster::fingerprint(end_entity);
         if let Some(node) = berth_cluster::node_of(end_entity) {
-            return match berth_cluster::membership::is_member(&self.state, &node, &fingerprint) {
+            let admitted = match &self.me {
+                Some(me) => berth_cluster::membership::admits(&self.state, me, &node, &fingerprint),
+                None => berth_cluster::membership::is_member(&self.state, &node, &fingerprint),
+            };
+            return match admitted {
                 Ok(true) => Ok(verified),
                 Ok(false) => {
                     tracing::info!(%node, "refused the certificate of a node that is not a member (left, or renewed)");

@@ -398,6 +398,9 @@ impl Access {
     }
 
     fn append_entry(&self, entry: NewAuditEntry, durable: bool) -> Result<AuditEntry> {
+        /// How often an entry is made again on a head that another manager
+        /// moved before giving up.
+        const MAX_APPEND_ATTEMPTS: u32 = 50;
         if INJECTED_APPEND_FAILURE.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(Error::Invalid(
                 "the audit log cannot be written (failure injected by a test)".into(),
@@ -410,24 +413,40 @@ impl Access {
         let time = self.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         // The entry follows the head; `audit_lock` keeps this node's
         // appends in order, and the command is refused if the head moved.
-        let head = self.store.get::<Signature>(AUDIT_SIGNATURES, HEAD)?;
-        let (seq, prev) = head.map_or((1, GENESIS.to_string()), |h| (h.seq + 1, h.hash));
-        let mut e = AuditEntry {
-            seq,
-            time,
-            entry,
-            prev,
-            hash: String::new(),
-        };
-        e.hash = e.compute_hash();
-        let command = berth_state::ClusterCommand::AppendAudit {
-            head: self.signature(Signed::Head, seq, &e.hash),
-            checkpoint: (seq % self.checkpoint_every == 0).then(|| self.signature(Signed::Checkpoint, seq, &e.hash)),
-            entry: e.clone(),
-        };
-        match durable {
-            true => self.state.propose(command)?,
-            false => self.state.propose_unflushed(command)?,
+        // With several managers it can move under us (another appended
+        // first): then the entry is made again on the new head.
+        let mut attempt = 0;
+        let e = loop {
+            attempt += 1;
+            let head = self.store.get::<Signature>(AUDIT_SIGNATURES, HEAD)?;
+            let (seq, prev) = head.map_or((1, GENESIS.to_string()), |h| (h.seq + 1, h.hash));
+            let mut e = AuditEntry {
+                seq,
+                time: time.clone(),
+                entry: entry.clone(),
+                prev,
+                hash: String::new(),
+            };
+            e.hash = e.compute_hash();
+            let command = berth_state::ClusterCommand::AppendAudit {
+                head: self.signature(Signed::Head, seq, &e.hash),
+                checkpoint: (seq % self.checkpoint_every == 0)
+                    .then(|| self.signature(Signed::Checkpoint, seq, &e.hash)),
+                entry: e.clone(),
+            };
+            let proposed = match durable {
+                true => self.state.propose(command),
+                false => self.state.propose_unflushed(command),
+            };
+            match proposed {
+                Ok(_) => break e,
+                Err(berth_state::Error::Rejected(berth_state::Rejected::Conflict(_)))
+                    if attempt < MAX_APPEND_ATTEMPTS && self.state.is_replicated() =>
+                {
+                    continue
+                }
+                Err(other) => return Err(other.into()),
+            }
         };
         let appended = e;
         if let Some(sink) = read(&self.audit_extras.sink) {

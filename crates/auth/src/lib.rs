@@ -75,6 +75,7 @@ impl Error {
             Error::Invalid(_) => ErrorCode::InvalidArgument,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::Conflict(_) => ErrorCode::Conflict,
+            Error::State(berth_state::Error::Unavailable(_)) => ErrorCode::Unavailable,
             Error::Store(_) | Error::Io { .. } | Error::Hash(_) | Error::State(_) => ErrorCode::Internal,
             Error::Directory(e) => e.code(),
         }

@@ -162,6 +162,20 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     }
     let engine = open_engine(data_root.clone(), exe.clone()).await?;
     engine.images().set_insecure_registries(a.insecure_registries.clone());
+    // A manager's Raft starts before anything changes cluster state, and
+    // the TLS listener before the services open: a manager that joined
+    // takes the leader's calls and catches up first.
+    let replication = berth_node::start_replication(&engine, &advertise)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let serving = berth_api::tls::Serving::default();
+    if let Some(r) = &replication {
+        serving.set_grpc(Some(berth_node::raft_routes(r, engine.state())));
+    }
+    let tls = serve_tls(&a, &engine, serving.clone()).await?;
+    if let Some(r) = &replication {
+        r.ready(engine.state()).await.map_err(anyhow::Error::msg)?;
+    }
     let options = berth_node::Options {
         audit_syslog: a.audit_syslog.clone(),
         directory_sync_interval: Some(a.directory_sync_interval),
@@ -181,6 +195,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         },
         advertise: Some(advertise.clone()),
         timing,
+        replication,
     };
     match crate::builtin_plugins::names() {
         names if names.is_empty() => tracing::warn!(
@@ -192,6 +207,8 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
     let services = berth_node::open(engine.clone(), options).map_err(anyhow::Error::msg)?;
     let grpc = berth_node::grpc_routes(&services);
     let router = berth_api::router(services);
+    serving.set_grpc(grpc);
+    serving.set_http(router.clone());
     release_freed_memory();
 
     let socket = a.socket.clone();
@@ -228,7 +245,6 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         let anon = anon.into_make_service_with_connect_info::<SocketAddr>();
         tcp = Some(tokio::spawn(async move { axum::serve(l, anon).await }));
     }
-    let tls = serve_tls(&a, &engine, router.clone(), grpc).await?;
     shutdown.await;
     tracing::info!("shutting down; containers keep running");
     unix.abort();
@@ -269,12 +285,6 @@ async fn join_cluster(
             data_root.display()
         );
     }
-    if token.role == berth_cluster::join::Role::Manager {
-        bail!(
-            "--join with a manager token: this berth cannot add managers yet (replicated cluster state is not built); \
-             join as a worker (`berth cluster join-token worker`)"
-        );
-    }
     let hostname = berth_cluster::names::hostname();
     let args = berth_cluster::agent::JoinArgs {
         token,
@@ -294,8 +304,7 @@ async fn join_cluster(
 async fn serve_tls(
     a: &DaemonArgs,
     engine: &berth_engine::Engine,
-    router: axum::Router,
-    grpc: Option<tonic::service::Routes>,
+    serving: berth_api::tls::Serving,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     let addr = a.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let pki = berth_cluster::Pki::open(&engine.data_root().join("pki")).context("opening the cluster CA")?;
@@ -318,7 +327,8 @@ async fn serve_tls(
             key: cluster_identity.key.clone_key(),
         },
     };
-    let config = berth_api::tls::server_config(pki.ca_der(), identity, cluster_identity, engine.state().clone())
+    let me = berth_cluster::membership::NodeSelf::load(pki.dir()).context("reading this node's identity")?;
+    let config = berth_api::tls::server_config(pki.ca_der(), identity, cluster_identity, engine.state().clone(), me)
         .context("configuring TLS")?;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -332,7 +342,7 @@ async fn serve_tls(
     tracing::info!(listen = %bound, "serving TLS");
     let advertised = a.advertise_addr.as_deref().and_then(advertised_with_port);
     Ok(Some(tokio::spawn(berth_api::tls::serve(
-        listener, config, router, grpc, advertised,
+        listener, config, serving, advertised,
     ))))
 }
 

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_model::node::NodeRole;
+
 use crate::join::JoinToken;
 use crate::membership::{node_key, NodeSelf};
 use crate::pki::Pki;
@@ -75,13 +77,34 @@ pub async fn join(pki_dir: &Path, a: JoinArgs<'_>) -> Result<NodeSelf, String> {
     if crate::pki::node_of(&cert_der).as_deref() != Some(node_id.as_str()) {
         return Err("the manager sent a node certificate for another node".into());
     }
+    if a.token.role == NodeRole::Manager {
+        for name in answer.manager_files.keys() {
+            if !crate::membership::MANAGER_FILES.contains(&name.as_str()) {
+                return Err(format!("the manager sent a file this berth does not keep: {name:?}"));
+            }
+        }
+        if !answer.manager_files.contains_key("pki/ca.key") {
+            return Err("the manager sent no CA key: it cannot make this node a manager".into());
+        }
+        if answer.manager_ids.iter().any(|id| !crate::join::valid_node_id(id)) {
+            return Err("the manager sent a malformed manager id".into());
+        }
+    }
     let me = NodeSelf {
         id: node_id,
         role: a.token.role,
         addr: a.advertise.to_string(),
         managers: answer.managers,
+        manager_ids: answer.manager_ids,
     };
-    install(pki_dir, &answer.ca, &answer.certificate, &key.serialize_pem(), &me)?;
+    install(
+        pki_dir,
+        &answer.ca,
+        &answer.certificate,
+        &key.serialize_pem(),
+        &me,
+        &answer.manager_files,
+    )?;
     tracing::info!(node = %me.id, role = %me.role, manager = %a.manager, "joined the cluster");
     Ok(me)
 }
@@ -89,19 +112,49 @@ pub async fn join(pki_dir: &Path, a: JoinArgs<'_>) -> Result<NodeSelf, String> {
 /// Writes the CA certificate, the node certificate and key and the node
 /// identity into a fresh directory beside `pki_dir`, then renames it into
 /// place: a crash leaves either no membership or all of it.
-fn install(pki_dir: &Path, ca_pem: &str, cert_pem: &str, key_pem: &str, me: &NodeSelf) -> Result<(), String> {
+///
+/// A manager's secrets (`files`, by path under the data root) are written
+/// first, the CA key into the new directory: a crash before the rename
+/// leaves no membership, and the next join overwrites them.
+fn install(
+    pki_dir: &Path,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    me: &NodeSelf,
+    files: &std::collections::HashMap<String, Vec<u8>>,
+) -> Result<(), String> {
     let tmp = pki_dir.with_extension("joining");
     let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| fail(&format!("creating {}", tmp.display()), &e))?;
     let written = (|| -> crate::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(|e| crate::Error::Io {
             what: "setting permissions of",
             path: tmp.clone(),
             source: e,
         })?;
         crate::pki::write_public(&tmp.join("ca.pem"), ca_pem.as_bytes())?;
+        let root = pki_dir.parent().unwrap_or(pki_dir);
+        for (name, bytes) in files {
+            let path = match name.strip_prefix("pki/") {
+                Some(rest) => tmp.join(rest),
+                None => root.join(name),
+            };
+            if let Some(dir) = path.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| crate::Error::Io {
+                        what: "creating",
+                        path: dir.to_path_buf(),
+                        source: e,
+                    })?;
+            }
+            crate::pki::write_private(&path, bytes)?;
+        }
         let pki = Pki::open(&tmp)?;
         pki.store_node_identity(cert_pem, key_pem)?;
         me.save(&tmp)

@@ -31,6 +31,11 @@ pub struct NodeSelf {
     pub addr: String,
     /// The managers' addresses as last learned.
     pub managers: Vec<String>,
+    /// A manager that joined: the node ids of the managers when it
+    /// joined, whose Raft calls it takes while it catches up (before its
+    /// own copy of cluster state names them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manager_ids: Vec<String>,
 }
 
 impl NodeSelf {
@@ -71,8 +76,9 @@ pub fn node_key() -> Result<(rcgen::KeyPair, Vec<u8>)> {
 
 /// The first start of a manager that has no node identity (a new cluster,
 /// or a data root from before clusters): makes its node id and node
-/// certificate and records it as a manager. Later starts load it.
-pub fn bootstrap(pki: &Pki, state: &State, addr: &str, hostname: &str) -> Result<NodeSelf> {
+/// certificate. Later starts load it. [`record_self`] then puts it on
+/// record, once cluster state can be changed.
+pub fn bootstrap(pki: &Pki, addr: &str) -> Result<NodeSelf> {
     if let Some(me) = NodeSelf::load(pki.dir())? {
         return Ok(me);
     }
@@ -85,28 +91,67 @@ pub fn bootstrap(pki: &Pki, state: &State, addr: &str, hostname: &str) -> Result
         .collect();
     let issued = pki.issue_node(&id, &csr, &ips)?;
     pki.store_node_identity(&issued.cert_pem, &key.serialize_pem())?;
-    state.propose(ClusterCommand::AddNode {
-        node: NodeRecord {
-            id: id.clone(),
-            hostname: hostname.to_string(),
-            role: NodeRole::Manager,
-            availability: Default::default(),
-            labels: Default::default(),
-            addr: addr.to_string(),
-            certificate: issued.fingerprint,
-            certificate_expires: issued.not_after,
-            joined: now(),
-        },
-    })?;
     let me = NodeSelf {
         id,
         role: NodeRole::Manager,
         addr: addr.to_string(),
         managers: vec![addr.to_string()],
+        manager_ids: Vec::new(),
     };
     me.save(pki.dir())?;
     tracing::info!(node = %me.id, %addr, "this node is the first manager of a new cluster");
     Ok(me)
+}
+
+/// Records this manager in cluster state when it is not yet (its first
+/// start, or a start after a crash before the record was made).
+pub fn record_self(pki: &Pki, state: &State, me: &NodeSelf, hostname: &str) -> Result<()> {
+    if state.store().get::<NodeRecord>(tables::NODES, &me.id)?.is_some() {
+        return Ok(());
+    }
+    let cert = match pki.node_identity() {
+        Some(identity) => identity?.chain.into_iter().next(),
+        None => None,
+    }
+    .ok_or_else(|| Error::Invalid("this manager has no node certificate".into()))?;
+    state.propose(ClusterCommand::AddNode {
+        node: NodeRecord {
+            id: me.id.clone(),
+            hostname: hostname.to_string(),
+            role: NodeRole::Manager,
+            availability: Default::default(),
+            labels: Default::default(),
+            addr: me.addr.clone(),
+            certificate: crate::pki::fingerprint(&cert),
+            certificate_expires: crate::pki::not_after_of(&cert).unwrap_or_default(),
+            joined: now(),
+        },
+    })?;
+    Ok(())
+}
+
+/// Whether this node takes a connection from node `id` presenting the
+/// certificate `fingerprint`: it is that node's current certificate on
+/// record; or this manager joined and is still catching up (its own
+/// record has not reached it) and `id` was a manager when it joined.
+pub fn admits(state: &State, me: &NodeSelf, id: &str, fingerprint: &str) -> Result<bool> {
+    if is_member(state, id, fingerprint)? {
+        return Ok(true);
+    }
+    Ok(me.manager_ids.iter().any(|m| m == id) && !is_member_id(state, &me.id)?)
+}
+
+/// Whether node `id` may take part in Raft: a manager on record, or one
+/// of the managers this manager joined while it catches up.
+pub fn is_manager_peer(state: &State, me: &NodeSelf, id: &str) -> Result<bool> {
+    match state.store().get::<NodeRecord>(tables::NODES, id)? {
+        Some(n) => Ok(n.role == NodeRole::Manager),
+        None => Ok(me.manager_ids.iter().any(|m| m == id) && !is_member_id(state, &me.id)?),
+    }
+}
+
+fn is_member_id(state: &State, id: &str) -> Result<bool> {
+    Ok(state.store().get::<NodeRecord>(tables::NODES, id)?.is_some())
 }
 
 /// Every node on record, by id.
@@ -350,7 +395,36 @@ pub struct Manager {
     pub audit: AuditHook,
 }
 
+/// The cluster's secrets every manager holds, by path under the data
+/// root: the CA key (node certificates, join tokens, signatures), the
+/// audit log's MAC key, the trust server's seal and the registry's token
+/// key. A manager that joins receives them.
+pub const MANAGER_FILES: &[&str] = &["pki/ca.key", "auth/audit.key", "trust/seal.key", "registry/token.key"];
+
 impl Manager {
+    /// This manager's copies of [`MANAGER_FILES`] (those it has).
+    fn manager_files(&self) -> Result<HashMap<String, Vec<u8>>> {
+        let root = self.pki.dir().parent().unwrap_or(self.pki.dir());
+        let mut files = HashMap::new();
+        for name in MANAGER_FILES {
+            let path = root.join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    files.insert(name.to_string(), bytes);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::Io {
+                        what: "reading",
+                        path,
+                        source: e,
+                    })
+                }
+            }
+        }
+        Ok(files)
+    }
+
     fn audit(&self, peer: &Peer, action: &str, object: &str, result: Result<(), &Status>) {
         let (result, status, detail) = match result {
             Ok(()) => ("allowed", 200, String::new()),
@@ -416,6 +490,7 @@ impl Manager {
             .pki
             .issue_node(&r.node_id, &r.csr, &ips)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let node_id = r.node_id.clone();
         let node = NodeRecord {
             id: r.node_id.clone(),
             hostname: hostname.to_string(),
@@ -427,27 +502,49 @@ impl Manager {
             certificate_expires: issued.not_after.clone(),
             joined: now(),
         };
+        if role == NodeRole::Manager && !self.state.is_replicated() {
+            return Err(Status::failed_precondition(
+                "this manager does not replicate cluster state, so it cannot admit managers",
+            ));
+        }
         let state = self.state.clone();
         let addr = self.addr.clone();
-        let managers = tokio::task::spawn_blocking(move || -> Result<Vec<String>, Status> {
+        let (managers, manager_ids) = tokio::task::spawn_blocking(move || -> Result<_, Status> {
             state
                 .propose(ClusterCommand::AddNode { node })
                 .map_err(|e| match e {
                     berth_state::Error::Rejected(berth_state::Rejected::Conflict(_)) => Status::already_exists(
                         "this node id is already a member of the cluster: a node that left joins again with a fresh data root",
                     ),
+                    berth_state::Error::Unavailable(m) => Status::unavailable(m),
                     other => Status::internal(other.to_string()),
                 })?;
-            manager_addrs(&state, &addr).map_err(|e| Status::internal(e.to_string()))
+            let ids: Vec<String> = nodes(&state)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .into_iter()
+                .filter(|n| n.role == NodeRole::Manager && n.id != node_id)
+                .map(|n| n.id)
+                .collect();
+            Ok((
+                manager_addrs(&state, &addr).map_err(|e| Status::internal(e.to_string()))?,
+                ids,
+            ))
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))??;
-        tracing::info!(node = %r.node_id, %role, addr = %advertised, hostname, "a node joined");
-        Ok(proto::JoinResponse {
+        let mut answer = proto::JoinResponse {
             certificate: issued.cert_pem,
             ca: self.pki.ca_pem().to_string(),
             managers,
-        })
+            manager_ids: Vec::new(),
+            manager_files: Default::default(),
+        };
+        if role == NodeRole::Manager {
+            answer.manager_ids = manager_ids;
+            answer.manager_files = self.manager_files().map_err(|e| Status::internal(e.to_string()))?;
+        }
+        tracing::info!(node = %r.node_id, %role, addr = %advertised, hostname, "a node joined");
+        Ok(answer)
     }
 }
 
@@ -555,6 +652,8 @@ pub struct Cluster {
     pub pki: Arc<Pki>,
     pub state: State,
     pub members: Arc<Members>,
+    /// This manager's Raft; `None` on a worker.
+    pub replica: Option<crate::raft::Replica>,
 }
 
 impl Cluster {
@@ -685,6 +784,10 @@ impl Cluster {
             certificate_expires,
             managers,
             nodes: count,
+            raft: self
+                .replica
+                .as_ref()
+                .map(|r| crate::raft::manager::status(r, &self.state)),
         })
     }
 

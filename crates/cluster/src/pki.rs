@@ -435,7 +435,7 @@ fn read(path: &Path) -> Result<String> {
 }
 
 /// Writes a key: mode 0600 from creation, then renamed into place.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     write_mode(path, data, 0o600)
 }
 

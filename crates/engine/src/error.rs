@@ -51,6 +51,7 @@ impl Error {
                 | berth_runtime::Error::Invalid(_),
             ) => ErrorCode::InvalidArgument,
             Error::Runtime(berth_runtime::Error::NotRunning(_)) => ErrorCode::Conflict,
+            Error::State(berth_state::Error::Unavailable(_)) => ErrorCode::Unavailable,
             Error::Runtime(_) | Error::Store(_) | Error::State(_) | Error::Io { .. } => ErrorCode::Internal,
         }
     }

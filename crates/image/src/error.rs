@@ -117,6 +117,7 @@ impl Error {
             | Error::DiffIdMismatch { .. }
             | Error::Unpack { .. } => ErrorCode::InvalidArgument,
             Error::InUse { .. } | Error::MultipleTags { .. } => ErrorCode::Conflict,
+            Error::State(berth_state::Error::Unavailable(_)) => ErrorCode::Unavailable,
             Error::Io { .. } | Error::Store(_) | Error::State(_) | Error::Corrupt { .. } => ErrorCode::Internal,
         }
     }

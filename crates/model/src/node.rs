@@ -151,6 +151,29 @@ pub struct ClusterInfo {
     /// The managers' advertised addresses.
     pub managers: Vec<String>,
     pub nodes: usize,
+    /// This manager's view of Raft; absent on a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft: Option<RaftStatus>,
+}
+
+/// A manager's view of Raft, which replicates cluster state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RaftStatus {
+    /// `leader`, `follower`, `candidate` (an election), `learner` (a
+    /// manager catching up before it votes) or `shutdown`.
+    pub state: String,
+    pub term: u64,
+    /// The last entry in this manager's log, and the last it applied.
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    /// The leading manager's node id and address, when one is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_addr: Option<String>,
+    /// How many managers vote, and how many are catching up to.
+    pub voters: usize,
+    pub learners: usize,
 }
 
 /// A join token and the command that uses it.

@@ -37,6 +37,145 @@ pub struct Options {
     /// Heartbeat period and the times after which a silent node is
     /// suspected and down.
     pub timing: berth_cluster::membership::Timing,
+    /// A manager's Raft ([`start_replication`]); `None`: a worker, or a
+    /// node alone whose cluster state is not replicated (tests).
+    pub replication: Option<Replication>,
+}
+
+/// A manager's Raft, started before the node's services open.
+#[derive(Clone)]
+pub struct Replication {
+    pub replica: berth_cluster::raft::Replica,
+    pub me: berth_cluster::membership::NodeSelf,
+    pub pki: Arc<berth_cluster::Pki>,
+    /// This start began a new cluster's log.
+    pub started_new: bool,
+}
+
+impl std::fmt::Debug for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replication")
+            .field("raft_id", &self.replica.id)
+            .field("node", &self.me.id)
+            .field("started_new", &self.started_new)
+            .finish()
+    }
+}
+
+/// On a manager (a node holding the CA key), starts Raft before anything
+/// changes cluster state, and from then on every change goes through its
+/// log: the first manager of a cluster starts a new log with itself as
+/// the only voter; a manager that joined waits to be added by the leader.
+/// `None` on a worker. Call [`Replication::ready`] once the TLS listener
+/// serves [`raft_routes`].
+pub async fn start_replication(engine: &Engine, advertise: &str) -> Result<Option<Replication>, String> {
+    let Some(pki) = open_pki(engine).filter(|p| p.is_manager()) else {
+        return Ok(None);
+    };
+    let me = berth_cluster::membership::bootstrap(&pki, advertise).map_err(|e| format!("this node's identity: {e}"))?;
+    let mut identity = pki
+        .node_identity()
+        .ok_or("this manager has no node certificate")?
+        .map_err(|e| format!("reading the node certificate: {e}"))?;
+    identity.chain.push(pki.ca_der().clone());
+    let client = berth_cluster::rpc::node_client_config(pki.ca_der(), identity)
+        .map_err(|e| format!("configuring TLS for Raft: {e}"))?;
+    let replica = berth_cluster::raft::manager::open(engine.state(), client, &me.id).await?;
+    let started_new = match me.manager_ids.is_empty() {
+        true => berth_cluster::raft::manager::initialize_alone(&replica, &me.addr).await?,
+        false => false,
+    };
+    let proposer = berth_cluster::raft::manager::proposer(replica.clone(), tokio::runtime::Handle::current());
+    engine.state().replicate_with(proposer);
+    Ok(Some(Replication {
+        replica,
+        me,
+        pki,
+        started_new,
+    }))
+}
+
+impl Replication {
+    /// Waits until this manager can open its services on cluster state:
+    /// a manager that joined, until the leader's state reached it (its
+    /// own record with it), so that nothing is made twice (the admin
+    /// user, the audit log's head); the first manager, until it is on
+    /// record. A manager that restarts without a majority of managers
+    /// goes on after a short wait: it serves reads, and changes are
+    /// refused until a leader is elected.
+    pub async fn ready(&self, state: &berth_state::State) -> Result<(), String> {
+        use berth_cluster::raft::manager;
+        let raft = &self.replica.raft;
+        let on_record = |state: &berth_state::State| {
+            state
+                .store()
+                .get::<berth_state::records::NodeRecord>(berth_state::tables::NODES, &self.me.id)
+                .map(|r| r.is_some())
+                .unwrap_or(false)
+        };
+        if !self.me.manager_ids.is_empty() && !on_record(state) {
+            tracing::info!("waiting for the leader to add this manager and send it the cluster's state");
+            let started = std::time::Instant::now();
+            let mut told = started;
+            while !on_record(state) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if told.elapsed() > Duration::from_secs(15) {
+                    told = std::time::Instant::now();
+                    tracing::warn!(
+                        waited_s = started.elapsed().as_secs(),
+                        managers = %self.me.managers.join(", "),
+                        "still waiting for the leader to send this manager the cluster's state: can it reach this node's advertised address?"
+                    );
+                }
+            }
+            tracing::info!(ms = started.elapsed().as_millis() as u64, "caught up with the cluster");
+            return Ok(());
+        }
+        if let Err(e) = manager::wait_for_leader(raft, Duration::from_secs(5)).await {
+            if on_record(state) {
+                tracing::warn!(error = %e, "starting without a leader: changes to cluster state are refused until one is elected");
+                return Ok(());
+            }
+            return Err(e);
+        }
+        let (pki, st, me) = (self.pki.clone(), state.clone(), self.me.clone());
+        tokio::task::spawn_blocking(move || {
+            berth_cluster::membership::record_self(&pki, &st, &me, &berth_cluster::names::hostname())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("recording this manager: {e}"))?;
+        if self.started_new {
+            // Managers that join start from a snapshot holding all state.
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                if let Err(e) = manager::compact_now(&raft).await {
+                    tracing::warn!(error = %e, "taking the first snapshot of cluster state");
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The `Raft` gRPC service of a manager: only managers on record (or,
+/// while this manager catches up, those it joined) may call it.
+pub fn raft_routes(replication: &Replication, state: &berth_state::State) -> tonic::service::Routes {
+    tonic::service::Routes::new(raft_service(&replication.replica, &replication.me, state))
+}
+
+fn raft_service(
+    replica: &berth_cluster::raft::Replica,
+    me: &berth_cluster::membership::NodeSelf,
+    state: &berth_state::State,
+) -> berth_cluster::rpc::proto::raft_server::RaftServer<berth_cluster::raft::network::RaftService> {
+    let (state, me) = (state.clone(), me.clone());
+    let allowed: berth_cluster::raft::network::Allowed = Arc::new(move |peer: &berth_cluster::rpc::Peer| {
+        peer.node
+            .as_deref()
+            .is_some_and(|n| berth_cluster::membership::is_manager_peer(&state, &me, n).unwrap_or(false))
+    });
+    berth_cluster::raft::network::RaftService::new(replica.raft.clone(), allowed).server()
 }
 
 /// How often directories sync when neither they nor the daemon say.
@@ -95,26 +234,32 @@ pub fn open(engine: Arc<Engine>, options: Options) -> Result<Services, String> {
     })
 }
 
-/// This node's place in the cluster: a manager without a node identity
-/// bootstraps one (the first start of a cluster); a worker loads the one
-/// its join made and, on a runtime, starts its agent.
+/// This node's place in the cluster: a manager's identity comes with its
+/// Raft ([`start_replication`]); a worker loads the one its join made and,
+/// on a runtime, starts its agent.
 fn open_cluster(
     engine: &Engine,
     pki: Arc<berth_cluster::Pki>,
     options: &Options,
 ) -> Option<Arc<berth_cluster::membership::Cluster>> {
-    use berth_cluster::membership::{bootstrap, Cluster, Members, NodeSelf};
-    let addr = options.advertise.clone().unwrap_or_else(|| "127.0.0.1:7443".into());
-    let me = if pki.is_manager() {
-        bootstrap(&pki, engine.state(), &addr, &berth_cluster::names::hostname())
-    } else {
-        NodeSelf::load(pki.dir()).and_then(|me| {
+    use berth_cluster::membership::{Cluster, Members, NodeSelf};
+    let me = match &options.replication {
+        Some(r) => Ok(r.me.clone()),
+        None if pki.is_manager() => {
+            // A node alone (tests): an identity, recorded at once.
+            let addr = options.advertise.clone().unwrap_or_else(|| "127.0.0.1:7443".into());
+            berth_cluster::membership::bootstrap(&pki, &addr).and_then(|me| {
+                berth_cluster::membership::record_self(&pki, engine.state(), &me, &berth_cluster::names::hostname())
+                    .map(|()| me)
+            })
+        }
+        None => NodeSelf::load(pki.dir()).and_then(|me| {
             me.ok_or_else(|| {
                 berth_cluster::Error::Invalid(
                     "the data root holds a cluster CA without its key and no node identity".into(),
                 )
             })
-        })
+        }),
     };
     let me = match me {
         Ok(me) => me,
@@ -124,14 +269,20 @@ fn open_cluster(
         }
     };
     let members = Arc::new(Members::new(&me.id, options.timing));
-    if !pki.is_manager() && tokio::runtime::Handle::try_current().is_ok() {
+    let on_runtime = tokio::runtime::Handle::try_current().is_ok();
+    if !pki.is_manager() && on_runtime {
         berth_cluster::agent::spawn_agent(pki.clone(), me.clone(), options.timing.heartbeat);
+    }
+    let replica = options.replication.as_ref().map(|r| r.replica.clone());
+    if let (Some(replica), true) = (&replica, on_runtime) {
+        berth_cluster::raft::manager::spawn_reconciler(replica.clone(), engine.state().clone());
     }
     Some(Arc::new(Cluster {
         me,
         pki,
         state: engine.state().clone(),
         members,
+        replica,
     }))
 }
 
@@ -154,15 +305,17 @@ pub fn grpc_routes(services: &Services) -> Option<tonic::service::Routes> {
             _ => append(),
         }
     });
-    Some(berth_cluster::membership::grpc_routes(
-        berth_cluster::membership::Manager {
-            pki: cluster.pki.clone(),
-            state: cluster.state.clone(),
-            members: cluster.members.clone(),
-            addr: cluster.me.addr.clone(),
-            audit,
-        },
-    ))
+    let routes = berth_cluster::membership::grpc_routes(berth_cluster::membership::Manager {
+        pki: cluster.pki.clone(),
+        state: cluster.state.clone(),
+        members: cluster.members.clone(),
+        addr: cluster.me.addr.clone(),
+        audit,
+    });
+    Some(match &cluster.replica {
+        Some(replica) => routes.add_service(raft_service(replica, &cluster.me, &cluster.state)),
+        None => routes,
+    })
 }
 
 /// The cluster CA under `<data-root>/pki`, created on first use.

@@ -31,6 +31,10 @@ pub enum Error {
     /// A logged command that cannot be read (corrupt, or from a newer berth).
     #[error("cluster command: {0}")]
     Decode(String),
+    /// The change could not be made now (no manager leads the cluster, or
+    /// a majority of managers cannot be reached); nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
     /// The command was applied, but an index that follows the state could
     /// not be brought up to date.
     #[error("{command} was applied, but {message}")]
@@ -58,6 +62,10 @@ type Subscriber = Box<dyn Fn(&ClusterCommand) -> std::result::Result<(), String>
 /// Called after the whole state was replaced (a Raft snapshot installed).
 type Reset = Box<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
 
+/// Takes a command to the replicated log and answers once this node has
+/// applied it (see [`State::replicate_with`]).
+pub type Proposer = std::sync::Arc<dyn Fn(Envelope) -> Result<Outcome> + Send + Sync>;
+
 /// A node's handle on cluster state; cheap to clone (all clones share the
 /// subscribers and the order of application).
 #[derive(Clone)]
@@ -74,6 +82,9 @@ struct Inner {
     resets: RwLock<Vec<Reset>>,
     /// Every applied command, when recording (tests replay it).
     recorded: Mutex<Option<Vec<Envelope>>>,
+    /// Set on a manager of a replicated cluster: proposals go through the
+    /// Raft log and this node applies only what the log commits.
+    proposer: RwLock<Option<Proposer>>,
 }
 
 impl State {
@@ -93,6 +104,7 @@ impl State {
                 subscribers: RwLock::new(Vec::new()),
                 resets: RwLock::new(Vec::new()),
                 recorded: Mutex::new(None),
+                proposer: RwLock::new(None),
             }),
         })
     }
@@ -103,19 +115,52 @@ impl State {
         &self.inner.store
     }
 
-    /// Changes cluster state: applies `command` (today on this node; with
-    /// Raft, through the log on every manager) and tells the subscribers.
+    /// Changes cluster state: on a manager of a replicated cluster,
+    /// through the Raft log (every manager applies it, and this call
+    /// answers once this one has); on a node alone (tests, tools), at once
+    /// on this node. Subscribers are told either way.
     pub fn propose(&self, command: ClusterCommand) -> Result<Outcome> {
-        self.apply(Envelope::new(command))
+        match self.proposer() {
+            Some(p) => p(Envelope::new(command)),
+            None => self.apply(Envelope::new(command)),
+        }
     }
 
-    /// [`State::propose`] whose commit on this node is not flushed to disk:
-    /// visible at once, durable with the next durable write to the node's
-    /// store. Only for a record that a durable command of the same request
-    /// follows (the audit log's `started` entry, made durable by the entry
-    /// that records the outcome).
+    /// [`State::propose`] whose commit on a node alone is not flushed to
+    /// disk: visible at once, durable with the next durable write to the
+    /// node's store. Only for a record that a durable command of the same
+    /// request follows (the audit log's `started` entry, made durable by
+    /// the entry that records the outcome). Replicated, the log is durable
+    /// and this is [`State::propose`].
     pub fn propose_unflushed(&self, command: ClusterCommand) -> Result<Outcome> {
-        self.apply_with(Envelope::new(command), false)
+        match self.proposer() {
+            Some(p) => p(Envelope::new(command)),
+            None => self.apply_with(Envelope::new(command), false),
+        }
+    }
+
+    /// From now on, [`State::propose`] hands commands to `proposer` (the
+    /// Raft log) instead of applying them here: set once, before anything
+    /// proposes, on a manager of a replicated cluster.
+    pub fn replicate_with(&self, proposer: Proposer) {
+        *self
+            .inner
+            .proposer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(proposer);
+    }
+
+    /// Whether changes go through a replicated log.
+    pub fn is_replicated(&self) -> bool {
+        self.proposer().is_some()
+    }
+
+    fn proposer(&self) -> Option<Proposer> {
+        self.inner
+            .proposer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Applies one logged command: what a follower does with each entry.

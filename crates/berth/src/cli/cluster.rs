@@ -47,6 +47,11 @@ struct JoinTokenArgs {
     quiet: bool,
 }
 
+/// The first 12 digits of a node id, as `node ls` shows them.
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 fn parse_role(s: &str) -> Result<NodeRole, String> {
     s.parse()
 }
@@ -65,6 +70,25 @@ pub async fn cluster(client: &Client, a: ClusterArgs) -> Result<i32> {
             println!("Managers:  {}", info.managers.join(", "));
             if info.role == NodeRole::Manager {
                 println!("Nodes:     {}", info.nodes);
+            }
+            if let Some(r) = &info.raft {
+                let leader = match (&r.leader, &r.leader_addr) {
+                    (Some(id), Some(addr)) => format!("{} at {addr}", short_id(id)),
+                    _ => "none (an election is under way, or no majority)".into(),
+                };
+                println!(
+                    "Raft:      {} in term {}, log {} (applied {})",
+                    r.state, r.term, r.last_log_index, r.applied_index
+                );
+                println!("Leader:    {leader}");
+                println!(
+                    "Voters:    {}{}",
+                    r.voters,
+                    match r.learners {
+                        0 => String::new(),
+                        n => format!(" ({n} catching up)"),
+                    }
+                );
             }
             Ok(0)
         }

@@ -10,6 +10,7 @@
 //! command twice. A snapshot is every `cluster/*` table as stored, and
 //! installing one replaces them all in one transaction.
 
+pub mod manager;
 pub mod network;
 pub mod store;
 
@@ -171,10 +172,18 @@ async fn write(
     deadline: tokio::time::Instant,
 ) -> Result<Answers, ProposeError> {
     loop {
-        let leader = match raft.client_write(batch.clone()).await {
-            Ok(r) => return Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id.zip(f.leader_node),
-            Err(e) => return Err(ProposeError::Failed(e.to_string())),
+        // A leader cut off from the majority waits for it: not forever.
+        let leader = match tokio::time::timeout_at(deadline, raft.client_write(batch.clone())).await {
+            Err(_) => {
+                return Err(ProposeError::Failed(
+                    "a majority of managers did not confirm the change in time (this manager may be cut off from \
+                     them): it is not confirmed, and it is made only if they take it before another manager leads"
+                        .into(),
+                ))
+            }
+            Ok(Ok(r)) => return Ok(r.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => f.leader_id.zip(f.leader_node),
+            Ok(Err(e)) => return Err(ProposeError::Failed(e.to_string())),
         };
         if let Some((id, node)) = leader {
             match network.propose(id, &node, &batch).await {

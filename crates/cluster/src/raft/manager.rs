@@ -1,0 +1,226 @@
+//! Raft in a manager daemon: opened on the node's store, started alone on
+//! the first manager of a cluster, the blocking proposer [`State`] hands
+//! every change to, the leader's task that keeps Raft's voters equal to
+//! the managers on record, and what `berth cluster info` shows of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_model::node::NodeRole;
+use berth_state::{Envelope, Outcome, State};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+
+use super::network::Network;
+use super::store::{LogStore, Machine};
+use super::{config, raft_id, Applied, ProposeError, Raft, Replica};
+
+/// How long a change waits for a leader, or for a majority to take it,
+/// before it is refused: longer than an election (under a second), short
+/// enough that a caller cut off from the majority hears so at once.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// Opens this manager's Raft on the node's store (the log and the state
+/// machine beside cluster state) and starts its batcher.
+pub async fn open(state: &State, client: Arc<rustls::ClientConfig>, node_id: &str) -> Result<Replica, String> {
+    let id = raft_id(node_id);
+    let network = Network::new(client);
+    let log = LogStore::new(state.store().clone()).map_err(|e| format!("opening the Raft log: {e}"))?;
+    let machine = Machine::new(state.clone()).map_err(|e| format!("opening the Raft state machine: {e}"))?;
+    let raft = Raft::new(id, config()?, network.clone(), log, machine)
+        .await
+        .map_err(|e| format!("starting Raft: {e}"))?;
+    Ok(Replica::new(raft, id, network))
+}
+
+/// Starts a new cluster with this manager as its only voter, unless Raft
+/// already has a log or a membership (a later start, or a manager that
+/// joined). Then takes a snapshot holding all cluster state, so that
+/// managers that join later start from it, state written before Raft
+/// (a data root from an older berth) included. `true` when it started one.
+pub async fn initialize_alone(replica: &Replica, addr: &str) -> Result<bool, String> {
+    let raft = &replica.raft;
+    if raft.is_initialized().await.map_err(|e| e.to_string())? {
+        return Ok(false);
+    }
+    let members = BTreeMap::from([(replica.id, BasicNode::new(addr))]);
+    raft.initialize(members)
+        .await
+        .map_err(|e| format!("starting a new cluster: {e}"))?;
+    tracing::info!(raft_id = replica.id, %addr, "started the cluster's Raft log with this manager as its only voter");
+    Ok(true)
+}
+
+/// Takes a snapshot now and drops the log it covers: a manager that joins
+/// later receives the snapshot, which holds every table (including what a
+/// node wrote before it had Raft), instead of a log that does not.
+pub async fn compact_now(raft: &Raft) -> Result<(), String> {
+    let applied = raft.metrics().borrow().last_applied;
+    let Some(applied) = applied else { return Ok(()) };
+    raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
+    raft.wait(Some(Duration::from_secs(30)))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= applied.index),
+            "the first snapshot",
+        )
+        .await
+        .map_err(|e| format!("taking the first snapshot: {e}"))?;
+    raft.trigger()
+        .purge_log(applied.index)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Waits until a leader is known (an election after a start takes under
+/// a second when a majority of managers is up).
+pub async fn wait_for_leader(raft: &Raft, limit: Duration) -> Result<u64, String> {
+    raft.wait(Some(limit))
+        .metrics(|m| m.current_leader.is_some(), "a leader")
+        .await
+        .map_err(|_| {
+            format!(
+                "no manager leads the cluster after {}s: a majority of managers is not reachable",
+                limit.as_secs()
+            )
+        })?
+        .current_leader
+        .ok_or_else(|| "no leader".into())
+}
+
+/// The proposer a manager's [`State`] hands every change to: the change
+/// goes through the Raft log (the leader's, forwarded when this manager
+/// does not lead) and the call returns once this manager has applied it.
+/// Callers block: on a worker thread of the daemon's runtime the wait is
+/// moved off it (`block_in_place`), so Raft's own tasks keep running.
+pub fn proposer(replica: Replica, handle: tokio::runtime::Handle) -> berth_state::Proposer {
+    Arc::new(move |envelope: Envelope| -> berth_state::Result<Outcome> {
+        let replica = replica.clone();
+        let proposed = async move { replica.propose(envelope, PATIENCE).await };
+        let answer = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => {
+                return Err(berth_state::Error::Unavailable(
+                    "cluster state cannot be changed from a single-threaded runtime (it would wait on itself)".into(),
+                ))
+            }
+            Ok(_) => tokio::task::block_in_place(|| handle.block_on(proposed)),
+            Err(_) => handle.block_on(proposed),
+        };
+        match answer {
+            Ok(Applied(Ok(outcome))) => Ok(outcome),
+            Ok(Applied(Err(rejected))) => Err(berth_state::Error::Rejected(rejected)),
+            Err(e @ ProposeError::NoLeader) => Err(berth_state::Error::Unavailable(e.to_string())),
+            Err(ProposeError::Failed(m)) => Err(berth_state::Error::Unavailable(format!(
+                "the change could not be replicated: {m}"
+            ))),
+        }
+    })
+}
+
+/// What this manager knows of Raft, for `berth cluster info`.
+pub fn status(replica: &Replica, state: &State) -> berth_model::node::RaftStatus {
+    let m = replica.raft.metrics().borrow().clone();
+    let leader = m.current_leader.and_then(|id| {
+        crate::membership::nodes(state)
+            .ok()?
+            .into_iter()
+            .find(|n| raft_id(&n.id) == id)
+    });
+    let membership = m.membership_config.membership();
+    berth_model::node::RaftStatus {
+        state: match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        }
+        .into(),
+        term: m.current_term,
+        last_log_index: m.last_log_index.unwrap_or(0),
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        leader: leader.as_ref().map(|n| n.id.clone()),
+        leader_addr: leader.map(|n| n.addr),
+        voters: membership.voter_ids().count(),
+        learners: membership.learner_ids().count(),
+    }
+}
+
+/// On the leader, keeps Raft's voters equal to the managers on record:
+/// a manager that joined is added as a learner, caught up, then made a
+/// voter; a manager removed from the cluster stops voting. Runs until the
+/// runtime stops; a change that fails is tried again on the next round.
+pub fn spawn_reconciler(replica: Replica, state: State) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if replica.raft.metrics().borrow().state != ServerState::Leader {
+                continue;
+            }
+            let st = state.clone();
+            let managers = match tokio::task::spawn_blocking(move || crate::membership::nodes(&st)).await {
+                Ok(Ok(all)) => all
+                    .into_iter()
+                    .filter(|n| n.role == NodeRole::Manager)
+                    .map(|n| (raft_id(&n.id), n.addr))
+                    .collect::<BTreeMap<u64, String>>(),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading the managers on record");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if let Err(e) = reconcile(&replica.raft, replica.id, &managers).await {
+                tracing::warn!(error = %e, "bringing Raft's voters in line with the managers on record");
+            }
+        }
+    })
+}
+
+async fn reconcile(raft: &Raft, me: u64, managers: &BTreeMap<u64, String>) -> Result<(), String> {
+    let membership = raft.metrics().borrow().membership_config.membership().clone();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let known: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+    for (id, addr) in managers {
+        if voters.contains(id) {
+            continue;
+        }
+        if !known.contains(id) {
+            tracing::info!(raft_id = id, %addr, "adding a manager to Raft as a learner");
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                raft.add_learner(*id, BasicNode::new(addr), true),
+            )
+            .await
+            .map_err(|_| format!("manager {addr} did not catch up within 60s"))?
+            .map_err(|e| format!("adding manager {addr} as a learner: {e}"))?;
+        }
+        tracing::info!(raft_id = id, %addr, "making a caught-up manager a voter");
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false)
+            .await
+            .map_err(|e| format!("making manager {addr} a voter: {e}"))?;
+    }
+    let gone: BTreeSet<u64> = voters
+        .iter()
+        .filter(|id| **id != me && !managers.contains_key(id))
+        .copied()
+        .collect();
+    if !gone.is_empty() {
+        tracing::info!(raft_ids = ?gone, "removing managers that left the cluster from Raft");
+        raft.change_membership(ChangeMembers::RemoveVoters(gone), false)
+            .await
+            .map_err(|e| format!("removing managers from Raft: {e}"))?;
+    }
+    let strays: BTreeSet<u64> = membership
+        .learner_ids()
+        .filter(|id| !managers.contains_key(id))
+        .collect();
+    if !strays.is_empty() {
+        raft.change_membership(ChangeMembers::RemoveNodes(strays), false)
+            .await
+            .map_err(|e| format!("removing learners that are no managers: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Replicated managers across hosts: three managers join with one command
+//! each and vote in Raft; a user, a grant and a node label made through
+//! one manager hold on the others; the leader is killed while the cluster
+//! is written to, another takes over within seconds and nothing
+//! acknowledged is lost; the audit log verifies on every manager; the
+//! killed manager comes back and catches up; a manager cut off from the
+//! majority refuses changes with a clear error.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::{wait_until, Cluster};
+
+/// The HTTP status of `GET path` on host `to`'s TLS listener, from inside
+/// host `from`, as `user:password`, checking the cluster CA.
+fn get_status(c: &Cluster, from: usize, to: usize, path: &str, user: &str) -> u16 {
+    let ca = c.host(0).data_root.join("pki/ca.pem");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &c.host(from).netns, "curl", "-s", "-o", "/dev/null"])
+        .args(["-w", "%{http_code}", "--max-time", "10", "--cacert"])
+        .arg(&ca)
+        .args(["-u", user])
+        .arg(format!("https://{}{path}", c.host(to).endpoint()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("running curl");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+fn create_user(c: &Cluster, i: usize, name: &str, password: &str) -> std::process::Output {
+    let mut child = c
+        .cmd(i, &["user", "create", name, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("berth user create");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("the password");
+    child.wait_with_output().expect("berth user create")
+}
+
+fn users(c: &Cluster, i: usize) -> String {
+    c.ok(i, &["user", "ls"])
+}
+
+#[test]
+fn managers_replicate_and_survive_their_leader() {
+    let mut c = Cluster::start_managers(3, 1);
+    let managers = [0, 1, 2];
+    for i in managers {
+        c.wait_voters(i, 3);
+    }
+    let leader = c.leader(0).expect("a leader");
+    for i in managers {
+        assert_eq!(c.leader(i), Some(leader), "h{} sees another leader", i + 1);
+        let raft = c.raft(i);
+        assert!(raft["term"].as_u64().unwrap_or(0) >= 1, "{raft}");
+    }
+    let follower = managers.into_iter().find(|i| *i != leader).expect("a follower");
+    let other = managers
+        .into_iter()
+        .find(|i| *i != leader && *i != follower)
+        .expect("another follower");
+
+    // A user made through a follower (forwarded to the leader) logs in on
+    // another manager; with no grant she may not look, with a grant made
+    // on the leader she may.
+    let made = create_user(&c, follower, "carol", "carol-password-1");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            get_status(&c, 3, other, "/v1/cluster", "carol:carol-password-1") == 403
+        }),
+        "carol logs in on h{} but has no grant",
+        other + 1
+    );
+    assert_eq!(get_status(&c, 3, other, "/v1/cluster", "carol:wrong"), 401);
+    c.ok(leader, &["grant", "create", "user:carol", "view-only"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            get_status(&c, 3, other, "/v1/cluster", "carol:carol-password-1") == 200
+        }),
+        "the grant made on h{} holds on h{}",
+        leader + 1,
+        other + 1
+    );
+
+    // A label and a drain set on one manager show on every one.
+    let worker_id = c.ok(3, &["cluster", "info", "--format", "json"]);
+    let worker_id: serde_json::Value = serde_json::from_str(&worker_id).expect("cluster info");
+    let worker_id = worker_id["node_id"].as_str().expect("a node id").to_string();
+    c.ok(
+        other,
+        &[
+            "node",
+            "update",
+            "--availability",
+            "drain",
+            "--label-add",
+            "zone=a",
+            &worker_id,
+        ],
+    );
+    for i in managers {
+        let node: serde_json::Value =
+            serde_json::from_str(&c.ok(i, &["node", "inspect", &worker_id])).expect("node inspect");
+        let node = if node.is_array() { node[0].clone() } else { node };
+        assert_eq!(node["availability"], "drain", "h{}: {node}", i + 1);
+        assert_eq!(node["labels"]["zone"], "a", "h{}: {node}", i + 1);
+    }
+
+    // The leader dies while the cluster is written to: every write that
+    // was acknowledged is kept, and writes go on within seconds.
+    let mut written = Vec::new();
+    for n in 0..5 {
+        let name = format!("before{n}");
+        assert!(create_user(&c, follower, &name, "a-password-123").status.success());
+        written.push(name);
+    }
+    let killed_at = Instant::now();
+    c.kill(leader);
+    let mut first_write = None;
+    let mut n = 0;
+    while killed_at.elapsed() < Duration::from_secs(30) {
+        let name = format!("after{n}");
+        n += 1;
+        if create_user(&c, follower, &name, "a-password-123").status.success() {
+            first_write.get_or_insert(killed_at.elapsed());
+            written.push(name);
+            if written.len() >= 10 {
+                break;
+            }
+        }
+    }
+    let failover = first_write.expect("a write succeeds after the leader is killed");
+    eprintln!("failover: first write {} ms after the kill", failover.as_millis());
+    assert!(failover < Duration::from_secs(10), "failover took {failover:?}");
+    let new_leader = c.leader(follower).expect("a new leader");
+    assert_ne!(new_leader, leader);
+    for i in [follower, other] {
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                let u = users(&c, i);
+                written.iter().all(|w| u.contains(w.as_str()))
+            }),
+            "h{} lost an acknowledged write",
+            i + 1
+        );
+        let verified = c.ok(i, &["audit", "verify"]);
+        assert!(verified.contains("intact"), "h{}: {verified}", i + 1);
+    }
+
+    // The killed manager comes back, catches up, and its log verifies.
+    c.restart(leader);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let u = users(&c, leader);
+            written.iter().all(|w| u.contains(w.as_str()))
+        }),
+        "the restarted manager caught up"
+    );
+    let verified = c.ok(leader, &["audit", "verify"]);
+    assert!(verified.contains("intact"), "{verified}");
+    c.wait_voters(leader, 3);
+
+    // Cut off from the majority, a manager refuses changes, and says why.
+    let alone = c.leader(follower).expect("a leader");
+    for i in managers {
+        if i != alone {
+            c.partition(i);
+        }
+    }
+    let started = Instant::now();
+    let refused = create_user(&c, alone, "nobody", "a-password-123");
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    eprintln!("without a majority ({} ms): {err}", took.as_millis());
+    assert!(!refused.status.success(), "a write without a majority succeeded");
+    assert!(err.contains("majority"), "{err}");
+    assert!(took < Duration::from_secs(15), "the refusal took {took:?}");
+    for i in managers {
+        c.heal(i);
+    }
+    // Healed: the cluster takes writes again, on every manager.
+    assert!(
+        wait_until(Duration::from_secs(20), || create_user(
+            &c,
+            alone,
+            "healed",
+            "a-password-123"
+        )
+        .status
+        .success()),
+        "writes resume after the partition heals"
+    );
+    for i in managers {
+        assert!(
+            wait_until(Duration::from_secs(10), || users(&c, i).contains("healed")),
+            "h{} has the write made after healing",
+            i + 1
+        );
+    }
+}
