@@ -45,6 +45,18 @@ fn create_user(c: &Cluster, i: usize, name: &str, password: &str) -> std::proces
     child.wait_with_output().expect("berth user create")
 }
 
+/// Host `of`'s state (`ready`, `unknown`, `down`) as manager `i` shows it.
+fn node_state(c: &Cluster, i: usize, of: usize) -> String {
+    let addr = c.host(of).endpoint();
+    let out = c.berth(i, &["node", "ls", "--format", "json"]);
+    let nodes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    nodes
+        .into_iter()
+        .find(|n| n["addr"] == addr.as_str())
+        .map(|n| n["status"]["state"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| "missing".into())
+}
+
 fn users(c: &Cluster, i: usize) -> String {
     c.ok(i, &["user", "ls"])
 }
@@ -113,6 +125,44 @@ fn managers_replicate_and_survive_their_leader() {
         let node = if node.is_array() { node[0].clone() } else { node };
         assert_eq!(node["availability"], "drain", "h{}: {node}", i + 1);
         assert_eq!(node["labels"]["zone"], "a", "h{}: {node}", i + 1);
+    }
+
+    // Every manager shows every node up: the leader hears them and
+    // records it. A worker that dies is down on every manager; back, it
+    // is ready again.
+    for i in managers {
+        for of in 0..4 {
+            assert!(
+                wait_until(Duration::from_secs(15), || node_state(&c, i, of) == "ready"),
+                "h{} shows h{} {}",
+                i + 1,
+                of + 1,
+                node_state(&c, i, of)
+            );
+        }
+    }
+    let died = Instant::now();
+    c.kill(3);
+    for i in managers {
+        assert!(
+            wait_until(Duration::from_secs(25), || node_state(&c, i, 3) == "down"),
+            "h{} shows the dead worker {}",
+            i + 1,
+            node_state(&c, i, 3)
+        );
+    }
+    eprintln!(
+        "worker down on every manager {} ms after the kill",
+        died.elapsed().as_millis()
+    );
+    c.restart(3);
+    for i in managers {
+        assert!(
+            wait_until(Duration::from_secs(15), || node_state(&c, i, 3) == "ready"),
+            "h{} shows the restarted worker {}",
+            i + 1,
+            node_state(&c, i, 3)
+        );
     }
 
     // The leader dies while the cluster is written to: every write that

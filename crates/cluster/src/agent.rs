@@ -212,21 +212,53 @@ fn join_error(status: &tonic::Status, manager: &str, token: &JoinToken, presente
 /// Keeps this node's session with a manager open for as long as the
 /// daemon runs: heartbeats every `period`; reconnects by itself, trying
 /// each manager it knows in turn.
-pub fn spawn_agent(pki: Arc<Pki>, me: NodeSelf, period: Duration) -> tokio::task::JoinHandle<()> {
+///
+/// A manager runs one too (its heartbeats tell the leader it is up), idle
+/// while `leading` says it leads itself.
+pub fn spawn_agent(
+    pki: Arc<Pki>,
+    me: NodeSelf,
+    period: Duration,
+    leading: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut managers = me.managers.clone();
         let mut next = 0usize;
         let mut backoff = Duration::from_millis(200);
         let mut failing_since: Option<std::time::Instant> = None;
+        // The leader a follower sent this agent to, tried first.
+        let mut sent_to: Option<String> = None;
+        let mut redirects = 0u32;
         loop {
+            if leading.as_ref().is_some_and(|l| l()) {
+                tokio::time::sleep(period).await;
+                continue;
+            }
             if managers.is_empty() {
                 tracing::error!("this node knows no manager: the agent stops");
                 return;
             }
-            let addr = managers[next % managers.len()].clone();
-            next += 1;
+            let addr = match sent_to.take() {
+                Some(leader) => leader,
+                None => {
+                    next += 1;
+                    managers[(next - 1) % managers.len()].clone()
+                }
+            };
             match session(&pki, &addr, period).await {
-                Ok(learned) => {
+                Ok((_, Some(leader))) if redirects < 3 => {
+                    tracing::debug!(manager = %addr, %leader, "sent to the leader");
+                    redirects += 1;
+                    sent_to = Some(leader);
+                }
+                Ok((_, Some(_))) => {
+                    // Sent around in circles (an election): wait a little.
+                    redirects = 0;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Ok((learned, None)) => {
+                    redirects = 0;
                     backoff = Duration::from_millis(200);
                     if failing_since.take().is_some() {
                         tracing::info!(manager = %addr, "session with the managers restored");
@@ -258,8 +290,9 @@ pub fn spawn_agent(pki: Arc<Pki>, me: NodeSelf, period: Duration) -> tokio::task
 }
 
 /// One session: until it breaks. Answers the managers it learned of when
-/// the session was opened and then ended.
-async fn session(pki: &Pki, addr: &str, period: Duration) -> Result<Option<Vec<String>>, String> {
+/// the session was opened, and the leader's address when the manager
+/// sent the agent there instead.
+async fn session(pki: &Pki, addr: &str, period: Duration) -> Result<(Option<Vec<String>>, Option<String>), String> {
     let identity = pki
         .node_identity()
         .ok_or("this node has no node certificate")?
@@ -301,6 +334,9 @@ async fn session(pki: &Pki, addr: &str, period: Duration) -> Result<Option<Vec<S
         match inbound.message().await {
             Ok(Some(m)) => {
                 if let Some(proto::manager_message::Kind::Session(info)) = m.kind {
+                    if !info.leader.is_empty() {
+                        return Ok((Some(info.managers), Some(info.leader)));
+                    }
                     tracing::debug!(manager = %addr, managers = ?info.managers, "session opened");
                     if info.heartbeat_period_ms > 0 {
                         let _ = period_tx.send(Duration::from_millis(u64::from(info.heartbeat_period_ms)));
@@ -308,10 +344,10 @@ async fn session(pki: &Pki, addr: &str, period: Duration) -> Result<Option<Vec<S
                     learned = Some(info.managers);
                 }
             }
-            Ok(None) => return Ok(learned),
+            Ok(None) => return Ok((learned, None)),
             Err(s) if learned.is_some() => {
                 tracing::debug!(manager = %addr, error = %s, "session ended");
-                return Ok(learned);
+                return Ok((learned, None));
             }
             Err(s) => return Err(format!("{}: {}", s.code(), s.message())),
         }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_model::node::{Node, NodeRole, NodeState, NodeStatus};
-use berth_state::records::{JoinTokenRecord, NewAuditEntry, NodeRecord};
+use berth_state::records::{JoinTokenRecord, NewAuditEntry, NodeRecord, NodeStatusRecord};
 use berth_state::{tables, ClusterCommand, State};
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status, Streaming};
@@ -125,6 +125,7 @@ pub fn record_self(pki: &Pki, state: &State, me: &NodeSelf, hostname: &str) -> R
             certificate: crate::pki::fingerprint(&cert),
             certificate_expires: crate::pki::not_after_of(&cert).unwrap_or_default(),
             joined: now(),
+            status: None,
         },
     })?;
     Ok(())
@@ -267,7 +268,9 @@ pub const CLOCK_SKEW_WARNING_MS: i64 = 5_000;
 /// is what this manager saw of it.
 pub struct Members {
     me: String,
-    started: Instant,
+    /// Since when this manager holds sessions (its start, or when it
+    /// became the leader).
+    started: Mutex<Instant>,
     timing: Timing,
     seen: Mutex<HashMap<String, Seen>>,
 }
@@ -276,9 +279,20 @@ impl Members {
     pub fn new(me: &str, timing: Timing) -> Self {
         Members {
             me: me.to_string(),
-            started: Instant::now(),
+            started: Mutex::new(Instant::now()),
             timing,
             seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This manager became the leader: agents come to it from now on, and
+    /// what it heard before (as a follower, nothing) no longer counts.
+    pub fn lead_from_now(&self) {
+        if let Ok(mut started) = self.started.lock() {
+            *started = Instant::now();
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.clear();
         }
     }
 
@@ -322,14 +336,17 @@ impl Members {
         }
         let seen = self.seen.lock().ok();
         let Some(s) = seen.as_ref().and_then(|m| m.get(id)) else {
-            let up = self.started.elapsed();
+            let up = self.started.lock().map_or(Duration::ZERO, |s| s.elapsed());
             let (state, message) = if up > self.timing.down_after {
                 (
                     NodeState::Down,
-                    format!("no heartbeat since this manager started {}s ago", up.as_secs()),
+                    format!("no heartbeat since this manager started leading {}s ago", up.as_secs()),
                 )
             } else {
-                (NodeState::Unknown, "no heartbeat yet since this manager started".into())
+                (
+                    NodeState::Unknown,
+                    "no heartbeat yet since this manager started leading".into(),
+                )
             };
             return NodeStatus {
                 state,
@@ -393,6 +410,8 @@ pub struct Manager {
     /// This manager's advertised address.
     pub addr: String,
     pub audit: AuditHook,
+    /// This manager's Raft: only the leader holds agent sessions.
+    pub replica: Option<crate::raft::Replica>,
 }
 
 /// The cluster's secrets every manager holds, by path under the data
@@ -501,6 +520,7 @@ impl Manager {
             certificate: issued.fingerprint.clone(),
             certificate_expires: issued.not_after.clone(),
             joined: now(),
+            status: None,
         };
         if role == NodeRole::Manager && !self.state.is_replicated() {
             return Err(Status::failed_precondition(
@@ -600,7 +620,6 @@ impl proto::dispatcher_server::Dispatcher for Manager {
         };
         let mut inbound = request.into_inner();
         let members = self.members.clone();
-        members.heard(&node, None);
         let managers = {
             let (state, addr) = (self.state.clone(), self.addr.clone());
             tokio::task::spawn_blocking(move || manager_addrs(&state, &addr))
@@ -609,13 +628,32 @@ impl proto::dispatcher_server::Dispatcher for Manager {
                 .map_err(|e| Status::internal(e.to_string()))?
         };
         let (tx, rx) = tokio::sync::mpsc::channel(8);
+        // Sessions are held by the leader, which records who is up: a
+        // follower sends the agent there.
+        let leader = match &self.replica {
+            Some(r) => match crate::raft::manager::leader_addr(r) {
+                Some((_, true)) => None,
+                Some((addr, false)) => Some(addr),
+                None => {
+                    return Err(Status::unavailable(
+                        "no manager leads the cluster (an election is under way): try again",
+                    ))
+                }
+            },
+            None => None,
+        };
         let info = proto::ManagerMessage {
             kind: Some(proto::manager_message::Kind::Session(proto::SessionInfo {
                 heartbeat_period_ms: u32::try_from(members.timing().heartbeat.as_millis()).unwrap_or(u32::MAX),
                 managers,
+                leader: leader.clone().unwrap_or_default(),
             })),
         };
         let _ = tx.send(Ok(info)).await;
+        if leader.is_some() {
+            return Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))));
+        }
+        members.heard(&node, None);
         tracing::debug!(%node, addr = %peer.addr, "agent session opened");
         tokio::spawn(async move {
             // The outbound stream ends when the agent's does (tx dropped).
@@ -667,10 +705,39 @@ impl Cluster {
         )))
     }
 
+    /// A node record as the API shows it: the leader (and a node alone)
+    /// knows its status from its heartbeats; another manager shows what
+    /// the leader last recorded.
+    fn view(&self, n: NodeRecord) -> Node {
+        let follower = self
+            .replica
+            .as_ref()
+            .is_some_and(|r| !crate::raft::manager::is_leader(r));
+        if !follower || n.id == self.me.id {
+            return self.members.view(n);
+        }
+        let status = match &n.status {
+            Some(s) => NodeStatus {
+                state: s.state,
+                message: format!("{} (as the leader recorded it at {})", s.message, s.since),
+                last_heartbeat: None,
+            },
+            None => NodeStatus {
+                state: NodeState::Unknown,
+                message: "the leader has not recorded its state yet".into(),
+                last_heartbeat: None,
+            },
+        };
+        Node {
+            status,
+            ..self.members.view(n)
+        }
+    }
+
     /// Every node with its status, managers first, then by host name.
     pub fn nodes(&self) -> Result<Vec<Node>> {
         self.require_manager()?;
-        let mut all: Vec<Node> = nodes(&self.state)?.into_iter().map(|n| self.members.view(n)).collect();
+        let mut all: Vec<Node> = nodes(&self.state)?.into_iter().map(|n| self.view(n)).collect();
         all.sort_by(|a, b| {
             (a.role != NodeRole::Manager, &a.hostname, &a.id).cmp(&(b.role != NodeRole::Manager, &b.hostname, &b.id))
         });
@@ -680,7 +747,7 @@ impl Cluster {
     /// The node `key` names: its id, a unique prefix of it, or its unique
     /// host name.
     pub fn node(&self, key: &str) -> Result<Node> {
-        Ok(self.members.view(self.find(key)?))
+        Ok(self.view(self.find(key)?))
     }
 
     fn find(&self, key: &str) -> Result<NodeRecord> {
@@ -730,7 +797,7 @@ impl Cluster {
     /// now on. Refused for the answering node, for the last manager, and
     /// (unless `force`) for a node that is not down.
     pub fn remove(&self, key: &str, force: bool) -> Result<Node> {
-        let node = self.members.view(self.find(key)?);
+        let node = self.view(self.find(key)?);
         if node.current {
             return Err(Error::Conflict(format!(
                 "node {} is the node answering this request: remove it from another manager",
@@ -806,6 +873,59 @@ impl Cluster {
             token,
         })
     }
+}
+
+/// On the leader: records in cluster state each node whose state changed
+/// (ready or down; `unknown` is a suspicion, not recorded), so that every
+/// manager shows it. Runs until the runtime stops.
+pub fn spawn_status_recorder(cluster: Arc<Cluster>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(replica) = cluster.replica.clone() else { return };
+        let period = cluster.members.timing().heartbeat.max(Duration::from_millis(500));
+        let mut was_leading = false;
+        loop {
+            tokio::time::sleep(period).await;
+            let leading = crate::raft::manager::is_leader(&replica);
+            if leading && !was_leading {
+                cluster.members.lead_from_now();
+            }
+            was_leading = leading;
+            if !leading {
+                continue;
+            }
+            let c = cluster.clone();
+            let recorded = tokio::task::spawn_blocking(move || -> Result<usize> {
+                let since = now();
+                let changed: Vec<(String, NodeStatusRecord)> = nodes(&c.state)?
+                    .into_iter()
+                    .filter_map(|n| {
+                        let live = c.members.status(&n.id);
+                        let settled = live.state != NodeState::Unknown;
+                        (settled && n.status.as_ref().map(|s| s.state) != Some(live.state)).then(|| {
+                            let record = NodeStatusRecord {
+                                state: live.state,
+                                message: live.message,
+                                since: since.clone(),
+                            };
+                            (n.id, record)
+                        })
+                    })
+                    .collect();
+                let count = changed.len();
+                if count > 0 {
+                    c.state.propose(ClusterCommand::SetNodeStatus { statuses: changed })?;
+                }
+                Ok(count)
+            })
+            .await;
+            match recorded {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::debug!(nodes = n, "recorded node state changes"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "recording node state changes"),
+                Err(e) => tracing::warn!(error = %e, "recording node state changes"),
+            }
+        }
+    })
 }
 
 /// A label key: letters, digits, `.`, `-`, `_`, `/`, at most 128.

@@ -270,20 +270,35 @@ fn open_cluster(
     };
     let members = Arc::new(Members::new(&me.id, options.timing));
     let on_runtime = tokio::runtime::Handle::try_current().is_ok();
-    if !pki.is_manager() && on_runtime {
-        berth_cluster::agent::spawn_agent(pki.clone(), me.clone(), options.timing.heartbeat);
-    }
     let replica = options.replication.as_ref().map(|r| r.replica.clone());
-    if let (Some(replica), true) = (&replica, on_runtime) {
-        berth_cluster::raft::manager::spawn_reconciler(replica.clone(), engine.state().clone());
-    }
-    Some(Arc::new(Cluster {
-        me,
-        pki,
+    let cluster = Arc::new(Cluster {
+        me: me.clone(),
+        pki: pki.clone(),
         state: engine.state().clone(),
         members,
-        replica,
-    }))
+        replica: replica.clone(),
+    });
+    if !on_runtime {
+        return Some(cluster);
+    }
+    match &replica {
+        // A manager: the leader keeps Raft's voters in line with the
+        // managers on record and records who is up; the others tell it
+        // they are.
+        Some(replica) => {
+            berth_cluster::raft::manager::spawn_reconciler(replica.clone(), engine.state().clone());
+            berth_cluster::membership::spawn_status_recorder(cluster.clone());
+            let r = replica.clone();
+            let leading: Arc<dyn Fn() -> bool + Send + Sync> =
+                Arc::new(move || berth_cluster::raft::manager::is_leader(&r));
+            berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, Some(leading));
+        }
+        None if !pki.is_manager() => {
+            berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, None);
+        }
+        None => {}
+    }
+    Some(cluster)
 }
 
 /// A manager's gRPC services (join, agent sessions), to serve on the TLS
@@ -311,6 +326,7 @@ pub fn grpc_routes(services: &Services) -> Option<tonic::service::Routes> {
         members: cluster.members.clone(),
         addr: cluster.me.addr.clone(),
         audit,
+        replica: cluster.replica.clone(),
     });
     Some(match &cluster.replica {
         Some(replica) => routes.add_service(raft_service(replica, &cluster.me, &cluster.state)),

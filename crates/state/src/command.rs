@@ -19,9 +19,9 @@ use crate::directory::{
 };
 use crate::records::{
     audit_key, trust_entry_key, trust_role_key, trust_version_key, AuditEntry, AuditLevel, AuditSignature, Bundle,
-    Credentials, Grant, JoinTokenRecord, NodeRecord, Org, RepositoryCollection, Role, SessionRecord, SignedScanRecord,
-    Team, TokenRecord, TrustChange, TrustCurrent, TrustKeyRecord, TrustMetaUpdate, TrustPolicy, User, AUDIT_GENESIS,
-    AUDIT_HEAD,
+    Credentials, Grant, JoinTokenRecord, NodeRecord, NodeStatusRecord, Org, RepositoryCollection, Role, SessionRecord,
+    SignedScanRecord, Team, TokenRecord, TrustChange, TrustCurrent, TrustKeyRecord, TrustMetaUpdate, TrustPolicy, User,
+    AUDIT_GENESIS, AUDIT_HEAD,
 };
 use crate::tables::*;
 
@@ -282,6 +282,12 @@ pub enum ClusterCommand {
     /// A node leaves: its certificate is no longer accepted.
     RemoveNode {
         id: String,
+    },
+    /// The leader records nodes whose state changed (ready, down), so
+    /// that every manager shows them; nodes no longer on record are
+    /// skipped.
+    SetNodeStatus {
+        statuses: Vec<(String, NodeStatusRecord)>,
     },
     /// A new join token for `role` (`worker` or `manager`): the old one
     /// stops working.
@@ -733,6 +739,14 @@ impl ClusterCommand {
                 node.labels
                     .extend(label_add.iter().map(|(k, v)| (k.clone(), v.clone())));
                 t.put(NODES, id, &node)?;
+            }
+            SetNodeStatus { statuses } => {
+                for (id, status) in statuses {
+                    if let Some(mut node) = t.get::<NodeRecord>(NODES, id)? {
+                        node.status = Some(status.clone());
+                        t.put(NODES, id, &node)?;
+                    }
+                }
             }
             RemoveNode { id } => {
                 if !t.delete(NODES, id)? {

@@ -37,6 +37,18 @@ pub struct NodeRecord {
     pub certificate_expires: String,
     /// RFC 3339.
     pub joined: String,
+    /// Its state as the leader last recorded it (absent until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<NodeStatusRecord>,
+}
+
+/// A node's state as the leader recorded it when it changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatusRecord {
+    pub state: berth_model::node::NodeState,
+    pub message: String,
+    /// When the leader recorded it (RFC 3339).
+    pub since: String,
 }
 
 /// What a role's join token is derived from: a random nonce (hex) the

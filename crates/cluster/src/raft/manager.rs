@@ -35,12 +35,19 @@ pub async fn open(state: &State, client: Arc<rustls::ClientConfig>, node_id: &st
 
 /// Starts a new cluster with this manager as its only voter, unless Raft
 /// already has a log or a membership (a later start, or a manager that
-/// joined). Then takes a snapshot holding all cluster state, so that
-/// managers that join later start from it, state written before Raft
-/// (a data root from an older berth) included. `true` when it started one.
+/// joined; the only voter of a cluster then calls its election at once).
+/// `true` when it started one.
 pub async fn initialize_alone(replica: &Replica, addr: &str) -> Result<bool, String> {
     let raft = &replica.raft;
     if raft.is_initialized().await.map_err(|e| e.to_string())? {
+        // The only voter need not wait out an election timeout to lead.
+        let alone = {
+            let m = raft.metrics().borrow().membership_config.clone();
+            m.membership().voter_ids().eq([replica.id])
+        };
+        if alone {
+            raft.trigger().elect().await.map_err(|e| e.to_string())?;
+        }
         return Ok(false);
     }
     let members = BTreeMap::from([(replica.id, BasicNode::new(addr))]);
@@ -115,6 +122,20 @@ pub fn proposer(replica: Replica, handle: tokio::runtime::Handle) -> berth_state
             ))),
         }
     })
+}
+
+/// The leader's advertised address, and whether it is this manager;
+/// `None` while no leader is known.
+pub fn leader_addr(replica: &Replica) -> Option<(String, bool)> {
+    let m = replica.raft.metrics().borrow().clone();
+    let leader = m.current_leader?;
+    let addr = m.membership_config.membership().get_node(&leader)?.addr.clone();
+    Some((addr, leader == replica.id))
+}
+
+/// Whether this manager leads.
+pub fn is_leader(replica: &Replica) -> bool {
+    replica.raft.metrics().borrow().state == ServerState::Leader
 }
 
 /// What this manager knows of Raft, for `berth cluster info`.
