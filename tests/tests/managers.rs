@@ -257,3 +257,126 @@ fn managers_replicate_and_survive_their_leader() {
         );
     }
 }
+
+/// Runs berth against host `i` with `input` on stdin.
+fn with_stdin(c: &Cluster, i: usize, args: &[&str], input: &str) -> std::process::Output {
+    let mut child = c
+        .cmd(i, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("berth");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{input}\n").as_bytes())
+        .expect("stdin");
+    child.wait_with_output().expect("berth")
+}
+
+#[test]
+fn backup_destroy_restore_keeps_users_grants_and_trust() {
+    let mut c = Cluster::start_managers(1, 0);
+    assert!(create_user(&c, 0, "carol", "carol-password-1").status.success());
+    c.ok(0, &["grant", "create", "user:carol", "view-only"]);
+    c.ok(0, &["trust", "policy", "set", "prod/*", "--require-signer", "carol"]);
+    let file = c.dir().join("cluster.backup");
+    let path = file.to_str().expect("utf-8");
+    let passphrase = "a long backup passphrase";
+
+    // Bad inputs: a short passphrase, an existing file.
+    let short = with_stdin(&c, 0, &["cluster", "backup", "-o", path, "--passphrase-stdin"], "short");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("too short"));
+    assert!(!file.exists(), "a refused backup wrote a file");
+    let made = with_stdin(
+        &c,
+        0,
+        &["cluster", "backup", "-o", path, "--passphrase-stdin"],
+        passphrase,
+    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let again = with_stdin(
+        &c,
+        0,
+        &["cluster", "backup", "-o", path, "--passphrase-stdin"],
+        passphrase,
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let text = std::fs::read_to_string(&file).expect("the backup");
+    assert!(!text.contains("carol"), "the backup is not encrypted");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).expect("the backup").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Destroy: the manager and its data root are gone.
+    c.kill(0);
+    let root = c.host(0).data_root.clone();
+    std::fs::remove_dir_all(&root).expect("removing the data root");
+
+    // A wrong passphrase restores nothing.
+    let restore = |input: &str| {
+        let mut child = Command::new(berth_tests::berth_bin())
+            .args(["cluster", "restore", path, "--passphrase-stdin", "--data-root"])
+            .arg(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("berth cluster restore");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{input}\n").as_bytes())
+            .expect("stdin");
+        child.wait_with_output().expect("berth cluster restore")
+    };
+    let wrong = restore("not the passphrase");
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("wrong passphrase"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    assert!(!root.exists(), "a failed restore left {}", root.display());
+    let restored = restore(passphrase);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    // Restoring over a data root that holds something is refused.
+    let twice = restore(passphrase);
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("not empty"));
+
+    // Started: one manager, with the same users, grants and trust policy.
+    c.restart(0);
+    assert!(users(&c, 0).contains("carol"));
+    assert!(c.ok(0, &["grant", "ls"]).contains("carol"));
+    assert!(c.ok(0, &["trust", "policy", "ls"]).contains("prod/*"));
+    assert!(
+        wait_until(Duration::from_secs(10), || get_status(
+            &c,
+            0,
+            0,
+            "/v1/cluster",
+            "carol:carol-password-1"
+        ) == 200),
+        "carol logs in on the restored cluster with her grant"
+    );
+    assert!(c.ok(0, &["audit", "verify"]).contains("intact"));
+    let raft = c.raft(0);
+    assert_eq!(raft["voters"], 1, "{raft}");
+    let nodes: Vec<serde_json::Value> =
+        serde_json::from_str(&c.ok(0, &["node", "ls", "--format", "json"])).expect("node ls");
+    assert_eq!(nodes.len(), 1, "only the restored manager is on record: {nodes:?}");
+
+    // Nodes join the restored cluster again.
+    let join = c.join_arg(0, "worker");
+    let w = c.grow(&["--join".into(), join]);
+    c.wait_ready(w);
+    assert!(wait_until(Duration::from_secs(15), || node_state(&c, 0, w) == "ready"));
+}

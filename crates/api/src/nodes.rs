@@ -91,3 +91,21 @@ pub async fn rotate_join_token(State(s): State<AppState>, Path(r): Path<String>)
     let r = role(&r)?;
     Ok(Json(call(&s, move |c| c.join_token(r, true)).await?))
 }
+
+pub async fn backup(
+    State(s): State<AppState>,
+    Json(r): Json<berth_model::node::BackupRequest>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let (bytes, summary) = call(&s, move |c| c.backup(&r.passphrase)).await?;
+    tracing::info!(
+        records = summary.records,
+        applied_index = summary.applied_index,
+        "wrote a cluster backup"
+    );
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/json"),
+        (axum::http::header::CACHE_CONTROL, "no-store"),
+    ];
+    Ok((headers, bytes).into_response())
+}

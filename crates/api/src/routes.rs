@@ -306,6 +306,17 @@ pub static TABLE: &[Route] = &[
         Answer::Json(schema_of::<berth_model::node::JoinTokenView>)
     ),
     route!(
+        POST,
+        post,
+        "/v1/cluster/backup",
+        Node,
+        Write,
+        nodes::backup,
+        "A backup of cluster state and the managers' secrets, encrypted with the passphrase (managers only)",
+        Answer::Other("application/json", "the encrypted backup file (berth-cluster-backup-v1)"),
+        body = schema_of::<berth_model::node::BackupRequest>
+    ),
+    route!(
         GET,
         get,
         "/v1/users",

@@ -618,6 +618,15 @@ impl Client {
         }
     }
 
+    /// A backup of cluster state, encrypted with `passphrase`: the file's bytes.
+    pub async fn cluster_backup(&self, passphrase: &str) -> Result<Vec<u8>> {
+        let body = json_body(&berth_model::node::BackupRequest {
+            passphrase: passphrase.to_string(),
+        })?;
+        let resp = self.call(Method::POST, "/v1/cluster/backup", body).await?;
+        crate::transport::body_capped(resp, 1 << 30, "the cluster backup").await
+    }
+
     // --- scans, the vulnerability database, plugins ---
 
     /// Scans an image: `step` sees each step; the signed record.

@@ -858,6 +858,18 @@ impl Cluster {
         })
     }
 
+    /// A backup of cluster state as this manager has applied it, and of
+    /// the managers' secrets, encrypted with `passphrase`.
+    pub fn backup(&self, passphrase: &str) -> Result<(Vec<u8>, crate::backup::Summary)> {
+        self.require_manager()?;
+        let applied = self
+            .replica
+            .as_ref()
+            .map_or(0, |r| r.raft.metrics().borrow().last_applied.map_or(0, |l| l.index));
+        let root = self.pki.dir().parent().unwrap_or(self.pki.dir());
+        crate::backup::write(&self.state, root, passphrase, applied)
+    }
+
     /// The join token of `role` (a new one first when `rotate`) and the
     /// command that uses it.
     pub fn join_token(&self, role: NodeRole, rotate: bool) -> Result<berth_model::node::JoinTokenView> {

@@ -198,3 +198,11 @@ pub struct NodeUpdate {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_rm: Vec<String>,
 }
+
+/// `POST /v1/cluster/backup`: the passphrase the backup is encrypted with
+/// (at least 12 characters; never stored or logged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    pub passphrase: String,
+}

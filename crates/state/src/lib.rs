@@ -376,6 +376,11 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// Every cluster table as stored, in one read: a consistent backup.
+    pub fn snapshot(&self) -> Result<Vec<TableDump>> {
+        Ok(self.inner.store.raw_snapshot(&tables::ALL)?)
+    }
+
     /// Every cluster table as stored, for comparing two nodes' state.
     pub fn dump(&self) -> Result<Vec<TableDump>> {
         tables::ALL

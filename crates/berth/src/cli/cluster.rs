@@ -1,4 +1,5 @@
-//! `berth cluster info|join-token` and `berth node ls|inspect|update|rm`.
+//! `berth cluster info|join-token|backup|restore` and `berth node
+//! ls|inspect|update|rm`.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,62 @@ enum ClusterCommand {
     /// Print the command that joins a host to the cluster as a worker or a
     /// manager
     JoinToken(JoinTokenArgs),
+    /// Write cluster state and the managers' secrets to a file, encrypted
+    /// with a passphrase ($BERTH_BACKUP_PASSPHRASE, --passphrase-stdin, or
+    /// a prompt)
+    Backup(BackupArgs),
+    /// Make a new data root from a backup (run on the host, without a
+    /// daemon): `berth daemon --data-root DIR` then starts a one-manager
+    /// cluster with the backup's CA, users, grants, trust data and
+    /// collections; nodes join it again
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// The file to write (must not exist)
+    #[arg(short, long)]
+    output: std::path::PathBuf,
+    /// Read the passphrase from stdin
+    #[arg(long)]
+    passphrase_stdin: bool,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The backup file
+    file: std::path::PathBuf,
+    /// The new data root (must not exist, or be empty)
+    #[arg(long = "data-root")]
+    data_root: std::path::PathBuf,
+    /// Read the passphrase from stdin
+    #[arg(long)]
+    passphrase_stdin: bool,
+}
+
+/// The backup passphrase: $BERTH_BACKUP_PASSPHRASE, stdin, or a prompt
+/// (twice when writing).
+fn backup_passphrase(from_stdin: bool, writing: bool) -> Result<String> {
+    if let Ok(p) = std::env::var("BERTH_BACKUP_PASSPHRASE") {
+        return Ok(p);
+    }
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    if !crate::cli::trust::terminal::on_terminal() {
+        bail!(
+            "the backup needs a passphrase: set BERTH_BACKUP_PASSPHRASE, pass --passphrase-stdin, or run on a terminal"
+        );
+    }
+    let ask =
+        |prompt: &str| crate::cli::trust::terminal::prompt_secret(prompt).map_err(|e| anyhow::anyhow!(e.to_string()));
+    let first = ask("Passphrase for the cluster backup: ")?;
+    if writing && ask("Repeat the passphrase: ")? != first {
+        bail!("the passphrases do not match");
+    }
+    Ok(first)
 }
 
 #[derive(clap::Args)]
@@ -90,6 +147,53 @@ pub async fn cluster(client: &Client, a: ClusterArgs) -> Result<i32> {
                     }
                 );
             }
+            Ok(0)
+        }
+        ClusterCommand::Backup(b) => {
+            if b.output.exists() {
+                bail!("{} exists: a backup is written to a new file", b.output.display());
+            }
+            let passphrase = backup_passphrase(b.passphrase_stdin, true)?;
+            if passphrase.chars().count() < berth_cluster::backup::MIN_PASSPHRASE {
+                bail!(
+                    "the backup passphrase is too short: at least {} characters",
+                    berth_cluster::backup::MIN_PASSPHRASE
+                );
+            }
+            let bytes = client.cluster_backup(&passphrase).await?;
+            write_new_private(&b.output, &bytes)?;
+            let header: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            println!(
+                "wrote {} ({} bytes): cluster CA sha256:{}, log index {}",
+                b.output.display(),
+                bytes.len(),
+                header["ca_digest"].as_str().unwrap_or("?"),
+                header["applied_index"]
+            );
+            Ok(0)
+        }
+        ClusterCommand::Restore(r) => {
+            let bytes = std::fs::read(&r.file).map_err(|e| anyhow::anyhow!("reading {}: {e}", r.file.display()))?;
+            let passphrase = backup_passphrase(r.passphrase_stdin, false)?;
+            let data_root = r.data_root.clone();
+            let summary = tokio::task::spawn_blocking(move || -> Result<berth_cluster::backup::Summary> {
+                let opened = berth_cluster::backup::open(&bytes, &passphrase)?;
+                let summary = opened.summary.clone();
+                berth_cluster::backup::restore(&data_root, opened)?;
+                Ok(summary)
+            })
+            .await??;
+            println!(
+                "restored {} records of cluster CA sha256:{} (backed up {}) into {}",
+                summary.records,
+                summary.ca_digest,
+                summary.created,
+                r.data_root.display()
+            );
+            println!(
+                "start it with: berth daemon --data-root {}   (a one-manager cluster; nodes join it again)",
+                r.data_root.display()
+            );
             Ok(0)
         }
         ClusterCommand::JoinToken(j) => {
@@ -250,4 +354,22 @@ fn ls(nodes: &[Node]) {
         ]);
     }
     super::table(&rows);
+}
+
+/// Writes `bytes` to a new file, mode 0600 (it holds the cluster's keys,
+/// encrypted): refused when the file exists.
+fn write_new_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        let _ = std::fs::remove_file(path);
+        bail!("writing {}: {e}", path.display());
+    }
+    Ok(())
 }

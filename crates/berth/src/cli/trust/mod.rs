@@ -22,7 +22,7 @@
 //! published yet.
 
 mod registry;
-mod terminal;
+pub(crate) mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

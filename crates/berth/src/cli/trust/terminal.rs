@@ -22,12 +22,12 @@ fn env(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
-fn on_terminal() -> bool {
+pub(crate) fn on_terminal() -> bool {
     std::io::stdin().is_terminal()
 }
 
 /// Reads a line from the terminal with echo off.
-fn prompt_secret(prompt: &str) -> Result<String> {
+pub(crate) fn prompt_secret(prompt: &str) -> Result<String> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     use std::io::Write;
     let stdin = std::io::stdin();
