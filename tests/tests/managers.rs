@@ -380,3 +380,74 @@ fn backup_destroy_restore_keeps_users_grants_and_trust() {
     c.wait_ready(w);
     assert!(wait_until(Duration::from_secs(15), || node_state(&c, 0, w) == "ready"));
 }
+
+/// Host `i`'s node id.
+fn node_id(c: &Cluster, i: usize) -> String {
+    let info: serde_json::Value =
+        serde_json::from_str(&c.ok(i, &["cluster", "info", "--format", "json"])).expect("cluster info");
+    info["node_id"].as_str().expect("a node id").to_string()
+}
+
+#[test]
+fn workers_are_promoted_and_managers_demoted() {
+    let c = Cluster::start_managers(1, 2);
+    let ids: Vec<String> = (0..3).map(|i| node_id(&c, i)).collect();
+    for of in 1..3 {
+        assert!(wait_until(Duration::from_secs(15), || node_state(&c, 0, of) == "ready"));
+    }
+    // Bad inputs: a manager promoted, a worker demoted, no such node.
+    let out = c.berth(0, &["node", "promote", &ids[0]]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already a manager"));
+    let out = c.berth(0, &["node", "demote", &ids[1]]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already a worker"));
+    let out = c.berth(0, &["node", "promote", "nosuchnode"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such node"));
+
+    // Two workers promoted: they restart as managers, catch up and vote.
+    assert!(create_user(&c, 0, "before", "a-password-123").status.success());
+    c.ok(0, &["node", "promote", &ids[1], &ids[2]]);
+    c.wait_voters(0, 3);
+    for i in 1..3 {
+        assert!(
+            wait_until(Duration::from_secs(30), || c.raft(i)["voters"].as_u64() == Some(3)),
+            "h{} runs Raft as a manager: {}",
+            i + 1,
+            c.raft(i)
+        );
+        assert!(users(&c, i).contains("before"), "h{} has the cluster's users", i + 1);
+    }
+    assert!(create_user(&c, 2, "through-h3", "a-password-123").status.success());
+    assert!(wait_until(Duration::from_secs(5), || users(&c, 0).contains("through-h3")));
+
+    // The first manager demoted: it stops voting and restarts as a worker;
+    // the others go on.
+    c.ok(1, &["node", "demote", &ids[0]]);
+    assert!(
+        wait_until(Duration::from_secs(30), || c.raft(1)["voters"].as_u64() == Some(2)),
+        "h1 left Raft: {}",
+        c.raft(1)
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let info: serde_json::Value =
+                serde_json::from_slice(&c.berth(0, &["cluster", "info", "--format", "json"]).stdout)
+                    .unwrap_or_default();
+            info["role"] == "worker"
+        }),
+        "h1 restarted as a worker"
+    );
+    assert!(create_user(&c, 1, "after", "a-password-123").status.success());
+    assert!(wait_until(Duration::from_secs(15), || node_state(&c, 1, 0) == "ready"));
+
+    // Down to one manager; the last one is not demoted.
+    c.ok(1, &["node", "demote", &ids[2]]);
+    assert!(wait_until(Duration::from_secs(30), || c.raft(1)["voters"].as_u64() == Some(1)));
+    let out = c.berth(1, &["node", "demote", &ids[1]]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("last manager"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -74,6 +74,14 @@ pub async fn remove(
     Ok(Json(call(&s, move |c| c.remove(&id, q.force)).await?))
 }
 
+pub async fn promote(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Node>> {
+    Ok(Json(call(&s, move |c| c.set_role(&id, NodeRole::Manager)).await?))
+}
+
+pub async fn demote(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Node>> {
+    Ok(Json(call(&s, move |c| c.set_role(&id, NodeRole::Worker)).await?))
+}
+
 pub async fn info(State(s): State<AppState>) -> ApiResult<Json<ClusterInfo>> {
     Ok(Json(call(&s, |c| c.info()).await?))
 }

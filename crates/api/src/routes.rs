@@ -276,6 +276,26 @@ pub static TABLE: &[Route] = &[
         Answer::Json(schema_of::<berth_model::node::Node>)
     ),
     route!(
+        POST,
+        post,
+        "/v1/nodes/{id}/promote",
+        Node,
+        Write,
+        nodes::promote,
+        "Make a worker a manager: it restarts as one, catches up and votes",
+        Answer::Json(schema_of::<berth_model::node::Node>)
+    ),
+    route!(
+        POST,
+        post,
+        "/v1/nodes/{id}/demote",
+        Node,
+        Write,
+        nodes::demote,
+        "Make a manager a worker (refused for the last manager, and when the managers left would have no majority up)",
+        Answer::Json(schema_of::<berth_model::node::Node>)
+    ),
+    route!(
         GET,
         get,
         "/v1/cluster",

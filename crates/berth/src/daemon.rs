@@ -198,6 +198,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         advertise: Some(advertise.clone()),
         timing,
         replication,
+        restart: Some(berth_node::Restart(std::sync::Arc::new(restart_daemon))),
     };
     match crate::builtin_plugins::names() {
         names if names.is_empty() => tracing::warn!(
@@ -444,6 +445,23 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// Starts the daemon again in this process (exec of the same binary with
+/// the same arguments): a node promoted or demoted comes back in its new
+/// role, with the same pid. Containers keep running, as on any restart;
+/// the listeners' sockets close on exec, and the new daemon binds them.
+fn restart_daemon() {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot find the berth binary to restart");
+            return;
+        }
+    };
+    let error = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
+    tracing::error!(error = %error, "restarting the daemon failed");
 }
 
 /// Gives the heap memory freed so far back to the kernel. Opening a fresh

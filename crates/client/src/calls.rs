@@ -600,6 +600,16 @@ impl Client {
             .await
     }
 
+    /// Promotes (`Manager`) or demotes (`Worker`) a node.
+    pub async fn set_node_role(&self, id: &str, role: NodeRole) -> Result<Node> {
+        let verb = match role {
+            NodeRole::Manager => "promote",
+            NodeRole::Worker => "demote",
+        };
+        self.json(Method::POST, &format!("/v1/nodes/{}/{verb}", seg(id)), empty())
+            .await
+    }
+
     pub async fn remove_node(&self, id: &str, force: bool) -> Result<Node> {
         self.json(Method::DELETE, &format!("/v1/nodes/{}?force={force}", seg(id)), empty())
             .await

@@ -78,17 +78,7 @@ pub async fn join(pki_dir: &Path, a: JoinArgs<'_>) -> Result<NodeSelf, String> {
         return Err("the manager sent a node certificate for another node".into());
     }
     if a.token.role == NodeRole::Manager {
-        for name in answer.manager_files.keys() {
-            if !crate::membership::MANAGER_FILES.contains(&name.as_str()) {
-                return Err(format!("the manager sent a file this berth does not keep: {name:?}"));
-            }
-        }
-        if !answer.manager_files.contains_key("pki/ca.key") {
-            return Err("the manager sent no CA key: it cannot make this node a manager".into());
-        }
-        if answer.manager_ids.iter().any(|id| !crate::join::valid_node_id(id)) {
-            return Err("the manager sent a malformed manager id".into());
-        }
+        check_manager_answer(&answer.manager_files, &answer.manager_ids)?;
     }
     let me = NodeSelf {
         id: node_id,
@@ -215,11 +205,17 @@ fn join_error(status: &tonic::Status, manager: &str, token: &JoinToken, presente
 ///
 /// A manager runs one too (its heartbeats tell the leader it is up), idle
 /// while `leading` says it leads itself.
+///
+/// When the leader says the node's role changed (`berth node
+/// promote|demote`), the agent makes the data root hold the new role (a
+/// manager's secrets fetched with `Membership.Promote`, or the CA key
+/// dropped) and calls `restart`: the daemon starts again in it.
 pub fn spawn_agent(
     pki: Arc<Pki>,
     me: NodeSelf,
     period: Duration,
     leading: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    restart: Option<Restart>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut managers = me.managers.clone();
@@ -245,19 +241,40 @@ pub fn spawn_agent(
                     managers[(next - 1) % managers.len()].clone()
                 }
             };
-            match session(&pki, &addr, period).await {
-                Ok((_, Some(leader))) if redirects < 3 => {
+            match session(&pki, &addr, period, me.role).await {
+                Ok(SessionEnd { role: Some(role), .. }) => {
+                    let Some(restart) = restart.as_ref() else {
+                        tracing::error!(%role, "this node's role changed, but this daemon cannot restart itself");
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        continue;
+                    };
+                    match change_role(&pki, &me, role, &addr).await {
+                        Ok(()) => {
+                            tracing::info!(%role, "this node's role changed: the daemon restarts in it");
+                            restart();
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::error!(%role, error = %e, "this node's role changed, but taking it failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+                Ok(SessionEnd {
+                    leader: Some(leader), ..
+                }) if redirects < 3 => {
                     tracing::debug!(manager = %addr, %leader, "sent to the leader");
                     redirects += 1;
                     sent_to = Some(leader);
                 }
-                Ok((_, Some(_))) => {
+                Ok(SessionEnd { leader: Some(_), .. }) => {
                     // Sent around in circles (an election): wait a little.
                     redirects = 0;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
-                Ok((learned, None)) => {
+                Ok(SessionEnd { managers: learned, .. }) => {
                     redirects = 0;
                     backoff = Duration::from_millis(200);
                     if failing_since.take().is_some() {
@@ -289,10 +306,93 @@ pub fn spawn_agent(
     })
 }
 
-/// One session: until it breaks. Answers the managers it learned of when
-/// the session was opened, and the leader's address when the manager
-/// sent the agent there instead.
-async fn session(pki: &Pki, addr: &str, period: Duration) -> Result<(Option<Vec<String>>, Option<String>), String> {
+/// Restarts the daemon (in the role its data root now holds).
+pub type Restart = Arc<dyn Fn() + Send + Sync>;
+
+/// How a session ended.
+#[derive(Default)]
+struct SessionEnd {
+    /// The managers it learned of when the session was opened.
+    managers: Option<Vec<String>>,
+    /// The leader's address, when the manager sent the agent there.
+    leader: Option<String>,
+    /// The node's role on record, when it is not the one it runs in.
+    role: Option<NodeRole>,
+}
+
+/// Makes the data root hold `role`: a promoted node fetches a manager's
+/// secrets from the leader at `addr`; a demoted one drops the CA key. Its
+/// `node.json` then says the new role.
+async fn change_role(pki: &Pki, me: &NodeSelf, role: NodeRole, addr: &str) -> Result<(), String> {
+    let root = pki.dir().parent().unwrap_or(pki.dir()).to_path_buf();
+    let mut mine = me.clone();
+    mine.role = role;
+    match role {
+        NodeRole::Manager => {
+            let identity = pki
+                .node_identity()
+                .ok_or("this node has no node certificate")?
+                .map_err(|e| e.to_string())?;
+            let config = rpc::node_client_config(pki.ca_der(), identity).map_err(|e| e.to_string())?;
+            let mut client = proto::membership_client::MembershipClient::new(rpc::channel(addr, config)?);
+            let answer = tokio::time::timeout(JOIN_TIMEOUT, client.promote(proto::PromoteRequest {}))
+                .await
+                .map_err(|_| format!("the leader at {addr} did not answer"))?
+                .map_err(|s| format!("the leader at {addr}: {}", s.message()))?
+                .into_inner();
+            check_manager_answer(&answer.manager_files, &answer.manager_ids)?;
+            for (name, bytes) in &answer.manager_files {
+                write_secret(&root, name, bytes)?;
+            }
+            mine.manager_ids = answer.manager_ids;
+        }
+        NodeRole::Worker => {
+            let key = pki.dir().join("ca.key");
+            match std::fs::remove_file(&key) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("removing {}: {e}", key.display())),
+            }
+            mine.manager_ids = Vec::new();
+        }
+    }
+    mine.save(pki.dir()).map_err(|e| e.to_string())
+}
+
+/// What a manager sends a node that becomes a manager, checked.
+fn check_manager_answer(files: &std::collections::HashMap<String, Vec<u8>>, ids: &[String]) -> Result<(), String> {
+    for name in files.keys() {
+        if !crate::membership::MANAGER_FILES.contains(&name.as_str()) {
+            return Err(format!("the manager sent a file this berth does not keep: {name:?}"));
+        }
+    }
+    if !files.contains_key("pki/ca.key") {
+        return Err("the manager sent no CA key: it cannot make this node a manager".into());
+    }
+    if ids.iter().any(|id| !crate::join::valid_node_id(id)) {
+        return Err("the manager sent a malformed manager id".into());
+    }
+    Ok(())
+}
+
+/// Writes one of a manager's secrets under the data root, mode 0600 in a
+/// 0700 directory.
+fn write_secret(root: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = root.join(name);
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    crate::pki::write_private(&path, bytes).map_err(|e| e.to_string())
+}
+
+/// One session: until it breaks, or the manager sends the agent to the
+/// leader, or says the node's role is not `running_as`.
+async fn session(pki: &Pki, addr: &str, period: Duration, running_as: NodeRole) -> Result<SessionEnd, String> {
     let identity = pki
         .node_identity()
         .ok_or("this node has no node certificate")?
@@ -335,7 +435,20 @@ async fn session(pki: &Pki, addr: &str, period: Duration) -> Result<(Option<Vec<
             Ok(Some(m)) => {
                 if let Some(proto::manager_message::Kind::Session(info)) = m.kind {
                     if !info.leader.is_empty() {
-                        return Ok((Some(info.managers), Some(info.leader)));
+                        return Ok(SessionEnd {
+                            managers: Some(info.managers),
+                            leader: Some(info.leader),
+                            role: None,
+                        });
+                    }
+                    if let Ok(role) = info.role.parse::<NodeRole>() {
+                        if role != running_as {
+                            return Ok(SessionEnd {
+                                managers: Some(info.managers),
+                                leader: None,
+                                role: Some(role),
+                            });
+                        }
                     }
                     tracing::debug!(manager = %addr, managers = ?info.managers, "session opened");
                     if info.heartbeat_period_ms > 0 {
@@ -344,10 +457,18 @@ async fn session(pki: &Pki, addr: &str, period: Duration) -> Result<(Option<Vec<
                     learned = Some(info.managers);
                 }
             }
-            Ok(None) => return Ok((learned, None)),
+            Ok(None) => {
+                return Ok(SessionEnd {
+                    managers: learned,
+                    ..Default::default()
+                })
+            }
             Err(s) if learned.is_some() => {
                 tracing::debug!(manager = %addr, error = %s, "session ended");
-                return Ok((learned, None));
+                return Ok(SessionEnd {
+                    managers: learned,
+                    ..Default::default()
+                });
             }
             Err(s) => return Err(format!("{}: {}", s.code(), s.message())),
         }

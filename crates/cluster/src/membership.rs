@@ -285,14 +285,18 @@ impl Members {
         }
     }
 
-    /// This manager became the leader: agents come to it from now on, and
-    /// what it heard before (as a follower, nothing) no longer counts.
+    /// This manager became the leader: agents come to it from now on.
+    /// Each node gets a full grace period to reconnect, as if heard now
+    /// (what this manager heard when it led before is old).
     pub fn lead_from_now(&self) {
+        let now = Instant::now();
         if let Ok(mut started) = self.started.lock() {
-            *started = Instant::now();
+            *started = now;
         }
         if let Ok(mut seen) = self.seen.lock() {
-            seen.clear();
+            for s in seen.values_mut() {
+                s.at = now;
+            }
         }
     }
 
@@ -592,8 +596,48 @@ fn peer_of<T>(r: &Request<T>) -> Result<Peer, Status> {
         .ok_or_else(|| Status::internal("the listener did not say who called"))
 }
 
+impl Manager {
+    async fn promote(&self, peer: &Peer) -> Result<proto::PromoteResponse, Status> {
+        let Some(node) = peer.node.clone() else {
+            return Err(Status::unauthenticated("a promotion needs a node certificate"));
+        };
+        let state = self.state.clone();
+        let (role, ids) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let ids: Vec<String> = nodes(&state)?
+                .into_iter()
+                .filter(|n| n.role == NodeRole::Manager && n.id != node)
+                .map(|n| n.id)
+                .collect();
+            Ok((role_of(&state, &node)?, ids))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))?;
+        if role != Some(NodeRole::Manager) {
+            return Err(Status::permission_denied(
+                "this node is not a manager on record (promote it with `berth node promote`)",
+            ));
+        }
+        Ok(proto::PromoteResponse {
+            manager_ids: ids,
+            manager_files: self.manager_files().map_err(|e| Status::internal(e.to_string()))?,
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl proto::membership_server::Membership for Manager {
+    async fn promote(
+        &self,
+        request: Request<proto::PromoteRequest>,
+    ) -> Result<Response<proto::PromoteResponse>, Status> {
+        let peer = peer_of(&request)?;
+        let object = format!("/nodes/{}", peer.node.as_deref().unwrap_or("unknown"));
+        let answer = self.promote(&peer).await;
+        self.audit(&peer, "grpc Membership/Promote", &object, answer.as_ref().map(|_| ()));
+        answer.map(Response::new)
+    }
+
     async fn join(&self, request: Request<proto::JoinRequest>) -> Result<Response<proto::JoinResponse>, Status> {
         let peer = peer_of(&request)?;
         let r = request.into_inner();
@@ -620,12 +664,19 @@ impl proto::dispatcher_server::Dispatcher for Manager {
         };
         let mut inbound = request.into_inner();
         let members = self.members.clone();
-        let managers = {
-            let (state, addr) = (self.state.clone(), self.addr.clone());
-            tokio::task::spawn_blocking(move || manager_addrs(&state, &addr))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| Status::internal(e.to_string()))?
+        let (managers, role) = {
+            let (state, addr, id) = (self.state.clone(), self.addr.clone(), node.clone());
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                Ok((manager_addrs(&state, &addr)?, role_of(&state, &id)?))
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?
+        };
+        let Some(role) = role else {
+            return Err(Status::permission_denied(
+                "this node is not on record: it left the cluster",
+            ));
         };
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         // Sessions are held by the leader, which records who is up: a
@@ -647,6 +698,7 @@ impl proto::dispatcher_server::Dispatcher for Manager {
                 heartbeat_period_ms: u32::try_from(members.timing().heartbeat.as_millis()).unwrap_or(u32::MAX),
                 managers,
                 leader: leader.clone().unwrap_or_default(),
+                role: role.as_str().to_string(),
             })),
         };
         let _ = tx.send(Ok(info)).await;
@@ -655,13 +707,19 @@ impl proto::dispatcher_server::Dispatcher for Manager {
         }
         members.heard(&node, None);
         tracing::debug!(%node, addr = %peer.addr, "agent session opened");
+        let state = self.state.clone();
         tokio::spawn(async move {
-            // The outbound stream ends when the agent's does (tx dropped).
+            // The outbound stream ends when the agent's does (tx dropped),
+            // or when the node's role changes (it restarts in the new one).
             loop {
                 match inbound.message().await {
                     Ok(Some(m)) => {
                         let sent = m.kind.map(|proto::agent_message::Kind::Heartbeat(h)| h.sent_unix_ms);
-                        members.heard(&node, sent)
+                        members.heard(&node, sent);
+                        if role_of(&state, &node).ok().flatten() != Some(role) {
+                            tracing::info!(%node, "the node's role changed: its session ends");
+                            break;
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -674,6 +732,11 @@ impl proto::dispatcher_server::Dispatcher for Manager {
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
+}
+
+/// The role node `id` has on record; `None` when it is not on record.
+fn role_of(state: &State, id: &str) -> Result<Option<NodeRole>> {
+    Ok(state.store().get::<NodeRecord>(tables::NODES, id)?.map(|n| n.role))
 }
 
 /// The managers' gRPC services, to serve on the `h2` connections of the
@@ -856,6 +919,48 @@ impl Cluster {
                 .as_ref()
                 .map(|r| crate::raft::manager::status(r, &self.state)),
         })
+    }
+
+    /// Promotes a worker to manager or demotes a manager to worker. The
+    /// node restarts in its new role; a manager is demoted only when the
+    /// managers left, of which a majority must be up, keep a quorum.
+    pub fn set_role(&self, key: &str, role: NodeRole) -> Result<Node> {
+        let node = self.view(self.find(key)?);
+        if node.role == role {
+            return Err(Error::Conflict(format!("node {} is already a {role}", node.hostname)));
+        }
+        if node.status.state != NodeState::Ready {
+            return Err(Error::Conflict(format!(
+                "node {} is {} ({}): a node changes role while it is up",
+                node.hostname,
+                node.status.state.as_str(),
+                node.status.message
+            )));
+        }
+        if role == NodeRole::Worker {
+            let managers: Vec<Node> = nodes(&self.state)?
+                .into_iter()
+                .filter(|n| n.role == NodeRole::Manager && n.id != node.id)
+                .map(|n| self.view(n))
+                .collect();
+            if managers.is_empty() {
+                return Err(Error::Conflict("the cluster's last manager cannot be demoted".into()));
+            }
+            let up = managers.iter().filter(|m| m.status.state == NodeState::Ready).count();
+            if up < managers.len() / 2 + 1 {
+                return Err(Error::Conflict(format!(
+                    "demoting {} would leave {} managers of which {up} are up: a majority of them must be up",
+                    node.hostname,
+                    managers.len()
+                )));
+            }
+        }
+        self.state.propose(ClusterCommand::SetNodeRole {
+            id: node.id.clone(),
+            role,
+        })?;
+        tracing::info!(node = %node.id, hostname = %node.hostname, %role, "changed a node's role");
+        self.node(&node.id)
     }
 
     /// A backup of cluster state as this manager has applied it, and of

@@ -40,6 +40,19 @@ pub struct Options {
     /// A manager's Raft ([`start_replication`]); `None`: a worker, or a
     /// node alone whose cluster state is not replicated (tests).
     pub replication: Option<Replication>,
+    /// Starts the daemon again, in the role its data root holds: called
+    /// when the node is promoted or demoted. `None`: it cannot (tests).
+    pub restart: Option<Restart>,
+}
+
+/// How the daemon starts itself again (see [`Options::restart`]).
+#[derive(Clone)]
+pub struct Restart(pub berth_cluster::agent::Restart);
+
+impl std::fmt::Debug for Restart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Restart")
+    }
 }
 
 /// A manager's Raft, started before the node's services open.
@@ -81,6 +94,15 @@ pub async fn start_replication(engine: &Engine, advertise: &str) -> Result<Optio
     let client = berth_cluster::rpc::node_client_config(pki.ca_der(), identity)
         .map_err(|e| format!("configuring TLS for Raft: {e}"))?;
     let replica = berth_cluster::raft::manager::open(engine.state(), client, &me.id).await?;
+    if !me.manager_ids.is_empty() && !replica.raft.is_initialized().await.map_err(|e| e.to_string())? {
+        // A manager that joined or was promoted and has not caught up: what
+        // the leader sends must land on empty tables, not on what this
+        // node kept as a worker.
+        engine
+            .state()
+            .install(Vec::new(), |_| Ok(()))
+            .map_err(|e| format!("clearing cluster state before catching up: {e}"))?;
+    }
     let started_new = match me.manager_ids.is_empty() {
         true => berth_cluster::raft::manager::initialize_alone(&replica, &me.addr).await?,
         false => false,
@@ -291,10 +313,12 @@ fn open_cluster(
             let r = replica.clone();
             let leading: Arc<dyn Fn() -> bool + Send + Sync> =
                 Arc::new(move || berth_cluster::raft::manager::is_leader(&r));
-            berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, Some(leading));
+            let restart = options.restart.clone().map(|r| r.0);
+            berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, Some(leading), restart);
         }
         None if !pki.is_manager() => {
-            berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, None);
+            let restart = options.restart.clone().map(|r| r.0);
+            berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, None, restart);
         }
         None => {}
     }

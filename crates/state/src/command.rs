@@ -283,6 +283,11 @@ pub enum ClusterCommand {
     RemoveNode {
         id: String,
     },
+    /// A node is promoted to manager or demoted to worker.
+    SetNodeRole {
+        id: String,
+        role: berth_model::node::NodeRole,
+    },
     /// The leader records nodes whose state changed (ready, down), so
     /// that every manager shows them; nodes no longer on record are
     /// skipped.
@@ -738,6 +743,11 @@ impl ClusterCommand {
                 }
                 node.labels
                     .extend(label_add.iter().map(|(k, v)| (k.clone(), v.clone())));
+                t.put(NODES, id, &node)?;
+            }
+            SetNodeRole { id, role } => {
+                let mut node = existing_node(t, id)?;
+                node.role = *role;
                 t.put(NODES, id, &node)?;
             }
             SetNodeStatus { statuses } => {

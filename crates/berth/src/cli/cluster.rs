@@ -230,6 +230,20 @@ enum NodeCommand {
     Update(UpdateArgs),
     /// Remove nodes from the cluster
     Rm(RmArgs),
+    /// Make workers managers: each restarts as a manager, catches up and
+    /// votes
+    Promote(NodesArgs),
+    /// Make managers workers: each stops voting and restarts as a worker
+    /// (refused for the last manager, and when the managers left would
+    /// not have a majority up)
+    Demote(NodesArgs),
+}
+
+#[derive(clap::Args)]
+struct NodesArgs {
+    /// Node ids, id prefixes or host names
+    #[arg(required = true)]
+    nodes: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -308,6 +322,8 @@ pub async fn node(client: &Client, a: NodeArgs) -> Result<i32> {
             println!("{}", node.id);
             Ok(0)
         }
+        NodeCommand::Promote(n) => each(&n.nodes, |key| client.set_node_role(key, NodeRole::Manager)).await,
+        NodeCommand::Demote(n) => each(&n.nodes, |key| client.set_node_role(key, NodeRole::Worker)).await,
         NodeCommand::Rm(r) => {
             let mut failed = 0;
             for key in &r.nodes {
@@ -322,6 +338,25 @@ pub async fn node(client: &Client, a: NodeArgs) -> Result<i32> {
             Ok(if failed == 0 { 0 } else { 1 })
         }
     }
+}
+
+/// Calls `f` on each node key; prints each node's id, or the error.
+async fn each<'a, F, Fut>(keys: &'a [String], f: F) -> Result<i32>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<Node>>,
+{
+    let mut failed = 0;
+    for key in keys {
+        match f(key).await {
+            Ok(n) => println!("{}", n.id),
+            Err(e) => {
+                eprintln!("berth: {key}: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
 }
 
 /// `self` is the node answering; anything else the daemon resolves.

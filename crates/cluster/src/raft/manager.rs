@@ -181,27 +181,42 @@ pub fn spawn_reconciler(replica: Replica, state: State) -> tokio::task::JoinHand
                 continue;
             }
             let st = state.clone();
-            let managers = match tokio::task::spawn_blocking(move || crate::membership::nodes(&st)).await {
-                Ok(Ok(all)) => all
-                    .into_iter()
-                    .filter(|n| n.role == NodeRole::Manager)
-                    .map(|n| (raft_id(&n.id), n.addr))
-                    .collect::<BTreeMap<u64, String>>(),
+            let all = match tokio::task::spawn_blocking(move || crate::membership::nodes(&st)).await {
+                Ok(Ok(all)) => all,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "reading the managers on record");
                     continue;
                 }
                 Err(_) => continue,
             };
-            if let Err(e) = reconcile(&replica.raft, replica.id, &managers).await {
+            let managers: BTreeMap<u64, String> = all
+                .iter()
+                .filter(|n| n.role == NodeRole::Manager)
+                .map(|n| (raft_id(&n.id), n.addr.clone()))
+                .collect();
+            // This manager leaves Raft only when it was demoted (not when
+            // its record is missing for a moment).
+            let demoted = all
+                .iter()
+                .any(|n| raft_id(&n.id) == replica.id && n.role == NodeRole::Worker);
+            if let Err(e) = reconcile(&replica.raft, replica.id, &managers, demoted).await {
                 tracing::warn!(error = %e, "bringing Raft's voters in line with the managers on record");
             }
         }
     })
 }
 
-async fn reconcile(raft: &Raft, me: u64, managers: &BTreeMap<u64, String>) -> Result<(), String> {
-    let membership = raft.metrics().borrow().membership_config.membership().clone();
+async fn reconcile(raft: &Raft, me: u64, managers: &BTreeMap<u64, String>, demoted: bool) -> Result<(), String> {
+    let metrics = raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership().clone();
+    let last = metrics.last_log_index.unwrap_or(0);
+    let matched = |id: &u64| {
+        metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(id).cloned().flatten())
+            .map_or(0, |l| l.index)
+    };
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let known: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
     for (id, addr) in managers {
@@ -218,6 +233,12 @@ async fn reconcile(raft: &Raft, me: u64, managers: &BTreeMap<u64, String>) -> Re
             .map_err(|_| format!("manager {addr} did not catch up within 60s"))?
             .map_err(|e| format!("adding manager {addr} as a learner: {e}"))?;
         }
+        if matched(id) + 100 < last {
+            // Added before, not caught up yet (or not yet running as a
+            // manager: a node promoted restarts first).
+            tracing::debug!(raft_id = id, %addr, "a learner is not caught up yet");
+            continue;
+        }
         tracing::info!(raft_id = id, %addr, "making a caught-up manager a voter");
         raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false)
             .await
@@ -225,7 +246,7 @@ async fn reconcile(raft: &Raft, me: u64, managers: &BTreeMap<u64, String>) -> Re
     }
     let gone: BTreeSet<u64> = voters
         .iter()
-        .filter(|id| **id != me && !managers.contains_key(id))
+        .filter(|id| (**id != me || demoted) && !managers.contains_key(id))
         .copied()
         .collect();
     if !gone.is_empty() {
