@@ -256,6 +256,60 @@ fn managers_replicate_and_survive_their_leader() {
             i + 1
         );
     }
+
+    // Two managers lost for good: the third recovers as the only manager
+    // of a new log, on its state; workers carry on; managers join again.
+    let survivor = alone;
+    let survivor_root = c.host(survivor).data_root.clone();
+    let recover = |args: &[&str]| {
+        Command::new(berth_tests::berth_bin())
+            .args(["cluster", "recover"])
+            .args(args)
+            .arg("--data-root")
+            .arg(&survivor_root)
+            .output()
+            .expect("berth cluster recover")
+    };
+    let running = recover(&["--force-new-cluster"]);
+    assert!(!running.status.success());
+    assert!(
+        String::from_utf8_lossy(&running.stderr).contains("stop the daemon first"),
+        "{}",
+        String::from_utf8_lossy(&running.stderr)
+    );
+    for i in managers {
+        c.kill(i);
+    }
+    let unsaid = recover(&[]);
+    assert!(String::from_utf8_lossy(&unsaid.stderr).contains("--force-new-cluster"));
+    let recovered = recover(&["--force-new-cluster"]);
+    assert!(
+        recovered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recovered.stderr)
+    );
+    c.restart(survivor);
+    c.wait_voters(survivor, 1);
+    assert!(
+        users(&c, survivor).contains("healed"),
+        "the recovered manager kept its state"
+    );
+    assert!(create_user(&c, survivor, "recovered", "a-password-123")
+        .status
+        .success());
+    let nodes: Vec<serde_json::Value> =
+        serde_json::from_str(&c.ok(survivor, &["node", "ls", "--format", "json"])).expect("node ls");
+    let managers_left = nodes.iter().filter(|n| n["role"] == "manager").count();
+    assert_eq!(managers_left, 1, "{nodes:?}");
+    assert!(
+        wait_until(Duration::from_secs(20), || node_state(&c, survivor, 3) == "ready"),
+        "the worker carries on with the recovered manager"
+    );
+    let join = c.join_arg(survivor, "manager");
+    let fresh = c.grow(&["--join".into(), join]);
+    c.wait_ready(fresh);
+    c.wait_voters(survivor, 2);
+    assert!(wait_until(Duration::from_secs(10), || users(&c, fresh).contains("recovered")));
 }
 
 /// Runs berth against host `i` with `input` on stdin.

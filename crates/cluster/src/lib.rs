@@ -16,6 +16,7 @@ pub mod membership;
 pub mod names;
 pub mod pki;
 pub mod raft;
+pub mod recover;
 pub mod rpc;
 
 pub use bundles::{Bundle, BUNDLES};

@@ -168,6 +168,28 @@ impl Replication {
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("recording this manager: {e}"))?;
         if self.started_new {
+            // A new log on an old state (`cluster recover
+            // --force-new-cluster`, a restore, or a data root from before
+            // Raft): the other managers on record are not in it.
+            let (st, me) = (state.clone(), self.me.id.clone());
+            let removed = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+                let others: Vec<String> = berth_cluster::membership::nodes(&st)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .filter(|n| n.role == berth_model::node::NodeRole::Manager && n.id != me)
+                    .map(|n| n.id)
+                    .collect();
+                for id in &others {
+                    st.propose(berth_state::ClusterCommand::RemoveNode { id: id.clone() })
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(others)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            if !removed.is_empty() {
+                tracing::warn!(managers = ?removed, "took the managers of the old Raft log off the record: they join again with fresh data roots");
+            }
             // Managers that join start from a snapshot holding all state.
             let raft = raft.clone();
             tokio::spawn(async move {

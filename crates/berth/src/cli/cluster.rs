@@ -1,5 +1,5 @@
-//! `berth cluster info|join-token|backup|restore` and `berth node
-//! ls|inspect|update|rm`.
+//! `berth cluster info|join-token|backup|restore|recover` and `berth node
+//! ls|inspect|update|promote|demote|rm`.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +29,22 @@ enum ClusterCommand {
     /// cluster with the backup's CA, users, grants, trust data and
     /// collections; nodes join it again
     Restore(RestoreArgs),
+    /// Recover a manager whose cluster lost the majority of its managers
+    /// for good (run on the host, daemon stopped): with
+    /// --force-new-cluster, its next start is the only manager of a new
+    /// Raft log on its copy of cluster state; the other managers join
+    /// again with fresh data roots, workers carry on
+    Recover(RecoverArgs),
+}
+
+#[derive(clap::Args)]
+struct RecoverArgs {
+    /// Required: say that the old cluster's other managers are gone
+    #[arg(long = "force-new-cluster")]
+    force_new_cluster: bool,
+    /// The manager's data root
+    #[arg(long = "data-root", default_value = "/var/lib/berth")]
+    data_root: std::path::PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -192,6 +208,21 @@ pub async fn cluster(client: &Client, a: ClusterArgs) -> Result<i32> {
             );
             println!(
                 "start it with: berth daemon --data-root {}   (a one-manager cluster; nodes join it again)",
+                r.data_root.display()
+            );
+            Ok(0)
+        }
+        ClusterCommand::Recover(r) => {
+            if !r.force_new_cluster {
+                bail!("recover only with --force-new-cluster: it starts a new cluster of one manager on this data root's state");
+            }
+            let data_root = r.data_root.clone();
+            let me =
+                tokio::task::spawn_blocking(move || berth_cluster::recover::force_new_cluster(&data_root)).await??;
+            println!(
+                "{} ({}) will start as the only manager of a new Raft log: start it with berth daemon --data-root {}",
+                short_id(&me.id),
+                me.addr,
                 r.data_root.display()
             );
             Ok(0)

@@ -84,6 +84,17 @@ fn prepare(store: &Store) -> berth_store::Result<()> {
     })
 }
 
+/// Forgets this node's Raft log, vote and membership, keeping cluster
+/// state as applied: `--force-new-cluster` then starts a new log on it.
+pub fn forget(store: &Store) -> berth_store::Result<()> {
+    prepare(store)?;
+    store.write(|t| {
+        t.delete_range(LOG, "", None)?;
+        t.delete_range(META, "", None)?;
+        Ok(())
+    })
+}
+
 impl LogStore {
     pub fn new(store: Store) -> berth_store::Result<Self> {
         prepare(&store)?;
