@@ -76,7 +76,7 @@ const BENCHES: &[(&str, &str, BenchFn)] = &[
     ),
     (
         "cluster",
-        "cluster writes/s and p50/p99 with 1 and 3 managers, leader failover; join-to-ready of fresh hosts; `node ls` latency; manager RSS",
+        "cluster writes/s and p50/p99 with 1 and 3 managers, leader failover (in process and with daemons); join-to-ready of fresh hosts; `node ls` latency; API writes via leader and follower; manager RSS",
         cluster,
     ),
     (
@@ -1691,6 +1691,77 @@ fn cluster(options: &Options, report: &mut Report) -> Result<()> {
         peer_value: Err(String::new()),
         unit: "MiB",
         rounds: None,
+    })?;
+    drop(c);
+    managers(report, no_peer)
+}
+
+/// Three manager daemons: a cluster write through the API (`node update
+/// --label-add`, the CLI's round trip included) on the leader and on a
+/// follower (forwarded), and failover: the leader killed, time to the
+/// first write that succeeds through a follower.
+fn managers(report: &mut Report, no_peer: &str) -> Result<()> {
+    const WRITES: usize = 50;
+    const FAILOVERS: usize = 3;
+    step("three managers join");
+    let mut c = berth_tests::Cluster::start_managers(3, 0);
+    c.wait_voters(0, 3);
+    let node_id = |c: &berth_tests::Cluster, i: usize| -> Result<String> {
+        let info: Value = serde_json::from_str(&c.ok(i, &["cluster", "info", "--format", "json"]))?;
+        info["node_id"].as_str().map(str::to_string).context("a node id")
+    };
+    let leader = c.leader(0).context("no leader")?;
+    let follower = (0..3).find(|i| *i != leader).context("no follower")?;
+    for (name, via) in [("api-write-leader-p50", leader), ("api-write-follower-p50", follower)] {
+        step(&format!("{WRITES} writes through h{}", via + 1));
+        let id = node_id(&c, via)?;
+        let mut times = Vec::new();
+        for n in 0..WRITES {
+            let label = format!("bench={n}");
+            times.push(time_ms(
+                &mut c.cmd(via, &["node", "update", "--label-add", &label, &id]),
+            )?);
+        }
+        report.emit(&Figure {
+            bench: name,
+            berth: median(&times).unwrap_or_default(),
+            peer: Some("docker swarm"),
+            peer_value: Err(no_peer.into()),
+            unit: "ms",
+            rounds: Some(times.len()),
+        })?;
+    }
+    let mut failovers = Vec::new();
+    for round in 0..FAILOVERS {
+        let leader = c.leader(0).or_else(|| c.leader(1)).context("no leader")?;
+        let via = (0..3).find(|i| *i != leader).context("no follower")?;
+        let id = node_id(&c, via)?;
+        step(&format!("failover {}: h{} killed", round + 1, leader + 1));
+        let start = Instant::now();
+        c.kill(leader);
+        loop {
+            let out = c.berth(via, &["node", "update", "--label-add", "failover=1", &id]);
+            if out.status.success() {
+                break;
+            }
+            ensure!(
+                start.elapsed() < Duration::from_secs(30),
+                "no write succeeded 30s after the leader was killed"
+            );
+        }
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        eprintln!("  first write after {ms:.0} ms");
+        failovers.push(ms);
+        c.restart(leader);
+        c.wait_voters(via, 3);
+    }
+    report.emit(&Figure {
+        bench: "daemon-failover",
+        berth: median(&failovers).unwrap_or_default(),
+        peer: Some("docker swarm"),
+        peer_value: Err(no_peer.into()),
+        unit: "ms",
+        rounds: Some(failovers.len()),
     })?;
     Ok(())
 }

@@ -263,7 +263,13 @@ pub fn open(engine: Arc<Engine>, options: Options) -> Result<Services, String> {
         let interval = options
             .directory_sync_interval
             .unwrap_or(DEFAULT_DIRECTORY_SYNC_INTERVAL);
-        spawn_directory_sync(access.clone(), interval);
+        // Replicated, only the leader syncs (every manager would make the
+        // same changes otherwise).
+        let leading: Option<Leading> = options.replication.as_ref().map(|r| {
+            let replica = r.replica.clone();
+            Arc::new(move || berth_cluster::raft::manager::is_leader(&replica)) as Leading
+        });
+        spawn_directory_sync(access.clone(), interval, leading);
     }
     let cluster = pki.as_ref().and_then(|p| open_cluster(&engine, p.clone(), &options));
     Ok(Services {
@@ -333,8 +339,7 @@ fn open_cluster(
             berth_cluster::raft::manager::spawn_reconciler(replica.clone(), engine.state().clone());
             berth_cluster::membership::spawn_status_recorder(cluster.clone());
             let r = replica.clone();
-            let leading: Arc<dyn Fn() -> bool + Send + Sync> =
-                Arc::new(move || berth_cluster::raft::manager::is_leader(&r));
+            let leading: Leading = Arc::new(move || berth_cluster::raft::manager::is_leader(&r));
             let restart = options.restart.clone().map(|r| r.0);
             berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, Some(leading), restart);
         }
@@ -479,12 +484,23 @@ fn open_registry(engine: &Engine) -> Option<Registry> {
     Some(registry)
 }
 
+/// Whether this manager leads (see [`spawn_directory_sync`]).
+pub type Leading = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Scheduled team sync: every directory is synced once per its interval
-/// (`default_interval` for those without one; zero turns those off). Runs
-/// until the runtime stops.
-pub fn spawn_directory_sync(access: Arc<Access>, default_interval: Duration) -> tokio::task::JoinHandle<()> {
+/// (`default_interval` for those without one; zero turns those off); with
+/// `leading`, only while this manager leads. Runs until the runtime stops.
+pub fn spawn_directory_sync(
+    access: Arc<Access>,
+    default_interval: Duration,
+    leading: Option<Leading>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
+            if leading.as_ref().is_some_and(|l| !l()) {
+                tokio::time::sleep(SYNC_TICK_MIN).await;
+                continue;
+            }
             let a = access.clone();
             let next = tokio::task::spawn_blocking(move || -> berth_auth::Result<Option<Duration>> {
                 let (due, _) = a.sync_schedule(default_interval)?;
