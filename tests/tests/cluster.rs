@@ -239,3 +239,59 @@ fn bad_joins_are_refused_and_leave_nothing() {
     // A worker hands out no token.
     assert!(!c.berth(1, &["cluster", "join-token", "worker"]).status.success());
 }
+
+/// Host `i`'s node as `node ls --format json` on h1 shows it.
+fn node_of(c: &Cluster, i: usize) -> Value {
+    let addr = c.host(i).endpoint();
+    nodes(c)
+        .into_iter()
+        .find(|n| n["addr"] == addr.as_str())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn node_certificates_renew_before_they_expire() {
+    let mut c = Cluster::start_joined_with(2, &["--node-cert-expiry", "40s"]);
+    // A duration the daemon cannot use is refused with the reason.
+    let (out, _) = c.daemon_once(1, &["--node-cert-expiry", "5s"], Duration::from_secs(20));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 30s"));
+
+    let first = node_of(&c, 1);
+    let first_cert = first["certificate"].as_str().expect("a certificate").to_string();
+    let expires = chrono::DateTime::parse_from_rfc3339(first["certificate_expires"].as_str().expect("an expiry"))
+        .expect("an RFC 3339 expiry");
+    let left = expires.signed_duration_since(chrono::Utc::now()).num_seconds();
+    assert!(
+        (20..=41).contains(&left),
+        "the worker's certificate lives 40s: {left}s left"
+    );
+
+    // Renewed once a third of its life is left, before it expires.
+    assert!(
+        wait_until(Duration::from_secs(40), || node_of(&c, 1)["certificate"]
+            != first_cert.as_str()),
+        "the worker's certificate was not renewed: {}",
+        c.host(1).log()
+    );
+    assert!(chrono::Utc::now() < expires, "renewed only after the old one expired");
+    let renewed = node_of(&c, 1);
+    let info: Value = serde_json::from_str(&c.ok(1, &["cluster", "info", "--format", "json"])).expect("cluster info");
+    assert_eq!(
+        info["certificate_expires"], renewed["certificate_expires"],
+        "the worker uses the new one"
+    );
+
+    // Past the first certificate's expiry, the worker's new connections
+    // (a restart makes them) use the renewed one and it stays ready.
+    let past = (expires.signed_duration_since(chrono::Utc::now()).num_milliseconds() + 2000).max(0);
+    std::thread::sleep(Duration::from_millis(past as u64));
+    c.restart(1);
+    assert!(
+        wait_until(Duration::from_secs(15), || node_state(&c, 1) == "ready"),
+        "the worker came back with its renewed certificate: {}",
+        node_state(&c, 1)
+    );
+    let audit = c.ok(0, &["audit", "ls"]);
+    assert!(audit.contains("Membership/Renew"), "renewals are in the audit log");
+}

@@ -39,6 +39,11 @@ pub struct DaemonArgs {
     /// the --listen address, or the host's first non-loopback IPv4 address]
     #[arg(long = "advertise-addr")]
     advertise_addr: Option<String>,
+    /// How long the node certificates this manager issues are valid
+    /// (90d, 720h, at least 30s); nodes renew theirs once a third of it
+    /// is left
+    #[arg(long = "node-cert-expiry", default_value = "90d", value_parser = parse_cert_expiry)]
+    node_cert_expiry: std::time::Duration,
     /// Join a cluster: TOKEN@ADDR:PORT, as `berth cluster join-token`
     /// prints it. Only on a fresh data root; ignored on one that already
     /// joined that cluster
@@ -199,6 +204,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         timing,
         replication,
         restart: Some(berth_node::Restart(std::sync::Arc::new(restart_daemon))),
+        node_cert_lifetime: Some(a.node_cert_expiry),
     };
     match crate::builtin_plugins::names() {
         names if names.is_empty() => tracing::warn!(
@@ -208,7 +214,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         names => tracing::info!(plugins = %names.join(","), "built-in checks"),
     }
     let services = berth_node::open(engine.clone(), options).map_err(anyhow::Error::msg)?;
-    let grpc = berth_node::grpc_routes(&services);
+    let grpc = berth_node::grpc_routes(&services, Some(a.node_cert_expiry));
     let router = berth_api::router(services);
     serving.set_grpc(grpc);
     serving.set_http(router.clone());
@@ -347,6 +353,18 @@ async fn serve_tls(
     Ok(Some(tokio::spawn(berth_api::tls::serve(
         listener, config, serving, advertised,
     ))))
+}
+
+/// A `--node-cert-expiry` value: a duration of at least 30 s and at most
+/// ten years.
+fn parse_cert_expiry(text: &str) -> Result<std::time::Duration, String> {
+    let d = crate::cli::scan::parse_duration(text)?;
+    if d < std::time::Duration::from_secs(30) || d > std::time::Duration::from_secs(3650 * 86400) {
+        return Err(format!(
+            "{text}: a node certificate lives at least 30s and at most 3650d"
+        ));
+    }
+    Ok(d)
 }
 
 /// An `--insecure-registry` value: `host[:port]`, no scheme or path.

@@ -474,3 +474,82 @@ async fn session(pki: &Pki, addr: &str, period: Duration, running_as: NodeRole) 
         }
     }
 }
+
+/// Renews this node's certificate before it expires: once less than a
+/// third of its lifetime is left ([`crate::pki::renew_at`]), a new key and
+/// a certificate for it from a manager (`Membership.Renew`, the current
+/// certificate as the credential), written in place of the old. Runs for
+/// as long as the daemon does; a failed attempt is tried again, sooner as
+/// the expiry nears.
+pub fn spawn_renewal(pki: Arc<Pki>, me: NodeSelf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let der = match pki.node_identity() {
+                Some(Ok(identity)) => identity.chain.into_iter().next(),
+                _ => None,
+            };
+            let Some(at) = der.as_deref().and_then(crate::pki::renew_at) else {
+                tracing::error!("this node's certificate cannot be read: it is not renewed");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            };
+            let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            if !wait.is_zero() {
+                tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
+                continue;
+            }
+            match renew(&pki, &me).await {
+                Ok(expires) => {
+                    backoff = Duration::from_secs(1);
+                    tracing::info!(%expires, "renewed this node's certificate");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing this node's certificate failed; trying again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    })
+}
+
+/// One renewal, from the first manager that answers; the new expiry.
+async fn renew(pki: &Pki, me: &NodeSelf) -> Result<String, String> {
+    let managers = NodeSelf::load(pki.dir())
+        .ok()
+        .flatten()
+        .map_or_else(|| me.managers.clone(), |m| m.managers);
+    let (key, csr) = node_key().map_err(|e| e.to_string())?;
+    let mut failures = Vec::new();
+    for addr in &managers {
+        let identity = pki
+            .node_identity()
+            .ok_or("this node has no node certificate")?
+            .map_err(|e| e.to_string())?;
+        let config = rpc::node_client_config(pki.ca_der(), identity).map_err(|e| e.to_string())?;
+        let mut client = proto::membership_client::MembershipClient::new(rpc::channel(addr, config)?);
+        let answer = tokio::time::timeout(JOIN_TIMEOUT, client.renew(proto::RenewRequest { csr: csr.clone() })).await;
+        let answer = match answer {
+            Ok(Ok(a)) => a.into_inner(),
+            Ok(Err(s)) => {
+                failures.push(format!("{addr}: {}", s.message()));
+                continue;
+            }
+            Err(_) => {
+                failures.push(format!("{addr}: no answer"));
+                continue;
+            }
+        };
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(answer.certificate.as_bytes())
+            .map_err(|e| format!("the manager sent a certificate that does not parse: {e}"))?;
+        if crate::pki::node_of(&der).as_deref() != Some(me.id.as_str()) {
+            return Err("the manager sent a certificate for another node".into());
+        }
+        pki.store_node_identity(&answer.certificate, &key.serialize_pem())
+            .map_err(|e| e.to_string())?;
+        return Ok(crate::pki::not_after_of(&der).unwrap_or_default());
+    }
+    Err(failures.join("; "))
+}

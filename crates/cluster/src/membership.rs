@@ -125,6 +125,7 @@ pub fn record_self(pki: &Pki, state: &State, me: &NodeSelf, hostname: &str) -> R
             certificate: crate::pki::fingerprint(&cert),
             certificate_expires: crate::pki::not_after_of(&cert).unwrap_or_default(),
             joined: now(),
+            previous_certificate: None,
             status: None,
         },
     })?;
@@ -169,7 +170,7 @@ pub fn nodes(state: &State) -> Result<Vec<NodeRecord>> {
 /// certificate of node `id`.
 pub fn is_member(state: &State, id: &str, fingerprint: &str) -> Result<bool> {
     let node = state.store().get::<NodeRecord>(tables::NODES, id)?;
-    Ok(node.is_some_and(|n| n.certificate == fingerprint))
+    Ok(node.is_some_and(|n| n.certificate == fingerprint || n.previous_certificate.as_deref() == Some(fingerprint)))
 }
 
 /// The managers' addresses, `first` first.
@@ -416,6 +417,8 @@ pub struct Manager {
     pub audit: AuditHook,
     /// This manager's Raft: only the leader holds agent sessions.
     pub replica: Option<crate::raft::Replica>,
+    /// How long the node certificates this manager issues are valid.
+    pub cert_lifetime: Duration,
 }
 
 /// The cluster's secrets every manager holds, by path under the data
@@ -511,7 +514,7 @@ impl Manager {
             .collect();
         let issued = self
             .pki
-            .issue_node(&r.node_id, &r.csr, &ips)
+            .issue_node_for(&r.node_id, &r.csr, &ips, self.cert_lifetime)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let node_id = r.node_id.clone();
         let node = NodeRecord {
@@ -524,6 +527,7 @@ impl Manager {
             certificate: issued.fingerprint.clone(),
             certificate_expires: issued.not_after.clone(),
             joined: now(),
+            previous_certificate: None,
             status: None,
         };
         if role == NodeRole::Manager && !self.state.is_replicated() {
@@ -625,8 +629,60 @@ impl Manager {
     }
 }
 
+impl Manager {
+    async fn renew(&self, peer: &Peer, r: proto::RenewRequest) -> Result<proto::RenewResponse, Status> {
+        let Some(node) = peer.node.clone() else {
+            return Err(Status::unauthenticated("a renewal needs a node certificate"));
+        };
+        let (state, id) = (self.state.clone(), node.clone());
+        let record = tokio::task::spawn_blocking(move || state.store().get::<NodeRecord>(tables::NODES, &id))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| Status::permission_denied("this node is not on record: it left the cluster"))?;
+        // As at the join: only the address the connection comes from.
+        let ips: Vec<std::net::IpAddr> = record
+            .addr
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| a.ip())
+            .filter(|ip| *ip == peer.addr.ip())
+            .into_iter()
+            .collect();
+        let issued = self
+            .pki
+            .issue_node_for(&node, &r.csr, &ips, self.cert_lifetime)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let state = self.state.clone();
+        let command = ClusterCommand::SetNodeCertificate {
+            id: node.clone(),
+            certificate: issued.fingerprint.clone(),
+            certificate_expires: issued.not_after.clone(),
+        };
+        tokio::task::spawn_blocking(move || state.propose(command))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match e {
+                berth_state::Error::Unavailable(m) => Status::unavailable(m),
+                other => Status::internal(other.to_string()),
+            })?;
+        tracing::info!(%node, expires = %issued.not_after, "renewed a node certificate");
+        Ok(proto::RenewResponse {
+            certificate: issued.cert_pem,
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl proto::membership_server::Membership for Manager {
+    async fn renew(&self, request: Request<proto::RenewRequest>) -> Result<Response<proto::RenewResponse>, Status> {
+        let peer = peer_of(&request)?;
+        let object = format!("/nodes/{}", peer.node.as_deref().unwrap_or("unknown"));
+        let answer = self.renew(&peer, request.into_inner()).await;
+        self.audit(&peer, "grpc Membership/Renew", &object, answer.as_ref().map(|_| ()));
+        answer.map(Response::new)
+    }
+
     async fn promote(
         &self,
         request: Request<proto::PromoteRequest>,

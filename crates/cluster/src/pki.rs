@@ -169,6 +169,23 @@ impl Pki {
     /// `berth:node:ID`, `localhost`, the loopback addresses and `ips`;
     /// server and client authentication; [`NODE_DAYS`] long.
     pub fn issue_node(&self, node_id: &str, csr_der: &[u8], ips: &[std::net::IpAddr]) -> Result<IssuedNode> {
+        self.issue_node_for(
+            node_id,
+            csr_der,
+            ips,
+            std::time::Duration::from_secs(NODE_DAYS as u64 * 86400),
+        )
+    }
+
+    /// [`Pki::issue_node`] valid for `lifetime` from now (valid from a day
+    /// ago, for clocks that lag).
+    pub fn issue_node_for(
+        &self,
+        node_id: &str,
+        csr_der: &[u8],
+        ips: &[std::net::IpAddr],
+        lifetime: std::time::Duration,
+    ) -> Result<IssuedNode> {
         let issuer = self.issuer()?;
         if !crate::join::valid_node_id(node_id) {
             return Err(Error::Invalid(format!("invalid node id {node_id:?}")));
@@ -193,7 +210,12 @@ impl Pki {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.serial_number = Some(serial());
         params.use_authority_key_identifier_extension = true;
-        let not_after = validity(&mut params, NODE_DAYS);
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        params.not_before = epoch + std::time::Duration::from_secs(now.saturating_sub(86400));
+        let not_after = now + lifetime.as_secs();
+        params.not_after = epoch + std::time::Duration::from_secs(not_after);
+        let not_after = not_after as i64;
         let cert = params.signed_by(&csr.public_key, issuer)?;
         Ok(IssuedNode {
             cert_pem: cert.pem(),
@@ -389,6 +411,17 @@ pub fn node_of(der: &[u8]) -> Option<String> {
 pub fn not_after_of(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     Some(rfc3339(cert.validity().not_after.timestamp()))
+}
+
+/// When a node certificate should be renewed: once less than a third of
+/// its lifetime (from its issue, a day after its not-before) is left.
+/// `None` when it does not parse.
+pub fn renew_at(der: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let before = cert.validity().not_before.timestamp() + 86400;
+    let after = cert.validity().not_after.timestamp();
+    let at = after - (after - before).max(0) / 3;
+    chrono::DateTime::from_timestamp(at, 0)
 }
 
 fn rfc3339(unix: i64) -> String {

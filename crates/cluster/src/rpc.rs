@@ -56,6 +56,75 @@ pub fn node_client_config(
     Ok(Arc::new(config))
 }
 
+/// [`node_client_config`] whose certificate is read from the node's
+/// `pki` directory at each handshake (again only when `node.pem`
+/// changed): connections made after a renewal present the new one.
+pub fn renewing_client_config(pki: Arc<crate::Pki>) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der().clone())?;
+    let resolver = Arc::new(NodeCertResolver {
+        pki,
+        cached: Mutex::new(None),
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(resolver);
+    config.alpn_protocols = vec![ALPN_NODE.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The node certificate on disk, with the CA in its chain, reloaded when
+/// `node.pem` changes.
+struct NodeCertResolver {
+    pki: Arc<crate::Pki>,
+    cached: Mutex<Option<(std::time::SystemTime, Arc<rustls::sign::CertifiedKey>)>>,
+}
+
+impl std::fmt::Debug for NodeCertResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCertResolver")
+            .field("dir", &self.pki.dir())
+            .finish()
+    }
+}
+
+impl NodeCertResolver {
+    fn current(&self) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let modified = std::fs::metadata(self.pki.dir().join("node.pem"))
+            .and_then(|m| m.modified())
+            .ok()?;
+        let mut cached = self.cached.lock().ok()?;
+        if let Some((at, key)) = cached.as_ref() {
+            if *at == modified {
+                return Some(key.clone());
+            }
+        }
+        let mut identity = match self.pki.node_identity()? {
+            Ok(identity) => identity,
+            Err(e) => {
+                tracing::error!(error = %e, "reading this node's certificate");
+                return cached.as_ref().map(|(_, k)| k.clone());
+            }
+        };
+        identity.chain.push(self.pki.ca_der().clone());
+        let key = provider().key_provider.load_private_key(identity.key).ok()?;
+        let certified = Arc::new(rustls::sign::CertifiedKey::new(identity.chain, key));
+        *cached = Some((modified, certified.clone()));
+        Some(certified)
+    }
+}
+
+impl rustls::client::ResolvesClientCert for NodeCertResolver {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current()
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// What a joining node learned of the CA a manager presented.
 #[derive(Debug, Default)]
 pub struct Presented {

@@ -43,6 +43,9 @@ pub struct Options {
     /// Starts the daemon again, in the role its data root holds: called
     /// when the node is promoted or demoted. `None`: it cannot (tests).
     pub restart: Option<Restart>,
+    /// How long the node certificates this manager issues are valid;
+    /// `None`: [`berth_cluster::pki::NODE_DAYS`].
+    pub node_cert_lifetime: Option<Duration>,
 }
 
 /// How the daemon starts itself again (see [`Options::restart`]).
@@ -86,12 +89,11 @@ pub async fn start_replication(engine: &Engine, advertise: &str) -> Result<Optio
         return Ok(None);
     };
     let me = berth_cluster::membership::bootstrap(&pki, advertise).map_err(|e| format!("this node's identity: {e}"))?;
-    let mut identity = pki
-        .node_identity()
+    pki.node_identity()
         .ok_or("this manager has no node certificate")?
         .map_err(|e| format!("reading the node certificate: {e}"))?;
-    identity.chain.push(pki.ca_der().clone());
-    let client = berth_cluster::rpc::node_client_config(pki.ca_der(), identity)
+    // Raft's connections present the node certificate on disk, renewed or not.
+    let client = berth_cluster::rpc::renewing_client_config(pki.clone())
         .map_err(|e| format!("configuring TLS for Raft: {e}"))?;
     let replica = berth_cluster::raft::manager::open(engine.state(), client, &me.id).await?;
     if !me.manager_ids.is_empty() && !replica.raft.is_initialized().await.map_err(|e| e.to_string())? {
@@ -331,6 +333,7 @@ fn open_cluster(
     if !on_runtime {
         return Some(cluster);
     }
+    berth_cluster::agent::spawn_renewal(pki.clone(), me.clone());
     match &replica {
         // A manager: the leader keeps Raft's voters in line with the
         // managers on record and records who is up; the others tell it
@@ -354,7 +357,9 @@ fn open_cluster(
 
 /// A manager's gRPC services (join, agent sessions), to serve on the TLS
 /// listener's node connections; `None` on a worker.
-pub fn grpc_routes(services: &Services) -> Option<tonic::service::Routes> {
+pub fn grpc_routes(services: &Services, node_cert_lifetime: Option<Duration>) -> Option<tonic::service::Routes> {
+    let node_cert_lifetime =
+        node_cert_lifetime.unwrap_or(Duration::from_secs(berth_cluster::pki::NODE_DAYS as u64 * 86400));
     let cluster = services.cluster.as_ref()?;
     if !cluster.pki.is_manager() {
         return None;
@@ -378,6 +383,7 @@ pub fn grpc_routes(services: &Services) -> Option<tonic::service::Routes> {
         addr: cluster.me.addr.clone(),
         audit,
         replica: cluster.replica.clone(),
+        cert_lifetime: node_cert_lifetime,
     });
     Some(match &cluster.replica {
         Some(replica) => routes.add_service(raft_service(replica, &cluster.me, &cluster.state)),

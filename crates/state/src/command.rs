@@ -283,6 +283,13 @@ pub enum ClusterCommand {
     RemoveNode {
         id: String,
     },
+    /// A node renewed its certificate: the new one is current, the old one
+    /// is still accepted until it expires.
+    SetNodeCertificate {
+        id: String,
+        certificate: String,
+        certificate_expires: String,
+    },
     /// A node is promoted to manager or demoted to worker.
     SetNodeRole {
         id: String,
@@ -744,6 +751,19 @@ impl ClusterCommand {
                 node.labels
                     .extend(label_add.iter().map(|(k, v)| (k.clone(), v.clone())));
                 t.put(NODES, id, &node)?;
+            }
+            SetNodeCertificate {
+                id,
+                certificate,
+                certificate_expires,
+            } => {
+                let mut node = existing_node(t, id)?;
+                if node.certificate != *certificate {
+                    node.previous_certificate = Some(std::mem::take(&mut node.certificate));
+                    node.certificate = certificate.clone();
+                    node.certificate_expires = certificate_expires.clone();
+                    t.put(NODES, id, &node)?;
+                }
             }
             SetNodeRole { id, role } => {
                 let mut node = existing_node(t, id)?;

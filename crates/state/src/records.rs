@@ -37,6 +37,10 @@ pub struct NodeRecord {
     pub certificate_expires: String,
     /// RFC 3339.
     pub joined: String,
+    /// The certificate it had before its last renewal, accepted until it
+    /// expires: connections made just before the renewal keep working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_certificate: Option<String>,
     /// Its state as the leader last recorded it (absent until then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<NodeStatusRecord>,

@@ -32,13 +32,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("invalid duration {text:?}: expected a number and a unit (500ms, 30s, 2m, 1h)"))?;
+    let scaled = |per: u64| {
+        n.checked_mul(per)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("invalid duration {text:?}: too long"))
+    };
     match unit {
         "" | "s" => Ok(Duration::from_secs(n)),
         "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
+        "m" => scaled(60),
+        "h" => scaled(3600),
+        "d" => scaled(86400),
         other => Err(format!(
-            "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m or h)"
+            "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m, h or d)"
         )),
     }
 }
