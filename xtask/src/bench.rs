@@ -1565,7 +1565,8 @@ fn raft_writes(report: &mut Report) -> Result<()> {
     for line in out.lines().filter_map(|l| l.strip_prefix("BENCH ")) {
         let v: Value = serde_json::from_str(line).with_context(|| format!("a BENCH line: {line}"))?;
         let managers = v["managers"].as_u64().unwrap_or(0);
-        let figures: [(&str, &str, &str); 4] = [
+        let figures: [(&str, &str, &str); 5] = [
+            ("one_writer_p50_ms", "ms", "cluster-one-writer-p50"),
             ("writes_per_s", "writes/s", "cluster-writes"),
             ("p50_ms", "ms", "cluster-write-p50"),
             ("p99_ms", "ms", "cluster-write-p99"),

@@ -311,6 +311,21 @@ async fn bench_cluster_writes() {
                 .await;
             assert!(matches!(r, Ok(Applied(Ok(_)))), "{r:?}");
         }
+        // One writer alone: the latency a single request sees.
+        let mut alone = Vec::new();
+        for n in 0..200 {
+            let t = Instant::now();
+            let r = proposer
+                .propose(grant(WRITES + 200_000 + n), Duration::from_secs(10))
+                .await;
+            assert!(matches!(r, Ok(Applied(Ok(_)))), "{r:?}");
+            alone.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        alone.sort_by(f64::total_cmp);
+        println!(
+            "BENCH {{\"managers\": {managers}, \"one_writer_p50_ms\": {:.3}}}",
+            alone[alone.len() / 2]
+        );
         let started = Instant::now();
         let mut tasks = Vec::new();
         for w in 0..WRITERS {

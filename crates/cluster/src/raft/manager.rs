@@ -103,8 +103,14 @@ pub async fn wait_for_leader(raft: &Raft, limit: Duration) -> Result<u64, String
 pub fn proposer(replica: Replica, handle: tokio::runtime::Handle) -> berth_state::Proposer {
     Arc::new(move |envelope: Envelope| -> berth_state::Result<Outcome> {
         let replica = replica.clone();
-        let proposed = async move { replica.propose(envelope, PATIENCE).await };
-        let answer = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        let started = std::time::Instant::now();
+        let name = envelope.command.name();
+        let proposed = async move {
+            let queued = started.elapsed();
+            let answer = replica.propose(envelope, PATIENCE).await;
+            (queued, answer)
+        };
+        let (queued, answer) = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => {
                 return Err(berth_state::Error::Unavailable(
                     "cluster state cannot be changed from a single-threaded runtime (it would wait on itself)".into(),
@@ -113,6 +119,12 @@ pub fn proposer(replica: Replica, handle: tokio::runtime::Handle) -> berth_state
             Ok(_) => tokio::task::block_in_place(|| handle.block_on(proposed)),
             Err(_) => handle.block_on(proposed),
         };
+        tracing::debug!(
+            command = %name,
+            queued_us = queued.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "proposed"
+        );
         match answer {
             Ok(Applied(Ok(outcome))) => Ok(outcome),
             Ok(Applied(Err(rejected))) => Err(berth_state::Error::Rejected(rejected)),
