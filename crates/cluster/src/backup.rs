@@ -382,3 +382,90 @@ fn restore_into(data_root: &Path, opened: Opened) -> Result<()> {
         .map_err(|e| Error::Invalid(format!("writing cluster state: {e}")))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_state::records::User;
+    use berth_state::ClusterCommand;
+
+    /// A manager's data root with a CA, the secrets and one user.
+    fn manager() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().expect("a directory");
+        crate::Pki::open(&dir.path().join("pki")).expect("a CA");
+        for (name, bytes) in [
+            ("auth/audit.key", &b"audit-key"[..]),
+            ("trust/seal.key", b"seal"),
+            ("registry/token.key", b"token"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("a directory");
+            std::fs::write(path, bytes).expect("a secret");
+        }
+        let store = berth_store::Store::open(&dir.path().join("berth.redb")).expect("a store");
+        let state = State::open(store).expect("state");
+        state
+            .propose(ClusterCommand::CreateUser {
+                user: User {
+                    name: "carol".into(),
+                    password_hash: "$argon2id$none".into(),
+                    created: "2026-12-06T00:00:00Z".into(),
+                },
+            })
+            .expect("a user");
+        (dir, state)
+    }
+
+    #[test]
+    fn a_backup_restores_state_and_secrets_and_nothing_else() {
+        let (dir, state) = manager();
+        let (bytes, summary) = write(&state, dir.path(), "a long passphrase", 7).expect("a backup");
+        assert_eq!(summary.applied_index, 7);
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("carol"),
+            "the contents are encrypted"
+        );
+        let opened = open(&bytes, "a long passphrase").expect("opened");
+        assert_eq!(opened.summary.records, summary.records);
+        let target = tempfile::tempdir().expect("a directory");
+        let root = target.path().join("restored");
+        restore(&root, opened).expect("restored");
+        for name in MANAGER_FILES {
+            assert_eq!(
+                std::fs::read(root.join(name)).expect("a restored secret"),
+                std::fs::read(dir.path().join(name)).expect("the secret"),
+                "{name}"
+            );
+        }
+        let store = berth_store::Store::open(&root.join("berth.redb")).expect("the restored store");
+        let user: Option<User> = store.get(tables::USERS, "carol").expect("a read");
+        assert!(user.is_some(), "the user is restored");
+        let tokens: Vec<(String, JoinTokenRecord)> = store.list(tables::JOIN_TOKENS).expect("a read");
+        assert_eq!(tokens.len(), 2, "both roles get new join tokens");
+    }
+
+    #[test]
+    fn bad_passphrases_changed_files_and_used_roots_are_refused() {
+        let (dir, state) = manager();
+        let short = write(&state, dir.path(), "short", 0).err().expect("refused");
+        assert!(short.to_string().contains("too short"), "{short}");
+        let (bytes, _) = write(&state, dir.path(), "a long passphrase", 0).expect("a backup");
+        let wrong = open(&bytes, "another passphrase").err().expect("refused");
+        assert!(wrong.to_string().contains("wrong passphrase"), "{wrong}");
+        // A header field changed: the ciphertext no longer opens.
+        let mut file: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        file["applied_index"] = serde_json::json!(99);
+        let changed = serde_json::to_vec(&file).expect("JSON");
+        let refused = open(&changed, "a long passphrase").err().expect("refused");
+        assert!(refused.to_string().contains("was changed"), "{refused}");
+        let garbage = open(b"not json", "a long passphrase").err().expect("refused");
+        assert!(garbage.to_string().contains("not a berth cluster backup"), "{garbage}");
+        // A data root that holds something is not overwritten.
+        let used = tempfile::tempdir().expect("a directory");
+        std::fs::write(used.path().join("keep"), b"x").expect("a file");
+        let opened = open(&bytes, "a long passphrase").expect("opened");
+        let err = restore(used.path(), opened).err().expect("refused");
+        assert!(err.to_string().contains("not empty"), "{err}");
+        assert!(used.path().join("keep").exists());
+    }
+}
