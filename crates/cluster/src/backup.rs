@@ -447,7 +447,7 @@ mod tests {
     #[test]
     fn bad_passphrases_changed_files_and_used_roots_are_refused() {
         let (dir, state) = manager();
-        let short = write(&state, dir.path(), "short", 0).err().expect("refused");
+        let short = write(&state, dir.path(), "short", 0).expect_err("refused");
         assert!(short.to_string().contains("too short"), "{short}");
         let (bytes, _) = write(&state, dir.path(), "a long passphrase", 0).expect("a backup");
         let wrong = open(&bytes, "another passphrase").err().expect("refused");
@@ -464,7 +464,7 @@ mod tests {
         let used = tempfile::tempdir().expect("a directory");
         std::fs::write(used.path().join("keep"), b"x").expect("a file");
         let opened = open(&bytes, "a long passphrase").expect("opened");
-        let err = restore(used.path(), opened).err().expect("refused");
+        let err = restore(used.path(), opened).expect_err("refused");
         assert!(err.to_string().contains("not empty"), "{err}");
         assert!(used.path().join("keep").exists());
     }
