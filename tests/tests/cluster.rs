@@ -295,3 +295,39 @@ fn node_certificates_renew_before_they_expire() {
     let audit = c.ok(0, &["audit", "ls"]);
     assert!(audit.contains("Membership/Renew"), "renewals are in the audit log");
 }
+
+#[test]
+fn gossip_declares_a_dead_node_down_before_heartbeats_would() {
+    // Heartbeats alone would call a silent node unknown after 30s and
+    // down after 60s: anything sooner is gossip's doing.
+    let mut c = Cluster::start_joined_with(3, &["--node-suspect-after", "30s", "--node-down-after", "60s"]);
+    for i in 1..3 {
+        assert!(wait_until(Duration::from_secs(15), || node_state(&c, i) == "ready"));
+    }
+    // Let the members find each other by gossip.
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = std::time::Instant::now();
+    c.kill(2);
+    assert!(
+        wait_until(Duration::from_secs(20), || node_state(&c, 2) == "down"),
+        "gossip did not declare the dead worker down: {} {}",
+        node_state(&c, 2),
+        c.host(0).log()
+    );
+    let took = killed.elapsed();
+    eprintln!("down by gossip {} ms after the kill", took.as_millis());
+    assert!(took < Duration::from_secs(15), "gossip took {took:?}");
+    let message = node_of(&c, 2)["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("gossip"), "{message}");
+    // The other worker is not affected, and the dead one comes back.
+    assert_eq!(node_state(&c, 1), "ready");
+    c.restart(2);
+    assert!(
+        wait_until(Duration::from_secs(15), || node_state(&c, 2) == "ready"),
+        "the restarted worker is ready again: {}",
+        node_state(&c, 2)
+    );
+}

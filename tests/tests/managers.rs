@@ -435,6 +435,18 @@ fn backup_destroy_restore_keeps_users_grants_and_trust() {
     assert!(wait_until(Duration::from_secs(15), || node_state(&c, 0, w) == "ready"));
 }
 
+/// The lines of a daemon's log about Raft and roles.
+fn interesting(log: &str) -> String {
+    log.lines()
+        .filter(|l| {
+            ["Raft", "raft", "voter", "role", "leader", "WARN", "ERROR"]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Host `i`'s node id.
 fn node_id(c: &Cluster, i: usize) -> String {
     let info: serde_json::Value =
@@ -474,30 +486,49 @@ fn workers_are_promoted_and_managers_demoted() {
     assert!(create_user(&c, 2, "through-h3", "a-password-123").status.success());
     assert!(wait_until(Duration::from_secs(5), || users(&c, 0).contains("through-h3")));
 
-    // The first manager demoted: it stops voting and restarts as a worker;
-    // the others go on.
-    c.ok(1, &["node", "demote", &ids[0]]);
+    // A follower demoted: it stops voting and restarts as a worker; the
+    // others go on. The leader is not demoted while it leads.
+    let leader = c.leader(0).expect("a leader");
+    let follower = (0..3).find(|i| *i != leader).expect("a follower");
+    let out = c.berth(follower, &["node", "demote", &ids[leader]]);
+    assert!(!out.status.success());
     assert!(
-        wait_until(Duration::from_secs(30), || c.raft(1)["voters"].as_u64() == Some(2)),
-        "h1 left Raft: {}",
-        c.raft(1)
+        String::from_utf8_lossy(&out.stderr).contains("leads the cluster"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.ok(leader, &["node", "demote", &ids[follower]]);
+    assert!(
+        wait_until(Duration::from_secs(30), || c.raft(leader)["voters"].as_u64() == Some(2)),
+        "h{} left Raft: {}\n{}",
+        follower + 1,
+        c.raft(leader),
+        interesting(&c.host(leader).log())
     );
     assert!(
         wait_until(Duration::from_secs(30), || {
             let info: serde_json::Value =
-                serde_json::from_slice(&c.berth(0, &["cluster", "info", "--format", "json"]).stdout)
+                serde_json::from_slice(&c.berth(follower, &["cluster", "info", "--format", "json"]).stdout)
                     .unwrap_or_default();
             info["role"] == "worker"
         }),
-        "h1 restarted as a worker"
+        "h{} restarted as a worker",
+        follower + 1
     );
-    assert!(create_user(&c, 1, "after", "a-password-123").status.success());
-    assert!(wait_until(Duration::from_secs(15), || node_state(&c, 1, 0) == "ready"));
+    assert!(create_user(&c, leader, "after", "a-password-123").status.success());
+    assert!(wait_until(Duration::from_secs(15), || node_state(&c, leader, follower) == "ready"));
 
     // Down to one manager; the last one is not demoted.
-    c.ok(1, &["node", "demote", &ids[2]]);
-    assert!(wait_until(Duration::from_secs(30), || c.raft(1)["voters"].as_u64() == Some(1)));
-    let out = c.berth(1, &["node", "demote", &ids[1]]);
+    let other = (0..3).find(|i| *i != leader && *i != follower).expect("the third");
+    c.ok(leader, &["node", "demote", &ids[other]]);
+    assert!(
+        wait_until(Duration::from_secs(30), || c.raft(leader)["voters"].as_u64() == Some(1)),
+        "h{} left Raft: {}\n{}",
+        other + 1,
+        c.raft(leader),
+        interesting(&c.host(leader).log())
+    );
+    let out = c.berth(leader, &["node", "demote", &ids[leader]]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("last manager"),

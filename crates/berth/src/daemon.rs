@@ -205,6 +205,7 @@ pub async fn run(a: DaemonArgs) -> Result<()> {
         replication,
         restart: Some(berth_node::Restart(std::sync::Arc::new(restart_daemon))),
         node_cert_lifetime: Some(a.node_cert_expiry),
+        gossip_bind: a.listen.as_deref().unwrap_or(DEFAULT_LISTEN).parse().ok(),
     };
     match crate::builtin_plugins::names() {
         names if names.is_empty() => tracing::warn!(

@@ -87,13 +87,17 @@ pub async fn join(pki_dir: &Path, a: JoinArgs<'_>) -> Result<NodeSelf, String> {
         managers: answer.managers,
         manager_ids: answer.manager_ids,
     };
+    let mut files = answer.manager_files.clone();
+    if answer.gossip_key.len() == 32 {
+        files.insert(format!("pki/{}", crate::gossip::KEY_FILE), answer.gossip_key.clone());
+    }
     install(
         pki_dir,
         &answer.ca,
         &answer.certificate,
         &key.serialize_pem(),
         &me,
-        &answer.manager_files,
+        &files,
     )?;
     tracing::info!(node = %me.id, role = %me.role, manager = %a.manager, "joined the cluster");
     Ok(me)

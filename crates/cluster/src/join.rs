@@ -77,7 +77,7 @@ impl fmt::Display for JoinToken {
 }
 
 /// Whether `a` and `b` are equal, in time that depends on their length only.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -274,6 +274,8 @@ pub struct Members {
     started: Mutex<Instant>,
     timing: Timing,
     seen: Mutex<HashMap<String, Seen>>,
+    /// Nodes gossip declared down, and since when.
+    gossip_down: Mutex<HashMap<String, (Instant, chrono::DateTime<chrono::Utc>)>>,
 }
 
 impl Members {
@@ -283,7 +285,31 @@ impl Members {
             started: Mutex::new(Instant::now()),
             timing,
             seen: Mutex::new(HashMap::new()),
+            gossip_down: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What gossip (SWIM) says of `node`: down (the cluster stopped
+    /// hearing from it) or up again.
+    pub fn gossip(&self, node: &str, up: bool) {
+        if let Ok(mut down) = self.gossip_down.lock() {
+            match up {
+                true => {
+                    down.remove(node);
+                }
+                false => {
+                    down.insert(node.to_string(), (Instant::now(), chrono::Utc::now()));
+                }
+            }
+        }
+    }
+
+    /// When gossip declared `node` down, if it did and no heartbeat came
+    /// from it since.
+    fn gossip_down_since(&self, node: &str, last_heartbeat: Option<Instant>) -> Option<chrono::DateTime<chrono::Utc>> {
+        let down = self.gossip_down.lock().ok()?;
+        let (at, wall) = down.get(node)?;
+        last_heartbeat.is_none_or(|h| h < *at).then_some(*wall)
     }
 
     /// This manager became the leader: agents come to it from now on.
@@ -340,6 +366,20 @@ impl Members {
             };
         }
         let seen = self.seen.lock().ok();
+        let heard_at = seen.as_ref().and_then(|m| m.get(id)).map(|s| s.at);
+        if let Some(since) = self.gossip_down_since(id, heard_at) {
+            return NodeStatus {
+                state: NodeState::Down,
+                message: format!(
+                    "gossip (SWIM) declared it down at {}: other nodes' probes go unanswered, and no heartbeat came since",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                last_heartbeat: seen
+                    .as_ref()
+                    .and_then(|m| m.get(id))
+                    .map(|s| s.wall.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            };
+        }
         let Some(s) = seen.as_ref().and_then(|m| m.get(id)) else {
             let up = self.started.lock().map_or(Duration::ZERO, |s| s.elapsed());
             let (state, message) = if up > self.timing.down_after {
@@ -566,6 +606,7 @@ impl Manager {
             managers,
             manager_ids: Vec::new(),
             manager_files: Default::default(),
+            gossip_key: crate::gossip::key(&self.pki).map(|k| k.to_vec()).unwrap_or_default(),
         };
         if role == NodeRole::Manager {
             answer.manager_ids = manager_ids;
@@ -721,9 +762,17 @@ impl proto::dispatcher_server::Dispatcher for Manager {
         let mut inbound = request.into_inner();
         let members = self.members.clone();
         let (managers, role) = {
-            let (state, addr, id) = (self.state.clone(), self.addr.clone(), node.clone());
+            let (state, addr, id, replica) = (
+                self.state.clone(),
+                self.addr.clone(),
+                node.clone(),
+                self.replica.clone(),
+            );
             tokio::task::spawn_blocking(move || -> Result<_> {
-                Ok((manager_addrs(&state, &addr)?, role_of(&state, &id)?))
+                Ok((
+                    manager_addrs(&state, &addr)?,
+                    effective_role(&state, replica.as_ref(), &id)?,
+                ))
             })
             .await
             .map_err(|e| Status::internal(e.to_string()))?
@@ -763,7 +812,7 @@ impl proto::dispatcher_server::Dispatcher for Manager {
         }
         members.heard(&node, None);
         tracing::debug!(%node, addr = %peer.addr, "agent session opened");
-        let state = self.state.clone();
+        let (state, replica) = (self.state.clone(), self.replica.clone());
         tokio::spawn(async move {
             // The outbound stream ends when the agent's does (tx dropped),
             // or when the node's role changes (it restarts in the new one).
@@ -772,7 +821,7 @@ impl proto::dispatcher_server::Dispatcher for Manager {
                     Ok(Some(m)) => {
                         let sent = m.kind.map(|proto::agent_message::Kind::Heartbeat(h)| h.sent_unix_ms);
                         members.heard(&node, sent);
-                        if role_of(&state, &node).ok().flatten() != Some(role) {
+                        if effective_role(&state, replica.as_ref(), &node).ok().flatten() != Some(role) {
                             tracing::info!(%node, "the node's role changed: its session ends");
                             break;
                         }
@@ -791,6 +840,31 @@ impl proto::dispatcher_server::Dispatcher for Manager {
 }
 
 /// The role node `id` has on record; `None` when it is not on record.
+/// The role node `id` is told to run in: its role on record, except that
+/// a demoted manager stays one until the leader took it out of Raft's
+/// voters (restarting as a worker before that would cost the cluster a
+/// vote it still counts on).
+fn effective_role(state: &State, replica: Option<&crate::raft::Replica>, id: &str) -> Result<Option<NodeRole>> {
+    let role = role_of(state, id)?;
+    if role == Some(NodeRole::Worker) {
+        if let Some(r) = replica {
+            let raft_id = crate::raft::raft_id(id);
+            let voting = r
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == raft_id);
+            if voting {
+                return Ok(Some(NodeRole::Manager));
+            }
+        }
+    }
+    Ok(role)
+}
+
 fn role_of(state: &State, id: &str) -> Result<Option<NodeRole>> {
     Ok(state.store().get::<NodeRecord>(tables::NODES, id)?.map(|n| n.role))
 }
@@ -1001,6 +1075,19 @@ impl Cluster {
                 .collect();
             if managers.is_empty() {
                 return Err(Error::Conflict("the cluster's last manager cannot be demoted".into()));
+            }
+            // A leader taking itself out of Raft can strand the others in
+            // an election without a majority: it steps aside first.
+            let leads = self
+                .replica
+                .as_ref()
+                .is_some_and(|r| r.raft.metrics().borrow().current_leader == Some(crate::raft::raft_id(&node.id)));
+            if leads {
+                return Err(Error::Conflict(format!(
+                    "node {} leads the cluster: demote it once another manager leads (restart its daemon: \
+                     another manager takes over within about a second)",
+                    node.hostname
+                )));
             }
             let up = managers.iter().filter(|m| m.status.state == NodeState::Ready).count();
             if up < managers.len() / 2 + 1 {

@@ -46,6 +46,9 @@ pub struct Options {
     /// How long the node certificates this manager issues are valid;
     /// `None`: [`berth_cluster::pki::NODE_DAYS`].
     pub node_cert_lifetime: Option<Duration>,
+    /// Where gossip (SWIM, UDP) listens: the TLS listener's address.
+    /// `None`: no gossip (tests of a node alone).
+    pub gossip_bind: Option<std::net::SocketAddr>,
 }
 
 /// How the daemon starts itself again (see [`Options::restart`]).
@@ -334,6 +337,7 @@ fn open_cluster(
         return Some(cluster);
     }
     berth_cluster::agent::spawn_renewal(pki.clone(), me.clone());
+    spawn_gossip(&pki, &me, cluster.members.clone(), options.gossip_bind);
     match &replica {
         // A manager: the leader keeps Raft's voters in line with the
         // managers on record and records who is up; the others tell it
@@ -353,6 +357,40 @@ fn open_cluster(
         None => {}
     }
     Some(cluster)
+}
+
+/// Starts gossip (SWIM) when the node has the cluster's gossip key and a
+/// socket address to bind; says why not otherwise.
+fn spawn_gossip(
+    pki: &berth_cluster::Pki,
+    me: &berth_cluster::membership::NodeSelf,
+    members: Arc<berth_cluster::membership::Members>,
+    bind: Option<std::net::SocketAddr>,
+) {
+    let Some(bind) = bind else { return };
+    let Some(key) = berth_cluster::gossip::key(pki) else {
+        tracing::info!("this node has no gossip key (it joined before gossip): failures are seen by heartbeats only");
+        return;
+    };
+    let Ok(addr) = me.addr.parse::<std::net::SocketAddr>() else {
+        tracing::warn!(addr = %me.addr, "the advertised address is not IP:PORT: no gossip");
+        return;
+    };
+    let seeds = me.managers.iter().filter_map(|m| m.parse().ok()).collect();
+    let bump = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    berth_cluster::gossip::spawn(berth_cluster::gossip::Gossip {
+        me: berth_cluster::gossip::Member {
+            node: me.id.clone(),
+            addr,
+            bump,
+        },
+        bind,
+        seeds,
+        key,
+        members,
+    });
 }
 
 /// A manager's gRPC services (join, agent sessions), to serve on the TLS

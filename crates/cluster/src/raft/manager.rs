@@ -181,7 +181,8 @@ pub fn status(replica: &Replica, state: &State) -> berth_model::node::RaftStatus
 
 /// On the leader, keeps Raft's voters equal to the managers on record:
 /// a manager that joined is added as a learner, caught up, then made a
-/// voter; a manager removed from the cluster stops voting. Runs until the
+/// voter; a manager demoted or removed stops voting (the leader itself is
+/// never demoted: it is refused while it leads). Runs until the
 /// runtime stops; a change that fails is tried again on the next round.
 pub fn spawn_reconciler(replica: Replica, state: State) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -206,19 +207,14 @@ pub fn spawn_reconciler(replica: Replica, state: State) -> tokio::task::JoinHand
                 .filter(|n| n.role == NodeRole::Manager)
                 .map(|n| (raft_id(&n.id), n.addr.clone()))
                 .collect();
-            // This manager leaves Raft only when it was demoted (not when
-            // its record is missing for a moment).
-            let demoted = all
-                .iter()
-                .any(|n| raft_id(&n.id) == replica.id && n.role == NodeRole::Worker);
-            if let Err(e) = reconcile(&replica.raft, replica.id, &managers, demoted).await {
+            if let Err(e) = reconcile(&replica.raft, replica.id, &managers).await {
                 tracing::warn!(error = %e, "bringing Raft's voters in line with the managers on record");
             }
         }
     })
 }
 
-async fn reconcile(raft: &Raft, me: u64, managers: &BTreeMap<u64, String>, demoted: bool) -> Result<(), String> {
+async fn reconcile(raft: &Raft, me: u64, managers: &BTreeMap<u64, String>) -> Result<(), String> {
     let metrics = raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
     let last = metrics.last_log_index.unwrap_or(0);
@@ -258,7 +254,8 @@ async fn reconcile(raft: &Raft, me: u64, managers: &BTreeMap<u64, String>, demot
     }
     let gone: BTreeSet<u64> = voters
         .iter()
-        .filter(|id| (**id != me || demoted) && !managers.contains_key(id))
+        // Never itself: a leader is not demoted (`Cluster::set_role`).
+        .filter(|id| **id != me && !managers.contains_key(id))
         .copied()
         .collect();
     if !gone.is_empty() {
