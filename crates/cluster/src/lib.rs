@@ -19,6 +19,7 @@ pub mod pki;
 pub mod raft;
 pub mod recover;
 pub mod rpc;
+pub mod services;
 
 pub use bundles::{Bundle, BUNDLES};
 pub use pki::{fingerprint, identity_of, node_of, IssuedClient, Pki, ServerIdentity};

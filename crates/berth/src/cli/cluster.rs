@@ -178,13 +178,20 @@ pub async fn cluster(client: &Client, a: ClusterArgs) -> Result<i32> {
             }
             let bytes = client.cluster_backup(&passphrase).await?;
             write_new_private(&b.output, &bytes)?;
-            let header: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            /// The backup file's readable header (the rest is encrypted).
+            #[derive(serde::Deserialize)]
+            struct Header {
+                ca_digest: String,
+                applied_index: u64,
+            }
+            let header: Header = serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("the daemon sent a backup that does not parse: {e}"))?;
             println!(
                 "wrote {} ({} bytes): cluster CA sha256:{}, log index {}",
                 b.output.display(),
                 bytes.len(),
-                header["ca_digest"].as_str().unwrap_or("?"),
-                header["applied_index"]
+                header.ca_digest,
+                header.applied_index
             );
             Ok(0)
         }

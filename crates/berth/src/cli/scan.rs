@@ -837,7 +837,9 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("ten").unwrap_err().contains("invalid duration"));
-        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86400)));
+        assert!(parse_duration("3w").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("99999999999999999d").unwrap_err().contains("too long"));
     }
 
     #[test]
