@@ -28,21 +28,25 @@ fn get_status(c: &Cluster, from: usize, to: usize, path: &str, user: &str) -> u1
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
 
-fn create_user(c: &Cluster, i: usize, name: &str, password: &str) -> std::process::Output {
-    let mut child = c
-        .cmd(i, &["user", "create", name, "--password-stdin"])
+/// Runs `cmd` with `input` and a newline on stdin; its output.
+fn fed(mut cmd: Command, input: &str) -> std::process::Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("berth user create");
+        .expect("running berth");
     child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("the password");
-    child.wait_with_output().expect("berth user create")
+        .write_all(format!("{input}\n").as_bytes())
+        .expect("writing stdin");
+    child.wait_with_output().expect("running berth")
+}
+
+fn create_user(c: &Cluster, i: usize, name: &str, password: &str) -> std::process::Output {
+    fed(c.cmd(i, &["user", "create", name, "--password-stdin"]), password)
 }
 
 /// Host `of`'s state (`ready`, `unknown`, `down`) as manager `i` shows it.
@@ -314,20 +318,7 @@ fn managers_replicate_and_survive_their_leader() {
 
 /// Runs berth against host `i` with `input` on stdin.
 fn with_stdin(c: &Cluster, i: usize, args: &[&str], input: &str) -> std::process::Output {
-    let mut child = c
-        .cmd(i, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("berth");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{input}\n").as_bytes())
-        .expect("stdin");
-    child.wait_with_output().expect("berth")
+    fed(c.cmd(i, args), input)
 }
 
 #[test]
@@ -372,21 +363,10 @@ fn backup_destroy_restore_keeps_users_grants_and_trust() {
 
     // A wrong passphrase restores nothing.
     let restore = |input: &str| {
-        let mut child = Command::new(berth_tests::berth_bin())
-            .args(["cluster", "restore", path, "--passphrase-stdin", "--data-root"])
-            .arg(&root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("berth cluster restore");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{input}\n").as_bytes())
-            .expect("stdin");
-        child.wait_with_output().expect("berth cluster restore")
+        let mut cmd = Command::new(berth_tests::berth_bin());
+        cmd.args(["cluster", "restore", path, "--passphrase-stdin", "--data-root"])
+            .arg(&root);
+        fed(cmd, input)
     };
     let wrong = restore("not the passphrase");
     assert!(!wrong.status.success());

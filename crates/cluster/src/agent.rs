@@ -123,7 +123,7 @@ fn install(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| fail(&format!("creating {}", tmp.display()), &e))?;
     let written = (|| -> crate::Result<()> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(|e| crate::Error::Io {
             what: "setting permissions of",
             path: tmp.clone(),
@@ -132,22 +132,11 @@ fn install(
         crate::pki::write_public(&tmp.join("ca.pem"), ca_pem.as_bytes())?;
         let root = pki_dir.parent().unwrap_or(pki_dir);
         for (name, bytes) in files {
-            let path = match name.strip_prefix("pki/") {
-                Some(rest) => tmp.join(rest),
-                None => root.join(name),
-            };
-            if let Some(dir) = path.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| crate::Error::Io {
-                        what: "creating",
-                        path: dir.to_path_buf(),
-                        source: e,
-                    })?;
+            match name.strip_prefix("pki/") {
+                Some(rest) => write_secret(&tmp, rest, bytes),
+                None => write_secret(root, name, bytes),
             }
-            crate::pki::write_private(&path, bytes)?;
+            .map_err(crate::Error::Invalid)?;
         }
         let pki = Pki::open(&tmp)?;
         pki.store_node_identity(cert_pem, key_pem)?;
@@ -324,6 +313,17 @@ struct SessionEnd {
     role: Option<NodeRole>,
 }
 
+/// A channel to the manager at `addr`, presenting this node's certificate
+/// as it is on disk now (renewed or not).
+fn node_channel(pki: &Pki, addr: &str) -> Result<tonic::transport::Channel, String> {
+    let identity = pki
+        .node_identity()
+        .ok_or("this node has no node certificate")?
+        .map_err(|e| e.to_string())?;
+    let config = rpc::node_client_config(pki.ca_der(), identity).map_err(|e| e.to_string())?;
+    rpc::channel(addr, config)
+}
+
 /// Makes the data root hold `role`: a promoted node fetches a manager's
 /// secrets from the leader at `addr`; a demoted one drops the CA key. Its
 /// `node.json` then says the new role.
@@ -333,12 +333,7 @@ async fn change_role(pki: &Pki, me: &NodeSelf, role: NodeRole, addr: &str) -> Re
     mine.role = role;
     match role {
         NodeRole::Manager => {
-            let identity = pki
-                .node_identity()
-                .ok_or("this node has no node certificate")?
-                .map_err(|e| e.to_string())?;
-            let config = rpc::node_client_config(pki.ca_der(), identity).map_err(|e| e.to_string())?;
-            let mut client = proto::membership_client::MembershipClient::new(rpc::channel(addr, config)?);
+            let mut client = proto::membership_client::MembershipClient::new(node_channel(pki, addr)?);
             let answer = tokio::time::timeout(JOIN_TIMEOUT, client.promote(proto::PromoteRequest {}))
                 .await
                 .map_err(|_| format!("the leader at {addr} did not answer"))?
@@ -397,13 +392,7 @@ fn write_secret(root: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
 /// One session: until it breaks, or the manager sends the agent to the
 /// leader, or says the node's role is not `running_as`.
 async fn session(pki: &Pki, addr: &str, period: Duration, running_as: NodeRole) -> Result<SessionEnd, String> {
-    let identity = pki
-        .node_identity()
-        .ok_or("this node has no node certificate")?
-        .map_err(|e| e.to_string())?;
-    let config = rpc::node_client_config(pki.ca_der(), identity).map_err(|e| e.to_string())?;
-    let channel = rpc::channel(addr, config)?;
-    let mut client = proto::dispatcher_client::DispatcherClient::new(channel);
+    let mut client = proto::dispatcher_client::DispatcherClient::new(node_channel(pki, addr)?);
     // Heartbeats at the period the manager asks for (this node's own
     // until its answer arrives).
     let (period_tx, period_rx) = tokio::sync::watch::channel(period);
@@ -527,12 +516,7 @@ async fn renew(pki: &Pki, me: &NodeSelf) -> Result<String, String> {
     let (key, csr) = node_key().map_err(|e| e.to_string())?;
     let mut failures = Vec::new();
     for addr in &managers {
-        let identity = pki
-            .node_identity()
-            .ok_or("this node has no node certificate")?
-            .map_err(|e| e.to_string())?;
-        let config = rpc::node_client_config(pki.ca_der(), identity).map_err(|e| e.to_string())?;
-        let mut client = proto::membership_client::MembershipClient::new(rpc::channel(addr, config)?);
+        let mut client = proto::membership_client::MembershipClient::new(node_channel(pki, addr)?);
         let answer = tokio::time::timeout(JOIN_TIMEOUT, client.renew(proto::RenewRequest { csr: csr.clone() })).await;
         let answer = match answer {
             Ok(Ok(a)) => a.into_inner(),

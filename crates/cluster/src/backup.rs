@@ -138,23 +138,11 @@ pub fn write(state: &State, data_root: &Path, passphrase: &str, applied_index: u
             )
         })
         .collect();
-    let mut files = BTreeMap::new();
-    for name in MANAGER_FILES.iter().chain(["pki/ca.pem"].iter()) {
-        let path = data_root.join(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                files.insert(name.to_string(), b64.encode(bytes));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::Io {
-                    what: "reading",
-                    path,
-                    source: e,
-                })
-            }
-        }
-    }
+    let names: Vec<&str> = MANAGER_FILES.iter().copied().chain(["pki/ca.pem"]).collect();
+    let files: BTreeMap<String, String> = crate::services::read_files(data_root, &names)?
+        .into_iter()
+        .map(|(name, bytes)| (name, b64.encode(bytes)))
+        .collect();
     if !files.contains_key("pki/ca.key") {
         return Err(Error::NotManager(
             "this node holds no CA key: take the backup on a manager".into(),

@@ -104,7 +104,7 @@ pub fn bootstrap(pki: &Pki, addr: &str) -> Result<NodeSelf> {
 /// Records this manager in cluster state when it is not yet (its first
 /// start, or a start after a crash before the record was made).
 pub fn record_self(pki: &Pki, state: &State, me: &NodeSelf, hostname: &str) -> Result<()> {
-    if state.store().get::<NodeRecord>(tables::NODES, &me.id)?.is_some() {
+    if is_on_record(state, &me.id)? {
         return Ok(());
     }
     let cert = match pki.node_identity() {
@@ -138,7 +138,7 @@ pub fn admits(state: &State, me: &NodeSelf, id: &str, fingerprint: &str) -> Resu
     if is_member(state, id, fingerprint)? {
         return Ok(true);
     }
-    Ok(me.manager_ids.iter().any(|m| m == id) && !is_member_id(state, &me.id)?)
+    Ok(me.manager_ids.iter().any(|m| m == id) && !is_on_record(state, &me.id)?)
 }
 
 /// Whether node `id` may take part in Raft: a manager on record, or one
@@ -146,12 +146,24 @@ pub fn admits(state: &State, me: &NodeSelf, id: &str, fingerprint: &str) -> Resu
 pub fn is_manager_peer(state: &State, me: &NodeSelf, id: &str) -> Result<bool> {
     match state.store().get::<NodeRecord>(tables::NODES, id)? {
         Some(n) => Ok(n.role == NodeRole::Manager),
-        None => Ok(me.manager_ids.iter().any(|m| m == id) && !is_member_id(state, &me.id)?),
+        None => Ok(me.manager_ids.iter().any(|m| m == id) && !is_on_record(state, &me.id)?),
     }
 }
 
-fn is_member_id(state: &State, id: &str) -> Result<bool> {
+/// Whether node `id` is on record (a manager that joined is not, until
+/// the leader's state reaches it).
+pub fn is_on_record(state: &State, id: &str) -> Result<bool> {
     Ok(state.store().get::<NodeRecord>(tables::NODES, id)?.is_some())
+}
+
+/// The node ids of the managers on record but `except`: those a manager
+/// that joins or is promoted takes Raft's calls from while it catches up.
+pub fn other_manager_ids(state: &State, except: &str) -> Result<Vec<String>> {
+    Ok(nodes(state)?
+        .into_iter()
+        .filter(|n| n.role == NodeRole::Manager && n.id != except)
+        .map(|n| n.id)
+        .collect())
 }
 
 /// Every node on record, by id.

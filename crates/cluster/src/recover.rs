@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use berth_state::{tables, State};
+use berth_state::State;
 
 use crate::membership::NodeSelf;
 use crate::{Error, Result};
@@ -33,11 +33,7 @@ pub fn force_new_cluster(data_root: &Path) -> Result<NodeSelf> {
         ))
     })?;
     let state = State::open(store).map_err(|e| Error::Invalid(format!("opening cluster state: {e}")))?;
-    let on_record = state
-        .store()
-        .get::<berth_state::records::NodeRecord>(tables::NODES, &me.id)?
-        .is_some();
-    if !on_record {
+    if !crate::membership::is_on_record(&state, &me.id)? {
         return Err(Error::Invalid(
             "this manager never caught up with its cluster, so it holds no state to start from".into(),
         ));

@@ -14,7 +14,7 @@ use berth_state::records::{NewAuditEntry, NodeRecord};
 use berth_state::{tables, ClusterCommand, State};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::membership::{join_token, manager_addrs, nodes, now, Members};
+use crate::membership::{join_token, manager_addrs, now, other_manager_ids, Members};
 use crate::pki::Pki;
 use crate::rpc::{proto, Peer};
 use crate::{Error, Result};
@@ -43,28 +43,32 @@ pub struct Manager {
 /// key. A manager that joins receives them.
 pub const MANAGER_FILES: &[&str] = &["pki/ca.key", "auth/audit.key", "trust/seal.key", "registry/token.key"];
 
+/// The files of `names` (paths under `root`) that exist, by name.
+pub(crate) fn read_files(root: &std::path::Path, names: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
+    let mut files = HashMap::new();
+    for name in names {
+        let path = root.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                files.insert(name.to_string(), bytes);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Io {
+                    what: "reading",
+                    path,
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(files)
+}
+
 impl Manager {
     /// This manager's copies of [`MANAGER_FILES`] (those it has).
     fn manager_files(&self) -> Result<HashMap<String, Vec<u8>>> {
-        let root = self.pki.dir().parent().unwrap_or(self.pki.dir());
-        let mut files = HashMap::new();
-        for name in MANAGER_FILES {
-            let path = root.join(name);
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    files.insert(name.to_string(), bytes);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::Io {
-                        what: "reading",
-                        path,
-                        source: e,
-                    })
-                }
-            }
-        }
-        Ok(files)
+        read_files(self.pki.dir().parent().unwrap_or(self.pki.dir()), MANAGER_FILES)
     }
 
     fn audit(&self, peer: &Peer, action: &str, object: &str, result: Result<(), &Status>) {
@@ -163,12 +167,7 @@ impl Manager {
                     berth_state::Error::Unavailable(m) => Status::unavailable(m),
                     other => Status::internal(other.to_string()),
                 })?;
-            let ids: Vec<String> = nodes(&state)
-                .map_err(|e| Status::internal(e.to_string()))?
-                .into_iter()
-                .filter(|n| n.role == NodeRole::Manager && n.id != node_id)
-                .map(|n| n.id)
-                .collect();
+            let ids = other_manager_ids(&state, &node_id).map_err(|e| Status::internal(e.to_string()))?;
             Ok((
                 manager_addrs(&state, &addr).map_err(|e| Status::internal(e.to_string()))?,
                 ids,
@@ -224,12 +223,7 @@ impl Manager {
         };
         let state = self.state.clone();
         let (role, ids) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let ids: Vec<String> = nodes(&state)?
-                .into_iter()
-                .filter(|n| n.role == NodeRole::Manager && n.id != node)
-                .map(|n| n.id)
-                .collect();
-            Ok((role_of(&state, &node)?, ids))
+            Ok((role_of(&state, &node)?, other_manager_ids(&state, &node)?))
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?

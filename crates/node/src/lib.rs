@@ -133,13 +133,8 @@ impl Replication {
     pub async fn ready(&self, state: &berth_state::State) -> Result<(), String> {
         use berth_cluster::raft::manager;
         let raft = &self.replica.raft;
-        let on_record = |state: &berth_state::State| {
-            state
-                .store()
-                .get::<berth_state::records::NodeRecord>(berth_state::tables::NODES, &self.me.id)
-                .map(|r| r.is_some())
-                .unwrap_or(false)
-        };
+        let on_record =
+            |state: &berth_state::State| berth_cluster::membership::is_on_record(state, &self.me.id).unwrap_or(false);
         if !self.me.manager_ids.is_empty() && !on_record(state) {
             tracing::info!("waiting for the leader to add this manager and send it the cluster's state");
             let started = std::time::Instant::now();
@@ -178,12 +173,7 @@ impl Replication {
             // Raft): the other managers on record are not in it.
             let (st, me) = (state.clone(), self.me.id.clone());
             let removed = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
-                let others: Vec<String> = berth_cluster::membership::nodes(&st)
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .filter(|n| n.role == berth_model::node::NodeRole::Manager && n.id != me)
-                    .map(|n| n.id)
-                    .collect();
+                let others = berth_cluster::membership::other_manager_ids(&st, &me).map_err(|e| e.to_string())?;
                 for id in &others {
                     st.propose(berth_state::ClusterCommand::RemoveNode { id: id.clone() })
                         .map_err(|e| e.to_string())?;

@@ -104,7 +104,8 @@ pub fn proposer(replica: Replica, handle: tokio::runtime::Handle) -> berth_state
     Arc::new(move |envelope: Envelope| -> berth_state::Result<Outcome> {
         let replica = replica.clone();
         let started = std::time::Instant::now();
-        let name = envelope.command.name();
+        // The name costs a serialization: only when it is logged.
+        let name = tracing::enabled!(tracing::Level::DEBUG).then(|| envelope.command.name());
         let proposed = async move {
             let queued = started.elapsed();
             let answer = replica.propose(envelope, PATIENCE).await;
@@ -120,7 +121,7 @@ pub fn proposer(replica: Replica, handle: tokio::runtime::Handle) -> berth_state
             Err(_) => handle.block_on(proposed),
         };
         tracing::debug!(
-            command = %name,
+            command = name.as_deref().unwrap_or_default(),
             queued_us = queued.as_micros() as u64,
             total_us = started.elapsed().as_micros() as u64,
             "proposed"
