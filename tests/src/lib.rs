@@ -15,9 +15,10 @@
 //! no `sch_netem`, so iptables' `statistic` match does it) and
 //! [`Cluster::heal`].
 //!
-//! Clean-up: dropping a cluster kills its daemons and deletes its
-//! namespaces (their links go with them) and directories, also when the
-//! test panicked. A run killed before that leaves namespaces named after
+//! Clean-up: dropping a cluster removes its containers, kills its daemons
+//! (and what their containers left: processes by cgroup, mounts) and
+//! deletes its namespaces (their links go with them) and directories, also
+//! when the test panicked. A run killed before that leaves namespaces named after
 //! its pid; [`sweep`], which [`Cluster::start`] calls, ends the processes
 //! in those of dead pids and deletes them.
 
@@ -35,6 +36,14 @@ pub const PORT: u16 = 7443;
 const PREFIX: &str = "bt";
 
 static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+
+/// The test images (`cargo xtask image`): `BERTH_TEST_IMAGES`, else
+/// `target/images` beside this crate.
+pub fn images_dir() -> PathBuf {
+    std::env::var_os("BERTH_TEST_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/images"))
+}
 
 /// The berth binary: `BERTH_BIN`, else the debug build beside this crate.
 pub fn berth_bin() -> PathBuf {
@@ -518,11 +527,82 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Containers first, through the daemons that run them.
+        for i in 0..self.hosts.len() {
+            if self.hosts[i].daemon.is_none() {
+                continue;
+            }
+            let ids = self.berth(i, &["ps", "-aq"]);
+            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+                let _ = self.berth(i, &["rm", "-f", id]);
+            }
+        }
         for i in 0..self.hosts.len() {
             self.kill(i);
         }
+        // What a killed daemon's containers left: their processes (by
+        // their cgroups) and their mounts.
+        for host in &self.hosts {
+            kill_cgroup_tree(&container_cgroups(&host.data_root));
+        }
+        unmount_under(self.dir.path());
         for netns in self.namespaces() {
             remove_namespace(&netns);
+        }
+    }
+}
+
+/// The cgroup under which the daemon on `data_root` puts its containers
+/// (as `berth_runtime` derives it: FNV-1a of the path, under /berth).
+fn container_cgroups(data_root: &Path) -> PathBuf {
+    let hash = data_root
+        .display()
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+    PathBuf::from(format!("/sys/fs/cgroup/berth/{:08x}", hash as u32))
+}
+
+/// Kills every process in the cgroup tree at `dir` (cgroup v2's
+/// `cgroup.kill`) and removes the tree.
+fn kill_cgroup_tree(dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    let children: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    for child in &children {
+        kill_cgroup_tree(child);
+    }
+    // A cgroup is removable once its processes are gone.
+    wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+    });
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Detaches every mount under `dir`, deepest first.
+fn unmount_under(dir: &Path) {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<String> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .map(str::to_string)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let Ok(c) = std::ffi::CString::new(point) else { continue };
+        // SAFETY: umount2(2) with a NUL-terminated path under this
+        // cluster's own directory; MNT_DETACH never blocks.
+        unsafe {
+            libc::umount2(c.as_ptr(), libc::MNT_DETACH);
         }
     }
 }

@@ -20,6 +20,8 @@ fn run(args: &[String]) -> Result<()> {
     );
     util::ensure_debian_packages(util::BASE_PACKAGES)?;
     let target = util::target_dir()?;
+    step("test image");
+    let images = crate::image::build().context("building the test image")?;
     step("building berth (debug)");
     util::run(util::cargo().args(["build", "-p", "berth"]))?;
     let berth_bin = target.join("debug/berth");
@@ -29,7 +31,8 @@ fn run(args: &[String]) -> Result<()> {
         util::cargo()
             .args(["test", "-p", "berth-tests", "--"])
             .args(args)
-            .env("BERTH_BIN", &berth_bin),
+            .env("BERTH_BIN", &berth_bin)
+            .env("BERTH_TEST_IMAGES", &images.dir),
     )
     .context("the cluster tests failed")
 }

@@ -1,8 +1,9 @@
 //! Cluster nodes and the cluster: `node ls|inspect|update|rm`, `cluster
-//! info` and `cluster join-token`. The rules live in
+//! info`, `cluster join-token` and `assignment create|ls|inspect|rm`. The rules live in
 //! `berth_cluster::membership::Cluster`; this maps them to HTTP.
 
 use axum::extract::{Path, Query, State};
+use berth_model::assignment::{Assignment, AssignmentSpec};
 use berth_model::node::{ClusterInfo, JoinTokenView, Node, NodeRole, NodeUpdate};
 use berth_model::{ApiError, ErrorCode};
 use serde::Deserialize;
@@ -116,4 +117,24 @@ pub async fn backup(
         (axum::http::header::CACHE_CONTROL, "no-store"),
     ];
     Ok((headers, bytes).into_response())
+}
+
+pub async fn assignments(State(s): State<AppState>) -> ApiResult<Json<Vec<Assignment>>> {
+    Ok(Json(call(&s, |c| c.assignments()).await?))
+}
+
+pub async fn assignment(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Assignment>> {
+    Ok(Json(call(&s, move |c| c.assignment(&name)).await?))
+}
+
+pub async fn assignment_create(
+    State(s): State<AppState>,
+    Json(spec): Json<AssignmentSpec>,
+) -> ApiResult<(axum::http::StatusCode, Json<Assignment>)> {
+    let made = call(&s, move |c| c.create_assignment(spec)).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(made)))
+}
+
+pub async fn assignment_remove(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Assignment>> {
+    Ok(Json(call(&s, move |c| c.remove_assignment(&name)).await?))
 }

@@ -339,6 +339,47 @@ pub static TABLE: &[Route] = &[
     route!(
         GET,
         get,
+        "/v1/assignments",
+        Node,
+        Read,
+        nodes::assignments,
+        "Every assignment, with the state of its container on each node that runs it (managers only)",
+        Answer::List(schema_of::<berth_model::assignment::Assignment>)
+    ),
+    route!(
+        POST,
+        post,
+        "/v1/assignments",
+        Node,
+        Write,
+        nodes::assignment_create,
+        "Create an assignment: every node that meets its constraints runs one container of it",
+        Answer::Created(schema_of::<berth_model::assignment::Assignment>),
+        body = schema_of::<berth_model::assignment::AssignmentSpec>
+    ),
+    route!(
+        GET,
+        get,
+        "/v1/assignments/{name}",
+        Node,
+        Read,
+        nodes::assignment,
+        "One assignment, by name",
+        Answer::Json(schema_of::<berth_model::assignment::Assignment>)
+    ),
+    route!(
+        DELETE,
+        delete,
+        "/v1/assignments/{name}",
+        Node,
+        Write,
+        nodes::assignment_remove,
+        "Remove an assignment: the nodes that run it remove its containers",
+        Answer::Json(schema_of::<berth_model::assignment::Assignment>)
+    ),
+    route!(
+        GET,
+        get,
         "/v1/users",
         User,
         Read,

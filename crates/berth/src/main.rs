@@ -199,6 +199,9 @@ enum Command {
     Cluster(cli::cluster::ClusterArgs),
     /// Manage the cluster's nodes
     Node(cli::cluster::NodeArgs),
+    /// Containers the managers keep running on every node that meets
+    /// their constraints
+    Assignment(cli::cluster::AssignmentArgs),
     /// Content trust: sign and verify images, signers, keys, policies
     Trust(cli::trust::TrustArgs),
     /// Scan an image (vulnerabilities, licenses, checks, SBOM); list and verify records
@@ -317,6 +320,7 @@ async fn dispatch(host: &str, tls: &berth_client::TlsFiles, command: Command) ->
             Command::Bundle(a) => cli::bundle::bundle(&client, host, a).await,
             Command::Cluster(a) => cli::cluster::cluster(&client, a).await,
             Command::Node(a) => cli::cluster::node(&client, a).await,
+            Command::Assignment(a) => cli::cluster::assignment(&client, a).await,
             Command::Trust(a) => cli::trust::trust(&client, tls, a).await,
             Command::Scan(a) => cli::scan::scan(&client, a).await,
             Command::Vulndb(a) => cli::scan::vulndb(&client, host, a).await,

@@ -615,6 +615,28 @@ impl Client {
             .await
     }
 
+    // --- assignments ---
+
+    pub async fn assignments(&self) -> Result<Vec<berth_model::assignment::Assignment>> {
+        self.get("/v1/assignments").await
+    }
+
+    pub async fn assignment(&self, name: &str) -> Result<berth_model::assignment::Assignment> {
+        self.get(&format!("/v1/assignments/{}", seg(name))).await
+    }
+
+    pub async fn create_assignment(
+        &self,
+        spec: &berth_model::assignment::AssignmentSpec,
+    ) -> Result<berth_model::assignment::Assignment> {
+        self.json(Method::POST, "/v1/assignments", json_body(spec)?).await
+    }
+
+    pub async fn remove_assignment(&self, name: &str) -> Result<berth_model::assignment::Assignment> {
+        self.json(Method::DELETE, &format!("/v1/assignments/{}", seg(name)), empty())
+            .await
+    }
+
     pub async fn cluster_info(&self) -> Result<ClusterInfo> {
         self.get("/v1/cluster").await
     }

@@ -196,8 +196,10 @@ fn join_error(status: &tonic::Status, manager: &str, token: &JoinToken, presente
 /// daemon runs: heartbeats every `period`; reconnects by itself, trying
 /// each manager it knows in turn.
 ///
-/// A manager runs one too (its heartbeats tell the leader it is up), idle
-/// while `leading` says it leads itself.
+/// A manager runs one too (its heartbeats tell the leader it is up); the
+/// leader's agent holds its session with the leader itself. With `tasks`,
+/// the session also carries the node's assignments and its reports on them
+/// ([`crate::dispatch`]).
 ///
 /// When the leader says the node's role changed (`berth node
 /// promote|demote`), the agent makes the data root hold the new role (a
@@ -207,7 +209,7 @@ pub fn spawn_agent(
     pki: Arc<Pki>,
     me: NodeSelf,
     period: Duration,
-    leading: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    tasks: Option<Arc<crate::dispatch::Tasks>>,
     restart: Option<Restart>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -219,10 +221,6 @@ pub fn spawn_agent(
         let mut sent_to: Option<String> = None;
         let mut redirects = 0u32;
         loop {
-            if leading.as_ref().is_some_and(|l| l()) {
-                tokio::time::sleep(period).await;
-                continue;
-            }
             if managers.is_empty() {
                 tracing::error!("this node knows no manager: the agent stops");
                 return;
@@ -234,7 +232,7 @@ pub fn spawn_agent(
                     managers[(next - 1) % managers.len()].clone()
                 }
             };
-            match session(&pki, &addr, period, me.role).await {
+            match session(&pki, &addr, period, me.role, tasks.clone()).await {
                 Ok(SessionEnd { role: Some(role), .. }) => {
                     let Some(restart) = restart.as_ref() else {
                         tracing::error!(%role, "this node's role changed, but this daemon cannot restart itself");
@@ -391,34 +389,22 @@ fn write_secret(root: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
 
 /// One session: until it breaks, or the manager sends the agent to the
 /// leader, or says the node's role is not `running_as`.
-async fn session(pki: &Pki, addr: &str, period: Duration, running_as: NodeRole) -> Result<SessionEnd, String> {
+async fn session(
+    pki: &Pki,
+    addr: &str,
+    period: Duration,
+    running_as: NodeRole,
+    tasks: Option<Arc<crate::dispatch::Tasks>>,
+) -> Result<SessionEnd, String> {
     let mut client = proto::dispatcher_client::DispatcherClient::new(node_channel(pki, addr)?);
     // Heartbeats at the period the manager asks for (this node's own
-    // until its answer arrives).
+    // until its answer arrives), and the node's reports.
     let (period_tx, period_rx) = tokio::sync::watch::channel(period);
-    let beats = futures_util::stream::unfold((period_rx, true), |(mut rx, first)| async move {
-        if !first {
-            // A new period cuts the wait short: the next beat follows it.
-            let wait = *rx.borrow_and_update();
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        // The session is over: no faster beats.
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
-        }
-        let beat = proto::AgentMessage {
-            kind: Some(proto::agent_message::Kind::Heartbeat(proto::Heartbeat {
-                sent_unix_ms: chrono::Utc::now().timestamp_millis(),
-            })),
-        };
-        Some((beat, (rx, false)))
-    });
+    let (out_tx, out_rx) = tokio::sync::mpsc::channel(8);
+    let _sender = AbortOnDrop(tokio::spawn(send_outbound(out_tx, period_rx, tasks.clone())));
+    let outbound = tokio_stream::wrappers::ReceiverStream::new(out_rx);
     let mut inbound = client
-        .session(beats)
+        .session(outbound)
         .await
         .map_err(|s| format!("{}: {}", s.code(), s.message()))?
         .into_inner();
@@ -426,6 +412,11 @@ async fn session(pki: &Pki, addr: &str, period: Duration, running_as: NodeRole) 
     loop {
         match inbound.message().await {
             Ok(Some(m)) => {
+                if let Some(proto::manager_message::Kind::Assignments(set)) = &m.kind {
+                    if let Some(t) = &tasks {
+                        t.want(set.items.clone());
+                    }
+                }
                 if let Some(proto::manager_message::Kind::Session(info)) = m.kind {
                     if !info.leader.is_empty() {
                         return Ok(SessionEnd {
@@ -464,6 +455,74 @@ async fn session(pki: &Pki, addr: &str, period: Duration, running_as: NodeRole) 
                 });
             }
             Err(s) => return Err(format!("{}: {}", s.code(), s.message())),
+        }
+    }
+}
+
+/// Ends a task when dropped: a session's sender ends with the session.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Feeds a session: a heartbeat at once and then every period (a new
+/// period cuts the wait short), and the node's reports on its
+/// assignments: the whole of the last one first (a new session, maybe
+/// after a partition), then each change.
+async fn send_outbound(
+    tx: tokio::sync::mpsc::Sender<proto::AgentMessage>,
+    mut period: tokio::sync::watch::Receiver<Duration>,
+    tasks: Option<Arc<crate::dispatch::Tasks>>,
+) {
+    let mut reports = tasks.as_ref().map(|t| t.reports());
+    if let Some(r) = reports.as_mut() {
+        r.mark_changed();
+    }
+    let mut beat_due = true;
+    loop {
+        if beat_due {
+            let beat = proto::AgentMessage {
+                kind: Some(proto::agent_message::Kind::Heartbeat(proto::Heartbeat {
+                    sent_unix_ms: chrono::Utc::now().timestamp_millis(),
+                })),
+            };
+            if tx.send(beat).await.is_err() {
+                return;
+            }
+            beat_due = false;
+        }
+        let wait = *period.borrow_and_update();
+        let report_changed = async {
+            match reports.as_mut() {
+                Some(r) => r.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => beat_due = true,
+            changed = period.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep(wait).await;
+                }
+                beat_due = true;
+            }
+            alive = report_changed => {
+                let Some(r) = reports.as_mut().filter(|_| alive) else {
+                    reports = None;
+                    continue;
+                };
+                let message = proto::AgentMessage {
+                    kind: Some(proto::agent_message::Kind::Tasks(proto::TaskReports {
+                        reports: r.borrow_and_update().clone(),
+                    })),
+                };
+                if tx.send(message).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

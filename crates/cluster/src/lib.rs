@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod backup;
 pub mod bundles;
+pub mod dispatch;
 pub mod gossip;
 pub mod join;
 pub mod membership;

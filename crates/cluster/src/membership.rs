@@ -467,7 +467,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    fn require_manager(&self) -> Result<()> {
+    pub(crate) fn require_manager(&self) -> Result<()> {
         if self.me.role == NodeRole::Manager && self.pki.is_manager() {
             return Ok(());
         }

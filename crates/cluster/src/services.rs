@@ -35,6 +35,8 @@ pub struct Manager {
     pub replica: Option<crate::raft::Replica>,
     /// How long the node certificates this manager issues are valid.
     pub cert_lifetime: Duration,
+    /// Changes that may change a node's assignments ([`crate::dispatch::Changes::follow`]).
+    pub changes: Arc<crate::dispatch::Changes>,
 }
 
 /// The cluster's secrets every manager holds, by path under the data
@@ -383,19 +385,47 @@ impl proto::dispatcher_server::Dispatcher for Manager {
         members.heard(&node, None);
         tracing::debug!(%node, addr = %peer.addr, "agent session opened");
         let (state, replica) = (self.state.clone(), self.replica.clone());
+        let leads = {
+            let replica = replica.clone();
+            move || replica.as_ref().is_none_or(crate::raft::manager::is_leader)
+        };
+        let pusher = tokio::spawn(crate::dispatch::push_assignments(
+            state.clone(),
+            node.clone(),
+            tx.clone(),
+            self.changes.subscribe(),
+            leads.clone(),
+        ));
         tokio::spawn(async move {
             // The outbound stream ends when the agent's does (tx dropped),
-            // or when the node's role changes (it restarts in the new one).
+            // when the node's role changes (it restarts in the new one), or
+            // when this manager stops leading (the agent finds the leader).
             loop {
                 match inbound.message().await {
-                    Ok(Some(m)) => {
-                        let sent = m.kind.map(|proto::agent_message::Kind::Heartbeat(h)| h.sent_unix_ms);
-                        members.heard(&node, sent);
-                        if effective_role(&state, replica.as_ref(), &node).ok().flatten() != Some(role) {
-                            tracing::info!(%node, "the node's role changed: its session ends");
-                            break;
+                    Ok(Some(m)) => match m.kind {
+                        Some(proto::agent_message::Kind::Heartbeat(h)) => {
+                            members.heard(&node, Some(h.sent_unix_ms));
+                            if effective_role(&state, replica.as_ref(), &node).ok().flatten() != Some(role) {
+                                tracing::info!(%node, "the node's role changed: its session ends");
+                                break;
+                            }
+                            if !leads() {
+                                tracing::debug!(%node, "this manager no longer leads: the session ends");
+                                break;
+                            }
                         }
-                    }
+                        Some(proto::agent_message::Kind::Tasks(t)) => {
+                            members.heard(&node, None);
+                            let (s, n) = (state.clone(), node.clone());
+                            let recorded =
+                                tokio::task::spawn_blocking(move || crate::dispatch::record_reports(&s, &n, t.reports))
+                                    .await;
+                            if let Ok(Err(e)) = recorded {
+                                tracing::warn!(%node, error = %e, "recording the node's task reports");
+                            }
+                        }
+                        None => {}
+                    },
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(%node, error = %e, "agent session ended");
@@ -403,6 +433,7 @@ impl proto::dispatcher_server::Dispatcher for Manager {
                     }
                 }
             }
+            pusher.abort();
             drop(tx);
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))

@@ -173,6 +173,16 @@ impl Engine {
                 )))
             }
         }
+        if req.labels.len() > 256 {
+            return Err(Error::Invalid(format!("at most 256 labels (got {})", req.labels.len())));
+        }
+        if let Some((k, _)) = req.labels.iter().find(|(k, v)| {
+            k.is_empty() || k.len() > 256 || v.len() > 4096 || k.chars().chain(v.chars()).any(char::is_control)
+        }) {
+            return Err(Error::Invalid(format!(
+                "invalid label {k:?}: a key of 1 to 256 characters and a value of at most 4096, without control characters"
+            )));
+        }
         match req.userns.as_deref() {
             None | Some("") | Some("private") | Some("host") => {}
             Some(other) => return Err(Error::Invalid(format!("invalid --userns {other:?} (use host)"))),

@@ -36,6 +36,10 @@ pub struct ContainerCreate {
     /// The access-control collection the container belongs to (`/` when
     /// unset): grants on it or an ancestor decide who may touch it.
     pub collection: Option<String>,
+    /// Labels, as Docker's: set by the client (and by an agent on the
+    /// containers it runs for an assignment).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod assignment;
 pub mod audit;
 pub mod container;
 pub mod directory;

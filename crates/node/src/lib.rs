@@ -17,6 +17,7 @@ use berth_engine::Engine;
 use berth_registry::Registry;
 
 mod signers;
+mod tasks;
 
 pub use signers::{ClusterKey, ClusterSigner};
 
@@ -283,7 +284,7 @@ pub fn open(engine: Arc<Engine>, options: Options) -> Result<Services, String> {
 /// Raft ([`start_replication`]); a worker loads the one its join made and,
 /// on a runtime, starts its agent.
 fn open_cluster(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     pki: Arc<berth_cluster::Pki>,
     options: &Options,
 ) -> Option<Arc<berth_cluster::membership::Cluster>> {
@@ -335,18 +336,21 @@ fn open_cluster(
         Some(replica) => {
             berth_cluster::raft::manager::spawn_reconciler(replica.clone(), engine.state().clone());
             berth_cluster::membership::spawn_status_recorder(cluster.clone());
-            let r = replica.clone();
-            let leading: Leading = Arc::new(move || berth_cluster::raft::manager::is_leader(&r));
             let restart = options.restart.clone().map(|r| r.0);
-            berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, Some(leading), restart);
+            berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, Some(node_tasks(engine)), restart);
         }
         None if !pki.is_manager() => {
             let restart = options.restart.clone().map(|r| r.0);
-            berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, None, restart);
+            berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, Some(node_tasks(engine)), restart);
         }
         None => {}
     }
     Some(cluster)
+}
+
+/// Runs the node's assignments on its engine.
+fn node_tasks(engine: &Arc<Engine>) -> Arc<berth_cluster::dispatch::Tasks> {
+    berth_cluster::dispatch::Tasks::spawn(Arc::new(tasks::EngineTasks { engine: engine.clone() }))
 }
 
 /// Starts gossip (SWIM) when the node has the cluster's gossip key and a
@@ -412,6 +416,7 @@ pub fn grpc_routes(services: &Services, node_cert_lifetime: Option<Duration>) ->
         audit,
         replica: cluster.replica.clone(),
         cert_lifetime: node_cert_lifetime,
+        changes: berth_cluster::dispatch::Changes::follow(&cluster.state),
     });
     Some(match &cluster.replica {
         Some(replica) => routes.add_service(raft_service(replica, &cluster.me, &cluster.state)),

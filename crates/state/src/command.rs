@@ -23,6 +23,7 @@ use crate::records::{
     SignedScanRecord, Team, TokenRecord, TrustChange, TrustCurrent, TrustKeyRecord, TrustMetaUpdate, TrustPolicy, User,
     AUDIT_GENESIS, AUDIT_HEAD,
 };
+use crate::records::{task_key, AssignmentRecord, TaskRecord};
 use crate::tables::*;
 
 /// The version of the command format this berth writes. A manager reads
@@ -306,6 +307,24 @@ pub enum ClusterCommand {
     SetJoinToken {
         role: String,
         record: JoinTokenRecord,
+    },
+
+    // --- dispatch ---
+    /// A new assignment; refused when the name is taken.
+    CreateAssignment {
+        record: AssignmentRecord,
+    },
+    /// An assignment goes, with every node's report on it (the nodes stop
+    /// its containers when the leader tells them).
+    RemoveAssignment {
+        name: String,
+    },
+    /// What `node` reports on its assignments, in place of what it
+    /// reported before: reports on assignments that no longer exist are
+    /// skipped, and the node's earlier reports not repeated are dropped.
+    SetNodeTasks {
+        node: String,
+        tasks: Vec<TaskRecord>,
     },
 }
 
@@ -782,12 +801,30 @@ impl ClusterCommand {
                 if !t.delete(NODES, id)? {
                     return Err(not_found(format!("no such node: {id}")));
                 }
+                delete_where::<TaskRecord>(t, ASSIGNMENT_TASKS, |r| r.node == *id)?;
             }
             SetJoinToken { role, record } => {
                 if role != "worker" && role != "manager" {
                     return Err(Rejected::Invalid(format!("no join token for role {role:?}")).into());
                 }
                 t.put(JOIN_TOKENS, role, record)?;
+            }
+            CreateAssignment { record } => {
+                insert_new(t, ASSIGNMENTS, &record.spec.name, record, "assignment")?;
+            }
+            RemoveAssignment { name } => {
+                if !t.delete(ASSIGNMENTS, name)? {
+                    return Err(not_found(format!("no such assignment: {name}")));
+                }
+                delete_where::<TaskRecord>(t, ASSIGNMENT_TASKS, |r| r.assignment == *name)?;
+            }
+            SetNodeTasks { node, tasks } => {
+                delete_where::<TaskRecord>(t, ASSIGNMENT_TASKS, |r| r.node == *node)?;
+                for task in tasks.iter().filter(|r| r.node == *node) {
+                    if t.get::<AssignmentRecord>(ASSIGNMENTS, &task.assignment)?.is_some() {
+                        t.put(ASSIGNMENT_TASKS, &task_key(&task.assignment, node), task)?;
+                    }
+                }
             }
             PutAuditSignatures { signatures } => {
                 for (key, signature) in signatures {

@@ -64,6 +64,53 @@ pub struct JoinTokenRecord {
     pub rotated: String,
 }
 
+/// An assignment as cluster state keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignmentRecord {
+    pub spec: berth_model::assignment::AssignmentSpec,
+    /// RFC 3339, from the proposer.
+    pub created_at: String,
+}
+
+/// What a node last reported on one of its assignments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub assignment: String,
+    pub node: String,
+    /// `starting`, `running`, `exited`, `failed`, `removing`.
+    pub state: String,
+    #[serde(default)]
+    pub container: String,
+    #[serde(default)]
+    pub message: String,
+    /// When the leader recorded the report (RFC 3339).
+    pub reported_at: String,
+}
+
+impl TaskRecord {
+    /// Whether two reports say the same, whenever they were made.
+    pub fn same_as(&self, other: &TaskRecord) -> bool {
+        (
+            &self.assignment,
+            &self.node,
+            &self.state,
+            &self.container,
+            &self.message,
+        ) == (
+            &other.assignment,
+            &other.node,
+            &other.state,
+            &other.container,
+            &other.message,
+        )
+    }
+}
+
+/// The key of node `node`'s report on `assignment` (names hold no `/`).
+pub fn task_key(assignment: &str, node: &str) -> String {
+    format!("{assignment}/{node}")
+}
+
 /// A local user. `password_hash` is argon2id in PHC form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {

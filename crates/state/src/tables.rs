@@ -59,9 +59,16 @@ pub const NODES: Table = Table("cluster/nodes");
 /// is derived from (see `berth_cluster::join`).
 pub const JOIN_TOKENS: Table = Table("cluster/join_tokens");
 
+// --- dispatch ---
+/// Assignments (a container spec and its placement constraints), by name.
+pub const ASSIGNMENTS: Table = Table("cluster/assignments");
+/// What each node last reported on its assignments, by
+/// `ASSIGNMENT/NODE` ([`crate::records::task_key`]).
+pub const ASSIGNMENT_TASKS: Table = Table("cluster/assignment_tasks");
+
 /// Every cluster table, so that a fresh store has them all and a replay
 /// test can compare them all.
-pub const ALL: [Table; 26] = [
+pub const ALL: [Table; 28] = [
     USERS,
     TEAMS,
     ORGS,
@@ -88,4 +95,6 @@ pub const ALL: [Table; 26] = [
     SCAN_RECORDS,
     NODES,
     JOIN_TOKENS,
+    ASSIGNMENTS,
+    ASSIGNMENT_TASKS,
 ];

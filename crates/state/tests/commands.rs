@@ -192,7 +192,49 @@ fn history() -> Vec<ClusterCommand> {
         RemoveRegistryCredentials {
             registry: "registry.example:5000".into(),
         },
+        CreateAssignment {
+            record: assignment("web"),
+        },
+        CreateAssignment {
+            record: assignment("web"),
+        }, // refused: the name is taken
+        CreateAssignment {
+            record: assignment("db"),
+        },
+        SetNodeTasks {
+            node: "n1".into(),
+            tasks: vec![task("web", "n1"), task("gone", "n1"), task("db", "n2")], // only web's is kept
+        },
+        SetNodeTasks {
+            node: "n2".into(),
+            tasks: vec![task("db", "n2")],
+        },
+        RemoveAssignment { name: "db".into() },
+        RemoveAssignment { name: "db".into() }, // refused: gone
     ]
+}
+
+fn assignment(name: &str) -> berth_state::records::AssignmentRecord {
+    berth_state::records::AssignmentRecord {
+        spec: berth_model::assignment::AssignmentSpec {
+            name: name.into(),
+            image: "busybox:latest".into(),
+            constraints: vec!["node.labels.zone==a".into()],
+            ..Default::default()
+        },
+        created_at: "2026-12-06T10:00:00Z".into(),
+    }
+}
+
+fn task(assignment: &str, node: &str) -> berth_state::records::TaskRecord {
+    berth_state::records::TaskRecord {
+        assignment: assignment.into(),
+        node: node.into(),
+        state: "running".into(),
+        container: "c0ffee".into(),
+        message: String::new(),
+        reported_at: "2026-12-06T10:00:01Z".into(),
+    }
 }
 
 fn answer(r: berth_state::Result<Outcome>) -> Result<Outcome, Rejected> {
@@ -230,7 +272,7 @@ fn each_command_on_the_same_state_gives_the_same_change_and_answer() {
             );
         }
     }
-    assert_eq!(refused, 6, "the history's refusals");
+    assert_eq!(refused, 8, "the history's refusals");
 }
 
 #[test]
@@ -318,4 +360,30 @@ fn commands_from_a_newer_berth_are_refused_by_name() {
     assert!(err.contains("create_galaxy") && err.contains("newer berth"), "{err}");
     let current = Envelope::new(ClusterCommand::EndSession { id: "s".into() });
     assert_eq!(Envelope::decode(&current.encode()).expect("round trip"), current);
+}
+
+#[test]
+fn node_task_reports_replace_the_nodes_earlier_ones_and_go_with_their_assignment() {
+    let (_dir, state) = fresh();
+    for command in history() {
+        let _ = state.propose(command);
+    }
+    let tasks: Vec<(String, berth_state::records::TaskRecord)> = state
+        .store()
+        .list(berth_state::tables::ASSIGNMENT_TASKS)
+        .expect("a read");
+    let keys: Vec<&str> = tasks.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["web/n1"], "db's report went with db, gone's was never kept");
+    let _ = state.propose(ClusterCommand::SetNodeTasks {
+        node: "n1".into(),
+        tasks: Vec::new(),
+    });
+    let tasks: Vec<(String, berth_state::records::TaskRecord)> = state
+        .store()
+        .list(berth_state::tables::ASSIGNMENT_TASKS)
+        .expect("a read");
+    assert!(
+        tasks.is_empty(),
+        "an empty report drops the node's earlier ones: {tasks:?}"
+    );
 }

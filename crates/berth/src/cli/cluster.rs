@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 use berth_client::Client;
+use berth_model::assignment::AssignmentSpec;
 use berth_model::node::{Availability, Node, NodeRole, NodeUpdate};
 
 #[derive(clap::Args)]
@@ -318,7 +319,7 @@ fn parse_availability(s: &str) -> Result<Availability, String> {
     s.parse()
 }
 
-fn parse_label(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => match s.is_empty() || s.starts_with('=') {
@@ -445,4 +446,119 @@ fn write_new_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         bail!("writing {}: {e}", path.display());
     }
     Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct AssignmentArgs {
+    #[command(subcommand)]
+    command: AssignmentCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum AssignmentCommand {
+    /// Run one container of IMAGE on every node that meets the constraints
+    /// (and on nodes that meet them later); the nodes keep it running
+    Create(AssignmentCreateArgs),
+    /// List assignments and where they run
+    Ls(FormatArgs),
+    /// Show assignments in detail (JSON)
+    Inspect(AssignmentNames),
+    /// Remove assignments: the nodes remove their containers
+    Rm(AssignmentNames),
+}
+
+#[derive(clap::Args)]
+struct AssignmentCreateArgs {
+    /// The assignment's name (unique in the cluster)
+    #[arg(long)]
+    name: String,
+    /// A placement constraint, all of which a node must meet:
+    /// node.id|node.hostname|node.role|node.labels.KEY, then == or !=, then
+    /// a value (repeatable)
+    #[arg(long = "constraint")]
+    constraint: Vec<String>,
+    /// Set an environment variable: KEY=VALUE (repeatable)
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    image: String,
+    command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct AssignmentNames {
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+pub async fn assignment(client: &Client, a: AssignmentArgs) -> Result<i32> {
+    match a.command {
+        AssignmentCommand::Create(c) => {
+            let spec = AssignmentSpec {
+                name: c.name,
+                image: c.image,
+                cmd: c.command,
+                env: c.env,
+                constraints: c.constraint,
+            };
+            // Refused here with the same words the manager would use.
+            spec.check().map_err(|e| anyhow::anyhow!(e))?;
+            let made = client.create_assignment(&spec).await?;
+            println!("{}", made.spec.name);
+            Ok(0)
+        }
+        AssignmentCommand::Ls(f) => {
+            let all = client.assignments().await?;
+            if f.json() {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+                return Ok(0);
+            }
+            println!(
+                "{:<20} {:<28} {:<16} {:<10} {:<14} CONSTRAINTS",
+                "NAME", "IMAGE", "NODE", "STATE", "CONTAINER"
+            );
+            for a in &all {
+                let constraints = a.spec.constraints.join(",");
+                if a.tasks.is_empty() {
+                    println!(
+                        "{:<20} {:<28} {:<16} {:<10} {:<14} {constraints}",
+                        a.spec.name, a.spec.image, "-", "-", "-"
+                    );
+                }
+                for t in &a.tasks {
+                    let node = if t.hostname.is_empty() {
+                        &t.node[..t.node.len().min(12)]
+                    } else {
+                        &t.hostname
+                    };
+                    let container = &t.container[..t.container.len().min(12)];
+                    println!(
+                        "{:<20} {:<28} {:<16} {:<10} {:<14} {constraints}",
+                        a.spec.name, a.spec.image, node, t.state, container
+                    );
+                }
+            }
+            Ok(0)
+        }
+        AssignmentCommand::Inspect(n) => {
+            let mut shown = Vec::new();
+            for name in &n.names {
+                shown.push(client.assignment(name).await?);
+            }
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            Ok(0)
+        }
+        AssignmentCommand::Rm(n) => {
+            let mut failed = 0;
+            for name in &n.names {
+                match client.remove_assignment(name).await {
+                    Ok(a) => println!("{}", a.spec.name),
+                    Err(e) => {
+                        eprintln!("berth: {name}: {e:#}");
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(if failed == 0 { 0 } else { 1 })
+        }
+    }
 }

@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// The access-control collection the container belongs to (default `/`)
     #[arg(long)]
     collection: Option<String>,
+    /// Set a label on the container (KEY=VALUE)
+    #[arg(short = 'l', long = "label", value_parser = crate::cli::cluster::parse_label)]
+    label: Vec<(String, String)>,
     image: String,
     command: Vec<String>,
 }
@@ -151,6 +154,7 @@ fn build_create(a: &RunArgs) -> Result<ContainerCreate> {
         },
         binds,
         collection: a.collection.clone(),
+        labels: a.label.iter().cloned().collect(),
     })
 }
 
