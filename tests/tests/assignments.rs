@@ -125,11 +125,11 @@ fn assignments_follow_labels_and_outlive_leaders_and_partitions() {
     assert!(c.ok(0, &["assignment", "ls", "--format", "json"]).trim() == "[]");
 
     // Made through a follower; runs on the labelled worker only.
-    let args = (create(
+    let args = create(
         "web",
         "node.labels.zone==a",
         &["-e", "GREETING=hi", "busybox:docker", "sleep", "3600"],
-    ));
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let follower = (0..3).find(|m| c.leader(0) != Some(*m)).expect("a follower");
     c.ok(follower, &args);

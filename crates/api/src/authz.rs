@@ -343,11 +343,16 @@ fn audit_level(state: &AppState, resource: Resource) -> berth_auth::AuditLevel {
 /// Appends to the audit log (blocking work, see `crate::blocking`); a failure
 /// is logged (without the entry's content) and does not fail the request.
 /// Whether the entry was written (durably).
-async fn audit(state: &AppState, entry: NewAuditEntry) -> bool {
+/// With `begun`, the entry is the outcome of a change recorded as started.
+async fn audit(state: &AppState, entry: NewAuditEntry, begun: Option<berth_auth::audit::Begun>) -> bool {
     let Some(access) = state.access.clone() else {
         return false;
     };
-    match crate::blocking::blocking(move || access.audit_append(entry)).await {
+    let appended = crate::blocking::blocking(move || match begun {
+        Some(b) => access.audit_finish(b, entry),
+        None => access.audit_append(entry),
+    });
+    match appended.await {
         Ok(Ok(_)) => true,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot append to the audit log");
@@ -482,7 +487,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                 if failure.reason == "CSRF token missing or wrong" {
                     entry.status = StatusCode::FORBIDDEN.as_u16();
                     entry.result = "denied".into();
-                    audit(&state, entry).await;
+                    audit(&state, entry, None).await;
                     return ApiErrorResponse(ApiError::new(
                         ErrorCode::Forbidden,
                         format!(
@@ -492,7 +497,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                     ))
                     .into_response();
                 }
-                audit(&state, entry).await;
+                audit(&state, entry, None).await;
                 return unauthorized("invalid credentials");
             }
         }
@@ -526,6 +531,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
                 audit(
                     &state,
                     facts.entry(principal.name(), "denied", response.status(), detail),
+                    None,
                 )
                 .await;
                 return response;
@@ -546,6 +552,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         audit(
             &state,
             facts.entry(principal.name(), "denied", response.status(), reason),
+            None,
         )
         .await;
         return response;
@@ -573,12 +580,16 @@ async fn run_audited(
     };
     // The audit fails closed: a change is recorded as started before it is
     // made, and not made when that record cannot be written.
+    let mut begun = None;
     if recorded && mutating {
         if let Some(access) = state.access.clone() {
             let entry = facts.entry(name.clone(), "started", StatusCode::CONTINUE, String::new());
-            let begun = crate::blocking::blocking(move || access.audit_begin(entry)).await;
-            if let Some(e) = match begun {
-                Ok(Ok(_)) => None,
+            let answer = crate::blocking::blocking(move || access.audit_begin(entry)).await;
+            if let Some(e) = match answer {
+                Ok(Ok(b)) => {
+                    begun = Some(b);
+                    None
+                }
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(e) => Some(e.to_string()),
             } {
@@ -609,7 +620,7 @@ async fn run_audited(
         } else {
             "failed"
         };
-        audit(state, facts.entry(name, result, status, detail)).await;
+        audit(state, facts.entry(name, result, status, detail), begun).await;
     }
     if let Some(crate::Unflushed(commit)) = unflushed {
         let engine = state.engine.clone();

@@ -34,6 +34,35 @@ pub use berth_state::records::AuditLevel;
 
 use berth_state::records::AUDIT_GENESIS as GENESIS;
 
+/// `started` entries kept until their outcome carries them into the log
+/// (replicated: see [`Access::audit_begin`]), by time and a random suffix.
+pub const AUDIT_PENDING: berth_store::Table = berth_store::Table("local/audit_pending");
+
+/// A `started` entry not yet in the log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    entry: NewAuditEntry,
+    time: String,
+}
+
+/// What [`Access::audit_begin`] answers, for [`Access::audit_finish`].
+#[derive(Debug)]
+pub enum Begun {
+    /// The entry is in the log.
+    Appended,
+    /// The entry waits in the node's store for its outcome.
+    Pending { key: String, pending: Box<Pending> },
+}
+
+fn injected_failure() -> Result<()> {
+    if INJECTED_APPEND_FAILURE.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::Invalid(
+            "the audit log cannot be written (failure injected by a test)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The default level of a resource without a setting.
 pub fn level(resource: Resource) -> AuditLevel {
     let _ = resource;
@@ -313,6 +342,10 @@ impl Access {
             self.state
                 .propose(berth_state::ClusterCommand::PutAuditSignatures { signatures })?;
         }
+        drop(_serial);
+        if let Err(e) = self.append_left_pending() {
+            tracing::error!(error = %e, "cannot append the started audit entries a crash left; trying again at the next start");
+        }
         Ok(())
     }
 
@@ -386,60 +419,122 @@ impl Access {
 
     /// Appends one entry in one transaction with the new signed head.
     pub fn audit_append(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
-        self.append_entry(entry, true)
+        let time = self.audit_time();
+        let mut appended = self.append_entries(vec![(entry, time)], true)?;
+        Ok(appended.pop().unwrap_or_else(|| unreachable!("one entry was appended")))
     }
 
     /// Records that a change is about to be made (result `started`), before
-    /// it is made: if this fails, the change must not happen. The write is
-    /// not flushed on its own; the entry that records the outcome
-    /// ([`Access::audit_append`]) makes both durable.
-    pub fn audit_begin(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
-        self.append_entry(entry, false)
+    /// it is made: if this fails, the change must not happen. Pass what it
+    /// answers to [`Access::audit_finish`] with the outcome.
+    ///
+    /// - On a node alone the entry is appended at once, not flushed on its
+    ///   own: the outcome's entry makes both durable.
+    /// - Replicated, the entry is kept in the node's store (`local/
+    ///   audit_pending`, not flushed) once the cluster is seen able to take
+    ///   the write ([`berth_state::State::writable`]), and the outcome's
+    ///   entry carries it into the log: one Raft write per audited change,
+    ///   not two. An entry a crash left there is appended at the next
+    ///   start ([`Access::prepare_audit_log`]).
+    pub fn audit_begin(&self, entry: NewAuditEntry) -> Result<Begun> {
+        injected_failure()?;
+        let time = self.audit_time();
+        if !self.state.is_replicated() {
+            self.append_entries(vec![(entry, time)], false)?;
+            return Ok(Begun::Appended);
+        }
+        self.state.writable().map_err(Error::Invalid)?;
+        let key = format!("{time}-{:016x}", rand::random::<u64>());
+        let pending = Pending { entry, time };
+        self.store
+            .write_or_defer(false, |t| t.put(AUDIT_PENDING, &key, &pending))?;
+        Ok(Begun::Pending {
+            key,
+            pending: Box::new(pending),
+        })
     }
 
-    fn append_entry(&self, entry: NewAuditEntry, durable: bool) -> Result<AuditEntry> {
-        /// How often an entry is made again on a head that another manager
+    /// Records the outcome of a change that [`Access::audit_begin`]
+    /// recorded as started.
+    pub fn audit_finish(&self, begun: Begun, outcome: NewAuditEntry) -> Result<AuditEntry> {
+        match begun {
+            Begun::Appended => self.audit_append(outcome),
+            Begun::Pending { key, pending } => {
+                let time = self.audit_time();
+                let Pending { entry, time: began } = *pending;
+                let mut appended = self.append_entries(vec![(entry, began), (outcome, time)], true)?;
+                self.store
+                    .write_or_defer(false, |t| t.delete(AUDIT_PENDING, &key).map(|_| ()))?;
+                Ok(appended
+                    .pop()
+                    .unwrap_or_else(|| unreachable!("two entries were appended")))
+            }
+        }
+    }
+
+    fn audit_time(&self) -> String {
+        self.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    /// Appends `entries` (each with its time), in order, in one change.
+    fn append_entries(&self, entries: Vec<(NewAuditEntry, String)>, durable: bool) -> Result<Vec<AuditEntry>> {
+        /// How often entries are made again on a head that another manager
         /// moved before giving up.
         const MAX_APPEND_ATTEMPTS: u32 = 50;
-        if INJECTED_APPEND_FAILURE.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(Error::Invalid(
-                "the audit log cannot be written (failure injected by a test)".into(),
-            ));
-        }
+        injected_failure()?;
         let _serial = match self.audit_lock.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let time = self.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        // The entry follows the head; `audit_lock` keeps this node's
+        // The entries follow the head; `audit_lock` keeps this node's
         // appends in order, and the command is refused if the head moved.
         // With several managers it can move under us (another appended
-        // first): then the entry is made again on the new head.
+        // first): then the entries are made again on the new head.
         let mut attempt = 0;
-        let e = loop {
+        let made = loop {
             attempt += 1;
             let head = self.store.get::<Signature>(AUDIT_SIGNATURES, HEAD)?;
-            let (seq, prev) = head.map_or((1, GENESIS.to_string()), |h| (h.seq + 1, h.hash));
-            let mut e = AuditEntry {
-                seq,
-                time: time.clone(),
-                entry: entry.clone(),
-                prev,
-                hash: String::new(),
-            };
-            e.hash = e.compute_hash();
-            let command = berth_state::ClusterCommand::AppendAudit {
-                head: self.signature(Signed::Head, seq, &e.hash),
-                checkpoint: (seq % self.checkpoint_every == 0)
-                    .then(|| self.signature(Signed::Checkpoint, seq, &e.hash)),
-                entry: e.clone(),
+            let (mut seq, mut prev) = head.map_or((1, GENESIS.to_string()), |h| (h.seq + 1, h.hash));
+            let mut made = Vec::with_capacity(entries.len());
+            for (entry, time) in &entries {
+                let mut e = AuditEntry {
+                    seq,
+                    time: time.clone(),
+                    entry: entry.clone(),
+                    prev,
+                    hash: String::new(),
+                };
+                e.hash = e.compute_hash();
+                prev = e.hash.clone();
+                seq += 1;
+                made.push(e);
+            }
+            let mut appends: Vec<berth_state::AuditAppend> = made
+                .iter()
+                .map(|e| berth_state::AuditAppend {
+                    head: self.signature(Signed::Head, e.seq, &e.hash),
+                    checkpoint: (e.seq % self.checkpoint_every == 0)
+                        .then(|| self.signature(Signed::Checkpoint, e.seq, &e.hash)),
+                    entry: e.clone(),
+                })
+                .collect();
+            let command = match appends.len() {
+                1 => {
+                    let a = appends.remove(0);
+                    berth_state::ClusterCommand::AppendAudit {
+                        entry: a.entry,
+                        head: a.head,
+                        checkpoint: a.checkpoint,
+                    }
+                }
+                _ => berth_state::ClusterCommand::AppendAuditBatch { appends },
             };
             let proposed = match durable {
                 true => self.state.propose(command),
                 false => self.state.propose_unflushed(command),
             };
             match proposed {
-                Ok(_) => break e,
+                Ok(_) => break made,
                 Err(berth_state::Error::Rejected(berth_state::Rejected::Conflict(_)))
                     if attempt < MAX_APPEND_ATTEMPTS && self.state.is_replicated() =>
                 {
@@ -448,11 +543,30 @@ impl Access {
                 Err(other) => return Err(other.into()),
             }
         };
-        let appended = e;
         if let Some(sink) = read(&self.audit_extras.sink) {
-            sink(&appended);
+            for e in &made {
+                sink(e);
+            }
         }
-        Ok(appended)
+        Ok(made)
+    }
+
+    /// Appends the `started` entries a crash left pending (see
+    /// [`Access::audit_begin`]), saying so; those that cannot be appended
+    /// now stay for the next start.
+    fn append_left_pending(&self) -> Result<()> {
+        let left = self.store.list::<Pending>(AUDIT_PENDING)?;
+        for (key, p) in left {
+            let mut entry = p.entry;
+            entry.detail = match entry.detail.is_empty() {
+                true => "the daemon stopped before the outcome was recorded".into(),
+                false => format!("{} (the daemon stopped before the outcome was recorded)", entry.detail),
+            };
+            self.append_entries(vec![(entry, p.time)], true)?;
+            self.store.write(|t| t.delete(AUDIT_PENDING, &key).map(|_| ()))?;
+            tracing::warn!(key = %key, "appended a started audit entry whose outcome a crash lost");
+        }
+        Ok(())
     }
 
     pub fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {

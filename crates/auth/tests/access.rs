@@ -481,3 +481,89 @@ fn a_disabled_user_is_refused_everything() {
         }
     }
 }
+
+fn change(object: &str, result: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        user: "admin".into(),
+        source: "127.0.0.1".into(),
+        action: "POST /v1/containers".into(),
+        resource: "container".into(),
+        object: object.into(),
+        result: result.into(),
+        status: if result == "started" { 100 } else { 201 },
+        detail: String::new(),
+    }
+}
+
+/// Replicated (a proposer that applies here, as a one-voter log would):
+/// a change's `started` entry waits in the node's store and goes into the
+/// log with its outcome, in one command; a crash between the two leaves it
+/// there, and the next start appends it, saying so; a cluster that cannot
+/// take writes refuses the change before it is made.
+#[test]
+fn replicated_started_entries_ride_with_their_outcome_and_survive_a_crash() {
+    let f = fixture();
+    let state = berth_state::State::open(f.store.clone()).expect("state");
+    let applier = state.clone();
+    state.replicate_with(Arc::new(move |envelope| applier.apply(envelope)));
+    let writable = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let w = writable.clone();
+    state.check_writable_with(Arc::new(move || match w.load(Ordering::SeqCst) {
+        true => Ok(()),
+        false => Err("no manager leads the cluster".into()),
+    }));
+    let (access, _) = Access::open(state.clone(), f._dir.path()).expect("open");
+    access.prepare_audit_log().expect("prepare");
+    let pending = |store: &Store| -> usize {
+        store
+            .list::<serde_json::Value>(berth_auth::audit::AUDIT_PENDING)
+            .expect("pending")
+            .len()
+    };
+    let entries = |a: &Access| a.audit_list(&Default::default()).expect("list");
+    let before = entries(&access).len();
+
+    state.record();
+    let begun = access.audit_begin(change("/c/1", "started")).expect("begin");
+    assert_eq!(
+        entries(&access).len(),
+        before,
+        "the started entry waits for its outcome"
+    );
+    assert_eq!(pending(&f.store), 1);
+    access.audit_finish(begun, change("/c/1", "allowed")).expect("finish");
+    assert_eq!(pending(&f.store), 0);
+    let all = entries(&access);
+    let results: Vec<&str> = all[before..].iter().map(|e| e.entry.result.as_str()).collect();
+    assert_eq!(results, ["started", "allowed"]);
+    let commands: Vec<String> = state.recorded().iter().map(|e| e.command.name()).collect();
+    assert_eq!(commands, ["append_audit_batch"], "one command carries both");
+
+    // A crash between the two: the next start appends what was left.
+    let _lost = access.audit_begin(change("/c/2", "started")).expect("begin");
+    assert_eq!(pending(&f.store), 1);
+    access.prepare_audit_log().expect("prepare");
+    assert_eq!(pending(&f.store), 0);
+    let last = entries(&access).pop().expect("an entry");
+    assert_eq!(
+        (last.entry.object.as_str(), last.entry.result.as_str()),
+        ("/c/2", "started")
+    );
+    assert!(
+        last.entry
+            .detail
+            .contains("the daemon stopped before the outcome was recorded"),
+        "{last:?}"
+    );
+
+    // No leader: refused before the change, nothing kept.
+    writable.store(false, Ordering::SeqCst);
+    let refused = access.audit_begin(change("/c/3", "started")).expect_err("refused");
+    assert!(
+        refused.to_string().contains("no manager leads the cluster"),
+        "{refused}"
+    );
+    assert_eq!(pending(&f.store), 0);
+    let v = access.audit_verify().expect("verify");
+    assert!(v.ok, "{:?}", v.problems);
+}

@@ -115,6 +115,9 @@ pub async fn start_replication(engine: &Engine, advertise: &str) -> Result<Optio
     };
     let proposer = berth_cluster::raft::manager::proposer(replica.clone(), tokio::runtime::Handle::current());
     engine.state().replicate_with(proposer);
+    engine
+        .state()
+        .check_writable_with(berth_cluster::raft::manager::writable_check(replica.clone()));
     Ok(Some(Replication {
         replica,
         me,

@@ -215,6 +215,11 @@ pub enum ClusterCommand {
         head: AuditSignature,
         checkpoint: Option<AuditSignature>,
     },
+    /// Appends several entries in one change, in order, each as
+    /// [`ClusterCommand::AppendAudit`] would; all or none.
+    AppendAuditBatch {
+        appends: Vec<AuditAppend>,
+    },
     /// Stores signatures over the chain by key (`head` or a checkpoint's
     /// sequence): the genesis head of an empty log, and old signatures
     /// signed again.
@@ -328,6 +333,14 @@ pub enum ClusterCommand {
     },
 }
 
+/// One entry of [`ClusterCommand::AppendAuditBatch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditAppend {
+    pub entry: AuditEntry,
+    pub head: AuditSignature,
+    pub checkpoint: Option<AuditSignature>,
+}
+
 /// What an applied command answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -403,6 +416,34 @@ pub(crate) fn delete_where<T: serde::de::DeserializeOwned>(
         }
     }
     Ok(n)
+}
+
+/// Appends one audit entry after the head, with its signed head (and
+/// checkpoint); refused when it does not follow the head.
+fn append_audit(
+    t: &mut Txn,
+    entry: &AuditEntry,
+    head: &AuditSignature,
+    checkpoint: Option<&AuditSignature>,
+) -> Result<(), ApplyError> {
+    let (seq, prev) = t
+        .get::<AuditSignature>(AUDIT_SIGNATURES, AUDIT_HEAD)?
+        .map_or((1, AUDIT_GENESIS.to_string()), |h| (h.seq + 1, h.hash));
+    if entry.seq != seq || entry.prev != prev {
+        return Err(conflict(format!(
+            "audit entry {} does not follow the head of the log (entry {} next)",
+            entry.seq, seq
+        )));
+    }
+    if entry.hash != entry.compute_hash() || head.seq != seq || head.hash != entry.hash {
+        return Err(Rejected::Invalid(format!("audit entry {seq}: hash or head does not match the entry")).into());
+    }
+    t.put(AUDIT, &audit_key(seq), entry)?;
+    t.put(AUDIT_SIGNATURES, AUDIT_HEAD, head)?;
+    if let Some(c) = checkpoint {
+        t.put(AUDIT_SIGNATURES, &audit_key(c.seq), c)?;
+    }
+    Ok(())
 }
 
 fn existing_node(t: &mut Txn, id: &str) -> Result<NodeRecord, ApplyError> {
@@ -732,25 +773,13 @@ impl ClusterCommand {
                 entry,
                 head,
                 checkpoint,
-            } => {
-                let (seq, prev) = t
-                    .get::<AuditSignature>(AUDIT_SIGNATURES, AUDIT_HEAD)?
-                    .map_or((1, AUDIT_GENESIS.to_string()), |h| (h.seq + 1, h.hash));
-                if entry.seq != seq || entry.prev != prev {
-                    return Err(conflict(format!(
-                        "audit entry {} does not follow the head of the log (entry {} next)",
-                        entry.seq, seq
-                    )));
+            } => append_audit(t, entry, head, checkpoint.as_ref())?,
+            AppendAuditBatch { appends } => {
+                if appends.is_empty() {
+                    return Err(Rejected::Invalid("an audit batch without entries".into()).into());
                 }
-                if entry.hash != entry.compute_hash() || head.seq != seq || head.hash != entry.hash {
-                    return Err(
-                        Rejected::Invalid(format!("audit entry {seq}: hash or head does not match the entry")).into(),
-                    );
-                }
-                t.put(AUDIT, &audit_key(seq), entry)?;
-                t.put(AUDIT_SIGNATURES, AUDIT_HEAD, head)?;
-                if let Some(c) = checkpoint {
-                    t.put(AUDIT_SIGNATURES, &audit_key(c.seq), c)?;
+                for a in appends {
+                    append_audit(t, &a.entry, &a.head, a.checkpoint.as_ref())?;
                 }
             }
             AddNode { node } => insert_new(t, NODES, &node.id, node, "node")?,

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use berth_store::Store;
 
-pub use command::{ApplyError, ClusterCommand, Envelope, Outcome, Rejected, COMMAND_VERSION};
+pub use command::{ApplyError, AuditAppend, ClusterCommand, Envelope, Outcome, Rejected, COMMAND_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,6 +66,10 @@ type Reset = Box<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
 /// applied it (see [`State::replicate_with`]).
 pub type Proposer = std::sync::Arc<dyn Fn(Envelope) -> Result<Outcome> + Send + Sync>;
 
+/// Says whether a proposal made now could be committed (a leader is
+/// known and, on the leader, a majority answered lately), and why not.
+pub type WritableCheck = std::sync::Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
+
 /// A node's handle on cluster state; cheap to clone (all clones share the
 /// subscribers and the order of application).
 #[derive(Clone)]
@@ -85,6 +89,7 @@ struct Inner {
     /// Set on a manager of a replicated cluster: proposals go through the
     /// Raft log and this node applies only what the log commits.
     proposer: RwLock<Option<Proposer>>,
+    writable: RwLock<Option<WritableCheck>>,
 }
 
 impl State {
@@ -105,6 +110,7 @@ impl State {
                 resets: RwLock::new(Vec::new()),
                 recorded: Mutex::new(None),
                 proposer: RwLock::new(None),
+                writable: RwLock::new(None),
             }),
         })
     }
@@ -148,6 +154,28 @@ impl State {
             .proposer
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(proposer);
+    }
+
+    /// Sets how [`State::writable`] tells, alongside
+    /// [`State::replicate_with`].
+    pub fn check_writable_with(&self, check: WritableCheck) {
+        *self
+            .inner
+            .writable
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(check);
+    }
+
+    /// Whether a change proposed now could be committed, without
+    /// proposing one: always on a node alone.
+    pub fn writable(&self) -> std::result::Result<(), String> {
+        let check = self
+            .inner
+            .writable
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        check.map_or(Ok(()), |c| c())
     }
 
     /// Whether changes go through a replicated log.

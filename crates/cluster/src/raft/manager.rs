@@ -137,6 +137,35 @@ pub fn proposer(replica: Replica, handle: tokio::runtime::Handle) -> berth_state
     })
 }
 
+/// How long a leader may go without a majority's answer and still be
+/// taken to reach one (openraft's heartbeats come every 100 ms).
+const QUORUM_SILENCE: Duration = Duration::from_millis(1500);
+
+/// Whether a change proposed now could be committed: a leader is known
+/// and, on the leader, a majority answered within [`QUORUM_SILENCE`]. A
+/// follower cannot see its leader's majority: a change it forwards may
+/// still be refused after [`PATIENCE`].
+pub fn writable_check(replica: Replica) -> berth_state::WritableCheck {
+    Arc::new(move || {
+        let m = replica.raft.metrics().borrow().clone();
+        if m.current_leader.is_none() {
+            return Err(
+                "no manager leads the cluster (an election is under way, or a majority is out of reach)".into(),
+            );
+        }
+        if m.state == ServerState::Leader && m.membership_config.membership().voter_ids().count() > 1 {
+            let silent = m.millis_since_quorum_ack.map(Duration::from_millis);
+            if silent.is_none_or(|s| s > QUORUM_SILENCE) {
+                return Err(format!(
+                    "a majority of managers has not answered this leader for {} (it may be cut off from them)",
+                    silent.map_or("a while".to_string(), |s| format!("{} ms", s.as_millis()))
+                ));
+            }
+        }
+        Ok(())
+    })
+}
+
 /// The leader's advertised address, and whether it is this manager;
 /// `None` while no leader is known.
 pub fn leader_addr(replica: &Replica) -> Option<(String, bool)> {
