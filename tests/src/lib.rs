@@ -136,6 +136,12 @@ impl Cluster {
         Self::make(n, 0, &[])
     }
 
+    /// `n` hosts with no daemon: the namespaces, their bridge and their
+    /// clean-up, for other software (a peer's daemons, in the benches).
+    pub fn bare(n: usize) -> Cluster {
+        Self::make(n, usize::MAX, &[])
+    }
+
     /// One cluster of `n` hosts: `h1` starts it, and every other host
     /// joins it as a worker with the one command `berth cluster
     /// join-token worker` prints.
@@ -185,6 +191,9 @@ impl Cluster {
         ip(&["-n", &cluster.switch, "link", "set", "br0", "up"]);
         for i in 1..=n {
             cluster.add_host(i);
+        }
+        if managers == usize::MAX {
+            return cluster;
         }
         if managers > 0 {
             cluster.hosts[0].extra = manager_args.iter().map(|a| a.to_string()).collect();
@@ -543,7 +552,9 @@ impl Drop for Cluster {
         // What a killed daemon's containers left: their processes (by
         // their cgroups) and their mounts.
         for host in &self.hosts {
-            kill_cgroup_tree(&container_cgroups(&host.data_root));
+            for dir in container_cgroups(&host.data_root) {
+                kill_cgroup_tree(&dir);
+            }
         }
         unmount_under(self.dir.path());
         for netns in self.namespaces() {
@@ -552,9 +563,10 @@ impl Drop for Cluster {
     }
 }
 
-/// The cgroup under which the daemon on `data_root` puts its containers
-/// (as `berth_runtime` derives it: FNV-1a of the path, under /berth).
-fn container_cgroups(data_root: &Path) -> PathBuf {
+/// The cgroups under which the daemon on `data_root` puts its containers
+/// (as `berth_runtime` derives it: FNV-1a of the path, under /berth), in
+/// every hierarchy (cgroup v1 has one per controller).
+fn container_cgroups(data_root: &Path) -> Vec<PathBuf> {
     let hash = data_root
         .display()
         .to_string()
@@ -562,26 +574,33 @@ fn container_cgroups(data_root: &Path) -> PathBuf {
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
-    PathBuf::from(format!("/sys/fs/cgroup/berth/{:08x}", hash as u32))
+    let relative = format!("berth/{:08x}", hash as u32);
+    let root = Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.join(&relative)];
+    if let Ok(hierarchies) = std::fs::read_dir(root) {
+        dirs.extend(hierarchies.flatten().map(|h| h.path().join(&relative)));
+    }
+    dirs.into_iter().filter(|d| d.is_dir()).collect()
 }
 
-/// Kills every process in the cgroup tree at `dir` (cgroup v2's
-/// `cgroup.kill`) and removes the tree.
+/// Kills every process in the cgroup tree at `dir` and removes the tree.
 fn kill_cgroup_tree(dir: &Path) {
-    if !dir.is_dir() {
-        return;
-    }
-    let _ = std::fs::write(dir.join("cgroup.kill"), "1");
     let children: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
         .unwrap_or_default();
     for child in &children {
         kill_cgroup_tree(child);
     }
+    let procs = || std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs().split_whitespace().filter_map(|p| p.parse::<libc::pid_t>().ok()) {
+        // SAFETY: kill(2) on a pid listed in the cgroup of this cluster's
+        // own daemon: a process of one of its containers.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
     // A cgroup is removable once its processes are gone.
-    wait_until(Duration::from_secs(5), || {
-        std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
-    });
+    wait_until(Duration::from_secs(5), || procs().trim().is_empty());
     let _ = std::fs::remove_dir(dir);
 }
 

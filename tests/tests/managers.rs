@@ -466,37 +466,41 @@ fn workers_are_promoted_and_managers_demoted() {
     assert!(create_user(&c, 2, "through-h3", "a-password-123").status.success());
     assert!(wait_until(Duration::from_secs(5), || users(&c, 0).contains("through-h3")));
 
-    // A follower demoted: it stops voting and restarts as a worker; the
-    // others go on. The leader is not demoted while it leads.
+    // The leader demoted, through a follower: it steps down, another
+    // manager leads and takes it out of Raft, and it restarts as a worker;
+    // the others go on.
     let leader = c.leader(0).expect("a leader");
     let follower = (0..3).find(|i| *i != leader).expect("a follower");
-    let out = c.berth(follower, &["node", "demote", &ids[leader]]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("leads the cluster"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    c.ok(leader, &["node", "demote", &ids[follower]]);
-    assert!(
-        wait_until(Duration::from_secs(30), || c.raft(leader)["voters"].as_u64() == Some(2)),
-        "h{} left Raft: {}\n{}",
-        follower + 1,
-        c.raft(leader),
-        interesting(&c.host(leader).log())
-    );
+    c.ok(follower, &["node", "demote", &ids[leader]]);
+    let new_leader = {
+        let mut found = None;
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                found = c.leader(follower).filter(|l| *l != leader);
+                found.is_some() && c.raft(follower)["voters"].as_u64() == Some(2)
+            }),
+            "another manager leads, with two voters: {}\n{}",
+            c.raft(follower),
+            interesting(&c.host(follower).log())
+        );
+        found.expect("a new leader")
+    };
     assert!(
         wait_until(Duration::from_secs(30), || {
             let info: serde_json::Value =
-                serde_json::from_slice(&c.berth(follower, &["cluster", "info", "--format", "json"]).stdout)
+                serde_json::from_slice(&c.berth(leader, &["cluster", "info", "--format", "json"]).stdout)
                     .unwrap_or_default();
             info["role"] == "worker"
         }),
-        "h{} restarted as a worker",
-        follower + 1
+        "h{}, the old leader, restarted as a worker\n{}",
+        leader + 1,
+        interesting(&c.host(leader).log())
     );
-    assert!(create_user(&c, leader, "after", "a-password-123").status.success());
-    assert!(wait_until(Duration::from_secs(15), || node_state(&c, leader, follower) == "ready"));
+    assert!(create_user(&c, new_leader, "after", "a-password-123").status.success());
+    assert!(wait_until(Duration::from_secs(15), || node_state(
+        &c, new_leader, leader
+    ) == "ready"));
+    let (leader, follower) = (new_leader, leader);
 
     // Down to one manager; the last one is not demoted.
     let other = (0..3).find(|i| *i != leader && *i != follower).expect("the third");

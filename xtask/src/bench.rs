@@ -172,7 +172,7 @@ impl Report {
     }
 }
 
-fn median(samples: &[f64]) -> Option<f64> {
+pub(crate) fn median(samples: &[f64]) -> Option<f64> {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
@@ -185,7 +185,7 @@ fn median(samples: &[f64]) -> Option<f64> {
 
 /// Runs `command` to completion and returns its wall-clock time in ms; the
 /// error of a failed run quotes its stderr.
-fn time_ms(command: &mut Command) -> Result<f64> {
+pub(crate) fn time_ms(command: &mut Command) -> Result<f64> {
     let shown = util::display(command);
     let start = Instant::now();
     let output = command
@@ -1614,6 +1614,7 @@ fn cluster(options: &Options, report: &mut Report) -> Result<()> {
         berth.display()
     );
     raft_writes(report)?;
+    let swarm = crate::swarm::measure(JOINS, LS_ROUNDS, WRITES, FAILOVERS);
     std::env::set_var("BERTH_BIN", &berth);
     step("starting h1, the cluster's manager");
     let mut c = berth_tests::Cluster::start_joined(1);
@@ -1645,12 +1646,11 @@ fn cluster(options: &Options, report: &mut Report) -> Result<()> {
         joins.push(ms);
         c.wait_ready(i);
     }
-    let no_peer = "docker swarm in the harness's namespaces (one dockerd per host) is not set up yet";
     report.emit(&Figure {
         bench: "join-to-ready",
         berth: median(&joins).unwrap_or_default(),
         peer: Some("docker swarm"),
-        peer_value: Err(no_peer.into()),
+        peer_value: swarm.join_to_ready.clone(),
         unit: "ms",
         rounds: Some(joins.len()),
     })?;
@@ -1664,7 +1664,7 @@ fn cluster(options: &Options, report: &mut Report) -> Result<()> {
         bench: "node-ls-p50",
         berth: median(&ls).unwrap_or_default(),
         peer: Some("docker swarm"),
-        peer_value: Err(no_peer.into()),
+        peer_value: swarm.node_ls_p50.clone(),
         unit: "ms",
         rounds: Some(ls.len()),
     })?;
@@ -1694,28 +1694,30 @@ fn cluster(options: &Options, report: &mut Report) -> Result<()> {
         rounds: None,
     })?;
     drop(c);
-    managers(report, no_peer)
+    managers(report, &swarm)
 }
+
+/// Label writes through one manager, and leader kills, on both sides.
+const WRITES: usize = 50;
+const FAILOVERS: usize = 3;
 
 /// Three manager daemons: a cluster write through the API (`node update
 /// --label-add`, the CLI's round trip included) on the leader and on a
 /// follower (forwarded), and failover: the leader killed, time to the
-/// first write that succeeds through a follower.
-fn managers(report: &mut Report, no_peer: &str) -> Result<()> {
-    const WRITES: usize = 50;
-    const FAILOVERS: usize = 3;
+/// first write that succeeds through a follower; then failover again with
+/// five and seven managers.
+fn managers(report: &mut Report, swarm: &crate::swarm::Figures) -> Result<()> {
     step("three managers join");
     let mut c = berth_tests::Cluster::start_managers(3, 0);
     c.wait_voters(0, 3);
-    let node_id = |c: &berth_tests::Cluster, i: usize| -> Result<String> {
-        let info: Value = serde_json::from_str(&c.ok(i, &["cluster", "info", "--format", "json"]))?;
-        info["node_id"].as_str().map(str::to_string).context("a node id")
-    };
     let leader = c.leader(0).context("no leader")?;
     let follower = (0..3).find(|i| *i != leader).context("no follower")?;
-    for (name, via) in [("api-write-leader-p50", leader), ("api-write-follower-p50", follower)] {
+    for (name, via, peer) in [
+        ("api-write-leader-p50", leader, &swarm.write_leader_p50),
+        ("api-write-follower-p50", follower, &swarm.write_follower_p50),
+    ] {
         step(&format!("{WRITES} writes through h{}", via + 1));
-        let id = node_id(&c, via)?;
+        let id = manager_node_id(&c, via)?;
         let mut times = Vec::new();
         for n in 0..WRITES {
             let label = format!("bench={n}");
@@ -1727,17 +1729,53 @@ fn managers(report: &mut Report, no_peer: &str) -> Result<()> {
             bench: name,
             berth: median(&times).unwrap_or_default(),
             peer: Some("docker swarm"),
-            peer_value: Err(no_peer.into()),
+            peer_value: peer.clone(),
             unit: "ms",
             rounds: Some(times.len()),
         })?;
     }
-    let mut failovers = Vec::new();
+    let samples = failovers(&mut c, 3)?;
+    report.emit(&Figure {
+        bench: "daemon-failover",
+        berth: median(&samples).unwrap_or_default(),
+        peer: Some("docker swarm"),
+        peer_value: swarm.failover.clone(),
+        unit: "ms",
+        rounds: Some(samples.len()),
+    })?;
+    drop(c);
+    for (bench, n) in [("daemon-failover-5-managers", 5), ("daemon-failover-7-managers", 7)] {
+        step(&format!("{n} managers join"));
+        let mut c = berth_tests::Cluster::start_managers(n, 0);
+        c.wait_voters(0, n);
+        let samples = failovers(&mut c, n)?;
+        report.emit(&Figure {
+            bench,
+            berth: median(&samples).unwrap_or_default(),
+            peer: None,
+            peer_value: Err(String::new()),
+            unit: "ms",
+            rounds: Some(samples.len()),
+        })?;
+    }
+    Ok(())
+}
+
+fn manager_node_id(c: &berth_tests::Cluster, i: usize) -> Result<String> {
+    let info: Value = serde_json::from_str(&c.ok(i, &["cluster", "info", "--format", "json"]))?;
+    info["node_id"].as_str().map(str::to_string).context("a node id")
+}
+
+/// [`FAILOVERS`] rounds on `n` managers: the leader killed with SIGKILL,
+/// the time to the first label write that succeeds through a follower;
+/// the killed manager restarted and voting again before the next round.
+fn failovers(c: &mut berth_tests::Cluster, n: usize) -> Result<Vec<f64>> {
+    let mut samples = Vec::new();
     for round in 0..FAILOVERS {
-        let leader = c.leader(0).or_else(|| c.leader(1)).context("no leader")?;
-        let via = (0..3).find(|i| *i != leader).context("no follower")?;
-        let id = node_id(&c, via)?;
-        step(&format!("failover {}: h{} killed", round + 1, leader + 1));
+        let leader = (0..n).find_map(|i| c.leader(i)).context("no leader")?;
+        let via = (0..n).find(|i| *i != leader).context("no follower")?;
+        let id = manager_node_id(c, via)?;
+        step(&format!("{n} managers, failover {}: h{} killed", round + 1, leader + 1));
         let start = Instant::now();
         c.kill(leader);
         loop {
@@ -1752,19 +1790,11 @@ fn managers(report: &mut Report, no_peer: &str) -> Result<()> {
         }
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         eprintln!("  first write after {ms:.0} ms");
-        failovers.push(ms);
+        samples.push(ms);
         c.restart(leader);
-        c.wait_voters(via, 3);
+        c.wait_voters(via, n);
     }
-    report.emit(&Figure {
-        bench: "daemon-failover",
-        berth: median(&failovers).unwrap_or_default(),
-        peer: Some("docker swarm"),
-        peer_value: Err(no_peer.into()),
-        unit: "ms",
-        rounds: Some(failovers.len()),
-    })?;
-    Ok(())
+    Ok(samples)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod bench;
 mod e2e;
 mod image;
 mod plugins;
+mod swarm;
 mod test;
 mod tidy;
 mod up;

@@ -603,6 +603,8 @@ async fn run_audited(
         }
     }
     req.extensions_mut().insert(principal);
+    let (gate, gate_rx) = tokio::sync::watch::channel(false);
+    req.extensions_mut().insert(crate::AuditGate(gate_rx));
     let mut response = next.run(req).await;
     let unflushed = response.extensions_mut().remove::<crate::Unflushed>();
     let status = response.status();
@@ -620,7 +622,17 @@ async fn run_audited(
         } else {
             "failed"
         };
-        audit(state, facts.entry(name, result, status, detail), begun).await;
+        let entry = facts.entry(name, result, status, detail);
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            // The stream waits for the entry at its end (`AuditGate`).
+            let state = state.clone();
+            tokio::spawn(async move {
+                audit(&state, entry, begun).await;
+                let _ = gate.send(true);
+            });
+        } else {
+            audit(state, entry, begun).await;
+        }
     }
     if let Some(crate::Unflushed(commit)) = unflushed {
         let engine = state.engine.clone();

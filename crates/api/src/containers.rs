@@ -93,7 +93,12 @@ pub async fn create(
     let Some(stream) = s.engine.start_unflushed(&c.id, q.stdin).await? else {
         return Err(ApiError::internal(format!("container {} started without a stream", c.id)).into());
     };
-    splice(Request::from_parts(parts, Body::empty()), stream, None);
+    let gate = parts.extensions.get::<crate::AuditGate>().cloned();
+    splice(
+        Request::from_parts(parts, Body::empty()),
+        Gated::new(stream, gate),
+        None,
+    );
     let mut response = switching();
     if let Ok(id) = c.id.parse() {
         response.headers_mut().insert(berth_model::CONTAINER_ID_HEADER, id);
@@ -143,6 +148,71 @@ fn switching() -> Response {
         .unwrap_or_default()
 }
 
+/// A shim stream whose end (EOF to the client) waits for the request's
+/// audit entry ([`crate::AuditGate`]).
+struct Gated<S> {
+    inner: S,
+    gate: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl<S> Gated<S> {
+    fn new(inner: S, gate: Option<crate::AuditGate>) -> Self {
+        Gated {
+            inner,
+            gate: gate.map(|g| Box::pin(g.passed()) as _),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Gated<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            // The shim's stream ended: the client sees the end once the
+            // outcome is recorded.
+            std::task::Poll::Ready(Ok(())) if buf.filled().len() == before => match self.gate.as_mut() {
+                Some(gate) => match gate.as_mut().poll(cx) {
+                    std::task::Poll::Ready(()) => {
+                        self.gate = None;
+                        std::task::Poll::Ready(Ok(()))
+                    }
+                    std::task::Poll::Pending => std::task::Poll::Pending,
+                },
+                None => std::task::Poll::Ready(Ok(())),
+            },
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Gated<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Splices the upgraded client connection onto a shim stream until either ends.
 fn splice<S>(req: Request, shim: S, after: Option<tokio::process::Child>)
 where
@@ -175,7 +245,8 @@ pub async fn start(
     let stream = s.engine.start(&id, q.attach.then_some(q.stdin)).await?;
     match stream {
         Some(stream) => {
-            splice(req, stream, None);
+            let gate = req.extensions().get::<crate::AuditGate>().cloned();
+            splice(req, Gated::new(stream, gate), None);
             Ok(switching())
         }
         None => Ok(StatusCode::NO_CONTENT.into_response()),

@@ -63,11 +63,28 @@ pub struct AppState {
 /// Marks a response whose handler left store writes unflushed
 /// (`Engine::start_unflushed`), up to the node's commit number it holds:
 /// the authorization layer makes them durable before the response leaves,
-/// after the request's audit entry, with `Engine::make_durable` (the
-/// node's group commit: free when the audit entry's durable commit, or
-/// anyone's, already covered them).
+/// with `Engine::make_durable` (the node's group commit: free when a
+/// durable commit since covered them, such as the request's audit entry,
+/// which comes first unless the response is a stream's `101`: see
+/// [`AuditGate`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Unflushed(pub u64);
+
+/// Set on each audited request: says when the outcome's audit entry is
+/// written. A connection upgraded for a stream (`run`, `start --attach`)
+/// does not wait for that entry before its `101`: the entry is written
+/// while the container runs, and the stream's end waits for it, so a
+/// client has its whole answer only once its outcome is recorded.
+#[derive(Clone)]
+pub(crate) struct AuditGate(pub tokio::sync::watch::Receiver<bool>);
+
+impl AuditGate {
+    /// Waits until the outcome is recorded (or its recording failed, which
+    /// is logged where it fails).
+    pub async fn passed(mut self) {
+        let _ = self.0.wait_for(|done| *done).await;
+    }
+}
 
 /// The services a node opened (see `berth_node::open`): the API serves
 /// them and opens nothing itself.

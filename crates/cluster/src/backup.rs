@@ -352,7 +352,11 @@ fn restore_into(data_root: &Path, opened: Opened) -> Result<()> {
     let tables: Vec<(String, berth_store::Rows)> = opened
         .tables
         .into_iter()
-        .filter(|(name, _)| name != tables::NODES.0 && name != tables::JOIN_TOKENS.0)
+        // Nodes join the restored cluster again: their records and their
+        // reports on assignments stay behind (the assignments come along).
+        .filter(|(name, _)| {
+            ![tables::NODES.0, tables::JOIN_TOKENS.0, tables::ASSIGNMENT_TASKS.0].contains(&name.as_str())
+        })
         .collect();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     state
@@ -401,6 +405,31 @@ mod tests {
                 },
             })
             .expect("a user");
+        state
+            .propose(ClusterCommand::CreateAssignment {
+                record: berth_state::records::AssignmentRecord {
+                    spec: berth_model::assignment::AssignmentSpec {
+                        name: "web".into(),
+                        image: "busybox:latest".into(),
+                        ..Default::default()
+                    },
+                    created_at: "2026-12-06T00:00:00Z".into(),
+                },
+            })
+            .expect("an assignment");
+        state
+            .propose(ClusterCommand::SetNodeTasks {
+                node: "n1".into(),
+                tasks: vec![berth_state::records::TaskRecord {
+                    assignment: "web".into(),
+                    node: "n1".into(),
+                    state: "running".into(),
+                    container: "c1".into(),
+                    message: String::new(),
+                    reported_at: "2026-12-06T00:00:01Z".into(),
+                }],
+            })
+            .expect("a report");
         (dir, state)
     }
 
@@ -430,6 +459,10 @@ mod tests {
         assert!(user.is_some(), "the user is restored");
         let tokens: Vec<(String, JoinTokenRecord)> = store.list(tables::JOIN_TOKENS).expect("a read");
         assert_eq!(tokens.len(), 2, "both roles get new join tokens");
+        let assignments: Vec<(String, serde_json::Value)> = store.list(tables::ASSIGNMENTS).expect("a read");
+        assert_eq!(assignments.len(), 1, "assignments are restored");
+        let reports: Vec<(String, serde_json::Value)> = store.list(tables::ASSIGNMENT_TASKS).expect("a read");
+        assert!(reports.is_empty(), "the old nodes' reports are not");
     }
 
     #[test]

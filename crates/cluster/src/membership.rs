@@ -655,19 +655,6 @@ impl Cluster {
             if managers.is_empty() {
                 return Err(Error::Conflict("the cluster's last manager cannot be demoted".into()));
             }
-            // A leader taking itself out of Raft can strand the others in
-            // an election without a majority: it steps aside first.
-            let leads = self
-                .replica
-                .as_ref()
-                .is_some_and(|r| r.raft.metrics().borrow().current_leader == Some(crate::raft::raft_id(&node.id)));
-            if leads {
-                return Err(Error::Conflict(format!(
-                    "node {} leads the cluster: demote it once another manager leads (restart its daemon: \
-                     another manager takes over within about a second)",
-                    node.hostname
-                )));
-            }
             let up = managers.iter().filter(|m| m.status.state == NodeState::Ready).count();
             if up < managers.len() / 2 + 1 {
                 return Err(Error::Conflict(format!(
@@ -675,6 +662,27 @@ impl Cluster {
                     node.hostname,
                     managers.len()
                 )));
+            }
+            // A leader taking itself out of Raft can strand the others in
+            // an election without a majority: it steps down first, and
+            // another manager records the change.
+            if let Some(r) = self.replica.as_ref() {
+                if r.raft.metrics().borrow().current_leader == Some(crate::raft::raft_id(&node.id)) {
+                    let r = r.clone();
+                    let stepped = match tokio::runtime::Handle::try_current() {
+                        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                            tokio::task::block_in_place(|| h.block_on(async move { r.step_down_leader().await }))
+                        }
+                        _ => Err("a leader steps down only on the daemon's runtime".to_string()),
+                    };
+                    stepped.map_err(|e| {
+                        Error::Conflict(format!(
+                            "node {} leads the cluster and could not step down: {e}",
+                            node.hostname
+                        ))
+                    })?;
+                    tracing::info!(node = %node.id, "the leader stepped down to be demoted");
+                }
             }
         }
         self.state.propose(ClusterCommand::SetNodeRole {

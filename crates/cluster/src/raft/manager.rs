@@ -166,6 +166,47 @@ pub fn writable_check(replica: Replica) -> berth_state::WritableCheck {
     })
 }
 
+/// How long a leader that steps down waits for another to lead.
+const STEP_DOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// Makes this manager, when it leads, stop: it sends no more heartbeats
+/// and calls no election, so the other voters elect one of them after
+/// their election timeout (openraft 0.9 has no leadership transfer). Its
+/// heartbeats and elections come back once another leads, or after
+/// [`STEP_DOWN_WAIT`] (then it may lead again, and says so).
+pub async fn step_down(raft: &Raft) -> Result<(), String> {
+    let m = raft.metrics().borrow().clone();
+    if m.state != ServerState::Leader {
+        return Ok(());
+    }
+    if m.membership_config.membership().voter_ids().all(|v| v == m.id) {
+        return Err("no other manager votes: none can lead instead".into());
+    }
+    let handle = raft.runtime_config();
+    handle.elect(false);
+    handle.heartbeat(false);
+    let me = m.id;
+    let moved = raft
+        .wait(Some(STEP_DOWN_WAIT))
+        .metrics(
+            move |m| m.current_leader.is_some_and(|l| l != me),
+            "another manager leads",
+        )
+        .await;
+    handle.heartbeat(true);
+    handle.elect(true);
+    match moved {
+        Ok(m) => {
+            tracing::info!(leader = ?m.current_leader, "stepped down: another manager leads");
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "no other manager took the lead within {} s ({e}): this one may lead again",
+            STEP_DOWN_WAIT.as_secs()
+        )),
+    }
+}
+
 /// The leader's advertised address, and whether it is this manager;
 /// `None` while no leader is known.
 pub fn leader_addr(replica: &Replica) -> Option<(String, bool)> {

@@ -100,6 +100,7 @@ type Waiting = (Envelope, tokio::sync::oneshot::Sender<Result<Applied, ProposeEr
 pub struct Replica {
     pub raft: Raft,
     pub id: u64,
+    network: network::Network,
     queue: tokio::sync::mpsc::Sender<(Waiting, tokio::time::Instant)>,
 }
 
@@ -107,8 +108,33 @@ impl Replica {
     /// Starts the batcher on the current runtime.
     pub fn new(raft: Raft, id: u64, network: network::Network) -> Self {
         let (queue, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(batcher(raft.clone(), network, rx));
-        Replica { raft, id, queue }
+        tokio::spawn(batcher(raft.clone(), network.clone(), rx));
+        Replica {
+            raft,
+            id,
+            network,
+            queue,
+        }
+    }
+
+    /// Makes the leader stop leading so that another manager leads: this
+    /// manager's Raft when it leads, else the leader's (`Raft.StepDown`).
+    /// Answers once another manager leads, or says why none did.
+    pub async fn step_down_leader(&self) -> Result<(), String> {
+        let m = self.raft.metrics().borrow().clone();
+        let Some(leader) = m.current_leader else {
+            return Err("no manager leads the cluster (an election is under way)".into());
+        };
+        if leader == self.id {
+            return manager::step_down(&self.raft).await;
+        }
+        let node = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+            .ok_or("the leader is not in Raft's membership")?;
+        self.network.step_down(&node).await
     }
 
     /// Proposes `envelope` and waits until this manager has applied it:

@@ -1,7 +1,8 @@
 //! Raft over the cluster's gRPC: `Raft.AppendEntries`, `Raft.Vote` and
 //! `Raft.InstallSnapshot` carry openraft's messages as JSON, and
 //! `Raft.Propose` carries a command from a manager that does not lead to
-//! the one that does. Only managers may call any of them (the listener
+//! the one that does, and `Raft.StepDown` asks the leader to stop leading
+//! (the demotion of a leader). Only managers may call any of them (the listener
 //! verified the caller's node certificate; [`RaftService`] checks its
 //! role).
 
@@ -62,6 +63,21 @@ impl Network {
         let answer: Result<(Answers, u64), RaftError<u64, ClientWriteError<u64, BasicNode>>> =
             serde_json::from_slice(&answer.into_inner().json).map_err(|e| e.to_string())?;
         answer.map_err(|e| e.to_string())
+    }
+}
+
+impl Network {
+    /// Asks the leader at `node` to step down ([`super::manager::step_down`]).
+    pub async fn step_down(&self, node: &BasicNode) -> Result<(), String> {
+        let mut client = self.client(node)?;
+        let json = serde_json::to_vec(&()).map_err(|e| e.to_string())?;
+        let answer = tokio::time::timeout(Duration::from_secs(10), client.step_down(proto::RaftPayload { json }))
+            .await
+            .map_err(|_| format!("the leader at {} did not answer within 10s", node.addr))?
+            .map_err(|s| format!("the leader at {}: {}", node.addr, s.message()))?;
+        let answer: Result<(), String> =
+            serde_json::from_slice(&answer.into_inner().json).map_err(|e| e.to_string())?;
+        answer
     }
 }
 
@@ -219,6 +235,11 @@ impl proto::raft_server::Raft for RaftService {
     ) -> Result<Response<proto::RaftPayload>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = self.open(request)?;
         answer(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn step_down(&self, request: Request<proto::RaftPayload>) -> Result<Response<proto::RaftPayload>, Status> {
+        let () = self.open(request)?;
+        answer(&super::manager::step_down(&self.raft).await)
     }
 
     async fn propose(&self, request: Request<proto::RaftPayload>) -> Result<Response<proto::RaftPayload>, Status> {
