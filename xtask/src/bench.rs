@@ -76,7 +76,7 @@ const BENCHES: &[(&str, &str, BenchFn)] = &[
     ),
     (
         "cluster",
-        "cluster writes/s and p50/p99 with 1 and 3 managers, leader failover (in process and with daemons); join-to-ready of fresh hosts; `node ls` latency; API writes via leader and follower; manager RSS",
+        "cluster writes/s and p50/p99 with 1 and 3 managers, leader failover (in process, and with 3, 5 and 7 manager daemons); join-to-ready of fresh hosts; `node ls` latency; API writes via leader and follower; manager RSS; docker swarm (one dockerd per host) side by side",
         cluster,
     ),
     (
@@ -1651,6 +1651,16 @@ fn cluster(options: &Options, report: &mut Report) -> Result<()> {
         berth: median(&joins).unwrap_or_default(),
         peer: Some("docker swarm"),
         peer_value: swarm.join_to_ready.clone(),
+        unit: "ms",
+        rounds: Some(joins.len()),
+    })?;
+    // The same berth figure against swarm's with its daemon's start (as
+    // berth's always is: `berth daemon --join` starts the daemon).
+    report.emit(&Figure {
+        bench: "join-to-ready-with-daemon-start",
+        berth: median(&joins).unwrap_or_default(),
+        peer: Some("docker swarm"),
+        peer_value: swarm.start_and_join_to_ready.clone(),
         unit: "ms",
         rounds: Some(joins.len()),
     })?;

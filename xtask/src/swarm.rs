@@ -17,6 +17,9 @@ use crate::util::{self, step, Daemon};
 /// What the swarm measured: each figure, or why it was not.
 pub struct Figures {
     pub join_to_ready: Result<f64, String>,
+    /// With the dockerd's start on the joining host (berth's figure
+    /// always includes its daemon's start).
+    pub start_and_join_to_ready: Result<f64, String>,
     pub node_ls_p50: Result<f64, String>,
     pub write_leader_p50: Result<f64, String>,
     pub write_follower_p50: Result<f64, String>,
@@ -28,6 +31,7 @@ impl Figures {
         let e = || Err(reason.to_string());
         Figures {
             join_to_ready: e(),
+            start_and_join_to_ready: e(),
             node_ls_p50: e(),
             write_leader_p50: e(),
             write_follower_p50: e(),
@@ -46,6 +50,7 @@ pub fn measure(joins: usize, ls_rounds: usize, writes: usize, failovers: usize) 
         eprintln!("docker swarm: {reason}");
         for f in [
             &mut figures.join_to_ready,
+            &mut figures.start_and_join_to_ready,
             &mut figures.node_ls_p50,
             &mut figures.write_leader_p50,
             &mut figures.write_follower_p50,
@@ -61,7 +66,7 @@ pub fn measure(joins: usize, ls_rounds: usize, writes: usize, failovers: usize) 
 
 fn run(figures: &mut Figures, joins: usize, ls_rounds: usize, writes: usize, failovers: usize) -> Result<()> {
     util::ensure_debian_packages(&["docker.io"]).context("installing docker.io")?;
-    let mut s = Swarm::start(1 + joins)?;
+    let (mut s, starts) = Swarm::start(1 + joins)?;
     step("docker swarm: h1 inits the swarm");
     s.docker_ok(
         0,
@@ -101,6 +106,12 @@ fn run(figures: &mut Figures, joins: usize, ls_rounds: usize, writes: usize, fai
         times.push(ms);
     }
     figures.join_to_ready = Ok(crate::bench::median(&times).unwrap_or_default());
+    let with_start: Vec<f64> = times
+        .iter()
+        .zip(&starts[1..])
+        .map(|(join, start)| join + start)
+        .collect();
+    figures.start_and_join_to_ready = Ok(crate::bench::median(&with_start).unwrap_or_default());
     step(&format!("docker swarm: {ls_rounds} rounds of node ls on h1"));
     let mut ls = Vec::new();
     for _ in 0..ls_rounds {
@@ -183,7 +194,8 @@ struct Swarm {
 }
 
 impl Swarm {
-    fn start(n: usize) -> Result<Swarm> {
+    /// The hosts, and how long each dockerd took to answer.
+    fn start(n: usize) -> Result<(Swarm, Vec<f64>)> {
         step(&format!("docker swarm: {n} hosts, one dockerd each"));
         let cli = ["/usr/bin/docker", "/usr/local/bin/docker"]
             .iter()
@@ -195,10 +207,13 @@ impl Swarm {
             daemons: (0..n).map(|_| None).collect(),
             cli,
         };
+        let mut starts = Vec::new();
         for i in 0..n {
+            let start = Instant::now();
             s.start_dockerd(i)?;
+            starts.push(start.elapsed().as_secs_f64() * 1000.0);
         }
-        Ok(s)
+        Ok((s, starts))
     }
 
     fn addr(&self, i: usize) -> String {
