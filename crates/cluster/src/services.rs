@@ -317,6 +317,9 @@ impl proto::membership_server::Membership for Manager {
     }
 }
 
+/// The shortest time between two recorded reports of one node.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
 type ManagerStream = Pin<Box<dyn futures_util::Stream<Item = Result<proto::ManagerMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -397,6 +400,7 @@ impl proto::dispatcher_server::Dispatcher for Manager {
             leads.clone(),
         ));
         tokio::spawn(async move {
+            let mut last_report: Option<std::time::Instant> = None;
             // The outbound stream ends when the agent's does (tx dropped),
             // when the node's role changes (it restarts in the new one), or
             // when this manager stops leading (the agent finds the leader).
@@ -416,6 +420,14 @@ impl proto::dispatcher_server::Dispatcher for Manager {
                         }
                         Some(proto::agent_message::Kind::Tasks(t)) => {
                             members.heard(&node, None);
+                            // A node's reports make at most one write a
+                            // second, whatever it sends.
+                            if let Some(since) = last_report.map(|at| at.elapsed()) {
+                                if since < REPORT_EVERY {
+                                    tokio::time::sleep(REPORT_EVERY - since).await;
+                                }
+                            }
+                            last_report = Some(std::time::Instant::now());
                             let (s, n) = (state.clone(), node.clone());
                             let recorded =
                                 tokio::task::spawn_blocking(move || crate::dispatch::record_reports(&s, &n, t.reports))
