@@ -555,7 +555,8 @@ impl Access {
     /// [`Access::audit_begin`]), saying so; those that cannot be appended
     /// now stay for the next start.
     fn append_left_pending(&self) -> Result<()> {
-        let left = self.store.list::<Pending>(AUDIT_PENDING)?;
+        // Read in a write transaction, which makes the table on a fresh store.
+        let left = self.store.write_or_defer(false, |t| t.list::<Pending>(AUDIT_PENDING))?;
         for (key, p) in left {
             let mut entry = p.entry;
             entry.detail = match entry.detail.is_empty() {
