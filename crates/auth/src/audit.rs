@@ -43,6 +43,10 @@ pub const AUDIT_PENDING: berth_store::Table = berth_store::Table("local/audit_pe
 pub struct Pending {
     entry: NewAuditEntry,
     time: String,
+    /// The outcome, with its time, when it could not be appended with the
+    /// entry: appended with it later.
+    #[serde(default)]
+    outcome: Option<(NewAuditEntry, String)>,
 }
 
 /// What [`Access::audit_begin`] answers, for [`Access::audit_finish`].
@@ -89,6 +93,8 @@ pub(crate) struct AuditExtras {
     pub(crate) levels: Arc<RwLock<HashMap<Resource, AuditLevel>>>,
     signer: RwLock<Option<Arc<dyn ChainSigner>>>,
     sink: RwLock<Option<AuditSink>>,
+    /// Keys of `local/audit_pending` whose request is still running.
+    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Keeps `levels` as cluster state has them after a `SetAuditLevel`.
@@ -343,8 +349,8 @@ impl Access {
                 .propose(berth_state::ClusterCommand::PutAuditSignatures { signatures })?;
         }
         drop(_serial);
-        if let Err(e) = self.append_left_pending() {
-            tracing::error!(error = %e, "cannot append the started audit entries a crash left; trying again at the next start");
+        if let Err(e) = self.audit_append_pending() {
+            tracing::warn!(error = %e, "cannot append the audit entries left pending yet; trying again");
         }
         Ok(())
     }
@@ -445,9 +451,14 @@ impl Access {
         }
         self.state.writable().map_err(Error::Invalid)?;
         let key = format!("{time}-{:016x}", rand::random::<u64>());
-        let pending = Pending { entry, time };
+        let pending = Pending {
+            entry,
+            time,
+            outcome: None,
+        };
         self.store
             .write_or_defer(false, |t| t.put(AUDIT_PENDING, &key, &pending))?;
+        self.in_flight().insert(key.clone());
         Ok(Begun::Pending {
             key,
             pending: Box::new(pending),
@@ -461,8 +472,26 @@ impl Access {
             Begun::Appended => self.audit_append(outcome),
             Begun::Pending { key, pending } => {
                 let time = self.audit_time();
-                let Pending { entry, time: began } = *pending;
-                let mut appended = self.append_entries(vec![(entry, began), (outcome, time)], true)?;
+                self.in_flight().remove(&key);
+                let Pending { entry, time: began, .. } = *pending;
+                let appended = self.append_entries(
+                    vec![(entry.clone(), began.clone()), (outcome.clone(), time.clone())],
+                    true,
+                );
+                let mut appended = match appended {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Kept with its outcome: `audit_append_pending`
+                        // appends both once the log takes writes again.
+                        let kept = Pending {
+                            entry,
+                            time: began,
+                            outcome: Some((outcome, time)),
+                        };
+                        self.store.write(|t| t.put(AUDIT_PENDING, &key, &kept))?;
+                        return Err(e);
+                    }
+                };
                 self.store
                     .write_or_defer(false, |t| t.delete(AUDIT_PENDING, &key).map(|_| ()))?;
                 Ok(appended
@@ -551,23 +580,45 @@ impl Access {
         Ok(made)
     }
 
-    /// Appends the `started` entries a crash left pending (see
-    /// [`Access::audit_begin`]), saying so; those that cannot be appended
-    /// now stay for the next start.
-    fn append_left_pending(&self) -> Result<()> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.audit_extras
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends the entries left in `local/audit_pending` by requests that
+    /// are no longer running (see [`Access::audit_begin`]): with their
+    /// outcome when it was kept (the log did not take it then), else the
+    /// `started` entry alone, saying that the daemon stopped first. Those
+    /// that cannot be appended now stay for the next try. How many were
+    /// appended.
+    pub fn audit_append_pending(&self) -> Result<usize> {
         // Read in a write transaction, which makes the table on a fresh store.
         let left = self.store.write_or_defer(false, |t| t.list::<Pending>(AUDIT_PENDING))?;
+        let mut appended = 0;
         for (key, p) in left {
-            let mut entry = p.entry;
-            entry.detail = match entry.detail.is_empty() {
-                true => "the daemon stopped before the outcome was recorded".into(),
-                false => format!("{} (the daemon stopped before the outcome was recorded)", entry.detail),
+            if self.in_flight().contains(&key) {
+                continue;
+            }
+            let entries = match p.outcome {
+                Some(outcome) => vec![(p.entry, p.time), outcome],
+                None => {
+                    let mut entry = p.entry;
+                    let lost = "the daemon stopped before the outcome was recorded";
+                    entry.detail = match entry.detail.is_empty() {
+                        true => lost.into(),
+                        false => format!("{} ({lost})", entry.detail),
+                    };
+                    vec![(entry, p.time)]
+                }
             };
-            self.append_entries(vec![(entry, p.time)], true)?;
+            self.append_entries(entries, true)?;
             self.store.write(|t| t.delete(AUDIT_PENDING, &key).map(|_| ()))?;
-            tracing::warn!(key = %key, "appended a started audit entry whose outcome a crash lost");
+            appended += 1;
+            tracing::info!(key = %key, "appended audit entries that had waited in the node's store");
         }
-        Ok(())
+        Ok(appended)
     }
 
     pub fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {

@@ -505,7 +505,14 @@ fn replicated_started_entries_ride_with_their_outcome_and_survive_a_crash() {
     let f = fixture();
     let state = berth_state::State::open(f.store.clone()).expect("state");
     let applier = state.clone();
-    state.replicate_with(Arc::new(move |envelope| applier.apply(envelope)));
+    let accepting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let a = accepting.clone();
+    state.replicate_with(Arc::new(move |envelope| match a.load(Ordering::SeqCst) {
+        true => applier.apply(envelope),
+        false => Err(berth_state::Error::Unavailable(
+            "a majority did not confirm the change".into(),
+        )),
+    }));
     let writable = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let w = writable.clone();
     state.check_writable_with(Arc::new(move || match w.load(Ordering::SeqCst) {
@@ -542,7 +549,8 @@ fn replicated_started_entries_ride_with_their_outcome_and_survive_a_crash() {
     // A crash between the two: the next start appends what was left.
     let _lost = access.audit_begin(change("/c/2", "started")).expect("begin");
     assert_eq!(pending(&f.store), 1);
-    access.prepare_audit_log().expect("prepare");
+    let (restarted, _) = Access::open(state.clone(), f._dir.path()).expect("open again");
+    restarted.prepare_audit_log().expect("prepare");
     assert_eq!(pending(&f.store), 0);
     let last = entries(&access).pop().expect("an entry");
     assert_eq!(
@@ -555,6 +563,26 @@ fn replicated_started_entries_ride_with_their_outcome_and_survive_a_crash() {
             .contains("the daemon stopped before the outcome was recorded"),
         "{last:?}"
     );
+
+    // A request still running is not appended for it; one whose outcome
+    // the log did not take keeps it, and both go in once the log takes
+    // writes again.
+    let running = access.audit_begin(change("/c/4", "started")).expect("begin");
+    assert_eq!(access.audit_append_pending().expect("pending"), 0, "in flight");
+    accepting.store(false, Ordering::SeqCst);
+    access
+        .audit_finish(running, change("/c/4", "allowed"))
+        .expect_err("the log takes nothing");
+    assert_eq!(pending(&f.store), 1);
+    accepting.store(true, Ordering::SeqCst);
+    assert_eq!(access.audit_append_pending().expect("pending"), 1);
+    assert_eq!(pending(&f.store), 0);
+    let all = entries(&access);
+    let last: Vec<(&str, &str)> = all[all.len() - 2..]
+        .iter()
+        .map(|e| (e.entry.object.as_str(), e.entry.result.as_str()))
+        .collect();
+    assert_eq!(last, [("/c/4", "started"), ("/c/4", "allowed")]);
 
     // No leader: refused before the change, nothing kept.
     writable.store(false, Ordering::SeqCst);

@@ -273,6 +273,9 @@ pub fn open(engine: Arc<Engine>, options: Options) -> Result<Services, String> {
             Arc::new(move || berth_cluster::raft::manager::is_leader(&replica)) as Leading
         });
         spawn_directory_sync(access.clone(), interval, leading);
+        if options.replication.is_some() {
+            spawn_pending_audit(access.clone());
+        }
     }
     Ok(Services {
         registry: open_registry(&engine),
@@ -527,6 +530,28 @@ fn open_registry(engine: &Engine) -> Option<Registry> {
         });
     }
     Some(registry)
+}
+
+/// How often a manager appends the audit entries that wait in its store
+/// because the log did not take them when their request ended.
+const PENDING_AUDIT_EVERY: Duration = Duration::from_secs(10);
+
+/// Appends, every [`PENDING_AUDIT_EVERY`], the audit entries that wait in
+/// the node's store ([`Access::audit_append_pending`]): nothing recorded
+/// locally is lost when the cluster could not take it at once.
+fn spawn_pending_audit(access: Arc<Access>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(PENDING_AUDIT_EVERY).await;
+            let a = access.clone();
+            match tokio::task::spawn_blocking(move || a.audit_append_pending()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(entries = n, "appended audit entries that had waited"),
+                Ok(Err(e)) => tracing::debug!(error = %e, "audit entries still wait for the log"),
+                Err(e) => tracing::warn!(error = %e, "the pending audit task failed"),
+            }
+        }
+    })
 }
 
 /// Whether this manager leads (see [`spawn_directory_sync`]).
