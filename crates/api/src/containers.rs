@@ -93,12 +93,7 @@ pub async fn create(
     let Some(stream) = s.engine.start_unflushed(&c.id, q.stdin).await? else {
         return Err(ApiError::internal(format!("container {} started without a stream", c.id)).into());
     };
-    let gate = parts.extensions.get::<crate::AuditGate>().cloned();
-    splice(
-        Request::from_parts(parts, Body::empty()),
-        Gated::new(stream, gate),
-        None,
-    );
+    splice(Request::from_parts(parts, Body::empty()), stream, None);
     let mut response = switching();
     if let Ok(id) = c.id.parse() {
         response.headers_mut().insert(berth_model::CONTAINER_ID_HEADER, id);
@@ -213,16 +208,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gated<S> {
     }
 }
 
-/// Splices the upgraded client connection onto a shim stream until either ends.
+/// Splices the upgraded client connection onto a shim stream until either
+/// ends; the client sees the end once the request's outcome is in the
+/// audit log ([`crate::AuditGate`]).
 fn splice<S>(req: Request, shim: S, after: Option<tokio::process::Child>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let gate = req.extensions().get::<crate::AuditGate>().cloned();
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let mut client = TokioIo::new(upgraded);
-                let mut shim = shim;
+                let mut shim = Gated::new(shim, gate);
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut shim).await;
             }
             Err(e) => tracing::warn!(error = %e, "upgrade failed"),
@@ -245,8 +243,7 @@ pub async fn start(
     let stream = s.engine.start(&id, q.attach.then_some(q.stdin)).await?;
     match stream {
         Some(stream) => {
-            let gate = req.extensions().get::<crate::AuditGate>().cloned();
-            splice(req, Gated::new(stream, gate), None);
+            splice(req, stream, None);
             Ok(switching())
         }
         None => Ok(StatusCode::NO_CONTENT.into_response()),

@@ -71,8 +71,8 @@ pub struct AppState {
 pub(crate) struct Unflushed(pub u64);
 
 /// Set on each audited request: says when the outcome's audit entry is
-/// written. A connection upgraded for a stream (`run`, `start --attach`)
-/// does not wait for that entry before its `101`: the entry is written
+/// written. A connection upgraded for a stream (`run`, `start --attach`,
+/// `attach`, `exec`) does not wait for that entry before its `101`: the entry is written
 /// while the container runs, and the stream's end waits for it, so a
 /// client has its whole answer only once its outcome is recorded.
 #[derive(Clone)]
