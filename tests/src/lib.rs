@@ -139,31 +139,6 @@ impl Cluster {
     /// `n` hosts with no daemon: the namespaces, their bridge and their
     /// clean-up, for other software (a peer's daemons, in the benches).
     pub fn bare(n: usize) -> Cluster {
-        Self::make(n, usize::MAX, &[])
-    }
-
-    /// One cluster of `n` hosts: `h1` starts it, and every other host
-    /// joins it as a worker with the one command `berth cluster
-    /// join-token worker` prints.
-    pub fn start_joined(n: usize) -> Cluster {
-        Self::make(n, 1, &[])
-    }
-
-    /// [`Cluster::start_joined`], with more `berth daemon` arguments for
-    /// `h1`, the manager.
-    pub fn start_joined_with(n: usize, manager_args: &[&str]) -> Cluster {
-        Self::make(n, 1, manager_args)
-    }
-
-    /// One cluster of `managers + workers` hosts: `h1` starts it, the next
-    /// `managers - 1` join it as managers (one at a time, each a voter
-    /// before the next joins), and the rest join as workers.
-    pub fn start_managers(managers: usize, workers: usize) -> Cluster {
-        assert!(managers >= 1, "a cluster has a manager");
-        Self::make(managers + workers, managers, &[])
-    }
-
-    fn make(n: usize, managers: usize, manager_args: &[&str]) -> Cluster {
         assert!((1..=200).contains(&n), "a cluster has 1 to 200 hosts");
         sweep();
         let id = format!(
@@ -192,9 +167,32 @@ impl Cluster {
         for i in 1..=n {
             cluster.add_host(i);
         }
-        if managers == usize::MAX {
-            return cluster;
-        }
+        cluster
+    }
+
+    /// One cluster of `n` hosts: `h1` starts it, and every other host
+    /// joins it as a worker with the one command `berth cluster
+    /// join-token worker` prints.
+    pub fn start_joined(n: usize) -> Cluster {
+        Self::make(n, 1, &[])
+    }
+
+    /// [`Cluster::start_joined`], with more `berth daemon` arguments for
+    /// `h1`, the manager.
+    pub fn start_joined_with(n: usize, manager_args: &[&str]) -> Cluster {
+        Self::make(n, 1, manager_args)
+    }
+
+    /// One cluster of `managers + workers` hosts: `h1` starts it, the next
+    /// `managers - 1` join it as managers (one at a time, each a voter
+    /// before the next joins), and the rest join as workers.
+    pub fn start_managers(managers: usize, workers: usize) -> Cluster {
+        assert!(managers >= 1, "a cluster has a manager");
+        Self::make(managers + workers, managers, &[])
+    }
+
+    fn make(n: usize, managers: usize, manager_args: &[&str]) -> Cluster {
+        let mut cluster = Self::bare(n);
         if managers > 0 {
             cluster.hosts[0].extra = manager_args.iter().map(|a| a.to_string()).collect();
             cluster.spawn(0);

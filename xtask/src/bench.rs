@@ -470,17 +470,42 @@ struct Docker {
 /// under `dir` (no bridge, no iptables) and loads `busybox:docker` into it.
 fn start_docker(dir: &Path, images: &Images) -> Result<Docker> {
     util::ensure_debian_packages(&["docker.io"]).context("installing docker.io")?;
-    // Prefer Debian's CLI, which matches its dockerd; any docker CLI works.
-    let cli = ["/usr/bin/docker", "/usr/local/bin/docker"]
+    let cli = docker_cli();
+    let host = format!("unix://{}", dir.join("docker.sock").display());
+    let daemon = spawn_dockerd(dir, &host, None, &cli)?;
+    util::output(
+        Command::new(&cli)
+            .args(["-H", &host, "load", "-i"])
+            .arg(&images.docker_tar),
+    )?;
+    Ok(Docker { daemon, host, cli })
+}
+
+/// The docker CLI: Debian's, which matches its dockerd, else any.
+pub(crate) fn docker_cli() -> PathBuf {
+    ["/usr/bin/docker", "/usr/local/bin/docker"]
         .iter()
         .map(PathBuf::from)
         .find(|path| path.exists())
-        .unwrap_or_else(|| PathBuf::from("docker"));
-    let socket = dir.join("docker.sock");
-    let host = format!("unix://{}", socket.display());
+        .unwrap_or_else(|| PathBuf::from("docker"))
+}
+
+/// Starts a dockerd whose every directory is under `dir` (no bridge, no
+/// iptables), answering on `host`, in the network namespace `netns` when
+/// given, and waits until `cli` reaches it. Its log is appended to
+/// `dir/dockerd.log`.
+pub(crate) fn spawn_dockerd(dir: &Path, host: &str, netns: Option<&str>, cli: &Path) -> Result<Daemon> {
+    fs::create_dir_all(dir)?;
     let log_path = dir.join("dockerd.log");
-    let log = fs::File::create(&log_path)?;
-    let mut command = Command::new("dockerd");
+    let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let mut command = match netns {
+        Some(netns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{netns}")).arg("dockerd");
+            c
+        }
+        None => Command::new("dockerd"),
+    };
     command
         .arg("--data-root")
         .arg(dir.join("docker-data"))
@@ -488,7 +513,7 @@ fn start_docker(dir: &Path, images: &Images) -> Result<Docker> {
         .arg(dir.join("docker-exec"))
         .arg("--pidfile")
         .arg(dir.join("docker.pid"))
-        .args(["-H", &host, "--bridge=none", "--iptables=false", "--ip6tables=false"])
+        .args(["-H", host, "--bridge=none", "--iptables=false", "--ip6tables=false"])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -504,16 +529,11 @@ fn start_docker(dir: &Path, images: &Images) -> Result<Docker> {
             );
         }
         let answers =
-            util::succeeds(Command::new(&cli).args(["-H", &host, "version", "--format", "{{.Server.Version}}"]));
+            util::succeeds(Command::new(cli).args(["-H", host, "version", "--format", "{{.Server.Version}}"]));
         Ok(answers.then_some(()))
     })
     .map_err(|err| err.context(format!("end of dockerd's log:\n{}", util::tail(&log_path, 3000))))?;
-    util::output(
-        Command::new(&cli)
-            .args(["-H", &host, "load", "-i"])
-            .arg(&images.docker_tar),
-    )?;
-    Ok(Docker { daemon, host, cli })
+    Ok(daemon)
 }
 
 /// RSS of dockerd plus the containerd it started (if it uses a system-wide

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 
 use crate::util::{self, step, Daemon};
 
@@ -197,15 +197,10 @@ impl Swarm {
     /// The hosts, and how long each dockerd took to answer.
     fn start(n: usize) -> Result<(Swarm, Vec<f64>)> {
         step(&format!("docker swarm: {n} hosts, one dockerd each"));
-        let cli = ["/usr/bin/docker", "/usr/local/bin/docker"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .unwrap_or_else(|| PathBuf::from("docker"));
         let mut s = Swarm {
             hosts: berth_tests::Cluster::bare(n),
             daemons: (0..n).map(|_| None).collect(),
-            cli,
+            cli: crate::bench::docker_cli(),
         };
         let mut starts = Vec::new();
         for i in 0..n {
@@ -229,52 +224,13 @@ impl Swarm {
     }
 
     fn start_dockerd(&mut self, i: usize) -> Result<()> {
-        let dir = self.dir(i);
-        std::fs::create_dir_all(&dir)?;
-        let log_path = dir.join("dockerd.log");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-        let mut command = Command::new("nsenter");
-        command
-            .arg(format!("--net=/run/netns/{}", self.hosts.host(i).netns))
-            .arg("dockerd")
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("x"))
-            .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .args([
-                "-H",
-                &self.socket(i),
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = command.spawn().context("starting dockerd")?;
-        let mut daemon = Daemon::new("dockerd", child);
-        let started = Instant::now();
-        loop {
-            if let Some(status) = daemon.exited() {
-                bail!(
-                    "dockerd on h{} exited ({status}): {}",
-                    i + 1,
-                    util::tail(&log_path, 2000)
-                );
-            }
-            if util::succeeds(&mut self.docker(i, &["version", "--format", "{{.Server.Version}}"])) {
-                break;
-            }
-            ensure!(
-                started.elapsed() < Duration::from_secs(60),
-                "dockerd on h{} did not answer: {}",
-                i + 1,
-                util::tail(&log_path, 2000)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let daemon = crate::bench::spawn_dockerd(
+            &self.dir(i),
+            &self.socket(i),
+            Some(&self.hosts.host(i).netns),
+            &self.cli,
+        )
+        .with_context(|| format!("dockerd on h{}", i + 1))?;
         self.daemons[i] = Some(daemon);
         Ok(())
     }

@@ -440,8 +440,8 @@ impl Access {
     ///   audit_pending`, not flushed) once the cluster is seen able to take
     ///   the write ([`berth_state::State::writable`]), and the outcome's
     ///   entry carries it into the log: one Raft write per audited change,
-    ///   not two. An entry a crash left there is appended at the next
-    ///   start ([`Access::prepare_audit_log`]).
+    ///   not two. What is left there ([`Access::audit_append_pending`]) is
+    ///   appended by the manager every few seconds and at the next start.
     pub fn audit_begin(&self, entry: NewAuditEntry) -> Result<Begun> {
         injected_failure()?;
         let time = self.audit_time();

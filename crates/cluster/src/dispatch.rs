@@ -26,7 +26,7 @@ use berth_state::{tables, ClusterCommand, State};
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::membership::{now, Cluster};
+use crate::membership::{now, values, Cluster};
 use crate::rpc::proto;
 use crate::{Error, Result};
 
@@ -87,21 +87,11 @@ fn facts(n: &NodeRecord) -> NodeFacts<'_> {
 }
 
 fn assignments(state: &State) -> Result<Vec<AssignmentRecord>> {
-    Ok(state
-        .store()
-        .list::<AssignmentRecord>(tables::ASSIGNMENTS)?
-        .into_iter()
-        .map(|(_, a)| a)
-        .collect())
+    values(state, tables::ASSIGNMENTS)
 }
 
 fn tasks(state: &State) -> Result<Vec<TaskRecord>> {
-    Ok(state
-        .store()
-        .list::<TaskRecord>(tables::ASSIGNMENT_TASKS)?
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect())
+    values(state, tables::ASSIGNMENT_TASKS)
 }
 
 /// Whether `node` is to run `spec`: it meets the constraints and is

@@ -168,12 +168,12 @@ pub fn other_manager_ids(state: &State, except: &str) -> Result<Vec<String>> {
 
 /// Every node on record, by id.
 pub fn nodes(state: &State) -> Result<Vec<NodeRecord>> {
-    Ok(state
-        .store()
-        .list::<NodeRecord>(tables::NODES)?
-        .into_iter()
-        .map(|(_, n)| n)
-        .collect())
+    values(state, tables::NODES)
+}
+
+/// Every record of a cluster table, in key order, without the keys.
+pub(crate) fn values<T: serde::de::DeserializeOwned>(state: &State, table: berth_store::Table) -> Result<Vec<T>> {
+    Ok(state.store().list::<T>(table)?.into_iter().map(|(_, v)| v).collect())
 }
 
 /// Whether a client certificate with this fingerprint is the current
@@ -668,13 +668,10 @@ impl Cluster {
             // another manager records the change.
             if let Some(r) = self.replica.as_ref() {
                 if r.raft.metrics().borrow().current_leader == Some(crate::raft::raft_id(&node.id)) {
-                    let r = r.clone();
-                    let stepped = match tokio::runtime::Handle::try_current() {
-                        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                            tokio::task::block_in_place(|| h.block_on(async move { r.step_down_leader().await }))
-                        }
-                        _ => Err("a leader steps down only on the daemon's runtime".to_string()),
-                    };
+                    let stepped = tokio::runtime::Handle::try_current()
+                        .ok()
+                        .and_then(|h| crate::raft::manager::wait_on(&h, r.step_down_leader()))
+                        .unwrap_or_else(|| Err("a leader steps down only on the daemon's runtime".to_string()));
                     stepped.map_err(|e| {
                         Error::Conflict(format!(
                             "node {} leads the cluster and could not step down: {e}",

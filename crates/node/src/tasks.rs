@@ -34,12 +34,14 @@ fn report(assignment: &str, state: &str, container: &str, message: String) -> pr
     }
 }
 
+/// The assignment container `c` was made for, if any.
+fn assignment_of(c: &Container) -> Option<&String> {
+    c.spec.labels.get(ASSIGNMENT_LABEL)
+}
+
 /// Whether container `c` runs assignment `a` as it is now.
 fn runs(c: &Container, a: &proto::Assignment) -> bool {
-    c.spec.labels.get(ASSIGNMENT_LABEL) == Some(&a.name)
-        && c.spec.image == a.image
-        && c.spec.cmd == a.cmd
-        && c.spec.env == a.env
+    assignment_of(c) == Some(&a.name) && c.spec.image == a.image && c.spec.cmd == a.cmd && c.spec.env == a.env
 }
 
 /// Makes the engine run exactly `wanted`, one container each; a report on
@@ -48,10 +50,7 @@ async fn reconcile(engine: &Arc<Engine>, wanted: &[proto::Assignment]) -> Vec<pr
     let e = engine.clone();
     let listed = tokio::task::spawn_blocking(move || e.list(true)).await;
     let mine: Vec<Container> = match listed {
-        Ok(Ok(all)) => all
-            .into_iter()
-            .filter(|c| c.spec.labels.contains_key(ASSIGNMENT_LABEL))
-            .collect(),
+        Ok(Ok(all)) => all.into_iter().filter(|c| assignment_of(c).is_some()).collect(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "listing containers for the node's assignments");
             return Vec::new();
@@ -62,9 +61,8 @@ async fn reconcile(engine: &Arc<Engine>, wanted: &[proto::Assignment]) -> Vec<pr
     // What is no longer wanted, or wanted otherwise, goes first.
     let mut kept: Vec<&Container> = Vec::new();
     for c in &mine {
-        let name = c.spec.labels.get(ASSIGNMENT_LABEL).cloned().unwrap_or_default();
-        let current = wanted.iter().any(|a| runs(c, a))
-            && !kept.iter().any(|k| k.spec.labels.get(ASSIGNMENT_LABEL) == Some(&name));
+        let name = assignment_of(c).cloned().unwrap_or_default();
+        let current = wanted.iter().any(|a| runs(c, a)) && !kept.iter().any(|k| assignment_of(k) == Some(&name));
         if current {
             kept.push(c);
             continue;
@@ -90,10 +88,7 @@ async fn reconcile(engine: &Arc<Engine>, wanted: &[proto::Assignment]) -> Vec<pr
         if reports.iter().any(|r| r.assignment == a.name) {
             continue;
         }
-        let r = match kept
-            .iter()
-            .find(|c| c.spec.labels.get(ASSIGNMENT_LABEL) == Some(&a.name))
-        {
+        let r = match kept.iter().find(|c| assignment_of(c) == Some(&a.name)) {
             Some(c) => keep_running(engine, a, c).await,
             None => start_new(engine, a).await,
         };

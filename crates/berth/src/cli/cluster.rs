@@ -512,31 +512,33 @@ pub async fn assignment(client: &Client, a: AssignmentArgs) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&all)?);
                 return Ok(0);
             }
-            println!(
-                "{:<20} {:<28} {:<16} {:<10} {:<14} CONSTRAINTS",
-                "NAME", "IMAGE", "NODE", "STATE", "CONTAINER"
-            );
+            let mut rows = vec![["NAME", "IMAGE", "NODE", "STATE", "CONTAINER", "CONSTRAINTS"]
+                .map(String::from)
+                .to_vec()];
             for a in &all {
-                let constraints = a.spec.constraints.join(",");
+                let row = |node: &str, state: &str, container: &str| {
+                    vec![
+                        a.spec.name.clone(),
+                        a.spec.image.clone(),
+                        node.to_string(),
+                        state.to_string(),
+                        container.to_string(),
+                        a.spec.constraints.join(","),
+                    ]
+                };
                 if a.tasks.is_empty() {
-                    println!(
-                        "{:<20} {:<28} {:<16} {:<10} {:<14} {constraints}",
-                        a.spec.name, a.spec.image, "-", "-", "-"
-                    );
+                    rows.push(row("-", "-", "-"));
                 }
                 for t in &a.tasks {
                     let node = if t.hostname.is_empty() {
-                        &t.node[..t.node.len().min(12)]
+                        berth_model::short_id(&t.node)
                     } else {
                         &t.hostname
                     };
-                    let container = &t.container[..t.container.len().min(12)];
-                    println!(
-                        "{:<20} {:<28} {:<16} {:<10} {:<14} {constraints}",
-                        a.spec.name, a.spec.image, node, t.state, container
-                    );
+                    rows.push(row(node, &t.state, berth_model::short_id(&t.container)));
                 }
             }
+            super::table(&rows);
             Ok(0)
         }
         AssignmentCommand::Inspect(n) => {

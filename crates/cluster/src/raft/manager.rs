@@ -111,14 +111,10 @@ pub fn proposer(replica: Replica, handle: tokio::runtime::Handle) -> berth_state
             let answer = replica.propose(envelope, PATIENCE).await;
             (queued, answer)
         };
-        let (queued, answer) = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => {
-                return Err(berth_state::Error::Unavailable(
-                    "cluster state cannot be changed from a single-threaded runtime (it would wait on itself)".into(),
-                ))
-            }
-            Ok(_) => tokio::task::block_in_place(|| handle.block_on(proposed)),
-            Err(_) => handle.block_on(proposed),
+        let Some((queued, answer)) = wait_on(&handle, proposed) else {
+            return Err(berth_state::Error::Unavailable(
+                "cluster state cannot be changed from a single-threaded runtime (it would wait on itself)".into(),
+            ));
         };
         tracing::debug!(
             command = name.as_deref().unwrap_or_default(),
@@ -135,6 +131,19 @@ pub fn proposer(replica: Replica, handle: tokio::runtime::Handle) -> berth_state
             ))),
         }
     })
+}
+
+/// Runs `f` to its end from blocking code, on `handle`'s runtime. On a
+/// worker thread of a multi-threaded runtime the wait is moved off it
+/// (`block_in_place`), so the runtime's other tasks (Raft's own) keep
+/// running; `None` on a single-threaded runtime, which would wait on
+/// itself.
+pub(crate) fn wait_on<F: std::future::Future>(handle: &tokio::runtime::Handle, f: F) -> Option<F::Output> {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => None,
+        Ok(_) => Some(tokio::task::block_in_place(|| handle.block_on(f))),
+        Err(_) => Some(handle.block_on(f)),
+    }
 }
 
 /// How long a leader may go without a majority's answer and still be

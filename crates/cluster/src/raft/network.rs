@@ -54,30 +54,34 @@ impl Network {
     /// Sends `batch` to the leader `id` at `node`; what it applied, and
     /// at which log index.
     pub async fn propose(&self, id: u64, node: &BasicNode, batch: &Batch) -> Result<(Answers, u64), String> {
-        let mut client = self.client(node)?;
-        let json = serde_json::to_vec(batch).map_err(|e| e.to_string())?;
-        let answer = tokio::time::timeout(Duration::from_secs(10), client.propose(proto::RaftPayload { json }))
-            .await
-            .map_err(|_| format!("the leader (raft id {id}, {}) did not answer within 10s", node.addr))?
-            .map_err(|s| format!("the leader at {}: {}", node.addr, s.message()))?;
+        let who = format!("the leader (raft id {id}, {})", node.addr);
         let answer: Result<(Answers, u64), RaftError<u64, ClientWriteError<u64, BasicNode>>> =
-            serde_json::from_slice(&answer.into_inner().json).map_err(|e| e.to_string())?;
+            self.ask(node, &who, Call::Propose, batch).await?;
         answer.map_err(|e| e.to_string())
     }
-}
 
-impl Network {
     /// Asks the leader at `node` to step down ([`super::manager::step_down`]).
     pub async fn step_down(&self, node: &BasicNode) -> Result<(), String> {
-        let mut client = self.client(node)?;
-        let json = serde_json::to_vec(&()).map_err(|e| e.to_string())?;
-        let answer = tokio::time::timeout(Duration::from_secs(10), client.step_down(proto::RaftPayload { json }))
-            .await
-            .map_err(|_| format!("the leader at {} did not answer within 10s", node.addr))?
-            .map_err(|s| format!("the leader at {}: {}", node.addr, s.message()))?;
-        let answer: Result<(), String> =
-            serde_json::from_slice(&answer.into_inner().json).map_err(|e| e.to_string())?;
+        let who = format!("the leader at {}", node.addr);
+        let answer: Result<(), String> = self.ask(node, &who, Call::StepDown, &()).await?;
         answer
+    }
+
+    /// One call to the leader at `node` (`who` in errors), within 10 s.
+    async fn ask<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        node: &BasicNode,
+        who: &str,
+        call: Call,
+        req: &Req,
+    ) -> Result<Resp, String> {
+        let mut client = self.client(node)?;
+        let json = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+        let answer = tokio::time::timeout(Duration::from_secs(10), send(&mut client, call, json))
+            .await
+            .map_err(|_| format!("{who} did not answer within 10s"))?
+            .map_err(|s| format!("the leader at {}: {}", node.addr, s.message()))?;
+        serde_json::from_slice(&answer.into_inner().json).map_err(|e| e.to_string())
     }
 }
 
@@ -107,6 +111,20 @@ enum Call {
     Append,
     Vote,
     Snapshot,
+    Propose,
+    StepDown,
+}
+
+/// Makes `call` on `client` with the JSON `json`.
+async fn send(client: &mut Client, call: Call, json: Vec<u8>) -> Result<Response<proto::RaftPayload>, Status> {
+    let payload = proto::RaftPayload { json };
+    match call {
+        Call::Append => client.append_entries(payload).await,
+        Call::Vote => client.vote(payload).await,
+        Call::Snapshot => client.install_snapshot(payload).await,
+        Call::Propose => client.propose(payload).await,
+        Call::StepDown => client.step_down(payload).await,
+    }
 }
 
 impl Connection {
@@ -129,15 +147,7 @@ impl Connection {
                 "no client",
             ))));
         };
-        let payload = proto::RaftPayload { json };
-        let sent = async {
-            match call {
-                Call::Append => client.append_entries(payload).await,
-                Call::Vote => client.vote(payload).await,
-                Call::Snapshot => client.install_snapshot(payload).await,
-            }
-        };
-        let answer = match tokio::time::timeout(ttl, sent).await {
+        let answer = match tokio::time::timeout(ttl, send(client, call, json)).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(status)) => return Err(RPCError::Unreachable(Unreachable::new(&status))),
             Err(_) => {
