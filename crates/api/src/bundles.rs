@@ -45,7 +45,7 @@ pub async fn whoami(principal: Option<Extension<Principal>>) -> Json<berth_model
 }
 
 pub async fn ca_pem(State(s): State<AppState>) -> ApiResult<Response> {
-    let pem = pki(&s)?.ca_pem().to_string();
+    let pem = pki(&s)?.trust_pem();
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
 }
 
@@ -115,7 +115,7 @@ pub async fn create(
     tracing::info!(bundle = %bundle.id, user = %bundle.user, by = %principal.name(), "issued a client bundle");
     Ok(Json(berth_auth::BundleIssued {
         bundle: bundle.into(),
-        ca_pem: pki.ca_pem().to_string(),
+        ca_pem: pki.trust_pem(),
         cert_pem: issued.cert_pem,
         key_pem: issued.key_pem,
     }))

@@ -1,10 +1,10 @@
 //! Cluster nodes and the cluster: `node ls|inspect|update|rm`, `cluster
-//! info`, `cluster join-token` and `assignment create|ls|inspect|rm`. The rules live in
+//! info|ca|join-token` and `assignment create|ls|inspect|rm`. The rules live in
 //! `berth_cluster::membership::Cluster`; this maps them to HTTP.
 
 use axum::extract::{Path, Query, State};
 use berth_model::assignment::{Assignment, AssignmentSpec};
-use berth_model::node::{ClusterInfo, JoinTokenView, Node, NodeRole, NodeUpdate};
+use berth_model::node::{CaStatus, ClusterInfo, JoinTokenView, Node, NodeRole, NodeUpdate};
 use berth_model::{ApiError, ErrorCode};
 use serde::Deserialize;
 
@@ -99,6 +99,14 @@ pub async fn join_token(State(s): State<AppState>, Path(r): Path<String>) -> Api
 pub async fn rotate_join_token(State(s): State<AppState>, Path(r): Path<String>) -> ApiResult<Json<JoinTokenView>> {
     let r = role(&r)?;
     Ok(Json(call(&s, move |c| c.join_token(r, true)).await?))
+}
+
+pub async fn ca_status(State(s): State<AppState>) -> ApiResult<Json<CaStatus>> {
+    Ok(Json(call(&s, |c| c.ca_status()).await?))
+}
+
+pub async fn rotate_ca(State(s): State<AppState>) -> ApiResult<Json<CaStatus>> {
+    Ok(Json(call(&s, |c| c.rotate_ca()).await?))
 }
 
 pub async fn backup(

@@ -326,6 +326,26 @@ pub static TABLE: &[Route] = &[
         Answer::Json(schema_of::<berth_model::node::JoinTokenView>)
     ),
     route!(
+        GET,
+        get,
+        "/v1/cluster/ca",
+        Node,
+        Read,
+        nodes::ca_status,
+        "The cluster CA: its root, a rotation under way and the nodes it waits for, the retired roots",
+        Answer::Json(schema_of::<berth_model::node::CaStatus>)
+    ),
+    route!(
+        POST,
+        post,
+        "/v1/cluster/ca/rotate",
+        Node,
+        Write,
+        nodes::rotate_ca,
+        "Start replacing the cluster CA with a new root, cross-signed by the current one: every node renews under it, then the old root retires (refused while a rotation is under way)",
+        Answer::Json(schema_of::<berth_model::node::CaStatus>)
+    ),
+    route!(
         POST,
         post,
         "/v1/cluster/backup",

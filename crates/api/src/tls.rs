@@ -17,7 +17,6 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::ResolvesServerCert;
-use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DistinguishedName, ServerConfig};
 use tokio::net::TcpListener;
@@ -29,32 +28,31 @@ use crate::{Origin, Principal, RegistryAuth};
 /// How long a client may take to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server side: `identity` is presented; client certificates are
-/// optional, must chain to `ca` and belong to a bundle on record in `state`
-/// that is not revoked.
+/// The server side: `http` is presented to HTTP clients (the node's own
+/// certificate, `node`, when `None`); client certificates are optional,
+/// must chain to a cluster root (current or retired: `pki` as it is at
+/// the handshake) and belong to a bundle on record in `state` that is not
+/// revoked, or to a node on record.
 pub fn server_config(
-    ca: &CertificateDer<'static>,
-    identity: berth_cluster::ServerIdentity,
-    node_identity: berth_cluster::ServerIdentity,
+    pki: Arc<berth_cluster::Pki>,
+    http: Option<berth_cluster::ServerIdentity>,
+    node: Arc<berth_cluster::rpc::Presenting>,
     state: berth_state::State,
     me: Option<berth_cluster::membership::NodeSelf>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone())?;
-    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| rustls::Error::General(format!("client verifier: {e}")))?;
+    let inner: Arc<dyn ClientCertVerifier> = Arc::new(berth_cluster::rpc::ClientRoots::new(pki));
     let verifier = Arc::new(BundleVerifier { inner, state, me });
-    let certified = |id: berth_cluster::ServerIdentity| -> Result<Arc<CertifiedKey>, rustls::Error> {
-        let key = provider.key_provider.load_private_key(id.key)?;
-        Ok(Arc::new(CertifiedKey::new(id.chain, key)))
+    let http = match http {
+        Some(id) => {
+            let key = provider.key_provider.load_private_key(id.key)?;
+            Some(Arc::new(CertifiedKey::new(id.chain, key)))
+        }
+        None => None,
     };
-    let resolver = Arc::new(ByAlpn {
-        http: certified(identity)?,
-        node: certified(node_identity)?,
-    });
+    // Fails now rather than at the first handshake.
+    node.current().map_err(|e| rustls::Error::General(e.to_string()))?;
+    let resolver = Arc::new(ByAlpn { http, node });
     let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
@@ -65,11 +63,11 @@ pub fn server_config(
 }
 
 /// The cluster's certificate for node connections (ALPN `h2` alone), the
-/// HTTP one for everyone else.
+/// HTTP one (`--tls-cert`, else the cluster's too) for everyone else.
 #[derive(Debug)]
 struct ByAlpn {
-    http: Arc<CertifiedKey>,
-    node: Arc<CertifiedKey>,
+    http: Option<Arc<CertifiedKey>>,
+    node: Arc<berth_cluster::rpc::Presenting>,
 }
 
 impl ResolvesServerCert for ByAlpn {
@@ -78,11 +76,14 @@ impl ResolvesServerCert for ByAlpn {
             .alpn()
             .map(|mut offered| offered.all(|p| p == berth_cluster::rpc::ALPN_NODE))
             .unwrap_or(false);
-        Some(if node_only {
-            self.node.clone()
-        } else {
-            self.http.clone()
-        })
+        match (&self.http, node_only) {
+            (Some(http), false) => Some(http.clone()),
+            _ => self
+                .node
+                .current()
+                .map_err(|e| tracing::error!(error = %e, "no certificate to present"))
+                .ok(),
+        }
     }
 }
 

@@ -286,7 +286,14 @@ async fn join_cluster(
         let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
             .with_context(|| format!("reading {}", pki_dir.join("ca.pem").display()))?;
         let digest = berth_cluster::fingerprint(&der);
-        if digest == token.ca_digest && pki_dir.join("node.json").exists() {
+        // The token may name a root the cluster has since rotated away from.
+        let retired = std::fs::read(pki_dir.join("ca-retired.pem")).unwrap_or_default();
+        let known = std::iter::once(digest.clone()).chain(
+            rustls::pki_types::CertificateDer::pem_slice_iter(&retired)
+                .flatten()
+                .map(|c| berth_cluster::fingerprint(&c)),
+        );
+        if pki_dir.join("node.json").exists() && known.into_iter().any(|d| d == token.ca_digest) {
             tracing::info!("this node already joined the cluster the token names: --join is ignored");
             return Ok(());
         }
@@ -317,28 +324,29 @@ async fn serve_tls(
     serving: berth_api::tls::Serving,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     let addr = a.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let pki = berth_cluster::Pki::open(&engine.data_root().join("pki")).context("opening the cluster CA")?;
+    let pki = std::sync::Arc::new(
+        berth_cluster::Pki::open(&engine.data_root().join("pki")).context("opening the cluster CA")?,
+    );
     // The certificate nodes see: the CA's server certificate on a manager,
-    // the node certificate on a worker; with the CA, which joining nodes
-    // check against their token.
-    let mut cluster_identity = if pki.is_manager() {
+    // the node certificate on a worker; with the root, which joining nodes
+    // check against their token. Both follow a CA rotation.
+    let node_identity = std::sync::Arc::new(if pki.is_manager() {
         let names = berth_cluster::names::host_names(a.advertise_addr.as_deref());
-        pki.server(&names).context("issuing the server certificate")?
+        berth_cluster::rpc::Presenting::server(pki.clone(), names)
     } else {
-        pki.node_identity()
-            .context("this worker has no node certificate")?
-            .context("reading the node certificate")?
-    };
-    cluster_identity.chain.push(pki.ca_der().clone());
-    let identity = match (&a.tls_cert, &a.tls_key) {
-        (Some(cert), Some(key)) => berth_cluster::pki::load_identity(cert, key).context("--tls-cert/--tls-key")?,
-        _ => berth_cluster::ServerIdentity {
-            chain: cluster_identity.chain.clone(),
-            key: cluster_identity.key.clone_key(),
-        },
+        berth_cluster::rpc::Presenting::node(pki.clone())
+    });
+    node_identity.current().context(if pki.is_manager() {
+        "issuing the server certificate"
+    } else {
+        "reading this worker's node certificate"
+    })?;
+    let http_identity = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(berth_cluster::pki::load_identity(cert, key).context("--tls-cert/--tls-key")?),
+        _ => None,
     };
     let me = berth_cluster::membership::NodeSelf::load(pki.dir()).context("reading this node's identity")?;
-    let config = berth_api::tls::server_config(pki.ca_der(), identity, cluster_identity, engine.state().clone(), me)
+    let config = berth_api::tls::server_config(pki, http_identity, node_identity, engine.state().clone(), me)
         .context("configuring TLS")?;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,

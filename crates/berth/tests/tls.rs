@@ -219,6 +219,27 @@ fn a_bundle_logs_its_user_in_until_revoked() {
         assert!(whoami().contains("\"name\":\"alice\""));
     }
 
+    // The CA rotates: the bundle, issued by the old root and trusting only
+    // it, keeps working (its certificate is on record; the server's chain
+    // carries the new root signed by the old one).
+    let rotated = d.ok(&["cluster", "ca", "--rotate"]);
+    assert!(
+        rotated.contains("Rotation:  complete") && rotated.contains("Retired:"),
+        "{rotated}"
+    );
+    let o = berth_tls(port, &["bundle", "ls", "--format", "json"], &env);
+    assert!(
+        o.status.success(),
+        "the bundle stopped working after a CA rotation: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if Path::new("/usr/bin/curl").exists() {
+        assert!(
+            whoami().contains("\"name\":\"alice\""),
+            "curl (OpenSSL) after the rotation"
+        );
+    }
+
     d.ok(&["bundle", "rm", id]);
     let o = berth_tls(port, &["bundle", "ls"], &env);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -11,7 +11,7 @@ use berth_model::access::{
 };
 use berth_model::audit::{AuditEntry, AuditExport, Verification};
 use berth_model::directory::{Directory, DirectoryView, SyncReport};
-use berth_model::node::{ClusterInfo, JoinTokenView, Node, NodeRole, NodeUpdate};
+use berth_model::node::{CaStatus, ClusterInfo, JoinTokenView, Node, NodeRole, NodeUpdate};
 use berth_model::scan::{
     ScanProgress, ScanRecordSummary, ScanSpec, VulnDbImport, VulnDbStatus, VulnDbUpdateSpec, WebhookState,
 };
@@ -639,6 +639,14 @@ impl Client {
 
     pub async fn cluster_info(&self) -> Result<ClusterInfo> {
         self.get("/v1/cluster").await
+    }
+
+    /// The cluster CA; a rotation started first when `rotate`.
+    pub async fn cluster_ca(&self, rotate: bool) -> Result<CaStatus> {
+        match rotate {
+            true => self.json(Method::POST, "/v1/cluster/ca/rotate", empty()).await,
+            false => self.get("/v1/cluster/ca").await,
+        }
     }
 
     /// `role`'s join token; a new one first when `rotate`.

@@ -314,16 +314,18 @@ struct SessionEnd {
 /// A channel to the manager at `addr`, presenting this node's certificate
 /// as it is on disk now (renewed or not).
 fn node_channel(pki: &Pki, addr: &str) -> Result<tonic::transport::Channel, String> {
-    let identity = pki
+    let mut identity = pki
         .node_identity()
         .ok_or("this node has no node certificate")?
         .map_err(|e| e.to_string())?;
-    let config = rpc::node_client_config(pki.ca_der(), identity).map_err(|e| e.to_string())?;
+    identity.chain.truncate(1);
+    identity.chain.extend(pki.chain_tail());
+    let config = rpc::node_client_config(pki.trust_roots(), identity).map_err(|e| e.to_string())?;
     rpc::channel(addr, config)
 }
 
 /// Makes the data root hold `role`: a promoted node fetches a manager's
-/// secrets from the leader at `addr`; a demoted one drops the CA key. Its
+/// secrets from the leader at `addr`; a demoted one drops the CA keys. Its
 /// `node.json` then says the new role.
 async fn change_role(pki: &Pki, me: &NodeSelf, role: NodeRole, addr: &str) -> Result<(), String> {
     let root = pki.dir().parent().unwrap_or(pki.dir()).to_path_buf();
@@ -344,11 +346,13 @@ async fn change_role(pki: &Pki, me: &NodeSelf, role: NodeRole, addr: &str) -> Re
             mine.manager_ids = answer.manager_ids;
         }
         NodeRole::Worker => {
-            let key = pki.dir().join("ca.key");
-            match std::fs::remove_file(&key) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("removing {}: {e}", key.display())),
+            for name in ["ca.key", "ca-next.key", "cluster.key"] {
+                let key = pki.dir().join(name);
+                match std::fs::remove_file(&key) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("removing {}: {e}", key.display())),
+                }
             }
             mine.manager_ids = Vec::new();
         }
@@ -415,6 +419,15 @@ async fn session(
                 if let Some(proto::manager_message::Kind::Assignments(set)) = &m.kind {
                     if let Some(t) = &tasks {
                         t.want(set.items.clone());
+                    }
+                }
+                // A manager's CA files follow cluster state; a worker's,
+                // what the leader says.
+                if let Some(proto::manager_message::Kind::Ca(ca)) = &m.kind {
+                    if !pki.is_manager() {
+                        if let Err(e) = crate::ca::follow(pki, &crate::ca::CaView::from_proto(ca.clone()), None) {
+                            tracing::error!(error = %e, "following the cluster CA");
+                        }
                     }
                 }
                 if let Some(proto::manager_message::Kind::Session(info)) = m.kind {
@@ -527,8 +540,12 @@ async fn send_outbound(
     }
 }
 
+/// How often the renewal task looks for a CA rotation.
+const CA_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Renews this node's certificate before it expires: once less than a
-/// third of its lifetime is left ([`crate::pki::renew_at`]), a new key and
+/// third of its lifetime is left ([`crate::pki::renew_at`]), or when the
+/// CA that issues is not the one that issued it (a rotation), a new key and
 /// a certificate for it from a manager (`Membership.Renew`, the current
 /// certificate as the credential), written in place of the old. Runs for
 /// as long as the daemon does; a failed attempt is tried again, sooner as
@@ -546,15 +563,20 @@ pub fn spawn_renewal(pki: Arc<Pki>, me: NodeSelf) -> tokio::task::JoinHandle<()>
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 continue;
             };
+            // A CA rotation: renewed under the new root at once.
+            let rotated = der.as_deref().is_some_and(|d| !pki.issued_by_issuing(d));
             let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
-            if !wait.is_zero() {
-                tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
+            if !wait.is_zero() && !rotated {
+                tokio::time::sleep(wait.min(CA_CHECK_EVERY)).await;
                 continue;
             }
             match renew(&pki, &me).await {
                 Ok(expires) => {
                     backoff = Duration::from_secs(1);
                     tracing::info!(%expires, "renewed this node's certificate");
+                    // A manager that had not heard of a rotation issues
+                    // under the old root: asked again, not at once.
+                    tokio::time::sleep(CA_CHECK_EVERY).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "renewing this node's certificate failed; trying again");

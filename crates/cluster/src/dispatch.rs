@@ -60,6 +60,8 @@ impl Changes {
                     | UpdateNode { .. }
                     | RemoveNode { .. }
                     | SetNodeRole { .. }
+                    | StartCaRotation { .. }
+                    | FinishCaRotation { .. }
             ) {
                 on_command();
             }
@@ -180,9 +182,24 @@ pub(crate) async fn push_assignments(
     leads: impl Fn() -> bool,
 ) {
     let mut sent: Option<Vec<proto::Assignment>> = None;
+    let mut sent_ca: Option<crate::ca::CaView> = None;
     loop {
         if !leads() {
             return;
+        }
+        // The CA first: a node renews under a new root as soon as it hears.
+        let s = state.clone();
+        if let Ok(Ok(Some(record))) = tokio::task::spawn_blocking(move || crate::ca::record(&s)).await {
+            let view = crate::ca::CaView::of(&record);
+            if sent_ca.as_ref() != Some(&view) {
+                let message = proto::ManagerMessage {
+                    kind: Some(proto::manager_message::Kind::Ca(view.to_proto())),
+                };
+                if tx.send(Ok(message)).await.is_err() {
+                    return;
+                }
+                sent_ca = Some(view);
+            }
         }
         let (s, n) = (state.clone(), node.clone());
         let set = match tokio::task::spawn_blocking(move || node_assignments(&s, &n)).await {

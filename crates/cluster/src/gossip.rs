@@ -226,13 +226,21 @@ async fn run(g: Gossip, socket: Arc<UdpSocket>) {
     }
 }
 
-/// The gossip key a node holds: a manager derives it from the CA key; a
-/// worker reads the one it was given when it joined (`None`: it joined
+/// The gossip key a node holds: the one it was given when it joined; a
+/// manager without one derives it from the CA root's key and keeps it, so
+/// that a CA rotation does not change it (`None`: a worker that joined
 /// before gossip, and goes without).
 pub fn key(pki: &crate::Pki) -> Option<[u8; 32]> {
-    if pki.is_manager() {
-        return pki.join_secret("gossip", "key").ok();
+    let path = pki.dir().join(KEY_FILE);
+    if let Some(key) = std::fs::read(&path).ok().and_then(|b| b.try_into().ok()) {
+        return Some(key);
     }
-    let bytes = std::fs::read(pki.dir().join(KEY_FILE)).ok()?;
-    bytes.try_into().ok()
+    if !pki.is_manager() {
+        return None;
+    }
+    let key = pki.join_secret("gossip", "key").ok()?;
+    if let Err(e) = crate::pki::write_private(&path, &key) {
+        tracing::warn!(error = %e, "keeping the gossip key");
+    }
+    Some(key)
 }

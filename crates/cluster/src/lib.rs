@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod backup;
 pub mod bundles;
+pub mod ca;
 pub mod dispatch;
 pub mod gossip;
 pub mod join;

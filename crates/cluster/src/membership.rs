@@ -125,6 +125,10 @@ pub fn record_self(pki: &Pki, state: &State, me: &NodeSelf, hostname: &str) -> R
             joined: now(),
             previous_certificate: None,
             status: None,
+            certificate_ca: match pki.issued_by_issuing(&cert) {
+                true => pki.issuing_fingerprint(),
+                false => String::new(),
+            },
         },
     })?;
     Ok(())
@@ -201,7 +205,7 @@ pub fn join_token(pki: &Pki, state: &State, role: NodeRole) -> Result<JoinToken>
         .get::<JoinTokenRecord>(tables::JOIN_TOKENS, role.as_str())?;
     let nonce = record.as_ref().map_or(INITIAL_NONCE, |r| r.nonce.as_str());
     let mac = pki.join_secret(role.as_str(), nonce)?;
-    Ok(JoinToken::derived(role, pki.ca_der(), &mac))
+    Ok(JoinToken::derived(role, &pki.ca_der(), &mac))
 }
 
 /// The command that rotates `role`'s join token (a fresh random nonce).
@@ -721,7 +725,8 @@ impl Cluster {
 
 /// On the leader: records in cluster state each node whose state changed
 /// (ready or down; `unknown` is a suspicion, not recorded), so that every
-/// manager shows it. Runs until the runtime stops.
+/// manager shows it, and ends a CA rotation once every node renewed
+/// ([`crate::ca::finish_if_done`]). Runs until the runtime stops.
 pub fn spawn_status_recorder(cluster: Arc<Cluster>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Some(replica) = cluster.replica.clone() else { return };
@@ -759,6 +764,7 @@ pub fn spawn_status_recorder(cluster: Arc<Cluster>) -> tokio::task::JoinHandle<(
                 if count > 0 {
                     c.state.propose(ClusterCommand::SetNodeStatus { statuses: changed })?;
                 }
+                crate::ca::finish_if_done(&c.state)?;
                 Ok(count)
             })
             .await;

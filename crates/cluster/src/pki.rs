@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -33,12 +34,67 @@ const RENEW_BEFORE_DAYS: i64 = 30;
 
 pub struct Pki {
     dir: PathBuf,
-    ca_pem: String,
-    ca_der: CertificateDer<'static>,
-    /// The CA's key: managers only.
-    issuer: Option<Issuer<'static, KeyPair>>,
-    /// Derives join token secrets: from the CA key, managers only.
+    /// Whether the CA key was here when the node started: a manager.
+    manager: bool,
+    /// The CA files as last read; read again when one of them changed.
+    current: RwLock<Current>,
+}
+
+struct Current {
+    stamp: Stamp,
+    version: u64,
+    ca: Arc<Authorities>,
+}
+
+/// When each CA file was last modified (`None`: absent).
+type Stamp = [Option<std::time::SystemTime>; CA_FILES.len()];
+
+/// The files the CA is kept in, under the pki directory: the root and its
+/// key, the root's certificate signed by the root before it, a rotation's
+/// new root (then its cross-signed certificate) and key, and the roots
+/// the cluster had before.
+pub(crate) const CA_FILES: [&str; 6] = [
+    "ca.pem",
+    "ca.key",
+    "ca-cross.pem",
+    "ca-next.pem",
+    "ca-next.key",
+    "ca-retired.pem",
+];
+
+/// The cluster's CAs as the files hold them.
+pub(crate) struct Authorities {
+    pub(crate) root: Authority,
+    /// A rotation's new root, trusted next to the root and issuing.
+    pub(crate) next: Option<Authority>,
+    pub(crate) retired: Vec<CertificateDer<'static>>,
+    /// Derives join token secrets: from the root's key, managers only.
     token_key: Option<ring::hmac::Key>,
+}
+
+/// One CA: its self-signed certificate, the same signed by the root
+/// before it (when there was one), and its key (managers only).
+pub(crate) struct Authority {
+    pub(crate) pem: String,
+    pub(crate) der: CertificateDer<'static>,
+    pub(crate) cross: Option<CertificateDer<'static>>,
+    issuer: Option<Issuer<'static, KeyPair>>,
+}
+
+impl Authorities {
+    /// The CA that signs certificates: a rotation's new root, else the root.
+    pub(crate) fn issuing(&self) -> &Authority {
+        self.next.as_ref().unwrap_or(&self.root)
+    }
+}
+
+impl Authority {
+    /// Its key as an issuer: managers only.
+    pub(crate) fn issuer(&self) -> Result<&Issuer<'static, KeyPair>> {
+        self.issuer
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("this node is a worker: only managers hold the cluster CA key".into()))
+    }
 }
 
 /// A node certificate just issued by the CA.
@@ -49,6 +105,8 @@ pub struct IssuedNode {
     pub fingerprint: String,
     /// RFC 3339.
     pub not_after: String,
+    /// SHA-256 of the issuing CA's certificate, hex.
+    pub ca: String,
 }
 
 /// A certificate chain and its key, ready for a TLS server.
@@ -77,6 +135,24 @@ struct ServerMeta {
     not_after: i64,
 }
 
+/// A new root CA: its key, the parameters it was made from and its
+/// self-signed certificate, with room for one CA below it (the next
+/// root's cross-signed certificate).
+pub(crate) fn new_root() -> Result<(KeyPair, CertificateParams, rcgen::Certificate)> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&format!("berth cluster CA {}", hex::encode(rand::random::<[u8; 4]>())));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params, CA_DAYS);
+    let cert = params.self_signed(&key)?;
+    Ok((key, params, cert))
+}
+
 impl Pki {
     /// Opens the CA in `dir`, creating it on first use. A directory with
     /// the CA certificate but not its key (a worker's) opens without it.
@@ -86,63 +162,63 @@ impl Pki {
             .map_err(|e| io("setting permissions of", dir, e))?;
         let key_path = dir.join("ca.key");
         let cert_path = dir.join("ca.pem");
-        if cert_path.exists() && !key_path.exists() {
-            let ca_pem = read(&cert_path)?;
-            let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| pem_error(&cert_path, e))?;
-            return Ok(Self {
-                dir: dir.to_path_buf(),
-                ca_pem,
-                ca_der,
-                issuer: None,
-                token_key: None,
-            });
-        }
-        let (key, ca_pem) = if key_path.exists() && cert_path.exists() {
-            let key = KeyPair::from_pem(&read(&key_path)?).map_err(|e| pem_error(&key_path, e))?;
-            (key, read(&cert_path)?)
-        } else {
-            let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-            let mut params = CertificateParams::default();
-            params.distinguished_name = dn(&format!("berth cluster CA {}", hex::encode(rand::random::<[u8; 4]>())));
-            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
-            validity(&mut params, CA_DAYS);
-            let cert = params.self_signed(&key)?;
+        let manager = key_path.exists() || !cert_path.exists();
+        if !cert_path.exists() {
+            let (key, _, cert) = new_root()?;
             write_private(&key_path, key.serialize_pem().as_bytes())?;
             write_public(&cert_path, cert.pem().as_bytes())?;
             tracing::info!(path = %cert_path.display(), "created the cluster CA");
-            (key, cert.pem())
-        };
-        let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| pem_error(&cert_path, e))?;
-        let token_key = {
-            let mut h = Sha256::new();
-            h.update(b"berth join tokens\0");
-            h.update(key.serialized_der());
-            ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &h.finalize())
-        };
-        let issuer = Issuer::from_ca_cert_der(&ca_der, key)?;
+        }
+        let stamp = stamp(dir);
+        let ca = Arc::new(load(dir, manager)?);
+        if manager {
+            crate::ca::ensure_cluster_key(dir, ca.root.issuer()?.key())?;
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
-            ca_pem,
-            ca_der,
-            issuer: Some(issuer),
-            token_key: Some(token_key),
+            manager,
+            current: RwLock::new(Current { stamp, version: 0, ca }),
         })
+    }
+
+    /// The CA files as they are now: read again when one changed since
+    /// (a CA rotation); on a read that fails, as they were.
+    pub(crate) fn authorities(&self) -> Arc<Authorities> {
+        let now = stamp(&self.dir);
+        {
+            let current = self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if current.stamp == now {
+                return current.ca.clone();
+            }
+        }
+        let mut current = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.stamp != now {
+            match load(&self.dir, self.manager) {
+                Ok(ca) => {
+                    current.ca = Arc::new(ca);
+                    current.stamp = now;
+                    current.version += 1;
+                }
+                // A rotation's files being written: the next look reads them.
+                Err(e) => tracing::debug!(error = %e, "the CA files changed but do not read yet"),
+            }
+        }
+        current.ca.clone()
+    }
+
+    /// Goes up each time the CA files are read again: what was made from
+    /// them (TLS roots, chains) is to be made again.
+    pub fn version(&self) -> u64 {
+        self.authorities();
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .version
     }
 
     /// Whether this node holds the CA key (a manager).
     pub fn is_manager(&self) -> bool {
-        self.issuer.is_some()
-    }
-
-    fn issuer(&self) -> Result<&Issuer<'static, KeyPair>> {
-        self.issuer
-            .as_ref()
-            .ok_or_else(|| Error::Invalid("this node is a worker: only managers hold the cluster CA key".into()))
+        self.manager
     }
 
     /// The directory the CA and this node's certificates are kept in.
@@ -151,10 +227,12 @@ impl Pki {
     }
 
     /// The secret of a join token: HMAC-SHA256, under a key derived from
-    /// the CA key, of the role and the nonce the cluster keeps for it. Only
-    /// a manager can compute it; what the cluster stores reveals nothing.
+    /// the root's key, of the role and the nonce the cluster keeps for it.
+    /// Only a manager can compute it; what the cluster stores reveals
+    /// nothing. A new root (a CA rotation) makes new tokens.
     pub fn join_secret(&self, role: &str, nonce: &str) -> Result<[u8; 32]> {
-        let key = self
+        let ca = self.authorities();
+        let key = ca
             .token_key
             .as_ref()
             .ok_or_else(|| Error::Invalid("this node is a worker: join tokens come from managers".into()))?;
@@ -178,7 +256,7 @@ impl Pki {
     }
 
     /// [`Pki::issue_node`] valid for `lifetime` from now (valid from a day
-    /// ago, for clocks that lag).
+    /// ago, for clocks that lag), signed by the issuing CA.
     pub fn issue_node_for(
         &self,
         node_id: &str,
@@ -186,7 +264,9 @@ impl Pki {
         ips: &[std::net::IpAddr],
         lifetime: std::time::Duration,
     ) -> Result<IssuedNode> {
-        let issuer = self.issuer()?;
+        let ca = self.authorities();
+        let issuing = ca.issuing();
+        let issuer = issuing.issuer()?;
         if !crate::join::valid_node_id(node_id) {
             return Err(Error::Invalid(format!("invalid node id {node_id:?}")));
         }
@@ -221,6 +301,7 @@ impl Pki {
             cert_pem: cert.pem(),
             fingerprint: fingerprint(cert.der()),
             not_after: rfc3339(not_after),
+            ca: fingerprint(&issuing.der),
         })
     }
 
@@ -237,39 +318,119 @@ impl Pki {
         write_public(&self.dir.join("node.pem"), cert_pem.as_bytes())
     }
 
-    /// The CA certificate's expiry (RFC 3339).
+    /// The root's expiry (RFC 3339).
     pub fn ca_expires(&self) -> String {
-        not_after_of(&self.ca_der).unwrap_or_default()
+        not_after_of(&self.authorities().root.der).unwrap_or_default()
     }
 
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+    /// The root's certificate, PEM: what join tokens name.
+    pub fn ca_pem(&self) -> String {
+        self.authorities().root.pem.clone()
     }
 
-    pub fn ca_der(&self) -> &CertificateDer<'static> {
-        &self.ca_der
+    /// What a client is to trust, PEM: the root, and during a rotation
+    /// the new root after it.
+    pub fn trust_pem(&self) -> String {
+        let ca = self.authorities();
+        let mut pem = ca.root.pem.clone();
+        if let Some(next) = &ca.next {
+            pem.push_str(&next.pem);
+        }
+        pem
     }
 
-    /// The CA certificate's SHA-256 fingerprint, hex: names the cluster key.
+    /// The root's certificate.
+    pub fn ca_der(&self) -> CertificateDer<'static> {
+        self.authorities().root.der.clone()
+    }
+
+    /// The root's SHA-256 fingerprint, hex: names the cluster key.
     pub fn ca_fingerprint(&self) -> String {
-        fingerprint(&self.ca_der)
+        fingerprint(&self.authorities().root.der)
     }
 
-    /// Signs `message` with the cluster CA's key: ECDSA P-256 over SHA-256,
-    /// the signature DER-encoded. Checked by [`verify_with_ca`].
+    /// The issuing CA's fingerprint: a rotation's new root, else the root.
+    pub fn issuing_fingerprint(&self) -> String {
+        fingerprint(&self.authorities().issuing().der)
+    }
+
+    /// Whether the certificate `der` was issued by the issuing CA (false
+    /// when it does not parse).
+    pub fn issued_by_issuing(&self, der: &[u8]) -> bool {
+        let ca = self.authorities();
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return false;
+        };
+        let Ok((_, issuing)) = x509_parser::parse_x509_certificate(&ca.issuing().der) else {
+            return false;
+        };
+        cert.issuer().as_raw() == issuing.subject().as_raw()
+    }
+
+    /// The roots a node trusts in a server: the root, and a rotation's
+    /// new root.
+    pub fn trust_roots(&self) -> Vec<CertificateDer<'static>> {
+        let ca = self.authorities();
+        std::iter::once(ca.root.der.clone())
+            .chain(ca.next.as_ref().map(|n| n.der.clone()))
+            .collect()
+    }
+
+    /// The roots a client certificate may chain to: those of
+    /// [`Pki::trust_roots`] and the retired ones. Every client certificate
+    /// is also checked against its record (a bundle, a node), so one
+    /// issued before a rotation works until it expires or is revoked.
+    pub fn client_roots(&self) -> Vec<CertificateDer<'static>> {
+        let ca = self.authorities();
+        let mut roots = self.trust_roots();
+        roots.extend(ca.retired.iter().cloned());
+        roots
+    }
+
+    /// What follows a certificate the issuing CA signed in the chain a
+    /// node presents: the issuing CA signed by the root before it (so that
+    /// whoever trusts only that one verifies the chain), then the root
+    /// (the last certificate, which a joining node checks against its
+    /// token).
+    pub fn chain_tail(&self) -> Vec<CertificateDer<'static>> {
+        let ca = self.authorities();
+        ca.issuing()
+            .cross
+            .iter()
+            .cloned()
+            .chain(std::iter::once(ca.root.der.clone()))
+            .collect()
+    }
+
+    /// Signs `message` with the root's key: ECDSA P-256 over SHA-256, the
+    /// signature DER-encoded. Checked by [`Pki::verify`] and
+    /// [`verify_with_ca`].
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
         use rcgen::SigningKey;
-        Ok(self.issuer()?.key().sign(message)?)
+        let ca = self.authorities();
+        Ok(ca.root.issuer()?.key().sign(message)?)
+    }
+
+    /// Whether `signature` over `message` is the key's of a CA the cluster
+    /// has had (its root, a rotation's new root, the retired ones).
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        let ca = self.authorities();
+        std::iter::once(&ca.root.der)
+            .chain(ca.next.as_ref().map(|n| &n.der))
+            .chain(ca.retired.iter())
+            .any(|der| verify_der(der, message, signature).unwrap_or(false))
     }
 
     /// The server certificate for `names` (DNS names and IP addresses),
     /// issued again when what is on disk was made for other names, by
-    /// another CA, or expires soon.
+    /// another CA than the issuing one, or expires soon. Its chain ends
+    /// with [`Pki::chain_tail`].
     pub fn server(&self, names: &[String]) -> Result<ServerIdentity> {
         let cert_path = self.dir.join("server.pem");
         let key_path = self.dir.join("server.key");
         let meta_path = self.dir.join("server.json");
-        let want_ca = fingerprint(&self.ca_der);
+        let ca = self.authorities();
+        let want_ca = fingerprint(&ca.issuing().der);
         let now = chrono::Utc::now().timestamp();
         let current = std::fs::read(&meta_path)
             .ok()
@@ -292,7 +453,7 @@ impl Pki {
             params.serial_number = Some(serial());
             params.use_authority_key_identifier_extension = true;
             let not_after = validity(&mut params, SERVER_DAYS);
-            let cert = params.signed_by(&key, self.issuer()?)?;
+            let cert = params.signed_by(&key, ca.issuing().issuer()?)?;
             write_private(&key_path, key.serialize_pem().as_bytes())?;
             write_public(&cert_path, cert.pem().as_bytes())?;
             let meta = ServerMeta {
@@ -303,15 +464,20 @@ impl Pki {
             write_public(&meta_path, &serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
             tracing::info!(names = ?names, "issued the server certificate");
         }
-        load_identity(&cert_path, &key_path)
+        let mut identity = load_identity(&cert_path, &key_path)?;
+        identity.chain.truncate(1);
+        identity.chain.extend(self.chain_tail());
+        Ok(identity)
     }
 
     /// A client certificate naming `user` (common name and the SAN URI
-    /// `berth:user:NAME`), signed by the CA, with a fresh key.
+    /// `berth:user:NAME`), signed by the issuing CA, with a fresh key.
     pub fn issue_client(&self, user: &str) -> Result<IssuedClient> {
         if user.is_empty() || user.len() > 128 || user.chars().any(|c| c.is_control() || c == ':') {
             return Err(Error::Invalid(format!("invalid user name {user:?}")));
         }
+        let ca = self.authorities();
+        let issuer = ca.issuing().issuer()?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(user);
@@ -323,7 +489,7 @@ impl Pki {
         params.serial_number = Some(serial);
         params.use_authority_key_identifier_extension = true;
         let not_after = validity(&mut params, CLIENT_DAYS);
-        let cert = params.signed_by(&key, self.issuer()?)?;
+        let cert = params.signed_by(&key, issuer)?;
         Ok(IssuedClient {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -334,6 +500,100 @@ impl Pki {
                 .to_rfc3339(),
         })
     }
+}
+
+fn stamp(dir: &Path) -> Stamp {
+    CA_FILES.map(|name| std::fs::metadata(dir.join(name)).and_then(|m| m.modified()).ok())
+}
+
+/// Reads the CA files. A key that is not its certificate's (files half
+/// written by a rotation) is an error: the caller keeps what it had.
+fn load(dir: &Path, manager: bool) -> Result<Authorities> {
+    let root_path = dir.join("ca.pem");
+    let root_der =
+        CertificateDer::from_pem_slice(read(&root_path)?.as_bytes()).map_err(|e| pem_error(&root_path, e))?;
+    let cross = read_certs(&dir.join("ca-cross.pem"))?.into_iter().next();
+    let root = authority(root_der, cross, manager.then(|| dir.join("ca.key")))?;
+    let next = match read_certs(&dir.join("ca-next.pem"))?.as_slice() {
+        [] => None,
+        [cert, rest @ ..] => {
+            let key = dir.join("ca-next.key");
+            let key = (manager && key.exists()).then_some(key);
+            Some(authority(cert.clone(), rest.first().cloned(), key)?)
+        }
+    };
+    let retired = read_certs(&dir.join("ca-retired.pem"))?;
+    let token_key = root.issuer.as_ref().map(|issuer| {
+        let mut h = Sha256::new();
+        h.update(b"berth join tokens\0");
+        h.update(issuer.key().serialized_der());
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &h.finalize())
+    });
+    Ok(Authorities {
+        root,
+        next,
+        retired,
+        token_key,
+    })
+}
+
+/// A CA from its certificate and, when `key` is given, its key, which must
+/// be the certificate's.
+fn authority(
+    der: CertificateDer<'static>,
+    cross: Option<CertificateDer<'static>>,
+    key: Option<PathBuf>,
+) -> Result<Authority> {
+    let pem = pem_of(&der);
+    let issuer = match key {
+        None => None,
+        Some(path) => {
+            let key = KeyPair::from_pem(&read(&path)?).map_err(|e| pem_error(&path, e))?;
+            if !key_of(&der, &key) {
+                return Err(Error::Invalid(format!(
+                    "{} is not the key of its certificate",
+                    path.display()
+                )));
+            }
+            Some(Issuer::from_ca_cert_der(&der, key)?)
+        }
+    };
+    Ok(Authority {
+        pem,
+        der,
+        cross,
+        issuer,
+    })
+}
+
+/// Whether `key` is the key of the certificate `der`.
+pub(crate) fn key_of(der: &[u8], key: &KeyPair) -> bool {
+    x509_parser::parse_x509_certificate(der)
+        .is_ok_and(|(_, cert)| cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw())
+}
+
+/// The certificates of a PEM file; none when it does not exist.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => CertificateDer::pem_slice_iter(&bytes)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| pem_error(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io("reading", path, e)),
+    }
+}
+
+/// A certificate as PEM.
+pub(crate) fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// A certificate chain and key from PEM files (`--tls-cert`, `--tls-key`).
@@ -356,19 +616,33 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<ServerIdentity> {
     Ok(ServerIdentity { chain, key })
 }
 
-/// SHA-256 of a certificate's DER, hex.
 /// Whether `signature` is the cluster key's (see [`Pki::sign`]) over
-/// `message`, the key taken from the CA certificate `ca_pem`.
+/// `message`, the key taken from a CA certificate of `ca_pem` (one, or a
+/// bundle: the cluster's roots, current and retired).
 pub fn verify_with_ca(ca_pem: &str, message: &[u8], signature: &[u8]) -> Result<bool> {
-    let der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+    let certs = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+        .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Invalid(format!("the CA certificate is not PEM: {e}")))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+    if certs.is_empty() {
+        return Err(Error::Invalid("the CA file holds no certificate".into()));
+    }
+    for der in &certs {
+        if verify_der(der, message, signature)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn verify_der(der: &[u8], message: &[u8], signature: &[u8]) -> Result<bool> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| Error::Invalid(format!("the CA certificate does not parse: {e}")))?;
     let point = cert.public_key().subject_public_key.data.to_vec();
     let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point);
     Ok(key.verify(message, signature).is_ok())
 }
 
+/// SHA-256 of a certificate's DER, hex.
 pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
@@ -514,17 +788,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::open(dir.path()).unwrap();
         let sig = pki.sign(b"berth-audit:1:abc").unwrap();
-        assert!(verify_with_ca(pki.ca_pem(), b"berth-audit:1:abc", &sig).unwrap());
-        assert!(!verify_with_ca(pki.ca_pem(), b"berth-audit:1:abd", &sig).unwrap());
+        assert!(verify_with_ca(&pki.ca_pem(), b"berth-audit:1:abc", &sig).unwrap());
+        assert!(!verify_with_ca(&pki.ca_pem(), b"berth-audit:1:abd", &sig).unwrap());
         // Another cluster's CA does not verify it.
         let other_dir = tempfile::tempdir().unwrap();
         let other = Pki::open(other_dir.path()).unwrap();
-        assert!(!verify_with_ca(other.ca_pem(), b"berth-audit:1:abc", &sig).unwrap());
+        assert!(!verify_with_ca(&other.ca_pem(), b"berth-audit:1:abc", &sig).unwrap());
         assert!(verify_with_ca("not pem", b"x", &sig).is_err());
         // Reopened from disk, the same key.
         let again = Pki::open(dir.path()).unwrap();
         assert_eq!(again.ca_fingerprint(), pki.ca_fingerprint());
-        assert!(verify_with_ca(pki.ca_pem(), b"m", &again.sign(b"m").unwrap()).unwrap());
+        assert!(verify_with_ca(&pki.ca_pem(), b"m", &again.sign(b"m").unwrap()).unwrap());
     }
 
     #[test]

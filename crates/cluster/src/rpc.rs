@@ -40,84 +40,292 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A client configuration that trusts the cluster CA `ca` and presents
-/// `identity` (the node certificate), for calls to other nodes.
+/// A client configuration that trusts `roots` and presents `identity`
+/// (the node certificate and its chain), for calls to other nodes.
 pub fn node_client_config(
-    ca: &CertificateDer<'static>,
+    roots: Vec<CertificateDer<'static>>,
     identity: ServerIdentity,
 ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone())?;
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root)?;
+    }
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
+        .with_root_certificates(store)
         .with_client_auth_cert(identity.chain, identity.key)?;
     config.alpn_protocols = vec![ALPN_NODE.to_vec()];
     Ok(Arc::new(config))
 }
 
-/// [`node_client_config`] whose certificate is read from the node's
-/// `pki` directory at each handshake (again only when `node.pem`
-/// changed): connections made after a renewal present the new one.
+/// [`node_client_config`] that follows the node's `pki` directory: the
+/// roots are the CA's as they are at each handshake (a CA rotation adds
+/// and drops one), and the certificate is read again when `node.pem`
+/// changed (a renewal).
 pub fn renewing_client_config(pki: Arc<crate::Pki>) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.ca_der().clone())?;
-    let resolver = Arc::new(NodeCertResolver {
-        pki,
-        cached: Mutex::new(None),
+    let verifier = Arc::new(TrustedServers {
+        roots: ByVersion::new(pki.clone()),
     });
+    let resolver = Arc::new(Presenting::node(pki));
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(resolver);
     config.alpn_protocols = vec![ALPN_NODE.to_vec()];
     Ok(Arc::new(config))
 }
 
-/// The node certificate on disk, with the CA in its chain, reloaded when
-/// `node.pem` changes.
-struct NodeCertResolver {
+/// The handshake signature methods of a verifier: checked as every berth
+/// verifier checks them, with the ring provider's algorithms.
+macro_rules! handshake_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            provider().signature_verification_algorithms.supported_schemes()
+        }
+    };
+}
+
+/// A value made from the CA files, made again when they change.
+struct ByVersion<T> {
     pki: Arc<crate::Pki>,
-    cached: Mutex<Option<(std::time::SystemTime, Arc<rustls::sign::CertifiedKey>)>>,
+    cached: Mutex<Option<(u64, T)>>,
 }
 
-impl std::fmt::Debug for NodeCertResolver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeCertResolver")
-            .field("dir", &self.pki.dir())
-            .finish()
+impl<T: Clone> ByVersion<T> {
+    fn new(pki: Arc<crate::Pki>) -> Self {
+        Self {
+            pki,
+            cached: Mutex::new(None),
+        }
     }
-}
 
-impl NodeCertResolver {
-    fn current(&self) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        let modified = std::fs::metadata(self.pki.dir().join("node.pem"))
-            .and_then(|m| m.modified())
-            .ok()?;
-        let mut cached = self.cached.lock().ok()?;
-        if let Some((at, key)) = cached.as_ref() {
-            if *at == modified {
-                return Some(key.clone());
+    fn get(&self, make: impl FnOnce(&crate::Pki) -> Result<T, rustls::Error>) -> Result<T, rustls::Error> {
+        let version = self.pki.version();
+        let mut cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((v, value)) = cached.as_ref() {
+            if *v == version {
+                return Ok(value.clone());
             }
         }
-        let mut identity = match self.pki.node_identity()? {
-            Ok(identity) => identity,
-            Err(e) => {
-                tracing::error!(error = %e, "reading this node's certificate");
-                return cached.as_ref().map(|(_, k)| k.clone());
-            }
-        };
-        identity.chain.push(self.pki.ca_der().clone());
-        let key = provider().key_provider.load_private_key(identity.key).ok()?;
-        let certified = Arc::new(rustls::sign::CertifiedKey::new(identity.chain, key));
-        *cached = Some((modified, certified.clone()));
-        Some(certified)
+        let value = make(&self.pki)?;
+        *cached = Some((version, value.clone()));
+        Ok(value)
     }
 }
 
-impl rustls::client::ResolvesClientCert for NodeCertResolver {
+fn root_store(roots: Vec<CertificateDer<'static>>) -> Result<Arc<rustls::RootCertStore>, rustls::Error> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root)?;
+    }
+    Ok(Arc::new(store))
+}
+
+/// Verifies servers against the cluster's roots as they are now.
+struct TrustedServers {
+    roots: ByVersion<Arc<rustls::client::WebPkiServerVerifier>>,
+}
+
+impl std::fmt::Debug for TrustedServers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedServers").finish()
+    }
+}
+
+impl TrustedServers {
+    fn inner(&self) -> Result<Arc<rustls::client::WebPkiServerVerifier>, rustls::Error> {
+        self.roots.get(|pki| {
+            rustls::client::WebPkiServerVerifier::builder_with_provider(root_store(pki.trust_roots())?, provider())
+                .build()
+                .map_err(|e| rustls::Error::General(format!("server verifier: {e}")))
+        })
+    }
+}
+
+impl ServerCertVerifier for TrustedServers {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    handshake_signatures!();
+}
+
+/// Verifies client certificates (optional) against the cluster's roots as
+/// they are now, retired ones included ([`crate::Pki::client_roots`]):
+/// the caller then checks each against its record.
+pub struct ClientRoots {
+    roots: ByVersion<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+}
+
+impl ClientRoots {
+    pub fn new(pki: Arc<crate::Pki>) -> Self {
+        Self {
+            roots: ByVersion::new(pki),
+        }
+    }
+
+    fn inner(&self) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, rustls::Error> {
+        self.roots.get(|pki| {
+            rustls::server::WebPkiClientVerifier::builder_with_provider(root_store(pki.client_roots())?, provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| rustls::Error::General(format!("client verifier: {e}")))
+        })
+    }
+}
+
+impl std::fmt::Debug for ClientRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRoots").finish()
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientRoots {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.inner()?.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    handshake_signatures!();
+}
+
+/// The certificate this node presents, with [`crate::Pki::chain_tail`]
+/// after it: a manager's server certificate for its names (issued again
+/// when the issuing CA changes), or the node certificate on disk (read
+/// again after a renewal).
+pub struct Presenting {
+    pki: Arc<crate::Pki>,
+    names: Option<Vec<String>>,
+    cached: Mutex<Option<Made>>,
+}
+
+/// What [`Presenting`] made, and from what: the CA files' version and
+/// `node.pem`'s modification time.
+type Made = (u64, Option<std::time::SystemTime>, Arc<rustls::sign::CertifiedKey>);
+
+impl std::fmt::Debug for Presenting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presenting").field("dir", &self.pki.dir()).finish()
+    }
+}
+
+impl Presenting {
+    /// The node certificate (`node.pem`).
+    pub fn node(pki: Arc<crate::Pki>) -> Self {
+        Self {
+            pki,
+            names: None,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// A manager's server certificate for `names`.
+    pub fn server(pki: Arc<crate::Pki>, names: Vec<String>) -> Self {
+        Self {
+            pki,
+            names: Some(names),
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The certificate to present now; the one before when reading it
+    /// again fails (said in the log).
+    pub fn current(&self) -> crate::Result<Arc<rustls::sign::CertifiedKey>> {
+        let version = self.pki.version();
+        let modified = match self.names {
+            Some(_) => None,
+            None => std::fs::metadata(self.pki.dir().join("node.pem"))
+                .and_then(|m| m.modified())
+                .ok(),
+        };
+        let mut cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((v, m, key)) = cached.as_ref() {
+            if *v == version && *m == modified {
+                return Ok(key.clone());
+            }
+        }
+        let made = match &self.names {
+            Some(names) => self.pki.server(names),
+            None => match self.pki.node_identity() {
+                Some(identity) => identity.map(|mut identity| {
+                    identity.chain.truncate(1);
+                    identity.chain.extend(self.pki.chain_tail());
+                    identity
+                }),
+                None => Err(crate::Error::Invalid("this node has no node certificate".into())),
+            },
+        }
+        .and_then(|identity| {
+            let key = provider()
+                .key_provider
+                .load_private_key(identity.key)
+                .map_err(|e| crate::Error::Invalid(format!("the node's key: {e}")))?;
+            Ok(Arc::new(rustls::sign::CertifiedKey::new(identity.chain, key)))
+        });
+        match made {
+            Ok(key) => {
+                *cached = Some((version, modified, key.clone()));
+                Ok(key)
+            }
+            Err(e) => match cached.as_ref() {
+                Some((_, _, key)) => {
+                    tracing::error!(error = %e, "reading this node's certificate again: presenting the one before");
+                    Ok(key.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+}
+
+impl rustls::client::ResolvesClientCert for Presenting {
     fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
         self.current()
+            .map_err(|e| tracing::error!(error = %e, "no certificate to present"))
+            .ok()
     }
 
     fn has_certs(&self) -> bool {
@@ -184,30 +392,10 @@ impl ServerCertVerifier for PinnedCa {
         let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+        inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
+    handshake_signatures!();
 }
 
 /// A gRPC channel to the node at `addr` (`IP:PORT`) over TLS with `config`;

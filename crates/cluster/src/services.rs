@@ -41,9 +41,16 @@ pub struct Manager {
 
 /// The cluster's secrets every manager holds, by path under the data
 /// root: the CA key (node certificates, join tokens, signatures), the
-/// audit log's MAC key, the trust server's seal and the registry's token
-/// key. A manager that joins receives them.
-pub const MANAGER_FILES: &[&str] = &["pki/ca.key", "auth/audit.key", "trust/seal.key", "registry/token.key"];
+/// cluster key (seals a new CA key in cluster state), the audit log's MAC
+/// key, the trust server's seal and the registry's token key. A manager
+/// that joins receives them.
+pub const MANAGER_FILES: &[&str] = &[
+    "pki/ca.key",
+    "pki/cluster.key",
+    "auth/audit.key",
+    "trust/seal.key",
+    "registry/token.key",
+];
 
 /// The files of `names` (paths under `root`) that exist, by name.
 pub(crate) fn read_files(root: &std::path::Path, names: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
@@ -151,6 +158,7 @@ impl Manager {
             joined: now(),
             previous_certificate: None,
             status: None,
+            certificate_ca: issued.ca.clone(),
         };
         if role == NodeRole::Manager && !self.state.is_replicated() {
             return Err(Status::failed_precondition(
@@ -179,7 +187,7 @@ impl Manager {
         .map_err(|e| Status::internal(e.to_string()))??;
         let mut answer = proto::JoinResponse {
             certificate: issued.cert_pem,
-            ca: self.pki.ca_pem().to_string(),
+            ca: self.pki.ca_pem(),
             managers,
             manager_ids: Vec::new(),
             manager_files: Default::default(),
@@ -271,6 +279,7 @@ impl Manager {
             id: node.clone(),
             certificate: issued.fingerprint.clone(),
             certificate_expires: issued.not_after.clone(),
+            certificate_ca: issued.ca.clone(),
         };
         tokio::task::spawn_blocking(move || state.propose(command))
             .await

@@ -55,7 +55,7 @@ async fn start(pki: &Pki) -> Manager {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let addr = listener.local_addr().expect("an address").to_string();
-    let client = berth_cluster::rpc::node_client_config(pki.ca_der(), identity()).expect("client tls");
+    let client = berth_cluster::rpc::node_client_config(vec![pki.ca_der()], identity()).expect("client tls");
     let network = Network::new(client);
     let id = raft_id(&node_id);
     let raft = Raft::new(
@@ -70,7 +70,7 @@ async fn start(pki: &Pki) -> Manager {
     let routes = tonic::service::Routes::new(
         RaftService::new(raft.clone(), Arc::new(|p: &berth_cluster::rpc::Peer| p.node.is_some())).server(),
     );
-    let server_config = berth_cluster::rpc::node_server_config(pki.ca_der(), identity()).expect("server tls");
+    let server_config = berth_cluster::rpc::node_server_config(&pki.ca_der(), identity()).expect("server tls");
     let server = tokio::spawn(berth_cluster::rpc::serve(listener, server_config, routes));
     Manager {
         id,

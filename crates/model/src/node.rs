@@ -156,6 +156,47 @@ pub struct ClusterInfo {
     pub raft: Option<RaftStatus>,
 }
 
+/// The cluster CA: its root, a rotation under way, the roots it replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CaStatus {
+    pub root: CaCertificate,
+    /// A rotation under way: it ends by itself once every node holds a
+    /// certificate of the new root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<CaRotationStatus>,
+    /// Roots the cluster had before, oldest first: audit checkpoints they
+    /// signed still verify, and bundles they issued still work until they
+    /// expire or are revoked.
+    #[serde(default)]
+    pub retired: Vec<CaCertificate>,
+}
+
+/// One CA certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CaCertificate {
+    /// SHA-256 of its DER, hex.
+    pub digest: String,
+    pub subject: String,
+    /// RFC 3339.
+    pub expires: String,
+}
+
+/// A CA rotation under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CaRotationStatus {
+    /// The new root.
+    pub next: CaCertificate,
+    /// RFC 3339.
+    pub started_at: String,
+    /// Nodes in the cluster, and how many hold a certificate of the new
+    /// root.
+    pub nodes: usize,
+    pub rotated: usize,
+    /// The nodes still to renew (hostname and node id); a node that is
+    /// down holds the rotation until it comes back or is removed.
+    pub pending: Vec<String>,
+}
+
 /// A manager's view of Raft, which replicates cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RaftStatus {

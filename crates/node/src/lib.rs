@@ -344,6 +344,7 @@ fn open_cluster(
         // they are.
         Some(replica) => {
             berth_cluster::raft::manager::spawn_reconciler(replica.clone(), engine.state().clone());
+            berth_cluster::ca::spawn_follower(pki.clone(), engine.state().clone());
             berth_cluster::membership::spawn_status_recorder(cluster.clone());
             let restart = options.restart.clone().map(|r| r.0);
             berth_cluster::agent::spawn_agent(pki, me, options.timing.heartbeat, Some(node_tasks(engine)), restart);

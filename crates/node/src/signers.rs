@@ -23,7 +23,7 @@ impl ChainSigner for ClusterKey {
         }
     }
     fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        berth_cluster::pki::verify_with_ca(self.0.ca_pem(), message, signature).unwrap_or(false)
+        self.0.verify(message, signature)
     }
 }
 

@@ -19,9 +19,9 @@ use crate::directory::{
 };
 use crate::records::{
     audit_key, trust_entry_key, trust_role_key, trust_version_key, AuditEntry, AuditLevel, AuditSignature, Bundle,
-    Credentials, Grant, JoinTokenRecord, NodeRecord, NodeStatusRecord, Org, RepositoryCollection, Role, SessionRecord,
-    SignedScanRecord, Team, TokenRecord, TrustChange, TrustCurrent, TrustKeyRecord, TrustMetaUpdate, TrustPolicy, User,
-    AUDIT_GENESIS, AUDIT_HEAD,
+    CaRecord, CaRotation, Credentials, Grant, JoinTokenRecord, NodeRecord, NodeStatusRecord, Org, RepositoryCollection,
+    Role, SessionRecord, SignedScanRecord, Team, TokenRecord, TrustChange, TrustCurrent, TrustKeyRecord,
+    TrustMetaUpdate, TrustPolicy, User, AUDIT_GENESIS, AUDIT_HEAD,
 };
 use crate::records::{task_key, AssignmentRecord, TaskRecord};
 use crate::tables::*;
@@ -295,6 +295,9 @@ pub enum ClusterCommand {
         id: String,
         certificate: String,
         certificate_expires: String,
+        /// SHA-256 (hex) of the CA that issued it.
+        #[serde(default)]
+        certificate_ca: String,
     },
     /// A node is promoted to manager or demoted to worker.
     SetNodeRole {
@@ -312,6 +315,20 @@ pub enum ClusterCommand {
     SetJoinToken {
         role: String,
         record: JoinTokenRecord,
+    },
+    /// A CA rotation starts: `next` is trusted next to `root` (the
+    /// current root, recorded with it) and issues every certificate from
+    /// now on. Refused while another is under way, or when `root` is not
+    /// the recorded root.
+    StartCaRotation {
+        root: String,
+        rotation: CaRotation,
+    },
+    /// The rotation whose new root is `cert` ends: it becomes the root,
+    /// and the old root is retired. Refused when no such rotation is under
+    /// way.
+    FinishCaRotation {
+        cert: String,
     },
 
     // --- dispatch ---
@@ -804,12 +821,14 @@ impl ClusterCommand {
                 id,
                 certificate,
                 certificate_expires,
+                certificate_ca,
             } => {
                 let mut node = existing_node(t, id)?;
                 if node.certificate != *certificate {
                     node.previous_certificate = Some(std::mem::take(&mut node.certificate));
                     node.certificate = certificate.clone();
                     node.certificate_expires = certificate_expires.clone();
+                    node.certificate_ca = certificate_ca.clone();
                     t.put(NODES, id, &node)?;
                 }
             }
@@ -837,6 +856,35 @@ impl ClusterCommand {
                     return Err(Rejected::Invalid(format!("no join token for role {role:?}")).into());
                 }
                 t.put(JOIN_TOKENS, role, record)?;
+            }
+            StartCaRotation { root, rotation } => {
+                let mut ca = t.get::<CaRecord>(CA, CA_KEY)?.unwrap_or_else(|| CaRecord {
+                    root: root.clone(),
+                    ..Default::default()
+                });
+                if ca.root != *root {
+                    return Err(conflict(
+                        "the CA rotation was proposed against a root that is no longer the cluster's".into(),
+                    ));
+                }
+                if ca.next.is_some() {
+                    return Err(conflict(
+                        "a CA rotation is already under way: it ends when every node holds a certificate of the new CA"
+                            .into(),
+                    ));
+                }
+                ca.next = Some(rotation.clone());
+                t.put(CA, CA_KEY, &ca)?;
+            }
+            FinishCaRotation { cert } => {
+                let mut ca = t.get::<CaRecord>(CA, CA_KEY)?.unwrap_or_default();
+                let Some(next) = ca.next.take().filter(|n| n.cert == *cert) else {
+                    return Err(not_found("no CA rotation to that root is under way".into()));
+                };
+                ca.retired.push(std::mem::replace(&mut ca.root, next.cert));
+                ca.cross = next.cross;
+                ca.sealed_key = next.sealed_key;
+                t.put(CA, CA_KEY, &ca)?;
             }
             CreateAssignment { record } => {
                 insert_new(t, ASSIGNMENTS, &record.spec.name, record, "assignment")?;

@@ -44,6 +44,10 @@ pub struct NodeRecord {
     /// Its state as the leader last recorded it (absent until then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<NodeStatusRecord>,
+    /// SHA-256 (hex) of the CA certificate that issued its certificate
+    /// (empty: issued before CA rotation existed, by the first root).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub certificate_ca: String,
 }
 
 /// A node's state as the leader recorded it when it changed.
@@ -62,6 +66,46 @@ pub struct JoinTokenRecord {
     pub nonce: String,
     /// RFC 3339.
     pub rotated: String,
+}
+
+/// The cluster CA as cluster state keeps it (absent until the first
+/// rotation: the root is then the one in every node's `pki/ca.pem`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CaRecord {
+    /// The root every node trusts and join tokens name (PEM).
+    pub root: String,
+    /// The root's certificate signed by the root before it (PEM; empty for
+    /// the first root): chains through it verify for whoever still trusts
+    /// only the old one.
+    #[serde(default)]
+    pub cross: String,
+    /// The root's key, sealed as [`CaRotation::sealed_key`] (empty for the
+    /// first root, whose key every manager has had from the start): a
+    /// manager that was down while the rotation ended takes it from here.
+    #[serde(default)]
+    pub sealed_key: String,
+    /// A rotation under way: the new root, trusted next to `root` and
+    /// issuing every certificate, until every node holds one it issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<CaRotation>,
+    /// Roots this one replaced (PEM), oldest first: audit checkpoints and
+    /// bundles they signed still verify.
+    #[serde(default)]
+    pub retired: Vec<String>,
+}
+
+/// A CA rotation under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRotation {
+    /// The new root, self-signed (PEM).
+    pub cert: String,
+    /// The new root's certificate signed by the current root (PEM).
+    pub cross: String,
+    /// The new root's key, sealed by the proposer under the managers'
+    /// cluster key (`pki/cluster.key`; hex of nonce and ciphertext).
+    pub sealed_key: String,
+    /// RFC 3339, from the proposer.
+    pub started_at: String,
 }
 
 /// An assignment as cluster state keeps it.

@@ -58,6 +58,10 @@ pub const NODES: Table = Table("cluster/nodes");
 /// Per role (`worker`, `manager`): the nonce the role's join token secret
 /// is derived from (see `berth_cluster::join`).
 pub const JOIN_TOKENS: Table = Table("cluster/join_tokens");
+/// The cluster CA ([`crate::records::CaRecord`], one row, [`CA_KEY`]):
+/// its root, a rotation under way, the roots it replaced.
+pub const CA: Table = Table("cluster/ca");
+pub const CA_KEY: &str = "ca";
 
 // --- dispatch ---
 /// Assignments (a container spec and its placement constraints), by name.
@@ -68,7 +72,7 @@ pub const ASSIGNMENT_TASKS: Table = Table("cluster/assignment_tasks");
 
 /// Every cluster table, so that a fresh store has them all and a replay
 /// test can compare them all.
-pub const ALL: [Table; 28] = [
+pub const ALL: [Table; 29] = [
     USERS,
     TEAMS,
     ORGS,
@@ -95,6 +99,7 @@ pub const ALL: [Table; 28] = [
     SCAN_RECORDS,
     NODES,
     JOIN_TOKENS,
+    CA,
     ASSIGNMENTS,
     ASSIGNMENT_TASKS,
 ];

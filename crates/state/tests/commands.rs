@@ -211,7 +211,31 @@ fn history() -> Vec<ClusterCommand> {
         },
         RemoveAssignment { name: "db".into() },
         RemoveAssignment { name: "db".into() }, // refused: gone
+        StartCaRotation {
+            root: "ROOT-1".into(),
+            rotation: rotation("ROOT-2"),
+        },
+        StartCaRotation {
+            root: "ROOT-1".into(),
+            rotation: rotation("ROOT-3"),
+        }, // refused: one is under way
+        FinishCaRotation { cert: "ROOT-3".into() }, // refused: not the one under way
+        FinishCaRotation { cert: "ROOT-2".into() },
+        StartCaRotation {
+            root: "ROOT-1".into(),
+            rotation: rotation("ROOT-3"),
+        }, // refused: ROOT-1 was retired
+        FinishCaRotation { cert: "ROOT-2".into() }, // refused: it ended
     ]
+}
+
+fn rotation(cert: &str) -> berth_state::records::CaRotation {
+    berth_state::records::CaRotation {
+        cert: cert.into(),
+        cross: format!("{cert} signed by its predecessor"),
+        sealed_key: format!("sealed key of {cert}"),
+        started_at: "2026-12-06T11:00:00Z".into(),
+    }
 }
 
 fn assignment(name: &str) -> berth_state::records::AssignmentRecord {
@@ -272,7 +296,7 @@ fn each_command_on_the_same_state_gives_the_same_change_and_answer() {
             );
         }
     }
-    assert_eq!(refused, 8, "the history's refusals");
+    assert_eq!(refused, 12, "the history's refusals");
 }
 
 #[test]

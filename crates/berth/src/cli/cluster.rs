@@ -1,4 +1,4 @@
-//! `berth cluster info|join-token|backup|restore|recover` and `berth node
+//! `berth cluster info|ca|join-token|backup|restore|recover` and `berth node
 //! ls|inspect|update|promote|demote|rm`.
 
 use std::collections::BTreeMap;
@@ -21,6 +21,10 @@ enum ClusterCommand {
     /// Print the command that joins a host to the cluster as a worker or a
     /// manager
     JoinToken(JoinTokenArgs),
+    /// Show the cluster CA; with --rotate, replace it with no downtime: a
+    /// new root, cross-signed by the current one, that every node renews
+    /// under before the old root retires (join tokens change with it)
+    Ca(CaArgs),
     /// Write cluster state and the managers' secrets to a file, encrypted
     /// with a passphrase ($BERTH_BACKUP_PASSPHRASE, --passphrase-stdin, or
     /// a prompt)
@@ -106,6 +110,19 @@ impl FormatArgs {
     fn json(&self) -> bool {
         self.format.as_deref() == Some("json")
     }
+}
+
+#[derive(clap::Args)]
+struct CaArgs {
+    /// Start a rotation, and follow it until every node renewed
+    #[arg(long)]
+    rotate: bool,
+    /// With --rotate: return once the rotation started
+    #[arg(short, long, requires = "rotate")]
+    detach: bool,
+    /// `json` for machine-readable output
+    #[arg(long)]
+    format: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -235,6 +252,7 @@ pub async fn cluster(client: &Client, a: ClusterArgs) -> Result<i32> {
             );
             Ok(0)
         }
+        ClusterCommand::Ca(c) => cluster_ca(client, c).await,
         ClusterCommand::JoinToken(j) => {
             let t = client.join_token(j.role, j.rotate).await?;
             if j.quiet {
@@ -251,6 +269,61 @@ pub async fn cluster(client: &Client, a: ClusterArgs) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// How long `cluster ca --rotate` follows a rotation before it leaves it
+/// to finish by itself.
+const ROTATION_FOLLOW: std::time::Duration = std::time::Duration::from_secs(120);
+
+async fn cluster_ca(client: &Client, c: CaArgs) -> Result<i32> {
+    let json = c.format.as_deref() == Some("json");
+    let mut status = client.cluster_ca(c.rotate).await?;
+    if c.rotate && !c.detach {
+        let started = std::time::Instant::now();
+        let mut shown = usize::MAX;
+        while let Some(r) = &status.rotation {
+            if r.rotated != shown && !json {
+                eprintln!("rotating the CA: {}/{} nodes renewed", r.rotated, r.nodes);
+                shown = r.rotated;
+            }
+            if started.elapsed() > ROTATION_FOLLOW {
+                eprintln!(
+                    "the rotation waits for: {} (a node that is down holds it until it is back or removed); it finishes by itself",
+                    r.pending.join(", ")
+                );
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            status = client.cluster_ca(false).await?;
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(0);
+    }
+    let line =
+        |c: &berth_model::node::CaCertificate| format!("sha256:{} {} (expires {})", c.digest, c.subject, c.expires);
+    println!("Root:      {}", line(&status.root));
+    match &status.rotation {
+        Some(r) => {
+            println!("Rotation:  to {}", line(&r.next));
+            println!(
+                "           started {}, {}/{} nodes renewed",
+                r.started_at, r.rotated, r.nodes
+            );
+            if !r.pending.is_empty() {
+                println!("           waiting for {}", r.pending.join(", "));
+            }
+        }
+        None if c.rotate => {
+            println!("Rotation:  complete: every node holds a certificate of the new root; join tokens changed with it")
+        }
+        None => {}
+    }
+    for retired in &status.retired {
+        println!("Retired:   {}", line(retired));
+    }
+    Ok(0)
 }
 
 #[derive(clap::Args)]
