@@ -260,6 +260,40 @@ fn key_for(dir: &Path, der: &[u8], file: &str, sealed: Option<&str>) -> Result<S
     Ok(pem)
 }
 
+/// Puts right what a stop in the middle of [`follow`] left: a root key
+/// written before its certificate (the certificate is then `ca-next.pem`'s
+/// first), or a new root's key written before its certificate (both go;
+/// the follower writes them again from cluster state).
+pub(crate) fn repair(dir: &Path) -> Result<()> {
+    let key = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .and_then(|p| KeyPair::from_pem(&p).ok())
+    };
+    let next = crate::pki::read_certs(&dir.join("ca-next.pem"))?;
+    let root = crate::pki::read_certs(&dir.join("ca.pem"))?;
+    if let (Some(k), Some(root)) = (key("ca.key"), root.first()) {
+        if !key_of(root, &k) {
+            match next.first().filter(|n| key_of(n, &k)) {
+                Some(n) => put(&dir.join("ca.pem"), Some(&pem_of(n)), false).map(|_| ())?,
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "{} is not the key of the CA root",
+                        dir.join("ca.key").display()
+                    )))
+                }
+            }
+        }
+    }
+    if let Some(k) = key("ca-next.key") {
+        if !next.first().is_some_and(|n| key_of(n, &k)) {
+            put(&dir.join("ca-next.pem"), None, false)?;
+            put(&dir.join("ca-next.key"), None, true)?;
+        }
+    }
+    Ok(())
+}
+
 /// A manager: makes its CA files follow cluster state, now and after
 /// each applied rotation command (or snapshot).
 pub fn spawn_follower(pki: Arc<Pki>, state: State) -> tokio::task::JoinHandle<()> {
@@ -550,6 +584,33 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_stopped_half_written_is_put_right_at_start() {
+        let dir = tempfile::tempdir().expect("a dir");
+        let pki = Pki::open(dir.path()).expect("a CA");
+        let (root, rotation) = new_rotation(&pki).expect("a rotation");
+        let mut record = CaRecord {
+            root,
+            next: Some(rotation),
+            ..Default::default()
+        };
+        follow(&pki, &CaView::of(&record), Some(&record)).expect("started");
+        let next = pki.issuing_fingerprint();
+        // Finishing: the new key is in ca.key, ca.pem still the old root.
+        std::fs::copy(dir.path().join("ca-next.key"), dir.path().join("ca.key")).expect("copied");
+        let reopened = Pki::open(dir.path()).expect("put right");
+        assert_eq!(reopened.ca_fingerprint(), next);
+        // Starting the next one: its key written, its certificate not yet.
+        let n = record.next.take().expect("next");
+        record.retired.push(std::mem::replace(&mut record.root, n.cert));
+        follow(&reopened, &CaView::of(&record), Some(&record)).expect("finished");
+        let (other, _, _) = crate::pki::new_root().expect("another");
+        std::fs::copy(dir.path().join("ca.pem"), dir.path().join("ca-next.pem")).expect("copied");
+        std::fs::write(dir.path().join("ca-next.key"), other.serialize_pem()).expect("written");
+        let reopened = Pki::open(dir.path()).expect("put right");
+        assert!(!dir.path().join("ca-next.key").exists() && reopened.trust_roots().len() == 1);
+    }
+
+    #[test]
     fn a_key_that_is_not_the_certificate_s_is_refused() {
         let dir = tempfile::tempdir().expect("a dir");
         let pki = Pki::open(dir.path()).expect("a CA");
@@ -560,7 +621,7 @@ mod tests {
         assert_eq!(pki.ca_der(), root);
         assert!(pki.sign(b"m").is_ok_and(|s| pki.verify(b"m", &s)));
         let refused = Pki::open(dir.path()).err().expect("refused").to_string();
-        assert!(refused.contains("is not the key of its certificate"), "{refused}");
+        assert!(refused.contains("is not the key of the CA root"), "{refused}");
         // A sealed key from another cluster does not open here.
         let other_dir = tempfile::tempdir().expect("a dir");
         let sealed = seal(other_dir.path(), b"x");

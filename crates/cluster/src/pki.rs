@@ -169,8 +169,18 @@ impl Pki {
             write_public(&cert_path, cert.pem().as_bytes())?;
             tracing::info!(path = %cert_path.display(), "created the cluster CA");
         }
+        let ca = match load(dir, manager) {
+            Ok(ca) => ca,
+            Err(e) if manager => {
+                // A stop while a rotation's files were being written.
+                tracing::warn!(error = %e, "finishing what a CA rotation left half written");
+                crate::ca::repair(dir)?;
+                load(dir, manager)?
+            }
+            Err(e) => return Err(e),
+        };
         let stamp = stamp(dir);
-        let ca = Arc::new(load(dir, manager)?);
+        let ca = Arc::new(ca);
         if manager {
             crate::ca::ensure_cluster_key(dir, ca.root.issuer()?.key())?;
         }
@@ -573,7 +583,7 @@ pub(crate) fn key_of(der: &[u8], key: &KeyPair) -> bool {
 }
 
 /// The certificates of a PEM file; none when it does not exist.
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     match std::fs::read(path) {
         Ok(bytes) => CertificateDer::pem_slice_iter(&bytes)
             .collect::<std::result::Result<Vec<_>, _>>()
