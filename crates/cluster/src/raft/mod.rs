@@ -66,6 +66,10 @@ pub fn raft_id(node_id: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// How long a follower takes its leader to be alive after it last heard
+/// from it: openraft's leader lease, the longest election timeout.
+pub(crate) const LEADER_LEASE: Duration = Duration::from_millis(600);
+
 /// Timing: heartbeats every 100 ms; a follower that hears nothing from
 /// its leader calls an election after the leader's lease (openraft takes
 /// the longest election timeout, 600 ms) and a random 300 to 600 ms more:
@@ -79,7 +83,7 @@ pub fn config() -> Result<Arc<openraft::Config>, String> {
         cluster_name: "berth".into(),
         heartbeat_interval: 100,
         election_timeout_min: 300,
-        election_timeout_max: 600,
+        election_timeout_max: LEADER_LEASE.as_millis() as u64,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
         max_in_snapshot_log_to_keep: 1000,
         ..Default::default()
