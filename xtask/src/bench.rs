@@ -1345,6 +1345,13 @@ fn scan(options: &Options, report: &mut Report) -> Result<()> {
         let without_checks =
             time_ms(berth_cmd().args(["scan", "debian:minbase", "--checks", "none", "--format", "json", "-q"]))?;
         let warm_again = time_ms(berth_cmd().args(scan_args))?;
+        let mut each = Vec::new();
+        for check in ["secrets", "file-permissions", "config-risks"] {
+            let ms =
+                time_ms(berth_cmd().args(["scan", "debian:minbase", "--checks", check, "--format", "json", "-q"]))?;
+            each.push(format!("{check} {:.0} ms", ms - without_checks));
+        }
+        eprintln!("round {round}: each check alone adds: {}", each.join(", "));
         if let Some(pid) = daemon.pid() {
             peak_rss = peak_rss.max(util::peak_rss_kib(pid)?);
         }

@@ -58,14 +58,21 @@ pub fn join(dir: &str, name: &str) -> String {
 
 /// Up to `max` bytes from the start of the file at `path`.
 pub fn read_prefix(path: &str, max: u64) -> Result<Vec<u8>, FsError> {
-    let mut data = Vec::new();
+    read_more(path, Vec::new(), max)
+}
+
+/// `data` (the file's first bytes, as read before) followed by what comes
+/// after it in the file at `path`, up to `max` bytes in all. A short read
+/// is the end of the file: no call is made to find nothing more.
+pub fn read_more(path: &str, mut data: Vec<u8>, max: u64) -> Result<Vec<u8>, FsError> {
     while (data.len() as u64) < max {
         let want = (max - data.len() as u64).min(u64::from(READ_CHUNK)) as u32;
         let chunk = image_fs::read_file(path, data.len() as u64, want)?;
-        if chunk.is_empty() {
+        let short = chunk.len() < want as usize;
+        data.extend_from_slice(&chunk);
+        if short {
             break;
         }
-        data.extend_from_slice(&chunk);
     }
     Ok(data)
 }

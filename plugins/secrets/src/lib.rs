@@ -8,7 +8,7 @@
 //! One finding per rule and file, with a count when there are more.
 
 use berth_plugin_sdk::{
-    describe_fs_error, read_prefix, walk, CheckInfo, FileKind, Finding, Guest, ImageInfo, RuleInfo, Severity,
+    describe_fs_error, read_more, read_prefix, walk, CheckInfo, FileKind, Finding, Guest, ImageInfo, RuleInfo, Severity,
 };
 
 struct Secrets;
@@ -77,11 +77,20 @@ impl Guest for Secrets {
                 {
                     return;
                 }
-                // A file that vanished or cannot be read has nothing to report.
-                if let Ok(data) = read_prefix(path, MAX_FILE_SIZE) {
-                    if !is_binary(&data) {
-                        findings.extend(scan_file(path, &entry.name, &data));
-                    }
+                // A file that vanished or cannot be read has nothing to
+                // report; a binary one is told by its first bytes alone.
+                let Ok(head) = read_prefix(path, BINARY_SNIFF_LEN as u64) else {
+                    return;
+                };
+                if is_binary(&head) {
+                    return;
+                }
+                let data = match head.len() as u64 >= entry.size {
+                    true => Ok(head),
+                    false => read_more(path, head, MAX_FILE_SIZE),
+                };
+                if let Ok(data) = data {
+                    findings.extend(scan_file(path, &entry.name, &data));
                 }
             },
             &mut |path, err| {
