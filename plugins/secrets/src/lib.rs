@@ -411,6 +411,11 @@ const PLACEHOLDERS: &[&str] = &[
 /// Line-oriented rules: AWS secret key assignments everywhere, generic
 /// secret assignments in configuration files.
 fn scan_lines(data: &[u8], config_file: bool, hits: &mut Vec<Hit>) {
+    // Every AWS key name holds "secret": a file without it (most) needs no
+    // line-by-line look unless it is a configuration file.
+    if !config_file && !contains_ignoring_case(data, b"secret") {
+        return;
+    }
     let mut offset = 0;
     for line in data.split(|&b| b == b'\n') {
         let lower = line.to_ascii_lowercase();
@@ -571,6 +576,20 @@ fn is_config_file(name: &str) -> bool {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|window| window == needle)
+}
+
+/// Whether `haystack` holds `needle` (lower case) in any case.
+fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let upper = first.to_ascii_uppercase();
+    haystack.iter().enumerate().any(|(at, &b)| {
+        (b == first || b == upper)
+            && haystack
+                .get(at + 1..at + needle.len())
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(rest))
+    })
 }
 
 berth_plugin_sdk::export_check!(Secrets);
