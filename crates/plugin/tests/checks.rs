@@ -80,6 +80,10 @@ fn dirty_image(root: &Path, planted: &Planted) {
         planted.slack
     );
     write(root, "/app/notify.sh", sh.as_bytes(), 0o755);
+    // Past the first 8 KiB read (the binary sniff) of a script, in capitals.
+    let mut deploy = "# filler\n".repeat(1200);
+    deploy.push_str(&format!("export AWS_SECRET_ACCESS_KEY={}\n", planted.aws_secret));
+    write(root, "/app/deploy.sh", deploy.as_bytes(), 0o755);
     // Skipped: a binary (NUL early on) and a file over 1 MiB, both holding a key.
     let mut binary = b"\x7fELF\x02\x01\x01\0\0\0".to_vec();
     binary.extend_from_slice(planted.aws_key_id.as_bytes());
@@ -188,6 +192,7 @@ fn secrets_finds_what_was_planted_and_never_repeats_it() {
             ("secret-assignment", "/app/config.yaml"),
             ("google-api-key", "/app/static/main.js"),
             ("slack-token", "/app/notify.sh"),
+            ("aws-secret-key", "/app/deploy.sh"),
         ]),
         "{findings:#?}"
     );
