@@ -8,8 +8,10 @@
 //! and how many of them. The node verifies with the trust metadata in its own
 //! trust store (the daemon's trust service; trust data is cluster state) and
 //! the TUF client's checks: signatures and thresholds, expiry, rollback, and
-//! root rotation against the root pinned per GUN on first use (kept under
-//! `<data-root>/trust/pinned/`).
+//! root rotation against the root pinned per GUN on first use: pinned for
+//! the cluster (`cluster/trust_pins`, the first node to verify a GUN pins
+//! it, every other node starts from that pin), and kept with the node's
+//! verified metadata under `<data-root>/trust/pinned/`.
 //!
 //! Verified state is cached in memory per GUN and reused while the trust
 //! service serves the same timestamp and nothing has expired, so a `run`
@@ -35,7 +37,7 @@ use chrono::{DateTime, Utc};
 use crate::{Engine, Error};
 
 /// Trust policies by pattern.
-pub use berth_state::tables::TRUST_POLICIES;
+pub use berth_state::tables::{TRUST_PINS, TRUST_POLICIES};
 
 /// "Images of repositories matching `pattern` must be signed by `threshold`
 /// of `signers`."
@@ -245,6 +247,7 @@ impl NodeTrust {
         &self,
         service: &TrustService,
         pinned_dir: &Path,
+        state: &State,
         gun: &str,
         now: DateTime<Utc>,
     ) -> Result<Arc<TrustedRepo>, ClientError> {
@@ -272,7 +275,9 @@ impl NodeTrust {
             }
         };
         let dir = pinned_dir.join(escape_gun(gun));
+        seed_pin(state, &dir, gun);
         let repo = Arc::new(client::update(gun, &dir, &TrustPinning::default(), now, &fetch)?);
+        record_pin(state, &dir, gun);
         let mut valid_until = repo.root().signed().expires;
         valid_until = valid_until.min(repo.timestamp().signed().expires());
         valid_until = valid_until.min(repo.snapshot().signed().expires());
@@ -293,6 +298,46 @@ impl NodeTrust {
             },
         );
         Ok(repo)
+    }
+}
+
+/// The cluster's pinned root of `gun` (`cluster/trust_pins`), written as
+/// this node's trusted root when it has none yet: every node verifies from
+/// the root the cluster first trusted, not from what it meets first.
+fn seed_pin(state: &State, dir: &Path, gun: &str) {
+    let root = dir.join("root.json");
+    if root.exists() {
+        return;
+    }
+    let pinned = match state.store().get::<String>(TRUST_PINS, gun) {
+        Ok(Some(pinned)) => pinned,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(%gun, error = %e, "reading the cluster's pinned trust root");
+            return;
+        }
+    };
+    let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&root, pinned.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(%gun, error = %e, "writing the cluster's pinned trust root");
+    }
+}
+
+/// After a first verification, the root this node trusts becomes the
+/// cluster's pin of `gun` when the cluster has none (the first pin stays).
+fn record_pin(state: &State, dir: &Path, gun: &str) {
+    if matches!(state.store().get::<String>(TRUST_PINS, gun), Ok(Some(_))) {
+        return;
+    }
+    let Ok(root) = std::fs::read_to_string(dir.join("root.json")) else {
+        return;
+    };
+    let pinned = state.propose(ClusterCommand::PinTrustRoot {
+        gun: gun.to_string(),
+        root,
+    });
+    if let Err(e) = pinned {
+        tracing::warn!(%gun, error = %e, "pinning the trust root in cluster state (tried again at the next verification)");
     }
 }
 
@@ -498,7 +543,10 @@ impl Engine {
                             .map_err(|_| berth_image::Error::BlobNotFound(image.manifest_digest.to_string()))
                     })
                     .map_err(|e| refuse(format!("its manifest is not stored on this node: {e}")))?;
-                let repo = match self.trust.verified(service, &self.pinned_dir(), &candidate.gun, now) {
+                let repo = match self
+                    .trust
+                    .verified(service, &self.pinned_dir(), self.state(), &candidate.gun, now)
+                {
                     Ok(repo) => repo,
                     Err(ClientError::RepositoryNotFound { .. }) => {
                         return Err(refuse(format!("no trust data for {} on this node", candidate.gun)))
@@ -739,6 +787,7 @@ mod tests {
         let service = published(dir.path(), gun, manifest);
         let node = NodeTrust::default();
         let pinned = dir.path().join("pinned");
+        let cluster = State::open(Store::open(&dir.path().join("cluster.redb")).unwrap()).unwrap();
         let policy = |signers: &[&str], threshold| TrustPolicy {
             pattern: "prod/*".into(),
             signers: signers.iter().map(|s| s.to_string()).collect(),
@@ -757,7 +806,7 @@ mod tests {
         };
         let len = manifest.len() as u64;
 
-        let repo = node.verified(&service, &pinned, gun, Utc::now()).unwrap();
+        let repo = node.verified(&service, &pinned, &cluster, gun, Utc::now()).unwrap();
         assert_eq!(
             missing(&repo, &policy(&["alice"], 1), &tag("v1"), &digest, len),
             Ok(String::new())
@@ -792,10 +841,22 @@ mod tests {
             )),
             "{err}"
         );
-        // The root is pinned on first use.
-        assert!(pinned.join(escape_gun(gun)).join("root.json").is_file());
+        // The root is pinned on first use, on the node and for the cluster.
+        let root_file = pinned.join(escape_gun(gun)).join("root.json");
+        let pin = cluster.store().get::<String>(TRUST_PINS, gun).unwrap();
+        assert_eq!(pin, Some(std::fs::read_to_string(&root_file).unwrap()));
+        // Another node starts from the cluster's pin: one pinned to
+        // another root refuses this trust data.
+        let other_dir = tempfile::tempdir().unwrap();
+        let impostor = published(other_dir.path(), gun, manifest);
+        let other_cluster = State::open(Store::open(&other_dir.path().join("cluster.redb")).unwrap()).unwrap();
+        let other_pinned = other_dir.path().join("pinned");
+        let from_pin = NodeTrust::default().verified(&impostor, &other_pinned, &cluster, gun, Utc::now());
+        assert!(from_pin.is_err(), "another root verified against the cluster's pin");
+        let fresh = NodeTrust::default().verified(&impostor, &other_pinned.join("x"), &other_cluster, gun, Utc::now());
+        assert!(fresh.is_ok(), "without a pin, trust on first use");
         assert!(matches!(
-            node.verified(&service, &pinned, "127.0.0.1:5000/prod/none", Utc::now()),
+            node.verified(&service, &pinned, &cluster, "127.0.0.1:5000/prod/none", Utc::now()),
             Err(ClientError::RepositoryNotFound { .. })
         ));
 
@@ -803,7 +864,7 @@ mod tests {
         let started = std::time::Instant::now();
         let rounds = 2000;
         for _ in 0..rounds {
-            let again = node.verified(&service, &pinned, gun, Utc::now()).unwrap();
+            let again = node.verified(&service, &pinned, &cluster, gun, Utc::now()).unwrap();
             assert!(Arc::ptr_eq(&again, &repo));
             assert!(missing(&again, &policy(&["alice"], 1), &tag("v1"), &digest, len).is_ok());
         }
@@ -811,7 +872,7 @@ mod tests {
         eprintln!("cached trust verification: {per_check:?} per check");
         // Past the metadata's expiry the cache is not used and the update fails.
         let later = Utc::now() + chrono::Duration::days(4000);
-        assert!(node.verified(&service, &pinned, gun, later).is_err());
+        assert!(node.verified(&service, &pinned, &cluster, gun, later).is_err());
     }
 
     #[test]

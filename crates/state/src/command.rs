@@ -170,6 +170,13 @@ pub enum ClusterCommand {
     RemoveTrustPolicy {
         pattern: String,
     },
+    /// The root `gun`'s trust data was first trusted with, for every node
+    /// to verify from; the first pin of a GUN stays (a later one changes
+    /// nothing and answers `Created(false)`).
+    PinTrustRoot {
+        gun: String,
+        root: String,
+    },
     /// `registry`: the key credentials are stored under (`host[:port]`).
     PutRegistryCredentials {
         registry: String,
@@ -697,6 +704,13 @@ impl ClusterCommand {
             }
             PutTrustPolicy { policy } => t.put(TRUST_POLICIES, &policy.pattern, policy)?,
             RemoveTrustPolicy { pattern } => return Ok(Outcome::Removed(t.delete(TRUST_POLICIES, pattern)?)),
+            PinTrustRoot { gun, root } => {
+                let pinned = t.get::<String>(TRUST_PINS, gun)?.is_some();
+                if !pinned {
+                    t.put(TRUST_PINS, gun, root)?;
+                }
+                return Ok(Outcome::Created(!pinned));
+            }
             PutRegistryCredentials { registry, credentials } => t.put(REGISTRY_CREDENTIALS, registry, credentials)?,
             RemoveRegistryCredentials { registry } => {
                 return Ok(Outcome::Removed(t.delete(REGISTRY_CREDENTIALS, registry)?))

@@ -49,6 +49,9 @@ pub const TRUST_CURRENT: Table = Table("cluster/trust_current");
 pub const TRUST_CHECKSUMS: Table = Table("cluster/trust_checksums");
 pub const TRUST_KEYS: Table = Table("cluster/trust_keys");
 pub const TRUST_CHANGES: Table = Table("cluster/trust_changes");
+/// The root each GUN's trust data was first trusted with (`root.json`,
+/// UTF-8 JSON), by GUN: every node verifies from the same pinned root.
+pub const TRUST_PINS: Table = Table("cluster/trust_pins");
 /// Signed scan records, by id.
 pub const SCAN_RECORDS: Table = Table("cluster/scan_records");
 
@@ -72,7 +75,7 @@ pub const ASSIGNMENT_TASKS: Table = Table("cluster/assignment_tasks");
 
 /// Every cluster table, so that a fresh store has them all and a replay
 /// test can compare them all.
-pub const ALL: [Table; 29] = [
+pub const ALL: [Table; 30] = [
     USERS,
     TEAMS,
     ORGS,
@@ -96,6 +99,7 @@ pub const ALL: [Table; 29] = [
     TRUST_CHECKSUMS,
     TRUST_KEYS,
     TRUST_CHANGES,
+    TRUST_PINS,
     SCAN_RECORDS,
     NODES,
     JOIN_TOKENS,

@@ -226,6 +226,14 @@ fn history() -> Vec<ClusterCommand> {
             rotation: rotation("ROOT-3"),
         }, // refused: ROOT-1 was retired
         FinishCaRotation { cert: "ROOT-2".into() }, // refused: it ended
+        PinTrustRoot {
+            gun: "registry.example/app".into(),
+            root: "{\"signed\":{\"version\":1}}".into(),
+        },
+        PinTrustRoot {
+            gun: "registry.example/app".into(),
+            root: "{\"signed\":{\"version\":2}}".into(),
+        }, // kept: the first pin stays
     ]
 }
 
