@@ -567,7 +567,12 @@ pub fn spawn_renewal(pki: Arc<Pki>, me: NodeSelf) -> tokio::task::JoinHandle<()>
             let rotated = der.as_deref().is_some_and(|d| !pki.issued_by_issuing(d));
             let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
             if !wait.is_zero() && !rotated {
-                tokio::time::sleep(wait.min(CA_CHECK_EVERY)).await;
+                // Until the renewal is due or the CA files change.
+                let version = pki.version();
+                let due = tokio::time::Instant::now() + wait.min(Duration::from_secs(3600));
+                while tokio::time::Instant::now() < due && pki.version() == version {
+                    tokio::time::sleep(CA_CHECK_EVERY.min(due - tokio::time::Instant::now())).await;
+                }
                 continue;
             }
             match renew(&pki, &me).await {
