@@ -46,13 +46,9 @@ pub fn node_client_config(
     roots: Vec<CertificateDer<'static>>,
     identity: ServerIdentity,
 ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        store.add(root)?;
-    }
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(store)
+        .with_root_certificates(root_store(roots)?)
         .with_client_auth_cert(identity.chain, identity.key)?;
     config.alpn_protocols = vec![ALPN_NODE.to_vec()];
     Ok(Arc::new(config))
