@@ -281,25 +281,21 @@ async fn join_cluster(
     advertise: &str,
 ) -> Result<()> {
     let pki_dir = data_root.join("pki");
-    if let Ok(pem) = std::fs::read(pki_dir.join("ca.pem")) {
-        use rustls::pki_types::pem::PemObject;
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
-            .with_context(|| format!("reading {}", pki_dir.join("ca.pem").display()))?;
-        let digest = berth_cluster::fingerprint(&der);
+    if pki_dir.join("ca.pem").exists() {
+        let pki = berth_cluster::Pki::open(&pki_dir).context("opening the cluster CA")?;
         // The token may name a root the cluster has since rotated away from.
-        let retired = std::fs::read(pki_dir.join("ca-retired.pem")).unwrap_or_default();
-        let known = std::iter::once(digest.clone()).chain(
-            rustls::pki_types::CertificateDer::pem_slice_iter(&retired)
-                .flatten()
-                .map(|c| berth_cluster::fingerprint(&c)),
-        );
-        if pki_dir.join("node.json").exists() && known.into_iter().any(|d| d == token.ca_digest) {
+        let known = pki
+            .client_roots()
+            .iter()
+            .any(|root| berth_cluster::fingerprint(root) == token.ca_digest);
+        if pki_dir.join("node.json").exists() && known {
             tracing::info!("this node already joined the cluster the token names: --join is ignored");
             return Ok(());
         }
         bail!(
-            "--join: the data root {} already belongs to a cluster (CA sha256:{digest}); a node joins with a fresh data root",
-            data_root.display()
+            "--join: the data root {} already belongs to a cluster (CA sha256:{}); a node joins with a fresh data root",
+            data_root.display(),
+            pki.ca_fingerprint()
         );
     }
     let hostname = berth_cluster::names::hostname();

@@ -314,12 +314,10 @@ struct SessionEnd {
 /// A channel to the manager at `addr`, presenting this node's certificate
 /// as it is on disk now (renewed or not).
 fn node_channel(pki: &Pki, addr: &str) -> Result<tonic::transport::Channel, String> {
-    let mut identity = pki
+    let identity = pki
         .node_identity()
         .ok_or("this node has no node certificate")?
         .map_err(|e| e.to_string())?;
-    identity.chain.truncate(1);
-    identity.chain.extend(pki.chain_tail());
     let config = rpc::node_client_config(pki.trust_roots(), identity).map_err(|e| e.to_string())?;
     rpc::channel(addr, config)
 }

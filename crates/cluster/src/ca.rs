@@ -200,22 +200,14 @@ pub fn follow(pki: &Pki, view: &CaView, record: Option<&CaRecord>) -> Result<boo
     let retired: Vec<&str> = view.retired.iter().map(String::as_str).collect();
     changed |= put(&dir.join("ca-retired.pem"), file_text(&retired)?.as_deref(), false)?;
 
+    changed |= put(&dir.join("ca-cross.pem"), file_text(&[&view.cross])?.as_deref(), false)?;
     let root =
         file_text(&[&view.root])?.ok_or_else(|| Error::Invalid("the cluster's CA record names no root".into()))?;
-    let root_der = certs(&view.root)?.remove(0);
-    if std::fs::read(dir.join("ca.pem")).ok().as_deref() != Some(root.as_bytes()) {
-        if pki.is_manager() {
-            let key = key_for(dir, &root_der, "ca-next.key", record.map(|r| r.sealed_key.as_str()))?;
-            put(&dir.join("ca.key"), Some(&key), true)?;
-        }
-        put(&dir.join("ca-cross.pem"), file_text(&[&view.cross])?.as_deref(), false)?;
-        put(&dir.join("ca.pem"), Some(&root), false)?;
+    let sealed_root = record.map(|r| r.sealed_key.as_str());
+    if put_ca(pki, "ca.pem", &root, &view.root, "ca.key", sealed_root)? {
         changed = true;
-        tracing::info!(root = %fingerprint(&root_der), "this node's CA root changed");
-    } else {
-        changed |= put(&dir.join("ca-cross.pem"), file_text(&[&view.cross])?.as_deref(), false)?;
+        tracing::info!(root = %fingerprint(&certs(&view.root)?[0]), "this node's CA root changed");
     }
-
     match &view.next {
         None => {
             changed |= put(&dir.join("ca-next.pem"), None, false)?;
@@ -223,20 +215,31 @@ pub fn follow(pki: &Pki, view: &CaView, record: Option<&CaRecord>) -> Result<boo
         }
         Some((cert, cross)) => {
             let text = file_text(&[cert, cross])?.unwrap_or_default();
-            if std::fs::read(dir.join("ca-next.pem")).ok().as_deref() != Some(text.as_bytes()) {
-                if pki.is_manager() {
-                    let der = certs(cert)?.remove(0);
-                    let sealed = record.and_then(|r| r.next.as_ref()).map(|n| n.sealed_key.as_str());
-                    let key = key_for(dir, &der, "ca-next.key", sealed)?;
-                    put(&dir.join("ca-next.key"), Some(&key), true)?;
-                }
-                put(&dir.join("ca-next.pem"), Some(&text), false)?;
+            let sealed = record.and_then(|r| r.next.as_ref()).map(|n| n.sealed_key.as_str());
+            if put_ca(pki, "ca-next.pem", &text, cert, "ca-next.key", sealed)? {
                 changed = true;
                 tracing::info!(next = %fingerprint(&certs(cert)?[0]), "a CA rotation is under way: this node trusts the new root too");
             }
         }
     }
     Ok(changed)
+}
+
+/// Makes `pem_file` hold `text` (the CA certificate `cert`, PEM, and what
+/// follows it), a manager writing that certificate's key to `key_file`
+/// first: from `ca-next.key` when it is that key, else unsealed from
+/// `sealed`. Whether anything changed.
+fn put_ca(pki: &Pki, pem_file: &str, text: &str, cert: &str, key_file: &str, sealed: Option<&str>) -> Result<bool> {
+    let dir = pki.dir();
+    if std::fs::read(dir.join(pem_file)).ok().as_deref() == Some(text.as_bytes()) {
+        return Ok(false);
+    }
+    if pki.is_manager() {
+        let key = key_for(dir, &certs(cert)?[0], "ca-next.key", sealed)?;
+        put(&dir.join(key_file), Some(&key), true)?;
+    }
+    put(&dir.join(pem_file), Some(text), false)?;
+    Ok(true)
 }
 
 /// The key (PEM) of the CA certificate `der`: from `file` under `dir` when

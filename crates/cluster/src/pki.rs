@@ -316,10 +316,11 @@ impl Pki {
     }
 
     /// This node's certificate and key (`node.pem`, `node.key`), when it
-    /// has one.
+    /// has one, the certificate followed by [`Pki::chain_tail`]: the
+    /// chain it presents.
     pub fn node_identity(&self) -> Option<Result<ServerIdentity>> {
         let (cert, key) = (self.dir.join("node.pem"), self.dir.join("node.key"));
-        (cert.exists() && key.exists()).then(|| load_identity(&cert, &key))
+        (cert.exists() && key.exists()).then(|| self.presented(&cert, &key))
     }
 
     /// Stores this node's certificate and key.
@@ -474,7 +475,13 @@ impl Pki {
             write_public(&meta_path, &serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
             tracing::info!(names = ?names, "issued the server certificate");
         }
-        let mut identity = load_identity(&cert_path, &key_path)?;
+        self.presented(&cert_path, &key_path)
+    }
+
+    /// The certificate of `cert` and the key of `key`, the certificate
+    /// followed by [`Pki::chain_tail`]: what this node presents.
+    fn presented(&self, cert: &Path, key: &Path) -> Result<ServerIdentity> {
+        let mut identity = load_identity(cert, key)?;
         identity.chain.truncate(1);
         identity.chain.extend(self.chain_tail());
         Ok(identity)

@@ -36,8 +36,12 @@ pub struct Peer {
     pub node: Option<String>,
 }
 
+/// The process's one crypto provider (ring): verifiers check handshake
+/// signatures with it at every handshake.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: std::sync::LazyLock<Arc<rustls::crypto::CryptoProvider>> =
+        std::sync::LazyLock::new(|| Arc::new(rustls::crypto::ring::default_provider()));
+    PROVIDER.clone()
 }
 
 /// A client configuration that trusts `roots` and presents `identity`
@@ -285,14 +289,10 @@ impl Presenting {
         }
         let made = match &self.names {
             Some(names) => self.pki.server(names),
-            None => match self.pki.node_identity() {
-                Some(identity) => identity.map(|mut identity| {
-                    identity.chain.truncate(1);
-                    identity.chain.extend(self.pki.chain_tail());
-                    identity
-                }),
-                None => Err(crate::Error::Invalid("this node has no node certificate".into())),
-            },
+            None => self
+                .pki
+                .node_identity()
+                .unwrap_or_else(|| Err(crate::Error::Invalid("this node has no node certificate".into()))),
         }
         .and_then(|identity| {
             let key = provider()

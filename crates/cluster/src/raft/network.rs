@@ -194,7 +194,7 @@ pub struct RaftService {
     /// When a leader's entries (or heartbeat) last arrived.
     heard: Arc<std::sync::Mutex<std::time::Instant>>,
     /// Whether this manager is already running for leader (see
-    /// [`RaftService::vote`]).
+    /// [`RaftService::run_if_better`]).
     running: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -236,8 +236,9 @@ impl RaftService {
                 // Others whose logs are longer may run too: a moment apart.
                 tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 50)).await;
                 // Votes are (term, node id) pairs, ordered: a run in the
-                // candidate's term loses to it when its node id is greater
-                // (and takes its vote); the next run, a term above, wins.
+                // candidate's term loses to it when the candidate's node id
+                // is greater (and takes its vote); the next run, a term
+                // above, wins.
                 let m = raft.metrics().borrow().clone();
                 let term = m.vote.leader_id().term;
                 let settled = m.vote.is_committed() && term >= candidate_term;
